@@ -1,0 +1,66 @@
+# Convergence — the commands. `make run` and `make test` work on a fresh clone.
+#
+# DuckDB: by default the embedded warehouse links DuckDB's official prebuilt libduckdb.so
+# (fetched by scripts/fetch-duckdb.sh into .cache/, a few seconds). `make DUCKDB=bundled ...`
+# compiles DuckDB from source instead (self-contained, ~40 minutes on 2 cores the first time).
+
+SHELL := /bin/bash
+CARGO ?= cargo
+DUCKDB ?= prebuilt
+PORT ?= 8080
+DATA_DIR ?= .data
+
+ifeq ($(DUCKDB),bundled)
+  LOCAL_FEATURES := --no-default-features --features duckdb-bundled
+  DUCKDB_DEP :=
+else
+  LOCAL_FEATURES :=
+  DUCKDB_DEP := duckdb-lib
+endif
+
+# The six Cloud Run services: built without DuckDB.
+FUNCTIONS := bootstrap onboard integrations pricing pipelines-run scheduler-tick
+FUNCTION_PKGS := $(addprefix -p convergence-,$(FUNCTIONS))
+
+.PHONY: help run test build build-functions build-local bench fmt fmt-check lint duckdb-lib clean
+
+help:
+	@echo "make run      build and start convergence-local on PORT=$(PORT) (data in DATA_DIR=$(DATA_DIR))"
+	@echo "make test     everything CI runs"
+	@echo "make build    release binaries: the six Cloud Run functions and convergence-local"
+	@echo "make bench    start-up, memory and latency benchmarks (docs/BENCHMARKS.md)"
+	@echo "make fmt | fmt-check | lint"
+
+duckdb-lib:
+	@./scripts/fetch-duckdb.sh
+
+run: $(DUCKDB_DEP)
+	PORT=$(PORT) DATA_DIR=$(DATA_DIR) $(CARGO) run -q -p convergence-local $(LOCAL_FEATURES)
+
+test: $(DUCKDB_DEP)
+	$(CARGO) build $(FUNCTION_PKGS)
+	$(CARGO) test --workspace $(LOCAL_FEATURES) --no-fail-fast
+
+build: build-functions build-local
+
+build-functions:
+	$(CARGO) build --release $(FUNCTION_PKGS)
+
+build-local: $(DUCKDB_DEP)
+	$(CARGO) build --release -p convergence-local $(LOCAL_FEATURES)
+
+bench: $(DUCKDB_DEP)
+	./scripts/bench.sh
+
+fmt:
+	$(CARGO) fmt --all
+
+fmt-check:
+	$(CARGO) fmt --all -- --check
+
+lint: $(DUCKDB_DEP)
+	$(CARGO) clippy --workspace --all-targets $(LOCAL_FEATURES) -- -D warnings
+	$(CARGO) clippy $(FUNCTION_PKGS) -- -D warnings
+
+clean:
+	$(CARGO) clean

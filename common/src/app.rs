@@ -1,0 +1,169 @@
+//! Application state shared by every function's handlers, and the start-up sequence every binary
+//! runs: settings → configs → backends → listener.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::Router;
+
+use crate::auth::Authenticator;
+use crate::configs::Configs;
+use crate::http::middleware::Limiter;
+use crate::kms::{Kms, LocalKms};
+use crate::settings::{BackendDefaults, KmsBackend, RootKeySource, Settings, WarehouseBackend};
+use crate::warehouse::Warehouse;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub settings: Arc<Settings>,
+    pub configs: Arc<Configs>,
+    pub warehouse: Arc<dyn Warehouse>,
+    pub kms: Arc<dyn Kms>,
+    pub auth: Arc<Authenticator>,
+    pub rate_limiter: Option<Arc<Limiter>>,
+}
+
+impl AppState {
+    /// Loads configs and opens the backends the settings select.
+    pub async fn build(settings: Settings) -> anyhow::Result<AppState> {
+        let configs = Configs::load(&settings.configs_dir)?;
+        let warehouse = open_warehouse(&settings)?;
+        let kms: Arc<dyn Kms> = match settings.kms_backend {
+            KmsBackend::Local => Arc::new(LocalKms::open_or_create(&settings.data_dir.join("kms.key"))?),
+            KmsBackend::Gcp => anyhow::bail!(
+                "KMS_BACKEND=gcp (Cloud KMS) is not available in this build yet; use KMS_BACKEND=local outside production"
+            ),
+        };
+        let auth = Authenticator::new(
+            settings.root_api_key.as_ref(),
+            settings.disable_auth,
+            Duration::from_secs(settings.api_key_cache_ttl_secs),
+        );
+        let rate_limiter = settings
+            .rate_limit_enabled
+            .then(|| Arc::new(Limiter::new(settings.rate_limit_per_second, settings.rate_limit_burst)));
+        Ok(AppState {
+            settings: Arc::new(settings),
+            configs: Arc::new(configs),
+            warehouse,
+            kms,
+            auth: Arc::new(auth),
+            rate_limiter,
+        })
+    }
+
+    /// The per-organization dataset name for this environment.
+    pub fn org_dataset(&self, org_slug: &str) -> String {
+        self.configs.org_dataset(org_slug, self.settings.environment)
+    }
+
+    /// A table reference in the central dataset.
+    pub fn central_table(&self, table: &str) -> Result<String, crate::warehouse::WarehouseError> {
+        self.warehouse.table_ref(self.configs.central_dataset(), table)
+    }
+}
+
+fn open_warehouse(settings: &Settings) -> anyhow::Result<Arc<dyn Warehouse>> {
+    match settings.warehouse_backend {
+        #[cfg(feature = "duckdb")]
+        WarehouseBackend::DuckDb => {
+            let path = settings.data_dir.join("warehouse.duckdb");
+            Ok(Arc::new(crate::warehouse::duckdb::DuckDbWarehouse::open(&path)?))
+        }
+        #[cfg(not(feature = "duckdb"))]
+        WarehouseBackend::DuckDb => anyhow::bail!(
+            "WAREHOUSE_BACKEND=duckdb needs a build with the `duckdb` feature (convergence-local has it)"
+        ),
+        WarehouseBackend::BigQuery => anyhow::bail!(
+            "WAREHOUSE_BACKEND=bigquery is not available in this build yet; use WAREHOUSE_BACKEND=duckdb outside production"
+        ),
+    }
+}
+
+/// Everything a binary's `main` does: read settings (printing every problem and exiting
+/// non-zero when any), build state, bind `$PORT`, serve `app(state)` until SIGTERM.
+pub fn run_service(service: &'static str, defaults: BackendDefaults, app: fn(AppState) -> Router) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("{service}: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async move {
+        let mut settings = match Settings::from_env(defaults) {
+            Ok(s) => s,
+            Err(problems) => {
+                eprintln!("{service}: {problems}");
+                return ExitCode::FAILURE;
+            }
+        };
+        crate::logging::init(settings.log_format);
+        match start(service, defaults, &mut settings, app).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("{service}: {e:#}");
+                tracing::error!(service, error = %format!("{e:#}"), "start-up failed");
+                ExitCode::FAILURE
+            }
+        }
+    })
+}
+
+async fn start(
+    service: &'static str,
+    defaults: BackendDefaults,
+    settings: &mut Settings,
+    app: fn(AppState) -> Router,
+) -> anyhow::Result<()> {
+    settings.ensure_root_key().context("cannot prepare the development root key")?;
+    let state = AppState::build(settings.clone()).await?;
+    let listener = crate::http::server::bind(settings.port)
+        .await
+        .with_context(|| format!("cannot listen on port {}", settings.port))?;
+    let addr = listener.local_addr()?;
+    let root_key_from = match &settings.root_key_source {
+        Some(RootKeySource::Environment) => "CA_ROOT_API_KEY".to_string(),
+        Some(RootKeySource::GeneratedFile(p)) => format!("generated development key saved in {}", p.display()),
+        Some(RootKeySource::ExistingFile(p)) => format!("development key read from {}", p.display()),
+        None => "none (root routes are refused)".to_string(),
+    };
+    tracing::info!(
+        service,
+        port = addr.port(),
+        environment = settings.environment.as_str(),
+        warehouse = state.warehouse.backend_name(),
+        kms = state.kms.backend_name(),
+        root_key_from = %root_key_from,
+        "listening"
+    );
+    if defaults == BackendDefaults::Embedded {
+        print_local_banner(service, addr.port(), settings);
+    }
+    crate::http::serve(listener, app(state)).await?;
+    Ok(())
+}
+
+/// What a developer needs after `make run`: the URL, and which root key to use. A development key
+/// is printed here, on the terminal, never in a log line; a key from the environment is not.
+#[allow(clippy::print_stdout)]
+fn print_local_banner(service: &str, port: u16, settings: &Settings) {
+    use secrecy::ExposeSecret;
+    println!("{service} listening on http://localhost:{port}  (data in {})", settings.data_dir.display());
+    match (&settings.root_key_source, &settings.root_api_key) {
+        (Some(RootKeySource::Environment), _) => println!("root key: from CA_ROOT_API_KEY"),
+        (Some(RootKeySource::GeneratedFile(path)), Some(key)) => println!(
+            "root key: generated development key, saved (0600) in {}:\n  {}",
+            path.display(),
+            key.expose_secret()
+        ),
+        (Some(RootKeySource::ExistingFile(path)), Some(key)) => println!(
+            "root key: development key from {}:\n  {}",
+            path.display(),
+            key.expose_secret()
+        ),
+        _ => println!("root key: none configured; root routes are refused"),
+    }
+}

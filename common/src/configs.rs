@@ -1,0 +1,429 @@
+//! Everything under `configs/`, loaded and validated once at start-up. A broken file stops the
+//! process with the file's path and the reason; every problem is reported, not only the first.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+
+use crate::settings::Environment;
+use crate::warehouse::TableSchema;
+
+/// `configs/setup/bootstrap/config.yml`: the central dataset.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BootstrapConfig {
+    /// Name of the central dataset.
+    pub dataset: String,
+    pub description: String,
+    /// Tables in creation order; each has `schemas/<table>.json`.
+    pub tables: Vec<String>,
+    /// Views in creation order; each has `views/<view>.sql`.
+    pub views: Vec<String>,
+}
+
+/// `configs/setup/organizations/onboarding/config.yml`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OnboardingConfig {
+    /// Per-organization dataset name, with `{org_slug}` and `{env}`.
+    pub dataset_name_template: String,
+    pub dataset_description: String,
+    #[serde(default)]
+    pub dataset_labels: BTreeMap<String, String>,
+    /// Plan of a new organization when the request names none.
+    pub default_plan: String,
+    /// Length of the trial started at onboarding.
+    pub trial_days: u32,
+    pub default_currency: String,
+    pub default_timezone: String,
+}
+
+/// `configs/system/dataset_types.yml`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatasetTypesConfig {
+    /// `ENVIRONMENT` value → dataset suffix.
+    pub environments: BTreeMap<String, String>,
+    pub dataset_types: BTreeMap<String, DatasetType>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatasetType {
+    pub naming: String,
+    pub description: String,
+}
+
+/// `configs/system/providers.yml`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProvidersConfig {
+    pub providers: BTreeMap<String, Provider>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Provider {
+    pub display_name: String,
+    /// `llm` or `cloud`.
+    pub category: String,
+    /// `admin_api_key` or `service_account_json`.
+    pub credential_type: String,
+    pub default_api_base: String,
+    /// Environment variable that overrides `default_api_base`.
+    pub api_base_env: String,
+    pub description: String,
+}
+
+/// `configs/system/subscription_plans.yml`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlansConfig {
+    pub plans: BTreeMap<String, Plan>,
+    /// Frontend billing status → backend subscription status.
+    pub billing_status_map: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Deserialize, serde::Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Plan {
+    pub display_name: String,
+    pub max_pipeline_runs_per_day: u32,
+    pub max_pipeline_runs_per_month: u32,
+    pub max_concurrent_runs: u32,
+    pub max_integrations: u32,
+}
+
+/// Backend subscription statuses (DESIGN §7).
+pub const SUBSCRIPTION_STATUSES: [&str; 4] = ["TRIAL", "ACTIVE", "SUSPENDED", "CANCELLED"];
+
+/// Everything under `configs/`, validated.
+#[derive(Debug, Clone)]
+pub struct Configs {
+    pub root: PathBuf,
+    pub bootstrap: BootstrapConfig,
+    /// Central tables by name, in `bootstrap.tables` order.
+    pub central_tables: Vec<TableSchema>,
+    /// Central views: (name, SELECT with `{{table}}` placeholders).
+    pub central_views: Vec<(String, String)>,
+    pub onboarding: OnboardingConfig,
+    pub dataset_types: DatasetTypesConfig,
+    pub providers: ProvidersConfig,
+    pub plans: PlansConfig,
+}
+
+/// Every problem found, each prefixed with the file it is in.
+#[derive(Debug)]
+pub struct ConfigErrors(pub Vec<String>);
+
+impl std::fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(f, "configs are invalid ({} problem(s)):", self.0.len())?;
+        for p in &self.0 {
+            writeln!(f, "  - {p}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+struct Loader {
+    root: PathBuf,
+    problems: Vec<String>,
+}
+
+impl Loader {
+    fn path(&self, rel: &str) -> PathBuf {
+        self.root.join(rel)
+    }
+
+    fn read(&mut self, rel: &str) -> Option<String> {
+        match std::fs::read_to_string(self.path(rel)) {
+            Ok(text) => Some(text),
+            Err(e) => {
+                self.problems.push(format!("{}: cannot read: {e}", self.path(rel).display()));
+                None
+            }
+        }
+    }
+
+    fn yaml<T: DeserializeOwned>(&mut self, rel: &str) -> Option<T> {
+        let text = self.read(rel)?;
+        serde_yaml::from_str(&text)
+            .map_err(|e| self.problems.push(format!("{}: {e}", self.path(rel).display())))
+            .ok()
+    }
+
+    fn json<T: DeserializeOwned>(&mut self, rel: &str) -> Option<T> {
+        let text = self.read(rel)?;
+        serde_json::from_str(&text)
+            .map_err(|e| self.problems.push(format!("{}: {e}", self.path(rel).display())))
+            .ok()
+    }
+
+    fn problem(&mut self, rel: &str, message: impl std::fmt::Display) {
+        self.problems.push(format!("{}: {message}", self.path(rel).display()));
+    }
+}
+
+impl Configs {
+    /// Loads and validates every config file under `root`.
+    pub fn load(root: &Path) -> Result<Configs, ConfigErrors> {
+        let mut l = Loader { root: root.to_path_buf(), problems: Vec::new() };
+        let bootstrap: Option<BootstrapConfig> = l.yaml("setup/bootstrap/config.yml");
+        let onboarding: Option<OnboardingConfig> = l.yaml("setup/organizations/onboarding/config.yml");
+        let dataset_types: Option<DatasetTypesConfig> = l.yaml("system/dataset_types.yml");
+        let providers: Option<ProvidersConfig> = l.yaml("system/providers.yml");
+        let plans: Option<PlansConfig> = l.yaml("system/subscription_plans.yml");
+
+        let mut central_tables = Vec::new();
+        let mut central_views = Vec::new();
+        if let Some(b) = &bootstrap {
+            let rel = "setup/bootstrap/config.yml";
+            if !crate::warehouse::is_identifier(&b.dataset) {
+                l.problem(rel, format!("dataset {:?} is not a valid identifier", b.dataset));
+            }
+            check_unique(&mut l, rel, "tables", &b.tables);
+            check_unique(&mut l, rel, "views", &b.views);
+            for table in &b.tables {
+                let file = format!("setup/bootstrap/schemas/{table}.json");
+                if let Some(mut schema) = l.json::<TableSchema>(&file) {
+                    schema.name = table.clone();
+                    for p in schema.problems() {
+                        l.problem(&file, p);
+                    }
+                    central_tables.push(schema);
+                }
+            }
+            let table_names: Vec<&str> = b.tables.iter().map(String::as_str).collect();
+            for view in &b.views {
+                let file = format!("setup/bootstrap/views/{view}.sql");
+                if !crate::warehouse::is_identifier(view) {
+                    l.problem(rel, format!("view name {view:?} is not a valid identifier"));
+                }
+                if let Some(sql) = l.read(&file) {
+                    for name in placeholders(&sql) {
+                        if !table_names.contains(&name.as_str()) {
+                            l.problem(&file, format!("{{{{{name}}}}} is not a table in {rel}"));
+                        }
+                    }
+                    if sql.trim().is_empty() {
+                        l.problem(&file, "the view's SELECT is empty");
+                    }
+                    central_views.push((view.clone(), sql));
+                }
+            }
+            // A schema file that no config lists is a mistake waiting to happen: say so.
+            if let Ok(entries) = std::fs::read_dir(l.path("setup/bootstrap/schemas")) {
+                for entry in entries.flatten() {
+                    let name = entry.file_name().to_string_lossy().to_string();
+                    if let Some(stem) = name.strip_suffix(".json") {
+                        if !b.tables.iter().any(|t| t == stem) {
+                            l.problem(&format!("setup/bootstrap/schemas/{name}"), format!("table {stem} is not listed in {rel}"));
+                        }
+                    }
+                }
+            }
+        }
+        if let Some(p) = &plans {
+            let rel = "system/subscription_plans.yml";
+            for (name, plan) in &p.plans {
+                if !matches!(name.as_str(), "STARTER" | "PROFESSIONAL" | "SCALE") && name.to_ascii_uppercase() != *name {
+                    l.problem(rel, format!("plan name {name:?} must be uppercase"));
+                }
+                for (field, value) in [
+                    ("max_pipeline_runs_per_day", plan.max_pipeline_runs_per_day),
+                    ("max_pipeline_runs_per_month", plan.max_pipeline_runs_per_month),
+                    ("max_concurrent_runs", plan.max_concurrent_runs),
+                    ("max_integrations", plan.max_integrations),
+                ] {
+                    if value == 0 {
+                        l.problem(rel, format!("plan {name}: {field} must be at least 1"));
+                    }
+                }
+                if plan.max_pipeline_runs_per_day > plan.max_pipeline_runs_per_month {
+                    l.problem(rel, format!("plan {name}: more runs per day than per month"));
+                }
+            }
+            for required in ["STARTER", "PROFESSIONAL", "SCALE"] {
+                if !p.plans.contains_key(required) {
+                    l.problem(rel, format!("plan {required} is missing"));
+                }
+            }
+            for (from, to) in &p.billing_status_map {
+                if !SUBSCRIPTION_STATUSES.contains(&to.as_str()) {
+                    l.problem(rel, format!("billing status {from} maps to {to}, which is not one of {SUBSCRIPTION_STATUSES:?}"));
+                }
+            }
+            if let Some(o) = &onboarding {
+                if !p.plans.contains_key(&o.default_plan) {
+                    l.problem("setup/organizations/onboarding/config.yml", format!("default_plan {} is not a plan", o.default_plan));
+                }
+            }
+        }
+        if let Some(o) = &onboarding {
+            let rel = "setup/organizations/onboarding/config.yml";
+            let probe = o.dataset_name_template.replace("{org_slug}", "abc").replace("{env}", "dev");
+            if !o.dataset_name_template.contains("{org_slug}") || !crate::warehouse::is_identifier(&probe) {
+                l.problem(rel, "dataset_name_template must contain {org_slug} and produce an identifier");
+            }
+            if o.default_currency.len() != 3 || !o.default_currency.chars().all(|c| c.is_ascii_uppercase()) {
+                l.problem(rel, "default_currency must be an ISO 4217 code such as USD");
+            }
+        }
+        if let Some(d) = &dataset_types {
+            for env in [Environment::Development, Environment::Staging, Environment::Production] {
+                match d.environments.get(env.as_str()) {
+                    Some(suffix) if crate::warehouse::is_identifier(suffix) => {}
+                    _ => l.problem("system/dataset_types.yml", format!("environments.{} needs an identifier suffix", env.as_str())),
+                }
+            }
+        }
+        if let Some(p) = &providers {
+            for (name, provider) in &p.providers {
+                if !matches!(provider.category.as_str(), "llm" | "cloud") {
+                    l.problem("system/providers.yml", format!("provider {name}: category must be llm or cloud"));
+                }
+                if !provider.default_api_base.starts_with("https://") {
+                    l.problem("system/providers.yml", format!("provider {name}: default_api_base must be https"));
+                }
+            }
+        }
+
+        match (bootstrap, onboarding, dataset_types, providers, plans) {
+            (Some(bootstrap), Some(onboarding), Some(dataset_types), Some(providers), Some(plans))
+                if l.problems.is_empty() =>
+            {
+                Ok(Configs {
+                    root: root.to_path_buf(),
+                    bootstrap,
+                    central_tables,
+                    central_views,
+                    onboarding,
+                    dataset_types,
+                    providers,
+                    plans,
+                })
+            }
+            _ => Err(ConfigErrors(l.problems)),
+        }
+    }
+
+    pub fn central_dataset(&self) -> &str {
+        &self.bootstrap.dataset
+    }
+
+    pub fn central_table(&self, name: &str) -> &TableSchema {
+        // Callers name tables that `load` proved exist; a typo is a programming error.
+        self.central_tables
+            .iter()
+            .find(|t| t.name == name)
+            .unwrap_or_else(|| panic!("central table {name} is not in configs/setup/bootstrap/config.yml"))
+    }
+
+    pub fn central_table_names(&self) -> Vec<&str> {
+        self.bootstrap.tables.iter().map(String::as_str).collect()
+    }
+
+    /// The per-organization dataset for `org_slug` in `environment`, e.g. `acme_dev`.
+    pub fn org_dataset(&self, org_slug: &str, environment: Environment) -> String {
+        let suffix = self
+            .dataset_types
+            .environments
+            .get(environment.as_str())
+            .map(String::as_str)
+            .unwrap_or("dev");
+        self.onboarding.dataset_name_template.replace("{org_slug}", org_slug).replace("{env}", suffix)
+    }
+
+    pub fn plan(&self, name: &str) -> Option<&Plan> {
+        self.plans.plans.get(name)
+    }
+
+    pub fn plan_names(&self) -> Vec<&str> {
+        self.plans.plans.keys().map(String::as_str).collect()
+    }
+}
+
+fn check_unique(l: &mut Loader, rel: &str, what: &str, names: &[String]) {
+    let mut seen = std::collections::HashSet::new();
+    for n in names {
+        if !seen.insert(n) {
+            l.problem(rel, format!("{what} lists {n} twice"));
+        }
+        if !crate::warehouse::is_identifier(n) {
+            l.problem(rel, format!("{what} entry {n:?} is not a valid identifier"));
+        }
+    }
+}
+
+/// The `{{name}}` placeholders of a SQL template.
+fn placeholders(sql: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut rest = sql;
+    while let Some(start) = rest.find("{{") {
+        let after = &rest[start + 2..];
+        match after.find("}}") {
+            Some(end) => {
+                out.push(after[..end].trim().to_string());
+                rest = &after[end + 2..];
+            }
+            None => {
+                out.push(after.to_string());
+                break;
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn repo_configs() -> PathBuf {
+        PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../configs"))
+    }
+
+    #[test]
+    fn shipped_configs_are_valid() {
+        let c = Configs::load(&repo_configs()).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(c.central_tables.len(), 14);
+        assert_eq!(c.central_views.len(), 3);
+        assert_eq!(c.plan_names(), vec!["PROFESSIONAL", "SCALE", "STARTER"]);
+        assert_eq!(c.org_dataset("acme", Environment::Production), "acme_prod");
+        assert_eq!(c.org_dataset("acme", Environment::Development), "acme_dev");
+    }
+
+    fn copy_dir(from: &Path, to: &Path) {
+        std::fs::create_dir_all(to).unwrap();
+        for entry in std::fs::read_dir(from).unwrap() {
+            let entry = entry.unwrap();
+            let target = to.join(entry.file_name());
+            if entry.file_type().unwrap().is_dir() {
+                copy_dir(&entry.path(), &target);
+            } else {
+                std::fs::copy(entry.path(), target).unwrap();
+            }
+        }
+    }
+
+    #[test]
+    fn broken_files_are_all_named() {
+        let dir = tempfile::tempdir().unwrap();
+        copy_dir(&repo_configs(), dir.path());
+        let schema = dir.path().join("setup/bootstrap/schemas/org_profiles.json");
+        std::fs::write(&schema, r#"{"description":"x","fields":[{"name":"a","type":"GEOGRAPHY"}]}"#).unwrap();
+        std::fs::write(dir.path().join("system/providers.yml"), "providers: {openai: {oops: 1}}\n").unwrap();
+        let view = dir.path().join("setup/bootstrap/views/pipeline_logs_view.sql");
+        std::fs::write(&view, "SELECT * FROM {{no_such_table}}").unwrap();
+        let err = Configs::load(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("org_profiles.json"), "{err}");
+        assert!(err.contains("GEOGRAPHY"), "{err}");
+        assert!(err.contains("providers.yml"), "{err}");
+        assert!(err.contains("no_such_table"), "{err}");
+    }
+}

@@ -1,0 +1,157 @@
+//! Domain newtypes parsed at the edge, and the small primitives (random tokens, digests, private
+//! files) that keys and secrets are built from.
+
+use std::fmt;
+use std::io::Write;
+use std::path::Path;
+use std::sync::LazyLock;
+
+use aes_gcm::aead::rand_core::RngCore;
+use aes_gcm::aead::OsRng;
+use regex::Regex;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+static SLUG_RE: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^[a-z0-9_]{3,50}$").unwrap());
+
+/// An organization's slug: `^[a-z0-9_]{3,50}$`. It becomes part of a dataset name, so nothing
+/// else ever gets that far.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+#[serde(transparent)]
+pub struct OrgSlug(String);
+
+impl OrgSlug {
+    pub fn parse(raw: &str) -> Result<OrgSlug, String> {
+        if SLUG_RE.is_match(raw) {
+            Ok(OrgSlug(raw.to_string()))
+        } else {
+            Err(format!(
+                "org_slug must be 3 to 50 characters of lowercase letters, digits and underscores (got {} characters{})",
+                raw.chars().count(),
+                if raw.chars().any(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')) {
+                    ", including characters outside a-z, 0-9 and _"
+                } else {
+                    ""
+                }
+            ))
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for OrgSlug {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+static EMAIL_RE: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+$").unwrap()
+});
+
+/// An e-mail address in the usual `local@domain.tld` shape, at most 254 characters.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct Email(String);
+
+impl Email {
+    pub fn parse(raw: &str) -> Result<Email, String> {
+        let raw = raw.trim();
+        if raw.len() <= 254 && EMAIL_RE.is_match(raw) {
+            Ok(Email(raw.to_ascii_lowercase()))
+        } else {
+            Err("admin_email must be an e-mail address such as admin@example.com".into())
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// `bytes` random bytes from the OS, hex-encoded (so `2 * bytes` characters).
+pub fn random_token(bytes: usize) -> String {
+    let mut buf = vec![0u8; bytes];
+    OsRng.fill_bytes(&mut buf);
+    hex::encode(buf)
+}
+
+/// Lowercase hex SHA-256.
+pub fn sha256_hex(data: &[u8]) -> String {
+    hex::encode(Sha256::digest(data))
+}
+
+/// The part of a key that may be shown: its last four characters.
+pub fn fingerprint(secret: &str) -> String {
+    let tail: String = secret.chars().rev().take(4).collect::<Vec<_>>().into_iter().rev().collect();
+    format!("…{tail}")
+}
+
+/// Writes a file only its owner can read (0600), creating it atomically so no other process
+/// ever sees it half-written or with wider permissions.
+pub fn write_private_file(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options.open(path)?;
+    file.write_all(contents)?;
+    file.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slugs() {
+        for ok in ["abc", "acme_corp", "a1_b2_c3", &"x".repeat(50)] {
+            assert!(OrgSlug::parse(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "ab", "", "Acme", "acme-corp", "acme corp", "acme;drop", "ac\u{e9}me", "a\"b\"c",
+            "../etc", &"x".repeat(51), "acme\n",
+        ] {
+            assert!(OrgSlug::parse(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn emails() {
+        assert_eq!(Email::parse(" Admin@Example.com ").unwrap().as_str(), "admin@example.com");
+        for bad in ["", "a", "a@", "@b.com", "a@b", "a b@c.com", "a@b..com"] {
+            assert!(Email::parse(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn tokens_are_random_and_long() {
+        let a = random_token(16);
+        assert_eq!(a.len(), 32);
+        assert_ne!(a, random_token(16));
+    }
+
+    #[test]
+    fn fingerprint_shows_only_the_tail() {
+        assert_eq!(fingerprint("acme_api_0123456789abcdef"), "…cdef");
+    }
+
+    #[test]
+    fn private_files_are_0600() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("k");
+        write_private_file(&path, b"x").unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        }
+        assert!(write_private_file(&path, b"y").is_err(), "never overwrites");
+    }
+}

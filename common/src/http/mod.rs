@@ -1,0 +1,11 @@
+//! HTTP plumbing shared by every function: the JSON error shape, extractors whose rejections are
+//! API errors, request ids, logging, rate limiting, CORS, body limits and the server loop.
+
+pub mod error;
+pub mod extract;
+pub mod middleware;
+pub mod server;
+
+pub use error::ApiError;
+pub use extract::{ApiJson, ApiPath, OptionalJson};
+pub use server::{health_router, serve, with_plumbing};

@@ -1,0 +1,508 @@
+//! The embedded warehouse: one DuckDB file in `DATA_DIR`, a BigQuery dataset as a DuckDB schema.
+//!
+//! DuckDB's API is blocking, so every call runs on tokio's blocking pool with a connection taken
+//! from a small pool of clones of one database handle (clones share the database, and DuckDB runs
+//! them in parallel).
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use base64::Engine;
+use chrono::{DateTime, Duration, NaiveDate};
+use duckdb::types::{TimeUnit, Value as DuckValue};
+use duckdb::{params_from_iter, Connection};
+use serde_json::Value;
+
+use super::{
+    check_rows, format_timestamp, scan_named_params, DatasetOptions, Field, FieldType, Mode, Param,
+    Params, Row, SqlPiece, TableSchema, Warehouse, WarehouseError, WarehouseResult,
+};
+
+/// Idle connections kept for reuse; more are cloned on demand and dropped when returned.
+const MAX_IDLE_CONNECTIONS: usize = 8;
+
+#[derive(Clone)]
+pub struct DuckDbWarehouse {
+    pool: Arc<Pool>,
+}
+
+struct Pool {
+    base: Mutex<Connection>,
+    idle: Mutex<Vec<Connection>>,
+}
+
+impl DuckDbWarehouse {
+    /// Opens (or creates) the database file.
+    pub fn open(path: &Path) -> WarehouseResult<DuckDbWarehouse> {
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)
+                .map_err(|e| WarehouseError::Unavailable(format!("cannot create {}: {e}", parent.display())))?;
+        }
+        let conn = Connection::open(path).map_err(|e| {
+            WarehouseError::Unavailable(format!("cannot open DuckDB file {}: {e}", path.display()))
+        })?;
+        Self::from_connection(conn)
+    }
+
+    /// An in-memory database (unit tests).
+    pub fn in_memory() -> WarehouseResult<DuckDbWarehouse> {
+        Self::from_connection(Connection::open_in_memory().map_err(backend)?)
+    }
+
+    fn from_connection(conn: Connection) -> WarehouseResult<DuckDbWarehouse> {
+        Ok(DuckDbWarehouse {
+            pool: Arc::new(Pool { base: Mutex::new(conn), idle: Mutex::new(Vec::new()) }),
+        })
+    }
+
+    /// Runs `f` with a pooled connection on the blocking pool.
+    async fn with_conn<T, F>(&self, f: F) -> WarehouseResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> WarehouseResult<T> + Send + 'static,
+    {
+        let pool = self.pool.clone();
+        tokio::task::spawn_blocking(move || {
+            let popped = pool.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
+            let mut conn = match popped {
+                Some(c) => c,
+                None => pool.base.lock().unwrap_or_else(|p| p.into_inner()).try_clone().map_err(backend)?,
+            };
+            let result = f(&mut conn);
+            let mut idle = pool.idle.lock().unwrap_or_else(|p| p.into_inner());
+            if idle.len() < MAX_IDLE_CONNECTIONS {
+                idle.push(conn);
+            }
+            result
+        })
+        .await
+        .map_err(|e| WarehouseError::Backend(format!("warehouse task failed: {e}")))?
+    }
+}
+
+fn backend(e: duckdb::Error) -> WarehouseError {
+    let text = e.to_string();
+    if text.contains("does not exist") || text.contains("not found") {
+        WarehouseError::NotFound(text)
+    } else if text.contains("already exists") {
+        WarehouseError::AlreadyExists(text)
+    } else if text.contains("Parser Error") || text.contains("Binder Error") || text.contains("Conversion Error") {
+        WarehouseError::Invalid(text)
+    } else {
+        WarehouseError::Backend(text)
+    }
+}
+
+fn quote(ident: &str) -> WarehouseResult<String> {
+    if super::is_identifier(ident) {
+        Ok(format!("\"{ident}\""))
+    } else {
+        Err(WarehouseError::Invalid(format!("{ident:?} is not a valid identifier")))
+    }
+}
+
+/// The DuckDB type of a schema field (RECORD → STRUCT, REPEATED → LIST, NUMERIC → DECIMAL(38,9),
+/// TIMESTAMP → TIMESTAMPTZ).
+pub fn duck_type(field: &Field) -> String {
+    let base = scalar_type(field.field_type, &field.fields);
+    if field.mode == Mode::Repeated {
+        format!("{base}[]")
+    } else {
+        base
+    }
+}
+
+fn scalar_type(t: FieldType, sub: &[Field]) -> String {
+    match t {
+        FieldType::String => "VARCHAR".into(),
+        FieldType::Bytes => "BLOB".into(),
+        FieldType::Int64 => "BIGINT".into(),
+        FieldType::Float64 => "DOUBLE".into(),
+        // BigQuery NUMERIC is precision 38, scale 9: the same exact range here.
+        FieldType::Numeric => "DECIMAL(38,9)".into(),
+        FieldType::Bool => "BOOLEAN".into(),
+        FieldType::Timestamp => "TIMESTAMPTZ".into(),
+        FieldType::Date => "DATE".into(),
+        FieldType::Json => "JSON".into(),
+        FieldType::Record => format!(
+            "STRUCT({})",
+            sub.iter().map(|f| format!("\"{}\" {}", f.name, duck_type(f))).collect::<Vec<_>>().join(", ")
+        ),
+    }
+}
+
+fn create_table_sql(dataset: &str, schema: &TableSchema) -> WarehouseResult<String> {
+    let problems = schema.problems();
+    if !problems.is_empty() {
+        return Err(WarehouseError::Invalid(format!("table {}: {}", schema.name, problems.join("; "))));
+    }
+    let columns: Vec<String> = schema
+        .fields
+        .iter()
+        .map(|f| {
+            let not_null = if f.mode == Mode::Required { " NOT NULL" } else { "" };
+            format!("\"{}\" {}{}", f.name, duck_type(f), not_null)
+        })
+        .collect();
+    Ok(format!("CREATE TABLE {}.{} ({})", quote(dataset)?, quote(&schema.name)?, columns.join(", ")))
+}
+
+/// A parameter as a DuckDB value plus the SQL that casts the bound text/number to its type.
+fn bind_param(param: &Param) -> (String, DuckValue) {
+    let cast = |t: &str| format!("CAST(? AS {t})");
+    match param {
+        Param::Null(t) => (cast(&scalar_type(*t, &[])), DuckValue::Null),
+        Param::String(s) => ("CAST(? AS VARCHAR)".into(), DuckValue::Text(s.clone())),
+        Param::Int64(i) => ("CAST(? AS BIGINT)".into(), DuckValue::BigInt(*i)),
+        Param::Float64(f) => ("CAST(? AS DOUBLE)".into(), DuckValue::Double(*f)),
+        Param::Bool(b) => ("CAST(? AS BOOLEAN)".into(), DuckValue::Boolean(*b)),
+        Param::Numeric(d) => (cast("DECIMAL(38,9)"), DuckValue::Text(d.to_string())),
+        Param::Timestamp(ts) => (cast("TIMESTAMPTZ"), DuckValue::Text(format_timestamp(ts))),
+        Param::Date(d) => (cast("DATE"), DuckValue::Text(d.format("%Y-%m-%d").to_string())),
+        Param::Json(v) => (cast("JSON"), DuckValue::Text(v.to_string())),
+        Param::Bytes(b) => ("CAST(? AS BLOB)".into(), DuckValue::Blob(b.clone())),
+    }
+}
+
+/// Rewrites `@name` parameters into positional, typed placeholders.
+fn positional(sql: &str, params: &Params) -> WarehouseResult<(String, Vec<DuckValue>)> {
+    let mut text = String::with_capacity(sql.len() + 32);
+    let mut values = Vec::new();
+    for piece in scan_named_params(sql)? {
+        match piece {
+            SqlPiece::Text(t) => text.push_str(t),
+            SqlPiece::Param(name) => {
+                let param = params
+                    .get(name)
+                    .ok_or_else(|| WarehouseError::Invalid(format!("query parameter @{name} is not bound")))?;
+                let (placeholder, value) = bind_param(param);
+                text.push_str(&placeholder);
+                values.push(value);
+            }
+        }
+    }
+    Ok((text, values))
+}
+
+/// A canonical JSON value for a column, as a bindable DuckDB value and the placeholder SQL.
+fn bind_cell(field: &Field, value: Option<&Value>) -> WarehouseResult<(String, DuckValue)> {
+    let ty = duck_type(field);
+    let value = match value {
+        None | Some(Value::Null) => return Ok((format!("CAST(? AS {ty})"), DuckValue::Null)),
+        Some(v) => v,
+    };
+    let invalid = || WarehouseError::Invalid(format!("column {:?} expects {ty}, got {value}", field.name));
+    if field.mode == Mode::Repeated || field.field_type == FieldType::Record {
+        if !(value.is_array() || value.is_object()) {
+            return Err(invalid());
+        }
+        // Nested values go through DuckDB's JSON → STRUCT/LIST cast, which checks the shape.
+        return Ok((format!("CAST(CAST(? AS JSON) AS {ty})"), DuckValue::Text(value.to_string())));
+    }
+    let bound = match (field.field_type, value) {
+        (FieldType::Json, v) => DuckValue::Text(match v {
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        }),
+        (FieldType::Bytes, Value::String(s)) => DuckValue::Blob(
+            base64::engine::general_purpose::STANDARD.decode(s).map_err(|_| invalid())?,
+        ),
+        (FieldType::Int64, Value::Number(n)) => DuckValue::BigInt(n.as_i64().ok_or_else(invalid)?),
+        (FieldType::Float64, Value::Number(n)) => DuckValue::Double(n.as_f64().ok_or_else(invalid)?),
+        (FieldType::Numeric, Value::Number(n)) => DuckValue::Text(n.to_string()),
+        (FieldType::Bool, Value::Bool(b)) => DuckValue::Boolean(*b),
+        (
+            FieldType::String
+            | FieldType::Numeric
+            | FieldType::Timestamp
+            | FieldType::Date
+            | FieldType::Int64
+            | FieldType::Float64,
+            Value::String(s),
+        ) => DuckValue::Text(s.clone()),
+        _ => return Err(invalid()),
+    };
+    Ok((format!("CAST(? AS {ty})"), bound))
+}
+
+/// Rows per INSERT statement: large enough to amortize parsing, small enough to bind quickly.
+const INSERT_CHUNK_ROWS: usize = 500;
+
+fn insert_in_tx(conn: &Connection, dataset: &str, schema: &TableSchema, rows: &[Row]) -> WarehouseResult<u64> {
+    let table = format!("{}.{}", quote(dataset)?, quote(&schema.name)?);
+    let columns: Vec<String> = schema.fields.iter().map(|f| format!("\"{}\"", f.name)).collect();
+    let mut inserted = 0u64;
+    for chunk in rows.chunks(INSERT_CHUNK_ROWS) {
+        let mut sql = format!("INSERT INTO {table} ({}) VALUES ", columns.join(", "));
+        let mut values = Vec::with_capacity(chunk.len() * schema.fields.len());
+        for (i, row) in chunk.iter().enumerate() {
+            if i > 0 {
+                sql.push_str(", ");
+            }
+            sql.push('(');
+            for (j, field) in schema.fields.iter().enumerate() {
+                if j > 0 {
+                    sql.push_str(", ");
+                }
+                let (placeholder, value) = bind_cell(field, row.get(&field.name))?;
+                sql.push_str(&placeholder);
+                values.push(value);
+            }
+            sql.push(')');
+        }
+        inserted += conn.execute(&sql, params_from_iter(values)).map_err(backend)? as u64;
+    }
+    Ok(inserted)
+}
+
+/// Runs `f` inside a transaction, rolling back on any error.
+fn transaction<T>(conn: &mut Connection, f: impl FnOnce(&Connection) -> WarehouseResult<T>) -> WarehouseResult<T> {
+    let tx = conn.transaction().map_err(backend)?;
+    let out = f(&tx)?;
+    tx.commit().map_err(backend)?;
+    Ok(out)
+}
+
+/// A DuckDB value in the canonical row form.
+fn to_json(value: DuckValue) -> Value {
+    match value {
+        DuckValue::Null => Value::Null,
+        DuckValue::Boolean(b) => Value::Bool(b),
+        DuckValue::TinyInt(i) => i.into(),
+        DuckValue::SmallInt(i) => i.into(),
+        DuckValue::Int(i) => i.into(),
+        DuckValue::BigInt(i) => i.into(),
+        DuckValue::HugeInt(i) => i64::try_from(i).map(Value::from).unwrap_or_else(|_| Value::String(i.to_string())),
+        DuckValue::UTinyInt(i) => i.into(),
+        DuckValue::USmallInt(i) => i.into(),
+        DuckValue::UInt(i) => i.into(),
+        DuckValue::UBigInt(i) => i.into(),
+        DuckValue::UHugeInt(i) => Value::String(i.to_string()),
+        DuckValue::Float(f) => serde_json::Number::from_f64(f64::from(f)).map_or(Value::Null, Value::Number),
+        DuckValue::Double(f) => serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number),
+        DuckValue::Decimal(d) => Value::String(normalize_decimal(&d.to_string())),
+        DuckValue::Timestamp(unit, v) => {
+            let micros = match unit {
+                TimeUnit::Second => v.saturating_mul(1_000_000),
+                TimeUnit::Millisecond => v.saturating_mul(1_000),
+                TimeUnit::Microsecond => v,
+                TimeUnit::Nanosecond => v / 1_000,
+            };
+            DateTime::from_timestamp_micros(micros).map_or(Value::Null, |ts| Value::String(format_timestamp(&ts)))
+        }
+        DuckValue::Date32(days) => NaiveDate::from_ymd_opt(1970, 1, 1)
+            .and_then(|epoch| epoch.checked_add_signed(Duration::days(i64::from(days))))
+            .map_or(Value::Null, |d| Value::String(d.format("%Y-%m-%d").to_string())),
+        DuckValue::Text(s) | DuckValue::Enum(s) => Value::String(s),
+        DuckValue::Blob(b) | DuckValue::Geometry(b) => {
+            Value::String(base64::engine::general_purpose::STANDARD.encode(b))
+        }
+        DuckValue::List(items) | DuckValue::Array(items) => Value::Array(items.into_iter().map(to_json).collect()),
+        DuckValue::Struct(fields) => Value::Object(
+            fields.iter().map(|(k, v)| (k.clone(), to_json(v.clone()))).collect(),
+        ),
+        DuckValue::Union(inner) => to_json(*inner),
+        other => Value::String(format!("{other:?}")),
+    }
+}
+
+/// `12.500000000` → `12.5`; `3.000000000` → `3`: the same text BigQuery returns for NUMERIC.
+fn normalize_decimal(text: &str) -> String {
+    if !text.contains('.') {
+        return text.to_string();
+    }
+    let trimmed = text.trim_end_matches('0').trim_end_matches('.');
+    if trimmed == "-0" { "0".into() } else { trimmed.to_string() }
+}
+
+fn query_rows(conn: &Connection, sql: &str, params: &Params) -> WarehouseResult<Vec<Row>> {
+    let (sql, values) = positional(sql, params)?;
+    let mut stmt = conn.prepare(&sql).map_err(backend)?;
+    let mut rows = stmt.query(params_from_iter(values)).map_err(backend)?;
+    let names: Vec<String> = rows.as_ref().map(|s| s.column_names()).unwrap_or_default();
+    let mut out = Vec::new();
+    while let Some(row) = rows.next().map_err(backend)? {
+        let mut map = Row::new();
+        for (i, name) in names.iter().enumerate() {
+            let value: DuckValue = row.get(i).map_err(backend)?;
+            map.insert(name.clone(), to_json(value));
+        }
+        out.push(map);
+    }
+    Ok(out)
+}
+
+fn object_exists(conn: &Connection, dataset: &str, table: &str) -> WarehouseResult<bool> {
+    let rows = query_rows(
+        conn,
+        "SELECT 1 AS present FROM information_schema.tables WHERE table_catalog = current_database() AND table_schema = @dataset AND table_name = @table",
+        &Params::new().bind("dataset", dataset).bind("table", table),
+    )?;
+    Ok(!rows.is_empty())
+}
+
+#[async_trait]
+impl Warehouse for DuckDbWarehouse {
+    fn backend_name(&self) -> &'static str {
+        "duckdb"
+    }
+
+    fn table_ref(&self, dataset: &str, table: &str) -> WarehouseResult<String> {
+        Ok(format!("{}.{}", quote(dataset)?, quote(table)?))
+    }
+
+    async fn ping(&self) -> WarehouseResult<()> {
+        self.with_conn(|c| c.execute_batch("SELECT 1").map_err(backend)).await
+    }
+
+    async fn dataset_exists(&self, dataset: &str) -> WarehouseResult<bool> {
+        quote(dataset)?;
+        let dataset = dataset.to_string();
+        self.with_conn(move |c| {
+            let rows = query_rows(
+                c,
+                "SELECT 1 AS present FROM information_schema.schemata WHERE catalog_name = current_database() AND schema_name = @dataset",
+                &Params::new().bind("dataset", dataset),
+            )?;
+            Ok(!rows.is_empty())
+        })
+        .await
+    }
+
+    async fn create_dataset(&self, dataset: &str, _options: &DatasetOptions) -> WarehouseResult<bool> {
+        let quoted = quote(dataset)?;
+        if self.dataset_exists(dataset).await? {
+            return Ok(false);
+        }
+        self.with_conn(move |c| {
+            c.execute_batch(&format!("CREATE SCHEMA IF NOT EXISTS {quoted}")).map_err(backend)?;
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn drop_dataset(&self, dataset: &str) -> WarehouseResult<()> {
+        let quoted = quote(dataset)?;
+        self.with_conn(move |c| c.execute_batch(&format!("DROP SCHEMA IF EXISTS {quoted} CASCADE")).map_err(backend))
+            .await
+    }
+
+    async fn list_tables(&self, dataset: &str) -> WarehouseResult<Vec<String>> {
+        quote(dataset)?;
+        let dataset = dataset.to_string();
+        self.with_conn(move |c| {
+            let rows = query_rows(
+                c,
+                "SELECT table_name FROM information_schema.tables WHERE table_catalog = current_database() AND table_schema = @dataset ORDER BY table_name",
+                &Params::new().bind("dataset", dataset),
+            )?;
+            Ok(rows
+                .into_iter()
+                .filter_map(|r| r.get("table_name").and_then(Value::as_str).map(str::to_string))
+                .collect())
+        })
+        .await
+    }
+
+    async fn create_table(&self, dataset: &str, schema: &TableSchema) -> WarehouseResult<bool> {
+        let sql = create_table_sql(dataset, schema)?;
+        let (dataset, table) = (dataset.to_string(), schema.name.clone());
+        self.with_conn(move |c| {
+            if object_exists(c, &dataset, &table)? {
+                return Ok(false);
+            }
+            c.execute_batch(&sql).map_err(backend)?;
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn drop_table(&self, dataset: &str, table: &str) -> WarehouseResult<()> {
+        let name = format!("{}.{}", quote(dataset)?, quote(table)?);
+        let (dataset, table) = (dataset.to_string(), table.to_string());
+        self.with_conn(move |c| {
+            let rows = query_rows(
+                c,
+                "SELECT table_type FROM information_schema.tables WHERE table_catalog = current_database() AND table_schema = @dataset AND table_name = @table",
+                &Params::new().bind("dataset", dataset).bind("table", table),
+            )?;
+            let kind = match rows.first().and_then(|r| r.get("table_type")).and_then(Value::as_str) {
+                None => return Ok(()),
+                Some("VIEW") => "VIEW",
+                Some(_) => "TABLE",
+            };
+            c.execute_batch(&format!("DROP {kind} IF EXISTS {name}")).map_err(backend)
+        })
+        .await
+    }
+
+    async fn create_view(&self, dataset: &str, view: &str, select_sql: &str) -> WarehouseResult<()> {
+        let sql = format!("CREATE OR REPLACE VIEW {}.{} AS {select_sql}", quote(dataset)?, quote(view)?);
+        self.with_conn(move |c| c.execute_batch(&sql).map_err(backend)).await
+    }
+
+    async fn query(&self, sql: &str, params: &Params) -> WarehouseResult<Vec<Row>> {
+        let (sql, params) = (sql.to_string(), params.clone());
+        self.with_conn(move |c| query_rows(c, &sql, &params)).await
+    }
+
+    async fn execute(&self, sql: &str, params: &Params) -> WarehouseResult<u64> {
+        let (sql, values) = positional(sql, params)?;
+        self.with_conn(move |c| Ok(c.execute(&sql, params_from_iter(values)).map_err(backend)? as u64))
+            .await
+    }
+
+    async fn insert_rows(&self, dataset: &str, schema: &TableSchema, rows: &[Row]) -> WarehouseResult<u64> {
+        check_rows(schema, rows)?;
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        let (dataset, schema, rows) = (dataset.to_string(), schema.clone(), rows.to_vec());
+        self.with_conn(move |c| transaction(c, |tx| insert_in_tx(tx, &dataset, &schema, &rows))).await
+    }
+
+    async fn replace_slice(
+        &self,
+        dataset: &str,
+        schema: &TableSchema,
+        predicate: &str,
+        params: &Params,
+        rows: &[Row],
+    ) -> WarehouseResult<(u64, u64)> {
+        check_rows(schema, rows)?;
+        let (where_sql, values) = positional(predicate, params)?;
+        let delete = format!("DELETE FROM {}.{} WHERE {where_sql}", quote(dataset)?, quote(&schema.name)?);
+        let (dataset, schema, rows) = (dataset.to_string(), schema.clone(), rows.to_vec());
+        self.with_conn(move |c| {
+            transaction(c, |tx| {
+                let deleted = tx.execute(&delete, params_from_iter(values)).map_err(backend)? as u64;
+                let inserted = insert_in_tx(tx, &dataset, &schema, &rows)?;
+                Ok((deleted, inserted))
+            })
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn types_follow_the_schema() {
+        let f: Field = serde_json::from_str(
+            r#"{"name":"r","type":"RECORD","mode":"REPEATED","fields":[{"name":"a","type":"NUMERIC"},{"name":"b","type":"TIMESTAMP","mode":"REPEATED"}]}"#,
+        )
+        .unwrap();
+        assert_eq!(duck_type(&f), "STRUCT(\"a\" DECIMAL(38,9), \"b\" TIMESTAMPTZ[])[]");
+    }
+
+    #[test]
+    fn decimals_print_like_bigquery() {
+        assert_eq!(normalize_decimal("12.500000000"), "12.5");
+        assert_eq!(normalize_decimal("3.000000000"), "3");
+        assert_eq!(normalize_decimal("-0.000000000"), "0");
+        assert_eq!(normalize_decimal("42"), "42");
+    }
+}

@@ -1,0 +1,353 @@
+//! The warehouse: datasets, tables from schema JSON, views, parameterized queries and DML, batch
+//! insert and atomic slice replace. One trait, an embedded DuckDB implementation (local, tests)
+//! and BigQuery in production; one conformance suite holds both to the same behaviour.
+//!
+//! Values never enter SQL text: queries name parameters as `@name` (BigQuery's syntax) and each
+//! backend binds them. Identifiers (datasets, tables, columns) are validated and quoted.
+
+pub mod schema;
+
+#[cfg(feature = "duckdb")]
+pub mod duckdb;
+
+use async_trait::async_trait;
+use chrono::{DateTime, NaiveDate, Utc};
+use rust_decimal::Decimal;
+use serde_json::{Map, Value};
+
+pub use schema::{is_identifier, Field, FieldType, Mode, TableSchema};
+
+/// One result row, column name → value in the canonical JSON form shared by every backend:
+/// INT64 a number, NUMERIC a decimal string (exact), TIMESTAMP an RFC 3339 UTC string with
+/// microseconds, DATE `YYYY-MM-DD`, BYTES base64, JSON a string holding the document, RECORD an
+/// object, REPEATED an array.
+pub type Row = Map<String, Value>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum WarehouseError {
+    #[error("not found: {0}")]
+    NotFound(String),
+    #[error("already exists: {0}")]
+    AlreadyExists(String),
+    #[error("invalid request: {0}")]
+    Invalid(String),
+    #[error("warehouse unavailable: {0}")]
+    Unavailable(String),
+    #[error("warehouse error: {0}")]
+    Backend(String),
+}
+
+pub type WarehouseResult<T> = Result<T, WarehouseError>;
+
+/// A query parameter with its type, so every backend binds it exactly (BigQuery needs the type;
+/// DuckDB casts to it).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Param {
+    Null(FieldType),
+    String(String),
+    Int64(i64),
+    Float64(f64),
+    Bool(bool),
+    Numeric(Decimal),
+    Timestamp(DateTime<Utc>),
+    Date(NaiveDate),
+    Json(Value),
+    Bytes(Vec<u8>),
+}
+
+impl Param {
+    pub fn field_type(&self) -> FieldType {
+        match self {
+            Param::Null(t) => *t,
+            Param::String(_) => FieldType::String,
+            Param::Int64(_) => FieldType::Int64,
+            Param::Float64(_) => FieldType::Float64,
+            Param::Bool(_) => FieldType::Bool,
+            Param::Numeric(_) => FieldType::Numeric,
+            Param::Timestamp(_) => FieldType::Timestamp,
+            Param::Date(_) => FieldType::Date,
+            Param::Json(_) => FieldType::Json,
+            Param::Bytes(_) => FieldType::Bytes,
+        }
+    }
+}
+
+impl From<&str> for Param {
+    fn from(v: &str) -> Self {
+        Param::String(v.to_string())
+    }
+}
+impl From<String> for Param {
+    fn from(v: String) -> Self {
+        Param::String(v)
+    }
+}
+impl From<&String> for Param {
+    fn from(v: &String) -> Self {
+        Param::String(v.clone())
+    }
+}
+impl From<i64> for Param {
+    fn from(v: i64) -> Self {
+        Param::Int64(v)
+    }
+}
+impl From<bool> for Param {
+    fn from(v: bool) -> Self {
+        Param::Bool(v)
+    }
+}
+impl From<Decimal> for Param {
+    fn from(v: Decimal) -> Self {
+        Param::Numeric(v)
+    }
+}
+impl From<DateTime<Utc>> for Param {
+    fn from(v: DateTime<Utc>) -> Self {
+        Param::Timestamp(v)
+    }
+}
+impl From<NaiveDate> for Param {
+    fn from(v: NaiveDate) -> Self {
+        Param::Date(v)
+    }
+}
+impl From<Vec<u8>> for Param {
+    fn from(v: Vec<u8>) -> Self {
+        Param::Bytes(v)
+    }
+}
+impl From<Option<DateTime<Utc>>> for Param {
+    fn from(v: Option<DateTime<Utc>>) -> Self {
+        v.map_or(Param::Null(FieldType::Timestamp), Param::Timestamp)
+    }
+}
+impl From<Option<String>> for Param {
+    fn from(v: Option<String>) -> Self {
+        v.map_or(Param::Null(FieldType::String), Param::String)
+    }
+}
+
+/// Named query parameters, in the order they were bound.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Params(pub Vec<(String, Param)>);
+
+impl Params {
+    pub fn new() -> Params {
+        Params::default()
+    }
+
+    /// Adds `@name`.
+    pub fn bind(mut self, name: &str, value: impl Into<Param>) -> Params {
+        self.0.push((name.to_string(), value.into()));
+        self
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Param> {
+        self.0.iter().find(|(n, _)| n == name).map(|(_, p)| p)
+    }
+}
+
+/// What `create_dataset` should attach to a new dataset.
+#[derive(Debug, Clone, Default)]
+pub struct DatasetOptions {
+    pub description: String,
+    pub labels: Vec<(String, String)>,
+}
+
+#[async_trait]
+pub trait Warehouse: Send + Sync + 'static {
+    /// `duckdb` or `bigquery`, for logs and health.
+    fn backend_name(&self) -> &'static str;
+
+    /// A fully quoted reference to `dataset.table` for this backend's SQL (DuckDB
+    /// `"dataset"."table"`, BigQuery `` `project.dataset.table` ``). Both names must be
+    /// identifiers; callers pass names from configs or validated slugs.
+    fn table_ref(&self, dataset: &str, table: &str) -> WarehouseResult<String>;
+
+    /// A cheap round trip proving the warehouse answers.
+    async fn ping(&self) -> WarehouseResult<()>;
+
+    async fn dataset_exists(&self, dataset: &str) -> WarehouseResult<bool>;
+    /// Creates the dataset; `Ok(false)` when it already existed (and was left as it was).
+    async fn create_dataset(&self, dataset: &str, options: &DatasetOptions) -> WarehouseResult<bool>;
+    /// Drops the dataset with everything in it; absent is not an error.
+    async fn drop_dataset(&self, dataset: &str) -> WarehouseResult<()>;
+
+    /// Tables and views of a dataset, sorted by name.
+    async fn list_tables(&self, dataset: &str) -> WarehouseResult<Vec<String>>;
+    /// Creates the table; `Ok(false)` when a table of that name already existed.
+    async fn create_table(&self, dataset: &str, schema: &TableSchema) -> WarehouseResult<bool>;
+    /// Drops a table or view; absent is not an error.
+    async fn drop_table(&self, dataset: &str, table: &str) -> WarehouseResult<()>;
+    /// Creates or replaces a view from a SELECT whose table references are already rendered.
+    async fn create_view(&self, dataset: &str, view: &str, select_sql: &str) -> WarehouseResult<()>;
+
+    /// Runs a SELECT with `@name` parameters and returns every row.
+    async fn query(&self, sql: &str, params: &Params) -> WarehouseResult<Vec<Row>>;
+    /// Runs DML with `@name` parameters; returns the number of rows affected.
+    async fn execute(&self, sql: &str, params: &Params) -> WarehouseResult<u64>;
+    /// Inserts rows (canonical JSON form, keyed by column) into a table described by `schema`.
+    /// Missing columns are NULL; unknown columns are refused. All rows land or none do.
+    async fn insert_rows(&self, dataset: &str, schema: &TableSchema, rows: &[Row]) -> WarehouseResult<u64>;
+    /// Deletes the rows matching `predicate` (a boolean SQL expression over the table's columns
+    /// with `@name` parameters) and inserts `rows`, atomically: readers see the old slice or the
+    /// new one, never neither. Returns (deleted, inserted).
+    async fn replace_slice(
+        &self,
+        dataset: &str,
+        schema: &TableSchema,
+        predicate: &str,
+        params: &Params,
+        rows: &[Row],
+    ) -> WarehouseResult<(u64, u64)>;
+}
+
+/// Replaces `{{table}}` placeholders in a view or query template with this backend's quoted
+/// references into `dataset`. An unknown or malformed placeholder is an error, not left in place.
+pub fn render_table_refs(
+    warehouse: &dyn Warehouse,
+    dataset: &str,
+    template: &str,
+    known_tables: &[&str],
+) -> WarehouseResult<String> {
+    let mut out = String::with_capacity(template.len() + 64);
+    let mut rest = template;
+    while let Some(start) = rest.find("{{") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let end = after
+            .find("}}")
+            .ok_or_else(|| WarehouseError::Invalid("unclosed {{ in SQL template".into()))?;
+        let name = after[..end].trim();
+        if !known_tables.contains(&name) {
+            return Err(WarehouseError::Invalid(format!("SQL template names unknown table {{{{{name}}}}}")));
+        }
+        out.push_str(&warehouse.table_ref(dataset, name)?);
+        rest = &after[end + 2..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+/// Splits SQL with `@name` parameters into text pieces around each parameter occurrence, skipping
+/// string literals, quoted identifiers and comments. Backends that bind positionally use it.
+pub(crate) fn scan_named_params(sql: &str) -> WarehouseResult<Vec<SqlPiece<'_>>> {
+    let bytes = sql.as_bytes();
+    let mut pieces = Vec::new();
+    let mut text_start = 0;
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            quote @ (b'\'' | b'"' | b'`') => {
+                i += 1;
+                while i < bytes.len() && bytes[i] != quote {
+                    if bytes[i] == b'\\' {
+                        i += 1;
+                    }
+                    i += 1;
+                }
+                i += 1;
+            }
+            b'-' if bytes.get(i + 1) == Some(&b'-') => {
+                while i < bytes.len() && bytes[i] != b'\n' {
+                    i += 1;
+                }
+            }
+            b'/' if bytes.get(i + 1) == Some(&b'*') => {
+                i += 2;
+                while i + 1 < bytes.len() && !(bytes[i] == b'*' && bytes[i + 1] == b'/') {
+                    i += 1;
+                }
+                i += 2;
+            }
+            b'@' => {
+                let name_start = i + 1;
+                let mut j = name_start;
+                while j < bytes.len() && (bytes[j].is_ascii_alphanumeric() || bytes[j] == b'_') {
+                    j += 1;
+                }
+                if j == name_start {
+                    return Err(WarehouseError::Invalid(format!("stray @ at byte {i} of the query")));
+                }
+                pieces.push(SqlPiece::Text(&sql[text_start..i]));
+                pieces.push(SqlPiece::Param(&sql[name_start..j]));
+                i = j;
+                text_start = j;
+            }
+            _ => i += 1,
+        }
+    }
+    pieces.push(SqlPiece::Text(&sql[text_start.min(sql.len())..]));
+    Ok(pieces)
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum SqlPiece<'a> {
+    Text(&'a str),
+    Param(&'a str),
+}
+
+/// Formats a timestamp in the canonical row form.
+pub fn format_timestamp(ts: &DateTime<Utc>) -> String {
+    ts.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
+}
+
+/// Checks rows against a schema before anything is written: unknown columns and missing REQUIRED
+/// values are refused with the row number and column.
+pub(crate) fn check_rows(schema: &TableSchema, rows: &[Row]) -> WarehouseResult<()> {
+    for (i, row) in rows.iter().enumerate() {
+        for key in row.keys() {
+            if schema.field(key).is_none() {
+                return Err(WarehouseError::Invalid(format!(
+                    "row {i}: column {key:?} is not in table {}",
+                    schema.name
+                )));
+            }
+        }
+        for f in &schema.fields {
+            if f.mode == Mode::Required && row.get(&f.name).is_none_or(Value::is_null) {
+                return Err(WarehouseError::Invalid(format!(
+                    "row {i}: column {:?} of table {} is REQUIRED",
+                    f.name, schema.name
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn named_params_outside_literals_only() {
+        let pieces = scan_named_params(
+            "SELECT '@not' AS \"@nor\", x -- @comment\nFROM t WHERE a = @a AND b = @b_2 /* @c */",
+        )
+        .unwrap();
+        let params: Vec<_> = pieces
+            .iter()
+            .filter_map(|p| match p {
+                SqlPiece::Param(n) => Some(*n),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(params, vec!["a", "b_2"]);
+    }
+
+    #[test]
+    fn stray_at_is_an_error() {
+        assert!(scan_named_params("SELECT @ FROM t").is_err());
+    }
+}
+
+/// A JSON object as a row (anything else is an empty row, which `check_rows` then refuses if
+/// the table has REQUIRED columns).
+pub fn to_row(value: Value) -> Row {
+    match value {
+        Value::Object(map) => map,
+        _ => Row::new(),
+    }
+}

@@ -1,0 +1,144 @@
+//! The bootstrap function: `POST /api/v1/admin/bootstrap` creates the central dataset, its tables
+//! and views from `configs/setup/bootstrap/`. Idempotent: a second call creates nothing and keeps
+//! every row.
+
+use std::sync::LazyLock;
+
+use axum::extract::State;
+use axum::routing::post;
+use axum::{Json, Router};
+use common::audit::{self, AuditEvent};
+use common::auth::Caller;
+use common::http::error::ApiResult;
+use common::http::{health_router, with_plumbing, OptionalJson};
+use common::warehouse::{render_table_refs, DatasetOptions};
+use common::AppState;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use tokio::sync::Mutex;
+
+pub const SERVICE: &str = "convergence-bootstrap";
+
+/// The function's routes, without the shared plumbing (`convergence-local` merges them).
+pub fn routes() -> Router<AppState> {
+    Router::new().route("/api/v1/admin/bootstrap", post(bootstrap))
+}
+
+/// The function as a complete app: routes, `/health` and the shared plumbing.
+pub fn router(state: AppState) -> Router {
+    with_plumbing(routes().merge(health_router(SERVICE)), state)
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BootstrapRequest {
+    /// Drop the whole central dataset (every row in it) and create it again.
+    #[serde(default)]
+    pub force_recreate_dataset: bool,
+    /// Drop and re-create every central table and view (their rows are lost).
+    #[serde(default)]
+    pub force_recreate_tables: bool,
+}
+
+#[derive(Debug, Serialize)]
+pub struct BootstrapReport {
+    pub dataset: String,
+    pub dataset_created: bool,
+    pub tables_created: Vec<String>,
+    pub tables_existing: Vec<String>,
+    pub views_created: Vec<String>,
+    pub views_existing: Vec<String>,
+}
+
+/// Two bootstraps at once in one process would race on "exists? create"; serialize them.
+static BOOTSTRAP_LOCK: LazyLock<Mutex<()>> = LazyLock::new(|| Mutex::new(()));
+
+async fn bootstrap(
+    State(state): State<AppState>,
+    caller: Caller,
+    OptionalJson(request): OptionalJson<BootstrapRequest>,
+) -> ApiResult<Json<BootstrapReport>> {
+    caller.require_root()?;
+    let _guard = BOOTSTRAP_LOCK.lock().await;
+    let report = run(&state, &request).await?;
+    audit::record(
+        &state,
+        &caller,
+        AuditEvent {
+            org_slug: None,
+            action: "bootstrap",
+            resource_type: "dataset",
+            resource_id: Some(&report.dataset),
+            success: true,
+            details: json!({
+                "force_recreate_dataset": request.force_recreate_dataset,
+                "force_recreate_tables": request.force_recreate_tables,
+                "dataset_created": report.dataset_created,
+                "tables_created": report.tables_created,
+                "views_created": report.views_created,
+            }),
+        },
+    )
+    .await;
+    tracing::info!(
+        dataset = %report.dataset,
+        tables_created = report.tables_created.len(),
+        views_created = report.views_created.len(),
+        "bootstrap finished"
+    );
+    Ok(Json(report))
+}
+
+/// Creates what is missing (or everything, when forced) and reports what was there already.
+pub async fn run(state: &AppState, request: &BootstrapRequest) -> ApiResult<BootstrapReport> {
+    let warehouse = state.warehouse.as_ref();
+    let configs = &state.configs;
+    let dataset = configs.central_dataset().to_string();
+    if request.force_recreate_dataset {
+        warehouse.drop_dataset(&dataset).await?;
+    }
+    let options = DatasetOptions {
+        description: configs.bootstrap.description.clone(),
+        labels: vec![("managed_by".into(), "convergence".into())],
+    };
+    let dataset_created = warehouse.create_dataset(&dataset, &options).await?;
+
+    let existing = warehouse.list_tables(&dataset).await?;
+    if request.force_recreate_tables {
+        // Views first: they depend on the tables.
+        for (view, _) in &configs.central_views {
+            warehouse.drop_table(&dataset, view).await?;
+        }
+        for table in &configs.central_tables {
+            warehouse.drop_table(&dataset, &table.name).await?;
+        }
+    }
+    let existing: Vec<String> = if request.force_recreate_tables { Vec::new() } else { existing };
+
+    let mut report = BootstrapReport {
+        dataset: dataset.clone(),
+        dataset_created,
+        tables_created: Vec::new(),
+        tables_existing: Vec::new(),
+        views_created: Vec::new(),
+        views_existing: Vec::new(),
+    };
+    for table in &configs.central_tables {
+        if warehouse.create_table(&dataset, table).await? {
+            report.tables_created.push(table.name.clone());
+        } else {
+            report.tables_existing.push(table.name.clone());
+        }
+    }
+    let table_names = configs.central_table_names();
+    for (view, template) in &configs.central_views {
+        if existing.contains(view) {
+            report.views_existing.push(view.clone());
+            continue;
+        }
+        let sql = render_table_refs(warehouse, &dataset, template, &table_names)?;
+        warehouse.create_view(&dataset, view, &sql).await?;
+        report.views_created.push(view.clone());
+    }
+    Ok(report)
+}

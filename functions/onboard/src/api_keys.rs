@@ -1,0 +1,79 @@
+//! `POST /api/v1/organizations/{org}/api-key/rotate`: a new key, returned once; the old one stops
+//! working at once here (cache evicted) and everywhere within the key-cache TTL.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::Json;
+use chrono::Utc;
+use common::audit::{self, AuditEvent};
+use common::auth::Caller;
+use common::domain::OrgSlug;
+use common::http::error::ApiResult;
+use common::http::ApiPath;
+use common::warehouse::Params;
+use common::{ApiError, AppState};
+use serde_json::{json, Value};
+
+use crate::store;
+
+pub async fn rotate(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(org): ApiPath<String>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    caller.require_org(&org)?;
+    let slug = OrgSlug::parse(&org).map_err(ApiError::bad_request)?;
+    let _guard = store::org_lock(slug.as_str()).await;
+    if !store::org_exists(&state, slug.as_str()).await? {
+        return Err(ApiError::not_found(format!("no organization {slug}")));
+    }
+    let old = store::active_keys(&state, slug.as_str()).await?;
+    let (actor_type, actor_id) = caller.actor();
+    let new_key = store::mint_api_key(&state, slug.as_str(), actor_id.as_deref().unwrap_or(actor_type)).await?;
+    // Insert the new key before revoking the old ones: a failure in between leaves the
+    // organization with a working key, never with none.
+    store::insert(&state, "org_api_keys", new_key.row.clone()).await?;
+    let sql = format!(
+        "UPDATE {} SET status = 'REVOKED', revoked_at = @now, revoked_by = @by \
+         WHERE org_slug = @org_slug AND status = 'ACTIVE' AND api_key_id <> @new_id",
+        state.central_table("org_api_keys")?
+    );
+    let params = Params::new()
+        .bind("now", Utc::now())
+        .bind("by", actor_id.clone().unwrap_or_else(|| actor_type.to_string()))
+        .bind("org_slug", slug.as_str())
+        .bind("new_id", new_key.key.api_key_id.as_str());
+    if let Err(e) = state.warehouse.execute(&sql, &params).await {
+        let undo = format!("DELETE FROM {} WHERE api_key_id = @id", state.central_table("org_api_keys")?);
+        let _ = state.warehouse.execute(&undo, &Params::new().bind("id", new_key.key.api_key_id.as_str())).await;
+        return Err(e.into());
+    }
+    for key in &old {
+        state.auth.evict(&key.key_hash);
+    }
+    state.auth.remember(&new_key.key_hash, new_key.key.clone());
+    let revoked: Vec<&str> = old.iter().map(|k| k.fingerprint.as_str()).collect();
+    audit::record(
+        &state,
+        &caller,
+        AuditEvent {
+            org_slug: Some(slug.as_str()),
+            action: "api_key.rotate",
+            resource_type: "api_key",
+            resource_id: Some(&new_key.key.api_key_id),
+            success: true,
+            details: json!({"new_fingerprint": new_key.key.fingerprint, "revoked_fingerprints": revoked}),
+        },
+    )
+    .await;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({
+            "org_slug": slug,
+            "api_key": new_key.secret,
+            "fingerprint": new_key.key.fingerprint,
+            "revoked_fingerprints": revoked,
+            "message": "store the API key now: it is shown only once; the previous key no longer works",
+        })),
+    ))
+}

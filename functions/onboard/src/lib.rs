@@ -1,0 +1,33 @@
+//! The onboard function: organization lifecycle. Dry-run and onboarding (root key), the
+//! subscription status pushed by the frontend's billing (root key), the organization's own view
+//! of itself (its key), and API-key rotation (its key or root).
+
+mod api_keys;
+mod dryrun;
+mod onboarding;
+mod profile;
+mod request;
+mod store;
+mod subscription;
+
+use axum::routing::{get, post, put};
+use axum::Router;
+use common::http::{health_router, with_plumbing};
+use common::AppState;
+
+pub const SERVICE: &str = "convergence-onboard";
+
+/// The function's routes, without the shared plumbing (`convergence-local` merges them).
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/organizations/dryrun", post(dryrun::dryrun))
+        .route("/api/v1/organizations/onboard", post(onboarding::onboard))
+        .route("/api/v1/organizations/{org}", get(profile::get_organization))
+        .route("/api/v1/organizations/{org}/subscription", put(subscription::update_subscription))
+        .route("/api/v1/organizations/{org}/api-key/rotate", post(api_keys::rotate))
+}
+
+/// The function as a complete app: routes, `/health` and the shared plumbing.
+pub fn router(state: AppState) -> Router {
+    with_plumbing(routes().merge(health_router(SERVICE)), state)
+}

@@ -1,0 +1,221 @@
+//! Organization records in the central dataset: the reads and writes the routes share.
+
+use chrono::Utc;
+use common::auth::OrgKey;
+use common::domain::{fingerprint, random_token, sha256_hex};
+use common::http::error::ApiResult;
+use common::warehouse::{format_timestamp, to_row, Params, Row};
+use common::{ApiError, AppState};
+use serde_json::{json, Value};
+
+/// Tables that hold one organization's rows, deleted together when an onboarding is undone.
+pub const ORG_TABLES: [&str; 4] = ["org_api_keys", "org_subscriptions", "org_usage_quotas", "org_profiles"];
+
+/// Random bytes in an API key: 192 bits, well above the 128 required.
+const API_KEY_RANDOM_BYTES: usize = 24;
+
+/// Central tables that bootstrap should have created but are missing.
+pub async fn missing_central_tables(state: &AppState) -> ApiResult<Vec<String>> {
+    let present = state.warehouse.list_tables(state.configs.central_dataset()).await?;
+    Ok(state
+        .configs
+        .central_table_names()
+        .into_iter()
+        .filter(|t| !present.iter().any(|p| p == t))
+        .map(str::to_string)
+        .collect())
+}
+
+/// Refuses with 409 until bootstrap has run.
+pub async fn require_bootstrapped(state: &AppState) -> ApiResult<()> {
+    let missing = missing_central_tables(state).await?;
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            axum::http::StatusCode::CONFLICT,
+            "not_bootstrapped",
+            format!(
+                "the system is not bootstrapped ({} central table(s) missing); call POST /api/v1/admin/bootstrap first",
+                missing.len()
+            ),
+        ))
+    }
+}
+
+/// Whether an organization with this slug is onboarded (a finished profile row exists).
+pub async fn org_exists(state: &AppState, org_slug: &str) -> ApiResult<bool> {
+    let sql = format!(
+        "SELECT COUNT(*) AS n FROM {} WHERE org_slug = @org_slug AND status <> 'PROVISIONING'",
+        state.central_table("org_profiles")?
+    );
+    let rows = state.warehouse.query(&sql, &Params::new().bind("org_slug", org_slug)).await?;
+    Ok(rows.first().and_then(|r| r.get("n")).and_then(Value::as_i64).unwrap_or(0) > 0)
+}
+
+/// Deletes every central row of an organization (undoing a failed onboarding).
+pub async fn delete_org_rows(state: &AppState, org_slug: &str) -> ApiResult<()> {
+    for table in ORG_TABLES {
+        let sql = format!("DELETE FROM {} WHERE org_slug = @org_slug", state.central_table(table)?);
+        state.warehouse.execute(&sql, &Params::new().bind("org_slug", org_slug)).await?;
+    }
+    Ok(())
+}
+
+pub async fn insert(state: &AppState, table: &str, row: Value) -> ApiResult<()> {
+    let schema = state.configs.central_table(table);
+    state.warehouse.insert_rows(state.configs.central_dataset(), schema, &[to_row(row)]).await?;
+    Ok(())
+}
+
+/// A freshly minted API key: the secret (returned once), its row, and its cache entry.
+pub struct NewApiKey {
+    pub secret: String,
+    pub key_hash: String,
+    pub key: OrgKey,
+    pub row: Value,
+}
+
+/// Mints `{org_slug}_api_{random}` and prepares its row: SHA-256 for lookup, a KMS-encrypted copy
+/// (bound to the org slug), and the fingerprint the frontend keeps.
+pub async fn mint_api_key(state: &AppState, org_slug: &str, created_by: &str) -> ApiResult<NewApiKey> {
+    let secret = format!("{org_slug}_api_{}", random_token(API_KEY_RANDOM_BYTES));
+    let key_hash = sha256_hex(secret.as_bytes());
+    let encrypted = state.kms.encrypt(secret.as_bytes(), org_slug.as_bytes()).await?;
+    let api_key_id = uuid::Uuid::new_v4().to_string();
+    let fingerprint = fingerprint(&secret);
+    let row = json!({
+        "api_key_id": api_key_id,
+        "org_slug": org_slug,
+        "key_hash": key_hash,
+        "encrypted_key": base64_encode(&encrypted),
+        "fingerprint": fingerprint,
+        "status": "ACTIVE",
+        "created_at": now(),
+        "created_by": created_by,
+    });
+    Ok(NewApiKey {
+        key: OrgKey { org_slug: org_slug.to_string(), api_key_id, fingerprint },
+        secret,
+        key_hash,
+        row,
+    })
+}
+
+fn base64_encode(bytes: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+pub fn now() -> String {
+    format_timestamp(&Utc::now())
+}
+
+/// The organization as the API shows it: profile, subscription, quotas, active key fingerprint.
+pub async fn load_org(state: &AppState, org_slug: &str) -> ApiResult<Option<Value>> {
+    let sql = format!(
+        "SELECT p.org_slug, p.company_name, p.admin_email, p.status, p.dataset_id, p.default_currency, \
+                p.timezone, p.created_at, p.updated_at, \
+                s.plan_name, s.status AS subscription_status, s.billing_status, s.trial_ends_at, \
+                s.updated_at AS subscription_updated_at, \
+                q.max_pipeline_runs_per_day, q.max_pipeline_runs_per_month, q.max_concurrent_runs, q.max_integrations \
+         FROM {profiles} AS p \
+         LEFT JOIN {subscriptions} AS s ON s.org_slug = p.org_slug \
+         LEFT JOIN {quotas} AS q ON q.org_slug = p.org_slug \
+         WHERE p.org_slug = @org_slug AND p.status <> 'PROVISIONING' \
+         LIMIT 1",
+        profiles = state.central_table("org_profiles")?,
+        subscriptions = state.central_table("org_subscriptions")?,
+        quotas = state.central_table("org_usage_quotas")?,
+    );
+    let params = Params::new().bind("org_slug", org_slug);
+    let Some(row) = state.warehouse.query(&sql, &params).await?.into_iter().next() else {
+        return Ok(None);
+    };
+    let keys = active_keys(state, org_slug).await?;
+    Ok(Some(org_view(&row, &keys)))
+}
+
+fn org_view(row: &Row, keys: &[ActiveKey]) -> Value {
+    let f = |name: &str| row.get(name).cloned().unwrap_or(Value::Null);
+    json!({
+        "org_slug": f("org_slug"),
+        "company_name": f("company_name"),
+        "admin_email": f("admin_email"),
+        "status": f("status"),
+        "dataset_id": f("dataset_id"),
+        "default_currency": f("default_currency"),
+        "timezone": f("timezone"),
+        "created_at": f("created_at"),
+        "updated_at": f("updated_at"),
+        "subscription": {
+            "plan_name": f("plan_name"),
+            "status": f("subscription_status"),
+            "billing_status": f("billing_status"),
+            "trial_ends_at": f("trial_ends_at"),
+            "updated_at": f("subscription_updated_at"),
+        },
+        "quotas": {
+            "max_pipeline_runs_per_day": f("max_pipeline_runs_per_day"),
+            "max_pipeline_runs_per_month": f("max_pipeline_runs_per_month"),
+            "max_concurrent_runs": f("max_concurrent_runs"),
+            "max_integrations": f("max_integrations"),
+        },
+        "api_keys": keys.iter().map(|k| json!({"fingerprint": k.fingerprint, "created_at": k.created_at})).collect::<Vec<_>>(),
+    })
+}
+
+pub struct ActiveKey {
+    pub key_hash: String,
+    pub fingerprint: String,
+    pub created_at: Value,
+}
+
+pub async fn active_keys(state: &AppState, org_slug: &str) -> ApiResult<Vec<ActiveKey>> {
+    let sql = format!(
+        "SELECT key_hash, fingerprint, created_at FROM {} WHERE org_slug = @org_slug AND status = 'ACTIVE' ORDER BY created_at",
+        state.central_table("org_api_keys")?
+    );
+    let rows = state.warehouse.query(&sql, &Params::new().bind("org_slug", org_slug)).await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| ActiveKey {
+            key_hash: r.get("key_hash").and_then(Value::as_str).unwrap_or_default().to_string(),
+            fingerprint: r.get("fingerprint").and_then(Value::as_str).unwrap_or_default().to_string(),
+            created_at: r.get("created_at").cloned().unwrap_or(Value::Null),
+        })
+        .collect())
+}
+
+/// The quota row a plan implies.
+pub fn quota_row(state: &AppState, org_slug: &str, plan_name: &str) -> ApiResult<Value> {
+    let plan = state
+        .configs
+        .plan(plan_name)
+        .ok_or_else(|| ApiError::bad_request(format!("plan must be one of {}", state.configs.plan_names().join(", "))))?;
+    Ok(json!({
+        "org_slug": org_slug,
+        "plan_name": plan_name,
+        "max_pipeline_runs_per_day": plan.max_pipeline_runs_per_day,
+        "max_pipeline_runs_per_month": plan.max_pipeline_runs_per_month,
+        "max_concurrent_runs": plan.max_concurrent_runs,
+        "max_integrations": plan.max_integrations,
+        "created_at": now(),
+        "updated_at": now(),
+    }))
+}
+
+/// Serializes onboarding and key changes per organization within this process, so two requests
+/// for the same slug cannot interleave their check-then-write.
+pub async fn org_lock(org_slug: &str) -> tokio::sync::OwnedMutexGuard<()> {
+    use std::collections::HashMap;
+    use std::sync::{Arc, LazyLock, Mutex};
+    static LOCKS: LazyLock<Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>> = LazyLock::new(Default::default);
+    let lock = {
+        let mut locks = LOCKS.lock().unwrap_or_else(|p| p.into_inner());
+        // Drop locks nobody holds, so the map stays small.
+        locks.retain(|_, l| Arc::strong_count(l) > 1);
+        locks.entry(org_slug.to_string()).or_default().clone()
+    };
+    lock.lock_owned().await
+}

@@ -1,0 +1,113 @@
+//! `POST /api/v1/admin/bootstrap`: creates the central dataset, 14 tables and 3 views; a second
+//! call creates nothing and keeps every row; the force flags do what they say.
+
+use convergence_tests::{Key, TestApp};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+fn names(v: &Value) -> Vec<String> {
+    v.as_array().unwrap().iter().map(|x| x.as_str().unwrap().to_string()).collect()
+}
+
+#[tokio::test]
+async fn first_call_creates_everything_second_creates_nothing() {
+    let app = TestApp::spawn().await;
+    let first = app.bootstrap().await;
+    assert_eq!(first.body["dataset"], "organizations");
+    assert_eq!(first.body["dataset_created"], true);
+    assert_eq!(names(&first.body["tables_created"]).len(), 14);
+    assert_eq!(names(&first.body["views_created"]), vec!["org_consolidated_view", "pipeline_logs_view", "step_logs_view"]);
+    let present = app.warehouse().list_tables("organizations").await.unwrap();
+    assert_eq!(present.len(), 17, "{present:?}");
+
+    app.onboard("acme").await;
+    let before = app.all_counts().await;
+    let second = app.bootstrap().await;
+    assert_eq!(second.body["dataset_created"], false);
+    assert!(names(&second.body["tables_created"]).is_empty());
+    assert!(names(&second.body["views_created"]).is_empty());
+    assert_eq!(names(&second.body["tables_existing"]).len(), 14);
+    assert_eq!(names(&second.body["views_existing"]).len(), 3);
+    let after = app.all_counts().await;
+    // Only the audit log grows (the bootstrap itself is audited).
+    for ((table, b), (_, a)) in before.iter().zip(after.iter()) {
+        if table == "org_audit_logs" {
+            assert_eq!(*a, b + 1);
+        } else {
+            assert_eq!(a, b, "{table} changed");
+        }
+    }
+    // The org still works after the second bootstrap.
+    assert_eq!(app.count("org_profiles", Some("acme")).await, 1);
+}
+
+#[tokio::test]
+async fn an_empty_body_is_a_plain_bootstrap() {
+    let app = TestApp::spawn().await;
+    let resp = app
+        .client
+        .post(format!("{}/api/v1/admin/bootstrap", app.base))
+        .header("X-CA-Root-Key", convergence_tests::ROOT_KEY)
+        .send()
+        .await
+        .unwrap();
+    let r = TestApp::reply(resp).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.body["dataset_created"], true);
+}
+
+#[tokio::test]
+async fn force_recreate_tables_empties_them() {
+    let app = TestApp::spawn().await;
+    app.bootstrap().await;
+    app.onboard("acme").await;
+    assert_eq!(app.count("org_profiles", None).await, 1);
+    let r = app.post("/api/v1/admin/bootstrap", Key::Root, json!({"force_recreate_tables": true})).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.body["dataset_created"], false);
+    assert_eq!(names(&r.body["tables_created"]).len(), 14);
+    assert_eq!(names(&r.body["views_created"]).len(), 3);
+    assert_eq!(app.count("org_profiles", None).await, 0);
+    // The org's own dataset is not central: it is left alone.
+    assert!(app.warehouse().dataset_exists("acme_dev").await.unwrap());
+}
+
+#[tokio::test]
+async fn force_recreate_dataset_starts_over() {
+    let app = TestApp::spawn().await;
+    app.bootstrap().await;
+    app.onboard("acme").await;
+    let r = app.post("/api/v1/admin/bootstrap", Key::Root, json!({"force_recreate_dataset": true})).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.body["dataset_created"], true);
+    assert_eq!(app.count("org_profiles", None).await, 0);
+    // The audit row of this very bootstrap is in the new dataset.
+    assert_eq!(app.count("org_audit_logs", None).await, 1);
+}
+
+#[tokio::test]
+async fn bad_bodies_are_refused_and_change_nothing() {
+    let app = TestApp::spawn().await;
+    let r = app.post("/api/v1/admin/bootstrap", Key::Root, json!({"force_recreate_everything": true})).await;
+    assert!(r.assert_error(400, "invalid_request").contains("force_recreate_everything"));
+    let r = app.post("/api/v1/admin/bootstrap", Key::Root, json!({"force_recreate_tables": "yes"})).await;
+    r.assert_error(400, "invalid_request");
+    assert!(!app.warehouse().dataset_exists("organizations").await.unwrap());
+}
+
+#[tokio::test]
+async fn bootstrap_is_audited() {
+    let app = TestApp::spawn().await;
+    app.bootstrap().await;
+    let t = app.state.central_table("org_audit_logs").unwrap();
+    let rows = app
+        .warehouse()
+        .query(&format!("SELECT action, actor_type, status, request_id FROM {t}"), &Default::default())
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0]["action"], "bootstrap");
+    assert_eq!(rows[0]["actor_type"], "root");
+    assert_eq!(rows[0]["status"], "SUCCESS");
+    assert!(rows[0]["request_id"].is_string());
+}

@@ -1,0 +1,8 @@
+//! End-to-end tests over real HTTP against the real app (one test binary, many modules).
+
+mod auth;
+mod bootstrap;
+mod http;
+mod onboarding;
+mod organizations;
+mod warehouse_duckdb;

@@ -1,0 +1,179 @@
+//! The end-to-end harness: `TestApp::spawn()` starts the real `convergence-local` app on a random
+//! loopback port with its own temp data directory, and offers typed helpers over HTTP.
+
+pub mod conformance;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use common::settings::{BackendDefaults, Settings};
+use common::warehouse::{Params, Warehouse};
+use common::AppState;
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+
+pub const ROOT_KEY: &str = "test-root-key-0123456789-abcdefghijklmnop";
+
+pub struct TestApp {
+    pub base: String,
+    pub client: reqwest::Client,
+    pub state: AppState,
+    pub data_dir: tempfile::TempDir,
+}
+
+/// A response: status, headers and JSON body (Null when the body is not JSON).
+#[derive(Debug)]
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Value,
+}
+
+impl Reply {
+    /// The `error.code` of an error body.
+    pub fn code(&self) -> &str {
+        self.body["error"]["code"].as_str().unwrap_or("")
+    }
+    pub fn message(&self) -> &str {
+        self.body["error"]["message"].as_str().unwrap_or("")
+    }
+    /// Asserts the JSON error shape and returns the message.
+    #[track_caller]
+    pub fn assert_error(&self, status: u16, code: &str) -> &str {
+        assert_eq!(self.status.as_u16(), status, "body: {}", self.body);
+        assert_eq!(self.code(), code, "body: {}", self.body);
+        assert!(self.body["error"]["request_id"].is_string(), "request_id missing: {}", self.body);
+        assert!(!self.message().is_empty());
+        self.message()
+    }
+}
+
+/// Which key a request carries.
+#[derive(Clone, Copy)]
+pub enum Key<'a> {
+    None,
+    Root,
+    Api(&'a str),
+    RootValue(&'a str),
+}
+
+impl TestApp {
+    pub async fn spawn() -> TestApp {
+        Self::spawn_with(&[]).await
+    }
+
+    /// Starts the app with extra environment settings (e.g. a low rate limit).
+    pub async fn spawn_with(extra: &[(&str, &str)]) -> TestApp {
+        let data_dir = tempfile::tempdir().expect("temp dir");
+        let mut vars: HashMap<String, String> = HashMap::from([
+            ("CA_ROOT_API_KEY".into(), ROOT_KEY.into()),
+            ("DATA_DIR".into(), data_dir.path().display().to_string()),
+            ("PORT".into(), "0".into()),
+            ("RATE_LIMIT_PER_SECOND".into(), "1000".into()),
+            ("RATE_LIMIT_BURST".into(), "1000".into()),
+            ("CORS_ORIGINS".into(), "https://app.example.com".into()),
+            ("CONFIGS_DIR".into(), concat!(env!("CARGO_MANIFEST_DIR"), "/../configs").into()),
+        ]);
+        for (k, v) in extra {
+            vars.insert((*k).into(), (*v).into());
+        }
+        let settings = Settings::from_vars(&vars, BackendDefaults::Embedded).expect("settings");
+        let state = AppState::build(settings).await.expect("state");
+        let listener = common::http::server::bind(0).await.expect("bind");
+        let port = listener.local_addr().unwrap().port();
+        let app = local::router(state.clone());
+        tokio::spawn(async move {
+            let _ = common::http::serve(listener, app).await;
+        });
+        TestApp {
+            base: format!("http://127.0.0.1:{port}"),
+            client: reqwest::Client::new(),
+            state,
+            data_dir,
+        }
+    }
+
+    pub async fn request(&self, method: Method, path: &str, key: Key<'_>, body: Option<Value>) -> Reply {
+        let mut req = self.client.request(method, format!("{}{path}", self.base));
+        req = match key {
+            Key::None => req,
+            Key::Root => req.header("X-CA-Root-Key", ROOT_KEY),
+            Key::RootValue(v) => req.header("X-CA-Root-Key", v),
+            Key::Api(k) => req.header("X-API-Key", k),
+        };
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        Self::reply(req.send().await.expect("request")).await
+    }
+
+    pub async fn reply(resp: reqwest::Response) -> Reply {
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let text = resp.text().await.unwrap_or_default();
+        let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+        Reply { status, headers, body }
+    }
+
+    pub async fn get(&self, path: &str, key: Key<'_>) -> Reply {
+        self.request(Method::GET, path, key, None).await
+    }
+
+    pub async fn post(&self, path: &str, key: Key<'_>, body: Value) -> Reply {
+        self.request(Method::POST, path, key, Some(body)).await
+    }
+
+    pub async fn put(&self, path: &str, key: Key<'_>, body: Value) -> Reply {
+        self.request(Method::PUT, path, key, Some(body)).await
+    }
+
+    pub async fn bootstrap(&self) -> Reply {
+        let r = self.post("/api/v1/admin/bootstrap", Key::Root, json!({})).await;
+        assert_eq!(r.status, StatusCode::OK, "bootstrap: {}", r.body);
+        r
+    }
+
+    /// Onboards `slug` and returns its API key.
+    pub async fn onboard(&self, slug: &str) -> String {
+        let r = self.post("/api/v1/organizations/onboard", Key::Root, onboard_body(slug)).await;
+        assert_eq!(r.status, StatusCode::CREATED, "onboard {slug}: {}", r.body);
+        r.body["api_key"].as_str().expect("api_key").to_string()
+    }
+
+    pub fn warehouse(&self) -> Arc<dyn Warehouse> {
+        self.state.warehouse.clone()
+    }
+
+    /// Rows in a central table (optionally only those of one organization).
+    pub async fn count(&self, table: &str, org_slug: Option<&str>) -> i64 {
+        let t = self.state.central_table(table).unwrap();
+        let (sql, params) = match org_slug {
+            Some(slug) => (
+                format!("SELECT COUNT(*) AS n FROM {t} WHERE org_slug = @org"),
+                Params::new().bind("org", slug),
+            ),
+            None => (format!("SELECT COUNT(*) AS n FROM {t}"), Params::new()),
+        };
+        let rows = self.state.warehouse.query(&sql, &params).await.unwrap();
+        rows[0]["n"].as_i64().unwrap()
+    }
+
+    /// Row counts of every central table, by name.
+    pub async fn all_counts(&self) -> Vec<(String, i64)> {
+        let mut out = Vec::new();
+        for t in self.state.configs.central_table_names() {
+            out.push((t.to_string(), self.count(t, None).await));
+        }
+        out
+    }
+}
+
+/// A valid onboarding request for `slug`.
+pub fn onboard_body(slug: &str) -> Value {
+    json!({
+        "org_slug": slug,
+        "company_name": format!("{slug} Inc."),
+        "admin_email": format!("admin@{}.example.com", slug.replace('_', "-")),
+        "subscription_plan": "STARTER",
+    })
+}
