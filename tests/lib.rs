@@ -85,12 +85,7 @@ impl TestApp {
         tokio::spawn(async move {
             let _ = common::http::serve(listener, app).await;
         });
-        TestApp {
-            base: format!("http://127.0.0.1:{port}"),
-            client: reqwest::Client::new(),
-            state,
-            data_dir,
-        }
+        TestApp { base: format!("http://127.0.0.1:{port}"), client: reqwest::Client::new(), state, data_dir }
     }
 
     pub async fn request(&self, method: Method, path: &str, key: Key<'_>, body: Option<Value>) -> Reply {
@@ -148,10 +143,9 @@ impl TestApp {
     pub async fn count(&self, table: &str, org_slug: Option<&str>) -> i64 {
         let t = self.state.central_table(table).unwrap();
         let (sql, params) = match org_slug {
-            Some(slug) => (
-                format!("SELECT COUNT(*) AS n FROM {t} WHERE org_slug = @org"),
-                Params::new().bind("org", slug),
-            ),
+            Some(slug) => {
+                (format!("SELECT COUNT(*) AS n FROM {t} WHERE org_slug = @org"), Params::new().bind("org", slug))
+            }
             None => (format!("SELECT COUNT(*) AS n FROM {t}"), Params::new()),
         };
         let rows = self.state.warehouse.query(&sql, &params).await.unwrap();

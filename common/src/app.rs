@@ -28,8 +28,11 @@ pub struct AppState {
 impl AppState {
     /// Loads configs and opens the backends the settings select.
     pub async fn build(settings: Settings) -> anyhow::Result<AppState> {
+        let t = std::time::Instant::now();
         let configs = Configs::load(&settings.configs_dir)?;
+        let configs_ms = t.elapsed().as_secs_f64() * 1000.0;
         let warehouse = open_warehouse(&settings)?;
+        let warehouse_ms = t.elapsed().as_secs_f64() * 1000.0 - configs_ms;
         let kms: Arc<dyn Kms> = match settings.kms_backend {
             KmsBackend::Local => Arc::new(LocalKms::open_or_create(&settings.data_dir.join("kms.key"))?),
             KmsBackend::Gcp => anyhow::bail!(
@@ -41,6 +44,7 @@ impl AppState {
             settings.disable_auth,
             Duration::from_secs(settings.api_key_cache_ttl_secs),
         );
+        tracing::debug!(configs_ms, warehouse_ms, total_ms = t.elapsed().as_secs_f64() * 1000.0, "state built");
         let rate_limiter = settings
             .rate_limit_enabled
             .then(|| Arc::new(Limiter::new(settings.rate_limit_per_second, settings.rate_limit_burst)));
@@ -159,11 +163,9 @@ fn print_local_banner(service: &str, port: u16, settings: &Settings) {
             path.display(),
             key.expose_secret()
         ),
-        (Some(RootKeySource::ExistingFile(path)), Some(key)) => println!(
-            "root key: development key from {}:\n  {}",
-            path.display(),
-            key.expose_secret()
-        ),
+        (Some(RootKeySource::ExistingFile(path)), Some(key)) => {
+            println!("root key: development key from {}:\n  {}", path.display(), key.expose_secret())
+        }
         _ => println!("root key: none configured; root routes are refused"),
     }
 }

@@ -137,7 +137,9 @@ impl Authenticator {
             };
         }
         let Some(api_key) = parts.headers.get(API_KEY_HEADER) else {
-            return Err(ApiError::unauthorized("send an API key in the X-API-Key header (or the root key in X-CA-Root-Key)"));
+            return Err(ApiError::unauthorized(
+                "send an API key in the X-API-Key header (or the root key in X-CA-Root-Key)",
+            ));
         };
         let presented = api_key.to_str().map_err(|_| ApiError::unauthorized("the API key is not valid"))?;
         match self.lookup(state, presented).await? {

@@ -152,16 +152,12 @@ impl Loader {
 
     fn yaml<T: DeserializeOwned>(&mut self, rel: &str) -> Option<T> {
         let text = self.read(rel)?;
-        serde_yaml::from_str(&text)
-            .map_err(|e| self.problems.push(format!("{}: {e}", self.path(rel).display())))
-            .ok()
+        serde_yaml::from_str(&text).map_err(|e| self.problems.push(format!("{}: {e}", self.path(rel).display()))).ok()
     }
 
     fn json<T: DeserializeOwned>(&mut self, rel: &str) -> Option<T> {
         let text = self.read(rel)?;
-        serde_json::from_str(&text)
-            .map_err(|e| self.problems.push(format!("{}: {e}", self.path(rel).display())))
-            .ok()
+        serde_json::from_str(&text).map_err(|e| self.problems.push(format!("{}: {e}", self.path(rel).display()))).ok()
     }
 
     fn problem(&mut self, rel: &str, message: impl std::fmt::Display) {
@@ -222,7 +218,10 @@ impl Configs {
                     let name = entry.file_name().to_string_lossy().to_string();
                     if let Some(stem) = name.strip_suffix(".json") {
                         if !b.tables.iter().any(|t| t == stem) {
-                            l.problem(&format!("setup/bootstrap/schemas/{name}"), format!("table {stem} is not listed in {rel}"));
+                            l.problem(
+                                &format!("setup/bootstrap/schemas/{name}"),
+                                format!("table {stem} is not listed in {rel}"),
+                            );
                         }
                     }
                 }
@@ -231,7 +230,8 @@ impl Configs {
         if let Some(p) = &plans {
             let rel = "system/subscription_plans.yml";
             for (name, plan) in &p.plans {
-                if !matches!(name.as_str(), "STARTER" | "PROFESSIONAL" | "SCALE") && name.to_ascii_uppercase() != *name {
+                if !matches!(name.as_str(), "STARTER" | "PROFESSIONAL" | "SCALE") && name.to_ascii_uppercase() != *name
+                {
                     l.problem(rel, format!("plan name {name:?} must be uppercase"));
                 }
                 for (field, value) in [
@@ -255,12 +255,18 @@ impl Configs {
             }
             for (from, to) in &p.billing_status_map {
                 if !SUBSCRIPTION_STATUSES.contains(&to.as_str()) {
-                    l.problem(rel, format!("billing status {from} maps to {to}, which is not one of {SUBSCRIPTION_STATUSES:?}"));
+                    l.problem(
+                        rel,
+                        format!("billing status {from} maps to {to}, which is not one of {SUBSCRIPTION_STATUSES:?}"),
+                    );
                 }
             }
             if let Some(o) = &onboarding {
                 if !p.plans.contains_key(&o.default_plan) {
-                    l.problem("setup/organizations/onboarding/config.yml", format!("default_plan {} is not a plan", o.default_plan));
+                    l.problem(
+                        "setup/organizations/onboarding/config.yml",
+                        format!("default_plan {} is not a plan", o.default_plan),
+                    );
                 }
             }
         }
@@ -278,7 +284,10 @@ impl Configs {
             for env in [Environment::Development, Environment::Staging, Environment::Production] {
                 match d.environments.get(env.as_str()) {
                     Some(suffix) if crate::warehouse::is_identifier(suffix) => {}
-                    _ => l.problem("system/dataset_types.yml", format!("environments.{} needs an identifier suffix", env.as_str())),
+                    _ => l.problem(
+                        "system/dataset_types.yml",
+                        format!("environments.{} needs an identifier suffix", env.as_str()),
+                    ),
                 }
             }
         }
@@ -330,12 +339,7 @@ impl Configs {
 
     /// The per-organization dataset for `org_slug` in `environment`, e.g. `acme_dev`.
     pub fn org_dataset(&self, org_slug: &str, environment: Environment) -> String {
-        let suffix = self
-            .dataset_types
-            .environments
-            .get(environment.as_str())
-            .map(String::as_str)
-            .unwrap_or("dev");
+        let suffix = self.dataset_types.environments.get(environment.as_str()).map(String::as_str).unwrap_or("dev");
         self.onboarding.dataset_name_template.replace("{org_slug}", org_slug).replace("{env}", suffix)
     }
 

@@ -115,8 +115,17 @@ mod tests {
             assert!(OrgSlug::parse(ok).is_ok(), "{ok}");
         }
         for bad in [
-            "ab", "", "Acme", "acme-corp", "acme corp", "acme;drop", "ac\u{e9}me", "a\"b\"c",
-            "../etc", &"x".repeat(51), "acme\n",
+            "ab",
+            "",
+            "Acme",
+            "acme-corp",
+            "acme corp",
+            "acme;drop",
+            "ac\u{e9}me",
+            "a\"b\"c",
+            "../etc",
+            &"x".repeat(51),
+            "acme\n",
         ] {
             assert!(OrgSlug::parse(bad).is_err(), "{bad:?}");
         }

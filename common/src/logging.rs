@@ -81,3 +81,46 @@ impl Visit for JsonFields {
         self.0.insert(field.name().into(), Value::from(value));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+
+    #[derive(Clone, Default)]
+    struct Capture(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Capture {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn json_lines_carry_severity_message_and_fields() {
+        let capture = Capture::default();
+        let writer = capture.clone();
+        let subscriber =
+            tracing_subscriber::fmt().event_format(CloudLoggingJson).with_writer(move || writer.clone()).finish();
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::warn!(request_id = "r-1", status = 503u64, "backend slow");
+            tracing::error!(cause = "boom", "request failed");
+        });
+        let text = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
+        let lines: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        assert_eq!(lines.len(), 2, "{text}");
+        assert_eq!(lines[0]["severity"], "WARNING");
+        assert_eq!(lines[0]["message"], "backend slow");
+        assert_eq!(lines[0]["request_id"], "r-1");
+        assert_eq!(lines[0]["status"], 503);
+        assert_eq!(lines[0]["logging.googleapis.com/labels"]["request_id"], "r-1");
+        assert_eq!(lines[1]["severity"], "ERROR");
+        assert_eq!(lines[1]["cause"], "boom");
+    }
+}

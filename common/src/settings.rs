@@ -144,16 +144,9 @@ impl Settings {
     }
 
     /// Reads settings from a map of variables (the environment, or a test's own map).
-    pub fn from_vars(
-        vars: &HashMap<String, String>,
-        defaults: BackendDefaults,
-    ) -> Result<Settings, SettingsErrors> {
+    pub fn from_vars(vars: &HashMap<String, String>, defaults: BackendDefaults) -> Result<Settings, SettingsErrors> {
         let mut problems = Vec::new();
-        let get = |name: &str| {
-            vars.get(name)
-                .map(|v| v.trim().to_string())
-                .filter(|v| !v.is_empty())
-        };
+        let get = |name: &str| vars.get(name).map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
         let flag = |name: &str, default: bool, problems: &mut Vec<String>| match get(name)
             .as_deref()
             .map(str::to_ascii_lowercase)
@@ -187,9 +180,7 @@ impl Settings {
             Some("staging") | Some("stage") => Environment::Staging,
             Some("production") | Some("prod") => Environment::Production,
             Some(other) => {
-                problems.push(format!(
-                    "ENVIRONMENT={other:?} is not one of development, staging, production"
-                ));
+                problems.push(format!("ENVIRONMENT={other:?} is not one of development, staging, production"));
                 Environment::Development
             }
         };
@@ -200,9 +191,7 @@ impl Settings {
             Some("duckdb") => WarehouseBackend::DuckDb,
             Some("bigquery") => WarehouseBackend::BigQuery,
             Some(other) => {
-                problems.push(format!(
-                    "WAREHOUSE_BACKEND={other:?} is not one of duckdb, bigquery"
-                ));
+                problems.push(format!("WAREHOUSE_BACKEND={other:?} is not one of duckdb, bigquery"));
                 WarehouseBackend::DuckDb
             }
         };
@@ -232,17 +221,13 @@ impl Settings {
         let sandbox_providers = flag("SANDBOX_PROVIDERS", embedded && !production, &mut problems);
         let cors_origins: Vec<String> = get("CORS_ORIGINS")
             .map(|v| {
-                v.split(',')
-                    .map(|o| o.trim().trim_end_matches('/').to_string())
-                    .filter(|o| !o.is_empty())
-                    .collect()
+                v.split(',').map(|o| o.trim().trim_end_matches('/').to_string()).filter(|o| !o.is_empty()).collect()
             })
             .unwrap_or_default();
         for origin in &cors_origins {
             if origin != "*" && !(origin.starts_with("https://") || origin.starts_with("http://")) {
-                problems.push(format!(
-                    "CORS_ORIGINS entry {origin:?} must be an origin such as https://app.example.com"
-                ));
+                problems
+                    .push(format!("CORS_ORIGINS entry {origin:?} must be an origin such as https://app.example.com"));
             }
         }
         let port = number(vars, "PORT", 8080u16, &mut problems);
@@ -275,11 +260,10 @@ impl Settings {
             }
             value.map(|v| v.trim_end_matches('/').to_string())
         };
-        let openai_api_base = url("OPENAI_API_BASE", Some("https://api.openai.com/v1"), &mut problems)
-            .unwrap_or_default();
+        let openai_api_base =
+            url("OPENAI_API_BASE", Some("https://api.openai.com/v1"), &mut problems).unwrap_or_default();
         let anthropic_api_base =
-            url("ANTHROPIC_API_BASE", Some("https://api.anthropic.com"), &mut problems)
-                .unwrap_or_default();
+            url("ANTHROPIC_API_BASE", Some("https://api.anthropic.com"), &mut problems).unwrap_or_default();
         let bigquery_api_base = url("BIGQUERY_API_BASE", None, &mut problems);
         let kms_api_base = url("KMS_API_BASE", None, &mut problems);
         let pubsub_api_base = url("PUBSUB_API_BASE", None, &mut problems);
@@ -291,9 +275,8 @@ impl Settings {
         if production {
             match &root_api_key {
                 None => problems.push("CA_ROOT_API_KEY is required in production".into()),
-                Some(key) if key.expose_secret().len() < MIN_ROOT_KEY_LEN => problems.push(format!(
-                    "CA_ROOT_API_KEY must be at least {MIN_ROOT_KEY_LEN} characters in production"
-                )),
+                Some(key) if key.expose_secret().len() < MIN_ROOT_KEY_LEN => problems
+                    .push(format!("CA_ROOT_API_KEY must be at least {MIN_ROOT_KEY_LEN} characters in production")),
                 Some(_) => {}
             }
             if disable_auth {

@@ -10,7 +10,9 @@ async fn root_routes_need_the_root_key() {
     let app = TestApp::spawn().await;
     let r = app.post("/api/v1/admin/bootstrap", Key::None, json!({})).await;
     assert!(r.assert_error(401, "unauthorized").contains("X-API-Key"));
-    app.post("/api/v1/admin/bootstrap", Key::RootValue("wrong-root-key"), json!({})).await.assert_error(401, "unauthorized");
+    app.post("/api/v1/admin/bootstrap", Key::RootValue("wrong-root-key"), json!({}))
+        .await
+        .assert_error(401, "unauthorized");
     app.post("/api/v1/admin/bootstrap", Key::RootValue(""), json!({})).await.assert_error(401, "unauthorized");
     app.bootstrap().await;
     let key = app.onboard("acme").await;

@@ -16,7 +16,10 @@ async fn first_call_creates_everything_second_creates_nothing() {
     assert_eq!(first.body["dataset"], "organizations");
     assert_eq!(first.body["dataset_created"], true);
     assert_eq!(names(&first.body["tables_created"]).len(), 14);
-    assert_eq!(names(&first.body["views_created"]), vec!["org_consolidated_view", "pipeline_logs_view", "step_logs_view"]);
+    assert_eq!(
+        names(&first.body["views_created"]),
+        vec!["org_consolidated_view", "pipeline_logs_view", "step_logs_view"]
+    );
     let present = app.warehouse().list_tables("organizations").await.unwrap();
     assert_eq!(present.len(), 17, "{present:?}");
 

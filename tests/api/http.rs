@@ -19,9 +19,16 @@ async fn health_answers_with_service_and_backends() {
 #[tokio::test]
 async fn request_id_is_echoed_or_generated() {
     let app = TestApp::spawn().await;
-    let resp = app.client.get(format!("{}/health", app.base)).header("X-Request-ID", "trace-abc_123").send().await.unwrap();
+    let resp =
+        app.client.get(format!("{}/health", app.base)).header("X-Request-ID", "trace-abc_123").send().await.unwrap();
     assert_eq!(resp.headers()["x-request-id"], "trace-abc_123");
-    let resp = app.client.get(format!("{}/health", app.base)).header("X-Request-ID", "bad id with spaces").send().await.unwrap();
+    let resp = app
+        .client
+        .get(format!("{}/health", app.base))
+        .header("X-Request-ID", "bad id with spaces")
+        .send()
+        .await
+        .unwrap();
     let generated = resp.headers()["x-request-id"].to_str().unwrap().to_string();
     assert_ne!(generated, "bad id with spaces");
     assert_eq!(generated.len(), 36, "a UUID: {generated}");
@@ -103,7 +110,12 @@ async fn rate_limit_returns_429_with_retry_after() {
 
 #[tokio::test]
 async fn rate_limit_off_outside_production_when_disabled() {
-    let app = TestApp::spawn_with(&[("RATE_LIMIT_ENABLED", "false"), ("RATE_LIMIT_PER_SECOND", "1"), ("RATE_LIMIT_BURST", "1")]).await;
+    let app = TestApp::spawn_with(&[
+        ("RATE_LIMIT_ENABLED", "false"),
+        ("RATE_LIMIT_PER_SECOND", "1"),
+        ("RATE_LIMIT_BURST", "1"),
+    ])
+    .await;
     for _ in 0..5 {
         assert_eq!(app.get("/health", Key::None).await.status, StatusCode::OK);
     }

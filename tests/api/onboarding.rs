@@ -10,7 +10,12 @@ const DRYRUN: &str = "/api/v1/organizations/dryrun";
 const ONBOARD: &str = "/api/v1/organizations/onboard";
 
 fn check<'a>(report: &'a Value, name: &str) -> &'a Value {
-    report["checks"].as_array().unwrap().iter().find(|c| c["check"] == name).unwrap_or_else(|| panic!("no check {name}: {report}"))
+    report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["check"] == name)
+        .unwrap_or_else(|| panic!("no check {name}: {report}"))
 }
 
 #[tokio::test]
@@ -23,7 +28,14 @@ async fn dryrun_passes_for_a_good_request_and_creates_nothing() {
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     assert_eq!(r.body["valid"], true, "{}", r.body);
     assert_eq!(r.body["dataset_id"], "acme_dev");
-    for name in ["org_slug_format", "org_slug_available", "admin_email", "subscription_plan", "central_tables_present", "warehouse_reachable"] {
+    for name in [
+        "org_slug_format",
+        "org_slug_available",
+        "admin_email",
+        "subscription_plan",
+        "central_tables_present",
+        "warehouse_reachable",
+    ] {
         assert_eq!(check(&r.body, name)["passed"], true, "{name}");
     }
     let r = app.post(DRYRUN, Key::Root, onboard_body("existing")).await;
@@ -37,11 +49,22 @@ async fn dryrun_passes_for_a_good_request_and_creates_nothing() {
 async fn dryrun_reports_every_failed_check() {
     let app = TestApp::spawn().await;
     let r = app
-        .post(DRYRUN, Key::Root, json!({"org_slug": "Bad-Slug!", "company_name": " ", "admin_email": "nope", "subscription_plan": "GOLD"}))
+        .post(
+            DRYRUN,
+            Key::Root,
+            json!({"org_slug": "Bad-Slug!", "company_name": " ", "admin_email": "nope", "subscription_plan": "GOLD"}),
+        )
         .await;
     assert_eq!(r.status, StatusCode::OK);
     assert_eq!(r.body["valid"], false);
-    for name in ["org_slug_format", "company_name", "admin_email", "subscription_plan", "central_tables_present", "org_slug_available"] {
+    for name in [
+        "org_slug_format",
+        "company_name",
+        "admin_email",
+        "subscription_plan",
+        "central_tables_present",
+        "org_slug_available",
+    ] {
         let c = check(&r.body, name);
         assert_eq!(c["passed"], false, "{name}: {c}");
         assert!(!c["message"].as_str().unwrap().is_empty());
@@ -70,7 +93,11 @@ async fn onboarding_returns_the_key_once_and_stores_only_hash_and_ciphertext() {
 
     // Stored: the SHA-256 and a ciphertext that decrypts to the key; never the key itself.
     let t = app.state.central_table("org_api_keys").unwrap();
-    let rows = app.warehouse().query(&format!("SELECT * FROM {t} WHERE org_slug = @o"), &Params::new().bind("o", "acme_corp")).await.unwrap();
+    let rows = app
+        .warehouse()
+        .query(&format!("SELECT * FROM {t} WHERE org_slug = @o"), &Params::new().bind("o", "acme_corp"))
+        .await
+        .unwrap();
     assert_eq!(rows.len(), 1);
     assert_eq!(rows[0]["key_hash"], sha256_hex(key.as_bytes()));
     assert!(!Value::Object(rows[0].clone()).to_string().contains(random));
@@ -115,8 +142,18 @@ async fn hostile_slugs_are_refused_and_create_nothing() {
     let before = app.all_counts().await;
     let datasets_before = app.warehouse().list_tables("organizations").await.unwrap();
     for slug in [
-        "ab", "", "Acme", "acme-corp", "acme corp", "acme\"; DROP SCHEMA organizations CASCADE; --",
-        "acme'--", "../../etc/passwd", "acme.corp", "ａｃｍｅ", &"a".repeat(51), "acme\n",
+        "ab",
+        "",
+        "Acme",
+        "acme-corp",
+        "acme corp",
+        "acme\"; DROP SCHEMA organizations CASCADE; --",
+        "acme'--",
+        "../../etc/passwd",
+        "acme.corp",
+        "ａｃｍｅ",
+        &"a".repeat(51),
+        "acme\n",
     ] {
         let r = app.post(ONBOARD, Key::Root, onboard_body(slug)).await;
         let msg = r.assert_error(400, "validation_failed");
@@ -145,8 +182,14 @@ async fn missing_mistyped_and_unknown_fields_are_named() {
     }
     let cases = [
         (json!({"org_slug": "acme", "company_name": "A", "admin_email": "not-an-email"}), "admin_email"),
-        (json!({"org_slug": "acme", "company_name": "A", "admin_email": "a@b.co", "subscription_plan": "GOLD"}), "subscription_plan"),
-        (json!({"org_slug": "acme", "company_name": "A", "admin_email": "a@b.co", "default_currency": "dollars"}), "default_currency"),
+        (
+            json!({"org_slug": "acme", "company_name": "A", "admin_email": "a@b.co", "subscription_plan": "GOLD"}),
+            "subscription_plan",
+        ),
+        (
+            json!({"org_slug": "acme", "company_name": "A", "admin_email": "a@b.co", "default_currency": "dollars"}),
+            "default_currency",
+        ),
         (json!({"org_slug": "acme", "company_name": "", "admin_email": "a@b.co"}), "company_name"),
     ];
     for (body, field) in cases {

@@ -76,9 +76,17 @@ async fn bad_subscription_updates_are_400_and_change_nothing() {
     for valid in ["trialing", "active", "past_due", "paused", "incomplete", "canceled"] {
         assert!(msg.contains(valid), "lists {valid}: {msg}");
     }
-    let r = app.put("/api/v1/organizations/acme/subscription", Key::Root, json!({"status": "active", "plan_name": "ULTRA"})).await;
+    let r = app
+        .put("/api/v1/organizations/acme/subscription", Key::Root, json!({"status": "active", "plan_name": "ULTRA"}))
+        .await;
     assert!(r.assert_error(400, "invalid_request").contains("plan_name"));
-    let r = app.put("/api/v1/organizations/acme/subscription", Key::Root, json!({"status": "active", "trial_ends_at": "tomorrow"})).await;
+    let r = app
+        .put(
+            "/api/v1/organizations/acme/subscription",
+            Key::Root,
+            json!({"status": "active", "trial_ends_at": "tomorrow"}),
+        )
+        .await;
     assert!(r.assert_error(400, "invalid_request").contains("trial_ends_at"));
     app.put("/api/v1/organizations/acme/subscription", Key::Root, json!({})).await.assert_error(400, "invalid_request");
     let org = app.get("/api/v1/organizations/acme", Key::Api(&key)).await;
@@ -121,11 +129,35 @@ async fn state_changes_are_audited() {
     let t = app.state.central_table("org_audit_logs").unwrap();
     let rows = app
         .warehouse()
-        .query(&format!("SELECT action, actor_type, actor_id FROM {t} WHERE org_slug = 'acme' ORDER BY created_at"), &Default::default())
+        .query(
+            &format!("SELECT action, actor_type, actor_id FROM {t} WHERE org_slug = 'acme' ORDER BY created_at"),
+            &Default::default(),
+        )
         .await
         .unwrap();
     let actions: Vec<&str> = rows.iter().map(|r| r["action"].as_str().unwrap()).collect();
     assert_eq!(actions, vec!["organization.onboard", "subscription.update", "api_key.rotate"]);
     assert_eq!(rows[2]["actor_type"], "api_key");
     assert_eq!(rows[2]["actor_id"], format!("…{}", &key[key.len() - 4..]));
+}
+
+#[tokio::test]
+async fn revocation_locks_the_org_out_until_root_issues_a_key() {
+    let (app, key) = app_with_org().await;
+    assert_eq!(app.get("/api/v1/organizations/acme", Key::Api(&key)).await.status, StatusCode::OK);
+    app.post("/api/v1/organizations/acme/api-key/revoke", Key::Api(&key), json!({}))
+        .await
+        .assert_error(403, "forbidden");
+    let r = app.post("/api/v1/organizations/acme/api-key/revoke", Key::Root, json!({})).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.body["revoked_fingerprints"].as_array().unwrap().len(), 1);
+    app.get("/api/v1/organizations/acme", Key::Api(&key)).await.assert_error(401, "unauthorized");
+    app.post("/api/v1/organizations/acme/api-key/rotate", Key::Api(&key), json!({}))
+        .await
+        .assert_error(401, "unauthorized");
+    let r = app.post("/api/v1/organizations/acme/api-key/rotate", Key::Root, json!({})).await;
+    assert_eq!(r.status, StatusCode::CREATED);
+    let new = r.body["api_key"].as_str().unwrap();
+    assert_eq!(app.get("/api/v1/organizations/acme", Key::Api(new)).await.status, StatusCode::OK);
+    app.post("/api/v1/organizations/nobody/api-key/revoke", Key::Root, json!({})).await.assert_error(404, "not_found");
 }

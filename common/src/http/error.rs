@@ -51,11 +51,8 @@ impl ApiError {
         e
     }
     pub fn unavailable(cause: impl Into<String>) -> ApiError {
-        let mut e = Self::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "unavailable",
-            "a backend is unavailable; retry shortly",
-        );
+        let mut e =
+            Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "a backend is unavailable; retry shortly");
         e.cause = Some(cause.into());
         e
     }

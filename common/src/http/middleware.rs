@@ -93,7 +93,9 @@ fn normalize_error_body(response: Response) -> Response {
     let message = match status {
         StatusCode::NOT_FOUND => "no such route; see the README for the API".to_string(),
         // axum adds the Allow header outside this layer, so it is not known here yet.
-        StatusCode::METHOD_NOT_ALLOWED => "method not allowed on this route; the Allow header lists the methods it accepts".to_string(),
+        StatusCode::METHOD_NOT_ALLOWED => {
+            "method not allowed on this route; the Allow header lists the methods it accepts".to_string()
+        }
         StatusCode::REQUEST_TIMEOUT => "the request took too long and was stopped".to_string(),
         StatusCode::PAYLOAD_TOO_LARGE => "request body is larger than this endpoint accepts".to_string(),
         s if s.is_server_error() => "internal error".to_string(),
@@ -156,11 +158,10 @@ pub async fn rate_limit(State(state): State<AppState>, req: Request<Body>, next:
     };
     match limiter.check(key) {
         Ok(()) => next.run(req).await,
-        Err(retry_after) => ApiError::too_many_requests(
-            format!("too many requests; retry after {retry_after} second(s)"),
-            retry_after,
-        )
-        .into_response(),
+        Err(retry_after) => {
+            ApiError::too_many_requests(format!("too many requests; retry after {retry_after} second(s)"), retry_after)
+                .into_response()
+        }
     }
 }
 

@@ -22,9 +22,8 @@ pub struct LocalKms {
 impl LocalKms {
     /// Loads the key file, creating it (0600, 32 random bytes) when absent.
     pub fn open_or_create(path: &Path) -> Result<LocalKms, KmsError> {
-        let unavailable = |what: &str, e: std::io::Error| {
-            KmsError::Unavailable(format!("{what} key file {}: {e}", path.display()))
-        };
+        let unavailable =
+            |what: &str, e: std::io::Error| KmsError::Unavailable(format!("{what} key file {}: {e}", path.display()));
         let key = match std::fs::read(path) {
             Ok(bytes) => bytes,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -82,9 +81,7 @@ impl Kms for LocalKms {
             return Err(KmsError::Decrypt);
         }
         let nonce = Nonce::from_slice(&ciphertext[1..1 + NONCE_LEN]);
-        self.cipher
-            .decrypt(nonce, Payload { msg: &ciphertext[1 + NONCE_LEN..], aad })
-            .map_err(|_| KmsError::Decrypt)
+        self.cipher.decrypt(nonce, Payload { msg: &ciphertext[1 + NONCE_LEN..], aad }).map_err(|_| KmsError::Decrypt)
     }
 }
 

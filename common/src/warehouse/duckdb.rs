@@ -15,8 +15,8 @@ use duckdb::{params_from_iter, Connection};
 use serde_json::Value;
 
 use super::{
-    check_rows, format_timestamp, scan_named_params, DatasetOptions, Field, FieldType, Mode, Param,
-    Params, Row, SqlPiece, TableSchema, Warehouse, WarehouseError, WarehouseResult,
+    check_rows, format_timestamp, scan_named_params, DatasetOptions, Field, FieldType, Mode, Param, Params, Row,
+    SqlPiece, TableSchema, Warehouse, WarehouseError, WarehouseResult,
 };
 
 /// Idle connections kept for reuse; more are cloned on demand and dropped when returned.
@@ -39,9 +39,8 @@ impl DuckDbWarehouse {
             std::fs::create_dir_all(parent)
                 .map_err(|e| WarehouseError::Unavailable(format!("cannot create {}: {e}", parent.display())))?;
         }
-        let conn = Connection::open(path).map_err(|e| {
-            WarehouseError::Unavailable(format!("cannot open DuckDB file {}: {e}", path.display()))
-        })?;
+        let conn = Connection::open(path)
+            .map_err(|e| WarehouseError::Unavailable(format!("cannot open DuckDB file {}: {e}", path.display())))?;
         Self::from_connection(conn)
     }
 
@@ -51,9 +50,7 @@ impl DuckDbWarehouse {
     }
 
     fn from_connection(conn: Connection) -> WarehouseResult<DuckDbWarehouse> {
-        Ok(DuckDbWarehouse {
-            pool: Arc::new(Pool { base: Mutex::new(conn), idle: Mutex::new(Vec::new()) }),
-        })
+        Ok(DuckDbWarehouse { pool: Arc::new(Pool { base: Mutex::new(conn), idle: Mutex::new(Vec::new()) }) })
     }
 
     /// Runs `f` with a pooled connection on the blocking pool.
@@ -132,17 +129,32 @@ fn scalar_type(t: FieldType, sub: &[Field]) -> String {
     }
 }
 
-fn create_table_sql(dataset: &str, schema: &TableSchema) -> WarehouseResult<String> {
+/// Refuses a schema with problems. Field names (also of RECORD sub-fields) are spliced into SQL
+/// as `"name"`, so every statement built from a schema must pass this first, not only CREATE TABLE:
+/// insert_rows/replace_slice take the schema from the caller (fix: a column name such as
+/// `x") VALUES (1); DROP SCHEMA ...` used to reach the SQL text and run).
+fn check_schema(schema: &TableSchema) -> WarehouseResult<()> {
     let problems = schema.problems();
     if !problems.is_empty() {
         return Err(WarehouseError::Invalid(format!("table {}: {}", schema.name, problems.join("; "))));
     }
+    Ok(())
+}
+
+fn create_table_sql(dataset: &str, schema: &TableSchema) -> WarehouseResult<String> {
+    check_schema(schema)?;
     let columns: Vec<String> = schema
         .fields
         .iter()
         .map(|f| {
-            let not_null = if f.mode == Mode::Required { " NOT NULL" } else { "" };
-            format!("\"{}\" {}{}", f.name, duck_type(f), not_null)
+            let constraint = match f.mode {
+                Mode::Required => " NOT NULL",
+                // BigQuery has no NULL arrays: a REPEATED column left out of an INSERT is [] there,
+                // and the canonical row form says REPEATED is an array (fix: it read back NULL).
+                Mode::Repeated => " DEFAULT []",
+                Mode::Nullable => "",
+            };
+            format!("\"{}\" {}{}", f.name, duck_type(f), constraint)
         })
         .collect();
     Ok(format!("CREATE TABLE {}.{} ({})", quote(dataset)?, quote(&schema.name)?, columns.join(", ")))
@@ -189,6 +201,10 @@ fn positional(sql: &str, params: &Params) -> WarehouseResult<(String, Vec<DuckVa
 fn bind_cell(field: &Field, value: Option<&Value>) -> WarehouseResult<(String, DuckValue)> {
     let ty = duck_type(field);
     let value = match value {
+        // A missing REPEATED value is an empty array, as in BigQuery (fix: it was stored NULL).
+        None | Some(Value::Null) if field.mode == Mode::Repeated => {
+            return Ok((format!("CAST(CAST(? AS JSON) AS {ty})"), DuckValue::Text("[]".into())))
+        }
         None | Some(Value::Null) => return Ok((format!("CAST(? AS {ty})"), DuckValue::Null)),
         Some(v) => v,
     };
@@ -205,9 +221,9 @@ fn bind_cell(field: &Field, value: Option<&Value>) -> WarehouseResult<(String, D
             Value::String(s) => s.clone(),
             other => other.to_string(),
         }),
-        (FieldType::Bytes, Value::String(s)) => DuckValue::Blob(
-            base64::engine::general_purpose::STANDARD.decode(s).map_err(|_| invalid())?,
-        ),
+        (FieldType::Bytes, Value::String(s)) => {
+            DuckValue::Blob(base64::engine::general_purpose::STANDARD.decode(s).map_err(|_| invalid())?)
+        }
         (FieldType::Int64, Value::Number(n)) => DuckValue::BigInt(n.as_i64().ok_or_else(invalid)?),
         (FieldType::Float64, Value::Number(n)) => DuckValue::Double(n.as_f64().ok_or_else(invalid)?),
         (FieldType::Numeric, Value::Number(n)) => DuckValue::Text(n.to_string()),
@@ -299,9 +315,9 @@ fn to_json(value: DuckValue) -> Value {
             Value::String(base64::engine::general_purpose::STANDARD.encode(b))
         }
         DuckValue::List(items) | DuckValue::Array(items) => Value::Array(items.into_iter().map(to_json).collect()),
-        DuckValue::Struct(fields) => Value::Object(
-            fields.iter().map(|(k, v)| (k.clone(), to_json(v.clone()))).collect(),
-        ),
+        DuckValue::Struct(fields) => {
+            Value::Object(fields.iter().map(|(k, v)| (k.clone(), to_json(v.clone()))).collect())
+        }
         DuckValue::Union(inner) => to_json(*inner),
         other => Value::String(format!("{other:?}")),
     }
@@ -313,7 +329,11 @@ fn normalize_decimal(text: &str) -> String {
         return text.to_string();
     }
     let trimmed = text.trim_end_matches('0').trim_end_matches('.');
-    if trimmed == "-0" { "0".into() } else { trimmed.to_string() }
+    if trimmed == "-0" {
+        "0".into()
+    } else {
+        trimmed.to_string()
+    }
 }
 
 fn query_rows(conn: &Connection, sql: &str, params: &Params) -> WarehouseResult<Vec<Row>> {
@@ -449,11 +469,11 @@ impl Warehouse for DuckDbWarehouse {
 
     async fn execute(&self, sql: &str, params: &Params) -> WarehouseResult<u64> {
         let (sql, values) = positional(sql, params)?;
-        self.with_conn(move |c| Ok(c.execute(&sql, params_from_iter(values)).map_err(backend)? as u64))
-            .await
+        self.with_conn(move |c| Ok(c.execute(&sql, params_from_iter(values)).map_err(backend)? as u64)).await
     }
 
     async fn insert_rows(&self, dataset: &str, schema: &TableSchema, rows: &[Row]) -> WarehouseResult<u64> {
+        check_schema(schema)?;
         check_rows(schema, rows)?;
         if rows.is_empty() {
             return Ok(0);
@@ -470,6 +490,7 @@ impl Warehouse for DuckDbWarehouse {
         params: &Params,
         rows: &[Row],
     ) -> WarehouseResult<(u64, u64)> {
+        check_schema(schema)?;
         check_rows(schema, rows)?;
         let (where_sql, values) = positional(predicate, params)?;
         let delete = format!("DELETE FROM {}.{} WHERE {where_sql}", quote(dataset)?, quote(&schema.name)?);

@@ -216,9 +216,7 @@ pub fn render_table_refs(
     while let Some(start) = rest.find("{{") {
         out.push_str(&rest[..start]);
         let after = &rest[start + 2..];
-        let end = after
-            .find("}}")
-            .ok_or_else(|| WarehouseError::Invalid("unclosed {{ in SQL template".into()))?;
+        let end = after.find("}}").ok_or_else(|| WarehouseError::Invalid("unclosed {{ in SQL template".into()))?;
         let name = after[..end].trim();
         if !known_tables.contains(&name) {
             return Err(WarehouseError::Invalid(format!("SQL template names unknown table {{{{{name}}}}}")));
@@ -323,10 +321,9 @@ mod tests {
 
     #[test]
     fn named_params_outside_literals_only() {
-        let pieces = scan_named_params(
-            "SELECT '@not' AS \"@nor\", x -- @comment\nFROM t WHERE a = @a AND b = @b_2 /* @c */",
-        )
-        .unwrap();
+        let pieces =
+            scan_named_params("SELECT '@not' AS \"@nor\", x -- @comment\nFROM t WHERE a = @a AND b = @b_2 /* @c */")
+                .unwrap();
         let params: Vec<_> = pieces
             .iter()
             .filter_map(|p| match p {

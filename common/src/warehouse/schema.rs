@@ -101,7 +101,8 @@ impl TableSchema {
                 problems.push(format!("partitioning type {:?} is not DAY, HOUR, MONTH or YEAR", p.kind));
             }
             match self.field(&p.field) {
-                Some(f) if matches!(f.field_type, FieldType::Timestamp | FieldType::Date) && f.mode != Mode::Repeated => {}
+                Some(f)
+                    if matches!(f.field_type, FieldType::Timestamp | FieldType::Date) && f.mode != Mode::Repeated => {}
                 Some(_) => problems.push(format!("partitioning field {:?} must be a TIMESTAMP or DATE", p.field)),
                 None => problems.push(format!("partitioning field {:?} is not a field of the table", p.field)),
             }
@@ -111,7 +112,10 @@ impl TableSchema {
         }
         for c in &self.clustering {
             match self.field(c) {
-                Some(f) if f.field_type != FieldType::Record && f.field_type != FieldType::Json && f.mode != Mode::Repeated => {}
+                Some(f)
+                    if f.field_type != FieldType::Record
+                        && f.field_type != FieldType::Json
+                        && f.mode != Mode::Repeated => {}
                 Some(_) => problems.push(format!("clustering field {c:?} must be a scalar column")),
                 None => problems.push(format!("clustering field {c:?} is not a field of the table")),
             }
@@ -155,16 +159,20 @@ mod tests {
 
     #[test]
     fn valid_schema_has_no_problems() {
-        let s = schema(r#"{"description":"d","partitioning":{"type":"DAY","field":"at"},"clustering":["org"],
+        let s = schema(
+            r#"{"description":"d","partitioning":{"type":"DAY","field":"at"},"clustering":["org"],
             "fields":[{"name":"org","type":"STRING","mode":"REQUIRED"},{"name":"at","type":"TIMESTAMP"},
-            {"name":"tags","type":"RECORD","mode":"REPEATED","fields":[{"name":"k","type":"STRING"}]}]}"#);
+            {"name":"tags","type":"RECORD","mode":"REPEATED","fields":[{"name":"k","type":"STRING"}]}]}"#,
+        );
         assert!(s.problems().is_empty(), "{:?}", s.problems());
     }
 
     #[test]
     fn problems_are_all_reported() {
-        let s = schema(r#"{"description":"d","partitioning":{"type":"WEEK","field":"org"},"clustering":["nope"],
-            "fields":[{"name":"org","type":"STRING"},{"name":"org","type":"STRING"},{"name":"r","type":"RECORD"},{"name":"bad-name","type":"INT64"}]}"#);
+        let s = schema(
+            r#"{"description":"d","partitioning":{"type":"WEEK","field":"org"},"clustering":["nope"],
+            "fields":[{"name":"org","type":"STRING"},{"name":"org","type":"STRING"},{"name":"r","type":"RECORD"},{"name":"bad-name","type":"INT64"}]}"#,
+        );
         let p = s.problems();
         assert_eq!(p.len(), 6, "{p:?}");
     }
@@ -172,6 +180,9 @@ mod tests {
     #[test]
     fn unknown_keys_and_types_are_refused() {
         assert!(serde_json::from_str::<TableSchema>(r#"{"description":"d","fields":[],"extra":1}"#).is_err());
-        assert!(serde_json::from_str::<TableSchema>(r#"{"description":"d","fields":[{"name":"a","type":"GEOGRAPHY"}]}"#).is_err());
+        assert!(serde_json::from_str::<TableSchema>(
+            r#"{"description":"d","fields":[{"name":"a","type":"GEOGRAPHY"}]}"#
+        )
+        .is_err());
     }
 }

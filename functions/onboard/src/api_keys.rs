@@ -1,10 +1,11 @@
-//! `POST /api/v1/organizations/{org}/api-key/rotate`: a new key, returned once; the old one stops
-//! working at once here (cache evicted) and everywhere within the key-cache TTL.
+//! API keys. `POST /api/v1/organizations/{org}/api-key/rotate` (org key or root): a new key,
+//! returned once; the old one stops working at once here (cache evicted) and everywhere within
+//! the key-cache TTL. `POST /api/v1/organizations/{org}/api-key/revoke` (root): every key of the
+//! organization stops working (a leaked key); root then issues a new one with rotate.
 
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
-use chrono::Utc;
 use common::audit::{self, AuditEvent};
 use common::auth::Caller;
 use common::domain::OrgSlug;
@@ -33,20 +34,11 @@ pub async fn rotate(
     // Insert the new key before revoking the old ones: a failure in between leaves the
     // organization with a working key, never with none.
     store::insert(&state, "org_api_keys", new_key.row.clone()).await?;
-    let sql = format!(
-        "UPDATE {} SET status = 'REVOKED', revoked_at = @now, revoked_by = @by \
-         WHERE org_slug = @org_slug AND status = 'ACTIVE' AND api_key_id <> @new_id",
-        state.central_table("org_api_keys")?
-    );
-    let params = Params::new()
-        .bind("now", Utc::now())
-        .bind("by", actor_id.clone().unwrap_or_else(|| actor_type.to_string()))
-        .bind("org_slug", slug.as_str())
-        .bind("new_id", new_key.key.api_key_id.as_str());
-    if let Err(e) = state.warehouse.execute(&sql, &params).await {
+    let by = actor_id.clone().unwrap_or_else(|| actor_type.to_string());
+    if let Err(e) = store::revoke_keys(&state, slug.as_str(), Some(&new_key.key.api_key_id), &by).await {
         let undo = format!("DELETE FROM {} WHERE api_key_id = @id", state.central_table("org_api_keys")?);
         let _ = state.warehouse.execute(&undo, &Params::new().bind("id", new_key.key.api_key_id.as_str())).await;
-        return Err(e.into());
+        return Err(e);
     }
     for key in &old {
         state.auth.evict(&key.key_hash);
@@ -76,4 +68,41 @@ pub async fn rotate(
             "message": "store the API key now: it is shown only once; the previous key no longer works",
         })),
     ))
+}
+
+pub async fn revoke(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(org): ApiPath<String>,
+) -> ApiResult<Json<Value>> {
+    caller.require_root()?;
+    let slug = OrgSlug::parse(&org).map_err(ApiError::bad_request)?;
+    let _guard = store::org_lock(slug.as_str()).await;
+    if !store::org_exists(&state, slug.as_str()).await? {
+        return Err(ApiError::not_found(format!("no organization {slug}")));
+    }
+    let old = store::active_keys(&state, slug.as_str()).await?;
+    store::revoke_keys(&state, slug.as_str(), None, "root").await?;
+    for key in &old {
+        state.auth.evict(&key.key_hash);
+    }
+    let revoked: Vec<&str> = old.iter().map(|k| k.fingerprint.as_str()).collect();
+    audit::record(
+        &state,
+        &caller,
+        AuditEvent {
+            org_slug: Some(slug.as_str()),
+            action: "api_key.revoke",
+            resource_type: "api_key",
+            resource_id: None,
+            success: true,
+            details: json!({"revoked_fingerprints": revoked}),
+        },
+    )
+    .await;
+    Ok(Json(json!({
+        "org_slug": slug,
+        "revoked_fingerprints": revoked,
+        "message": "every key of this organization is revoked; issue a new one with POST .../api-key/rotate",
+    })))
 }

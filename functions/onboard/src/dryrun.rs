@@ -65,11 +65,8 @@ pub async fn dryrun(
             format!("missing {}; call POST /api/v1/admin/bootstrap first", missing.join(", "))
         },
     });
-    let available = if slug_ok && bootstrapped {
-        Some(!store::org_exists(&state, &request.org_slug).await?)
-    } else {
-        None
-    };
+    let available =
+        if slug_ok && bootstrapped { Some(!store::org_exists(&state, &request.org_slug).await?) } else { None };
     checks.push(Check {
         check: "org_slug_available",
         passed: available == Some(true),
@@ -80,10 +77,5 @@ pub async fn dryrun(
         },
     });
     let dataset_id = slug_ok.then(|| state.org_dataset(&request.org_slug));
-    Ok(Json(DryRunReport {
-        valid: checks.iter().all(|c| c.passed),
-        org_slug: request.org_slug,
-        dataset_id,
-        checks,
-    }))
+    Ok(Json(DryRunReport { valid: checks.iter().all(|c| c.passed), org_slug: request.org_slug, dataset_id, checks }))
 }

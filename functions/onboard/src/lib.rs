@@ -1,6 +1,6 @@
 //! The onboard function: organization lifecycle. Dry-run and onboarding (root key), the
 //! subscription status pushed by the frontend's billing (root key), the organization's own view
-//! of itself (its key), and API-key rotation (its key or root).
+//! of itself (its key), and API-key rotation (its key or root) and revocation (root).
 
 mod api_keys;
 mod dryrun;
@@ -25,6 +25,7 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v1/organizations/{org}", get(profile::get_organization))
         .route("/api/v1/organizations/{org}/subscription", put(subscription::update_subscription))
         .route("/api/v1/organizations/{org}/api-key/rotate", post(api_keys::rotate))
+        .route("/api/v1/organizations/{org}/api-key/revoke", post(api_keys::revoke))
 }
 
 /// The function as a complete app: routes, `/health` and the shared plumbing.

@@ -84,7 +84,11 @@ impl OnboardRequest {
     }
 
     fn currency(&self, state: &AppState) -> String {
-        self.default_currency.clone().unwrap_or_else(|| state.configs.onboarding.default_currency.clone()).trim().to_string()
+        self.default_currency
+            .clone()
+            .unwrap_or_else(|| state.configs.onboarding.default_currency.clone())
+            .trim()
+            .to_string()
     }
 
     fn timezone(&self, state: &AppState) -> String {
@@ -93,11 +97,8 @@ impl OnboardRequest {
 
     /// The checked request, or every failed check joined into one message.
     pub fn validate(&self, state: &AppState) -> Result<ValidOnboarding, String> {
-        let failures: Vec<String> = self
-            .field_checks(state)
-            .into_iter()
-            .filter_map(|(_, outcome)| outcome.err())
-            .collect();
+        let failures: Vec<String> =
+            self.field_checks(state).into_iter().filter_map(|(_, outcome)| outcome.err()).collect();
         if !failures.is_empty() {
             return Err(failures.join("; "));
         }

@@ -68,6 +68,22 @@ pub async fn insert(state: &AppState, table: &str, row: Value) -> ApiResult<()> 
     Ok(())
 }
 
+/// Marks the organization's active keys REVOKED, except `keep_id` (the key a rotation just made).
+pub async fn revoke_keys(state: &AppState, org_slug: &str, keep_id: Option<&str>, by: &str) -> ApiResult<u64> {
+    let sql = format!(
+        "UPDATE {} SET status = 'REVOKED', revoked_at = @now, revoked_by = @by \
+         WHERE org_slug = @org_slug AND status = 'ACTIVE' AND api_key_id <> @keep_id",
+        state.central_table("org_api_keys")?
+    );
+    let params = Params::new()
+        .bind("now", Utc::now())
+        .bind("by", by)
+        .bind("org_slug", org_slug)
+        // No key has an empty id, so revoking "all but none" revokes every key.
+        .bind("keep_id", keep_id.unwrap_or(""));
+    Ok(state.warehouse.execute(&sql, &params).await?)
+}
+
 /// A freshly minted API key: the secret (returned once), its row, and its cache entry.
 pub struct NewApiKey {
     pub secret: String,
@@ -94,12 +110,7 @@ pub async fn mint_api_key(state: &AppState, org_slug: &str, created_by: &str) ->
         "created_at": now(),
         "created_by": created_by,
     });
-    Ok(NewApiKey {
-        key: OrgKey { org_slug: org_slug.to_string(), api_key_id, fingerprint },
-        secret,
-        key_hash,
-        row,
-    })
+    Ok(NewApiKey { key: OrgKey { org_slug: org_slug.to_string(), api_key_id, fingerprint }, secret, key_hash, row })
 }
 
 fn base64_encode(bytes: &[u8]) -> String {
@@ -189,10 +200,9 @@ pub async fn active_keys(state: &AppState, org_slug: &str) -> ApiResult<Vec<Acti
 
 /// The quota row a plan implies.
 pub fn quota_row(state: &AppState, org_slug: &str, plan_name: &str) -> ApiResult<Value> {
-    let plan = state
-        .configs
-        .plan(plan_name)
-        .ok_or_else(|| ApiError::bad_request(format!("plan must be one of {}", state.configs.plan_names().join(", "))))?;
+    let plan = state.configs.plan(plan_name).ok_or_else(|| {
+        ApiError::bad_request(format!("plan must be one of {}", state.configs.plan_names().join(", ")))
+    })?;
     Ok(json!({
         "org_slug": org_slug,
         "plan_name": plan_name,

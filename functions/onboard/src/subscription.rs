@@ -64,7 +64,9 @@ pub async fn update_subscription(
     let trial_ends_at = match &update.trial_ends_at {
         Some(raw) => Some(
             DateTime::parse_from_rfc3339(raw)
-                .map_err(|_| ApiError::bad_request("trial_ends_at must be an RFC 3339 timestamp such as 2026-12-31T00:00:00Z"))?
+                .map_err(|_| {
+                    ApiError::bad_request("trial_ends_at must be an RFC 3339 timestamp such as 2026-12-31T00:00:00Z")
+                })?
                 .with_timezone(&Utc),
         ),
         None => None,

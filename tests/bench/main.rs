@@ -1,0 +1,196 @@
+//! `convergence-bench`: measures what docs/BENCHMARKS.md reports, against release binaries.
+//!
+//! 1. exec → first 200 on `/health` (N runs per binary) and RSS once healthy.
+//! 2. Authenticated `GET /api/v1/organizations/{org}` from a load generator on loopback:
+//!    p50/p99 latency at concurrency 1, throughput at higher concurrency.
+//!
+//! Usage: convergence-bench <target-dir> [runs] [requests]
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+const ROOT_KEY: &str = "bench-root-key-0123456789-abcdefghijklmnopq";
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+struct Server {
+    child: Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn spawn(bin: &Path, extra: &[(&str, &str)]) -> (Server, Instant) {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut cmd = Command::new(bin);
+    cmd.env("PORT", port.to_string())
+        .env("DATA_DIR", dir.path())
+        .env("CA_ROOT_API_KEY", ROOT_KEY)
+        .env("CONFIGS_DIR", concat!(env!("CARGO_MANIFEST_DIR"), "/../configs"))
+        .env("LOG_LEVEL", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    for (k, v) in extra {
+        cmd.env(k, v);
+    }
+    let started = Instant::now();
+    let child = cmd.spawn().unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
+    (Server { child, port, _dir: dir }, started)
+}
+
+/// Polls `/health` over a raw socket until it answers 200.
+fn wait_healthy(port: u16, started: Instant) -> Duration {
+    use std::io::{Read, Write};
+    loop {
+        if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+            let _ = s.write_all(b"GET /health HTTP/1.1\r\nHost: l\r\nConnection: close\r\n\r\n");
+            let mut buf = [0u8; 12];
+            if s.read_exact(&mut buf).is_ok() && &buf == b"HTTP/1.1 200" {
+                return started.elapsed();
+            }
+        }
+        assert!(started.elapsed() < Duration::from_secs(20), "not healthy after 20 s");
+        std::thread::sleep(Duration::from_micros(200));
+    }
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[idx]
+}
+
+fn startup(name: &str, bin: &Path, extra: &[(&str, &str)], runs: usize) {
+    let mut times = Vec::new();
+    let mut rss = Vec::new();
+    for _ in 0..runs {
+        let (server, started) = spawn(bin, extra);
+        times.push(wait_healthy(server.port, started).as_secs_f64() * 1000.0);
+        std::thread::sleep(Duration::from_millis(200));
+        rss.push(rss_kib(server.child.id()) as f64 / 1024.0);
+    }
+    times.sort_by(f64::total_cmp);
+    rss.sort_by(f64::total_cmp);
+    println!(
+        "| {name} | {runs} | {:.1} ms | {:.1} ms | {:.1} ms | {:.1} MB |",
+        percentile(&times, 0.5),
+        percentile(&times, 0.9),
+        times[times.len() - 1],
+        percentile(&rss, 0.5)
+    );
+}
+
+async fn load(bin: &Path, requests: usize) {
+    let (server, started) = spawn(bin, &[("RATE_LIMIT_ENABLED", "false")]);
+    wait_healthy(server.port, started);
+    let base = format!("http://127.0.0.1:{}", server.port);
+    let client = reqwest::Client::new();
+    let post = |path: &str, body: Value| {
+        client.post(format!("{base}{path}")).header("X-CA-Root-Key", ROOT_KEY).json(&body).send()
+    };
+    assert!(post("/api/v1/admin/bootstrap", json!({})).await.unwrap().status().is_success());
+    let onboarded: Value = post(
+        "/api/v1/organizations/onboard",
+        json!({"org_slug": "bench_org", "company_name": "Bench", "admin_email": "a@bench.example"}),
+    )
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    let key = onboarded["api_key"].as_str().expect("api key").to_string();
+    let url = format!("{base}/api/v1/organizations/bench_org");
+    let rss_before = rss_kib(server.child.id());
+
+    for concurrency in [1usize, 4, 16] {
+        let per_worker = requests / concurrency;
+        // Warm-up: connections, caches.
+        for _ in 0..200 {
+            let r = client.get(&url).header("X-API-Key", &key).send().await.unwrap();
+            assert_eq!(r.status(), 200);
+            r.bytes().await.unwrap();
+        }
+        let wall = Instant::now();
+        let mut workers = Vec::new();
+        for _ in 0..concurrency {
+            let (client, url, key) = (reqwest::Client::new(), url.clone(), key.clone());
+            workers.push(tokio::spawn(async move {
+                let mut lat = Vec::with_capacity(per_worker);
+                for _ in 0..per_worker {
+                    let t = Instant::now();
+                    let r = client.get(&url).header("X-API-Key", &key).send().await.unwrap();
+                    assert_eq!(r.status(), 200);
+                    r.bytes().await.unwrap();
+                    lat.push(t.elapsed().as_secs_f64() * 1000.0);
+                }
+                lat
+            }));
+        }
+        let mut all = Vec::new();
+        for w in workers {
+            all.extend(w.await.unwrap());
+        }
+        let secs = wall.elapsed().as_secs_f64();
+        all.sort_by(f64::total_cmp);
+        println!(
+            "| {concurrency} | {} | {:.3} ms | {:.3} ms | {:.3} ms | {:.0} req/s |",
+            all.len(),
+            percentile(&all, 0.5),
+            percentile(&all, 0.99),
+            all[all.len() - 1],
+            all.len() as f64 / secs
+        );
+    }
+    println!();
+    println!(
+        "RSS of convergence-local: {:.1} MB after bootstrap + onboarding, {:.1} MB after the load.",
+        rss_before as f64 / 1024.0,
+        rss_kib(server.child.id()) as f64 / 1024.0
+    );
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let target = PathBuf::from(args.get(1).expect("usage: convergence-bench <target-dir> [runs] [requests]"));
+    let runs: usize = args.get(2).and_then(|v| v.parse().ok()).unwrap_or(20);
+    let requests: usize = args.get(3).and_then(|v| v.parse().ok()).unwrap_or(20_000);
+    let release = target.join("release");
+
+    println!("### exec → first 200 on /health, and RSS once healthy\n");
+    println!("| binary | runs | p50 | p90 | max | RSS (p50) |");
+    println!("|---|---|---|---|---|---|");
+    let embedded = [("WAREHOUSE_BACKEND", "duckdb"), ("KMS_BACKEND", "local"), ("QUEUE_BACKEND", "local")];
+    startup("convergence-bootstrap (function)", &release.join("convergence-bootstrap"), &embedded, runs);
+    startup("convergence-local", &release.join("convergence-local"), &[], runs);
+
+    println!("\n### Authenticated GET /api/v1/organizations/{{org}} on loopback\n");
+    println!("| concurrency | requests | p50 | p99 | max | throughput |");
+    println!("|---|---|---|---|---|---|");
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    rt.block_on(load(&release.join("convergence-local"), requests));
+}
