@@ -12,6 +12,7 @@ use crate::auth::Authenticator;
 use crate::configs::Configs;
 use crate::http::middleware::Limiter;
 use crate::kms::{Kms, LocalKms};
+use crate::orgs::OrgDirectory;
 use crate::settings::{BackendDefaults, KmsBackend, RootKeySource, Settings, WarehouseBackend};
 use crate::warehouse::Warehouse;
 
@@ -23,6 +24,7 @@ pub struct AppState {
     pub kms: Arc<dyn Kms>,
     pub auth: Arc<Authenticator>,
     pub rate_limiter: Option<Arc<Limiter>>,
+    pub orgs: Arc<OrgDirectory>,
 }
 
 impl AppState {
@@ -39,11 +41,8 @@ impl AppState {
                 "KMS_BACKEND=gcp (Cloud KMS) is not available in this build yet; use KMS_BACKEND=local outside production"
             ),
         };
-        let auth = Authenticator::new(
-            settings.root_api_key.as_ref(),
-            settings.disable_auth,
-            Duration::from_secs(settings.api_key_cache_ttl_secs),
-        );
+        let cache_ttl = Duration::from_secs(settings.cache_ttl_secs);
+        let auth = Authenticator::new(settings.root_api_key.as_ref(), settings.disable_auth, cache_ttl);
         tracing::debug!(configs_ms, warehouse_ms, total_ms = t.elapsed().as_secs_f64() * 1000.0, "state built");
         let rate_limiter = settings
             .rate_limit_enabled
@@ -55,7 +54,14 @@ impl AppState {
             kms,
             auth: Arc::new(auth),
             rate_limiter,
+            orgs: Arc::new(OrgDirectory::new(cache_ttl)),
         })
+    }
+
+    /// Forgets every cached key and organization (after the central tables were recreated).
+    pub fn clear_caches(&self) {
+        self.auth.clear();
+        self.orgs.clear();
     }
 
     /// The per-organization dataset name for this environment.
@@ -146,7 +152,14 @@ async fn start(
     if defaults == BackendDefaults::Embedded {
         print_local_banner(service, addr.port(), settings);
     }
-    crate::http::serve(listener, app(state)).await?;
+    // The warehouse may still be opening (DuckDB opens its file in the background so /health
+    // answers at once). If it cannot be reached at all, stop instead of serving errors.
+    let warehouse = state.warehouse.clone();
+    let reachable = tokio::spawn(async move { warehouse.ping().await });
+    tokio::select! {
+        served = crate::http::serve(listener, app(state)) => served?,
+        Ok(Err(e)) = reachable => anyhow::bail!("the warehouse cannot be used: {e}"),
+    }
     Ok(())
 }
 

@@ -99,6 +99,12 @@ impl Authenticator {
         self.known.invalidate(key_hash);
     }
 
+    /// Forgets every key (the central tables were recreated).
+    pub fn clear(&self) {
+        self.known.invalidate_all();
+        self.unknown.invalidate_all();
+    }
+
     /// Remembers a key that was just created, so its first use needs no lookup either.
     pub fn remember(&self, key_hash: &str, key: OrgKey) {
         self.unknown.invalidate(key_hash);

@@ -11,6 +11,7 @@ pub mod domain;
 pub mod http;
 pub mod kms;
 pub mod logging;
+pub mod orgs;
 pub mod settings;
 pub mod warehouse;
 

@@ -88,7 +88,7 @@ pub struct Settings {
     pub sandbox_providers: bool,
     pub max_body_bytes: usize,
     pub request_timeout_secs: u64,
-    pub api_key_cache_ttl_secs: u64,
+    pub cache_ttl_secs: u64,
     pub openai_api_base: String,
     pub anthropic_api_base: String,
     pub bigquery_api_base: Option<String>,
@@ -240,7 +240,7 @@ impl Settings {
         }
         let max_body_bytes = number(vars, "MAX_BODY_BYTES", 256 * 1024usize, &mut problems);
         let request_timeout_secs = number(vars, "REQUEST_TIMEOUT_SECS", 60u64, &mut problems);
-        let api_key_cache_ttl_secs = number(vars, "API_KEY_CACHE_TTL_SECS", 60u64, &mut problems);
+        let cache_ttl_secs = number(vars, "CACHE_TTL_SECS", 60u64, &mut problems);
         let log_format = match get("LOG_FORMAT").as_deref() {
             None if production => LogFormat::Json,
             None => LogFormat::Text,
@@ -337,7 +337,7 @@ impl Settings {
             sandbox_providers,
             max_body_bytes,
             request_timeout_secs,
-            api_key_cache_ttl_secs,
+            cache_ttl_secs,
             openai_api_base,
             anthropic_api_base,
             bigquery_api_base,

@@ -63,14 +63,18 @@ async fn an_empty_body_is_a_plain_bootstrap() {
 async fn force_recreate_tables_empties_them() {
     let app = TestApp::spawn().await;
     app.bootstrap().await;
-    app.onboard("acme").await;
+    let key = app.onboard("acme").await;
     assert_eq!(app.count("org_profiles", None).await, 1);
+    // Warm the key and organization caches.
+    assert_eq!(app.get("/api/v1/organizations/acme", Key::Api(&key)).await.status, StatusCode::OK);
     let r = app.post("/api/v1/admin/bootstrap", Key::Root, json!({"force_recreate_tables": true})).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     assert_eq!(r.body["dataset_created"], false);
     assert_eq!(names(&r.body["tables_created"]).len(), 14);
     assert_eq!(names(&r.body["views_created"]).len(), 3);
     assert_eq!(app.count("org_profiles", None).await, 0);
+    // Nothing cached from the old tables survives.
+    app.get("/api/v1/organizations/acme", Key::Api(&key)).await.assert_error(401, "unauthorized");
     // The org's own dataset is not central: it is left alone.
     assert!(app.warehouse().dataset_exists("acme_dev").await.unwrap());
 }

@@ -3,8 +3,12 @@
 //! DuckDB's API is blocking, so every call runs on tokio's blocking pool with a connection taken
 //! from a small pool of clones of one database handle (clones share the database, and DuckDB runs
 //! them in parallel).
+//!
+//! Opening a database file takes 10–30 ms, longer than the rest of start-up together, so the
+//! file is opened on a background thread while the server starts answering `/health`; the first
+//! query waits for it. A file that cannot be opened still stops the process (see `app::start`).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
@@ -28,29 +32,46 @@ pub struct DuckDbWarehouse {
 }
 
 struct Pool {
-    base: Mutex<Connection>,
+    /// The database file (`None`: in memory, opened eagerly).
+    path: Option<PathBuf>,
+    base: tokio::sync::OnceCell<Mutex<Connection>>,
     idle: Mutex<Vec<Connection>>,
 }
 
 impl DuckDbWarehouse {
-    /// Opens (or creates) the database file.
+    /// Opens (or creates) the database file, on a background thread: this returns at once and the
+    /// first query waits until the file is open.
     pub fn open(path: &Path) -> WarehouseResult<DuckDbWarehouse> {
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent)
                 .map_err(|e| WarehouseError::Unavailable(format!("cannot create {}: {e}", parent.display())))?;
         }
-        let conn = Connection::open(path)
-            .map_err(|e| WarehouseError::Unavailable(format!("cannot open DuckDB file {}: {e}", path.display())))?;
-        Self::from_connection(conn)
+        let warehouse = DuckDbWarehouse {
+            pool: Arc::new(Pool {
+                path: Some(path.to_path_buf()),
+                base: tokio::sync::OnceCell::new(),
+                idle: Mutex::new(Vec::new()),
+            }),
+        };
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let pool = warehouse.pool.clone();
+            runtime.spawn(async move {
+                let _ = pool.base().await;
+            });
+        }
+        Ok(warehouse)
     }
 
     /// An in-memory database (unit tests).
     pub fn in_memory() -> WarehouseResult<DuckDbWarehouse> {
-        Self::from_connection(Connection::open_in_memory().map_err(backend)?)
-    }
-
-    fn from_connection(conn: Connection) -> WarehouseResult<DuckDbWarehouse> {
-        Ok(DuckDbWarehouse { pool: Arc::new(Pool { base: Mutex::new(conn), idle: Mutex::new(Vec::new()) }) })
+        let conn = Connection::open_in_memory().map_err(backend)?;
+        Ok(DuckDbWarehouse {
+            pool: Arc::new(Pool {
+                path: None,
+                base: tokio::sync::OnceCell::new_with(Some(Mutex::new(conn))),
+                idle: Mutex::new(Vec::new()),
+            }),
+        })
     }
 
     /// Runs `f` with a pooled connection on the blocking pool.
@@ -60,11 +81,15 @@ impl DuckDbWarehouse {
         F: FnOnce(&mut Connection) -> WarehouseResult<T> + Send + 'static,
     {
         let pool = self.pool.clone();
+        pool.base().await?;
         tokio::task::spawn_blocking(move || {
             let popped = pool.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
             let mut conn = match popped {
                 Some(c) => c,
-                None => pool.base.lock().unwrap_or_else(|p| p.into_inner()).try_clone().map_err(backend)?,
+                None => match pool.base.get() {
+                    Some(base) => base.lock().unwrap_or_else(|p| p.into_inner()).try_clone().map_err(backend)?,
+                    None => return Err(WarehouseError::Unavailable("the DuckDB file is not open".into())),
+                },
             };
             let result = f(&mut conn);
             let mut idle = pool.idle.lock().unwrap_or_else(|p| p.into_inner());
@@ -75,6 +100,25 @@ impl DuckDbWarehouse {
         })
         .await
         .map_err(|e| WarehouseError::Backend(format!("warehouse task failed: {e}")))?
+    }
+}
+
+impl Pool {
+    /// The database handle, opening the file on first use. A failed open is not remembered: the
+    /// next call tries again (e.g. after another process released the file).
+    async fn base(&self) -> WarehouseResult<&Mutex<Connection>> {
+        self.base
+            .get_or_try_init(|| async {
+                let path = self.path.clone().ok_or_else(|| WarehouseError::Unavailable("no database".into()))?;
+                tokio::task::spawn_blocking(move || {
+                    Connection::open(&path).map(Mutex::new).map_err(|e| {
+                        WarehouseError::Unavailable(format!("cannot open DuckDB file {}: {e}", path.display()))
+                    })
+                })
+                .await
+                .map_err(|e| WarehouseError::Unavailable(format!("opening DuckDB failed: {e}")))?
+            })
+            .await
     }
 }
 

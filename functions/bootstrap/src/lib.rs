@@ -60,7 +60,12 @@ async fn bootstrap(
 ) -> ApiResult<Json<BootstrapReport>> {
     caller.require_root()?;
     let _guard = BOOTSTRAP_LOCK.lock().await;
-    let report = run(&state, &request).await?;
+    let report = run(&state, &request).await;
+    if request.force_recreate_dataset || request.force_recreate_tables {
+        // Keys and organizations cached from the old tables no longer exist.
+        state.clear_caches();
+    }
+    let report = report?;
     audit::record(
         &state,
         &caller,

@@ -133,3 +133,19 @@ fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
         }
     }
 }
+
+#[test]
+fn an_unusable_warehouse_file_stops_the_process() {
+    let dir = tempfile::tempdir().unwrap();
+    // A directory where the DuckDB file should be: it cannot be opened.
+    std::fs::create_dir_all(dir.path().join("warehouse.duckdb")).unwrap();
+    let out = Command::new(BIN)
+        .env("PORT", free_port().to_string())
+        .env("DATA_DIR", dir.path())
+        .stdout(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("warehouse"), "{stderr}");
+}

@@ -43,6 +43,7 @@ pub async fn rotate(
     for key in &old {
         state.auth.evict(&key.key_hash);
     }
+    state.orgs.invalidate(slug.as_str());
     state.auth.remember(&new_key.key_hash, new_key.key.clone());
     let revoked: Vec<&str> = old.iter().map(|k| k.fingerprint.as_str()).collect();
     audit::record(
@@ -86,6 +87,7 @@ pub async fn revoke(
     for key in &old {
         state.auth.evict(&key.key_hash);
     }
+    state.orgs.invalidate(slug.as_str());
     let revoked: Vec<&str> = old.iter().map(|k| k.fingerprint.as_str()).collect();
     audit::record(
         &state,

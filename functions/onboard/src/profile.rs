@@ -7,19 +7,20 @@ use common::domain::OrgSlug;
 use common::http::error::ApiResult;
 use common::http::ApiPath;
 use common::{ApiError, AppState};
-use serde_json::Value;
+use axum::response::{IntoResponse, Response};
 
-use crate::store;
 
 pub async fn get_organization(
     State(state): State<AppState>,
     caller: Caller,
     ApiPath(org): ApiPath<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Response> {
     caller.require_org(&org)?;
     let slug = OrgSlug::parse(&org).map_err(ApiError::bad_request)?;
-    store::load_org(&state, slug.as_str())
+    state
+        .orgs
+        .get(&state, slug.as_str())
         .await?
-        .map(Json)
+        .map(|view| Json(view.as_ref()).into_response())
         .ok_or_else(|| ApiError::not_found(format!("no organization {slug}")))
 }

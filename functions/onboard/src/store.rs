@@ -4,7 +4,7 @@ use chrono::Utc;
 use common::auth::OrgKey;
 use common::domain::{fingerprint, random_token, sha256_hex};
 use common::http::error::ApiResult;
-use common::warehouse::{format_timestamp, to_row, Params, Row};
+use common::warehouse::{format_timestamp, to_row, Params};
 use common::{ApiError, AppState};
 use serde_json::{json, Value};
 
@@ -122,69 +122,14 @@ pub fn now() -> String {
     format_timestamp(&Utc::now())
 }
 
-/// The organization as the API shows it: profile, subscription, quotas, active key fingerprint.
-pub async fn load_org(state: &AppState, org_slug: &str) -> ApiResult<Option<Value>> {
-    let sql = format!(
-        "SELECT p.org_slug, p.company_name, p.admin_email, p.status, p.dataset_id, p.default_currency, \
-                p.timezone, p.created_at, p.updated_at, \
-                s.plan_name, s.status AS subscription_status, s.billing_status, s.trial_ends_at, \
-                s.updated_at AS subscription_updated_at, \
-                q.max_pipeline_runs_per_day, q.max_pipeline_runs_per_month, q.max_concurrent_runs, q.max_integrations \
-         FROM {profiles} AS p \
-         LEFT JOIN {subscriptions} AS s ON s.org_slug = p.org_slug \
-         LEFT JOIN {quotas} AS q ON q.org_slug = p.org_slug \
-         WHERE p.org_slug = @org_slug AND p.status <> 'PROVISIONING' \
-         LIMIT 1",
-        profiles = state.central_table("org_profiles")?,
-        subscriptions = state.central_table("org_subscriptions")?,
-        quotas = state.central_table("org_usage_quotas")?,
-    );
-    let params = Params::new().bind("org_slug", org_slug);
-    let Some(row) = state.warehouse.query(&sql, &params).await?.into_iter().next() else {
-        return Ok(None);
-    };
-    let keys = active_keys(state, org_slug).await?;
-    Ok(Some(org_view(&row, &keys)))
-}
-
-fn org_view(row: &Row, keys: &[ActiveKey]) -> Value {
-    let f = |name: &str| row.get(name).cloned().unwrap_or(Value::Null);
-    json!({
-        "org_slug": f("org_slug"),
-        "company_name": f("company_name"),
-        "admin_email": f("admin_email"),
-        "status": f("status"),
-        "dataset_id": f("dataset_id"),
-        "default_currency": f("default_currency"),
-        "timezone": f("timezone"),
-        "created_at": f("created_at"),
-        "updated_at": f("updated_at"),
-        "subscription": {
-            "plan_name": f("plan_name"),
-            "status": f("subscription_status"),
-            "billing_status": f("billing_status"),
-            "trial_ends_at": f("trial_ends_at"),
-            "updated_at": f("subscription_updated_at"),
-        },
-        "quotas": {
-            "max_pipeline_runs_per_day": f("max_pipeline_runs_per_day"),
-            "max_pipeline_runs_per_month": f("max_pipeline_runs_per_month"),
-            "max_concurrent_runs": f("max_concurrent_runs"),
-            "max_integrations": f("max_integrations"),
-        },
-        "api_keys": keys.iter().map(|k| json!({"fingerprint": k.fingerprint, "created_at": k.created_at})).collect::<Vec<_>>(),
-    })
-}
-
 pub struct ActiveKey {
     pub key_hash: String,
     pub fingerprint: String,
-    pub created_at: Value,
 }
 
 pub async fn active_keys(state: &AppState, org_slug: &str) -> ApiResult<Vec<ActiveKey>> {
     let sql = format!(
-        "SELECT key_hash, fingerprint, created_at FROM {} WHERE org_slug = @org_slug AND status = 'ACTIVE' ORDER BY created_at",
+        "SELECT key_hash, fingerprint FROM {} WHERE org_slug = @org_slug AND status = 'ACTIVE' ORDER BY created_at",
         state.central_table("org_api_keys")?
     );
     let rows = state.warehouse.query(&sql, &Params::new().bind("org_slug", org_slug)).await?;
@@ -193,7 +138,6 @@ pub async fn active_keys(state: &AppState, org_slug: &str) -> ApiResult<Vec<Acti
         .map(|r| ActiveKey {
             key_hash: r.get("key_hash").and_then(Value::as_str).unwrap_or_default().to_string(),
             fingerprint: r.get("fingerprint").and_then(Value::as_str).unwrap_or_default().to_string(),
-            created_at: r.get("created_at").cloned().unwrap_or(Value::Null),
         })
         .collect())
 }

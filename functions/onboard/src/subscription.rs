@@ -123,7 +123,10 @@ pub async fn update_subscription(
         },
     )
     .await;
-    let org = store::load_org(&state, slug.as_str())
+    state.orgs.invalidate(slug.as_str());
+    let org = state
+        .orgs
+        .get(&state, slug.as_str())
         .await?
         .ok_or_else(|| ApiError::not_found(format!("no organization {slug}")))?;
     Ok(Json(json!({
