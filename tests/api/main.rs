@@ -5,4 +5,5 @@ mod bootstrap;
 mod http;
 mod onboarding;
 mod organizations;
+mod readme;
 mod warehouse_duckdb;

@@ -1,14 +1,13 @@
 //! `GET /api/v1/organizations/{org}`: the organization's profile, subscription and quotas.
 
 use axum::extract::State;
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 use common::auth::Caller;
 use common::domain::OrgSlug;
 use common::http::error::ApiResult;
 use common::http::ApiPath;
 use common::{ApiError, AppState};
-use axum::response::{IntoResponse, Response};
-
 
 pub async fn get_organization(
     State(state): State<AppState>,

@@ -1,0 +1,28 @@
+//! The README's walkthrough, run as written (only the server address and root key are
+//! substituted), so the first thing a newcomer copies keeps working.
+
+use convergence_tests::{TestApp, ROOT_KEY};
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_readme_walkthrough_works_as_written() {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).unwrap();
+    let section = readme.split("## Walkthrough").nth(1).expect("a Walkthrough section");
+    let block = section.split("```sh\n").nth(1).and_then(|b| b.split("```").next()).expect("a sh block");
+    assert!(block.contains("BASE=http://localhost:8080") && block.contains("ROOT=$(cat .data/root_api_key)"));
+
+    let app = TestApp::spawn().await;
+    let script = block
+        .replace("BASE=http://localhost:8080", &format!("BASE={}", app.base))
+        .replace("ROOT=$(cat .data/root_api_key)", &format!("ROOT={ROOT_KEY}"));
+    let out =
+        tokio::process::Command::new("bash").arg("-euo").arg("pipefail").arg("-c").arg(&script).output().await.unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "walkthrough failed:\n{stdout}\n{stderr}");
+    assert!(!stdout.contains("\"error\""), "a step failed:\n{stdout}");
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 7, "one line per step:\n{stdout}");
+    assert!(lines[3].starts_with("acme_corp_api_"), "the key was captured: {}", lines[3]);
+    assert!(lines[6].contains("revoked_fingerprints"), "{}", lines[6]);
+    assert_eq!(app.count("org_api_keys", Some("acme_corp")).await, 2);
+}
