@@ -8,8 +8,8 @@
 //! run in parallel on one warehouse. `run_all` runs them in turn with names derived from a prefix.
 
 use common::warehouse::{
-    render_table_refs, to_row, DatasetOptions, FieldType, Param, Params, Row, TableSchema, Warehouse, WarehouseError,
-    WarehouseResult,
+    render_table_refs, to_row, DatasetOptions, Field, FieldType, Param, Params, Row, TableSchema, Warehouse,
+    WarehouseError, WarehouseResult,
 };
 use serde_json::{json, Value};
 
@@ -28,6 +28,7 @@ pub async fn run_all(warehouse: &dyn Warehouse, prefix: &str) {
     views(warehouse, &ds("views")).await;
     replace_slice(warehouse, &ds("replace")).await;
     render_refs(warehouse, &ds("render")).await;
+    evolve_columns(warehouse, &ds("evolve")).await;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1085,5 +1086,36 @@ pub async fn render_refs(w: &dyn Warehouse, ds: &str) {
     w.create_view(ds, "totals", &view_sql).await.expect("view from a rendered template");
     let got = query(w, &format!("SELECT total FROM {}", tref(w, ds, "totals")), &Params::new()).await;
     assert_eq!(got, vec![row(json!({"total": 7}))]);
+    cleanup(w, ds).await;
+}
+
+/// Schema evolution: `table_columns` lists columns in order; `add_column` adds NULLABLE and
+/// REPEATED columns to a table with rows (old rows read NULL / `[]`) and refuses REQUIRED ones.
+pub async fn evolve_columns(w: &dyn Warehouse, ds: &str) {
+    fresh_dataset(w, ds).await;
+    let s = simple_schema("evolving");
+    create(w, ds, &s).await;
+    insert(w, ds, &s, &[row(json!({"id": 1, "name": "old"}))]).await;
+    assert_eq!(w.table_columns(ds, "evolving").await.unwrap(), vec!["id", "name", "qty", "day"]);
+    assert!(
+        matches!(w.table_columns(ds, "absent").await, Err(WarehouseError::NotFound(_))),
+        "absent table is NotFound"
+    );
+
+    let added: Field = serde_json::from_value(json!({"name": "note", "type": "STRING", "mode": "NULLABLE"})).unwrap();
+    w.add_column(ds, "evolving", &added).await.expect("add NULLABLE column");
+    let tags: Field = serde_json::from_value(json!({"name": "tags", "type": "STRING", "mode": "REPEATED"})).unwrap();
+    w.add_column(ds, "evolving", &tags).await.expect("add REPEATED column");
+    let required: Field =
+        serde_json::from_value(json!({"name": "must", "type": "STRING", "mode": "REQUIRED"})).unwrap();
+    assert_invalid(w.add_column(ds, "evolving", &required).await, "adding a REQUIRED column");
+    let hostile: Field = serde_json::from_value(json!({"name": "x\"; DROP TABLE t; --", "type": "STRING"})).unwrap();
+    assert_invalid(w.add_column(ds, "evolving", &hostile).await, "adding a column with a hostile name");
+    assert_eq!(w.table_columns(ds, "evolving").await.unwrap(), vec!["id", "name", "qty", "day", "note", "tags"]);
+
+    let rows = query(w, &format!("SELECT id, note, tags FROM {}", tref(w, ds, "evolving")), &Params::new()).await;
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0]["note"], Value::Null, "old rows read NULL in a new NULLABLE column");
+    assert_eq!(rows[0]["tags"], json!([]), "old rows read [] in a new REPEATED column");
     cleanup(w, ds).await;
 }

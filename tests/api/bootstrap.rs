@@ -118,3 +118,39 @@ async fn bootstrap_is_audited() {
     assert_eq!(rows[0]["status"], "SUCCESS");
     assert!(rows[0]["request_id"].is_string());
 }
+
+#[tokio::test]
+async fn columns_added_to_configs_are_added_to_existing_tables() {
+    let app = TestApp::spawn().await;
+    app.bootstrap().await;
+    app.onboard("acme").await;
+    // An older deployment: its tables lack two NULLABLE columns that configs now have.
+    let w = app.warehouse();
+    let profiles = app.state.central_table("org_kms_keys").unwrap();
+    w.execute(&format!("ALTER TABLE {profiles} DROP COLUMN rotated_at"), &Default::default()).await.unwrap();
+    w.execute(&format!("ALTER TABLE {profiles} DROP COLUMN key_version"), &Default::default()).await.unwrap();
+    let before = app.all_counts().await;
+    let r = app.bootstrap().await;
+    assert_eq!(r.body["columns_added"], json!({"org_kms_keys": ["key_version", "rotated_at"]}), "{}", r.body);
+    assert!(w.table_columns("organizations", "org_kms_keys").await.unwrap().contains(&"rotated_at".to_string()));
+    assert_eq!(app.count("org_profiles", None).await, before[0].1, "rows kept");
+    let again = app.bootstrap().await;
+    assert_eq!(again.body["columns_added"], json!({}));
+}
+
+#[tokio::test]
+async fn a_required_column_missing_from_an_existing_table_stops_bootstrap_untouched() {
+    let app = TestApp::spawn().await;
+    app.bootstrap().await;
+    let w = app.warehouse();
+    let t = app.state.central_table("org_kms_keys").unwrap();
+    w.execute(&format!("ALTER TABLE {t} DROP COLUMN rotated_at"), &Default::default()).await.unwrap();
+    w.execute(&format!("ALTER TABLE {t} DROP COLUMN purpose"), &Default::default()).await.unwrap();
+    w.drop_table("organizations", "step_logs_view").await.unwrap();
+    let r = app.post("/api/v1/admin/bootstrap", Key::Root, json!({})).await;
+    let msg = r.assert_error(409, "conflict");
+    assert!(msg.contains("purpose") && msg.contains("org_kms_keys") && msg.contains("force_recreate_tables"), "{msg}");
+    let cols = w.table_columns("organizations", "org_kms_keys").await.unwrap();
+    assert!(!cols.contains(&"rotated_at".to_string()), "nothing was changed: {cols:?}");
+    assert!(!w.list_tables("organizations").await.unwrap().contains(&"step_logs_view".to_string()));
+}

@@ -36,6 +36,7 @@ conformance_case!(
     views,
     replace_slice,
     render_refs,
+    evolve_columns,
 );
 
 /// Every case in turn on one warehouse: the cases' datasets do not interfere, and each case

@@ -501,6 +501,53 @@ impl Warehouse for DuckDbWarehouse {
         .await
     }
 
+    async fn table_columns(&self, dataset: &str, table: &str) -> WarehouseResult<Vec<String>> {
+        quote(dataset)?;
+        quote(table)?;
+        let (dataset, table) = (dataset.to_string(), table.to_string());
+        self.with_conn(move |c| {
+            let rows = query_rows(
+                c,
+                "SELECT column_name FROM information_schema.columns WHERE table_catalog = current_database() AND table_schema = @dataset AND table_name = @table ORDER BY ordinal_position",
+                &Params::new().bind("dataset", dataset.as_str()).bind("table", table.as_str()),
+            )?;
+            if rows.is_empty() {
+                return Err(WarehouseError::NotFound(format!("table {dataset}.{table}")));
+            }
+            Ok(rows
+                .into_iter()
+                .filter_map(|r| r.get("column_name").and_then(Value::as_str).map(str::to_string))
+                .collect())
+        })
+        .await
+    }
+
+    async fn add_column(&self, dataset: &str, table: &str, field: &Field) -> WarehouseResult<()> {
+        if field.mode == Mode::Required {
+            return Err(WarehouseError::Invalid(format!(
+                "column {} of {dataset}.{table} is REQUIRED and cannot be added to an existing table",
+                field.name
+            )));
+        }
+        let probe = TableSchema {
+            name: table.to_string(),
+            description: String::new(),
+            partitioning: None,
+            clustering: Vec::new(),
+            fields: vec![field.clone()],
+        };
+        check_schema(&probe)?;
+        let default = if field.mode == Mode::Repeated { " DEFAULT []" } else { "" };
+        let sql = format!(
+            "ALTER TABLE {}.{} ADD COLUMN \"{}\" {}{default}",
+            quote(dataset)?,
+            quote(table)?,
+            field.name,
+            duck_type(field)
+        );
+        self.with_conn(move |c| c.execute_batch(&sql).map_err(backend)).await
+    }
+
     async fn create_view(&self, dataset: &str, view: &str, select_sql: &str) -> WarehouseResult<()> {
         let sql = format!("CREATE OR REPLACE VIEW {}.{} AS {select_sql}", quote(dataset)?, quote(view)?);
         self.with_conn(move |c| c.execute_batch(&sql).map_err(backend)).await

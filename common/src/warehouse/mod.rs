@@ -180,6 +180,11 @@ pub trait Warehouse: Send + Sync + 'static {
     async fn create_table(&self, dataset: &str, schema: &TableSchema) -> WarehouseResult<bool>;
     /// Drops a table or view; absent is not an error.
     async fn drop_table(&self, dataset: &str, table: &str) -> WarehouseResult<()>;
+    /// The top-level column names of a table, in table order (NotFound when absent).
+    async fn table_columns(&self, dataset: &str, table: &str) -> WarehouseResult<Vec<String>>;
+    /// Adds a column to an existing table. Only NULLABLE or REPEATED columns can be added to a
+    /// table that has rows (BigQuery's rule, kept on every backend); REQUIRED is Invalid.
+    async fn add_column(&self, dataset: &str, table: &str, field: &Field) -> WarehouseResult<()>;
     /// Creates or replaces a view from a SELECT whose table references are already rendered.
     async fn create_view(&self, dataset: &str, view: &str, select_sql: &str) -> WarehouseResult<()>;
 

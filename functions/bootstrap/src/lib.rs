@@ -2,6 +2,7 @@
 //! and views from `configs/setup/bootstrap/`. Idempotent: a second call creates nothing and keeps
 //! every row.
 
+use std::collections::BTreeMap;
 use std::sync::LazyLock;
 
 use axum::extract::State;
@@ -12,7 +13,7 @@ use common::auth::Caller;
 use common::http::error::ApiResult;
 use common::http::{health_router, with_plumbing, OptionalJson};
 use common::warehouse::{render_table_refs, DatasetOptions};
-use common::AppState;
+use common::{ApiError, AppState};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tokio::sync::Mutex;
@@ -46,6 +47,8 @@ pub struct BootstrapReport {
     pub dataset_created: bool,
     pub tables_created: Vec<String>,
     pub tables_existing: Vec<String>,
+    /// Columns that configs gained since a table was created, added in place: table → columns.
+    pub columns_added: BTreeMap<String, Vec<String>>,
     pub views_created: Vec<String>,
     pub views_existing: Vec<String>,
 }
@@ -80,6 +83,7 @@ async fn bootstrap(
                 "force_recreate_tables": request.force_recreate_tables,
                 "dataset_created": report.dataset_created,
                 "tables_created": report.tables_created,
+                "columns_added": report.columns_added,
                 "views_created": report.views_created,
             }),
         },
@@ -92,6 +96,33 @@ async fn bootstrap(
         "bootstrap finished"
     );
     Ok(Json(report))
+}
+
+/// Columns in configs that existing tables lack. Checked before anything changes, so a column
+/// that cannot be added (REQUIRED, on a table that may hold rows) stops the bootstrap untouched.
+async fn plan_new_columns(
+    state: &AppState,
+    dataset: &str,
+    existing: &[String],
+) -> ApiResult<BTreeMap<String, Vec<common::warehouse::Field>>> {
+    let mut plan = BTreeMap::new();
+    for table in &state.configs.central_tables {
+        if !existing.contains(&table.name) {
+            continue;
+        }
+        let present = state.warehouse.table_columns(dataset, &table.name).await?;
+        let missing: Vec<_> = table.fields.iter().filter(|f| !present.contains(&f.name)).cloned().collect();
+        if let Some(required) = missing.iter().find(|f| f.mode == common::warehouse::Mode::Required) {
+            return Err(ApiError::conflict(format!(
+                "configs add REQUIRED column {} to existing table {}; make it NULLABLE, or recreate the tables with force_recreate_tables (their rows are lost)",
+                required.name, table.name
+            )));
+        }
+        if !missing.is_empty() {
+            plan.insert(table.name.clone(), missing);
+        }
+    }
+    Ok(plan)
 }
 
 /// Creates what is missing (or everything, when forced) and reports what was there already.
@@ -125,15 +156,23 @@ pub async fn run(state: &AppState, request: &BootstrapRequest) -> ApiResult<Boot
         dataset_created,
         tables_created: Vec::new(),
         tables_existing: Vec::new(),
+        columns_added: BTreeMap::new(),
         views_created: Vec::new(),
         views_existing: Vec::new(),
     };
+    let evolution = plan_new_columns(state, &dataset, &existing).await?;
     for table in &configs.central_tables {
         if warehouse.create_table(&dataset, table).await? {
             report.tables_created.push(table.name.clone());
         } else {
             report.tables_existing.push(table.name.clone());
         }
+    }
+    for (table, fields) in evolution {
+        for field in &fields {
+            warehouse.add_column(&dataset, &table, field).await?;
+        }
+        report.columns_added.insert(table, fields.into_iter().map(|f| f.name).collect());
     }
     let table_names = configs.central_table_names();
     for (view, template) in &configs.central_views {
