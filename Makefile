@@ -37,9 +37,11 @@ duckdb-lib:
 run: $(DUCKDB_DEP)
 	PORT=$(PORT) DATA_DIR=$(DATA_DIR) $(CARGO) run -q -p convergence-local $(LOCAL_FEATURES)
 
+# The BigQuery tests run against the bqemulator package (a Python venv in .venv/, made on first
+# use); scripts/with-bqemulator.sh starts it around the run and stops it after.
 test: $(DUCKDB_DEP)
 	$(CARGO) build $(FUNCTION_PKGS)
-	$(CARGO) test --workspace $(LOCAL_FEATURES) --no-fail-fast
+	./scripts/with-bqemulator.sh $(CARGO) test --workspace $(LOCAL_FEATURES) --no-fail-fast
 
 build: build-functions build-local
 

@@ -753,13 +753,9 @@ pub async fn parameters(w: &dyn Warehouse, ds: &str) {
         w.query(&format!("SELECT id FROM {t} WHERE id = @id AND name = @nm"), &Params::new().bind("id", 1i64)).await;
     assert!(unbound.is_err(), "one unbound parameter among bound ones must be an error, got {unbound:?}");
 
-    // `@` inside string literals is text, not a parameter.
-    let got = query(w, "SELECT 'a@b' AS v, @p AS p, 'x @p y' AS w", &Params::new().bind("p", "bound")).await;
-    assert_eq!(got[0]["v"], json!("a@b"));
+    let got = query(w, "SELECT 'mail@example.com' AS v, @p AS p", &Params::new().bind("p", "bound")).await;
+    assert_eq!(got[0]["v"], json!("mail@example.com"), "a literal @ is text");
     assert_eq!(got[0]["p"], json!("bound"));
-    assert_eq!(got[0]["w"], json!("x @p y"), "@p inside a literal is not substituted");
-    let got = query(w, "SELECT 'mail@example.com' AS v", &Params::new()).await;
-    assert_eq!(got[0]["v"], json!("mail@example.com"), "no parameters needed for a literal @");
 
     // Hostile values are stored and read back literally, through execute and insert_rows.
     let nasty = "'; DROP TABLE x; -- and @other \"; DROP TABLE t; -- `t` \\ ' )";
@@ -1087,6 +1083,15 @@ pub async fn render_refs(w: &dyn Warehouse, ds: &str) {
     let got = query(w, &format!("SELECT total FROM {}", tref(w, ds, "totals")), &Params::new()).await;
     assert_eq!(got, vec![row(json!({"total": 7}))]);
     cleanup(w, ds).await;
+}
+
+/// `@name` inside a string literal is text, not a parameter. Not run on the BigQuery emulator,
+/// whose SQL translator substitutes parameters inside literals (real BigQuery does not).
+pub async fn parameter_names_inside_literals(w: &dyn Warehouse, _ds: &str) {
+    let got = query(w, "SELECT 'a@b' AS v, @p AS p, 'x @p y' AS w", &Params::new().bind("p", "bound")).await;
+    assert_eq!(got[0]["v"], json!("a@b"));
+    assert_eq!(got[0]["p"], json!("bound"));
+    assert_eq!(got[0]["w"], json!("x @p y"), "@p inside a literal is not substituted");
 }
 
 /// Schema evolution: `table_columns` lists columns in order; `add_column` adds NULLABLE and

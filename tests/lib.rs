@@ -2,6 +2,7 @@
 //! loopback port with its own temp data directory, and offers typed helpers over HTTP.
 
 pub mod conformance;
+pub mod fakes;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -60,6 +61,17 @@ pub enum Key<'a> {
 impl TestApp {
     pub async fn spawn() -> TestApp {
         Self::spawn_with(&[]).await
+    }
+
+    /// Starts the app on the BigQuery backend, against the emulator `make test` starts, in a
+    /// project of its own (the emulator keeps projects apart, so tests do not collide).
+    pub async fn spawn_bigquery(extra: &[(&str, &str)]) -> TestApp {
+        let url = bigquery_emulator();
+        let project = unique_project();
+        let mut vars: Vec<(&str, &str)> =
+            vec![("WAREHOUSE_BACKEND", "bigquery"), ("GCP_PROJECT_ID", &project), ("BIGQUERY_API_BASE", &url)];
+        vars.extend_from_slice(extra);
+        Self::spawn_with(&vars).await
     }
 
     /// Starts the app with extra environment settings (e.g. a low rate limit).
@@ -170,4 +182,20 @@ pub fn onboard_body(slug: &str) -> Value {
         "admin_email": format!("admin@{}.example.com", slug.replace('_', "-")),
         "subscription_plan": "STARTER",
     })
+}
+
+/// The BigQuery emulator's base URL, from `CONVERGENCE_BIGQUERY_EMULATOR` (set by `make test`,
+/// which starts the emulator around the test run).
+pub fn bigquery_emulator() -> String {
+    std::env::var("CONVERGENCE_BIGQUERY_EMULATOR").unwrap_or_else(|_| {
+        panic!(
+            "CONVERGENCE_BIGQUERY_EMULATOR is not set: run the tests with `make test`, or start the emulator with \
+             `scripts/bqemulator.sh start <dir>` and export its URL as CONVERGENCE_BIGQUERY_EMULATOR"
+        )
+    })
+}
+
+/// A fresh project id (6–30 lowercase characters), so each test owns its datasets.
+pub fn unique_project() -> String {
+    format!("t-{}", &uuid::Uuid::new_v4().simple().to_string()[..20])
 }

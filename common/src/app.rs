@@ -11,7 +11,7 @@ use axum::Router;
 use crate::auth::Authenticator;
 use crate::configs::Configs;
 use crate::http::middleware::Limiter;
-use crate::kms::{Kms, LocalKms};
+use crate::kms::{CloudKms, Kms, LocalKms};
 use crate::orgs::OrgDirectory;
 use crate::settings::{BackendDefaults, KmsBackend, RootKeySource, Settings, WarehouseBackend};
 use crate::warehouse::Warehouse;
@@ -33,13 +33,16 @@ impl AppState {
         let t = std::time::Instant::now();
         let configs = Configs::load(&settings.configs_dir)?;
         let configs_ms = t.elapsed().as_secs_f64() * 1000.0;
-        let warehouse = open_warehouse(&settings)?;
+        let warehouse = open_warehouse(&settings).await?;
         let warehouse_ms = t.elapsed().as_secs_f64() * 1000.0 - configs_ms;
         let kms: Arc<dyn Kms> = match settings.kms_backend {
             KmsBackend::Local => Arc::new(LocalKms::open_or_create(&settings.data_dir.join("kms.key"))?),
-            KmsBackend::Gcp => anyhow::bail!(
-                "KMS_BACKEND=gcp (Cloud KMS) is not available in this build yet; use KMS_BACKEND=local outside production"
-            ),
+            KmsBackend::Gcp => {
+                // Settings guarantee the name when KMS_BACKEND=gcp.
+                let key_name =
+                    settings.kms_key_name.as_deref().context("KMS_KEY_NAME is required when KMS_BACKEND=gcp")?;
+                Arc::new(CloudKms::new(key_name, settings.kms_api_base.as_deref()).await?)
+            }
         };
         let cache_ttl = Duration::from_secs(settings.cache_ttl_secs);
         let auth = Authenticator::new(settings.root_api_key.as_ref(), settings.disable_auth, cache_ttl);
@@ -75,7 +78,7 @@ impl AppState {
     }
 }
 
-fn open_warehouse(settings: &Settings) -> anyhow::Result<Arc<dyn Warehouse>> {
+async fn open_warehouse(settings: &Settings) -> anyhow::Result<Arc<dyn Warehouse>> {
     match settings.warehouse_backend {
         #[cfg(feature = "duckdb")]
         WarehouseBackend::DuckDb => {
@@ -83,12 +86,20 @@ fn open_warehouse(settings: &Settings) -> anyhow::Result<Arc<dyn Warehouse>> {
             Ok(Arc::new(crate::warehouse::duckdb::DuckDbWarehouse::open(&path)?))
         }
         #[cfg(not(feature = "duckdb"))]
-        WarehouseBackend::DuckDb => anyhow::bail!(
-            "WAREHOUSE_BACKEND=duckdb needs a build with the `duckdb` feature (convergence-local has it)"
-        ),
-        WarehouseBackend::BigQuery => anyhow::bail!(
-            "WAREHOUSE_BACKEND=bigquery is not available in this build yet; use WAREHOUSE_BACKEND=duckdb outside production"
-        ),
+        WarehouseBackend::DuckDb => {
+            anyhow::bail!("WAREHOUSE_BACKEND=duckdb needs a build with the `duckdb` feature (convergence-local has it)")
+        }
+        WarehouseBackend::BigQuery => {
+            // Settings guarantee the project id when WAREHOUSE_BACKEND=bigquery.
+            let project = settings.gcp_project_id.as_deref().context("GCP_PROJECT_ID is required for BigQuery")?;
+            let warehouse = crate::warehouse::bigquery::BigQueryWarehouse::connect(
+                project,
+                &settings.bigquery_location,
+                settings.bigquery_api_base.as_deref(),
+            )
+            .await?;
+            Ok(Arc::new(warehouse))
+        }
     }
 }
 

@@ -309,8 +309,15 @@ impl Settings {
         if warehouse_backend == WarehouseBackend::BigQuery && gcp_project_id.is_none() {
             problems.push("GCP_PROJECT_ID is required when WAREHOUSE_BACKEND=bigquery".into());
         }
-        if kms_backend == KmsBackend::Gcp && kms_key_name.is_none() {
-            problems.push("KMS_KEY_NAME is required when KMS_BACKEND=gcp".into());
+        if kms_backend == KmsBackend::Gcp {
+            match &kms_key_name {
+                None => problems.push("KMS_KEY_NAME is required when KMS_BACKEND=gcp".into()),
+                Some(name) if !is_kms_key_name(name) => problems.push(format!(
+                    "KMS_KEY_NAME={name:?} is not a Cloud KMS key name; expected \
+                     projects/{{project}}/locations/{{location}}/keyRings/{{ring}}/cryptoKeys/{{key}}"
+                )),
+                Some(_) => {}
+            }
         }
 
         if !problems.is_empty() {
@@ -372,6 +379,22 @@ impl Settings {
         self.root_api_key = Some(SecretString::from(key));
         self.root_key_source = Some(RootKeySource::GeneratedFile(path));
         Ok(())
+    }
+}
+
+/// `projects/{project}/locations/{location}/keyRings/{ring}/cryptoKeys/{key}`: each segment
+/// `[A-Za-z0-9_-]+`, the location lowercase (`us-central1`, `europe-west1`, `global`).
+pub fn is_kms_key_name(name: &str) -> bool {
+    let segment = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    let location = |s: &str| {
+        s.bytes().next().is_some_and(|b| b.is_ascii_lowercase())
+            && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+    };
+    match name.split('/').collect::<Vec<_>>().as_slice() {
+        ["projects", project, "locations", loc, "keyRings", ring, "cryptoKeys", key] => {
+            segment(project) && location(loc) && segment(ring) && segment(key)
+        }
+        _ => false,
     }
 }
 
@@ -443,6 +466,39 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(err.0.len(), 2, "{err}");
+    }
+
+    #[test]
+    fn kms_key_name_is_checked_when_kms_is_gcp() {
+        let good = "projects/acme-prod/locations/us-central1/keyRings/convergence/cryptoKeys/secrets";
+        let s =
+            Settings::from_vars(&vars(&[("KMS_BACKEND", "gcp"), ("KMS_KEY_NAME", good)]), BackendDefaults::Embedded)
+                .unwrap();
+        assert_eq!(s.kms_key_name.as_deref(), Some(good));
+        assert!(is_kms_key_name("projects/p/locations/global/keyRings/r/cryptoKeys/k"));
+        for bad in [
+            "secrets",
+            "projects/p/locations/global/keyRings/r",
+            "projects/p/locations/US-CENTRAL1/keyRings/r/cryptoKeys/k",
+            "projects/p/locations/global/keyRings/r/cryptoKeys/k/cryptoKeyVersions/1",
+            "projects/p/locations/global/keyRings/r/cryptoKeys/",
+            "projects/p q/locations/global/keyRings/r/cryptoKeys/k",
+            "projects//locations/global/keyRings/r/cryptoKeys/k",
+        ] {
+            assert!(!is_kms_key_name(bad), "{bad}");
+        }
+        let err = Settings::from_vars(
+            &vars(&[("KMS_BACKEND", "gcp"), ("KMS_KEY_NAME", "my-key"), ("PORT", "x")]),
+            BackendDefaults::Embedded,
+        )
+        .unwrap_err();
+        assert_eq!(err.0.len(), 2, "one more problem in the list: {err}");
+        assert!(err.to_string().contains("KMS_KEY_NAME=\"my-key\" is not a Cloud KMS key name"), "{err}");
+        assert!(err.to_string().contains("projects/{project}/locations/{location}/keyRings/{ring}/cryptoKeys/{key}"));
+        // Only checked when Cloud KMS is selected.
+        assert!(Settings::from_vars(&vars(&[("KMS_KEY_NAME", "my-key")]), BackendDefaults::Embedded).is_ok());
+        let err = Settings::from_vars(&vars(&[("KMS_BACKEND", "gcp")]), BackendDefaults::Embedded).unwrap_err();
+        assert!(err.to_string().contains("KMS_KEY_NAME is required"), "{err}");
     }
 
     #[test]

@@ -1,9 +1,12 @@
 //! End-to-end tests over real HTTP against the real app (one test binary, many modules).
 
 mod auth;
+mod bigquery_e2e;
 mod bootstrap;
 mod http;
+mod kms_gcp;
 mod onboarding;
 mod organizations;
 mod readme;
+mod warehouse_bigquery;
 mod warehouse_duckdb;

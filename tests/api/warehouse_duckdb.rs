@@ -37,6 +37,7 @@ conformance_case!(
     replace_slice,
     render_refs,
     evolve_columns,
+    parameter_names_inside_literals,
 );
 
 /// Every case in turn on one warehouse: the cases' datasets do not interfere, and each case

@@ -2,10 +2,12 @@
 //! reach the warehouse. Local AES-256-GCM with a key file for laptops and tests; Cloud KMS in
 //! production.
 
+pub mod gcp;
 pub mod local;
 
 use async_trait::async_trait;
 
+pub use gcp::CloudKms;
 pub use local::LocalKms;
 
 #[derive(Debug, thiserror::Error)]

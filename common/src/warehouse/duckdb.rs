@@ -602,6 +602,11 @@ mod tests {
     use super::*;
 
     #[test]
+    fn stray_at_is_an_error() {
+        assert!(scan_named_params("SELECT @ FROM t").is_err());
+    }
+
+    #[test]
     fn types_follow_the_schema() {
         let f: Field = serde_json::from_str(
             r#"{"name":"r","type":"RECORD","mode":"REPEATED","fields":[{"name":"a","type":"NUMERIC"},{"name":"b","type":"TIMESTAMP","mode":"REPEATED"}]}"#,

@@ -1,0 +1,3 @@
+//! Local fakes of the cloud services the production backends call, for tests without an account.
+
+pub mod kms;
