@@ -6,9 +6,11 @@ set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
 target="${CARGO_TARGET_DIR:-$root/target}"
-# The function is built with the embedded backends so it can start without GCP; the Cloud Run
-# build (no DuckDB) is measured against the emulators once the GCP backends exist.
-cargo build --release -q -p convergence-local -p convergence-bootstrap --features convergence-bootstrap/duckdb
+# Separate builds: the Cloud Run functions without DuckDB, convergence-local with it (one cargo
+# invocation would unify features and link DuckDB into the functions).
+cargo build --release -q -p convergence-bootstrap -p convergence-onboard -p convergence-integrations \
+  -p convergence-pricing -p convergence-pipelines-run -p convergence-scheduler-tick
+cargo build --release -q -p convergence-local
 cargo build --release -q -p convergence-tests --bin convergence-bench
 echo "# $(date -u +%Y-%m-%dT%H:%MZ) on $(nproc) cores: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
-"$target/release/convergence-bench" "$target" "${RUNS:-20}" "${REQUESTS:-20000}"
+"$root/scripts/with-bqemulator.sh" "$target/release/convergence-bench" "$target" "${RUNS:-20}" "${REQUESTS:-20000}"

@@ -306,8 +306,20 @@ impl Settings {
         }
         let gcp_project_id = get("GCP_PROJECT_ID");
         let kms_key_name = get("KMS_KEY_NAME");
-        if warehouse_backend == WarehouseBackend::BigQuery && gcp_project_id.is_none() {
-            problems.push("GCP_PROJECT_ID is required when WAREHOUSE_BACKEND=bigquery".into());
+        match &gcp_project_id {
+            None if warehouse_backend == WarehouseBackend::BigQuery => {
+                problems.push("GCP_PROJECT_ID is required when WAREHOUSE_BACKEND=bigquery".into())
+            }
+            Some(id) if !crate::warehouse::bigquery::is_project_id(id) => problems.push(format!(
+                "GCP_PROJECT_ID={id:?} is not a project id (6 to 30 lowercase letters, digits and hyphens, starting with a letter)"
+            )),
+            _ => {}
+        }
+        let bigquery_location = get("BIGQUERY_LOCATION").unwrap_or_else(|| "US".into());
+        if !is_bigquery_location(&bigquery_location) {
+            problems.push(format!(
+                "BIGQUERY_LOCATION={bigquery_location:?} is not a BigQuery location such as US, EU or europe-west1"
+            ));
         }
         if kms_backend == KmsBackend::Gcp {
             match &kms_key_name {
@@ -330,7 +342,7 @@ impl Settings {
             root_key_source,
             kms_key_name,
             disable_auth,
-            bigquery_location: get("BIGQUERY_LOCATION").unwrap_or_else(|| "US".into()),
+            bigquery_location,
             rate_limit_enabled,
             rate_limit_per_second,
             rate_limit_burst,
@@ -396,6 +408,21 @@ pub fn is_kms_key_name(name: &str) -> bool {
         }
         _ => false,
     }
+}
+
+/// A BigQuery location: the multi-regions `US` and `EU`, or a region such as `us-central1`.
+fn is_bigquery_location(location: &str) -> bool {
+    if matches!(location, "US" | "EU") {
+        return true;
+    }
+    let mut parts = location.split('-');
+    let (Some(area), Some(region), None) = (parts.next(), parts.next(), parts.next()) else { return false };
+    let digits = region.trim_start_matches(|c: char| c.is_ascii_lowercase());
+    !area.is_empty()
+        && area.chars().all(|c| c.is_ascii_lowercase())
+        && digits.len() < region.len()
+        && !digits.is_empty()
+        && digits.chars().all(|c| c.is_ascii_digit())
 }
 
 /// `./configs` when started from the repository root, else the copy beside the sources.
@@ -499,6 +526,35 @@ mod tests {
         assert!(Settings::from_vars(&vars(&[("KMS_KEY_NAME", "my-key")]), BackendDefaults::Embedded).is_ok());
         let err = Settings::from_vars(&vars(&[("KMS_BACKEND", "gcp")]), BackendDefaults::Embedded).unwrap_err();
         assert!(err.to_string().contains("KMS_KEY_NAME is required"), "{err}");
+    }
+
+    #[test]
+    fn gcp_project_and_location_are_checked() {
+        let ok = Settings::from_vars(
+            &vars(&[
+                ("WAREHOUSE_BACKEND", "bigquery"),
+                ("GCP_PROJECT_ID", "acme-prod-1"),
+                ("BIGQUERY_LOCATION", "europe-west1"),
+            ]),
+            BackendDefaults::Embedded,
+        );
+        assert!(ok.is_ok(), "{:?}", ok.err());
+        let err = Settings::from_vars(
+            &vars(&[("WAREHOUSE_BACKEND", "bigquery"), ("GCP_PROJECT_ID", "Acme Prod"), ("BIGQUERY_LOCATION", "moon")]),
+            BackendDefaults::Embedded,
+        )
+        .unwrap_err();
+        assert_eq!(err.0.len(), 2, "{err}");
+        assert!(err.to_string().contains("GCP_PROJECT_ID=\"Acme Prod\""));
+        assert!(err.to_string().contains("BIGQUERY_LOCATION=\"moon\""));
+        let missing = Settings::from_vars(&vars(&[]), BackendDefaults::Cloud).unwrap_err();
+        assert!(missing.to_string().contains("GCP_PROJECT_ID is required"), "{missing}");
+        for good in ["US", "EU", "us-central1", "asia-northeast1", "northamerica-northeast2"] {
+            assert!(is_bigquery_location(good), "{good}");
+        }
+        for bad in ["us", "us-central", "central1", "us-central1-a", "", "US-EAST1"] {
+            assert!(!is_bigquery_location(bad), "{bad}");
+        }
     }
 
     #[test]

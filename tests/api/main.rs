@@ -2,6 +2,7 @@
 
 mod auth;
 mod bigquery_e2e;
+mod bigquery_errors;
 mod bootstrap;
 mod http;
 mod kms_gcp;

@@ -85,7 +85,7 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[idx]
 }
 
-fn startup(name: &str, bin: &Path, extra: &[(&str, &str)], runs: usize) {
+fn startup(name: &str, backends: &str, bin: &Path, extra: &[(&str, &str)], runs: usize) {
     let mut times = Vec::new();
     let mut rss = Vec::new();
     for _ in 0..runs {
@@ -97,7 +97,7 @@ fn startup(name: &str, bin: &Path, extra: &[(&str, &str)], runs: usize) {
     times.sort_by(f64::total_cmp);
     rss.sort_by(f64::total_cmp);
     println!(
-        "| {name} | {runs} | {:.1} ms | {:.1} ms | {:.1} ms | {:.1} MB |",
+        "| {name} | {backends} | {runs} | {:.1} ms | {:.1} ms | {:.1} ms | {:.1} MB |",
         percentile(&times, 0.5),
         percentile(&times, 0.9),
         times[times.len() - 1],
@@ -174,23 +174,56 @@ async fn load(bin: &Path, requests: usize) {
     );
 }
 
+/// The six Cloud Run services (built without DuckDB).
+const FUNCTIONS: [&str; 6] = [
+    "convergence-bootstrap",
+    "convergence-onboard",
+    "convergence-integrations",
+    "convergence-pricing",
+    "convergence-pipelines-run",
+    "convergence-scheduler-tick",
+];
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let target = PathBuf::from(args.get(1).expect("usage: convergence-bench <target-dir> [runs] [requests]"));
     let runs: usize = args.get(2).and_then(|v| v.parse().ok()).unwrap_or(20);
     let requests: usize = args.get(3).and_then(|v| v.parse().ok()).unwrap_or(20_000);
     let release = target.join("release");
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
 
-    println!("### exec → first 200 on /health, and RSS once healthy\n");
-    println!("| binary | runs | p50 | p90 | max | RSS (p50) |");
-    println!("|---|---|---|---|---|---|");
-    let embedded = [("WAREHOUSE_BACKEND", "duckdb"), ("KMS_BACKEND", "local"), ("QUEUE_BACKEND", "local")];
-    startup("convergence-bootstrap (function)", &release.join("convergence-bootstrap"), &embedded, runs);
-    startup("convergence-local", &release.join("convergence-local"), &[], runs);
+    println!("### Release binaries\n");
+    println!("| binary | size |");
+    println!("|---|---|");
+    for name in FUNCTIONS.iter().chain(["convergence-local"].iter()) {
+        let size = std::fs::metadata(release.join(name)).map(|m| m.len()).unwrap_or(0);
+        println!("| {name} | {:.1} MB |", size as f64 / 1_048_576.0);
+    }
 
-    println!("\n### Authenticated GET /api/v1/organizations/{{org}} on loopback\n");
+    println!("\n### exec → first 200 on /health, and RSS once healthy\n");
+    println!("| binary | backends | runs | p50 | p90 | max | RSS (p50) |");
+    println!("|---|---|---|---|---|---|---|");
+    // The Cloud Run binaries as deployed: BigQuery (the emulator `make bench` starts) and Cloud
+    // KMS (the fake from the tests), no DuckDB in the binary.
+    let emulator = std::env::var("CONVERGENCE_BIGQUERY_EMULATOR")
+        .expect("run through scripts/bench.sh (starts the BigQuery emulator)");
+    let key = "projects/bench-project/locations/global/keyRings/bench/cryptoKeys/keys";
+    let kms = rt.block_on(convergence_tests::fakes::kms::FakeKms::start(&[key]));
+    let cloud = [
+        ("WAREHOUSE_BACKEND", "bigquery"),
+        ("GCP_PROJECT_ID", "bench-project"),
+        ("BIGQUERY_API_BASE", emulator.as_str()),
+        ("KMS_BACKEND", "gcp"),
+        ("KMS_KEY_NAME", key),
+        ("KMS_API_BASE", kms.base_url()),
+    ];
+    for name in FUNCTIONS {
+        startup(name, "BigQuery emulator + fake Cloud KMS", &release.join(name), &cloud, runs);
+    }
+    startup("convergence-local", "DuckDB + local KMS", &release.join("convergence-local"), &[], runs);
+
+    println!("\n### Authenticated GET /api/v1/organizations/{{org}} on loopback (convergence-local)\n");
     println!("| concurrency | requests | p50 | p99 | max | throughput |");
     println!("|---|---|---|---|---|---|");
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     rt.block_on(load(&release.join("convergence-local"), requests));
 }

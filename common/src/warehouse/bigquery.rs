@@ -187,7 +187,10 @@ impl BigQueryWarehouse {
                 return Err(WarehouseError::Backend("query job has no id to poll".into()));
             };
             let parameters = GetQueryResultsParameters {
-                format_options: Some(DataFormatOptions { use_int64_timestamp: Some(true) }),
+                // Not `formatOptions`: the client sends these as a URL query, which cannot carry a
+                // nested object (the request fails to build). Timestamps then come back as float
+                // seconds, which `decode_timestamp` reads exactly.
+                format_options: None,
                 location: Some(self.location.clone()),
                 max_results: None,
                 page_token: if complete { page_token.clone() } else { None },

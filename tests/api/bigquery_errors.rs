@@ -1,0 +1,120 @@
+//! How `BigQueryWarehouse` treats failures, against a scripted BigQuery REST endpoint: 429, 5xx
+//! and rate/quota errors are retried with backoff; a bad query is not; a job that is not complete
+//! yet is polled to the end.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use common::warehouse::bigquery::BigQueryWarehouse;
+use common::warehouse::{Params, Warehouse, WarehouseError};
+use serde_json::{json, Value};
+
+/// Answers `jobs.query` with the scripted responses in turn (the last one repeats), and
+/// `getQueryResults` with a completed one-row result.
+#[derive(Clone)]
+struct Script {
+    replies: Arc<Vec<(u16, Value)>>,
+    calls: Arc<AtomicUsize>,
+    polls: Arc<AtomicUsize>,
+}
+
+fn google_error(code: u16, reason: &str, status: &str) -> Value {
+    json!({"error": {"code": code, "message": format!("scripted {reason}"), "errors": [{"domain": "global", "reason": reason, "message": "scripted"}], "status": status}})
+}
+
+fn one_row(complete: bool) -> Value {
+    let mut body = json!({
+        "kind": "bigquery#queryResponse",
+        "jobReference": {"projectId": "test-project", "jobId": "job_1", "location": "US"},
+        "jobComplete": complete,
+    });
+    if complete {
+        body["schema"] = json!({"fields": [{"name": "one", "type": "INTEGER", "mode": "NULLABLE"}]});
+        body["rows"] = json!([{"f": [{"v": "1"}]}]);
+        body["totalRows"] = json!("1");
+    }
+    body
+}
+
+async fn start(replies: Vec<(u16, Value)>) -> (String, Script) {
+    let script = Script { replies: Arc::new(replies), calls: Arc::default(), polls: Arc::default() };
+    async fn query(State(s): State<Script>) -> impl IntoResponse {
+        let n = s.calls.fetch_add(1, Ordering::SeqCst);
+        let (status, body) = s.replies[n.min(s.replies.len() - 1)].clone();
+        (StatusCode::from_u16(status).unwrap(), Json(body))
+    }
+    async fn results(State(s): State<Script>) -> impl IntoResponse {
+        s.polls.fetch_add(1, Ordering::SeqCst);
+        Json(one_row(true))
+    }
+    let app = Router::new()
+        .route("/bigquery/v2/projects/{p}/queries", post(query))
+        .route("/bigquery/v2/projects/{p}/queries/{job}", get(results))
+        .with_state(script.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (url, script)
+}
+
+async fn warehouse(url: &str) -> BigQueryWarehouse {
+    BigQueryWarehouse::connect("test-project", "US", Some(url)).await.unwrap()
+}
+
+#[tokio::test]
+async fn server_errors_and_rate_limits_are_retried_then_succeed() {
+    let (url, script) = start(vec![
+        (503, google_error(503, "backendError", "UNAVAILABLE")),
+        (429, google_error(429, "rateLimitExceeded", "RESOURCE_EXHAUSTED")),
+        (403, google_error(403, "quotaExceeded", "PERMISSION_DENIED")),
+        (200, one_row(true)),
+    ])
+    .await;
+    let rows = warehouse(&url).await.query("SELECT 1 AS one", &Params::new()).await.unwrap();
+    assert_eq!(rows[0]["one"], 1);
+    assert_eq!(script.calls.load(Ordering::SeqCst), 4, "three retries, then the answer");
+}
+
+#[tokio::test]
+async fn a_bad_query_is_not_retried() {
+    let (url, script) = start(vec![(400, google_error(400, "invalidQuery", "INVALID_ARGUMENT"))]).await;
+    let err = warehouse(&url).await.query("SELEC 1", &Params::new()).await.unwrap_err();
+    assert!(matches!(err, WarehouseError::Invalid(_)), "{err:?}");
+    assert_eq!(script.calls.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn persistent_outage_gives_up_as_unavailable() {
+    let (url, script) = start(vec![(500, google_error(500, "backendError", "INTERNAL"))]).await;
+    let err = warehouse(&url).await.query("SELECT 1", &Params::new()).await.unwrap_err();
+    assert!(matches!(err, WarehouseError::Unavailable(_)), "{err:?}");
+    assert_eq!(script.calls.load(Ordering::SeqCst), 5, "capped attempts");
+}
+
+#[tokio::test]
+async fn incomplete_jobs_are_polled() {
+    let (url, script) = start(vec![(200, one_row(false))]).await;
+    let rows = warehouse(&url).await.query("SELECT 1 AS one", &Params::new()).await.unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0]["one"], 1);
+    assert_eq!(script.polls.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn not_found_and_already_exists_are_told_apart() {
+    let (url, _) = start(vec![(
+        200,
+        json!({
+            "kind": "bigquery#queryResponse", "jobReference": {"projectId": "test-project", "jobId": "j"},
+            "jobComplete": true, "errors": [{"reason": "notFound", "message": "Not found: table x"}]
+        }),
+    )])
+    .await;
+    let err = warehouse(&url).await.query("SELECT * FROM `test-project.d.x`", &Params::new()).await.unwrap_err();
+    assert!(matches!(err, WarehouseError::NotFound(_)), "{err:?}");
+}
