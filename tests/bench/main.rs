@@ -6,6 +6,9 @@
 //!
 //! Usage: convergence-bench <target-dir> [runs] [requests]
 
+// A report printed to stdout is this program's output.
+#![allow(clippy::print_stdout)]
+
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

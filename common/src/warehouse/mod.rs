@@ -322,6 +322,15 @@ pub(crate) fn check_rows(schema: &TableSchema, rows: &[Row]) -> WarehouseResult<
     Ok(())
 }
 
+/// A JSON object as a row (anything else is an empty row, which `check_rows` then refuses if
+/// the table has REQUIRED columns).
+pub fn to_row(value: Value) -> Row {
+    match value {
+        Value::Object(map) => map,
+        _ => Row::new(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -339,14 +348,5 @@ mod tests {
             })
             .collect();
         assert_eq!(params, vec!["a", "b_2"]);
-    }
-}
-
-/// A JSON object as a row (anything else is an empty row, which `check_rows` then refuses if
-/// the table has REQUIRED columns).
-pub fn to_row(value: Value) -> Row {
-    match value {
-        Value::Object(map) => map,
-        _ => Row::new(),
     }
 }

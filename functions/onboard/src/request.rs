@@ -64,7 +64,7 @@ impl OnboardRequest {
             (
                 "default_currency",
                 if currency.len() == 3 && currency.chars().all(|c| c.is_ascii_uppercase()) {
-                    Ok(format!("{currency}"))
+                    Ok(format!("{currency} is a valid currency code"))
                 } else {
                     Err("default_currency must be a 3-letter ISO 4217 code such as USD".into())
                 },
