@@ -43,8 +43,8 @@ use gcp_bigquery_client::Client;
 use serde_json::Value;
 
 use super::{
-    check_rows, format_timestamp, is_identifier, scan_named_params, DatasetOptions, Field, FieldType, Mode, Param,
-    Params, Row, SqlPiece, TableSchema, Warehouse, WarehouseError, WarehouseResult,
+    check_new_column, check_rows, check_schema, format_timestamp, is_identifier, scan_named_params, DatasetOptions,
+    Field, FieldType, Mode, Param, Params, Row, SqlPiece, TableSchema, Warehouse, WarehouseError, WarehouseResult,
 };
 
 /// Attempts per call before a retryable error becomes `Unavailable`.
@@ -747,20 +747,7 @@ impl Warehouse for BigQueryWarehouse {
     }
 
     async fn add_column(&self, dataset: &str, table: &str, field: &Field) -> WarehouseResult<()> {
-        if field.mode == Mode::Required {
-            return Err(WarehouseError::Invalid(format!(
-                "column {} of {dataset}.{table} is REQUIRED and cannot be added to an existing table",
-                field.name
-            )));
-        }
-        let probe = TableSchema {
-            name: table.to_string(),
-            description: String::new(),
-            partitioning: None,
-            clustering: Vec::new(),
-            fields: vec![field.clone()],
-        };
-        check_schema(&probe)?;
+        check_new_column(dataset, table, field)?;
         // tables.patch with the longer schema is the documented way; the ALTER that follows is a
         // no-op on BigQuery and what makes the emulator's storage match its catalog.
         let tables = self.client.table();
@@ -843,15 +830,6 @@ impl Warehouse for BigQueryWarehouse {
         let affected = self.run_query(&sql, all).await?.affected.unwrap_or(0);
         let inserted = rows.len() as u64;
         Ok((affected.saturating_sub(inserted), inserted))
-    }
-}
-
-fn check_schema(schema: &TableSchema) -> WarehouseResult<()> {
-    let problems = schema.problems();
-    if problems.is_empty() {
-        Ok(())
-    } else {
-        Err(WarehouseError::Invalid(format!("table {}: {}", schema.name, problems.join("; "))))
     }
 }
 

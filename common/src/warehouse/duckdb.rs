@@ -19,8 +19,8 @@ use duckdb::{params_from_iter, Connection};
 use serde_json::Value;
 
 use super::{
-    check_rows, format_timestamp, scan_named_params, DatasetOptions, Field, FieldType, Mode, Param, Params, Row,
-    SqlPiece, TableSchema, Warehouse, WarehouseError, WarehouseResult,
+    check_new_column, check_rows, check_schema, format_timestamp, scan_named_params, DatasetOptions, Field, FieldType,
+    Mode, Param, Params, Row, SqlPiece, TableSchema, Warehouse, WarehouseError, WarehouseResult,
 };
 
 /// Idle connections kept for reuse; more are cloned on demand and dropped when returned.
@@ -171,18 +171,6 @@ fn scalar_type(t: FieldType, sub: &[Field]) -> String {
             sub.iter().map(|f| format!("\"{}\" {}", f.name, duck_type(f))).collect::<Vec<_>>().join(", ")
         ),
     }
-}
-
-/// Refuses a schema with problems. Field names (also of RECORD sub-fields) are spliced into SQL
-/// as `"name"`, so every statement built from a schema must pass this first, not only CREATE TABLE:
-/// insert_rows/replace_slice take the schema from the caller (fix: a column name such as
-/// `x") VALUES (1); DROP SCHEMA ...` used to reach the SQL text and run).
-fn check_schema(schema: &TableSchema) -> WarehouseResult<()> {
-    let problems = schema.problems();
-    if !problems.is_empty() {
-        return Err(WarehouseError::Invalid(format!("table {}: {}", schema.name, problems.join("; "))));
-    }
-    Ok(())
 }
 
 fn create_table_sql(dataset: &str, schema: &TableSchema) -> WarehouseResult<String> {
@@ -523,20 +511,7 @@ impl Warehouse for DuckDbWarehouse {
     }
 
     async fn add_column(&self, dataset: &str, table: &str, field: &Field) -> WarehouseResult<()> {
-        if field.mode == Mode::Required {
-            return Err(WarehouseError::Invalid(format!(
-                "column {} of {dataset}.{table} is REQUIRED and cannot be added to an existing table",
-                field.name
-            )));
-        }
-        let probe = TableSchema {
-            name: table.to_string(),
-            description: String::new(),
-            partitioning: None,
-            clustering: Vec::new(),
-            fields: vec![field.clone()],
-        };
-        check_schema(&probe)?;
+        check_new_column(dataset, table, field)?;
         let default = if field.mode == Mode::Repeated { " DEFAULT []" } else { "" };
         let sql = format!(
             "ALTER TABLE {}.{} ADD COLUMN \"{}\" {}{default}",

@@ -298,6 +298,36 @@ pub fn format_timestamp(ts: &DateTime<Utc>) -> String {
     ts.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
 }
 
+/// Refuses a schema with problems. Field names (also of RECORD sub-fields) are spliced into SQL
+/// quoted, so every statement built from a caller's schema passes this first, not only CREATE
+/// TABLE: insert and replace take the schema from the caller too.
+pub(crate) fn check_schema(schema: &TableSchema) -> WarehouseResult<()> {
+    let problems = schema.problems();
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(WarehouseError::Invalid(format!("table {}: {}", schema.name, problems.join("; "))))
+    }
+}
+
+/// A column that may be added to an existing table: a valid field, and not REQUIRED (existing
+/// rows would have no value; BigQuery's rule, kept on every backend).
+pub(crate) fn check_new_column(dataset: &str, table: &str, field: &Field) -> WarehouseResult<()> {
+    if field.mode == Mode::Required {
+        return Err(WarehouseError::Invalid(format!(
+            "column {} of {dataset}.{table} is REQUIRED and cannot be added to an existing table",
+            field.name
+        )));
+    }
+    check_schema(&TableSchema {
+        name: table.to_string(),
+        description: String::new(),
+        partitioning: None,
+        clustering: Vec::new(),
+        fields: vec![field.clone()],
+    })
+}
+
 /// Checks rows against a schema before anything is written: unknown columns and missing REQUIRED
 /// values are refused with the row number and column.
 pub(crate) fn check_rows(schema: &TableSchema, rows: &[Row]) -> WarehouseResult<()> {
