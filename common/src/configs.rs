@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
+use crate::pricebook::records::{self, BookKind, Entry};
 use crate::settings::Environment;
 use crate::warehouse::TableSchema;
 
@@ -112,6 +113,34 @@ pub struct Configs {
     pub dataset_types: DatasetTypesConfig,
     pub providers: ProvidersConfig,
     pub plans: PlansConfig,
+    /// LLM provider → its price-book seed (`configs/{provider}/seed/`), checked row by row.
+    pub price_books: BTreeMap<String, PriceBookSeed>,
+}
+
+/// `configs/{provider}/seed/`: an LLM provider's price-book tables (`schemas/<table>.json`) and
+/// default rows (`data/default_pricing.csv`, `data/default_subscriptions.csv`).
+#[derive(Debug, Clone)]
+pub struct PriceBookSeed {
+    pub pricing_schema: TableSchema,
+    pub subscriptions_schema: TableSchema,
+    pub pricing: Vec<Entry>,
+    pub subscriptions: Vec<Entry>,
+}
+
+impl PriceBookSeed {
+    pub fn schema(&self, kind: BookKind) -> &TableSchema {
+        match kind {
+            BookKind::Pricing => &self.pricing_schema,
+            BookKind::Subscriptions => &self.subscriptions_schema,
+        }
+    }
+
+    pub fn defaults(&self, kind: BookKind) -> &[Entry] {
+        match kind {
+            BookKind::Pricing => &self.pricing,
+            BookKind::Subscriptions => &self.subscriptions,
+        }
+    }
 }
 
 /// Every problem found, each prefixed with the file it is in.
@@ -302,6 +331,17 @@ impl Configs {
             }
         }
 
+        let mut price_books = BTreeMap::new();
+        if let Some(p) = &providers {
+            for (name, provider) in &p.providers {
+                if provider.category == "llm" {
+                    if let Some(seed) = load_price_book(&mut l, name) {
+                        price_books.insert(name.clone(), seed);
+                    }
+                }
+            }
+        }
+
         match (bootstrap, onboarding, dataset_types, providers, plans) {
             (Some(bootstrap), Some(onboarding), Some(dataset_types), Some(providers), Some(plans))
                 if l.problems.is_empty() =>
@@ -315,6 +355,7 @@ impl Configs {
                     dataset_types,
                     providers,
                     plans,
+                    price_books,
                 })
             }
             _ => Err(ConfigErrors(l.problems)),
@@ -350,6 +391,62 @@ impl Configs {
     pub fn plan_names(&self) -> Vec<&str> {
         self.plans.plans.keys().map(String::as_str).collect()
     }
+}
+
+/// Loads one LLM provider's seed: both table schemas (checked against the columns the price book
+/// writes) and both CSVs (every row checked; problems name the file and line).
+fn load_price_book(l: &mut Loader, provider: &str) -> Option<PriceBookSeed> {
+    let schema = |l: &mut Loader, kind: BookKind| {
+        let table = kind.table(provider);
+        let file = format!("{provider}/seed/schemas/{table}.json");
+        let mut schema = l.json::<TableSchema>(&file)?;
+        schema.name = table;
+        let problems: Vec<String> =
+            schema.problems().into_iter().chain(records::schema_problems(kind, &schema)).collect();
+        for p in &problems {
+            l.problem(&file, p);
+        }
+        problems.is_empty().then_some(schema)
+    };
+    let pricing_schema = schema(l, BookKind::Pricing);
+    let subscriptions_schema = schema(l, BookKind::Subscriptions);
+    if let Ok(entries) = std::fs::read_dir(l.path(&format!("{provider}/seed/schemas"))) {
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().to_string();
+            let known = [BookKind::Pricing, BookKind::Subscriptions].map(|k| format!("{}.json", k.table(provider)));
+            if !known.contains(&name) {
+                l.problem(
+                    &format!("{provider}/seed/schemas/{name}"),
+                    format!("unexpected file: the seed tables are {}", known.join(" and ")),
+                );
+            }
+        }
+    }
+    let rows = |l: &mut Loader, kind: BookKind| {
+        let file = format!("{provider}/seed/data/{}", kind.csv_file());
+        let text = l.read(&file)?;
+        match records::parse_seed_csv(kind, &text) {
+            Ok(rows) if rows.is_empty() => {
+                l.problem(&file, "no rows: the defaults need at least one");
+                None
+            }
+            Ok(rows) => Some(rows),
+            Err(problems) => {
+                for p in problems {
+                    l.problem(&file, p);
+                }
+                None
+            }
+        }
+    };
+    let pricing = rows(l, BookKind::Pricing);
+    let subscriptions = rows(l, BookKind::Subscriptions);
+    Some(PriceBookSeed {
+        pricing_schema: pricing_schema?,
+        subscriptions_schema: subscriptions_schema?,
+        pricing: pricing?,
+        subscriptions: subscriptions?,
+    })
 }
 
 fn check_unique(l: &mut Loader, rel: &str, what: &str, names: &[String]) {
@@ -400,6 +497,55 @@ mod tests {
         assert_eq!(c.plan_names(), vec!["PROFESSIONAL", "SCALE", "STARTER"]);
         assert_eq!(c.org_dataset("acme", Environment::Production), "acme_prod");
         assert_eq!(c.org_dataset("acme", Environment::Development), "acme_dev");
+    }
+
+    #[test]
+    fn shipped_price_books_are_valid() {
+        let c = Configs::load(&repo_configs()).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(c.price_books.keys().collect::<Vec<_>>(), vec!["anthropic", "openai"]);
+        let openai = &c.price_books["openai"];
+        assert_eq!(openai.pricing_schema.name, "openai_model_pricing");
+        assert_eq!(openai.subscriptions_schema.name, "openai_subscription_plans");
+        let gpt4o = openai.pricing.iter().find(|r| r["model_id"] == "gpt-4o").expect("gpt-4o");
+        assert_eq!(gpt4o["input_per_1m"], "2.50");
+        assert_eq!(gpt4o["cached_input_per_1m"], "1.25");
+        assert_eq!(gpt4o["batch_output_per_1m"], "5.00");
+        assert!(openai
+            .subscriptions
+            .iter()
+            .any(|r| r["plan_name"] == "tier_5" && r["monthly_usage_limit"] == "200000.00"));
+        let anthropic = &c.price_books["anthropic"];
+        let sonnet = anthropic.pricing.iter().find(|r| r["model_id"] == "claude-sonnet-4-5-20250929").expect("sonnet");
+        assert_eq!(sonnet["cache_write_1h_per_1m"], "6.00");
+        assert_eq!(sonnet["long_context_threshold_tokens"], 200000);
+        assert_eq!(sonnet["long_context_output_per_1m"], "22.50");
+        assert!(!anthropic.subscriptions.is_empty());
+    }
+
+    #[test]
+    fn broken_price_book_csv_is_named_with_its_line() {
+        let dir = tempfile::tempdir().unwrap();
+        copy_dir(&repo_configs(), dir.path());
+        let csv = dir.path().join("openai/seed/data/default_pricing.csv");
+        let mut text = std::fs::read_to_string(&csv).unwrap();
+        text = text.replacen("gpt-4o-mini,USD,0.15", "gpt-4o-mini,USD,-0.15", 1);
+        text.push_str("gpt-4o,USD,1,,,,2,,,,,,,,,,\n");
+        text.push_str("gpt 4o!,EUX,1,,,,2,,,,,,,,,,\n");
+        std::fs::write(&csv, text).unwrap();
+        let plans = dir.path().join("anthropic/seed/data/default_subscriptions.csv");
+        std::fs::write(&plans, "plan_name,plan_type\n").unwrap();
+        let err = Configs::load(dir.path()).unwrap_err().to_string();
+        assert!(
+            err.contains("openai/seed/data/default_pricing.csv: line 3: input_per_1m must not be negative"),
+            "{err}"
+        );
+        assert!(err.contains("default_pricing.csv: line 23: duplicate model gpt-4o (first on line 2)"), "{err}");
+        assert!(err.contains("default_pricing.csv: line 24: model_id \"gpt 4o!\" is malformed"), "{err}");
+        assert!(err.contains("default_pricing.csv: line 24: currency \"EUX\" is unknown"), "{err}");
+        assert!(
+            err.contains("anthropic/seed/data/default_subscriptions.csv: line 1: column currency is missing"),
+            "{err}"
+        );
     }
 
     fn copy_dir(from: &Path, to: &Path) {

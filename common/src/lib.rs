@@ -12,6 +12,8 @@ pub mod http;
 pub mod kms;
 pub mod logging;
 pub mod orgs;
+pub mod pricebook;
+pub mod providers;
 pub mod settings;
 pub mod warehouse;
 

@@ -92,6 +92,8 @@ pub struct Settings {
     pub openai_api_base: String,
     pub anthropic_api_base: String,
     pub bigquery_api_base: Option<String>,
+    /// Timeout of every call to a provider API (validation, pipelines), in seconds.
+    pub provider_timeout_secs: u64,
     pub kms_api_base: Option<String>,
     pub pubsub_api_base: Option<String>,
     pub log_format: LogFormat,
@@ -240,6 +242,10 @@ impl Settings {
         }
         let max_body_bytes = number(vars, "MAX_BODY_BYTES", 256 * 1024usize, &mut problems);
         let request_timeout_secs = number(vars, "REQUEST_TIMEOUT_SECS", 60u64, &mut problems);
+        let provider_timeout_secs = number(vars, "PROVIDER_TIMEOUT_SECS", 10u64, &mut problems);
+        if provider_timeout_secs == 0 {
+            problems.push("PROVIDER_TIMEOUT_SECS must be at least 1".into());
+        }
         let cache_ttl_secs = number(vars, "CACHE_TTL_SECS", 60u64, &mut problems);
         let log_format = match get("LOG_FORMAT").as_deref() {
             None if production => LogFormat::Json,
@@ -360,6 +366,7 @@ impl Settings {
             openai_api_base,
             anthropic_api_base,
             bigquery_api_base,
+            provider_timeout_secs,
             kms_api_base,
             pubsub_api_base,
             log_format,

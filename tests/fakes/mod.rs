@@ -1,3 +1,4 @@
 //! Local fakes of the cloud services the production backends call, for tests without an account.
 
 pub mod kms;
+pub mod providers;

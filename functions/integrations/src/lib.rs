@@ -1,6 +1,16 @@
-//! The integrations function. Its routes (DESIGN §2) arrive in their own issue; until then it builds,
-//! starts and serves `GET /health` like every function.
+//! The integrations function: an organization's provider credentials (OpenAI and Anthropic admin
+//! keys, a Google Cloud service account reading the billing export). Each is validated with the
+//! provider before it is stored KMS-encrypted, one per (org, provider); it is never returned,
+//! logged or quoted in an error. Setting up an LLM provider seeds its price book.
 
+mod check;
+mod request;
+mod setup;
+mod store;
+mod validate;
+mod view;
+
+use axum::routing::{get, post};
 use axum::Router;
 use common::http::{health_router, with_plumbing};
 use common::AppState;
@@ -10,6 +20,10 @@ pub const SERVICE: &str = "convergence-integrations";
 /// The function's routes, without the shared plumbing (`convergence-local` merges them).
 pub fn routes() -> Router<AppState> {
     Router::new()
+        .route("/api/v1/integrations/{org}", get(view::list))
+        .route("/api/v1/integrations/{org}/{provider}", get(view::get_one).delete(view::delete))
+        .route("/api/v1/integrations/{org}/{provider}/setup", post(setup::setup))
+        .route("/api/v1/integrations/{org}/{provider}/validate", post(validate::validate))
 }
 
 /// The function as a complete app: routes, `/health` and the shared plumbing.

@@ -1,6 +1,17 @@
-//! The pricing function. Its routes (DESIGN §2) arrive in their own issue; until then it builds,
-//! starts and serves `GET /health` like every function.
+//! The pricing function: an organization's LLM price books (DESIGN §2). For each LLM provider
+//! with a seed under `configs/{provider}/seed/`, two books: `pricing` (per-model token prices,
+//! keyed by `{model_id}`) and `subscriptions` (plans and usage tiers, keyed by `{plan_name}`).
+//! Both are effective-dated; the rules are in `common::pricebook`.
+//!
+//! The books are created when the integration is set up (integrations calls
+//! `common::pricebook::seed`). Before that, reads and edits are 404 saying so, and
+//! `POST .../reset` creates and seeds them: the defaults need no credential, and an organization
+//! may want to check its prices before connecting the provider.
 
+mod handlers;
+mod input;
+
+use axum::routing::{get, post, put};
 use axum::Router;
 use common::http::{health_router, with_plumbing};
 use common::AppState;
@@ -9,7 +20,17 @@ pub const SERVICE: &str = "convergence-pricing";
 
 /// The function's routes, without the shared plumbing (`convergence-local` merges them).
 pub fn routes() -> Router<AppState> {
+    const BASE: &str = "/api/v1/integrations/{org}/{provider}";
     Router::new()
+        .route(&format!("{BASE}/pricing"), get(handlers::list_pricing).post(handlers::add_pricing))
+        .route(&format!("{BASE}/pricing/reset"), post(handlers::reset_pricing))
+        .route(&format!("{BASE}/pricing/{{model_id}}"), put(handlers::update_pricing).delete(handlers::delete_pricing))
+        .route(&format!("{BASE}/subscriptions"), get(handlers::list_subscriptions).post(handlers::add_subscription))
+        .route(&format!("{BASE}/subscriptions/reset"), post(handlers::reset_subscriptions))
+        .route(
+            &format!("{BASE}/subscriptions/{{plan_name}}"),
+            put(handlers::update_subscription).delete(handlers::delete_subscription),
+        )
 }
 
 /// The function as a complete app: routes, `/health` and the shared plumbing.

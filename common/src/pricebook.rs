@@ -1,0 +1,469 @@
+//! Per-organization LLM price books: seeded from `configs/{provider}/seed/` when an LLM provider
+//! is set up (integrations), read and edited through the pricing function, and reset to those
+//! defaults on request.
+//!
+//! Every book (pricing, subscriptions) is a table of versions in the organization's dataset.
+//! Effective dating:
+//! - a version is in force on day D when `effective_from <= D` and (`effective_to` is NULL or
+//!   `effective_to > D`): `effective_to` is exclusive; the version with a NULL `effective_to` is
+//!   the entry's current one, and an entry has at most one;
+//! - seeding writes version 1 of every default, in force since [`seed_effective_from`], so usage
+//!   from before the set-up (backfills) is priced too;
+//! - an update closes the current version at E (its `effective_to` = E) and opens version n+1 from
+//!   E, where E is today or a date the caller gives that is not before the current version's start;
+//! - a delete closes the current version at today (or at its start, if it starts later);
+//! - a reset closes every current version at E and opens the defaults as new versions from E;
+//! - nothing is ever deleted from the table: history is kept, and `as_of` reads it.
+//!
+//! A version change is one `replace_slice` (the current row is swapped for its closed copy plus
+//! the new version), so readers never see an entry with no version or two current ones. Writers to
+//! one book are serialised in this process; the API is an operator tool, not a hot path.
+
+pub mod records;
+
+use std::collections::BTreeMap;
+
+use axum::http::StatusCode;
+use chrono::{NaiveDate, Utc};
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::app::AppState;
+use crate::configs::PriceBookSeed;
+use crate::domain::OrgSlug;
+use crate::http::error::ApiResult;
+use crate::warehouse::{format_timestamp, Params, Row, TableSchema, WarehouseError};
+use crate::ApiError;
+
+pub use records::{BookKind, Entry, Input};
+
+/// What seeding did in the organization's dataset.
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct SeedReport {
+    pub tables_created: Vec<String>,
+    pub pricing_rows: u64,
+    pub subscription_rows: u64,
+}
+
+/// What a reset did.
+#[derive(Debug, Clone, Serialize)]
+pub struct ResetReport {
+    /// Set when the book did not exist or was empty and the defaults were loaded as version 1.
+    pub seeded: Option<SeedReport>,
+    pub effective_from: String,
+    pub versions_closed: u64,
+    pub versions_opened: u64,
+}
+
+/// Start of the default versions: the defaults price any past day until the organization edits
+/// them (a backfill right after set-up must find prices).
+pub fn seed_effective_from() -> NaiveDate {
+    NaiveDate::from_ymd_opt(1970, 1, 1).unwrap_or_default()
+}
+
+/// Today (UTC), the default start of a new version.
+pub fn today() -> NaiveDate {
+    Utc::now().date_naive()
+}
+
+fn date_text(d: NaiveDate) -> String {
+    d.format("%Y-%m-%d").to_string()
+}
+
+/// The provider's seed, or a 404 naming the providers that have a price book.
+pub fn price_book_seed<'a>(state: &'a AppState, provider: &str) -> ApiResult<&'a PriceBookSeed> {
+    state.configs.price_books.get(provider).ok_or_else(|| {
+        let known: Vec<&str> = state.configs.price_books.keys().map(String::as_str).collect();
+        let msg = if state.configs.providers.providers.contains_key(provider) {
+            format!("provider {provider} has no price book; price books exist for {}", known.join(", "))
+        } else {
+            format!("unknown provider {provider:?}; price books exist for {}", known.join(", "))
+        };
+        ApiError::not_found(msg)
+    })
+}
+
+/// Creates the provider's pricing and subscription tables in the organization's dataset (if
+/// missing) and loads the default CSVs into each book that is empty. Idempotent: a second call
+/// creates and loads nothing, and a book with history (even all closed) is left as it is.
+pub async fn seed(state: &AppState, org_slug: &str, provider: &str, actor: &str) -> ApiResult<SeedReport> {
+    let slug = OrgSlug::parse(org_slug).map_err(ApiError::bad_request)?;
+    let seed = price_book_seed(state, provider)?;
+    let _guard = book_lock(&state.org_dataset(slug.as_str()), provider).await;
+    seed_locked(state, slug.as_str(), provider, seed, actor).await
+}
+
+async fn seed_locked(
+    state: &AppState,
+    org_slug: &str,
+    provider: &str,
+    seed: &PriceBookSeed,
+    actor: &str,
+) -> ApiResult<SeedReport> {
+    let dataset = state.org_dataset(org_slug);
+    if !state.warehouse.dataset_exists(&dataset).await? {
+        return Err(ApiError::not_found(format!(
+            "organization {org_slug} has no dataset {dataset}: onboard the organization first"
+        )));
+    }
+    let mut report = SeedReport::default();
+    for kind in [BookKind::Pricing, BookKind::Subscriptions] {
+        let book = Book { state, org: org_slug, provider, kind, seed, dataset: dataset.clone() };
+        if state.warehouse.create_table(&dataset, book.schema()).await? {
+            report.tables_created.push(book.schema().name.clone());
+        }
+        if book.row_count().await? == 0 {
+            let rows: Vec<Row> = seed
+                .defaults(kind)
+                .iter()
+                .map(|entry| book.new_version(entry, 1, seed_effective_from(), "default", actor))
+                .collect();
+            let n = state.warehouse.insert_rows(&dataset, book.schema(), &rows).await?;
+            match kind {
+                BookKind::Pricing => report.pricing_rows = n,
+                BookKind::Subscriptions => report.subscription_rows = n,
+            }
+        }
+    }
+    if !report.tables_created.is_empty() || report.pricing_rows + report.subscription_rows > 0 {
+        tracing::info!(
+            org_slug,
+            provider,
+            tables_created = report.tables_created.len(),
+            pricing_rows = report.pricing_rows,
+            subscription_rows = report.subscription_rows,
+            "price book seeded"
+        );
+    }
+    Ok(report)
+}
+
+/// Serialises writers of one book in this process.
+async fn book_lock(dataset: &str, provider: &str) -> tokio::sync::OwnedMutexGuard<()> {
+    use std::collections::HashMap;
+    use std::sync::{Arc, LazyLock, Mutex};
+    static LOCKS: LazyLock<Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>> = LazyLock::new(Default::default);
+    let lock = {
+        let mut locks = LOCKS.lock().unwrap_or_else(|p| p.into_inner());
+        locks.retain(|_, l| Arc::strong_count(l) > 1);
+        locks.entry(format!("{dataset}/{provider}")).or_default().clone()
+    };
+    lock.lock_owned().await
+}
+
+/// One book (pricing or subscriptions) of one provider in one organization's dataset.
+pub struct Book<'a> {
+    state: &'a AppState,
+    org: &'a str,
+    provider: &'a str,
+    kind: BookKind,
+    seed: &'a PriceBookSeed,
+    dataset: String,
+}
+
+impl<'a> Book<'a> {
+    /// The book, if the provider has one (404 naming the known providers otherwise). The org
+    /// slug must already be validated.
+    pub fn open(state: &'a AppState, org: &'a str, provider: &'a str, kind: BookKind) -> ApiResult<Book<'a>> {
+        let seed = price_book_seed(state, provider)?;
+        Ok(Book { state, org, provider, kind, seed, dataset: state.org_dataset(org) })
+    }
+
+    pub fn kind(&self) -> BookKind {
+        self.kind
+    }
+
+    fn schema(&self) -> &TableSchema {
+        self.seed.schema(self.kind)
+    }
+
+    fn table(&self) -> ApiResult<String> {
+        Ok(self.state.warehouse.table_ref(&self.dataset, &self.schema().name)?)
+    }
+
+    fn key(&self) -> &'static str {
+        self.kind.key_column()
+    }
+
+    fn select(&self) -> ApiResult<String> {
+        let columns: Vec<&str> = self.schema().fields.iter().map(|f| f.name.as_str()).collect();
+        Ok(format!("SELECT {} FROM {}", columns.join(", "), self.table()?))
+    }
+
+    /// Whether the book's table exists (the integration was set up, or a reset created it).
+    pub async fn exists(&self) -> ApiResult<bool> {
+        match self.state.warehouse.list_tables(&self.dataset).await {
+            Ok(tables) => Ok(tables.iter().any(|t| *t == self.schema().name)),
+            Err(WarehouseError::NotFound(_)) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// 404 until the book exists, saying how to create it.
+    pub async fn require_exists(&self) -> ApiResult<()> {
+        if self.exists().await? {
+            return Ok(());
+        }
+        Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "price_book_not_found",
+            format!(
+                "organization {org} has no {provider} price book yet: set up the integration \
+                 (POST /api/v1/integrations/{org}/{provider}/setup) or load the defaults with \
+                 POST /api/v1/integrations/{org}/{provider}/{noun}/reset",
+                org = self.org,
+                provider = self.provider,
+                noun = self.kind.noun()
+            ),
+        ))
+    }
+
+    async fn row_count(&self) -> ApiResult<i64> {
+        let sql = format!("SELECT COUNT(*) AS n FROM {} WHERE org_slug = @org_slug", self.table()?);
+        let rows = self.state.warehouse.query(&sql, &Params::new().bind("org_slug", self.org)).await?;
+        Ok(rows.first().and_then(|r| r.get("n")).and_then(Value::as_i64).unwrap_or(0))
+    }
+
+    /// Versions of the book, ordered by entry and version: those in force on `as_of`, or every
+    /// version ever written when `as_of` is None (history). `key` narrows to one entry.
+    pub async fn list(&self, key: Option<&str>, as_of: Option<NaiveDate>) -> ApiResult<Vec<Row>> {
+        let mut sql = format!("{} WHERE org_slug = @org_slug", self.select()?);
+        let mut params = Params::new().bind("org_slug", self.org);
+        if let Some(key) = key {
+            sql.push_str(&format!(" AND {} = @key", self.key()));
+            params = params.bind("key", key);
+        }
+        if let Some(day) = as_of {
+            sql.push_str(" AND effective_from <= @as_of AND (effective_to IS NULL OR effective_to > @as_of)");
+            params = params.bind("as_of", day);
+        }
+        sql.push_str(&format!(" ORDER BY {}, version", self.key()));
+        Ok(self.state.warehouse.query(&sql, &params).await?)
+    }
+
+    /// A version row for `entry`.
+    fn new_version(&self, entry: &Entry, version: i64, from: NaiveDate, source: &str, actor: &str) -> Row {
+        let mut row = entry.clone();
+        row.insert("version_id".into(), Value::String(uuid::Uuid::new_v4().to_string()));
+        row.insert("org_slug".into(), Value::String(self.org.to_string()));
+        row.insert("provider".into(), Value::String(self.provider.to_string()));
+        row.insert("version".into(), Value::from(version));
+        row.insert("effective_from".into(), Value::String(date_text(from)));
+        row.insert("effective_to".into(), Value::Null);
+        row.insert("source".into(), Value::String(source.to_string()));
+        row.insert("created_at".into(), Value::String(format_timestamp(&Utc::now())));
+        row.insert("created_by".into(), Value::String(actor.to_string()));
+        row.insert("closed_at".into(), Value::Null);
+        row.insert("closed_by".into(), Value::Null);
+        row
+    }
+
+    /// `row` closed at `to`.
+    fn closed(row: &Row, to: NaiveDate, actor: &str) -> Row {
+        let mut closed = row.clone();
+        closed.insert("effective_to".into(), Value::String(date_text(to)));
+        closed.insert("closed_at".into(), Value::String(format_timestamp(&Utc::now())));
+        closed.insert("closed_by".into(), Value::String(actor.to_string()));
+        closed
+    }
+
+    /// Swaps the rows whose `version_id` is in `replaced` for `rows`, in one statement.
+    async fn swap(&self, replaced: &[&str], rows: &[Row]) -> ApiResult<()> {
+        let mut params = Params::new().bind("org_slug", self.org);
+        let mut names = Vec::new();
+        for (i, id) in replaced.iter().enumerate() {
+            let name = format!("v{i}");
+            names.push(format!("@{name}"));
+            params = params.bind(&name, *id);
+        }
+        let predicate = if names.is_empty() {
+            "FALSE".to_string()
+        } else {
+            format!("org_slug = @org_slug AND version_id IN ({})", names.join(", "))
+        };
+        self.state.warehouse.replace_slice(&self.dataset, self.schema(), &predicate, &params, rows).await?;
+        Ok(())
+    }
+
+    fn effective_date(row: &Row, column: &str) -> Option<NaiveDate> {
+        row.get(column).and_then(Value::as_str).and_then(records::parse_date)
+    }
+
+    fn version_of(row: &Row) -> i64 {
+        row.get("version").and_then(Value::as_i64).unwrap_or(0)
+    }
+
+    /// Adds an entry that has no current version (409 otherwise). Its history, if any (an entry
+    /// deleted earlier), is continued: the next version number, starting no earlier than the
+    /// last version ended.
+    pub async fn add(&self, entry: Entry, effective_from: Option<NaiveDate>, actor: &str) -> ApiResult<Row> {
+        let key = entry.get(self.key()).and_then(Value::as_str).unwrap_or_default().to_string();
+        let _guard = book_lock(&self.dataset, self.provider).await;
+        self.require_exists().await?;
+        let history = self.list(Some(&key), None).await?;
+        if history.iter().any(|r| r.get("effective_to").is_none_or(Value::is_null)) {
+            return Err(ApiError::conflict(format!(
+                "{} {key} is already in the {} price book: change it with PUT .../{}/{key}",
+                self.kind.entry(),
+                self.provider,
+                self.kind.noun()
+            )));
+        }
+        let from = effective_from.unwrap_or_else(today);
+        if let Some(last_end) = history.iter().filter_map(|r| Self::effective_date(r, "effective_to")).max() {
+            if from < last_end {
+                return Err(ApiError::bad_request(format!(
+                    "effective_from must be on or after {} (when the previous version of {key} ended)",
+                    date_text(last_end)
+                )));
+            }
+        }
+        let version = history.iter().map(Self::version_of).max().unwrap_or(0) + 1;
+        let row = self.new_version(&entry, version, from, "custom", actor);
+        self.state.warehouse.insert_rows(&self.dataset, self.schema(), std::slice::from_ref(&row)).await?;
+        Ok(row)
+    }
+
+    /// Changes an entry: `changes` holds the columns to change (Null clears an optional one).
+    /// Closes the current version at E and opens the next from E. Returns (closed, new).
+    pub async fn update(
+        &self,
+        key: &str,
+        changes: &BTreeMap<String, Input>,
+        effective_from: Option<NaiveDate>,
+        actor: &str,
+    ) -> ApiResult<(Row, Row)> {
+        let _guard = book_lock(&self.dataset, self.provider).await;
+        self.require_exists().await?;
+        let current = self.current(key).await?;
+        let start = Self::effective_date(&current, "effective_from").unwrap_or_else(seed_effective_from);
+        let from = effective_from.unwrap_or_else(today);
+        if from < start {
+            return Err(ApiError::bad_request(format!(
+                "effective_from must be on or after {} (the start of the current version of {key})",
+                date_text(start)
+            )));
+        }
+        // The merged entry is checked as a whole: required columns and cross-column rules.
+        let mut merged: BTreeMap<String, Input> =
+            self.kind.columns().iter().map(|c| (c.name.to_string(), to_input(current.get(c.name)))).collect();
+        for (name, input) in changes {
+            merged.insert(name.clone(), input.clone());
+        }
+        let entry = records::check_entry(self.kind, merged.iter().map(|(k, v)| (k.as_str(), v.clone())))
+            .map_err(|problems| ApiError::bad_request(problems.join("; ")))?;
+        let closed = Self::closed(&current, from, actor);
+        let new = self.new_version(&entry, Self::version_of(&current) + 1, from, "custom", actor);
+        let id = current.get("version_id").and_then(Value::as_str).unwrap_or_default();
+        self.swap(&[id], &[closed.clone(), new.clone()]).await?;
+        Ok((closed, new))
+    }
+
+    /// Closes the entry's current version at today (or its start, when it starts later).
+    pub async fn delete(&self, key: &str, actor: &str) -> ApiResult<Row> {
+        let _guard = book_lock(&self.dataset, self.provider).await;
+        self.require_exists().await?;
+        let current = self.current(key).await?;
+        let start = Self::effective_date(&current, "effective_from").unwrap_or_else(seed_effective_from);
+        let closed = Self::closed(&current, today().max(start), actor);
+        let id = current.get("version_id").and_then(Value::as_str).unwrap_or_default();
+        self.swap(&[id], std::slice::from_ref(&closed)).await?;
+        Ok(closed)
+    }
+
+    async fn current(&self, key: &str) -> ApiResult<Row> {
+        self.list(Some(key), None)
+            .await?
+            .into_iter()
+            .find(|r| r.get("effective_to").is_none_or(Value::is_null))
+            .ok_or_else(|| {
+                ApiError::not_found(format!(
+                    "{} {key} is not in the {} price book of {}",
+                    self.kind.entry(),
+                    self.provider,
+                    self.org
+                ))
+            })
+    }
+
+    /// Back to the defaults: every current version closed at E, every default opened from E as
+    /// the entry's next version (custom entries not in the defaults end at E). When the book's
+    /// tables do not exist or the book is empty, they are created and the defaults loaded as
+    /// version 1 instead (what setting up the integration does).
+    pub async fn reset(&self, effective_from: Option<NaiveDate>, actor: &str) -> ApiResult<ResetReport> {
+        let _guard = book_lock(&self.dataset, self.provider).await;
+        let from = effective_from.unwrap_or_else(today);
+        if !self.exists().await? || self.row_count().await? == 0 {
+            let report = seed_locked(self.state, self.org, self.provider, self.seed, actor).await?;
+            let opened = match self.kind {
+                BookKind::Pricing => report.pricing_rows,
+                BookKind::Subscriptions => report.subscription_rows,
+            };
+            return Ok(ResetReport {
+                seeded: Some(report),
+                effective_from: date_text(seed_effective_from()),
+                versions_closed: 0,
+                versions_opened: opened,
+            });
+        }
+        let all = self.list(None, None).await?;
+        let current: Vec<&Row> = all.iter().filter(|r| r.get("effective_to").is_none_or(Value::is_null)).collect();
+        if let Some(latest) = current.iter().filter_map(|r| Self::effective_date(r, "effective_from")).max() {
+            if from < latest {
+                return Err(ApiError::bad_request(format!(
+                    "effective_from must be on or after {} (the latest start of a current version)",
+                    date_text(latest)
+                )));
+            }
+        }
+        let mut last_version: BTreeMap<String, i64> = BTreeMap::new();
+        for r in &all {
+            let key = r.get(self.key()).and_then(Value::as_str).unwrap_or_default().to_string();
+            let v = last_version.entry(key).or_default();
+            *v = (*v).max(Self::version_of(r));
+        }
+        let mut rows: Vec<Row> = current.iter().map(|r| Self::closed(r, from, actor)).collect();
+        for entry in self.seed.defaults(self.kind) {
+            let key = entry.get(self.key()).and_then(Value::as_str).unwrap_or_default();
+            let version = last_version.get(key).copied().unwrap_or(0) + 1;
+            rows.push(self.new_version(entry, version, from, "default", actor));
+        }
+        let ids: Vec<&str> =
+            current.iter().map(|r| r.get("version_id").and_then(Value::as_str).unwrap_or_default()).collect();
+        self.swap(&ids, &rows).await?;
+        Ok(ResetReport {
+            seeded: None,
+            effective_from: date_text(from),
+            versions_closed: current.len() as u64,
+            versions_opened: self.seed.defaults(self.kind).len() as u64,
+        })
+    }
+}
+
+/// A stored value as input for a re-check (decimals stay text).
+fn to_input(value: Option<&Value>) -> Input {
+    match value {
+        None | Some(Value::Null) => Input::Null,
+        Some(Value::String(s)) => Input::Text(s.clone()),
+        Some(Value::Number(n)) => Input::Number(n.to_string()),
+        Some(other) => Input::Text(other.to_string()),
+    }
+}
+
+/// A version row as the API shows it: amounts as decimal strings with at least two decimals,
+/// the internal `org_slug` left out.
+pub fn present(kind: BookKind, row: &Row) -> Value {
+    let mut out = row.clone();
+    out.remove("org_slug");
+    for column in kind.columns() {
+        if column.kind != records::Kind::Money {
+            continue;
+        }
+        if let Some(Value::String(s)) = out.get(column.name) {
+            if let Some(d) = records::parse_decimal(s) {
+                out.insert(column.name.to_string(), Value::String(records::canonical_decimal(d)));
+            }
+        }
+    }
+    Value::Object(out)
+}

@@ -1,0 +1,564 @@
+//! What a price-book row holds, column by column, and how one value is checked: the same rules
+//! for the seed CSVs (checked at start-up) and for API input (checked per request), so a price
+//! the API refuses can never ship as a default either.
+
+use std::sync::LazyLock;
+
+use chrono::NaiveDate;
+use regex::Regex;
+use rust_decimal::Decimal;
+use serde_json::{Map, Value};
+
+use crate::warehouse::{FieldType, Mode, TableSchema};
+
+/// The two books each LLM provider has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BookKind {
+    /// Per-model token prices, keyed by `model_id`.
+    Pricing,
+    /// Plans and usage tiers, keyed by `plan_name`.
+    Subscriptions,
+}
+
+impl BookKind {
+    /// The table in the organization's dataset, e.g. `openai_model_pricing`.
+    pub fn table(self, provider: &str) -> String {
+        match self {
+            BookKind::Pricing => format!("{provider}_model_pricing"),
+            BookKind::Subscriptions => format!("{provider}_subscription_plans"),
+        }
+    }
+
+    /// The seed CSV under `configs/{provider}/seed/data/`.
+    pub fn csv_file(self) -> &'static str {
+        match self {
+            BookKind::Pricing => "default_pricing.csv",
+            BookKind::Subscriptions => "default_subscriptions.csv",
+        }
+    }
+
+    /// The column that names an entry (one current version per value).
+    pub fn key_column(self) -> &'static str {
+        match self {
+            BookKind::Pricing => "model_id",
+            BookKind::Subscriptions => "plan_name",
+        }
+    }
+
+    /// `pricing` / `subscriptions`: the URL segment and the list's JSON key.
+    pub fn noun(self) -> &'static str {
+        match self {
+            BookKind::Pricing => "pricing",
+            BookKind::Subscriptions => "subscriptions",
+        }
+    }
+
+    /// `model` / `plan`, for messages.
+    pub fn entry(self) -> &'static str {
+        match self {
+            BookKind::Pricing => "model",
+            BookKind::Subscriptions => "plan",
+        }
+    }
+
+    /// The value columns (key first), in CSV order.
+    pub fn columns(self) -> &'static [Column] {
+        match self {
+            BookKind::Pricing => PRICING_COLUMNS,
+            BookKind::Subscriptions => SUBSCRIPTION_COLUMNS,
+        }
+    }
+
+    pub fn column(self, name: &str) -> Option<&'static Column> {
+        self.columns().iter().find(|c| c.name == name)
+    }
+}
+
+/// How a column's value is checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// The entry key: a model id or a plan name.
+    Key,
+    /// A non-negative decimal amount (NUMERIC: at most 9 decimal places).
+    Money,
+    /// An ISO 4217 code from [`CURRENCIES`].
+    Currency,
+    /// A positive whole number.
+    Count,
+    /// `YYYY-MM-DD`.
+    Date,
+    /// One of a fixed list.
+    OneOf(&'static [&'static str]),
+    /// Free text, at most 500 characters, no control characters.
+    Text,
+}
+
+#[derive(Debug)]
+pub struct Column {
+    pub name: &'static str,
+    pub kind: Kind,
+    pub required: bool,
+}
+
+const fn col(name: &'static str, kind: Kind, required: bool) -> Column {
+    Column { name, kind, required }
+}
+
+pub const PLAN_TYPES: &[&str] = &["api_usage_tier", "seat", "pay_as_you_go", "contract"];
+pub const BILLING_CYCLES: &[&str] = &["monthly", "annual"];
+
+static PRICING_COLUMNS: &[Column] = &[
+    col("model_id", Kind::Key, true),
+    col("currency", Kind::Currency, true),
+    col("input_per_1m", Kind::Money, true),
+    col("cached_input_per_1m", Kind::Money, false),
+    col("cache_write_5m_per_1m", Kind::Money, false),
+    col("cache_write_1h_per_1m", Kind::Money, false),
+    col("output_per_1m", Kind::Money, true),
+    col("batch_input_per_1m", Kind::Money, false),
+    col("batch_output_per_1m", Kind::Money, false),
+    col("long_context_threshold_tokens", Kind::Count, false),
+    col("long_context_input_per_1m", Kind::Money, false),
+    col("long_context_cached_input_per_1m", Kind::Money, false),
+    col("long_context_cache_write_5m_per_1m", Kind::Money, false),
+    col("long_context_cache_write_1h_per_1m", Kind::Money, false),
+    col("long_context_output_per_1m", Kind::Money, false),
+    col("deprecation_date", Kind::Date, false),
+    col("notes", Kind::Text, false),
+];
+
+static SUBSCRIPTION_COLUMNS: &[Column] = &[
+    col("plan_name", Kind::Key, true),
+    col("display_name", Kind::Text, false),
+    col("plan_type", Kind::OneOf(PLAN_TYPES), true),
+    col("currency", Kind::Currency, true),
+    col("seat_price_monthly", Kind::Money, false),
+    col("billing_cycle", Kind::OneOf(BILLING_CYCLES), false),
+    col("min_seats", Kind::Count, false),
+    col("monthly_usage_limit", Kind::Money, false),
+    col("qualification", Kind::Text, false),
+    col("notes", Kind::Text, false),
+];
+
+/// Versioning columns every book table has besides its value columns (written by the code,
+/// never by a caller).
+pub const VERSION_COLUMNS: &[(&str, FieldType, Mode)] = &[
+    ("version_id", FieldType::String, Mode::Required),
+    ("org_slug", FieldType::String, Mode::Required),
+    ("provider", FieldType::String, Mode::Required),
+    ("version", FieldType::Int64, Mode::Required),
+    ("effective_from", FieldType::Date, Mode::Required),
+    ("effective_to", FieldType::Date, Mode::Nullable),
+    ("source", FieldType::String, Mode::Required),
+    ("created_at", FieldType::Timestamp, Mode::Required),
+    ("created_by", FieldType::String, Mode::Required),
+    ("closed_at", FieldType::Timestamp, Mode::Nullable),
+    ("closed_by", FieldType::String, Mode::Nullable),
+];
+
+/// Currencies a price may be in. A code outside this list is far more likely a typo than a
+/// currency someone bills LLM usage in.
+pub const CURRENCIES: &[&str] = &[
+    "USD", "EUR", "GBP", "JPY", "CHF", "CAD", "AUD", "NZD", "SEK", "NOK", "DKK", "PLN", "CZK", "HUF", "CNY", "HKD",
+    "SGD", "KRW", "INR", "IDR", "THB", "MYR", "PHP", "TWD", "BRL", "MXN", "ARS", "CLP", "COP", "ZAR", "AED", "SAR",
+    "ILS", "TRY",
+];
+
+/// Largest amount accepted: far above any real price, far below NUMERIC's limit.
+const MAX_MONEY: i64 = 1_000_000_000_000;
+
+static MODEL_ID_RE: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$").expect("model id pattern"));
+static PLAN_NAME_RE: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"^[a-z0-9][a-z0-9_.-]{0,63}$").expect("plan name pattern"));
+
+/// Checks an entry key (a model id or plan name), as it appears in a path or a body.
+pub fn check_key(kind: BookKind, key: &str) -> Result<(), String> {
+    let ok = match kind {
+        BookKind::Pricing => MODEL_ID_RE.is_match(key),
+        BookKind::Subscriptions => PLAN_NAME_RE.is_match(key),
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(match kind {
+            BookKind::Pricing => format!(
+                "model_id {key:?} is malformed: use the provider's model id (letters, digits, '.', '_', ':', '-'; \
+                 at most 128 characters; e.g. gpt-4o-mini)"
+            ),
+            BookKind::Subscriptions => format!(
+                "plan_name {key:?} is malformed: use lowercase letters, digits, '_', '.', '-' (at most 64; e.g. tier_1)"
+            ),
+        })
+    }
+}
+
+/// One input value before it is checked: text from a CSV cell or a JSON string, or the literal
+/// text of a JSON number (never an f64, so `0.1` stays exactly `0.1`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Input {
+    Null,
+    Text(String),
+    Number(String),
+}
+
+/// Parses a decimal exactly from its text: plain (`2.50`) or with an exponent (`2.5e-1`).
+pub fn parse_decimal(text: &str) -> Option<Decimal> {
+    let t = text.trim();
+    if t.is_empty() || t.starts_with('+') {
+        return None;
+    }
+    if t.contains(['e', 'E']) {
+        Decimal::from_scientific(t).ok()
+    } else {
+        Decimal::from_str_exact(t).ok()
+    }
+}
+
+/// Checks one value against its column. `Ok(Value::Null)` for an absent optional value; the
+/// error names the column and says what a valid value looks like.
+pub fn check_value(kind: BookKind, column: &Column, input: &Input) -> Result<Value, String> {
+    let name = column.name;
+    let text = match input {
+        Input::Null => None,
+        Input::Text(t) if t.trim().is_empty() => None,
+        Input::Text(t) => Some(t.trim().to_string()),
+        Input::Number(n) => Some(n.clone()),
+    };
+    let Some(text) = text else {
+        return if column.required { Err(format!("{name} is required")) } else { Ok(Value::Null) };
+    };
+    let is_number = matches!(input, Input::Number(_));
+    let want_text = |what: &str| -> Result<(), String> {
+        if is_number {
+            Err(format!("{name} must be a string ({what})"))
+        } else {
+            Ok(())
+        }
+    };
+    match column.kind {
+        Kind::Key => {
+            want_text("a name")?;
+            check_key(kind, &text)?;
+            Ok(Value::String(text))
+        }
+        Kind::Money => {
+            let d = parse_decimal(&text)
+                .ok_or_else(|| format!("{name} must be a decimal number such as \"2.50\" (got {text:?})"))?;
+            if d.is_sign_negative() && !d.is_zero() {
+                return Err(format!("{name} must not be negative (got {text})"));
+            }
+            if d.normalize().scale() > 9 {
+                return Err(format!("{name} has more than 9 decimal places (got {text})"));
+            }
+            if d > Decimal::from(MAX_MONEY) {
+                return Err(format!("{name} is implausibly large (got {text})"));
+            }
+            Ok(Value::String(canonical_decimal(d)))
+        }
+        Kind::Count => {
+            let n: i64 = text
+                .parse()
+                .ok()
+                .filter(|n| *n > 0)
+                .ok_or_else(|| format!("{name} must be a positive whole number (got {text:?})"))?;
+            Ok(Value::from(n))
+        }
+        Kind::Currency => {
+            want_text("an ISO 4217 code")?;
+            if CURRENCIES.contains(&text.as_str()) {
+                Ok(Value::String(text))
+            } else {
+                Err(format!("currency {text:?} is unknown: use an ISO 4217 code such as USD or EUR"))
+            }
+        }
+        Kind::Date => {
+            want_text("YYYY-MM-DD")?;
+            parse_date(&text)
+                .map(|d| Value::String(d.format("%Y-%m-%d").to_string()))
+                .ok_or_else(|| format!("{name} must be a date YYYY-MM-DD (got {text:?})"))
+        }
+        Kind::OneOf(options) => {
+            want_text("one of the listed values")?;
+            if options.contains(&text.as_str()) {
+                Ok(Value::String(text))
+            } else {
+                Err(format!("{name} must be one of {} (got {text:?})", options.join(", ")))
+            }
+        }
+        Kind::Text => {
+            want_text("text")?;
+            if text.chars().count() > 500 || text.chars().any(char::is_control) {
+                Err(format!("{name} must be at most 500 characters without control characters"))
+            } else {
+                Ok(Value::String(text))
+            }
+        }
+    }
+}
+
+/// A `YYYY-MM-DD` date between 1970 and 9999.
+pub fn parse_date(text: &str) -> Option<NaiveDate> {
+    let d = NaiveDate::parse_from_str(text.trim(), "%Y-%m-%d").ok()?;
+    let year = chrono::Datelike::year(&d);
+    (text.trim().len() == 10 && (1970..=9999).contains(&year)).then_some(d)
+}
+
+/// The canonical text of an amount: exact, trailing zeros dropped, at least two decimals
+/// (`2.5` → `"2.50"`, `0.075` → `"0.075"`, `0` → `"0.00"`).
+pub fn canonical_decimal(d: Decimal) -> String {
+    let mut n = d.normalize();
+    if n.is_zero() {
+        n = Decimal::ZERO;
+    }
+    if n.scale() < 2 {
+        n.rescale(2);
+    }
+    n.to_string()
+}
+
+/// A checked entry: value column → canonical JSON value (Money as decimal strings).
+pub type Entry = Map<String, Value>;
+
+/// Checks a whole entry given as (column, input) pairs: unknown columns, missing required
+/// columns and bad values are all reported, each naming its column.
+pub fn check_entry<'a>(
+    kind: BookKind,
+    values: impl IntoIterator<Item = (&'a str, Input)>,
+) -> Result<Entry, Vec<String>> {
+    let mut entry = Entry::new();
+    let mut problems = Vec::new();
+    for (name, input) in values {
+        match kind.column(name) {
+            Some(column) => match check_value(kind, column, &input) {
+                Ok(v) => {
+                    entry.insert(name.to_string(), v);
+                }
+                Err(e) => problems.push(e),
+            },
+            None => problems.push(format!(
+                "{name} is not a {} field; use {}",
+                kind.noun(),
+                kind.columns().iter().map(|c| c.name).collect::<Vec<_>>().join(", ")
+            )),
+        }
+    }
+    for column in kind.columns() {
+        if column.required && !entry.contains_key(column.name) && !problems.iter().any(|p| p.starts_with(column.name)) {
+            problems.push(format!("{} is required", column.name));
+        }
+    }
+    cross_checks(kind, &entry, &mut problems);
+    if problems.is_empty() {
+        Ok(entry)
+    } else {
+        Err(problems)
+    }
+}
+
+/// Rules between columns.
+pub fn cross_checks(kind: BookKind, entry: &Entry, problems: &mut Vec<String>) {
+    if kind == BookKind::Pricing {
+        let has = |c: &str| entry.get(c).is_some_and(|v| !v.is_null());
+        let any_long =
+            kind.columns().iter().any(|c| c.name.starts_with("long_context_") && c.kind == Kind::Money && has(c.name));
+        if any_long && !has("long_context_threshold_tokens") {
+            problems.push("long_context_threshold_tokens is required when a long_context_* price is set".into());
+        }
+    }
+}
+
+/// Whether a table schema has every column the book writes, with the right types.
+pub fn schema_problems(kind: BookKind, schema: &TableSchema) -> Vec<String> {
+    let mut problems = Vec::new();
+    let mut expect = |name: &str, t: FieldType, required: bool| match schema.field(name) {
+        None => problems.push(format!("column {name} is missing")),
+        Some(f) if f.field_type != t => problems.push(format!("column {name} must be {t:?}")),
+        Some(f) if required != (f.mode == Mode::Required) => {
+            problems.push(format!("column {name} must be {}", if required { "REQUIRED" } else { "NULLABLE" }))
+        }
+        Some(_) => {}
+    };
+    for (name, t, mode) in VERSION_COLUMNS {
+        expect(name, *t, *mode == Mode::Required);
+    }
+    for c in kind.columns() {
+        let t = match c.kind {
+            Kind::Money => FieldType::Numeric,
+            Kind::Count => FieldType::Int64,
+            Kind::Date => FieldType::Date,
+            _ => FieldType::String,
+        };
+        expect(c.name, t, c.required);
+    }
+    for f in &schema.fields {
+        if kind.column(&f.name).is_none() && !VERSION_COLUMNS.iter().any(|(n, _, _)| *n == f.name) {
+            problems.push(format!("column {} is not one the price book writes", f.name));
+        }
+    }
+    problems
+}
+
+/// A small RFC 4180 reader: comma-separated, `"` quotes (with `""` inside), CRLF or LF. Returns
+/// (line number, cells) per non-empty record.
+pub fn parse_csv(text: &str) -> Result<Vec<(usize, Vec<String>)>, String> {
+    let mut records = Vec::new();
+    let mut line = 1;
+    let mut chars = text.chars().peekable();
+    while chars.peek().is_some() {
+        let start_line = line;
+        let mut cells = Vec::new();
+        let mut cell = String::new();
+        let mut quoted = false;
+        let mut cell_started_quoted = false;
+        loop {
+            let Some(c) = chars.next() else {
+                if quoted {
+                    return Err(format!("line {start_line}: a quoted value is not closed"));
+                }
+                break;
+            };
+            if quoted {
+                match c {
+                    '"' if chars.peek() == Some(&'"') => {
+                        chars.next();
+                        cell.push('"');
+                    }
+                    '"' => quoted = false,
+                    '\n' => {
+                        line += 1;
+                        cell.push(c);
+                    }
+                    _ => cell.push(c),
+                }
+                continue;
+            }
+            match c {
+                '"' if cell.is_empty() && !cell_started_quoted => {
+                    quoted = true;
+                    cell_started_quoted = true;
+                }
+                '"' => return Err(format!("line {line}: a quote inside an unquoted value (quote the whole value)")),
+                ',' => {
+                    cells.push(std::mem::take(&mut cell));
+                    cell_started_quoted = false;
+                }
+                '\r' if chars.peek() == Some(&'\n') => {}
+                '\n' => {
+                    line += 1;
+                    break;
+                }
+                _ if cell_started_quoted => {
+                    return Err(format!("line {line}: text after a closing quote"));
+                }
+                _ => cell.push(c),
+            }
+        }
+        cells.push(cell);
+        if !(cells.len() == 1 && cells[0].trim().is_empty()) {
+            records.push((start_line, cells));
+        }
+    }
+    Ok(records)
+}
+
+/// Parses and checks a seed CSV: header = the book's columns (any order, all present), every
+/// row valid, no key twice. Errors carry the line number.
+pub fn parse_seed_csv(kind: BookKind, text: &str) -> Result<Vec<Entry>, Vec<String>> {
+    let records = parse_csv(text).map_err(|e| vec![e])?;
+    let Some(((_, header), rows)) = records.split_first() else {
+        return Err(vec!["the file is empty: it needs a header line".into()]);
+    };
+    let mut problems = Vec::new();
+    for h in header {
+        if kind.column(h.trim()).is_none() {
+            problems.push(format!("line 1: column {h:?} is not a {} column", kind.noun()));
+        }
+    }
+    for c in kind.columns() {
+        if !header.iter().any(|h| h.trim() == c.name) {
+            problems.push(format!("line 1: column {} is missing", c.name));
+        }
+    }
+    if !problems.is_empty() {
+        return Err(problems);
+    }
+    let mut entries: Vec<Entry> = Vec::new();
+    let mut seen = std::collections::HashMap::new();
+    for (line, cells) in rows {
+        if cells.len() != header.len() {
+            problems.push(format!("line {line}: {} values for {} columns", cells.len(), header.len()));
+            continue;
+        }
+        let values = header.iter().zip(cells).map(|(h, v)| (h.trim(), Input::Text(v.clone())));
+        match check_entry(kind, values) {
+            Ok(entry) => {
+                let key = entry.get(kind.key_column()).and_then(Value::as_str).unwrap_or_default().to_string();
+                if let Some(first) = seen.insert(key.clone(), *line) {
+                    problems.push(format!("line {line}: duplicate {} {key} (first on line {first})", kind.entry()));
+                }
+                entries.push(entry);
+            }
+            Err(errors) => problems.extend(errors.into_iter().map(|e| format!("line {line}: {e}"))),
+        }
+    }
+    if problems.is_empty() {
+        Ok(entries)
+    } else {
+        Err(problems)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csv_quotes_and_lines() {
+        let rows = parse_csv("a,b\n\"x, y\",\"say \"\"hi\"\"\"\r\n\n1,\n").unwrap();
+        assert_eq!(rows.len(), 3);
+        assert_eq!(rows[1], (2, vec!["x, y".to_string(), "say \"hi\"".to_string()]));
+        assert_eq!(rows[2], (4, vec!["1".to_string(), String::new()]));
+        assert!(parse_csv("a,\"b\n").is_err());
+    }
+
+    #[test]
+    fn money_is_exact_and_checked() {
+        let c = BookKind::Pricing.column("input_per_1m").unwrap();
+        let check = |i: Input| check_value(BookKind::Pricing, c, &i);
+        assert_eq!(check(Input::Text("2.5".into())), Ok(Value::String("2.50".into())));
+        assert_eq!(check(Input::Number("0.1".into())), Ok(Value::String("0.10".into())));
+        assert_eq!(check(Input::Number("0.075".into())), Ok(Value::String("0.075".into())));
+        assert_eq!(check(Input::Number("1.25e-1".into())), Ok(Value::String("0.125".into())));
+        assert!(check(Input::Text("-1".into())).unwrap_err().contains("negative"));
+        assert!(check(Input::Text("abc".into())).unwrap_err().contains("input_per_1m"));
+        assert!(check(Input::Text("0.0000000001".into())).unwrap_err().contains("9 decimal"));
+        assert!(check(Input::Null).unwrap_err().contains("required"));
+    }
+
+    #[test]
+    fn keys_currency_and_dates() {
+        assert!(check_key(BookKind::Pricing, "ft:gpt-4o-mini-2024-07-18:acme::A1b2").is_ok());
+        assert!(check_key(BookKind::Pricing, "gpt 4o").is_err());
+        assert!(check_key(BookKind::Pricing, "../etc").is_err());
+        assert!(check_key(BookKind::Subscriptions, "Tier 1").is_err());
+        let cur = BookKind::Pricing.column("currency").unwrap();
+        assert!(check_value(BookKind::Pricing, cur, &Input::Text("XXX".into())).is_err());
+        assert!(parse_date("2026-02-30").is_none());
+        assert!(parse_date("2026-2-3").is_none());
+        assert!(parse_date("2026-02-03").is_some());
+    }
+
+    #[test]
+    fn seed_csv_errors_name_lines() {
+        let text = "model_id,currency,input_per_1m,cached_input_per_1m,cache_write_5m_per_1m,cache_write_1h_per_1m,output_per_1m,batch_input_per_1m,batch_output_per_1m,long_context_threshold_tokens,long_context_input_per_1m,long_context_cached_input_per_1m,long_context_cache_write_5m_per_1m,long_context_cache_write_1h_per_1m,long_context_output_per_1m,deprecation_date,notes\n\
+            m1,USD,1,,,,2,,,,,,,,,,\n\
+            m1,USD,1,,,,2,,,,,,,,,,\n\
+            m2,ZZZ,-1,,,,x,,,,,,,,,,\n";
+        let errs = parse_seed_csv(BookKind::Pricing, text).unwrap_err().join("\n");
+        assert!(errs.contains("line 3: duplicate model m1 (first on line 2)"), "{errs}");
+        assert!(errs.contains("line 4: currency \"ZZZ\""), "{errs}");
+        assert!(errs.contains("line 4: input_per_1m must not be negative"), "{errs}");
+        assert!(errs.contains("line 4: output_per_1m must be a decimal"), "{errs}");
+    }
+}

@@ -1,0 +1,284 @@
+//! The ten routes: list, add, update, delete and reset, for `pricing` and for `subscriptions`.
+//! Each checks the key against the org (before anything is read), the org slug, the provider
+//! (an LLM provider with a price book, else 404 naming them), then the input; every change
+//! writes an audit row.
+
+use std::collections::HashMap;
+
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::Json;
+use common::audit::{self, AuditEvent};
+use common::auth::Caller;
+use common::domain::OrgSlug;
+use common::http::error::ApiResult;
+use common::http::{ApiJson, ApiPath, OptionalJson};
+use common::pricebook::{self, records, Book, BookKind};
+use common::{ApiError, AppState};
+use serde_json::{json, Value};
+
+use crate::input::{self, RawBody};
+
+type OrgProvider = ApiPath<(String, String)>;
+type OrgProviderKey = ApiPath<(String, String, String)>;
+
+/// Authorises and resolves the book: org key (or root) for this org, a valid slug, an
+/// onboarded organization, a provider with a price book.
+async fn open<'a>(
+    state: &'a AppState,
+    caller: &Caller,
+    org: &'a str,
+    provider: &'a str,
+    kind: BookKind,
+) -> ApiResult<Book<'a>> {
+    caller.require_org(org)?;
+    let slug = OrgSlug::parse(org).map_err(ApiError::bad_request)?;
+    let book = Book::open(state, org, provider, kind)?;
+    if state.orgs.get(state, slug.as_str()).await?.is_none() {
+        return Err(ApiError::not_found(format!("no organization {slug}")));
+    }
+    Ok(book)
+}
+
+fn actor(caller: &Caller) -> String {
+    let (actor_type, actor_id) = caller.actor();
+    actor_id.unwrap_or_else(|| actor_type.to_string())
+}
+
+fn invalid(problems: Vec<String>) -> ApiError {
+    ApiError::bad_request(problems.join("; "))
+}
+
+async fn record(state: &AppState, caller: &Caller, org: &str, action: &str, resource: &str, details: Value) {
+    let resource_type = if action.starts_with("pricing") { "model_pricing" } else { "subscription_plan" };
+    audit::record(
+        state,
+        caller,
+        AuditEvent { org_slug: Some(org), action, resource_type, resource_id: Some(resource), success: true, details },
+    )
+    .await;
+}
+
+async fn list(
+    state: AppState,
+    caller: Caller,
+    (org, provider): (String, String),
+    query: HashMap<String, String>,
+    kind: BookKind,
+) -> ApiResult<Json<Value>> {
+    let book = open(&state, &caller, &org, &provider, kind).await?;
+    let q = input::parse_query(kind, &query, pricebook::today()).map_err(ApiError::bad_request)?;
+    book.require_exists().await?;
+    let rows = book.list(q.key.as_deref(), q.as_of).await?;
+    let items: Vec<Value> = rows.iter().map(|r| pricebook::present(kind, r)).collect();
+    Ok(Json(json!({
+        "org_slug": org,
+        "provider": provider,
+        "as_of": q.as_of.map(|d| d.format("%Y-%m-%d").to_string()),
+        "history": q.as_of.is_none(),
+        "count": items.len(),
+        kind.noun(): items,
+    })))
+}
+
+async fn add(
+    state: AppState,
+    caller: Caller,
+    (org, provider): (String, String),
+    body: RawBody,
+    kind: BookKind,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let book = open(&state, &caller, &org, &provider, kind).await?;
+    let body = input::parse_body(body).map_err(invalid)?;
+    let mut values = body.values;
+    // A price book has one currency per row; USD unless the caller says otherwise.
+    if kind.column("currency").is_some() {
+        values.entry("currency".into()).or_insert_with(|| pricebook::Input::Text("USD".into()));
+    }
+    let entry = records::check_entry(kind, values.iter().map(|(k, v)| (k.as_str(), v.clone()))).map_err(invalid)?;
+    let row = book.add(entry, body.effective_from, &actor(&caller)).await?;
+    let key = row.get(kind.key_column()).and_then(Value::as_str).unwrap_or_default().to_string();
+    let shown = pricebook::present(kind, &row);
+    record(&state, &caller, &org, &format!("{}.add", kind.noun()), &format!("{provider}/{key}"), shown.clone()).await;
+    Ok((StatusCode::CREATED, Json(shown)))
+}
+
+async fn update(
+    state: AppState,
+    caller: Caller,
+    (org, provider, key): (String, String, String),
+    body: RawBody,
+    kind: BookKind,
+) -> ApiResult<Json<Value>> {
+    let book = open(&state, &caller, &org, &provider, kind).await?;
+    records::check_key(kind, &key).map_err(ApiError::bad_request)?;
+    let body = input::parse_body(body).map_err(invalid)?;
+    let mut changes = body.values;
+    if let Some(sent) = changes.remove(kind.key_column()) {
+        if sent != pricebook::Input::Text(key.clone()) {
+            return Err(ApiError::bad_request(format!(
+                "{} cannot be changed: delete this {} and add the new one",
+                kind.key_column(),
+                kind.entry()
+            )));
+        }
+    }
+    let mut problems = Vec::new();
+    for (name, value) in &changes {
+        match kind.column(name) {
+            Some(column) => {
+                if let Err(e) = records::check_value(kind, column, value) {
+                    problems.push(e);
+                }
+            }
+            None => problems.push(format!(
+                "{name} is not a {} field; use {}",
+                kind.noun(),
+                kind.columns().iter().map(|c| c.name).collect::<Vec<_>>().join(", ")
+            )),
+        }
+    }
+    if !problems.is_empty() {
+        return Err(invalid(problems));
+    }
+    if changes.is_empty() {
+        return Err(ApiError::bad_request(format!(
+            "nothing to change: send at least one of {}",
+            kind.columns().iter().skip(1).map(|c| c.name).collect::<Vec<_>>().join(", ")
+        )));
+    }
+    let (closed, new) = book.update(&key, &changes, body.effective_from, &actor(&caller)).await?;
+    let previous = pricebook::present(kind, &closed);
+    let current = pricebook::present(kind, &new);
+    record(
+        &state,
+        &caller,
+        &org,
+        &format!("{}.update", kind.noun()),
+        &format!("{provider}/{key}"),
+        json!({"previous": previous, "current": current}),
+    )
+    .await;
+    Ok(Json(json!({"previous": previous, "current": current})))
+}
+
+async fn delete(
+    state: AppState,
+    caller: Caller,
+    (org, provider, key): (String, String, String),
+    kind: BookKind,
+) -> ApiResult<Json<Value>> {
+    let book = open(&state, &caller, &org, &provider, kind).await?;
+    records::check_key(kind, &key).map_err(ApiError::bad_request)?;
+    let closed = book.delete(&key, &actor(&caller)).await?;
+    let shown = pricebook::present(kind, &closed);
+    record(&state, &caller, &org, &format!("{}.delete", kind.noun()), &format!("{provider}/{key}"), shown.clone())
+        .await;
+    Ok(Json(json!({"deleted": shown})))
+}
+
+async fn reset(
+    state: AppState,
+    caller: Caller,
+    (org, provider): (String, String),
+    body: RawBody,
+    kind: BookKind,
+) -> ApiResult<Json<Value>> {
+    let book = open(&state, &caller, &org, &provider, kind).await?;
+    let body = input::parse_body(body).map_err(invalid)?;
+    if let Some(name) = body.values.keys().next() {
+        return Err(ApiError::bad_request(format!("{name} is not accepted by reset; send only effective_from")));
+    }
+    let report = book.reset(body.effective_from, &actor(&caller)).await?;
+    let report = serde_json::to_value(&report).map_err(|e| ApiError::internal(e.to_string()))?;
+    record(&state, &caller, &org, &format!("{}.reset", kind.noun()), &provider, report.clone()).await;
+    Ok(Json(json!({"org_slug": org, "provider": provider, "book": kind.noun(), "reset": report})))
+}
+
+pub async fn list_pricing(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(path): OrgProvider,
+    Query(query): Query<HashMap<String, String>>,
+) -> ApiResult<Json<Value>> {
+    list(state, caller, path, query, BookKind::Pricing).await
+}
+
+pub async fn add_pricing(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(path): OrgProvider,
+    ApiJson(body): ApiJson<RawBody>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    add(state, caller, path, body, BookKind::Pricing).await
+}
+
+pub async fn update_pricing(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(path): OrgProviderKey,
+    ApiJson(body): ApiJson<RawBody>,
+) -> ApiResult<Json<Value>> {
+    update(state, caller, path, body, BookKind::Pricing).await
+}
+
+pub async fn delete_pricing(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(path): OrgProviderKey,
+) -> ApiResult<Json<Value>> {
+    delete(state, caller, path, BookKind::Pricing).await
+}
+
+pub async fn reset_pricing(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(path): OrgProvider,
+    OptionalJson(body): OptionalJson<RawBody>,
+) -> ApiResult<Json<Value>> {
+    reset(state, caller, path, body, BookKind::Pricing).await
+}
+
+pub async fn list_subscriptions(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(path): OrgProvider,
+    Query(query): Query<HashMap<String, String>>,
+) -> ApiResult<Json<Value>> {
+    list(state, caller, path, query, BookKind::Subscriptions).await
+}
+
+pub async fn add_subscription(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(path): OrgProvider,
+    ApiJson(body): ApiJson<RawBody>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    add(state, caller, path, body, BookKind::Subscriptions).await
+}
+
+pub async fn update_subscription(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(path): OrgProviderKey,
+    ApiJson(body): ApiJson<RawBody>,
+) -> ApiResult<Json<Value>> {
+    update(state, caller, path, body, BookKind::Subscriptions).await
+}
+
+pub async fn delete_subscription(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(path): OrgProviderKey,
+) -> ApiResult<Json<Value>> {
+    delete(state, caller, path, BookKind::Subscriptions).await
+}
+
+pub async fn reset_subscriptions(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(path): OrgProvider,
+    OptionalJson(body): OptionalJson<RawBody>,
+) -> ApiResult<Json<Value>> {
+    reset(state, caller, path, body, BookKind::Subscriptions).await
+}
