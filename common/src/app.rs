@@ -140,11 +140,13 @@ async fn start(
     app: fn(AppState) -> Router,
 ) -> anyhow::Result<()> {
     settings.ensure_root_key().context("cannot prepare the development root key")?;
-    let state = AppState::build(settings.clone()).await?;
     let listener = crate::http::server::bind(settings.port)
         .await
         .with_context(|| format!("cannot listen on port {}", settings.port))?;
     let addr = listener.local_addr()?;
+    // With PORT=0 the bound port is only known now: provider bases defaulting to the sandbox follow it.
+    settings.point_providers_at_sandbox(addr.port());
+    let state = AppState::build(settings.clone()).await?;
     let root_key_from = match &settings.root_key_source {
         Some(RootKeySource::Environment) => "CA_ROOT_API_KEY".to_string(),
         Some(RootKeySource::GeneratedFile(p)) => format!("generated development key saved in {}", p.display()),
@@ -191,5 +193,11 @@ fn print_local_banner(service: &str, port: u16, settings: &Settings) {
             println!("root key: development key from {}:\n  {}", path.display(), key.expose_secret())
         }
         _ => println!("root key: none configured; root routes are refused"),
+    }
+    if settings.sandbox_providers {
+        println!(
+            "provider sandbox: {base}/sandbox/openai/v1 (keys sk-admin-sandbox-…), {base}/sandbox/anthropic (keys sk-ant-admin01-sandbox-…)",
+            base = format_args!("http://localhost:{port}")
+        );
     }
 }

@@ -86,6 +86,11 @@ pub struct Settings {
     pub kms_backend: KmsBackend,
     pub queue_backend: QueueBackend,
     pub sandbox_providers: bool,
+    /// Finest-grain usage rows the provider sandbox reports per day and key (`SANDBOX_ROWS_PER_DAY`).
+    pub sandbox_rows_per_day: u32,
+    /// Which provider bases were left unset while the sandbox is on, and so point at this process's
+    /// own sandbox (see [`Settings::point_providers_at_sandbox`]).
+    pub sandbox_bases: SandboxBases,
     pub max_body_bytes: usize,
     pub request_timeout_secs: u64,
     pub cache_ttl_secs: u64,
@@ -98,6 +103,17 @@ pub struct Settings {
     pub pubsub_api_base: Option<String>,
     pub log_format: LogFormat,
 }
+
+/// Provider bases that default to the in-process sandbox (`SANDBOX_PROVIDERS=true` and the
+/// `*_API_BASE` variable unset).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SandboxBases {
+    pub openai: bool,
+    pub anthropic: bool,
+}
+
+/// Largest `SANDBOX_ROWS_PER_DAY` accepted.
+pub const MAX_SANDBOX_ROWS_PER_DAY: u32 = 200_000;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogFormat {
@@ -270,6 +286,14 @@ impl Settings {
             url("OPENAI_API_BASE", Some("https://api.openai.com/v1"), &mut problems).unwrap_or_default();
         let anthropic_api_base =
             url("ANTHROPIC_API_BASE", Some("https://api.anthropic.com"), &mut problems).unwrap_or_default();
+        let sandbox_bases = SandboxBases {
+            openai: sandbox_providers && get("OPENAI_API_BASE").is_none(),
+            anthropic: sandbox_providers && get("ANTHROPIC_API_BASE").is_none(),
+        };
+        let sandbox_rows_per_day = number(vars, "SANDBOX_ROWS_PER_DAY", 40u32, &mut problems);
+        if !(1..=MAX_SANDBOX_ROWS_PER_DAY).contains(&sandbox_rows_per_day) {
+            problems.push(format!("SANDBOX_ROWS_PER_DAY must be between 1 and {MAX_SANDBOX_ROWS_PER_DAY}"));
+        }
         let bigquery_api_base = url("BIGQUERY_API_BASE", None, &mut problems);
         let kms_api_base = url("KMS_API_BASE", None, &mut problems);
         let pubsub_api_base = url("PUBSUB_API_BASE", None, &mut problems);
@@ -341,7 +365,7 @@ impl Settings {
         if !problems.is_empty() {
             return Err(SettingsErrors(problems));
         }
-        Ok(Settings {
+        let mut settings = Settings {
             environment,
             gcp_project_id,
             root_api_key,
@@ -360,6 +384,8 @@ impl Settings {
             kms_backend,
             queue_backend,
             sandbox_providers,
+            sandbox_rows_per_day,
+            sandbox_bases,
             max_body_bytes,
             request_timeout_secs,
             cache_ttl_secs,
@@ -370,7 +396,21 @@ impl Settings {
             kms_api_base,
             pubsub_api_base,
             log_format,
-        })
+        };
+        settings.point_providers_at_sandbox(port);
+        Ok(settings)
+    }
+
+    /// Points the provider bases left unset at this process's own sandbox on `port`
+    /// (`http://127.0.0.1:{port}/sandbox/openai/v1`, `…/sandbox/anthropic`). Called with `PORT`
+    /// when settings are read, and again with the bound port once the listener exists (`PORT=0`).
+    pub fn point_providers_at_sandbox(&mut self, port: u16) {
+        if self.sandbox_bases.openai {
+            self.openai_api_base = format!("http://127.0.0.1:{port}/sandbox/openai/v1");
+        }
+        if self.sandbox_bases.anthropic {
+            self.anthropic_api_base = format!("http://127.0.0.1:{port}/sandbox/anthropic");
+        }
     }
 
     pub fn is_production(&self) -> bool {
@@ -457,6 +497,27 @@ mod tests {
         assert_eq!(s.kms_backend, KmsBackend::Local);
         assert!(s.sandbox_providers);
         assert_eq!(s.port, 8080);
+    }
+
+    #[test]
+    fn unset_provider_bases_point_at_the_sandbox() {
+        let mut s = Settings::from_vars(&vars(&[("PORT", "9090")]), BackendDefaults::Embedded).unwrap();
+        assert_eq!(s.openai_api_base, "http://127.0.0.1:9090/sandbox/openai/v1");
+        assert_eq!(s.anthropic_api_base, "http://127.0.0.1:9090/sandbox/anthropic");
+        s.point_providers_at_sandbox(4242);
+        assert_eq!(s.openai_api_base, "http://127.0.0.1:4242/sandbox/openai/v1");
+        let explicit =
+            Settings::from_vars(&vars(&[("OPENAI_API_BASE", "http://fake:1/v1")]), BackendDefaults::Embedded).unwrap();
+        assert_eq!(explicit.openai_api_base, "http://fake:1/v1");
+        assert_eq!(explicit.anthropic_api_base, "http://127.0.0.1:8080/sandbox/anthropic");
+        let off = Settings::from_vars(&vars(&[("SANDBOX_PROVIDERS", "false")]), BackendDefaults::Embedded).unwrap();
+        assert_eq!(off.openai_api_base, "https://api.openai.com/v1");
+        let cloud = Settings::from_vars(
+            &vars(&[("KMS_BACKEND", "local"), ("WAREHOUSE_BACKEND", "duckdb")]),
+            BackendDefaults::Cloud,
+        )
+        .unwrap();
+        assert_eq!(cloud.anthropic_api_base, "https://api.anthropic.com");
     }
 
     #[test]

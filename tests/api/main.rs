@@ -11,5 +11,7 @@ mod onboarding;
 mod organizations;
 mod pricing;
 mod readme;
+mod sandbox;
+mod terraform;
 mod warehouse_bigquery;
 mod warehouse_duckdb;

@@ -1,7 +1,7 @@
 //! The README's walkthrough, run as written (only the server address and root key are
 //! substituted), so the first thing a newcomer copies keeps working.
 
-use convergence_tests::{TestApp, ROOT_KEY};
+use convergence_tests::ROOT_KEY;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_readme_walkthrough_works_as_written() {
@@ -10,7 +10,8 @@ async fn the_readme_walkthrough_works_as_written() {
     let block = section.split("```sh\n").nth(1).and_then(|b| b.split("```").next()).expect("a sh block");
     assert!(block.contains("BASE=http://localhost:8080") && block.contains("ROOT=$(cat .data/root_api_key)"));
 
-    let app = TestApp::spawn().await;
+    // With the provider sandbox on (the local default) and its bases following the bound port.
+    let app = crate::sandbox::spawn().await;
     let script = block
         .replace("BASE=http://localhost:8080", &format!("BASE={}", app.base))
         .replace("ROOT=$(cat .data/root_api_key)", &format!("ROOT={ROOT_KEY}"));
@@ -21,8 +22,9 @@ async fn the_readme_walkthrough_works_as_written() {
     assert!(out.status.success(), "walkthrough failed:\n{stdout}\n{stderr}");
     assert!(!stdout.contains("\"error\""), "a step failed:\n{stdout}");
     let lines: Vec<&str> = stdout.lines().collect();
-    assert_eq!(lines.len(), 7, "one line per step:\n{stdout}");
+    assert_eq!(lines.len(), 8, "one line per step:\n{stdout}");
     assert!(lines[3].starts_with("acme_corp_api_"), "the key was captured: {}", lines[3]);
     assert!(lines[6].contains("revoked_fingerprints"), "{}", lines[6]);
+    assert!(lines[7].contains("\"status\":\"VALID\""), "the sandbox key was validated: {}", lines[7]);
     assert_eq!(app.count("org_api_keys", Some("acme_corp")).await, 2);
 }

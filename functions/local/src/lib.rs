@@ -5,9 +5,13 @@ use axum::Router;
 use common::http::{health_router, with_plumbing};
 use common::AppState;
 
+pub mod sandbox;
+
 pub const SERVICE: &str = "convergence-local";
 
-/// Every function's routes behind the shared plumbing.
+/// Every function's routes behind the shared plumbing, plus the provider sandbox when
+/// `SANDBOX_PROVIDERS` is on (outside the rate limiter and our error shapes: it answers like the
+/// providers do).
 pub fn router(state: AppState) -> Router {
     let routes = bootstrap::routes()
         .merge(onboard::routes())
@@ -16,5 +20,13 @@ pub fn router(state: AppState) -> Router {
         .merge(pipelines_run::routes())
         .merge(scheduler_tick::routes())
         .merge(health_router(SERVICE));
-    with_plumbing(routes, state)
+    let sandbox = state
+        .settings
+        .sandbox_providers
+        .then(|| sandbox::router(&state).layer(axum::middleware::from_fn(common::http::middleware::request_context)));
+    let app = with_plumbing(routes, state);
+    match sandbox {
+        Some(sandbox) => app.merge(sandbox),
+        None => app,
+    }
 }

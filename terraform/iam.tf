@@ -1,0 +1,126 @@
+# Identities and least privilege: one runtime service account per service, granted only what
+# its entry in local.services says it needs; one caller identity each for Cloud Scheduler and
+# Pub/Sub push, allowed to invoke only their target service.
+
+locals {
+  # Every service reads and writes the warehouse (key lookups, audit rows, per-org datasets) and
+  # runs query jobs (start-up ping, DML). dataEditor on the project is what lets onboard create
+  # the per-organization datasets.
+  bigquery_roles = ["roles/bigquery.dataEditor", "roles/bigquery.jobUser"]
+  bigquery_grants = {
+    for pair in setproduct(keys(local.services), local.bigquery_roles) :
+    "${pair[0]} ${pair[1]}" => { service = pair[0], role = pair[1] }
+  }
+
+  pubsub_agent = "serviceAccount:service-${data.google_project.this.number}@gcp-sa-pubsub.iam.gserviceaccount.com"
+}
+
+resource "google_service_account" "service" {
+  for_each = local.services
+
+  account_id   = "${local.name}-${each.key}"
+  display_name = "Convergence ${each.key} (Cloud Run runtime)"
+
+  depends_on = [google_project_service.enabled]
+}
+
+resource "google_project_iam_member" "bigquery" {
+  for_each = local.bigquery_grants
+
+  project = var.project_id
+  role    = each.value.role
+  member  = "serviceAccount:${google_service_account.service[each.value.service].email}"
+}
+
+resource "google_kms_crypto_key_iam_member" "service" {
+  for_each = { for name, svc in local.services : name => svc if svc.kms }
+
+  crypto_key_id = google_kms_crypto_key.secrets.id
+  role          = "roles/cloudkms.cryptoKeyEncrypterDecrypter"
+  member        = "serviceAccount:${google_service_account.service[each.key].email}"
+}
+
+resource "google_secret_manager_secret_iam_member" "root_api_key" {
+  for_each = local.services
+
+  secret_id = google_secret_manager_secret.root_api_key.id
+  role      = "roles/secretmanager.secretAccessor"
+  member    = "serviceAccount:${google_service_account.service[each.key].email}"
+}
+
+resource "google_pubsub_topic_iam_member" "runs_publisher" {
+  for_each = { for name, svc in local.services : name => svc if svc.publishes_runs }
+
+  topic  = google_pubsub_topic.runs.name
+  role   = "roles/pubsub.publisher"
+  member = "serviceAccount:${google_service_account.service[each.key].email}"
+}
+
+# Requests through the load balancer carry no Google identity, so the public services let
+# allUsers invoke them; ingress (internal and Cloud Load Balancing) keeps the run.app URL closed
+# to the internet, and the services authenticate every request with their own API keys.
+resource "google_cloud_run_v2_service_iam_member" "public" {
+  for_each = { for name, svc in local.services : name => svc if svc.public }
+
+  project  = var.project_id
+  location = google_cloud_run_v2_service.service[each.key].location
+  name     = google_cloud_run_v2_service.service[each.key].name
+  role     = "roles/run.invoker"
+  member   = "allUsers"
+}
+
+# --- Cloud Scheduler -> scheduler-tick ---------------------------------------------------------
+
+resource "google_service_account" "scheduler" {
+  account_id   = "${local.name}-scheduler"
+  display_name = "Convergence Cloud Scheduler caller (OIDC to scheduler-tick)"
+
+  depends_on = [google_project_service.enabled]
+}
+
+resource "google_cloud_run_v2_service_iam_member" "scheduler_invoker" {
+  project  = var.project_id
+  location = google_cloud_run_v2_service.service["scheduler-tick"].location
+  name     = google_cloud_run_v2_service.service["scheduler-tick"].name
+  role     = "roles/run.invoker"
+  member   = "serviceAccount:${google_service_account.scheduler.email}"
+}
+
+# --- Pub/Sub push -> pipelines-run ------------------------------------------------------------
+
+resource "google_service_account" "pubsub_push" {
+  account_id   = "${local.name}-pubsub-push"
+  display_name = "Convergence Pub/Sub push caller (OIDC to pipelines-run)"
+
+  depends_on = [google_project_service.enabled]
+}
+
+resource "google_cloud_run_v2_service_iam_member" "pubsub_push_invoker" {
+  project  = var.project_id
+  location = google_cloud_run_v2_service.service["pipelines-run"].location
+  name     = google_cloud_run_v2_service.service["pipelines-run"].name
+  role     = "roles/run.invoker"
+  member   = "serviceAccount:${google_service_account.pubsub_push.email}"
+}
+
+# The Pub/Sub service agent mints the push OIDC tokens (needed explicitly in projects created
+# before April 2021; harmless after) and moves undeliverable messages to the dead-letter topic.
+resource "google_service_account_iam_member" "pubsub_agent_token_creator" {
+  service_account_id = google_service_account.pubsub_push.name
+  role               = "roles/iam.serviceAccountTokenCreator"
+  member             = local.pubsub_agent
+
+  depends_on = [google_project_service.enabled]
+}
+
+resource "google_pubsub_topic_iam_member" "pubsub_agent_dead_letter_publisher" {
+  topic  = google_pubsub_topic.runs_dead_letter.name
+  role   = "roles/pubsub.publisher"
+  member = local.pubsub_agent
+}
+
+resource "google_pubsub_subscription_iam_member" "pubsub_agent_runs_subscriber" {
+  subscription = google_pubsub_subscription.runs_push.name
+  role         = "roles/pubsub.subscriber"
+  member       = local.pubsub_agent
+}

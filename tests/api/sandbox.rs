@@ -1,0 +1,672 @@
+//! The provider sandbox of `convergence-local` (`SANDBOX_PROVIDERS=true`): the OpenAI and
+//! Anthropic admin endpoints in their real shapes, paged like the real APIs, deterministic per key
+//! and day, with costs equal to the default price book applied to the same usage, fault
+//! injection, key handling, and credential set-up validated against it end to end.
+
+use std::collections::{BTreeMap, HashMap};
+
+use common::pricebook::records::parse_seed_csv;
+use common::pricebook::BookKind;
+use common::settings::{BackendDefaults, Settings};
+use common::AppState;
+use convergence_tests::{Key, TestApp, ROOT_KEY};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+/// Starts the app the way `convergence-local` starts: bind first, then point the provider bases
+/// left unset at the sandbox on the bound port (`Settings::point_providers_at_sandbox`).
+pub async fn spawn() -> TestApp {
+    spawn_with(&[]).await
+}
+
+pub async fn spawn_with(extra: &[(&str, &str)]) -> TestApp {
+    let data_dir = tempfile::tempdir().expect("temp dir");
+    let mut vars: HashMap<String, String> = HashMap::from([
+        ("CA_ROOT_API_KEY".into(), ROOT_KEY.into()),
+        ("DATA_DIR".into(), data_dir.path().display().to_string()),
+        ("PORT".into(), "0".into()),
+        ("RATE_LIMIT_PER_SECOND".into(), "1000".into()),
+        ("RATE_LIMIT_BURST".into(), "1000".into()),
+        ("CORS_ORIGINS".into(), "https://app.example.com".into()),
+        ("CONFIGS_DIR".into(), concat!(env!("CARGO_MANIFEST_DIR"), "/../configs").into()),
+    ]);
+    for (k, v) in extra {
+        vars.insert((*k).into(), (*v).into());
+    }
+    let mut settings = Settings::from_vars(&vars, BackendDefaults::Embedded).expect("settings");
+    let listener = common::http::server::bind(0).await.expect("bind");
+    let port = listener.local_addr().unwrap().port();
+    settings.point_providers_at_sandbox(port);
+    let state = AppState::build(settings).await.expect("state");
+    let app = local::router(state.clone());
+    tokio::spawn(async move {
+        let _ = common::http::serve(listener, app).await;
+    });
+    TestApp { base: format!("http://127.0.0.1:{port}"), client: reqwest::Client::new(), state, data_dir }
+}
+
+const OPENAI_KEY: &str = "sk-admin-sandbox-acme";
+const ANTHROPIC_KEY: &str = "sk-ant-admin01-sandbox-acme";
+/// 2025-03-01T00:00:00Z: a fixed window in the past, so the data never changes.
+const MARCH_1: i64 = 1_740_787_200;
+const DAY: i64 = 86_400;
+
+struct Raw {
+    status: u16,
+    headers: reqwest::header::HeaderMap,
+    text: String,
+    body: Value,
+}
+
+async fn openai(app: &TestApp, path_and_query: &str, key: &str) -> Raw {
+    let req = app.client.get(format!("{}/sandbox/openai/v1{path_and_query}", app.base)).bearer_auth(key);
+    send(req).await
+}
+
+async fn anthropic(app: &TestApp, path_and_query: &str, key: &str) -> Raw {
+    let req = app
+        .client
+        .get(format!("{}/sandbox/anthropic{path_and_query}", app.base))
+        .header("x-api-key", key)
+        .header("anthropic-version", "2023-06-01");
+    send(req).await
+}
+
+async fn send(req: reqwest::RequestBuilder) -> Raw {
+    let resp = req.send().await.expect("request");
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    let text = resp.text().await.unwrap();
+    let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+    Raw { status, headers, text, body }
+}
+
+/// Follows `next_page` to the end; returns every bucket and the number of pages.
+async fn all_pages(app: &TestApp, anthropic_api: bool, path: &str, query: &str, key: &str) -> (Vec<Value>, usize) {
+    let mut buckets = Vec::new();
+    let mut page: Option<String> = None;
+    let mut pages = 0;
+    loop {
+        let q = match &page {
+            Some(p) => format!("{path}?{query}&page={p}"),
+            None => format!("{path}?{query}"),
+        };
+        let r = if anthropic_api { anthropic(app, &q, key).await } else { openai(app, &q, key).await };
+        assert_eq!(r.status, 200, "{q}: {}", r.text);
+        pages += 1;
+        assert!(pages < 100, "paging never ends");
+        if !anthropic_api {
+            assert_eq!(r.body["object"], "page");
+        }
+        buckets.extend(r.body["data"].as_array().unwrap().iter().cloned());
+        assert_eq!(r.body["has_more"], r.body["next_page"].is_string(), "{}", r.text);
+        match r.body["next_page"].as_str() {
+            Some(next) => page = Some(next.to_string()),
+            None => break,
+        }
+    }
+    (buckets, pages)
+}
+
+fn sum(buckets: &[Value], field: &str) -> u64 {
+    buckets
+        .iter()
+        .flat_map(|b| b["results"].as_array().unwrap().iter())
+        .map(|r| r.pointer(field).and_then(Value::as_u64).unwrap_or_else(|| panic!("{field} in {r}")))
+        .sum()
+}
+
+#[tokio::test]
+async fn openai_usage_has_the_real_shape_and_pages_to_the_end() {
+    let app = spawn().await;
+    let window = format!("start_time={MARCH_1}&end_time={}&bucket_width=1d", MARCH_1 + 10 * DAY);
+    let all_groups = "group_by=model&group_by=project_id&group_by=api_key_id&group_by=batch&group_by=service_tier";
+    let (small, pages) = all_pages(
+        &app,
+        false,
+        "/organization/usage/completions",
+        &format!("{window}&{all_groups}&limit=3"),
+        OPENAI_KEY,
+    )
+    .await;
+    assert_eq!(pages, 4, "10 days, 3 buckets a page");
+    assert_eq!(small.len(), 10);
+    for (i, b) in small.iter().enumerate() {
+        assert_eq!(b["object"], "bucket");
+        assert_eq!(b["start_time"], MARCH_1 + i as i64 * DAY);
+        assert_eq!(b["end_time"], MARCH_1 + (i as i64 + 1) * DAY);
+        let results = b["results"].as_array().unwrap();
+        assert_eq!(results.len(), 40, "SANDBOX_ROWS_PER_DAY default: one result per finest-grain row");
+        for r in results {
+            assert_eq!(r["object"], "organization.usage.completions.result");
+            let (input, cached) = (r["input_tokens"].as_u64().unwrap(), r["input_cached_tokens"].as_u64().unwrap());
+            assert!(cached <= input, "cached tokens are a subset of input: {r}");
+            assert_eq!(r["input_uncached_tokens"].as_u64().unwrap(), input - cached);
+            assert!(r["output_tokens"].as_u64().unwrap() > 0 && r["num_model_requests"].as_u64().unwrap() > 0);
+            assert!(r["project_id"].as_str().unwrap().starts_with("proj_"));
+            assert!(r["api_key_id"].as_str().unwrap().starts_with("key_"));
+            assert!(r["model"].is_string() && r["batch"].is_boolean() && r["service_tier"].is_string());
+            assert!(r["user_id"].is_null());
+            if r["batch"] == true {
+                assert_eq!(cached, 0, "batch rows have no cache reads (no batch cache price)");
+            }
+        }
+    }
+    let models: std::collections::BTreeSet<&str> =
+        small.iter().flat_map(|b| b["results"].as_array().unwrap()).map(|r| r["model"].as_str().unwrap()).collect();
+    assert!(models.contains("gpt-4o-mini-2024-07-18") && models.len() >= 5, "{models:?}");
+    let all: Vec<&Value> = small.iter().flat_map(|b| b["results"].as_array().unwrap()).collect();
+    assert!(all.iter().any(|r| r["batch"] == true) && all.iter().any(|r| r["input_cached_tokens"].as_u64() > Some(0)));
+
+    // Totals do not depend on the page size or the grouping.
+    let (big, pages) = all_pages(
+        &app,
+        false,
+        "/organization/usage/completions",
+        &format!("{window}&{all_groups}&limit=31"),
+        OPENAI_KEY,
+    )
+    .await;
+    assert_eq!(pages, 1);
+    let first = openai(&app, &format!("/organization/usage/completions?{window}"), OPENAI_KEY).await;
+    assert_eq!(first.body["data"].as_array().unwrap().len(), 7, "default limit: 7 buckets");
+    assert_eq!(first.body["has_more"], true);
+    let (ungrouped, pages) = all_pages(&app, false, "/organization/usage/completions", &window, OPENAI_KEY).await;
+    assert_eq!((ungrouped.len(), pages), (10, 2));
+    for b in &ungrouped {
+        let results = b["results"].as_array().unwrap();
+        assert_eq!(results.len(), 1);
+        assert!(results[0]["model"].is_null() && results[0]["project_id"].is_null() && results[0]["batch"].is_null());
+    }
+    for field in ["/input_tokens", "/input_cached_tokens", "/output_tokens", "/num_model_requests"] {
+        assert_eq!(sum(&small, field), sum(&big, field), "{field}");
+        assert_eq!(sum(&small, field), sum(&ungrouped, field), "{field}");
+    }
+
+    // Embeddings: their own shape and group keys.
+    let (emb, _) = all_pages(
+        &app,
+        false,
+        "/organization/usage/embeddings",
+        &format!("{window}&group_by=model&group_by=project_id&limit=5"),
+        OPENAI_KEY,
+    )
+    .await;
+    assert_eq!(emb.len(), 10);
+    let r = &emb[0]["results"][0];
+    assert_eq!(r["object"], "organization.usage.embeddings.result");
+    assert!(r["model"].as_str().unwrap().starts_with("text-embedding-3-"), "{r}");
+    assert!(r["input_tokens"].as_u64().unwrap() > 0 && r.get("output_tokens").is_none());
+    let bad = openai(&app, &format!("/organization/usage/embeddings?{window}&group_by=batch"), OPENAI_KEY).await;
+    assert_eq!(bad.status, 400);
+    assert_eq!(bad.body["error"]["type"], "invalid_request_error");
+    assert_eq!(bad.body["error"]["param"], "group_by");
+
+    // Bad parameters are the provider's 400s.
+    for q in [
+        format!("end_time={}", MARCH_1),
+        format!("start_time={MARCH_1}&limit=32"),
+        format!("start_time={MARCH_1}&bucket_width=1h"),
+        format!("start_time={MARCH_1}&end_time={MARCH_1}"),
+        format!("start_time={MARCH_1}&page=page_nonsense"),
+    ] {
+        let r = openai(&app, &format!("/organization/usage/completions?{q}"), OPENAI_KEY).await;
+        assert_eq!(r.status, 400, "{q}: {}", r.text);
+        assert!(r.body["error"]["message"].is_string());
+    }
+    // Days after today have no usage yet.
+    let now = chrono::Utc::now().timestamp();
+    let future = openai(
+        &app,
+        &format!("/organization/usage/completions?start_time={}&end_time={}", now + 2 * DAY, now + 4 * DAY),
+        OPENAI_KEY,
+    )
+    .await;
+    assert!(future.body["data"].as_array().unwrap().iter().all(|b| b["results"].as_array().unwrap().is_empty()));
+}
+
+#[tokio::test]
+async fn anthropic_usage_has_the_real_shape_and_pages_to_the_end() {
+    let app = spawn().await;
+    let window = "starting_at=2025-03-01T00:00:00Z&ending_at=2025-03-11T00:00:00Z&bucket_width=1d";
+    let groups = "group_by[]=model&group_by[]=workspace_id&group_by[]=api_key_id&group_by[]=service_tier&group_by[]=context_window";
+    let path = "/v1/organizations/usage_report/messages";
+    let (small, pages) = all_pages(&app, true, path, &format!("{window}&{groups}&limit=4"), ANTHROPIC_KEY).await;
+    assert_eq!((small.len(), pages), (10, 3));
+    assert_eq!(small[0]["starting_at"], "2025-03-01T00:00:00Z");
+    assert_eq!(small[0]["ending_at"], "2025-03-02T00:00:00Z");
+    assert_eq!(small[9]["starting_at"], "2025-03-10T00:00:00Z");
+    let all: Vec<&Value> = small.iter().flat_map(|b| b["results"].as_array().unwrap()).collect();
+    for r in &all {
+        for f in ["/uncached_input_tokens", "/cache_read_input_tokens", "/output_tokens"] {
+            assert!(r.pointer(f).unwrap().is_u64(), "{f}: {r}");
+        }
+        assert!(r["cache_creation"]["ephemeral_5m_input_tokens"].is_u64());
+        assert!(r["cache_creation"]["ephemeral_1h_input_tokens"].is_u64());
+        assert_eq!(r["server_tool_use"]["web_search_requests"], 0);
+        assert!(r["api_key_id"].as_str().unwrap().starts_with("apikey_01"));
+        assert!(r["workspace_id"].is_null() || r["workspace_id"].as_str().unwrap().starts_with("wrkspc_01"));
+        assert!(["standard", "batch"].contains(&r["service_tier"].as_str().unwrap()));
+        assert!(["0-200k", "200k-1M"].contains(&r["context_window"].as_str().unwrap()));
+        assert!(r["model"].as_str().unwrap().starts_with("claude-"));
+    }
+    assert!(all.iter().any(|r| r["workspace_id"].is_null()), "the default workspace is null");
+    assert!(all.iter().any(|r| r["service_tier"] == "batch"));
+    assert!(all.iter().any(|r| r["context_window"] == "200k-1M"));
+    assert!(all.iter().any(|r| r["cache_creation"]["ephemeral_1h_input_tokens"].as_u64() > Some(0)));
+
+    let (one_page, pages) = all_pages(&app, true, path, &format!("{window}&limit=31"), ANTHROPIC_KEY).await;
+    assert_eq!(pages, 1);
+    for f in [
+        "/uncached_input_tokens",
+        "/cache_read_input_tokens",
+        "/cache_creation/ephemeral_5m_input_tokens",
+        "/cache_creation/ephemeral_1h_input_tokens",
+        "/output_tokens",
+    ] {
+        assert_eq!(sum(&small, f), sum(&one_page, f), "{f}");
+    }
+    assert!(one_page[0]["results"][0]["model"].is_null());
+
+    let bad = anthropic(&app, &format!("{path}?starting_at=yesterday"), ANTHROPIC_KEY).await;
+    assert_eq!(bad.status, 400);
+    assert_eq!(bad.body["type"], "error");
+    assert_eq!(bad.body["error"]["type"], "invalid_request_error");
+    let missing = anthropic(&app, path, ANTHROPIC_KEY).await;
+    assert_eq!(missing.status, 400, "{}", missing.text);
+}
+
+#[tokio::test]
+async fn data_is_deterministic_per_key_and_day() {
+    let app = spawn().await;
+    let q = format!(
+        "/organization/usage/completions?start_time={MARCH_1}&end_time={}&group_by=model&group_by=api_key_id",
+        MARCH_1 + 3 * DAY
+    );
+    let a = openai(&app, &q, OPENAI_KEY).await;
+    let b = openai(&app, &q, OPENAI_KEY).await;
+    assert_eq!(a.status, 200);
+    assert_eq!(a.text, b.text, "the same request gives byte-identical bodies");
+    // Another process (a restart) gives the same bytes too.
+    let other_app = spawn().await;
+    assert_eq!(openai(&other_app, &q, OPENAI_KEY).await.text, a.text);
+    let other_org = openai(&app, &q, "sk-admin-sandbox-globex").await;
+    assert_ne!(other_org.text, a.text);
+    let days = a.body["data"].as_array().unwrap();
+    assert_ne!(days[0]["results"], days[1]["results"], "another day, other numbers");
+
+    let c = format!("/organization/costs?start_time={MARCH_1}&end_time={}&group_by=line_item", MARCH_1 + 3 * DAY);
+    assert_eq!(openai(&app, &c, OPENAI_KEY).await.text, openai(&app, &c, OPENAI_KEY).await.text);
+    let r = "/v1/organizations/cost_report?starting_at=2025-03-01T00:00:00Z&ending_at=2025-03-04T00:00:00Z&group_by[]=description";
+    assert_eq!(anthropic(&app, r, ANTHROPIC_KEY).await.text, anthropic(&app, r, ANTHROPIC_KEY).await.text);
+    assert_ne!(
+        anthropic(&app, r, ANTHROPIC_KEY).await.text,
+        anthropic(&app, r, "sk-ant-admin01-sandbox-globex").await.text
+    );
+}
+
+/// An exact decimal (`"12.5"`, `"1.5e-7"`) in units of 10^-`scale`.
+fn scaled(text: &str, scale: u32) -> i128 {
+    let (mantissa, exp) = match text.split_once(['e', 'E']) {
+        Some((m, e)) => (m, e.parse::<i32>().unwrap()),
+        None => (text, 0),
+    };
+    let (int, frac) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    let digits: i128 = format!("{int}{frac}").parse().unwrap();
+    let shift = scale as i32 + exp - frac.len() as i32;
+    assert!(shift >= 0, "{text} has more than {scale} decimals");
+    digits * 10i128.pow(shift as u32)
+}
+
+/// A price book from the default CSV: model → column → price in thousandths of a dollar per 1M
+/// tokens (so tokens × price = nanodollars, exactly).
+fn price_book(provider: &str) -> BTreeMap<String, HashMap<String, i128>> {
+    let path = format!("{}/../configs/{provider}/seed/data/default_pricing.csv", env!("CARGO_MANIFEST_DIR"));
+    let entries = parse_seed_csv(BookKind::Pricing, &std::fs::read_to_string(path).unwrap()).unwrap();
+    entries
+        .into_iter()
+        .map(|e| {
+            let prices = e
+                .iter()
+                .filter(|(k, _)| k.ends_with("_per_1m"))
+                .filter_map(|(k, v)| v.as_str().map(|s| (k.clone(), scaled(s, 3))))
+                .collect();
+            (e["model_id"].as_str().unwrap().to_string(), prices)
+        })
+        .collect()
+}
+
+/// Exact id, else the longest book id that is a `-` prefix of it.
+fn book_entry<'a>(book: &'a BTreeMap<String, HashMap<String, i128>>, model: &str) -> &'a HashMap<String, i128> {
+    book.get(model)
+        .or_else(|| {
+            book.iter()
+                .filter(|(id, _)| model.starts_with(&format!("{id}-")))
+                .max_by_key(|(id, _)| id.len())
+                .map(|(_, p)| p)
+        })
+        .unwrap_or_else(|| panic!("{model} is not in the default price book"))
+}
+
+fn rate(p: &HashMap<String, i128>, column: &str) -> i128 {
+    *p.get(column).unwrap_or_else(|| panic!("no {column}"))
+}
+
+#[tokio::test]
+async fn openai_costs_equal_the_default_price_book_applied_to_usage() {
+    let app = spawn().await;
+    let book = price_book("openai");
+    let window = format!("start_time={MARCH_1}&end_time={}", MARCH_1 + 9 * DAY);
+    let (usage, _) = all_pages(
+        &app,
+        false,
+        "/organization/usage/completions",
+        &format!("{window}&group_by=model&group_by=batch&limit=4"),
+        OPENAI_KEY,
+    )
+    .await;
+    let (embeddings, _) =
+        all_pages(&app, false, "/organization/usage/embeddings", &format!("{window}&group_by=model"), OPENAI_KEY).await;
+    let (costs, _) = all_pages(&app, false, "/organization/costs", &format!("{window}&limit=2"), OPENAI_KEY).await;
+    let (by_line, _) = all_pages(
+        &app,
+        false,
+        "/organization/costs",
+        &format!("{window}&group_by=line_item&group_by=project_id&limit=9"),
+        OPENAI_KEY,
+    )
+    .await;
+    assert_eq!((usage.len(), embeddings.len(), costs.len(), by_line.len()), (9, 9, 9, 9));
+    for day in 0..9 {
+        let mut expected: i128 = 0;
+        for r in usage[day]["results"].as_array().unwrap() {
+            let p = book_entry(&book, r["model"].as_str().unwrap());
+            let n = |f: &str| r[f].as_u64().unwrap() as i128;
+            let (input, cached, output) = (n("input_tokens"), n("input_cached_tokens"), n("output_tokens"));
+            expected += if r["batch"] == true {
+                assert_eq!(cached, 0);
+                input * rate(p, "batch_input_per_1m") + output * rate(p, "batch_output_per_1m")
+            } else {
+                let cached_cost = if cached > 0 { cached * rate(p, "cached_input_per_1m") } else { 0 };
+                (input - cached) * rate(p, "input_per_1m") + cached_cost + output * rate(p, "output_per_1m")
+            };
+        }
+        for r in embeddings[day]["results"].as_array().unwrap() {
+            let p = book_entry(&book, r["model"].as_str().unwrap());
+            expected += r["input_tokens"].as_u64().unwrap() as i128 * rate(p, "input_per_1m");
+        }
+        let results = costs[day]["results"].as_array().unwrap();
+        assert_eq!(results.len(), 1);
+        let r = &results[0];
+        assert_eq!(r["object"], "organization.costs.result");
+        assert_eq!(r["amount"]["currency"], "usd");
+        assert!(r["line_item"].is_null() && r["project_id"].is_null());
+        let reported = scaled(&r["amount"]["value"].to_string(), 9);
+        assert_eq!(reported, expected, "day {day}: reported {} vs computed {expected} n$", r["amount"]["value"]);
+        assert!(expected > 0);
+
+        let lines = by_line[day]["results"].as_array().unwrap();
+        let line_total: i128 = lines.iter().map(|l| scaled(&l["amount"]["value"].to_string(), 9)).sum();
+        assert_eq!(line_total, expected, "day {day}: line items add up to the day");
+        for l in lines {
+            assert!(l["line_item"].as_str().unwrap().contains(", "), "{l}");
+            assert!(l["project_id"].as_str().unwrap().starts_with("proj_"));
+            assert_eq!(l["quantity_unit"], "tokens");
+            assert!(l["quantity"].as_u64().unwrap() > 0);
+        }
+    }
+    // The body carries the exact decimal, not a float approximation of it.
+    let raw = openai(&app, &format!("/organization/costs?{window}"), OPENAI_KEY).await;
+    assert!(raw.text.contains("\"amount\":{\"value\":"), "{}", raw.text);
+}
+
+#[tokio::test]
+async fn anthropic_cost_report_equals_the_default_price_book_applied_to_usage() {
+    let app = spawn().await;
+    let book = price_book("anthropic");
+    let window = "starting_at=2025-03-01T00:00:00Z&ending_at=2025-03-08T00:00:00Z";
+    let (usage, _) = all_pages(
+        &app,
+        true,
+        "/v1/organizations/usage_report/messages",
+        &format!("{window}&group_by[]=model&group_by[]=service_tier&group_by[]=context_window&limit=3"),
+        ANTHROPIC_KEY,
+    )
+    .await;
+    let (report, _) =
+        all_pages(&app, true, "/v1/organizations/cost_report", &format!("{window}&limit=2"), ANTHROPIC_KEY).await;
+    let (described, _) = all_pages(
+        &app,
+        true,
+        "/v1/organizations/cost_report",
+        &format!("{window}&group_by[]=workspace_id&group_by[]=description"),
+        ANTHROPIC_KEY,
+    )
+    .await;
+    assert_eq!((usage.len(), report.len(), described.len()), (7, 7, 7));
+    for day in 0..7 {
+        let mut expected: i128 = 0; // nanodollars
+        for r in usage[day]["results"].as_array().unwrap() {
+            let p = book_entry(&book, r["model"].as_str().unwrap());
+            let n = |f: &str| r.pointer(f).unwrap().as_u64().unwrap() as i128;
+            let tokens = [
+                (n("/uncached_input_tokens"), "input_per_1m"),
+                (n("/cache_read_input_tokens"), "cached_input_per_1m"),
+                (n("/cache_creation/ephemeral_5m_input_tokens"), "cache_write_5m_per_1m"),
+                (n("/cache_creation/ephemeral_1h_input_tokens"), "cache_write_1h_per_1m"),
+                (n("/output_tokens"), "output_per_1m"),
+            ];
+            let prefix = match (r["service_tier"].as_str().unwrap(), r["context_window"].as_str().unwrap()) {
+                ("standard", "0-200k") => "",
+                ("standard", "200k-1M") => "long_context_",
+                ("batch", "0-200k") => "batch_",
+                other => panic!("unexpected {other:?}"),
+            };
+            for (count, column) in tokens {
+                if count > 0 {
+                    expected += count * rate(p, &format!("{prefix}{column}"));
+                }
+            }
+        }
+        let results = report[day]["results"].as_array().unwrap();
+        assert_eq!(results.len(), 1);
+        let r = &results[0];
+        assert_eq!(r["currency"], "USD");
+        assert!(r["description"].is_null() && r["model"].is_null() && r["workspace_id"].is_null());
+        let cents = r["amount"].as_str().expect("amount is a decimal string");
+        // Cents with up to 7 decimals = nanodollars.
+        assert_eq!(scaled(cents, 7), expected, "day {day}: {cents} cents vs {expected} n$");
+
+        let lines = described[day]["results"].as_array().unwrap();
+        let total: i128 = lines.iter().map(|l| scaled(l["amount"].as_str().unwrap(), 7)).sum();
+        assert_eq!(total, expected);
+        for l in lines {
+            assert_eq!(l["cost_type"], "tokens");
+            assert!(l["description"].as_str().unwrap().contains(" Usage - "), "{l}");
+            assert!(l["model"].as_str().unwrap().starts_with("claude-"));
+            assert!([
+                "uncached_input_tokens",
+                "output_tokens",
+                "cache_read_input_tokens",
+                "cache_creation.ephemeral_5m_input_tokens",
+                "cache_creation.ephemeral_1h_input_tokens"
+            ]
+            .contains(&l["token_type"].as_str().unwrap()));
+        }
+        assert!(
+            lines.iter().any(|l| l["workspace_id"].is_null()) && lines.iter().any(|l| l["workspace_id"].is_string())
+        );
+    }
+}
+
+#[tokio::test]
+async fn faults_are_injected_for_a_fixed_number_of_calls() {
+    let app = spawn().await;
+    let q = format!("/organization/usage/completions?start_time={MARCH_1}&end_time={}", MARCH_1 + DAY);
+    let key = "sk-admin-sandbox-flaky-fail429x2";
+    for _ in 0..2 {
+        let r = openai(&app, &q, key).await;
+        assert_eq!(r.status, 429, "{}", r.text);
+        assert_eq!(r.headers["retry-after"], "1");
+        assert_eq!(r.body["error"]["code"], "rate_limit_exceeded");
+    }
+    assert_eq!(openai(&app, &q, key).await.status, 200, "the third call goes through");
+    // Counted per endpoint: the costs endpoint fails twice on its own.
+    let c = format!("/organization/costs?start_time={MARCH_1}&end_time={}", MARCH_1 + DAY);
+    assert_eq!(openai(&app, &c, key).await.status, 429);
+
+    let always = openai(&app, &q, "sk-admin-sandbox-down-fail500").await;
+    assert_eq!(always.status, 500);
+    assert_eq!(always.body["error"]["type"], "server_error");
+    assert_eq!(openai(&app, &q, "sk-admin-sandbox-down-fail500").await.status, 500);
+
+    // A header fails just that call.
+    let r = send(
+        app.client
+            .get(format!("{}/sandbox/openai/v1{q}", app.base))
+            .bearer_auth(OPENAI_KEY)
+            .header("x-sandbox-fail", "503"),
+    )
+    .await;
+    assert_eq!(r.status, 503);
+    assert_eq!(openai(&app, &q, OPENAI_KEY).await.status, 200);
+
+    let a = "/v1/organizations/usage_report/messages?starting_at=2025-03-01T00:00:00Z&ending_at=2025-03-02T00:00:00Z";
+    let r = anthropic(&app, a, "sk-ant-admin01-sandbox-flaky-fail529x1").await;
+    assert_eq!(r.status, 529);
+    assert_eq!(r.body["error"]["type"], "overloaded_error");
+    assert_eq!(anthropic(&app, a, "sk-ant-admin01-sandbox-flaky-fail529x1").await.status, 200);
+    let r = anthropic(&app, a, "sk-ant-admin01-sandbox-x-fail429").await;
+    assert_eq!((r.status, r.body["error"]["type"].as_str()), (429, Some("rate_limit_error")));
+    assert_eq!(r.headers["retry-after"], "1");
+}
+
+#[tokio::test]
+async fn keys_are_told_apart_like_the_providers_do() {
+    let app = spawn().await;
+    let projects = openai(&app, "/organization/projects?limit=1", OPENAI_KEY).await;
+    assert_eq!(projects.status, 200);
+    assert_eq!(projects.body["object"], "list");
+    assert_eq!(projects.body["data"].as_array().unwrap().len(), 1);
+    assert_eq!(projects.body["data"][0]["object"], "organization.project");
+    assert_eq!(projects.body["has_more"], true);
+
+    let project_key = "sk-proj-abcdefghijklmnopqrstuvwxyz";
+    let refused = openai(&app, "/organization/projects?limit=1", project_key).await;
+    assert_eq!(refused.status, 401);
+    assert!(refused.body["error"]["message"].as_str().unwrap().contains("insufficient permissions"));
+    assert!(refused.body["error"]["code"].is_null());
+    let usage = openai(&app, &format!("/organization/usage/completions?start_time={MARCH_1}"), project_key).await;
+    assert_eq!(usage.status, 401);
+    let models = openai(&app, "/models", project_key).await;
+    assert_eq!(models.status, 200);
+    assert_eq!(models.body["data"][0]["object"], "model");
+
+    for bad in ["sk-admin-realkey-0123456789abcdef", "nonsense"] {
+        let r = openai(&app, "/organization/projects", bad).await;
+        assert_eq!(r.status, 401);
+        assert_eq!(r.body["error"]["code"], "invalid_api_key");
+        assert!(!r.text.contains(bad), "the key is masked: {}", r.text);
+    }
+    let none = send(app.client.get(format!("{}/sandbox/openai/v1/models", app.base))).await;
+    assert_eq!(none.status, 401);
+
+    let me = anthropic(&app, "/v1/organizations/me", ANTHROPIC_KEY).await;
+    assert_eq!(me.status, 200);
+    assert_eq!(me.body["type"], "organization");
+    assert_eq!(me.body["id"].as_str().unwrap().len(), 36);
+    let workspace_key = "sk-ant-api03-abcdefghijklmnopqrstuvwxyz";
+    let r = anthropic(&app, "/v1/organizations/me", workspace_key).await;
+    assert_eq!((r.status, r.body["error"]["type"].as_str()), (401, Some("authentication_error")));
+    assert_eq!(anthropic(&app, "/v1/models?limit=1", workspace_key).await.status, 200);
+    let listed = anthropic(&app, "/v1/models?limit=2", ANTHROPIC_KEY).await;
+    assert_eq!(listed.body["data"][0]["type"], "model");
+    assert_eq!(listed.body["has_more"], true);
+    let r = anthropic(&app, "/v1/organizations/me", "sk-ant-admin01-real").await;
+    assert_eq!(r.status, 401);
+    let no_version = send(
+        app.client
+            .get(format!("{}/sandbox/anthropic/v1/organizations/me", app.base))
+            .header("x-api-key", ANTHROPIC_KEY),
+    )
+    .await;
+    assert_eq!(no_version.status, 400);
+    assert_eq!(no_version.body["error"]["type"], "invalid_request_error");
+}
+
+#[tokio::test]
+async fn volume_follows_the_rows_knob() {
+    let app = spawn_with(&[("SANDBOX_ROWS_PER_DAY", "300")]).await;
+    let q = format!(
+        "/organization/usage/completions?start_time={MARCH_1}&end_time={}&group_by=model&group_by=project_id&group_by=api_key_id&group_by=batch&group_by=service_tier",
+        MARCH_1 + 2 * DAY
+    );
+    let r = openai(&app, &q, OPENAI_KEY).await;
+    assert!(r.body["data"].as_array().unwrap().iter().all(|b| b["results"].as_array().unwrap().len() == 300));
+    let r = openai(&app, &q, "sk-admin-sandbox-bench-rows5000").await;
+    assert!(r.body["data"].as_array().unwrap().iter().all(|b| b["results"].as_array().unwrap().len() == 5000));
+    let a = anthropic(
+        &app,
+        "/v1/organizations/usage_report/messages?starting_at=2025-03-01T00:00:00Z&ending_at=2025-03-02T00:00:00Z&group_by[]=model&group_by[]=api_key_id",
+        "sk-ant-admin01-sandbox-bench-rows2000",
+    )
+    .await;
+    assert_eq!(a.body["data"][0]["results"].as_array().unwrap().len(), 2000);
+}
+
+#[tokio::test]
+async fn setup_validates_sandbox_keys_end_to_end() {
+    let app = spawn().await;
+    app.bootstrap().await;
+    let org_key = app.onboard("sandbox_co").await;
+    for (provider, key) in [("openai", OPENAI_KEY), ("anthropic", ANTHROPIC_KEY)] {
+        let r = app
+            .post(
+                &format!("/api/v1/integrations/sandbox_co/{provider}/setup"),
+                Key::Api(&org_key),
+                json!({"credential": key, "credential_name": "sandbox admin key"}),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{provider}: {}", r.body);
+        assert_eq!(r.body["status"], "VALID");
+        let v = app
+            .post(&format!("/api/v1/integrations/sandbox_co/{provider}/validate"), Key::Api(&org_key), json!({}))
+            .await;
+        assert_eq!(v.body["valid"], true, "{}", v.body);
+    }
+    // A project key is refused with the validation's own explanation.
+    let r = app
+        .post(
+            "/api/v1/integrations/sandbox_co/openai/setup",
+            Key::Api(&org_key),
+            json!({"credential": "sk-proj-abcdefghijklmnopqrstuvwxyz"}),
+        )
+        .await;
+    assert_ne!(r.status, StatusCode::CREATED);
+    assert!(r.body.to_string().contains("not an admin key"), "{}", r.body);
+    // A throttled sandbox is a throttled provider.
+    let r = app
+        .post(
+            "/api/v1/integrations/sandbox_co/anthropic/setup",
+            Key::Api(&org_key),
+            json!({"credential": "sk-ant-admin01-sandbox-busy-fail429"}),
+        )
+        .await;
+    assert_ne!(r.status, StatusCode::CREATED);
+    assert!(r.body.to_string().contains("429"), "{}", r.body);
+}
+
+#[tokio::test]
+async fn the_sandbox_is_only_there_when_asked_for() {
+    let app = spawn_with(&[("SANDBOX_PROVIDERS", "false")]).await;
+    let r = openai(&app, "/organization/projects", OPENAI_KEY).await;
+    assert_eq!(r.status, 404);
+    assert_eq!(app.state.settings.openai_api_base, "https://api.openai.com/v1");
+    let on = spawn().await;
+    assert!(on.state.settings.openai_api_base.ends_with("/sandbox/openai/v1"));
+    assert!(!on.state.settings.openai_api_base.contains(":0/"), "the bound port, not PORT=0");
+    // Unknown sandbox routes answer in the provider's shape.
+    let r = openai(&on, "/organization/nothing", OPENAI_KEY).await;
+    assert_eq!(r.status, 404);
+    assert_eq!(r.body["error"]["type"], "invalid_request_error");
+}
