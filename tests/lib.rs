@@ -89,10 +89,13 @@ impl TestApp {
         for (k, v) in extra {
             vars.insert((*k).into(), (*v).into());
         }
-        let settings = Settings::from_vars(&vars, BackendDefaults::Embedded).expect("settings");
-        let state = AppState::build(settings).await.expect("state");
+        let mut settings = Settings::from_vars(&vars, BackendDefaults::Embedded).expect("settings");
+        // As convergence-local starts: bind first, then aim the provider bases left unset at the
+        // sandbox on the bound port.
         let listener = common::http::server::bind(0).await.expect("bind");
         let port = listener.local_addr().unwrap().port();
+        settings.point_providers_at_sandbox(port);
+        let state = AppState::build(settings).await.expect("state");
         let app = local::router(state.clone());
         tokio::spawn(async move {
             let _ = common::http::serve(listener, app).await;

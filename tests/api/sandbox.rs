@@ -7,42 +7,17 @@ use std::collections::{BTreeMap, HashMap};
 
 use common::pricebook::records::parse_seed_csv;
 use common::pricebook::BookKind;
-use common::settings::{BackendDefaults, Settings};
-use common::AppState;
-use convergence_tests::{Key, TestApp, ROOT_KEY};
+use convergence_tests::{Key, TestApp};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-/// Starts the app the way `convergence-local` starts: bind first, then point the provider bases
-/// left unset at the sandbox on the bound port (`Settings::point_providers_at_sandbox`).
+/// The app with the sandbox as its providers (the harness aims unset provider bases at it).
 pub async fn spawn() -> TestApp {
     spawn_with(&[]).await
 }
 
 pub async fn spawn_with(extra: &[(&str, &str)]) -> TestApp {
-    let data_dir = tempfile::tempdir().expect("temp dir");
-    let mut vars: HashMap<String, String> = HashMap::from([
-        ("CA_ROOT_API_KEY".into(), ROOT_KEY.into()),
-        ("DATA_DIR".into(), data_dir.path().display().to_string()),
-        ("PORT".into(), "0".into()),
-        ("RATE_LIMIT_PER_SECOND".into(), "1000".into()),
-        ("RATE_LIMIT_BURST".into(), "1000".into()),
-        ("CORS_ORIGINS".into(), "https://app.example.com".into()),
-        ("CONFIGS_DIR".into(), concat!(env!("CARGO_MANIFEST_DIR"), "/../configs").into()),
-    ]);
-    for (k, v) in extra {
-        vars.insert((*k).into(), (*v).into());
-    }
-    let mut settings = Settings::from_vars(&vars, BackendDefaults::Embedded).expect("settings");
-    let listener = common::http::server::bind(0).await.expect("bind");
-    let port = listener.local_addr().unwrap().port();
-    settings.point_providers_at_sandbox(port);
-    let state = AppState::build(settings).await.expect("state");
-    let app = local::router(state.clone());
-    tokio::spawn(async move {
-        let _ = common::http::serve(listener, app).await;
-    });
-    TestApp { base: format!("http://127.0.0.1:{port}"), client: reqwest::Client::new(), state, data_dir }
+    TestApp::spawn_with(extra).await
 }
 
 const OPENAI_KEY: &str = "sk-admin-sandbox-acme";
