@@ -13,7 +13,9 @@ use crate::configs::Configs;
 use crate::http::middleware::Limiter;
 use crate::kms::{CloudKms, Kms, LocalKms};
 use crate::orgs::OrgDirectory;
-use crate::settings::{BackendDefaults, KmsBackend, RootKeySource, Settings, WarehouseBackend};
+use crate::queue::local::LocalRunQueue;
+use crate::queue::{NotImplementedQueue, RunQueue};
+use crate::settings::{BackendDefaults, KmsBackend, QueueBackend, RootKeySource, Settings, WarehouseBackend};
 use crate::warehouse::Warehouse;
 
 #[derive(Clone)]
@@ -25,6 +27,8 @@ pub struct AppState {
     pub auth: Arc<Authenticator>,
     pub rate_limiter: Option<Arc<Limiter>>,
     pub orgs: Arc<OrgDirectory>,
+    /// Where accepted pipeline runs go (DESIGN §8); started with the state.
+    pub queue: Arc<dyn RunQueue>,
 }
 
 impl AppState {
@@ -50,7 +54,13 @@ impl AppState {
         let rate_limiter = settings
             .rate_limit_enabled
             .then(|| Arc::new(Limiter::new(settings.rate_limit_per_second, settings.rate_limit_burst)));
-        Ok(AppState {
+        let local_queue = (settings.queue_backend == QueueBackend::Local)
+            .then(|| Arc::new(LocalRunQueue::new(settings.run_workers, settings.run_workers_per_org)));
+        let queue: Arc<dyn RunQueue> = match &local_queue {
+            Some(q) => q.clone(),
+            None => Arc::new(NotImplementedQueue),
+        };
+        let state = AppState {
             settings: Arc::new(settings),
             configs: Arc::new(configs),
             warehouse,
@@ -58,7 +68,16 @@ impl AppState {
             auth: Arc::new(auth),
             rate_limiter,
             orgs: Arc::new(OrgDirectory::new(cache_ttl)),
-        })
+            queue,
+        };
+        if let Some(q) = local_queue {
+            // The workers hold the state (they run pipelines with it) for the life of the process.
+            let worker_state = state.clone();
+            q.start(Arc::new(move |request| {
+                Box::pin(crate::pipeline::executor::execute(worker_state.clone(), request))
+            }));
+        }
+        Ok(state)
     }
 
     /// Forgets every cached key and organization (after the central tables were recreated).

@@ -115,6 +115,9 @@ pub struct Configs {
     pub plans: PlansConfig,
     /// LLM provider → its price-book seed (`configs/{provider}/seed/`), checked row by row.
     pub price_books: BTreeMap<String, PriceBookSeed>,
+    /// Every pipeline file (`configs/{provider}/{domain}[/{pipeline}].yml`), steps checked
+    /// against their processors.
+    pub pipelines: crate::pipeline::Catalog,
 }
 
 /// `configs/{provider}/seed/`: an LLM provider's price-book tables (`schemas/<table>.json`) and
@@ -342,6 +345,13 @@ impl Configs {
             }
         }
 
+        let provider_names: Vec<&str> =
+            providers.as_ref().map(|p| p.providers.keys().map(String::as_str).collect()).unwrap_or_default();
+        let (pipelines, pipeline_problems) = crate::pipeline::Catalog::load(root, &provider_names);
+        for (file, problem) in pipeline_problems {
+            l.problem(&file, problem);
+        }
+
         match (bootstrap, onboarding, dataset_types, providers, plans) {
             (Some(bootstrap), Some(onboarding), Some(dataset_types), Some(providers), Some(plans))
                 if l.problems.is_empty() =>
@@ -356,6 +366,7 @@ impl Configs {
                     providers,
                     plans,
                     price_books,
+                    pipelines,
                 })
             }
             _ => Err(ConfigErrors(l.problems)),

@@ -140,15 +140,7 @@ async fn seed_locked(
 
 /// Serialises writers of one book in this process.
 async fn book_lock(dataset: &str, provider: &str) -> tokio::sync::OwnedMutexGuard<()> {
-    use std::collections::HashMap;
-    use std::sync::{Arc, LazyLock, Mutex};
-    static LOCKS: LazyLock<Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>> = LazyLock::new(Default::default);
-    let lock = {
-        let mut locks = LOCKS.lock().unwrap_or_else(|p| p.into_inner());
-        locks.retain(|_, l| Arc::strong_count(l) > 1);
-        locks.entry(format!("{dataset}/{provider}")).or_default().clone()
-    };
-    lock.lock_owned().await
+    crate::locks::lock(&format!("pricebook:{dataset}/{provider}")).await
 }
 
 /// One book (pricing or subscriptions) of one provider in one organization's dataset.
@@ -438,6 +430,38 @@ impl<'a> Book<'a> {
             versions_opened: self.seed.defaults(self.kind).len() as u64,
         })
     }
+}
+
+/// Every version of one of `provider`'s books in force on some day of `start..=end` (both
+/// inclusive), ordered by entry and version: what a pipeline prices that window with, day by day.
+/// `Ok(None)` when the provider has no such book or its table does not exist in `dataset` (the
+/// integration was never set up).
+pub async fn versions_between(
+    state: &AppState,
+    dataset: &str,
+    org_slug: &str,
+    provider: &str,
+    kind: BookKind,
+    start: NaiveDate,
+    end: NaiveDate,
+) -> Result<Option<Vec<Row>>, WarehouseError> {
+    let Some(seed) = state.configs.price_books.get(provider) else { return Ok(None) };
+    let schema = seed.schema(kind);
+    match state.warehouse.list_tables(dataset).await {
+        Ok(tables) if tables.contains(&schema.name) => {}
+        Ok(_) | Err(WarehouseError::NotFound(_)) => return Ok(None),
+        Err(e) => return Err(e),
+    }
+    let columns: Vec<&str> = schema.fields.iter().map(|f| f.name.as_str()).collect();
+    let sql = format!(
+        "SELECT {} FROM {} WHERE org_slug = @org_slug AND effective_from <= @end_date \
+         AND (effective_to IS NULL OR effective_to > @start_date) ORDER BY {}, version",
+        columns.join(", "),
+        state.warehouse.table_ref(dataset, &schema.name)?,
+        kind.key_column()
+    );
+    let params = Params::new().bind("org_slug", org_slug).bind("start_date", start).bind("end_date", end);
+    state.warehouse.query(&sql, &params).await.map(Some)
 }
 
 /// A stored value as input for a re-check (decimals stay text).

@@ -85,6 +85,13 @@ pub struct Settings {
     pub warehouse_backend: WarehouseBackend,
     pub kms_backend: KmsBackend,
     pub queue_backend: QueueBackend,
+    /// Pipeline runs the in-process queue executes at once (`RUN_WORKERS`).
+    pub run_workers: usize,
+    /// Pipeline runs of one organization the in-process queue executes at once (`RUN_WORKERS_PER_ORG`).
+    pub run_workers_per_org: usize,
+    /// A PENDING or RUNNING run older than this is presumed dead: marked FAILED, and a new run of
+    /// its window may start (`RUN_LEASE_SECS`). A run is also stopped when it outlives its lease.
+    pub run_lease_secs: u64,
     pub sandbox_providers: bool,
     /// Finest-grain usage rows the provider sandbox reports per day and key (`SANDBOX_ROWS_PER_DAY`).
     pub sandbox_rows_per_day: u32,
@@ -233,6 +240,12 @@ impl Settings {
                 QueueBackend::Local
             }
         };
+        let run_workers = number(vars, "RUN_WORKERS", 4usize, &mut problems);
+        let run_workers_per_org = number(vars, "RUN_WORKERS_PER_ORG", 2usize, &mut problems);
+        let run_lease_secs = number(vars, "RUN_LEASE_SECS", 3600u64, &mut problems);
+        if run_workers == 0 || run_workers_per_org == 0 || run_lease_secs == 0 {
+            problems.push("RUN_WORKERS, RUN_WORKERS_PER_ORG and RUN_LEASE_SECS must be at least 1".into());
+        }
         let production = environment == Environment::Production;
         let disable_auth = flag("DISABLE_AUTH", false, &mut problems);
         let rate_limit_enabled = flag("RATE_LIMIT_ENABLED", true, &mut problems);
@@ -383,6 +396,9 @@ impl Settings {
             warehouse_backend,
             kms_backend,
             queue_backend,
+            run_workers,
+            run_workers_per_org,
+            run_lease_secs,
             sandbox_providers,
             sandbox_rows_per_day,
             sandbox_bases,

@@ -4,9 +4,19 @@
 //! Validation: `GET {base}/v1/organizations/me` with `x-api-key` and `anthropic-version`. On a
 //! 401/403 a workspace key (by prefix, or because `GET {base}/v1/models?limit=1` accepts it) is
 //! refused with a message asking for an Admin key; anything else is an invalid key.
+//!
+//! Usage and cost reports (`shared/reference/provider-apis.md` §3):
+//! `GET {base}/v1/organizations/usage_report/messages` and `GET {base}/v1/organizations/cost_report`,
+//! daily buckets over `[starting_at, ending_at)` (RFC 3339, UTC midnights), `group_by[]` in
+//! bracket syntax, paged by `next_page`. Cost report `amount` is a decimal string in **cents**.
 
+use chrono::NaiveDate;
+use rust_decimal::Decimal;
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
 use serde_json::{json, Value};
 
+use super::retry::{ProviderError, RetryPolicy};
 use super::{common_outcome, provider_message, redact, ProviderHttp, Validation};
 
 pub const NAME: &str = "Anthropic";
@@ -78,5 +88,248 @@ impl Anthropic<'_> {
     async fn works_on_models(&self, key: &str) -> bool {
         let request = self.get("/v1/models", key).query(&[("limit", "1")]);
         matches!(self.http.send(NAME, request).await, Ok((200..=299, _, _)))
+    }
+}
+
+/// One page of a report: `{data: [bucket], has_more, next_page}`.
+#[derive(Debug, Deserialize)]
+#[serde(bound(deserialize = "R: Deserialize<'de>"))]
+pub struct Page<R> {
+    pub data: Vec<Bucket<R>>,
+    #[serde(default)]
+    pub has_more: bool,
+    #[serde(default)]
+    pub next_page: Option<String>,
+}
+
+/// One day of results.
+#[derive(Debug, Deserialize)]
+#[serde(bound(deserialize = "R: Deserialize<'de>"))]
+pub struct Bucket<R> {
+    /// RFC 3339, e.g. `2026-11-01T00:00:00Z`.
+    pub starting_at: String,
+    pub ending_at: String,
+    #[serde(default)]
+    pub results: Vec<R>,
+}
+
+impl<R> Bucket<R> {
+    /// The UTC day the bucket starts on.
+    pub fn day(&self) -> Option<NaiveDate> {
+        chrono::DateTime::parse_from_rfc3339(&self.starting_at).ok().map(|t| t.with_timezone(&chrono::Utc).date_naive())
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct CacheCreation {
+    #[serde(default)]
+    pub ephemeral_1h_input_tokens: u64,
+    #[serde(default)]
+    pub ephemeral_5m_input_tokens: u64,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct ServerToolUse {
+    #[serde(default)]
+    pub web_search_requests: u64,
+}
+
+/// A usage-report result. Token types are disjoint: total input = uncached + cache read + 5 min
+/// write + 1 h write.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct UsageResult {
+    #[serde(default)]
+    pub uncached_input_tokens: u64,
+    #[serde(default)]
+    pub cache_creation: CacheCreation,
+    #[serde(default)]
+    pub cache_read_input_tokens: u64,
+    #[serde(default)]
+    pub output_tokens: u64,
+    #[serde(default)]
+    pub server_tool_use: ServerToolUse,
+    #[serde(default)]
+    pub api_key_id: Option<String>,
+    /// Null for the default workspace.
+    #[serde(default)]
+    pub workspace_id: Option<String>,
+    #[serde(default)]
+    pub model: Option<String>,
+    #[serde(default)]
+    pub service_tier: Option<String>,
+    /// `0-200k` or `200k-1M`.
+    #[serde(default)]
+    pub context_window: Option<String>,
+}
+
+/// A cost-report result.
+#[derive(Debug, Clone, Deserialize)]
+pub struct CostResult {
+    /// Cents (the lowest currency unit), as a decimal string: `"123.45"` is $1.2345.
+    pub amount: String,
+    pub currency: String,
+    #[serde(default)]
+    pub workspace_id: Option<String>,
+    #[serde(default)]
+    pub description: Option<String>,
+    /// `tokens`, `web_search`, `code_execution`, `session_usage`.
+    #[serde(default)]
+    pub cost_type: Option<String>,
+    #[serde(default)]
+    pub model: Option<String>,
+    #[serde(default)]
+    pub service_tier: Option<String>,
+    #[serde(default)]
+    pub token_type: Option<String>,
+    #[serde(default)]
+    pub context_window: Option<String>,
+}
+
+impl CostResult {
+    /// The amount in the currency's major unit (dollars): cents / 100, exact.
+    pub fn major_units(&self) -> Option<Decimal> {
+        crate::pricebook::records::parse_decimal(&self.amount).map(|cents| cents / Decimal::ONE_HUNDRED)
+    }
+}
+
+/// A daily report over the UTC days `start..=end`.
+#[derive(Debug, Clone)]
+pub struct ReportQuery<'a> {
+    pub start: NaiveDate,
+    pub end: NaiveDate,
+    pub group_by: &'a [&'a str],
+    /// Buckets per page (at most 31).
+    pub limit: u32,
+}
+
+impl ReportQuery<'_> {
+    fn pairs(&self) -> Vec<(String, String)> {
+        let rfc3339 = |d: NaiveDate| format!("{}T00:00:00Z", d.format("%Y-%m-%d"));
+        let mut q = vec![
+            ("starting_at".to_string(), rfc3339(self.start)),
+            ("ending_at".to_string(), rfc3339(self.end.succ_opt().unwrap_or(self.end))),
+            ("bucket_width".to_string(), "1d".to_string()),
+            ("limit".to_string(), self.limit.to_string()),
+        ];
+        q.extend(self.group_by.iter().map(|g| ("group_by[]".to_string(), g.to_string())));
+        q
+    }
+}
+
+const MAX_PAGES: u32 = 100_000;
+
+impl Anthropic<'_> {
+    /// Follows `next_page` to the end, handing each page's buckets to `on_page` as it arrives.
+    /// Returns the number of pages.
+    pub async fn each_page<R: DeserializeOwned>(
+        &self,
+        key: &str,
+        policy: &RetryPolicy,
+        path: &str,
+        query: &ReportQuery<'_>,
+        mut on_page: impl FnMut(Vec<Bucket<R>>),
+    ) -> Result<u32, ProviderError> {
+        let base_query = query.pairs();
+        let mut cursor: Option<String> = None;
+        let mut pages = 0;
+        loop {
+            let request = || {
+                let mut r = self.get(path, key).query(&base_query);
+                if let Some(c) = &cursor {
+                    r = r.query(&[("page", c)]);
+                }
+                r
+            };
+            let page: Page<R> = self.http.get_json(NAME, key, policy, request).await?;
+            pages += 1;
+            on_page(page.data);
+            match page.next_page.filter(|n| !n.is_empty()) {
+                Some(next) if cursor.as_deref() == Some(next.as_str()) || pages >= MAX_PAGES => {
+                    return Err(ProviderError {
+                        provider: NAME.to_string(),
+                        status: 200,
+                        message: format!("{path} kept returning more pages (cursor {next:?} after {pages} pages)"),
+                    });
+                }
+                Some(next) => cursor = Some(next),
+                None => return Ok(pages),
+            }
+        }
+    }
+
+    /// The messages usage report.
+    pub async fn usage_report(
+        &self,
+        key: &str,
+        policy: &RetryPolicy,
+        query: &ReportQuery<'_>,
+        on_page: impl FnMut(Vec<Bucket<UsageResult>>),
+    ) -> Result<u32, ProviderError> {
+        self.each_page(key, policy, "/v1/organizations/usage_report/messages", query, on_page).await
+    }
+
+    /// The cost report (amounts in cents).
+    pub async fn cost_report(
+        &self,
+        key: &str,
+        policy: &RetryPolicy,
+        query: &ReportQuery<'_>,
+        on_page: impl FnMut(Vec<Bucket<CostResult>>),
+    ) -> Result<u32, ProviderError> {
+        self.each_page(key, policy, "/v1/organizations/cost_report", query, on_page).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn report_pages_parse_in_the_documented_shape() {
+        // provider-apis.md §3a, verbatim.
+        let usage: Page<UsageResult> = serde_json::from_str(
+            r#"{"data":[{"starting_at":"2026-11-01T00:00:00Z","ending_at":"2026-11-02T00:00:00Z","results":[{
+              "uncached_input_tokens": 1500,
+              "cache_creation": {"ephemeral_1h_input_tokens": 1000, "ephemeral_5m_input_tokens": 500},
+              "cache_read_input_tokens": 200, "output_tokens": 500,
+              "server_tool_use": {"web_search_requests": 10},
+              "api_key_id": "apikey_01Rj2N8SVvo6BePZj99NhmiT",
+              "workspace_id": "wrkspc_01JwQvzr7rXLA5AGx3HKfFUJ", "model": "claude-sonnet-4-20250514",
+              "service_tier": "standard", "context_window": "0-200k"}]}],
+              "has_more": true, "next_page": "page_MjAyNS0wNS0xNFQwMDowMDowMFo="}"#,
+        )
+        .unwrap();
+        let b = &usage.data[0];
+        assert_eq!(b.day(), NaiveDate::from_ymd_opt(2026, 11, 1));
+        let r = &b.results[0];
+        assert_eq!(r.cache_creation.ephemeral_1h_input_tokens, 1000);
+        assert_eq!(r.cache_creation.ephemeral_5m_input_tokens, 500);
+        assert_eq!(r.server_tool_use.web_search_requests, 10);
+        // §3b: "123.78912" cents is $1.2378912.
+        let cost: Page<CostResult> = serde_json::from_str(
+            r#"{"data":[{"starting_at":"2026-11-01T00:00:00Z","ending_at":"2026-11-02T00:00:00Z","results":[{
+              "currency": "USD", "amount": "123.78912",
+              "workspace_id": "wrkspc_01JwQvzr7rXLA5AGx3HKfFUJ",
+              "description": "Claude Sonnet 4 Usage - Input Tokens", "cost_type": "tokens",
+              "context_window": "0-200k", "model": "claude-sonnet-4-20250514",
+              "service_tier": "standard", "token_type": "uncached_input_tokens", "inference_geo": null}]}],
+              "has_more": false, "next_page": null}"#,
+        )
+        .unwrap();
+        assert_eq!(cost.data[0].results[0].major_units(), Some("1.2378912".parse().unwrap()));
+    }
+
+    #[test]
+    fn report_query_uses_brackets_and_an_exclusive_end() {
+        let q = ReportQuery {
+            start: NaiveDate::from_ymd_opt(2026, 11, 1).unwrap(),
+            end: NaiveDate::from_ymd_opt(2026, 11, 7).unwrap(),
+            group_by: &["model", "workspace_id"],
+            limit: 31,
+        };
+        let pairs = q.pairs();
+        assert_eq!(pairs[0].1, "2026-11-01T00:00:00Z");
+        assert_eq!(pairs[1].1, "2026-11-08T00:00:00Z");
+        assert!(pairs.contains(&("group_by[]".to_string(), "workspace_id".to_string())));
     }
 }

@@ -1,5 +1,5 @@
 //! HTTP clients of the providers an organization integrates (OpenAI, Anthropic, Google Cloud):
-//! credential validation now, the usage pipelines later.
+//! credential validation, and the usage and cost reads of the pipelines (paged, retried: [`retry`]).
 //!
 //! Every call has a timeout (`PROVIDER_TIMEOUT_SECS`), goes to a base URL from settings (the real
 //! provider by default, a sandbox or a test double otherwise), and ends in a [`Validation`]
@@ -9,6 +9,7 @@
 pub mod anthropic;
 pub mod gcp;
 pub mod openai;
+pub mod retry;
 
 use std::sync::LazyLock;
 use std::time::Duration;

@@ -4,28 +4,23 @@
 //! to (org, provider) as KMS associated data, so a row copied to another organization or
 //! provider cannot be decrypted.
 
-use std::collections::HashMap;
-use std::sync::{Arc, LazyLock, Mutex};
-
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use chrono::{DateTime, Utc};
 use common::configs::Provider;
 use common::http::error::ApiResult;
 use common::warehouse::{format_timestamp, to_row, Param, Params, Row};
-use common::{ApiError, AppState};
+use common::AppState;
 use serde_json::{json, Value};
 
-pub const TABLE: &str = "org_integration_credentials";
+pub use common::credentials::TABLE;
 
 /// Columns a view shows (never `encrypted_credential`).
 const VIEW_COLUMNS: &str = "credential_id, provider, credential_name, fingerprint, status, validated_at, last_error, \
                             metadata, created_at, updated_at";
 
 /// KMS associated data: the ciphertext only decrypts for this organization and provider.
-pub fn aad(org_slug: &str, provider: &str) -> Vec<u8> {
-    format!("integration:{org_slug}:{provider}").into_bytes()
-}
+pub use common::credentials::aad;
 
 /// The stored row of one provider (view columns), if any.
 pub async fn find(state: &AppState, org_slug: &str, provider: &str) -> ApiResult<Option<Row>> {
@@ -39,19 +34,7 @@ pub async fn find(state: &AppState, org_slug: &str, provider: &str) -> ApiResult
 
 /// The stored ciphertext and metadata of one provider, for re-validation.
 pub async fn find_secret(state: &AppState, org_slug: &str, provider: &str) -> ApiResult<Option<(Vec<u8>, Value)>> {
-    let sql = format!(
-        "SELECT encrypted_credential, metadata FROM {} WHERE org_slug = @org_slug AND provider = @provider \
-         ORDER BY updated_at DESC LIMIT 1",
-        state.central_table(TABLE)?
-    );
-    let params = Params::new().bind("org_slug", org_slug).bind("provider", provider);
-    let Some(row) = state.warehouse.query(&sql, &params).await?.into_iter().next() else { return Ok(None) };
-    let ciphertext = row
-        .get("encrypted_credential")
-        .and_then(Value::as_str)
-        .and_then(|b64| STANDARD.decode(b64).ok())
-        .ok_or_else(|| ApiError::internal("stored credential ciphertext is not base64"))?;
-    Ok(Some((ciphertext, metadata(&row))))
+    Ok(common::credentials::find_secret(state, org_slug, provider).await?.map(|c| (c.ciphertext, c.metadata)))
 }
 
 /// Every stored row of the organization (view columns).
@@ -161,14 +144,7 @@ pub async fn scrub_and_delete(state: &AppState, org_slug: &str, provider: &str) 
     Ok(state.warehouse.execute(&delete, &params).await?)
 }
 
-/// The metadata column as JSON (stored as a JSON document in a string).
-pub fn metadata(row: &Row) -> Value {
-    match row.get("metadata") {
-        Some(Value::String(s)) => serde_json::from_str(s).unwrap_or(Value::Null),
-        Some(other) => other.clone(),
-        None => Value::Null,
-    }
-}
+pub use common::credentials::metadata;
 
 /// The public view of a provider's integration: status, fingerprint, validation time; never
 /// the credential.
@@ -202,14 +178,8 @@ pub fn view(provider: &str, config: &Provider, row: Option<&Row>) -> Value {
     view
 }
 
-/// Serializes credential changes per organization within this process, so two setups cannot
-/// both pass the quota check or interleave a replace.
+/// Serializes credential changes of one organization, so two setups cannot both pass the quota
+/// check or interleave a replace.
 pub async fn org_lock(org_slug: &str) -> tokio::sync::OwnedMutexGuard<()> {
-    static LOCKS: LazyLock<Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>> = LazyLock::new(Default::default);
-    let lock = {
-        let mut locks = LOCKS.lock().unwrap_or_else(|p| p.into_inner());
-        locks.retain(|_, l| Arc::strong_count(l) > 1);
-        locks.entry(org_slug.to_string()).or_default().clone()
-    };
-    lock.lock_owned().await
+    common::locks::lock(&format!("integrations:{org_slug}")).await
 }

@@ -159,17 +159,7 @@ pub fn quota_row(state: &AppState, org_slug: &str, plan_name: &str) -> ApiResult
     }))
 }
 
-/// Serializes onboarding and key changes per organization within this process, so two requests
-/// for the same slug cannot interleave their check-then-write.
+/// Serializes onboarding and key changes of one organization (shared with integrations' writes).
 pub async fn org_lock(org_slug: &str) -> tokio::sync::OwnedMutexGuard<()> {
-    use std::collections::HashMap;
-    use std::sync::{Arc, LazyLock, Mutex};
-    static LOCKS: LazyLock<Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>> = LazyLock::new(Default::default);
-    let lock = {
-        let mut locks = LOCKS.lock().unwrap_or_else(|p| p.into_inner());
-        // Drop locks nobody holds, so the map stays small.
-        locks.retain(|_, l| Arc::strong_count(l) > 1);
-        locks.entry(org_slug.to_string()).or_default().clone()
-    };
-    lock.lock_owned().await
+    common::locks::lock(&format!("org:{org_slug}")).await
 }

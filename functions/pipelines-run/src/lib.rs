@@ -1,6 +1,19 @@
-//! The pipelines-run function. Its routes (DESIGN §2) arrive in their own issue; until then it builds,
-//! starts and serves `GET /health` like every function.
+//! The pipelines-run function: ad-hoc pipeline runs and their history (DESIGN §8).
+//!
+//! - `POST /api/v1/pipelines/run/{org}/{provider}/{domain}[/{pipeline}]` with `{"date"}` or
+//!   `{"start_date", "end_date"}`: checks the window, the organization's subscription, its
+//!   integration with the provider and its quotas, writes a PENDING run and enqueues it → 202.
+//!   The path is a key into the pipeline catalog: `/run/acme/openai/usage_cost` runs
+//!   `configs/openai/usage_cost.yml`, `/run/acme/gcp/cost/billing` would run `configs/gcp/cost/billing.yml`.
+//! - `GET /api/v1/pipelines/runs/{org}/{run_id}`: one run with its steps, totals and errors.
+//! - `GET /api/v1/pipelines/runs/{org}?status=&limit=&offset=`: the run history, newest first.
 
+mod gates;
+mod run;
+mod runs;
+mod window;
+
+use axum::routing::{get, post};
 use axum::Router;
 use common::http::{health_router, with_plumbing};
 use common::AppState;
@@ -10,6 +23,10 @@ pub const SERVICE: &str = "convergence-pipelines-run";
 /// The function's routes, without the shared plumbing (`convergence-local` merges them).
 pub fn routes() -> Router<AppState> {
     Router::new()
+        .route("/api/v1/pipelines/run/{org}/{provider}/{domain}", post(run::run_domain))
+        .route("/api/v1/pipelines/run/{org}/{provider}/{domain}/{pipeline}", post(run::run_pipeline))
+        .route("/api/v1/pipelines/runs/{org}", get(runs::list))
+        .route("/api/v1/pipelines/runs/{org}/{run_id}", get(runs::get_one))
 }
 
 /// The function as a complete app: routes, `/health` and the shared plumbing.

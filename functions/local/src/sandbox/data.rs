@@ -153,7 +153,13 @@ pub fn day_rows(org: &Org, spec: &Spec<'_>, day: NaiveDate, today: NaiveDate) ->
         let (model_index, key) = (i % m, i / m);
         let model = &models[model_index];
         let stable = org.stable(spec.stream, i);
-        let tier = if model.price.has_batch() && stable.is_multiple_of(5) { Tier::Batch } else { Tier::Standard };
+        // The embeddings usage endpoint has no batch flag, so batch embeddings could not be
+        // priced from usage: the sandbox reports embeddings at the standard tier only.
+        let tier = if model.price.has_batch() && !model.embedding && stable.is_multiple_of(5) {
+            Tier::Batch
+        } else {
+            Tier::Standard
+        };
         let context = if flavor == Flavor::Anthropic
             && tier == Tier::Standard
             && model.price.has_long_context()

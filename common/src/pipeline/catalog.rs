@@ -1,0 +1,464 @@
+//! The pipeline catalog: every pipeline file under `configs/{provider}/`, parsed and validated
+//! at start-up (with the rest of `configs/`), and the only way a run request finds its pipeline.
+//!
+//! A run URL `/run/{org}/{provider}/{domain}[/{pipeline}]` names `configs/{provider}/{domain}.yml`
+//! or `configs/{provider}/{domain}/{pipeline}.yml`: `/run/acme/openai/usage_cost` is
+//! `configs/openai/usage_cost.yml`, `/run/acme/gcp/cost/billing` is `configs/gcp/cost/billing.yml`.
+//! The request's segments are keys into the catalog, never parts of a filesystem path.
+//!
+//! File format:
+//!
+//! ```yaml
+//! pipeline_id: "{org_slug}-openai-usage-cost"   # {org_slug}-{provider}-{domain}, kebab-case after the slug
+//! description: "..."
+//! schedule: daily            # daily | monthly
+//! max_window_days: 31        # longest ad-hoc window accepted
+//! variables: {}              # extra string variables, may use the built-in ones
+//! steps:                     # ordered
+//!   - step_id: extract_usage # snake_case {action}_{target}
+//!     ps_type: openai.usage  # a registered processor type
+//!     # ...the processor's own settings, checked against its Config (unknown keys refused)
+//! notifications: {}          # on_failure / on_success / on_completion / always -> list
+//! ```
+//!
+//! Strings in step settings may use `{name}` variables: the built-in [`BUILTIN_VARIABLES`] and the
+//! file's own; an unknown name is refused at load.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use super::registry;
+
+/// Variables every run defines.
+pub const BUILTIN_VARIABLES: [&str; 6] = ["org_slug", "dataset", "date", "start_date", "end_date", "env"];
+
+/// Directories under `configs/{provider}/` that hold no pipelines.
+const RESERVED_DIRS: [&str; 1] = ["seed"];
+
+/// How often the scheduler runs a pipeline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Schedule {
+    Daily,
+    Monthly,
+}
+
+/// `(provider, domain, pipeline)`: the run URL's segments after the organization.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct PipelineKey {
+    pub provider: String,
+    pub domain: String,
+    pub pipeline: Option<String>,
+}
+
+impl PipelineKey {
+    /// `openai/usage_cost`, `gcp/cost/billing`: the URL tail, and the file without `.yml`.
+    pub fn path(&self) -> String {
+        match &self.pipeline {
+            Some(p) => format!("{}/{}/{p}", self.provider, self.domain),
+            None => format!("{}/{}", self.provider, self.domain),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PipelineFile {
+    pipeline_id: String,
+    description: String,
+    schedule: Schedule,
+    max_window_days: u32,
+    #[serde(default)]
+    variables: BTreeMap<String, String>,
+    steps: Vec<serde_yaml::Value>,
+    #[serde(default)]
+    notifications: Notifications,
+}
+
+/// Who hears about a run, per trigger. Validated and kept; sending is a later issue.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Notifications {
+    #[serde(default)]
+    pub on_failure: Vec<serde_yaml::Value>,
+    #[serde(default)]
+    pub on_success: Vec<serde_yaml::Value>,
+    #[serde(default)]
+    pub on_completion: Vec<serde_yaml::Value>,
+    #[serde(default)]
+    pub always: Vec<serde_yaml::Value>,
+}
+
+/// One validated pipeline file.
+#[derive(Debug, Clone)]
+pub struct Pipeline {
+    pub key: PipelineKey,
+    /// The file, relative to `configs/` (for messages).
+    pub file: String,
+    /// With `{org_slug}`; see [`Pipeline::pipeline_id`].
+    pub pipeline_id_template: String,
+    pub description: String,
+    pub schedule: Schedule,
+    pub max_window_days: u32,
+    pub variables: BTreeMap<String, String>,
+    pub steps: Vec<Step>,
+    pub notifications: Notifications,
+}
+
+/// One step: its id, processor type and raw settings (checked against the processor's Config).
+#[derive(Debug, Clone)]
+pub struct Step {
+    pub step_id: String,
+    pub ps_type: String,
+    /// A YAML mapping without `step_id` and `ps_type`; `{variables}` still in its strings.
+    pub config: serde_yaml::Value,
+}
+
+impl Pipeline {
+    /// The pipeline id of one organization, e.g. `acme-openai-usage-cost`.
+    pub fn pipeline_id(&self, org_slug: &str) -> String {
+        self.pipeline_id_template.replace("{org_slug}", org_slug)
+    }
+}
+
+/// Every pipeline, by key.
+#[derive(Debug, Clone, Default)]
+pub struct Catalog {
+    pipelines: BTreeMap<PipelineKey, Pipeline>,
+}
+
+impl Catalog {
+    /// Loads every pipeline file of `providers` under `root`. Returns the valid pipelines and
+    /// every problem as (file relative to `root`, reason); a file with a problem is left out.
+    pub fn load(root: &Path, providers: &[&str]) -> (Catalog, Vec<(String, String)>) {
+        let mut problems = Vec::new();
+        let mut pipelines = BTreeMap::new();
+        for provider in providers {
+            for (rel, key) in discover(root, provider, &mut problems) {
+                let text = match std::fs::read_to_string(root.join(&rel)) {
+                    Ok(text) => text,
+                    Err(e) => {
+                        problems.push((rel, format!("cannot read: {e}")));
+                        continue;
+                    }
+                };
+                match parse(&rel, key.clone(), &text) {
+                    Ok(p) => {
+                        pipelines.insert(key, p);
+                    }
+                    Err(mut found) => problems.append(&mut found),
+                }
+            }
+        }
+        let mut ids: BTreeMap<&str, &str> = BTreeMap::new();
+        for p in pipelines.values() {
+            if let Some(other) = ids.insert(&p.pipeline_id_template, &p.file) {
+                problems
+                    .push((p.file.clone(), format!("pipeline_id {} is also used by {other}", p.pipeline_id_template)));
+            }
+        }
+        (Catalog { pipelines }, problems)
+    }
+
+    pub fn get(&self, provider: &str, domain: &str, pipeline: Option<&str>) -> Option<&Pipeline> {
+        let key = PipelineKey {
+            provider: provider.to_string(),
+            domain: domain.to_string(),
+            pipeline: pipeline.map(str::to_string),
+        };
+        self.pipelines.get(&key)
+    }
+
+    /// Every pipeline, sorted by key.
+    pub fn iter(&self) -> impl Iterator<Item = &Pipeline> {
+        self.pipelines.values()
+    }
+
+    /// The URL tails of every pipeline (`openai/usage_cost`, …), for "unknown pipeline" answers.
+    pub fn paths(&self) -> Vec<String> {
+        self.pipelines.keys().map(PipelineKey::path).collect()
+    }
+
+    pub fn len(&self) -> usize {
+        self.pipelines.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.pipelines.is_empty()
+    }
+}
+
+/// `configs/{provider}/{domain}.yml` and `configs/{provider}/{domain}/{pipeline}.yml`.
+fn discover(root: &Path, provider: &str, problems: &mut Vec<(String, String)>) -> Vec<(String, PipelineKey)> {
+    let mut found = Vec::new();
+    let Ok(entries) = std::fs::read_dir(root.join(provider)) else { return found };
+    let mut entries: Vec<_> = entries.flatten().collect();
+    entries.sort_by_key(|e| e.file_name());
+    for entry in entries {
+        let name = entry.file_name().to_string_lossy().to_string();
+        let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
+        if is_dir {
+            if RESERVED_DIRS.contains(&name.as_str()) {
+                continue;
+            }
+            let Ok(inner) = std::fs::read_dir(entry.path()) else { continue };
+            let mut inner: Vec<_> = inner.flatten().collect();
+            inner.sort_by_key(|e| e.file_name());
+            for file in inner {
+                let file_name = file.file_name().to_string_lossy().to_string();
+                if let Some(stem) = yaml_stem(&file_name) {
+                    let rel = format!("{provider}/{name}/{file_name}");
+                    if let Some(key) = key_of(&rel, provider, &name, Some(stem), problems) {
+                        found.push((rel, key));
+                    }
+                }
+            }
+        } else if let Some(stem) = yaml_stem(&name) {
+            let rel = format!("{provider}/{name}");
+            if let Some(key) = key_of(&rel, provider, stem, None, problems) {
+                found.push((rel, key));
+            }
+        }
+    }
+    found
+}
+
+fn yaml_stem(file_name: &str) -> Option<&str> {
+    file_name.strip_suffix(".yml").or_else(|| file_name.strip_suffix(".yaml"))
+}
+
+fn key_of(
+    rel: &str,
+    provider: &str,
+    domain: &str,
+    pipeline: Option<&str>,
+    problems: &mut Vec<(String, String)>,
+) -> Option<PipelineKey> {
+    for segment in std::iter::once(domain).chain(pipeline) {
+        if !is_snake(segment) {
+            problems
+                .push((rel.to_string(), format!("{segment:?} must be snake_case (it becomes part of the run URL)")));
+            return None;
+        }
+    }
+    Some(PipelineKey {
+        provider: provider.to_string(),
+        domain: domain.to_string(),
+        pipeline: pipeline.map(str::to_string),
+    })
+}
+
+/// `[a-z0-9_]+`, starting with a letter.
+fn is_snake(s: &str) -> bool {
+    s.chars().next().is_some_and(|c| c.is_ascii_lowercase())
+        && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+}
+
+/// Parses and validates one file; every problem is reported, each naming the file.
+fn parse(rel: &str, key: PipelineKey, text: &str) -> Result<Pipeline, Vec<(String, String)>> {
+    let mut problems = Vec::new();
+    let mut problem = |msg: String| problems.push((rel.to_string(), msg));
+    let file: PipelineFile = match serde_yaml::from_str(text) {
+        Ok(f) => f,
+        Err(e) => return Err(vec![(rel.to_string(), e.to_string())]),
+    };
+    match file.pipeline_id.strip_prefix("{org_slug}-") {
+        Some(rest) if is_kebab(rest) => {}
+        _ => problem(format!(
+            "pipeline_id {:?} must be \"{{org_slug}}-{{provider}}-{{domain}}\" in kebab-case, e.g. \"{{org_slug}}-openai-usage-cost\"",
+            file.pipeline_id
+        )),
+    }
+    if file.description.trim().is_empty() {
+        problem("description must not be empty".into());
+    }
+    if !(1..=366).contains(&file.max_window_days) {
+        problem(format!("max_window_days must be between 1 and 366, not {}", file.max_window_days));
+    }
+    for (name, value) in &file.variables {
+        if BUILTIN_VARIABLES.contains(&name.as_str()) {
+            problem(format!("variables.{name}: {name} is a built-in variable and cannot be redefined"));
+        } else if !is_snake(name) {
+            problem(format!("variables.{name}: a variable name must be snake_case"));
+        }
+        for used in placeholders(value) {
+            if !BUILTIN_VARIABLES.contains(&used.as_str()) {
+                problem(format!(
+                    "variables.{name}: {{{used}}} is not a built-in variable ({})",
+                    BUILTIN_VARIABLES.join(", ")
+                ));
+            }
+        }
+    }
+    if file.steps.is_empty() {
+        problem("steps must list at least one step".into());
+    }
+    let known: Vec<&str> = BUILTIN_VARIABLES.iter().copied().chain(file.variables.keys().map(String::as_str)).collect();
+    let mut steps = Vec::new();
+    for (i, raw) in file.steps.into_iter().enumerate() {
+        let serde_yaml::Value::Mapping(mut map) = raw else {
+            problem(format!("steps[{i}] must be a mapping with step_id and ps_type"));
+            continue;
+        };
+        let mut take = |field: &str| match map.remove(field) {
+            Some(serde_yaml::Value::String(s)) => Ok(s),
+            Some(_) => Err(format!("steps[{i}].{field} must be a string")),
+            None => Err(format!("steps[{i}]: missing field `{field}`")),
+        };
+        let (step_id, ps_type) = match (take("step_id"), take("ps_type")) {
+            (Ok(s), Ok(t)) => (s, t),
+            (a, b) => {
+                for e in [a.err(), b.err()].into_iter().flatten() {
+                    problem(e);
+                }
+                continue;
+            }
+        };
+        let label = format!("step {step_id}");
+        if !is_snake(&step_id) || !step_id.contains('_') {
+            problem(format!("{label}: step_id must be snake_case {{action}}_{{target}}, e.g. extract_usage"));
+        }
+        if steps.iter().any(|s: &Step| s.step_id == step_id) {
+            problem(format!("{label}: step_id is used twice"));
+        }
+        let config = serde_yaml::Value::Mapping(map);
+        match registry::find(&ps_type) {
+            None => problem(format!(
+                "{label}: ps_type {ps_type:?} is not a registered processor ({})",
+                registry::types().join(", ")
+            )),
+            Some(runner) => {
+                if let Err(e) = runner.check(&config) {
+                    problem(format!("{label} ({ps_type}): {e}"));
+                }
+            }
+        }
+        let mut strings = Vec::new();
+        collect_strings(&config, "", &mut strings);
+        for (path, s) in strings {
+            for used in placeholders(&s) {
+                if !known.contains(&used.as_str()) {
+                    problem(format!("{label}: {path}: {{{used}}} is not a variable ({})", known.join(", ")));
+                }
+            }
+        }
+        steps.push(Step { step_id, ps_type, config });
+    }
+    if !problems.is_empty() {
+        return Err(problems);
+    }
+    Ok(Pipeline {
+        key,
+        file: rel.to_string(),
+        pipeline_id_template: file.pipeline_id,
+        description: file.description,
+        schedule: file.schedule,
+        max_window_days: file.max_window_days,
+        variables: file.variables,
+        steps,
+        notifications: file.notifications,
+    })
+}
+
+/// `[a-z0-9]+(-[a-z0-9]+)*`.
+fn is_kebab(s: &str) -> bool {
+    !s.is_empty()
+        && s.split('-')
+            .all(|part| !part.is_empty() && part.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit()))
+}
+
+/// The `{name}` placeholders of a string (`name` snake_case; other braces are left alone).
+pub fn placeholders(s: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut rest = s;
+    while let Some(start) = rest.find('{') {
+        let after = &rest[start + 1..];
+        match after.find('}') {
+            Some(end) if is_snake(&after[..end]) => {
+                out.push(after[..end].to_string());
+                rest = &after[end + 1..];
+            }
+            _ => rest = after,
+        }
+    }
+    out
+}
+
+/// Replaces every `{name}` placeholder whose name is in `vars`.
+pub fn substitute(s: &str, vars: &BTreeMap<String, String>) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(start) = rest.find('{') {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 1..];
+        match after.find('}').map(|end| (end, vars.get(&after[..end]))) {
+            Some((end, Some(value))) => {
+                out.push_str(value);
+                rest = &after[end + 1..];
+            }
+            _ => {
+                out.push('{');
+                rest = after;
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Substitutes variables in every string of a YAML value (keys are left alone).
+pub fn substitute_value(value: &serde_yaml::Value, vars: &BTreeMap<String, String>) -> serde_yaml::Value {
+    match value {
+        serde_yaml::Value::String(s) => serde_yaml::Value::String(substitute(s, vars)),
+        serde_yaml::Value::Sequence(items) => {
+            serde_yaml::Value::Sequence(items.iter().map(|v| substitute_value(v, vars)).collect())
+        }
+        serde_yaml::Value::Mapping(map) => {
+            serde_yaml::Value::Mapping(map.iter().map(|(k, v)| (k.clone(), substitute_value(v, vars))).collect())
+        }
+        other => other.clone(),
+    }
+}
+
+fn collect_strings(value: &serde_yaml::Value, path: &str, out: &mut Vec<(String, String)>) {
+    match value {
+        serde_yaml::Value::String(s) => out.push((path.to_string(), s.clone())),
+        serde_yaml::Value::Sequence(items) => {
+            for (i, v) in items.iter().enumerate() {
+                collect_strings(v, &format!("{path}[{i}]"), out);
+            }
+        }
+        serde_yaml::Value::Mapping(map) => {
+            for (k, v) in map {
+                let k = k.as_str().map(str::to_string).unwrap_or_else(|| format!("{k:?}"));
+                let p = if path.is_empty() { k } else { format!("{path}.{k}") };
+                collect_strings(v, &p, out);
+            }
+        }
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placeholders_and_substitution() {
+        assert_eq!(placeholders("{dataset}.t_{date} {not a var} {}"), vec!["dataset", "date"]);
+        let vars = BTreeMap::from([("dataset".to_string(), "acme_dev".to_string())]);
+        assert_eq!(substitute("{dataset}.x {other} {", &vars), "acme_dev.x {other} {");
+    }
+
+    #[test]
+    fn kebab_and_snake() {
+        assert!(is_kebab("openai-usage-cost"));
+        assert!(!is_kebab("openai_usage"));
+        assert!(!is_kebab("openai--x"));
+        assert!(is_snake("usage_cost"));
+        assert!(!is_snake("../etc"));
+        assert!(!is_snake("Usage"));
+    }
+}

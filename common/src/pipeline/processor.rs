@@ -1,0 +1,67 @@
+//! The contract between the pipeline engine and its processors.
+//!
+//! A processor is a type implementing [`Processor`]: a `TYPE` constant (`"openai.usage"`, the
+//! `ps_type` of the steps it runs; its module path mirrors it, `processors/openai/usage.rs`), a
+//! typed `Config` parsed and checked when the pipeline file is loaded (unknown keys refused), and
+//! `run`, which does one step of one run. The engine lists every processor in one explicit
+//! registry (`pipeline::registry`).
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use chrono::NaiveDate;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use crate::app::AppState;
+use crate::warehouse::WarehouseError;
+
+/// What a step runs with.
+pub struct StepContext<'a> {
+    pub state: &'a AppState,
+    pub org_slug: &'a str,
+    /// The organization's dataset (`{org_slug}_{env}`).
+    pub dataset: &'a str,
+    pub run_id: &'a str,
+    pub pipeline_id: &'a str,
+    pub step_id: &'a str,
+    /// The window, both ends inclusive, UTC days.
+    pub start_date: NaiveDate,
+    pub end_date: NaiveDate,
+    /// The pipeline's variables after substitution (`org_slug`, `dataset`, `date`, `start_date`,
+    /// `end_date`, `env`, and the file's own).
+    pub variables: &'a BTreeMap<String, String>,
+    /// The decrypted provider credential of this run's integration (never logged).
+    pub credential: Option<&'a secrecy::SecretString>,
+}
+
+/// What a step did.
+#[derive(Debug, Default, Clone)]
+pub struct StepOutcome {
+    pub rows_written: u64,
+    /// Non-fatal findings (e.g. reconciliation beyond tolerance, models missing from the book).
+    pub warnings: Vec<String>,
+    /// Step-specific figures for the step log and the run result (totals, counts).
+    pub metrics: Value,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StepError {
+    /// The provider failed for good (retries exhausted, or a 4xx): names provider and status.
+    #[error("{provider} answered {status}: {message}")]
+    Provider { provider: String, status: u16, message: String },
+    #[error("warehouse: {0}")]
+    Warehouse(#[from] WarehouseError),
+    #[error("{0}")]
+    Failed(String),
+}
+
+#[async_trait]
+pub trait Processor: Send + Sync + 'static {
+    /// The `ps_type` this processor runs.
+    const TYPE: &'static str;
+    /// The step's own settings from the pipeline file (everything but `step_id` and `ps_type`).
+    type Config: DeserializeOwned + Send + Sync + 'static;
+
+    async fn run(config: &Self::Config, ctx: &StepContext<'_>) -> Result<StepOutcome, StepError>;
+}

@@ -1,0 +1,363 @@
+//! `anthropic.cost`: `anthropic_usage_daily_raw` × the organization's price book →
+//! `anthropic_cost_daily` (one row per usage row, each token type priced with the version in
+//! force on its day), reconciled with Anthropic's cost report (amounts in cents, ÷ 100) per day
+//! and per model into `org_meta_dq_results`. Beyond the tolerance the step succeeds with a warning.
+//!
+//! Formula per row (DESIGN §9; Anthropic's token types are disjoint): `uncached × input +
+//! cache_read × cached_input + 5m_write × cache_write_5m + 1h_write × cache_write_1h + output ×
+//! output`, each rate per 1M for the row's basis: standard; batch (`service_tier = batch`: the
+//! book's batch input/output rates); long context (`context_window = 200k-1M`: the book's
+//! `long_context_*` rates when it lists any for the model, standard otherwise).
+//! Only `cost_type = tokens` of the report is compared: web search and code execution are not
+//! in the usage report.
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use rust_decimal::Decimal;
+use serde::Deserialize;
+use serde_json::json;
+
+use super::usage::{self, KEY_COLUMNS};
+use super::{client, PROVIDER};
+use crate::cost::{Context, PriceBook, Tier, TokenType, Tokens, Unpriced as Why};
+use crate::pipeline::{Processor, StepContext, StepError, StepOutcome};
+use crate::processors::openai::cost::{default_tolerance, load_book};
+use crate::processors::openai::http;
+use crate::processors::openai::usage::sort_key;
+use crate::processors::{
+    check_retry, col_date, col_str, col_u64, credential, date_text, decimal_text, default_page_size, numeric,
+    opt_numeric, optional_decimal_text, page_size, provider_failed, read_window, reconcile, reconciliation_warning,
+    table_schema, tally, write_dq, write_window, Amounts, DqResult, DqStatus, Tolerance, Unpriced,
+};
+use crate::providers::anthropic::ReportQuery;
+use crate::providers::retry::RetryPolicy;
+use crate::warehouse::{to_row, Row};
+
+pub const TABLE: &str = "anthropic_cost_daily";
+
+/// Settings of an `anthropic.cost` step.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Pull Anthropic's cost report for the window and reconcile (default true).
+    #[serde(default = "yes")]
+    pub reconcile: bool,
+    /// Largest |computed − reported| per day (and per model) that still passes, in the price
+    /// book's currency (dollars, not cents), as a decimal string (default `"0.01"`).
+    #[serde(default = "default_tolerance", deserialize_with = "decimal_text")]
+    pub tolerance: Decimal,
+    /// Beyond this difference a check is FAIL rather than WARN (decimal string; default: none).
+    #[serde(default, deserialize_with = "optional_decimal_text")]
+    pub fail_tolerance: Option<Decimal>,
+    /// Daily buckets per page of the cost report, 1–31 (default 31).
+    #[serde(default = "default_page_size", deserialize_with = "page_size")]
+    pub page_size: u32,
+    /// Retries of provider calls (429 / 5xx / 529): attempts, backoff, per-call timeout.
+    #[serde(default)]
+    pub retry: RetryPolicy,
+}
+
+fn yes() -> bool {
+    true
+}
+
+pub struct AnthropicCost;
+
+pub(crate) struct Priced {
+    pub rows: Vec<Row>,
+    pub unpriced: Unpriced,
+    pub daily: Amounts,
+    pub by_model: Amounts,
+    pub currency: String,
+    pub total: Decimal,
+    pub priced_rows: u64,
+}
+
+/// Prices raw rows. Pure: the golden tests call it directly.
+pub(crate) fn price_rows(org: &str, raw: &[Row], book: &mut PriceBook) -> Priced {
+    let mut out = Priced {
+        rows: Vec::with_capacity(raw.len()),
+        unpriced: Unpriced::default(),
+        daily: BTreeMap::new(),
+        by_model: BTreeMap::new(),
+        currency: String::new(),
+        total: Decimal::ZERO,
+        priced_rows: 0,
+    };
+    for r in raw {
+        let Some(day) = col_date(r, "usage_date") else { continue };
+        let model = col_str(r, "model").unwrap_or("(no model)");
+        let tokens = Tokens {
+            uncached_input: col_u64(r, "uncached_input_tokens"),
+            cached_input: col_u64(r, "cache_read_input_tokens"),
+            cache_write_5m: col_u64(r, "cache_write_5m_input_tokens"),
+            cache_write_1h: col_u64(r, "cache_write_1h_input_tokens"),
+            output: col_u64(r, "output_tokens"),
+        };
+        let tier = Tier::anthropic(col_str(r, "service_tier"));
+        let context = Context::anthropic(col_str(r, "context_window"));
+        let mut row = json!({
+            "usage_date": date_text(day),
+            "org_slug": org,
+            "model": r.get("model"),
+            "workspace_id": r.get("workspace_id"),
+            "api_key_id": r.get("api_key_id"),
+            "service_tier": r.get("service_tier"),
+            "context_window": r.get("context_window"),
+            "uncached_input_tokens": tokens.uncached_input,
+            "cache_read_input_tokens": tokens.cached_input,
+            "cache_write_5m_input_tokens": tokens.cache_write_5m,
+            "cache_write_1h_input_tokens": tokens.cache_write_1h,
+            "output_tokens": tokens.output,
+        });
+        let (version, cost) = book.price(model, day, tier, context, &tokens);
+        if let Some(v) = version {
+            row["price_model_id"] = json!(v.model_id);
+            row["price_version_id"] = json!(v.version_id);
+            row["price_version"] = json!(v.version);
+            row["price_effective_from"] = json!(date_text(v.effective_from));
+            row["currency"] = json!(v.currency);
+        }
+        match cost {
+            Ok(c) => {
+                row["uncached_input_cost"] = opt_numeric(c.line(TokenType::UncachedInput));
+                row["cache_read_cost"] = opt_numeric(c.line(TokenType::CachedInput));
+                row["cache_write_5m_cost"] = opt_numeric(c.line(TokenType::CacheWrite5m));
+                row["cache_write_1h_cost"] = opt_numeric(c.line(TokenType::CacheWrite1h));
+                row["output_cost"] = opt_numeric(c.line(TokenType::Output));
+                row["total_cost"] = numeric(c.total);
+                row["pricing_basis"] = json!(c.basis);
+                row["cost_status"] = json!("PRICED");
+                if out.currency.is_empty() {
+                    out.currency = version.map(|v| v.currency.clone()).unwrap_or_default();
+                }
+                *out.daily.entry((day, None)).or_default() += c.total;
+                *out.by_model.entry((day, Some(format!("model={model}")))).or_default() += c.total;
+                out.total += c.total;
+                out.priced_rows += 1;
+            }
+            Err(Why::ModelMissing) => {
+                row["pricing_basis"] = json!(crate::cost::basis_name(tier, context));
+                row["cost_status"] = json!("MODEL_NOT_IN_PRICE_BOOK");
+                out.unpriced.add(
+                    model,
+                    format!("not in the {PROVIDER} price book on {}", date_text(day)),
+                    day,
+                    tokens.total(),
+                );
+            }
+            Err(Why::RateMissing { basis, token_types }) => {
+                row["pricing_basis"] = json!(basis);
+                row["cost_status"] = json!("RATE_MISSING");
+                let what: Vec<&str> = token_types.iter().map(|t| t.book_stem()).collect();
+                out.unpriced.add(
+                    model,
+                    format!("the price book has no {basis} rate for {}", what.join(", ")),
+                    day,
+                    tokens.total(),
+                );
+            }
+        }
+        out.rows.push(to_row(row));
+    }
+    out.rows.sort_by_cached_key(|r| sort_key(r, &KEY_COLUMNS));
+    if out.currency.is_empty() {
+        out.currency = "USD".into();
+    }
+    out
+}
+
+#[async_trait]
+impl Processor for AnthropicCost {
+    const TYPE: &'static str = "anthropic.cost";
+    type Config = Config;
+
+    async fn run(config: &Config, ctx: &StepContext<'_>) -> Result<StepOutcome, StepError> {
+        check_retry(&config.retry)?;
+        let raw_schema = table_schema(ctx.state, PROVIDER, usage::TABLE)?;
+        let schema = table_schema(ctx.state, PROVIDER, TABLE)?;
+        let raw = read_window(ctx, &raw_schema, usage::AnthropicUsage::TYPE).await?;
+        let mut book = load_book(ctx, PROVIDER).await?;
+        let priced = price_rows(ctx.org_slug, &raw, &mut book);
+        let tolerance = Tolerance { warn: config.tolerance, fail: config.fail_tolerance };
+
+        // Anthropic's own bill, fetched in full before anything is written.
+        let mut dq: Vec<DqResult> = Vec::new();
+        let mut reported_total = Decimal::ZERO;
+        if config.reconcile {
+            let key = credential(ctx, PROVIDER)?;
+            let http = http(ctx)?;
+            let api = client(ctx, &http);
+            let (start, end) = (ctx.start_date, ctx.end_date);
+            let mut daily: Amounts = BTreeMap::new();
+            let mut by_model: Amounts = BTreeMap::new();
+            // Non-token costs per day (web search, code execution…), and malformed amounts.
+            let mut other: BTreeMap<String, Decimal> = BTreeMap::new();
+            let mut bad_amounts: Vec<String> = Vec::new();
+            let mut currencies: Vec<String> = Vec::new();
+            let q = ReportQuery { start, end, group_by: &["description"], limit: config.page_size };
+            api.cost_report(key, &config.retry, &q, |buckets| {
+                for b in buckets {
+                    let Some(day) = b.day().filter(|d| *d >= start && *d <= end) else { continue };
+                    for r in b.results {
+                        let Some(dollars) = r.major_units() else {
+                            bad_amounts.push(r.amount.clone());
+                            continue;
+                        };
+                        let currency = r.currency.to_ascii_uppercase();
+                        if !currencies.contains(&currency) {
+                            currencies.push(currency);
+                        }
+                        match r.cost_type.as_deref() {
+                            None | Some("tokens") => {
+                                *daily.entry((day, None)).or_default() += dollars;
+                                let model = r.model.unwrap_or_default();
+                                *by_model.entry((day, Some(format!("model={model}")))).or_default() += dollars;
+                            }
+                            Some(other_type) => {
+                                *other.entry(format!("{}/{other_type}", date_text(day))).or_default() += dollars;
+                            }
+                        }
+                    }
+                }
+            })
+            .await
+            .map_err(provider_failed)?;
+            if !bad_amounts.is_empty() {
+                return Err(StepError::Provider {
+                    provider: crate::providers::anthropic::NAME.to_string(),
+                    status: 200,
+                    message: format!("the cost report has amounts that are not decimals: {bad_amounts:?}"),
+                });
+            }
+            reported_total = daily.values().copied().sum();
+            let mismatch = currencies.iter().any(|c| *c != priced.currency);
+            let details = |key: &(chrono::NaiveDate, Option<String>)| {
+                let day = date_text(key.0);
+                let non_token: BTreeMap<&String, String> = other
+                    .iter()
+                    .filter(|(k, _)| key.1.is_none() && k.starts_with(&day))
+                    .map(|(k, v)| (k, numeric(*v).as_str().unwrap_or_default().to_string()))
+                    .collect();
+                json!({
+                    "source": "anthropic cost report (cents / 100), cost_type tokens",
+                    "non_token_costs_not_compared": non_token,
+                    "reported_currencies": currencies,
+                })
+            };
+            let mut day_checks =
+                reconcile("cost_reconciliation_daily", &priced.daily, &daily, &tolerance, &priced.currency, details);
+            if mismatch {
+                for r in &mut day_checks {
+                    r.status = DqStatus::Fail;
+                }
+            }
+            dq.extend(day_checks);
+            dq.extend(reconcile(
+                "cost_reconciliation_daily_model",
+                &priced.by_model,
+                &by_model,
+                &tolerance,
+                &priced.currency,
+                details,
+            ));
+        }
+        dq.extend(priced.unpriced.dq_results());
+
+        let written = write_window(ctx, &schema, ctx.start_date, ctx.end_date, &priced.rows).await?;
+        write_dq(ctx, TABLE, &dq).await?;
+        let mut warnings = priced.unpriced.warnings(PROVIDER, ctx.org_slug);
+        warnings.extend(reconciliation_warning("Anthropic", &dq));
+        Ok(StepOutcome {
+            rows_written: written,
+            warnings,
+            metrics: json!({
+                "table": TABLE,
+                "rows": written,
+                "rows_priced": priced.priced_rows,
+                "rows_unpriced": priced.unpriced.rows(),
+                "models_missing": priced.unpriced.models(),
+                "total_cost": numeric(priced.total),
+                "currency": priced.currency,
+                "reported_cost": numeric(reported_total),
+                "reconciliation": tally(&dq),
+            }),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cost::default_book;
+    use crate::providers::anthropic::{Page, UsageResult};
+    use chrono::NaiveDate;
+
+    fn dec(s: &str) -> Decimal {
+        s.parse().unwrap()
+    }
+
+    /// The usage report's shape (provider-apis.md §3a; the first result is the official example).
+    const USAGE: &str = r#"{"has_more":false,"next_page":null,"data":[
+      {"starting_at":"2026-11-01T00:00:00Z","ending_at":"2026-11-02T00:00:00Z","results":[
+        {"uncached_input_tokens":1500,"cache_creation":{"ephemeral_1h_input_tokens":1000,"ephemeral_5m_input_tokens":500},
+         "cache_read_input_tokens":200,"output_tokens":500,"server_tool_use":{"web_search_requests":10},
+         "api_key_id":"apikey_01Rj2N8SVvo6BePZj99NhmiT","workspace_id":"wrkspc_01JwQvzr7rXLA5AGx3HKfFUJ",
+         "model":"claude-sonnet-4-20250514","service_tier":"standard","context_window":"0-200k"},
+        {"uncached_input_tokens":300000,"cache_creation":{"ephemeral_1h_input_tokens":0,"ephemeral_5m_input_tokens":10000},
+         "cache_read_input_tokens":50000,"output_tokens":2000,"server_tool_use":{"web_search_requests":0},
+         "api_key_id":"apikey_2","workspace_id":null,"model":"claude-sonnet-4-5-20250929",
+         "service_tier":"standard","context_window":"200k-1M"},
+        {"uncached_input_tokens":2000000,"cache_creation":{"ephemeral_1h_input_tokens":0,"ephemeral_5m_input_tokens":0},
+         "cache_read_input_tokens":0,"output_tokens":100000,"server_tool_use":{"web_search_requests":0},
+         "api_key_id":"apikey_2","workspace_id":null,"model":"claude-haiku-4-5-20251001",
+         "service_tier":"batch","context_window":"0-200k"},
+        {"uncached_input_tokens":10,"cache_creation":{"ephemeral_1h_input_tokens":0,"ephemeral_5m_input_tokens":0},
+         "cache_read_input_tokens":0,"output_tokens":10,"server_tool_use":{"web_search_requests":0},
+         "api_key_id":"apikey_2","workspace_id":null,"model":"claude-opus-4-6",
+         "service_tier":"priority","context_window":"0-200k"}]}]}"#;
+
+    fn raw_rows() -> Vec<Row> {
+        let page: Page<UsageResult> = serde_json::from_str(USAGE).unwrap();
+        let day = page.data[0].day().unwrap();
+        page.data[0].results.iter().map(|r| super::usage::usage_row("acme", day, r)).collect()
+    }
+
+    #[test]
+    fn golden_anthropic_day() {
+        let priced = price_rows("acme", &raw_rows(), &mut default_book("anthropic"));
+        let by_model = |m: &str| priced.rows.iter().find(|r| r["model"] == m).unwrap();
+        // Official example, sonnet-4 standard: 1,500×3 + 200×0.30 + 500×3.75 + 1,000×6 + 500×15
+        //   = 4,500 + 60 + 1,875 + 6,000 + 7,500 = 19,935 per 1M → 0.019935
+        let s4 = by_model("claude-sonnet-4-20250514");
+        assert_eq!(s4["uncached_input_cost"], "0.0045");
+        assert_eq!(s4["cache_read_cost"], "0.00006");
+        assert_eq!(s4["cache_write_5m_cost"], "0.001875");
+        assert_eq!(s4["cache_write_1h_cost"], "0.006");
+        assert_eq!(s4["output_cost"], "0.0075");
+        assert_eq!(s4["total_cost"], "0.019935");
+        // sonnet-4-5 long context (6.00 / 0.60 / 7.50 / 22.50):
+        //   300,000×6 + 50,000×0.6 + 10,000×7.5 + 2,000×22.5 = 1,800,000 + 30,000 + 75,000 + 45,000
+        //   = 1,950,000 per 1M → 1.95
+        let long = by_model("claude-sonnet-4-5-20250929");
+        assert_eq!((long["total_cost"].as_str(), long["pricing_basis"].as_str()), (Some("1.95"), Some("long_context")));
+        // haiku-4-5 batch (0.50 / 2.50): 2,000,000×0.5 + 100,000×2.5 = 1 + 0.25 = 1.25
+        let batch = by_model("claude-haiku-4-5-20251001");
+        assert_eq!((batch["total_cost"].as_str(), batch["pricing_basis"].as_str()), (Some("1.25"), Some("batch")));
+        // Priority tier: the book has no priority rates → RATE_MISSING, reported, not zero.
+        let prio = by_model("claude-opus-4-6");
+        assert_eq!(prio["cost_status"], "RATE_MISSING");
+        assert!(prio.get("total_cost").is_none_or(serde_json::Value::is_null));
+        assert_eq!(priced.unpriced.dq_results()[0].check_name, "price_book_rate_missing");
+        // Day: 0.019935 + 1.95 + 1.25 = 3.219935
+        assert_eq!(priced.total, dec("3.219935"));
+        let day = NaiveDate::from_ymd_opt(2026, 11, 1).unwrap();
+        assert_eq!(priced.by_model[&(day, Some("model=claude-sonnet-4-5-20250929".into()))], dec("1.95"));
+        let root = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../configs"));
+        let schema = crate::processors::load_schema(root, "anthropic", TABLE).unwrap();
+        crate::warehouse::check_rows(&schema, &priced.rows).unwrap();
+        let raw_schema = crate::processors::load_schema(root, "anthropic", super::usage::TABLE).unwrap();
+        crate::warehouse::check_rows(&raw_schema, &raw_rows()).unwrap();
+    }
+}

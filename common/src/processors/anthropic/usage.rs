@@ -1,0 +1,104 @@
+//! `anthropic.usage`: the messages usage report, daily buckets grouped by model, workspace, API
+//! key, service tier and context window, paged to the end, written to
+//! `anthropic_usage_daily_raw` as one replace of the window once every page is in.
+
+use async_trait::async_trait;
+use chrono::NaiveDate;
+use serde::Deserialize;
+use serde_json::json;
+
+use super::{client, PROVIDER};
+use crate::pipeline::{Processor, StepContext, StepError, StepOutcome};
+use crate::processors::openai::http;
+use crate::processors::openai::usage::sort_key;
+use crate::processors::{
+    check_retry, credential, date_text, default_page_size, page_size, provider_failed, table_schema, write_window,
+};
+use crate::providers::anthropic::{ReportQuery, UsageResult};
+use crate::providers::retry::RetryPolicy;
+use crate::warehouse::{to_row, Row};
+
+pub const TABLE: &str = "anthropic_usage_daily_raw";
+
+const GROUPS: [&str; 5] = ["model", "workspace_id", "api_key_id", "service_tier", "context_window"];
+
+pub(crate) const KEY_COLUMNS: [&str; 6] =
+    ["usage_date", "model", "workspace_id", "api_key_id", "service_tier", "context_window"];
+
+/// Settings of an `anthropic.usage` step.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Daily buckets per page, 1–31 (default 31: the fewest calls).
+    #[serde(default = "default_page_size", deserialize_with = "page_size")]
+    pub page_size: u32,
+    /// Retries of provider calls (429 / 5xx / 529): attempts, backoff, per-call timeout.
+    #[serde(default)]
+    pub retry: RetryPolicy,
+}
+
+pub struct AnthropicUsage;
+
+/// A usage-report result as a raw row.
+pub fn usage_row(org: &str, day: NaiveDate, r: &UsageResult) -> Row {
+    to_row(json!({
+        "usage_date": date_text(day),
+        "org_slug": org,
+        "model": r.model,
+        "workspace_id": r.workspace_id,
+        "api_key_id": r.api_key_id,
+        "service_tier": r.service_tier,
+        "context_window": r.context_window,
+        "uncached_input_tokens": r.uncached_input_tokens,
+        "cache_read_input_tokens": r.cache_read_input_tokens,
+        "cache_write_5m_input_tokens": r.cache_creation.ephemeral_5m_input_tokens,
+        "cache_write_1h_input_tokens": r.cache_creation.ephemeral_1h_input_tokens,
+        "output_tokens": r.output_tokens,
+        "web_search_requests": r.server_tool_use.web_search_requests,
+    }))
+}
+
+#[async_trait]
+impl Processor for AnthropicUsage {
+    const TYPE: &'static str = "anthropic.usage";
+    type Config = Config;
+
+    async fn run(config: &Config, ctx: &StepContext<'_>) -> Result<StepOutcome, StepError> {
+        check_retry(&config.retry)?;
+        let key = credential(ctx, PROVIDER)?;
+        let schema = table_schema(ctx.state, PROVIDER, TABLE)?;
+        let http = http(ctx)?;
+        let api = client(ctx, &http);
+        let (start, end) = (ctx.start_date, ctx.end_date);
+        let q = ReportQuery { start, end, group_by: &GROUPS, limit: config.page_size };
+        let mut rows: Vec<Row> = Vec::new();
+        let (mut input, mut output) = (0u64, 0u64);
+        let pages = api
+            .usage_report(key, &config.retry, &q, |buckets| {
+                for b in &buckets {
+                    let Some(day) = b.day().filter(|d| *d >= start && *d <= end) else { continue };
+                    for r in &b.results {
+                        input += r.uncached_input_tokens
+                            + r.cache_read_input_tokens
+                            + r.cache_creation.ephemeral_5m_input_tokens
+                            + r.cache_creation.ephemeral_1h_input_tokens;
+                        output += r.output_tokens;
+                        rows.push(usage_row(ctx.org_slug, day, r));
+                    }
+                }
+            })
+            .await
+            .map_err(provider_failed)?;
+        rows.sort_by_cached_key(|r| sort_key(r, &KEY_COLUMNS));
+        let written = write_window(ctx, &schema, start, end, &rows).await?;
+        tracing::info!(step = ctx.step_id, org_slug = ctx.org_slug, rows = written, pages, "anthropic usage loaded");
+        Ok(StepOutcome {
+            rows_written: written,
+            warnings: Vec::new(),
+            metrics: json!({
+                "table": TABLE, "pages": pages, "rows": written,
+                "input_tokens": input, "output_tokens": output,
+            }),
+        })
+    }
+}

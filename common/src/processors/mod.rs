@@ -1,0 +1,495 @@
+//! The processors: one [`Processor`](crate::pipeline::Processor) per `ps_type`, the module path
+//! mirroring it (`openai.usage` is [`openai::usage::OpenAiUsage`]). This module holds what they
+//! share: their table schemas (`configs/{provider}/schemas/<table>.json`), the idempotent window
+//! write, the provider credential, and the data-quality rows of reconciliation and unpriced usage.
+//!
+//! Invariants every processor keeps:
+//! - a window is written once, after everything it needs was fetched, with one `replace_slice`
+//!   on `usage_date BETWEEN @start_date AND @end_date`: a failed provider call leaves the table
+//!   as it was, and a rerun replaces the window (no run ids or timestamps in data rows, so five
+//!   reruns leave byte-identical tables);
+//! - money is `rust_decimal` in Rust and NUMERIC (a decimal string in rows) in the warehouse.
+
+pub mod anthropic;
+pub mod openai;
+
+use std::collections::BTreeMap;
+
+use chrono::{NaiveDate, Utc};
+use rust_decimal::Decimal;
+use secrecy::ExposeSecret;
+use serde::{Deserialize, Deserializer};
+use serde_json::{json, Value};
+
+use crate::app::AppState;
+use crate::pipeline::{StepContext, StepError};
+use crate::providers::retry::{ProviderError, RetryPolicy};
+use crate::warehouse::{format_timestamp, Params, Row, TableSchema};
+
+/// The central table data-quality results go to.
+pub const DQ_TABLE: &str = "org_meta_dq_results";
+
+/// `configs/{provider}/schemas/{table}.json`, checked.
+pub fn table_schema(state: &AppState, provider: &str, table: &str) -> Result<TableSchema, StepError> {
+    load_schema(&state.configs.root, provider, table).map_err(StepError::Failed)
+}
+
+fn load_schema(root: &std::path::Path, provider: &str, table: &str) -> Result<TableSchema, String> {
+    let path = root.join(provider).join("schemas").join(format!("{table}.json"));
+    let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
+    let mut schema: TableSchema = serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    schema.name = table.to_string();
+    let problems = schema.problems();
+    if problems.is_empty() {
+        Ok(schema)
+    } else {
+        Err(format!("{}: {}", path.display(), problems.join("; ")))
+    }
+}
+
+/// The step's provider credential.
+pub(crate) fn credential<'a>(ctx: &'a StepContext<'_>, provider: &str) -> Result<&'a str, StepError> {
+    ctx.credential.map(|c| c.expose_secret()).filter(|k| !k.is_empty()).ok_or_else(|| {
+        StepError::Failed(format!("no {provider} credential for this run: set up the {provider} integration first"))
+    })
+}
+
+/// A provider call that failed for good, as the step's error.
+pub(crate) fn provider_failed(e: ProviderError) -> StepError {
+    StepError::Provider { provider: e.provider, status: e.status, message: e.message }
+}
+
+/// Checks a step's retry settings.
+pub(crate) fn check_retry(policy: &RetryPolicy) -> Result<(), StepError> {
+    let problems = policy.problems();
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(StepError::Failed(format!("step settings: {}", problems.join("; "))))
+    }
+}
+
+/// Buckets per page: 1 to 31 (the providers' maximum for daily buckets).
+pub(crate) fn page_size<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    let n = u32::deserialize(d)?;
+    if (1..=31).contains(&n) {
+        Ok(n)
+    } else {
+        Err(serde::de::Error::custom(format!("page_size must be between 1 and 31, got {n}")))
+    }
+}
+
+pub(crate) fn default_page_size() -> u32 {
+    31
+}
+
+/// A decimal amount given as a string (`"0.01"`), so it is exact.
+pub(crate) fn decimal_text<'de, D: Deserializer<'de>>(d: D) -> Result<Decimal, D::Error> {
+    let text = String::deserialize(d)?;
+    match crate::pricebook::records::parse_decimal(&text) {
+        Some(v) if !v.is_sign_negative() => Ok(v),
+        _ => Err(serde::de::Error::custom(format!("{text:?} is not a non-negative decimal such as \"0.01\""))),
+    }
+}
+
+pub(crate) fn optional_decimal_text<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Decimal>, D::Error> {
+    decimal_text(d).map(Some)
+}
+
+pub(crate) fn date_text(d: NaiveDate) -> String {
+    d.format("%Y-%m-%d").to_string()
+}
+
+/// A NUMERIC value in row form: the exact decimal without trailing zeros.
+pub(crate) fn numeric(d: Decimal) -> Value {
+    let n = d.normalize();
+    Value::String(if n.is_zero() { "0".to_string() } else { n.to_string() })
+}
+
+pub(crate) fn opt_numeric(d: Option<Decimal>) -> Value {
+    d.map_or(Value::Null, numeric)
+}
+
+/// Reads a column of a row as text / u64 / date.
+pub(crate) fn col_str<'a>(row: &'a Row, name: &str) -> Option<&'a str> {
+    row.get(name).and_then(Value::as_str)
+}
+
+pub(crate) fn col_u64(row: &Row, name: &str) -> u64 {
+    match row.get(name) {
+        Some(Value::Number(n)) => n.as_u64().unwrap_or(0),
+        Some(Value::String(s)) => s.parse().unwrap_or(0),
+        _ => 0,
+    }
+}
+
+pub(crate) fn col_date(row: &Row, name: &str) -> Option<NaiveDate> {
+    col_str(row, name).and_then(crate::pricebook::records::parse_date)
+}
+
+/// Creates the table in the organization's dataset when missing.
+pub(crate) async fn ensure_table(ctx: &StepContext<'_>, schema: &TableSchema) -> Result<(), StepError> {
+    ctx.state.warehouse.create_table(ctx.dataset, schema).await?;
+    Ok(())
+}
+
+/// Replaces the organization's rows of `usage_date` in `start..=end` with `rows`, atomically.
+pub(crate) async fn write_window(
+    ctx: &StepContext<'_>,
+    schema: &TableSchema,
+    start: NaiveDate,
+    end: NaiveDate,
+    rows: &[Row],
+) -> Result<u64, StepError> {
+    ensure_table(ctx, schema).await?;
+    let params = Params::new().bind("org_slug", ctx.org_slug).bind("start_date", start).bind("end_date", end);
+    let (_, inserted) = ctx
+        .state
+        .warehouse
+        .replace_slice(
+            ctx.dataset,
+            schema,
+            "org_slug = @org_slug AND usage_date BETWEEN @start_date AND @end_date",
+            &params,
+            rows,
+        )
+        .await?;
+    Ok(inserted)
+}
+
+/// The organization's rows of the window from a table another step wrote (a clear error when
+/// that step never ran).
+pub(crate) async fn read_window(
+    ctx: &StepContext<'_>,
+    schema: &TableSchema,
+    written_by: &str,
+) -> Result<Vec<Row>, StepError> {
+    let tables = ctx.state.warehouse.list_tables(ctx.dataset).await?;
+    if !tables.contains(&schema.name) {
+        return Err(StepError::Failed(format!(
+            "table {}.{} does not exist: run the {written_by} step first",
+            ctx.dataset, schema.name
+        )));
+    }
+    let columns: Vec<&str> = schema.fields.iter().map(|f| f.name.as_str()).collect();
+    let sql = format!(
+        "SELECT {} FROM {} WHERE org_slug = @org_slug AND usage_date BETWEEN @start_date AND @end_date",
+        columns.join(", "),
+        ctx.state.warehouse.table_ref(ctx.dataset, &schema.name)?
+    );
+    let params =
+        Params::new().bind("org_slug", ctx.org_slug).bind("start_date", ctx.start_date).bind("end_date", ctx.end_date);
+    Ok(ctx.state.warehouse.query(&sql, &params).await?)
+}
+
+/// A data-quality outcome.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum DqStatus {
+    Pass,
+    Warn,
+    Fail,
+}
+
+impl DqStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DqStatus::Pass => "PASS",
+            DqStatus::Warn => "WARN",
+            DqStatus::Fail => "FAIL",
+        }
+    }
+}
+
+/// One row of `org_meta_dq_results`.
+#[derive(Debug, Clone)]
+pub struct DqResult {
+    pub check_name: &'static str,
+    pub usage_date: NaiveDate,
+    pub dimension: Option<String>,
+    pub status: DqStatus,
+    pub expected: Option<Decimal>,
+    pub observed: Option<Decimal>,
+    pub tolerance: Option<Decimal>,
+    pub currency: Option<String>,
+    pub details: Value,
+}
+
+/// Replaces this pipeline's data-quality results about `table` for the step's window.
+pub(crate) async fn write_dq(ctx: &StepContext<'_>, table: &str, results: &[DqResult]) -> Result<u64, StepError> {
+    let central = ctx.state.configs.central_dataset();
+    let schema = ctx.state.configs.central_table(DQ_TABLE);
+    let now = format_timestamp(&Utc::now());
+    let rows: Vec<Row> = results
+        .iter()
+        .map(|r| {
+            let diff = match (r.observed, r.expected) {
+                (Some(o), Some(e)) => Some(o - e),
+                _ => None,
+            };
+            let v = json!({
+                "dq_id": uuid::Uuid::new_v4().to_string(),
+                "run_id": ctx.run_id,
+                "org_slug": ctx.org_slug,
+                "pipeline_id": ctx.pipeline_id,
+                "check_name": r.check_name,
+                "table_name": table,
+                "usage_date": date_text(r.usage_date),
+                "dimension": r.dimension,
+                "status": r.status.as_str(),
+                "expected_value": opt_numeric(r.expected),
+                "observed_value": opt_numeric(r.observed),
+                "difference": opt_numeric(diff),
+                "tolerance": opt_numeric(r.tolerance),
+                "currency": r.currency,
+                "details": r.details.to_string(),
+                "created_at": now,
+            });
+            crate::warehouse::to_row(v)
+        })
+        .collect();
+    let params = Params::new()
+        .bind("org_slug", ctx.org_slug)
+        .bind("pipeline_id", ctx.pipeline_id)
+        .bind("table_name", table)
+        .bind("start_date", ctx.start_date)
+        .bind("end_date", ctx.end_date);
+    let (_, inserted) = ctx
+        .state
+        .warehouse
+        .replace_slice(
+            central,
+            schema,
+            "org_slug = @org_slug AND pipeline_id = @pipeline_id AND table_name = @table_name \
+             AND usage_date BETWEEN @start_date AND @end_date",
+            &params,
+            &rows,
+        )
+        .await?;
+    Ok(inserted)
+}
+
+/// How computed cost is held against what the provider billed.
+#[derive(Debug, Clone)]
+pub(crate) struct Tolerance {
+    /// Beyond this absolute difference: WARN.
+    pub warn: Decimal,
+    /// Beyond this one (when set): FAIL.
+    pub fail: Option<Decimal>,
+}
+
+impl Tolerance {
+    pub fn status(&self, difference: Decimal) -> DqStatus {
+        let d = difference.abs();
+        match self.fail {
+            Some(fail) if d > fail => DqStatus::Fail,
+            _ if d > self.warn => DqStatus::Warn,
+            _ => DqStatus::Pass,
+        }
+    }
+}
+
+/// Amounts per (day, dimension); the dimension is None for the day's total.
+pub(crate) type Amounts = BTreeMap<(NaiveDate, Option<String>), Decimal>;
+
+/// Computed vs reported, one result per key either side has: expected = reported, observed =
+/// computed. A key one side lacks counts as zero there.
+pub(crate) fn reconcile(
+    check_name: &'static str,
+    computed: &Amounts,
+    reported: &Amounts,
+    tolerance: &Tolerance,
+    currency: &str,
+    details: impl Fn(&(NaiveDate, Option<String>)) -> Value,
+) -> Vec<DqResult> {
+    let mut keys: Vec<&(NaiveDate, Option<String>)> = computed.keys().chain(reported.keys()).collect();
+    keys.sort();
+    keys.dedup();
+    keys.into_iter()
+        .map(|key| {
+            let observed = computed.get(key).copied().unwrap_or_default();
+            let expected = reported.get(key).copied().unwrap_or_default();
+            DqResult {
+                check_name,
+                usage_date: key.0,
+                dimension: key.1.clone(),
+                status: tolerance.status(observed - expected),
+                expected: Some(expected),
+                observed: Some(observed),
+                tolerance: Some(tolerance.warn),
+                currency: Some(currency.to_string()),
+                details: details(key),
+            }
+        })
+        .collect()
+}
+
+/// Counts of PASS / WARN / FAIL.
+pub(crate) fn tally(results: &[DqResult]) -> Value {
+    let count = |s: DqStatus| results.iter().filter(|r| r.status == s).count();
+    json!({"checks": results.len(), "pass": count(DqStatus::Pass), "warn": count(DqStatus::Warn), "fail": count(DqStatus::Fail)})
+}
+
+/// The warning for reconciliation results beyond tolerance (None when all passed).
+pub(crate) fn reconciliation_warning(provider: &str, results: &[DqResult]) -> Option<String> {
+    let checks: Vec<&DqResult> = results.iter().filter(|r| r.check_name.starts_with("cost_reconciliation")).collect();
+    let off: Vec<&DqResult> = checks.iter().copied().filter(|r| r.status != DqStatus::Pass).collect();
+    let worst = off.iter().max_by_key(|r| (r.observed.unwrap_or_default() - r.expected.unwrap_or_default()).abs())?;
+    Some(format!(
+        "reconciliation: {} of {} computed-vs-{provider} cost checks beyond tolerance {} {}; largest on {}{}: computed {} vs reported {}",
+        off.len(),
+        checks.len(),
+        worst.tolerance.unwrap_or_default(),
+        worst.currency.as_deref().unwrap_or(""),
+        date_text(worst.usage_date),
+        worst.dimension.as_deref().map(|d| format!(" ({d})")).unwrap_or_default(),
+        worst.observed.unwrap_or_default(),
+        worst.expected.unwrap_or_default(),
+    ))
+}
+
+/// Usage the book could not price, gathered per (day, model, reason) for warnings and DQ rows.
+#[derive(Debug, Default)]
+pub(crate) struct Unpriced {
+    /// (model, reason) → day → (rows, tokens).
+    by_model: BTreeMap<(String, String), BTreeMap<NaiveDate, (u64, u64)>>,
+}
+
+impl Unpriced {
+    pub fn add(&mut self, model: &str, reason: String, day: NaiveDate, tokens: u64) {
+        let e = self.by_model.entry((model.to_string(), reason)).or_default().entry(day).or_default();
+        e.0 += 1;
+        e.1 += tokens;
+    }
+
+    pub fn rows(&self) -> u64 {
+        self.by_model.values().flat_map(|d| d.values()).map(|(r, _)| r).sum()
+    }
+
+    pub fn models(&self) -> Vec<String> {
+        let mut m: Vec<String> = self.by_model.keys().map(|(m, _)| m.clone()).collect();
+        m.dedup();
+        m
+    }
+
+    /// One warning per model and reason.
+    pub fn warnings(&self, provider: &str, org: &str) -> Vec<String> {
+        self.by_model
+            .iter()
+            .map(|((model, reason), days)| {
+                let rows: u64 = days.values().map(|(r, _)| r).sum();
+                let tokens: u64 = days.values().map(|(_, t)| t).sum();
+                format!(
+                    "{model}: {reason}; {rows} usage row(s), {tokens} tokens on {} day(s) left unpriced (not counted as zero): \
+                     add or fix it with POST /api/v1/integrations/{org}/{provider}/pricing",
+                    days.len()
+                )
+            })
+            .collect()
+    }
+
+    /// One DQ row per model, reason and day.
+    pub fn dq_results(&self) -> Vec<DqResult> {
+        let mut out = Vec::new();
+        for ((model, reason), days) in &self.by_model {
+            for (day, (rows, tokens)) in days {
+                let check_name =
+                    if reason.starts_with("not in") { "price_book_model_missing" } else { "price_book_rate_missing" };
+                out.push(DqResult {
+                    check_name,
+                    usage_date: *day,
+                    dimension: Some(format!("model={model}")),
+                    status: DqStatus::Warn,
+                    expected: None,
+                    observed: None,
+                    tolerance: None,
+                    currency: None,
+                    details: json!({"model": model, "reason": reason, "rows": rows, "tokens": tokens}),
+                });
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn configs_root() -> std::path::PathBuf {
+        std::path::PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../configs"))
+    }
+
+    #[test]
+    fn shipped_schemas_are_valid() {
+        for (provider, table) in [
+            ("openai", openai::usage::TABLE),
+            ("openai", openai::cost::TABLE),
+            ("openai", openai::subscriptions::TABLE),
+            ("anthropic", anthropic::usage::TABLE),
+            ("anthropic", anthropic::cost::TABLE),
+        ] {
+            let s = load_schema(&configs_root(), provider, table).unwrap();
+            assert_eq!(s.field("usage_date").map(|f| f.field_type), Some(crate::warehouse::FieldType::Date), "{table}");
+            assert!(s.field("org_slug").is_some(), "{table}");
+        }
+    }
+
+    /// Every shipped pipeline file's steps parse into their processor's Config.
+    #[test]
+    fn shipped_pipelines_match_the_processor_configs() {
+        use crate::pipeline::Processor;
+        fn check<P: Processor>(config: &serde_yaml::Value) -> Result<(), String> {
+            serde_yaml::from_value::<P::Config>(config.clone()).map(|_| ()).map_err(|e| e.to_string())
+        }
+        let mut seen = Vec::new();
+        for file in ["openai/usage_cost.yml", "openai/subscriptions.yml", "anthropic/usage_cost.yml"] {
+            let text = std::fs::read_to_string(configs_root().join(file)).unwrap();
+            let doc: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
+            for step in doc["steps"].as_sequence().unwrap() {
+                let mut config = step.as_mapping().unwrap().clone();
+                config.remove("step_id");
+                let ps_type = config.remove("ps_type").and_then(|v| v.as_str().map(str::to_string)).unwrap();
+                let config = serde_yaml::Value::Mapping(config);
+                let checked = match ps_type.as_str() {
+                    "openai.usage" => check::<openai::usage::OpenAiUsage>(&config),
+                    "openai.cost" => check::<openai::cost::OpenAiCost>(&config),
+                    "openai.subscriptions" => check::<openai::subscriptions::OpenAiSubscriptions>(&config),
+                    "anthropic.usage" => check::<anthropic::usage::AnthropicUsage>(&config),
+                    "anthropic.cost" => check::<anthropic::cost::AnthropicCost>(&config),
+                    other => Err(format!("unknown ps_type {other}")),
+                };
+                checked.unwrap_or_else(|e| panic!("{file} {ps_type}: {e}"));
+                seen.push(ps_type);
+            }
+        }
+        assert_eq!(seen.len(), 5);
+        // The YAML text is read as a decimal, quoted or not: exact either way.
+        let c: openai::cost::Config = serde_yaml::from_str("tolerance: 0.10").unwrap();
+        assert_eq!(c.tolerance.to_string(), "0.10");
+        assert!(serde_yaml::from_str::<openai::cost::Config>("tolerance: \"-1\"").is_err());
+    }
+
+    #[test]
+    fn tolerance_and_reconciliation() {
+        let t = Tolerance { warn: "0.01".parse().unwrap(), fail: Some("1".parse().unwrap()) };
+        assert_eq!(t.status("0.01".parse().unwrap()), DqStatus::Pass);
+        assert_eq!(t.status("-0.011".parse().unwrap()), DqStatus::Warn);
+        assert_eq!(t.status("1.5".parse().unwrap()), DqStatus::Fail);
+        let d = |s: &str| crate::pricebook::records::parse_date(s).unwrap();
+        let computed: Amounts = [((d("2026-01-01"), None), "1.00".parse().unwrap())].into();
+        let reported: Amounts =
+            [((d("2026-01-01"), None), "1.005".parse().unwrap()), ((d("2026-01-02"), None), "0.5".parse().unwrap())]
+                .into();
+        let r = reconcile("cost_reconciliation_daily", &computed, &reported, &t, "USD", |_| Value::Null);
+        assert_eq!(r.len(), 2);
+        assert_eq!(r[0].status, DqStatus::Pass);
+        assert_eq!((r[1].status, r[1].observed), (DqStatus::Warn, Some(Decimal::ZERO)), "a day only the provider has");
+        assert!(reconciliation_warning("OpenAI", &r).unwrap().contains("1 of 2"));
+    }
+
+    #[test]
+    fn numeric_text_is_canonical() {
+        assert_eq!(numeric("1.2300".parse().unwrap()), Value::String("1.23".into()));
+        assert_eq!(numeric("0.000".parse().unwrap()), Value::String("0".into()));
+    }
+}

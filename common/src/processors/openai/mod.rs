@@ -1,0 +1,23 @@
+//! OpenAI processors: `openai.usage` (Usage API → `openai_usage_daily_raw`), `openai.cost`
+//! (raw × price book → `openai_cost_daily`, reconciled with the Costs API) and
+//! `openai.subscriptions` (subscription book → `openai_subscriptions_monthly`).
+
+pub mod cost;
+pub mod subscriptions;
+pub mod usage;
+
+use crate::pipeline::StepContext;
+use crate::providers::openai::OpenAi;
+use crate::providers::ProviderHttp;
+
+/// The provider name used for tables, books and messages.
+pub const PROVIDER: &str = "openai";
+
+/// The HTTP client of a step, aimed at the configured base (the real API, or the sandbox).
+pub(crate) fn http(ctx: &StepContext<'_>) -> Result<ProviderHttp, crate::pipeline::StepError> {
+    ProviderHttp::from_settings(&ctx.state.settings).map_err(crate::pipeline::StepError::Failed)
+}
+
+pub(crate) fn client<'a>(ctx: &'a StepContext<'_>, http: &'a ProviderHttp) -> OpenAi<'a> {
+    OpenAi { http, base: ctx.state.settings.openai_api_base.trim_end_matches('/') }
+}

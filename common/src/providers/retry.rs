@@ -1,0 +1,221 @@
+//! Provider calls the pipelines make: a GET that retries 429 and 5xx with exponential backoff
+//! and jitter (honoring `Retry-After`), times out per call, caps its attempts, and on giving up
+//! says which provider answered what. Paging loops are built on it in `openai` and `anthropic`.
+
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+
+use super::{provider_message, redact, ProviderHttp};
+
+/// How a pipeline step retries provider calls (the `retry:` key of a step's config).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetryPolicy {
+    /// Attempts per call, the first included (1 = no retry).
+    #[serde(default = "default_max_attempts")]
+    pub max_attempts: u32,
+    /// Wait before the first retry, in milliseconds; doubled on each further retry.
+    #[serde(default = "default_initial_backoff_ms")]
+    pub initial_backoff_ms: u64,
+    /// Longest wait between two attempts, in milliseconds. A `Retry-After` longer than this ends
+    /// the retries (waiting less than the provider asked would only be refused again).
+    #[serde(default = "default_max_backoff_ms")]
+    pub max_backoff_ms: u64,
+    /// Per-call timeout in seconds; unset: the process default (`PROVIDER_TIMEOUT_SECS`).
+    #[serde(default)]
+    pub timeout_secs: Option<u64>,
+}
+
+fn default_max_attempts() -> u32 {
+    5
+}
+fn default_initial_backoff_ms() -> u64 {
+    500
+}
+fn default_max_backoff_ms() -> u64 {
+    30_000
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            max_attempts: default_max_attempts(),
+            initial_backoff_ms: default_initial_backoff_ms(),
+            max_backoff_ms: default_max_backoff_ms(),
+            timeout_secs: None,
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// The jittered wait before retry number `retry` (1-based): uniform in [b/2, b] where
+    /// b = min(initial × 2^(retry−1), max) ("equal jitter": never zero, never above the cap).
+    pub fn backoff(&self, retry: u32, unit_random: f64) -> Duration {
+        let exp = self.initial_backoff_ms.saturating_mul(1u64 << retry.saturating_sub(1).min(30));
+        let capped = exp.min(self.max_backoff_ms);
+        let half = capped / 2;
+        let jitter = ((capped - half) as f64 * unit_random.clamp(0.0, 1.0)) as u64;
+        Duration::from_millis(half + jitter)
+    }
+
+    /// What the step's config may get wrong, one line each.
+    pub fn problems(&self) -> Vec<String> {
+        let mut p = Vec::new();
+        if self.max_attempts == 0 || self.max_attempts > 20 {
+            p.push("retry.max_attempts must be between 1 and 20".to_string());
+        }
+        if self.initial_backoff_ms > self.max_backoff_ms {
+            p.push("retry.initial_backoff_ms must not exceed retry.max_backoff_ms".to_string());
+        }
+        if self.timeout_secs == Some(0) {
+            p.push("retry.timeout_secs must be at least 1".to_string());
+        }
+        p
+    }
+}
+
+/// A provider call that failed for good: retries exhausted, or an answer not worth retrying
+/// (4xx, a body of the wrong shape). `status` is the provider's HTTP status, or 504 (no answer
+/// in time) / 502 (unreachable) when there was none.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{provider} answered {status}: {message}")]
+pub struct ProviderError {
+    pub provider: String,
+    pub status: u16,
+    pub message: String,
+}
+
+/// A random number in [0, 1) for jitter (v4 UUIDs come from the OS generator; no extra crate).
+fn unit_random() -> f64 {
+    (uuid::Uuid::new_v4().as_u128() >> 75) as f64 / (1u64 << 53) as f64
+}
+
+/// `Retry-After` in seconds (the providers send delta-seconds; an HTTP date is ignored).
+fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    let text = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?.trim();
+    text.parse::<f64>().ok().filter(|s| s.is_finite() && *s >= 0.0).map(Duration::from_secs_f64)
+}
+
+fn retryable(status: u16) -> bool {
+    status == 429 || status >= 500
+}
+
+impl ProviderHttp {
+    /// GETs JSON with retries. `request` builds the request afresh for each attempt; `secret` is
+    /// removed from any provider message kept in the error.
+    pub async fn get_json<T: DeserializeOwned>(
+        &self,
+        provider: &str,
+        secret: &str,
+        policy: &RetryPolicy,
+        request: impl Fn() -> reqwest::RequestBuilder,
+    ) -> Result<T, ProviderError> {
+        let fail = |status: u16, message: String| ProviderError { provider: provider.to_string(), status, message };
+        let attempts = policy.max_attempts.max(1);
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let mut builder = request();
+            if let Some(secs) = policy.timeout_secs {
+                builder = builder.timeout(Duration::from_secs(secs.max(1)));
+            }
+            // (status, message, Retry-After) of a failure worth retrying.
+            let failure: (u16, String, Option<Duration>) = match builder.send().await {
+                Err(e) => {
+                    let (status, what) = if e.is_timeout() {
+                        (504, "no answer within the timeout".to_string())
+                    } else {
+                        (502, format!("could not be reached ({})", super::root_cause(&e)))
+                    };
+                    (status, what, None)
+                }
+                Ok(response) => {
+                    let status = response.status().as_u16();
+                    let headers = response.headers().clone();
+                    let text = match response.text().await {
+                        Ok(t) => t,
+                        Err(e) => {
+                            let status = if e.is_timeout() { 504 } else { 502 };
+                            return Err(fail(status, format!("the response could not be read ({e})")));
+                        }
+                    };
+                    if (200..300).contains(&status) {
+                        return serde_json::from_str(&text).map_err(|e| {
+                            fail(status, format!("the response does not have the documented shape: {e}"))
+                        });
+                    }
+                    let body = serde_json::from_str(&text).unwrap_or(serde_json::Value::Null);
+                    let said = provider_message(&body).map(|m| redact(&m, secret)).unwrap_or_default();
+                    let message = if said.is_empty() { format!("HTTP {status}") } else { said };
+                    if !retryable(status) {
+                        return Err(fail(status, message));
+                    }
+                    (status, message, retry_after(&headers))
+                }
+            };
+            let (status, message, asked) = failure;
+            if attempt >= attempts {
+                return Err(fail(status, format!("{message} (gave up after {attempt} attempt(s))")));
+            }
+            let max = Duration::from_millis(policy.max_backoff_ms);
+            let wait = match asked {
+                Some(asked) if asked > max => {
+                    return Err(fail(
+                        status,
+                        format!("{message} (asked to retry after {} s, beyond the retry budget)", asked.as_secs()),
+                    ))
+                }
+                Some(asked) => asked,
+                None => policy.backoff(attempt, unit_random()),
+            };
+            tracing::warn!(
+                provider,
+                status,
+                attempt,
+                wait_ms = wait.as_millis() as u64,
+                "provider call failed; retrying"
+            );
+            tokio::time::sleep(wait).await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_with_jitter_and_a_cap() {
+        let p = RetryPolicy { max_attempts: 5, initial_backoff_ms: 100, max_backoff_ms: 1_000, timeout_secs: None };
+        assert_eq!(p.backoff(1, 0.0), Duration::from_millis(50));
+        assert_eq!(p.backoff(1, 1.0), Duration::from_millis(100));
+        assert_eq!(p.backoff(3, 1.0), Duration::from_millis(400));
+        assert_eq!(p.backoff(10, 1.0), Duration::from_millis(1_000), "capped");
+        assert_eq!(p.backoff(10, 0.0), Duration::from_millis(500));
+        for _ in 0..100 {
+            let r = unit_random();
+            assert!((0.0..1.0).contains(&r));
+        }
+    }
+
+    #[test]
+    fn retry_after_and_statuses() {
+        let mut h = reqwest::header::HeaderMap::new();
+        h.insert(reqwest::header::RETRY_AFTER, "2".parse().unwrap());
+        assert_eq!(retry_after(&h), Some(Duration::from_secs(2)));
+        h.insert(reqwest::header::RETRY_AFTER, "Wed, 21 Oct 2015 07:28:00 GMT".parse().unwrap());
+        assert_eq!(retry_after(&h), None);
+        assert!(retryable(429) && retryable(500) && retryable(529));
+        assert!(!retryable(400) && !retryable(401) && !retryable(404));
+    }
+
+    #[test]
+    fn policy_config_is_checked() {
+        let p: RetryPolicy = serde_yaml::from_str("max_attempts: 3").unwrap();
+        assert_eq!((p.max_attempts, p.initial_backoff_ms), (3, 500));
+        assert!(serde_yaml::from_str::<RetryPolicy>("attempts: 3").is_err());
+        assert!(!RetryPolicy { max_attempts: 0, ..RetryPolicy::default() }.problems().is_empty());
+    }
+}

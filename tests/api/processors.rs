@@ -1,0 +1,382 @@
+//! The processors run directly (`Processor::run` with a `StepContext`) against the real app and
+//! its provider sandbox: rows and totals, reconciliation against the sandbox's own bill,
+//! idempotent reruns, a model missing from the price book, prices changing mid-window, 429s that
+//! clear, and retries that run out without leaving a partial window.
+
+use std::collections::BTreeMap;
+
+use chrono::NaiveDate;
+use common::pipeline::{Processor, StepContext, StepError, StepOutcome};
+use common::processors::anthropic::cost::AnthropicCost;
+use common::processors::anthropic::usage::AnthropicUsage;
+use common::processors::openai::cost::OpenAiCost;
+use common::processors::openai::subscriptions::OpenAiSubscriptions;
+use common::processors::openai::usage::OpenAiUsage;
+use common::warehouse::{Params, Row};
+use convergence_tests::{Key, TestApp};
+use reqwest::StatusCode;
+use rust_decimal::Decimal;
+use serde_json::{json, Value};
+
+const ORG: &str = "proc_co";
+const OPENAI_KEY: &str = "sk-admin-sandbox-proc";
+const ANTHROPIC_KEY: &str = "sk-ant-admin01-sandbox-proc";
+
+fn day(s: &str) -> NaiveDate {
+    NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap()
+}
+
+/// A past week, so the sandbox's data never changes.
+fn window() -> (NaiveDate, NaiveDate) {
+    (day("2025-03-01"), day("2025-03-07"))
+}
+
+/// The app with its sandbox, an onboarded organization, and both integrations set up with
+/// sandbox keys (which seeds the default price books).
+async fn setup() -> TestApp {
+    let app = crate::sandbox::spawn().await;
+    app.bootstrap().await;
+    let org_key = app.onboard(ORG).await;
+    for (provider, key) in [("openai", OPENAI_KEY), ("anthropic", ANTHROPIC_KEY)] {
+        let r = app
+            .post(
+                &format!("/api/v1/integrations/{ORG}/{provider}/setup"),
+                Key::Api(&org_key),
+                json!({"credential": key}),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{provider}: {}", r.body);
+    }
+    app
+}
+
+/// Runs one processor for the window with `credential`.
+async fn run<P: Processor>(
+    app: &TestApp,
+    config: Value,
+    credential: &str,
+    (start, end): (NaiveDate, NaiveDate),
+) -> Result<StepOutcome, StepError> {
+    let config: P::Config = serde_json::from_value(config).expect("config");
+    let dataset = app.state.org_dataset(ORG);
+    let variables = BTreeMap::from([("org_slug".to_string(), ORG.to_string())]);
+    let secret = secrecy::SecretString::from(credential.to_string());
+    let pipeline_id = format!("{ORG}-{}-usage-cost", P::TYPE.split('.').next().unwrap());
+    let ctx = StepContext {
+        state: &app.state,
+        org_slug: ORG,
+        dataset: &dataset,
+        run_id: "run-test",
+        pipeline_id: &pipeline_id,
+        step_id: "step",
+        start_date: start,
+        end_date: end,
+        variables: &variables,
+        credential: Some(&secret),
+    };
+    P::run(&config, &ctx).await
+}
+
+/// Fast retries for tests (a sandbox 429 still asks for `Retry-After: 1`).
+fn quick() -> Value {
+    json!({"max_attempts": 4, "initial_backoff_ms": 10, "max_backoff_ms": 2000})
+}
+
+/// Every row of an organization table, in a total order: the table's content as text.
+async fn dump(app: &TestApp, table: &str) -> String {
+    let dataset = app.state.org_dataset(ORG);
+    if !app.state.warehouse.list_tables(&dataset).await.unwrap().iter().any(|t| t == table) {
+        return String::new();
+    }
+    let columns = app.state.warehouse.table_columns(&dataset, table).await.unwrap();
+    let sql = format!(
+        "SELECT * FROM {} ORDER BY {}",
+        app.state.warehouse.table_ref(&dataset, table).unwrap(),
+        columns.iter().map(|c| format!("{c} NULLS FIRST")).collect::<Vec<_>>().join(", ")
+    );
+    let rows = app.state.warehouse.query(&sql, &Params::new()).await.unwrap();
+    serde_json::to_string(&rows).unwrap()
+}
+
+async fn rows(app: &TestApp, table: &str) -> Vec<Row> {
+    let text = dump(app, table).await;
+    if text.is_empty() {
+        return Vec::new();
+    }
+    serde_json::from_str(&text).unwrap()
+}
+
+async fn dq_rows(app: &TestApp, table: &str) -> Vec<Row> {
+    let t = app.state.central_table("org_meta_dq_results").unwrap();
+    let sql = format!(
+        "SELECT check_name, usage_date, dimension, status, expected_value, observed_value, difference, tolerance, \
+         currency, details FROM {t} WHERE org_slug = @org AND table_name = @table ORDER BY usage_date, check_name, dimension"
+    );
+    app.state.warehouse.query(&sql, &Params::new().bind("org", ORG).bind("table", table)).await.unwrap()
+}
+
+fn dec(v: &Value) -> Decimal {
+    v.as_str().unwrap_or_else(|| panic!("a decimal string, got {v}")).parse().unwrap()
+}
+
+fn sum(rows: &[Row], column: &str) -> Decimal {
+    rows.iter().filter(|r| !r[column].is_null()).map(|r| dec(&r[column])).sum()
+}
+
+#[tokio::test]
+async fn openai_usage_and_cost_reconcile_with_the_sandbox_bill() {
+    let app = setup().await;
+    let usage = run::<OpenAiUsage>(&app, json!({"page_size": 3}), OPENAI_KEY, window()).await.unwrap();
+    let raw = rows(&app, "openai_usage_daily_raw").await;
+    assert_eq!(usage.rows_written, raw.len() as u64);
+    assert_eq!(usage.metrics["pages"], 6, "7 days, 3 a page, completions and embeddings: 3 + 3 pages");
+    assert!(raw.iter().any(|r| r["usage_type"] == "embeddings") && raw.iter().any(|r| r["batch"] == true));
+    for r in &raw {
+        let (input, cached) = (r["input_tokens"].as_u64().unwrap(), r["input_cached_tokens"].as_u64().unwrap());
+        assert_eq!(r["input_uncached_tokens"].as_u64().unwrap(), input - cached);
+    }
+    let days: std::collections::BTreeSet<&str> = raw.iter().map(|r| r["usage_date"].as_str().unwrap()).collect();
+    assert_eq!(days.len(), 7);
+
+    let cost =
+        run::<OpenAiCost>(&app, json!({"tolerance": "0.01", "retry": quick()}), OPENAI_KEY, window()).await.unwrap();
+    assert!(cost.warnings.is_empty(), "{:?}", cost.warnings);
+    let costs = rows(&app, "openai_cost_daily").await;
+    assert_eq!(costs.len(), raw.len(), "one cost row per usage row");
+    assert!(costs.iter().all(|r| r["cost_status"] == "PRICED" && r["currency"] == "USD" && r["price_version"] == 1));
+    let mini = costs.iter().find(|r| r["model"] == "gpt-4o-mini-2024-07-18").unwrap();
+    assert_eq!(mini["price_model_id"], "gpt-4o-mini", "dated snapshot → its own family, not gpt-4o");
+    assert!(costs.iter().any(|r| r["pricing_basis"] == "batch"));
+    // Row totals add up to the step's total, which equals what the sandbox billed (to the nanodollar).
+    let total = sum(&costs, "total_cost");
+    assert_eq!(total, dec(&cost.metrics["total_cost"]));
+    assert_eq!(total, dec(&cost.metrics["reported_cost"]));
+    for r in &costs {
+        let parts = ["uncached_input_cost", "cached_input_cost", "output_cost"]
+            .iter()
+            .filter(|c| !r[**c].is_null())
+            .map(|c| dec(&r[*c]))
+            .sum::<Decimal>();
+        assert_eq!(parts, dec(&r["total_cost"]), "{r:?}");
+    }
+    let dq = dq_rows(&app, "openai_cost_daily").await;
+    let daily: Vec<&Row> = dq.iter().filter(|r| r["check_name"] == "cost_reconciliation_daily").collect();
+    assert_eq!(daily.len(), 7);
+    assert!(dq.iter().any(|r| r["check_name"] == "cost_reconciliation_daily_project"));
+    for r in &dq {
+        assert_eq!(r["status"], "PASS", "{r:?}");
+        assert_eq!(dec(&r["difference"]), Decimal::ZERO);
+        assert_eq!(dec(&r["tolerance"]), "0.01".parse::<Decimal>().unwrap());
+    }
+    let reported: Decimal = daily.iter().map(|r| dec(&r["expected_value"])).sum();
+    assert_eq!(reported, total);
+    assert_eq!(cost.metrics["reconciliation"]["pass"], dq.len());
+}
+
+#[tokio::test]
+async fn reruns_replace_the_window_byte_for_byte() {
+    let app = setup().await;
+    let tables = ["openai_usage_daily_raw", "openai_cost_daily", "anthropic_usage_daily_raw", "anthropic_cost_daily"];
+    let mut first: Vec<String> = Vec::new();
+    for attempt in 0..5 {
+        run::<OpenAiUsage>(&app, json!({}), OPENAI_KEY, window()).await.unwrap();
+        run::<OpenAiCost>(&app, json!({}), OPENAI_KEY, window()).await.unwrap();
+        run::<AnthropicUsage>(&app, json!({}), ANTHROPIC_KEY, window()).await.unwrap();
+        run::<AnthropicCost>(&app, json!({}), ANTHROPIC_KEY, window()).await.unwrap();
+        let mut now = Vec::new();
+        for t in tables {
+            now.push(dump(&app, t).await);
+        }
+        if attempt == 0 {
+            first = now;
+            assert!(first.iter().all(|d| d.len() > 2));
+        } else {
+            assert_eq!(now, first, "rerun {attempt} changed a table");
+        }
+    }
+    // The DQ results of the window are replaced too, not piled up.
+    let dq = dq_rows(&app, "openai_cost_daily").await;
+    assert_eq!(dq.iter().filter(|r| r["check_name"] == "cost_reconciliation_daily").count(), 7);
+    // A narrower rerun replaces only its own days.
+    let before = rows(&app, "openai_usage_daily_raw").await.len();
+    run::<OpenAiUsage>(&app, json!({}), OPENAI_KEY, (day("2025-03-03"), day("2025-03-03"))).await.unwrap();
+    assert_eq!(rows(&app, "openai_usage_daily_raw").await.len(), before);
+}
+
+#[tokio::test]
+async fn anthropic_usage_and_cost_price_every_token_type() {
+    let app = setup().await;
+    let usage = run::<AnthropicUsage>(&app, json!({"page_size": 2}), ANTHROPIC_KEY, window()).await.unwrap();
+    assert_eq!(usage.metrics["pages"], 4);
+    let raw = rows(&app, "anthropic_usage_daily_raw").await;
+    assert_eq!(usage.rows_written, raw.len() as u64);
+    assert!(raw.iter().any(|r| r["workspace_id"].is_null()), "the default workspace");
+    assert!(raw.iter().any(|r| r["context_window"] == "200k-1M") && raw.iter().any(|r| r["service_tier"] == "batch"));
+    assert!(raw.iter().any(|r| r["cache_write_1h_input_tokens"].as_u64() > Some(0)));
+
+    let cost = run::<AnthropicCost>(&app, json!({"tolerance": "0.01"}), ANTHROPIC_KEY, window()).await.unwrap();
+    assert!(cost.warnings.is_empty(), "{:?}", cost.warnings);
+    let costs = rows(&app, "anthropic_cost_daily").await;
+    assert_eq!(costs.len(), raw.len());
+    assert!(costs.iter().any(|r| r["pricing_basis"] == "long_context"));
+    assert!(costs.iter().any(|r| !r["cache_write_5m_cost"].is_null() && !r["cache_write_1h_cost"].is_null()));
+    let total = sum(&costs, "total_cost");
+    assert_eq!(total, dec(&cost.metrics["reported_cost"]), "cents / 100 equals the computed dollars");
+    let dq = dq_rows(&app, "anthropic_cost_daily").await;
+    assert_eq!(dq.iter().filter(|r| r["check_name"] == "cost_reconciliation_daily").count(), 7);
+    assert!(dq.iter().any(|r| r["check_name"] == "cost_reconciliation_daily_model"
+        && r["dimension"] == "model=claude-sonnet-4-5-20250929"));
+    assert!(dq.iter().all(|r| r["status"] == "PASS"), "{dq:?}");
+}
+
+#[tokio::test]
+async fn a_model_missing_from_the_book_is_reported_not_priced_at_zero() {
+    let app = setup().await;
+    run::<OpenAiUsage>(&app, json!({}), OPENAI_KEY, window()).await.unwrap();
+    // The organization's book loses gpt-4o-mini altogether (every version).
+    let dataset = app.state.org_dataset(ORG);
+    let t = app.state.warehouse.table_ref(&dataset, "openai_model_pricing").unwrap();
+    let n = app
+        .state
+        .warehouse
+        .execute(&format!("DELETE FROM {t} WHERE model_id = @m"), &Params::new().bind("m", "gpt-4o-mini"))
+        .await
+        .unwrap();
+    assert!(n > 0);
+    let cost = run::<OpenAiCost>(&app, json!({}), OPENAI_KEY, window()).await.expect("the step still succeeds");
+    let missing = "gpt-4o-mini-2024-07-18";
+    assert!(
+        cost.warnings.iter().any(|w| w.contains(missing) && w.contains("not in the openai price book")),
+        "{:?}",
+        cost.warnings
+    );
+    assert!(cost.warnings.iter().any(|w| w.starts_with("reconciliation:")), "{:?}", cost.warnings);
+    assert_eq!(cost.metrics["models_missing"], json!([missing]));
+    let costs = rows(&app, "openai_cost_daily").await;
+    let unpriced: Vec<&Row> = costs.iter().filter(|r| r["model"] == missing).collect();
+    assert!(!unpriced.is_empty());
+    for r in &unpriced {
+        assert_eq!(r["cost_status"], "MODEL_NOT_IN_PRICE_BOOK");
+        assert!(r["total_cost"].is_null() && r["price_version_id"].is_null(), "never zero: {r:?}");
+    }
+    let dq = dq_rows(&app, "openai_cost_daily").await;
+    let missing_rows: Vec<&Row> = dq.iter().filter(|r| r["check_name"] == "price_book_model_missing").collect();
+    assert_eq!(missing_rows.len(), 7, "one per day");
+    assert!(missing_rows.iter().all(|r| r["status"] == "WARN" && r["dimension"] == format!("model={missing}")));
+    // What OpenAI billed for it now shows up as a difference beyond tolerance, every day.
+    let daily: Vec<&Row> = dq.iter().filter(|r| r["check_name"] == "cost_reconciliation_daily").collect();
+    assert!(daily.iter().all(|r| r["status"] == "WARN" && dec(&r["difference"]) < Decimal::ZERO), "{daily:?}");
+}
+
+#[tokio::test]
+async fn usage_is_priced_with_the_version_in_force_on_its_day() {
+    let app = setup().await;
+    run::<AnthropicUsage>(&app, json!({}), ANTHROPIC_KEY, window()).await.unwrap();
+    // Change Haiku 4.5's output price from 2025-03-05 (a new version; the old one closes then).
+    let book =
+        common::pricebook::Book::open(&app.state, ORG, "anthropic", common::pricebook::BookKind::Pricing).unwrap();
+    let changes = BTreeMap::from([("output_per_1m".to_string(), common::pricebook::Input::Text("10.00".into()))]);
+    book.update("claude-haiku-4-5-20251001", &changes, Some(day("2025-03-05")), "test").await.unwrap();
+    let cost = run::<AnthropicCost>(&app, json!({}), ANTHROPIC_KEY, window()).await.unwrap();
+    let costs = rows(&app, "anthropic_cost_daily").await;
+    let haiku: Vec<&Row> = costs.iter().filter(|r| r["model"] == "claude-haiku-4-5-20251001").collect();
+    for r in &haiku {
+        let d = day(r["usage_date"].as_str().unwrap());
+        let expected = if d < day("2025-03-05") { 1 } else { 2 };
+        assert_eq!(r["price_version"], expected, "{r:?}");
+    }
+    assert!(haiku.iter().any(|r| r["price_version"] == 2) && haiku.iter().any(|r| r["price_version"] == 1));
+    // The sandbox bills the default prices: the days after the change no longer reconcile.
+    let dq = dq_rows(&app, "anthropic_cost_daily").await;
+    for r in dq.iter().filter(|r| r["check_name"] == "cost_reconciliation_daily") {
+        let d = day(r["usage_date"].as_str().unwrap());
+        assert_eq!(r["status"], if d < day("2025-03-05") { "PASS" } else { "WARN" }, "{r:?}");
+    }
+    assert!(!cost.warnings.is_empty());
+}
+
+#[tokio::test]
+async fn a_429_is_retried_until_it_clears() {
+    let app = setup().await;
+    // The first two calls to each endpoint answer 429 with Retry-After: 1.
+    let flaky = "sk-admin-sandbox-proc-fail429x2";
+    let started = std::time::Instant::now();
+    let usage = run::<OpenAiUsage>(&app, json!({"retry": quick()}), flaky, window()).await.unwrap();
+    assert!(usage.rows_written > 0);
+    assert!(started.elapsed() >= std::time::Duration::from_secs(4), "Retry-After honoured: 2 × 1 s per endpoint");
+    let cost = run::<OpenAiCost>(&app, json!({"retry": quick()}), flaky, window()).await.unwrap();
+    assert_eq!(cost.metrics["reconciliation"]["fail"], 0);
+    let a = run::<AnthropicUsage>(&app, json!({"retry": quick()}), "sk-ant-admin01-sandbox-proc-fail529x1", window())
+        .await
+        .unwrap();
+    assert!(a.rows_written > 0, "an overloaded 529 is retried too");
+}
+
+#[tokio::test]
+async fn exhausted_retries_fail_the_step_and_leave_no_partial_window() {
+    let app = setup().await;
+    let down = "sk-admin-sandbox-proc-fail500";
+    let err = run::<OpenAiUsage>(&app, json!({"retry": quick()}), down, window()).await.unwrap_err();
+    match &err {
+        StepError::Provider { provider, status, message } => {
+            assert_eq!((provider.as_str(), *status), ("OpenAI", 500));
+            assert!(message.contains("gave up after 4 attempt"), "{message}");
+        }
+        other => panic!("expected a provider error, got {other:?}"),
+    }
+    assert!(err.to_string().starts_with("OpenAI answered 500"), "{err}");
+    assert!(rows(&app, "openai_usage_daily_raw").await.is_empty(), "nothing written");
+
+    // A window already loaded stays as it was when a rerun fails half-way: completions are
+    // fetched in full, then embeddings run out of retries; the replace never happens.
+    run::<OpenAiUsage>(&app, json!({}), OPENAI_KEY, window()).await.unwrap();
+    let before = dump(&app, "openai_usage_daily_raw").await;
+    let flaky = "sk-admin-sandbox-proc-fail500x5"; // the first 5 calls to each endpoint fail
+    let five = json!({"max_attempts": 5, "initial_backoff_ms": 1, "max_backoff_ms": 10});
+    // Uses up the completions endpoint's 5 failures.
+    run::<OpenAiUsage>(&app, json!({"endpoints": ["completions"], "retry": five}), flaky, window()).await.unwrap_err();
+    let err = run::<OpenAiUsage>(&app, json!({"retry": quick()}), flaky, window()).await.unwrap_err();
+    assert!(matches!(err, StepError::Provider { status: 500, .. }), "{err:?}");
+    assert_eq!(dump(&app, "openai_usage_daily_raw").await, before);
+
+    // The cost step fails the same way when the bill cannot be read, and writes nothing.
+    let err = run::<OpenAiCost>(&app, json!({"retry": quick()}), down, window()).await.unwrap_err();
+    assert!(matches!(err, StepError::Provider { status: 500, .. }), "{err:?}");
+    assert!(rows(&app, "openai_cost_daily").await.is_empty());
+    assert!(dq_rows(&app, "openai_cost_daily").await.is_empty());
+
+    // A 4xx is not retried.
+    let err =
+        run::<AnthropicUsage>(&app, json!({"retry": quick()}), "sk-ant-admin01-real-key", window()).await.unwrap_err();
+    assert!(matches!(err, StepError::Provider { status: 401, .. }), "{err:?}");
+}
+
+#[tokio::test]
+async fn subscriptions_are_written_per_month() {
+    let app = setup().await;
+    let out = run::<OpenAiSubscriptions>(
+        &app,
+        json!({"seats": {"chatgpt_business_monthly": 12}}),
+        OPENAI_KEY,
+        (day("2025-01-15"), day("2025-03-10")),
+    )
+    .await
+    .unwrap();
+    let rows = rows(&app, "openai_subscriptions_monthly").await;
+    let months: std::collections::BTreeSet<&str> = rows.iter().map(|r| r["usage_date"].as_str().unwrap()).collect();
+    assert_eq!(months.into_iter().collect::<Vec<_>>(), vec!["2025-01-01", "2025-02-01", "2025-03-01"]);
+    let business: Vec<&Row> = rows.iter().filter(|r| r["plan_name"] == "chatgpt_business_monthly").collect();
+    // 12 seats × 25 = 300 a month, three months.
+    assert!(business.iter().all(|r| dec(&r["monthly_cost"]) == Decimal::from(300)));
+    assert_eq!(dec(&out.metrics["total_cost"]), Decimal::from(900));
+    let again = run::<OpenAiSubscriptions>(
+        &app,
+        json!({"seats": {"chatgpt_business_monthly": 12}}),
+        OPENAI_KEY,
+        (day("2025-01-15"), day("2025-03-10")),
+    )
+    .await
+    .unwrap();
+    assert_eq!(again.rows_written, out.rows_written);
+    assert_eq!(self::rows(&app, "openai_subscriptions_monthly").await.len(), rows.len());
+}
