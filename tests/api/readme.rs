@@ -22,9 +22,13 @@ async fn the_readme_walkthrough_works_as_written() {
     assert!(out.status.success(), "walkthrough failed:\n{stdout}\n{stderr}");
     assert!(!stdout.contains("\"error\""), "a step failed:\n{stdout}");
     let lines: Vec<&str> = stdout.lines().collect();
-    assert_eq!(lines.len(), 8, "one line per step:\n{stdout}");
+    assert_eq!(lines.len(), 10, "one line per step:\n{stdout}");
     assert!(lines[3].starts_with("acme_corp_api_"), "the key was captured: {}", lines[3]);
     assert!(lines[6].contains("revoked_fingerprints"), "{}", lines[6]);
     assert!(lines[7].contains("\"status\":\"VALID\""), "the sandbox key was validated: {}", lines[7]);
+    assert_eq!(lines[8].len(), 36, "the run id was captured: {}", lines[8]);
+    let run: serde_json::Value = serde_json::from_str(lines[9]).expect("the run as JSON");
+    assert_eq!(run["status"], "SUCCESS", "{run}");
+    assert!(run["totals"]["rows_written"].as_i64().unwrap_or(0) > 0, "{run}");
     assert_eq!(app.count("org_api_keys", Some("acme_corp")).await, 2);
 }
