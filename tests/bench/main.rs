@@ -177,6 +177,132 @@ async fn load(bin: &Path, requests: usize) {
     );
 }
 
+/// Prices `rows` synthetic OpenAI usage rows (snapshot model names, cached and batch tokens, a
+/// week of days) with the default book: matching, version lookup and decimal arithmetic.
+fn cost_alone(rows: usize) {
+    use common::cost::{Context, PriceBook, Tier, Tokens};
+    let csv = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../configs/openai/seed/data/default_pricing.csv"))
+        .expect("default OpenAI prices");
+    let entries = common::pricebook::records::parse_seed_csv(common::pricebook::BookKind::Pricing, &csv).expect("valid CSV");
+    let book_rows: Vec<common::warehouse::Row> = entries
+        .into_iter()
+        .map(|mut e| {
+            e.insert("version_id".into(), json!("v1"));
+            e.insert("version".into(), json!(1));
+            e.insert("effective_from".into(), json!("1970-01-01"));
+            e
+        })
+        .collect();
+    let mut book = PriceBook::from_rows(&book_rows).expect("book");
+    let models = ["gpt-4o-2024-08-06", "gpt-4o-mini-2024-07-18", "gpt-4.1", "o3-mini", "gpt-5-mini", "text-embedding-3-small"];
+    let start = chrono::NaiveDate::from_ymd_opt(2026, 11, 1).unwrap();
+    let started = Instant::now();
+    let mut total = rust_decimal::Decimal::ZERO;
+    let mut priced = 0usize;
+    for i in 0..rows {
+        let model = models[i % models.len()];
+        let day = start + chrono::Duration::days((i % 7) as i64);
+        let input = 1_000 + (i as u64 * 7919) % 500_000;
+        let cached = input / 4;
+        let output = 200 + (i as u64 * 104_729) % 80_000;
+        let tokens = Tokens::openai(input, cached, output).expect("cached ≤ input");
+        let tier = Tier::openai(Some(i % 5 == 0), None);
+        if let (_, Ok(cost)) = book.price(model, day, tier, Context::Short, &tokens) {
+            total += cost.total;
+            priced += 1;
+        }
+    }
+    let secs = started.elapsed().as_secs_f64();
+    println!("| rows | priced | time | rows/s | total |");
+    println!("|---|---|---|---|---|");
+    println!("| {rows} | {priced} | {:.3} s | {:.0} | {total} USD |", secs, rows as f64 / secs);
+}
+
+/// A 7-day `usage_cost` run on convergence-local with the sandbox producing `ROWS_PER_DAY`
+/// usage rows per endpoint and day: wall time from the POST to SUCCESS, rows written, peak RSS.
+async fn pipeline_end_to_end(bin: &Path) {
+    const ROWS_PER_DAY: usize = 7_500;
+    let (server, started) = spawn(bin, &[("RATE_LIMIT_ENABLED", "false"), ("SANDBOX_PROVIDERS", "true")]);
+    wait_healthy(server.port, started);
+    let base = format!("http://127.0.0.1:{}", server.port);
+    let client = reqwest::Client::new();
+    let call = |method: reqwest::Method, path: String, body: Option<Value>| {
+        let mut req = client.request(method, format!("{base}{path}")).header("X-CA-Root-Key", ROOT_KEY);
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        req.send()
+    };
+    let ok = |r: reqwest::Response| async move {
+        let status = r.status();
+        let body: Value = r.json().await.unwrap_or(Value::Null);
+        assert!(status.is_success(), "{status}: {body}");
+        body
+    };
+    ok(call(reqwest::Method::POST, "/api/v1/admin/bootstrap".into(), Some(json!({}))).await.unwrap()).await;
+    ok(call(
+        reqwest::Method::POST,
+        "/api/v1/organizations/onboard".into(),
+        Some(json!({"org_slug": "bench_org", "company_name": "Bench", "admin_email": "a@bench.example", "subscription_plan": "SCALE"})),
+    )
+    .await
+    .unwrap())
+    .await;
+    ok(call(reqwest::Method::PUT, "/api/v1/organizations/bench_org/subscription".into(), Some(json!({"status": "active"})))
+        .await
+        .unwrap())
+    .await;
+    let key = format!("sk-admin-sandbox-bench-rows{ROWS_PER_DAY}");
+    ok(call(
+        reqwest::Method::POST,
+        "/api/v1/integrations/bench_org/openai/setup".into(),
+        Some(json!({"credential": key, "credential_name": "bench"})),
+    )
+    .await
+    .unwrap())
+    .await;
+    let end = chrono::Utc::now().date_naive() - chrono::Duration::days(1);
+    let start = end - chrono::Duration::days(6);
+    let rss_before = rss_kib(server.child.id());
+    let wall = Instant::now();
+    let accepted = ok(call(
+        reqwest::Method::POST,
+        "/api/v1/pipelines/run/bench_org/openai/usage_cost".into(),
+        Some(json!({"start_date": start.to_string(), "end_date": end.to_string()})),
+    )
+    .await
+    .unwrap())
+    .await;
+    let run_id = accepted["run_id"].as_str().expect("run id").to_string();
+    let mut peak_kib = 0;
+    let run = loop {
+        peak_kib = peak_kib.max(rss_kib(server.child.id()));
+        let run = ok(call(reqwest::Method::GET, format!("/api/v1/pipelines/runs/bench_org/{run_id}"), None).await.unwrap()).await;
+        if matches!(run["status"].as_str(), Some("SUCCESS" | "FAILED")) {
+            break run;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let secs = wall.elapsed().as_secs_f64();
+    let hwm = std::fs::read_to_string(format!("/proc/{}/status", server.child.id()))
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse::<u64>().ok()))
+        .unwrap_or(peak_kib);
+    assert_eq!(run["status"], "SUCCESS", "{run}");
+    let usage_rows = run["steps"].as_array().and_then(|s| s.first()).and_then(|s| s["rows_written"].as_i64()).unwrap_or(0);
+    let total_rows = run["totals"]["rows_written"].as_i64().unwrap_or(0);
+    println!("| window | usage rows | rows written (all steps) | wall | usage rows/s | peak RSS (VmHWM) | RSS before |");
+    println!("|---|---|---|---|---|---|---|");
+    println!(
+        "| 7 days | {usage_rows} | {total_rows} | {secs:.2} s | {:.0} | {:.1} MB | {:.1} MB |",
+        usage_rows as f64 / secs,
+        hwm as f64 / 1024.0,
+        rss_before as f64 / 1024.0
+    );
+}
+
 /// The six Cloud Run services (built without DuckDB).
 const FUNCTIONS: [&str; 6] = [
     "convergence-bootstrap",
@@ -221,9 +347,20 @@ fn main() {
         ("KMS_API_BASE", kms.base_url()),
     ];
     for name in FUNCTIONS {
-        startup(name, "BigQuery emulator + fake Cloud KMS", &release.join(name), &cloud, runs);
+        // pipelines-run needs a run queue; Pub/Sub is a later issue, so it runs the in-process one.
+        let mut env = cloud.to_vec();
+        if name == "convergence-pipelines-run" {
+            env.push(("QUEUE_BACKEND", "local"));
+        }
+        startup(name, "BigQuery emulator + fake Cloud KMS", &release.join(name), &env, runs);
     }
     startup("convergence-local", "DuckDB + local KMS", &release.join("convergence-local"), &[], runs);
+
+    println!("\n### Cost computation alone (1,000,000 usage rows, default OpenAI book, 7 days)\n");
+    cost_alone(1_000_000);
+
+    println!("\n### Pipeline end to end: sandbox → openai.usage + openai.cost → DuckDB (convergence-local)\n");
+    rt.block_on(pipeline_end_to_end(&release.join("convergence-local")));
 
     println!("\n### Authenticated GET /api/v1/organizations/{{org}} on loopback (convergence-local)\n");
     println!("| concurrency | requests | p50 | p99 | max | throughput |");
