@@ -181,9 +181,13 @@ async fn load(bin: &Path, requests: usize) {
 /// week of days) with the default book: matching, version lookup and decimal arithmetic.
 fn cost_alone(rows: usize) {
     use common::cost::{Context, PriceBook, Tier, Tokens};
-    let csv = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../configs/openai/seed/data/default_pricing.csv"))
-        .expect("default OpenAI prices");
-    let entries = common::pricebook::records::parse_seed_csv(common::pricebook::BookKind::Pricing, &csv).expect("valid CSV");
+    let csv = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../configs/openai/seed/data/default_pricing.csv"
+    ))
+    .expect("default OpenAI prices");
+    let entries =
+        common::pricebook::records::parse_seed_csv(common::pricebook::BookKind::Pricing, &csv).expect("valid CSV");
     let book_rows: Vec<common::warehouse::Row> = entries
         .into_iter()
         .map(|mut e| {
@@ -194,7 +198,8 @@ fn cost_alone(rows: usize) {
         })
         .collect();
     let mut book = PriceBook::from_rows(&book_rows).expect("book");
-    let models = ["gpt-4o-2024-08-06", "gpt-4o-mini-2024-07-18", "gpt-4.1", "o3-mini", "gpt-5-mini", "text-embedding-3-small"];
+    let models =
+        ["gpt-4o-2024-08-06", "gpt-4o-mini-2024-07-18", "gpt-4.1", "o3-mini", "gpt-5-mini", "text-embedding-3-small"];
     let start = chrono::NaiveDate::from_ymd_opt(2026, 11, 1).unwrap();
     let started = Instant::now();
     let mut total = rust_decimal::Decimal::ZERO;
@@ -248,9 +253,13 @@ async fn pipeline_end_to_end(bin: &Path) {
     .await
     .unwrap())
     .await;
-    ok(call(reqwest::Method::PUT, "/api/v1/organizations/bench_org/subscription".into(), Some(json!({"status": "active"})))
-        .await
-        .unwrap())
+    ok(call(
+        reqwest::Method::PUT,
+        "/api/v1/organizations/bench_org/subscription".into(),
+        Some(json!({"status": "active"})),
+    )
+    .await
+    .unwrap())
     .await;
     let key = format!("sk-admin-sandbox-bench-rows{ROWS_PER_DAY}");
     ok(call(
@@ -277,7 +286,9 @@ async fn pipeline_end_to_end(bin: &Path) {
     let mut peak_kib = 0;
     let run = loop {
         peak_kib = peak_kib.max(rss_kib(server.child.id()));
-        let run = ok(call(reqwest::Method::GET, format!("/api/v1/pipelines/runs/bench_org/{run_id}"), None).await.unwrap()).await;
+        let run =
+            ok(call(reqwest::Method::GET, format!("/api/v1/pipelines/runs/bench_org/{run_id}"), None).await.unwrap())
+                .await;
         if matches!(run["status"].as_str(), Some("SUCCESS" | "FAILED")) {
             break run;
         }
@@ -291,9 +302,12 @@ async fn pipeline_end_to_end(bin: &Path) {
         .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse::<u64>().ok()))
         .unwrap_or(peak_kib);
     assert_eq!(run["status"], "SUCCESS", "{run}");
-    let usage_rows = run["steps"].as_array().and_then(|s| s.first()).and_then(|s| s["rows_written"].as_i64()).unwrap_or(0);
+    let usage_rows =
+        run["steps"].as_array().and_then(|s| s.first()).and_then(|s| s["rows_written"].as_i64()).unwrap_or(0);
     let total_rows = run["totals"]["rows_written"].as_i64().unwrap_or(0);
-    println!("| window | usage rows | rows written (all steps) | wall | usage rows/s | peak RSS (VmHWM) | RSS before |");
+    println!(
+        "| window | usage rows | rows written (all steps) | wall | usage rows/s | peak RSS (VmHWM) | RSS before |"
+    );
     println!("|---|---|---|---|---|---|---|");
     println!(
         "| 7 days | {usage_rows} | {total_rows} | {secs:.2} s | {:.0} | {:.1} MB | {:.1} MB |",

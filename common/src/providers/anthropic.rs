@@ -92,15 +92,7 @@ impl Anthropic<'_> {
 }
 
 /// One page of a report: `{data: [bucket], has_more, next_page}`.
-#[derive(Debug, Deserialize)]
-#[serde(bound(deserialize = "R: Deserialize<'de>"))]
-pub struct Page<R> {
-    pub data: Vec<Bucket<R>>,
-    #[serde(default)]
-    pub has_more: bool,
-    #[serde(default)]
-    pub next_page: Option<String>,
-}
+pub type Page<R> = super::retry::Page<Bucket<R>>;
 
 /// One day of results.
 #[derive(Debug, Deserialize)]
@@ -216,8 +208,6 @@ impl ReportQuery<'_> {
     }
 }
 
-const MAX_PAGES: u32 = 100_000;
-
 impl Anthropic<'_> {
     /// Follows `next_page` to the end, handing each page's buckets to `on_page` as it arrives.
     /// Returns the number of pages.
@@ -227,34 +217,25 @@ impl Anthropic<'_> {
         policy: &RetryPolicy,
         path: &str,
         query: &ReportQuery<'_>,
-        mut on_page: impl FnMut(Vec<Bucket<R>>),
+        on_page: impl FnMut(Vec<Bucket<R>>),
     ) -> Result<u32, ProviderError> {
         let base_query = query.pairs();
-        let mut cursor: Option<String> = None;
-        let mut pages = 0;
-        loop {
-            let request = || {
-                let mut r = self.get(path, key).query(&base_query);
-                if let Some(c) = &cursor {
-                    r = r.query(&[("page", c)]);
-                }
-                r
-            };
-            let page: Page<R> = self.http.get_json(NAME, key, policy, request).await?;
-            pages += 1;
-            on_page(page.data);
-            match page.next_page.filter(|n| !n.is_empty()) {
-                Some(next) if cursor.as_deref() == Some(next.as_str()) || pages >= MAX_PAGES => {
-                    return Err(ProviderError {
-                        provider: NAME.to_string(),
-                        status: 200,
-                        message: format!("{path} kept returning more pages (cursor {next:?} after {pages} pages)"),
-                    });
-                }
-                Some(next) => cursor = Some(next),
-                None => return Ok(pages),
-            }
-        }
+        self.http
+            .each_page(
+                NAME,
+                key,
+                policy,
+                path,
+                |cursor| {
+                    let r = self.get(path, key).query(&base_query);
+                    match cursor {
+                        Some(c) => r.query(&[("page", c)]),
+                        None => r,
+                    }
+                },
+                on_page,
+            )
+            .await
     }
 
     /// The messages usage report.

@@ -90,15 +90,7 @@ impl OpenAi<'_> {
 }
 
 /// One page of a usage or costs report.
-#[derive(Debug, Deserialize)]
-#[serde(bound(deserialize = "R: Deserialize<'de>"))]
-pub struct Page<R> {
-    pub data: Vec<Bucket<R>>,
-    #[serde(default)]
-    pub has_more: bool,
-    #[serde(default)]
-    pub next_page: Option<String>,
-}
+pub type Page<R> = super::retry::Page<Bucket<R>>;
 
 /// One day (`bucket_width=1d`) of results.
 #[derive(Debug, Deserialize)]
@@ -222,8 +214,6 @@ impl ReportQuery<'_> {
 }
 
 /// Pages a report can have before the loop is taken for a provider bug.
-const MAX_PAGES: u32 = 100_000;
-
 impl OpenAi<'_> {
     /// Follows `next_page` to the end, handing each page's buckets to `on_page` as it arrives
     /// (page by page: a window is never held as JSON). Returns the number of pages.
@@ -233,35 +223,26 @@ impl OpenAi<'_> {
         policy: &RetryPolicy,
         path: &str,
         query: &ReportQuery<'_>,
-        mut on_page: impl FnMut(Vec<Bucket<R>>),
+        on_page: impl FnMut(Vec<Bucket<R>>),
     ) -> Result<u32, ProviderError> {
         let url = format!("{}{path}", self.base);
         let base_query = query.pairs();
-        let mut cursor: Option<String> = None;
-        let mut pages = 0;
-        loop {
-            let request = || {
-                let mut r = self.http.client.get(&url).query(&base_query).bearer_auth(key);
-                if let Some(c) = &cursor {
-                    r = r.query(&[("page", c)]);
-                }
-                r
-            };
-            let page: Page<R> = self.http.get_json(NAME, key, policy, request).await?;
-            pages += 1;
-            on_page(page.data);
-            match page.next_page.filter(|n| !n.is_empty()) {
-                Some(next) if cursor.as_deref() == Some(next.as_str()) || pages >= MAX_PAGES => {
-                    return Err(ProviderError {
-                        provider: NAME.to_string(),
-                        status: 200,
-                        message: format!("{path} kept returning more pages (cursor {next:?} after {pages} pages)"),
-                    });
-                }
-                Some(next) => cursor = Some(next),
-                None => return Ok(pages),
-            }
-        }
+        self.http
+            .each_page(
+                NAME,
+                key,
+                policy,
+                path,
+                |cursor| {
+                    let r = self.http.client.get(&url).query(&base_query).bearer_auth(key);
+                    match cursor {
+                        Some(c) => r.query(&[("page", c)]),
+                        None => r,
+                    }
+                },
+                on_page,
+            )
+            .await
     }
 
     /// Completions usage (`/organization/usage/completions`).

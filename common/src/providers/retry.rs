@@ -182,6 +182,54 @@ impl ProviderHttp {
     }
 }
 
+/// A page of an admin report, in the envelope OpenAI and Anthropic share: `data`, `has_more`,
+/// `next_page` (a cursor sent back as `page`).
+#[derive(Debug, serde::Deserialize)]
+pub struct Page<T> {
+    pub data: Vec<T>,
+    #[serde(default)]
+    pub has_more: bool,
+    #[serde(default)]
+    pub next_page: Option<String>,
+}
+
+/// Pages one report may have before the cursor is taken to be looping.
+const MAX_PAGES: u32 = 100_000;
+
+impl ProviderHttp {
+    /// Follows `next_page` to the end, handing each page's items to `on_page` as it arrives (page
+    /// by page: a window is never held as JSON). `request(cursor)` builds the call for a page.
+    /// Returns the number of pages.
+    pub async fn each_page<T: DeserializeOwned>(
+        &self,
+        provider: &str,
+        secret: &str,
+        policy: &RetryPolicy,
+        path: &str,
+        request: impl Fn(Option<&str>) -> reqwest::RequestBuilder,
+        mut on_page: impl FnMut(Vec<T>),
+    ) -> Result<u32, ProviderError> {
+        let mut cursor: Option<String> = None;
+        let mut pages = 0;
+        loop {
+            let page: Page<T> = self.get_json(provider, secret, policy, || request(cursor.as_deref())).await?;
+            pages += 1;
+            on_page(page.data);
+            match page.next_page.filter(|n| !n.is_empty()) {
+                Some(next) if cursor.as_deref() == Some(next.as_str()) || pages >= MAX_PAGES => {
+                    return Err(ProviderError {
+                        provider: provider.to_string(),
+                        status: 200,
+                        message: format!("{path} kept returning more pages (cursor {next:?} after {pages} pages)"),
+                    });
+                }
+                Some(next) => cursor = Some(next),
+                None => return Ok(pages),
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
