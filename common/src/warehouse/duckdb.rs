@@ -182,7 +182,7 @@ fn create_table_sql(dataset: &str, schema: &TableSchema) -> WarehouseResult<Stri
             let constraint = match f.mode {
                 Mode::Required => " NOT NULL",
                 // BigQuery has no NULL arrays: a REPEATED column left out of an INSERT is [] there,
-                // and the canonical row form says REPEATED is an array (fix: it read back NULL).
+                // and the canonical row form says REPEATED is an array.
                 Mode::Repeated => " DEFAULT []",
                 Mode::Nullable => "",
             };
@@ -233,7 +233,7 @@ fn positional(sql: &str, params: &Params) -> WarehouseResult<(String, Vec<DuckVa
 fn bind_cell(field: &Field, value: Option<&Value>) -> WarehouseResult<(String, DuckValue)> {
     let ty = duck_type(field);
     let value = match value {
-        // A missing REPEATED value is an empty array, as in BigQuery (fix: it was stored NULL).
+        // A missing REPEATED value is an empty array, as in BigQuery.
         None | Some(Value::Null) if field.mode == Mode::Repeated => {
             return Ok((format!("CAST(CAST(? AS JSON) AS {ty})"), DuckValue::Text("[]".into())))
         }
