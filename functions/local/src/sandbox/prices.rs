@@ -8,6 +8,9 @@
 //! separately from uncached input; batch usage at the batch rates; long-context usage (Anthropic
 //! `context_window = "200k-1M"`) at the long-context rates. The generator only produces usage the
 //! book can price (no cache tokens in batch, long context only where every long rate exists).
+//!
+//! Deliberately not `common::cost`: the sandbox plays the provider's bill, so reconciliation
+//! compares two independent computations; sharing the code would make agreement automatic.
 
 use rust_decimal::Decimal;
 use serde_json::Value;
