@@ -39,37 +39,14 @@ pub async fn onboard(
         Ok(outcome) => outcome,
         Err((error, dataset_created)) => {
             undo(&state, &slug, &dataset_id, dataset_created).await;
-            audit::record(
-                &state,
-                &caller,
-                AuditEvent {
-                    org_slug: Some(&slug),
-                    action: "organization.onboard",
-                    resource_type: "organization",
-                    resource_id: Some(&slug),
-                    success: false,
-                    details: json!({"reason": error.message}),
-                },
-            )
-            .await;
+            audit_onboard(&state, &caller, &slug, false, json!({"reason": error.message})).await;
             return Err(error);
         }
     };
     let Created { api_key, subscription, dataset_created } = dataset_created;
     state.auth.remember(&api_key.key_hash, api_key.key.clone());
-    audit::record(
-        &state,
-        &caller,
-        AuditEvent {
-            org_slug: Some(&slug),
-            action: "organization.onboard",
-            resource_type: "organization",
-            resource_id: Some(&slug),
-            success: true,
-            details: json!({"plan": org.plan, "dataset_id": dataset_id, "dataset_created": dataset_created, "api_key_fingerprint": api_key.key.fingerprint}),
-        },
-    )
-    .await;
+    let details = json!({"plan": org.plan, "dataset_id": dataset_id, "dataset_created": dataset_created, "api_key_fingerprint": api_key.key.fingerprint});
+    audit_onboard(&state, &caller, &slug, true, details).await;
     tracing::info!(org_slug = %slug, dataset_id = %dataset_id, plan = %org.plan, "organization onboarded");
     Ok((
         StatusCode::CREATED,
@@ -83,6 +60,19 @@ pub async fn onboard(
             "message": "store the API key now: it is shown only once",
         })),
     ))
+}
+
+/// The audit row of an onboarding attempt, successful or not.
+async fn audit_onboard(state: &AppState, caller: &Caller, slug: &str, success: bool, details: Value) {
+    let event = AuditEvent {
+        org_slug: Some(slug),
+        action: "organization.onboard",
+        resource_type: "organization",
+        resource_id: Some(slug),
+        success,
+        details,
+    };
+    audit::record(state, caller, event).await;
 }
 
 struct Created {
