@@ -22,7 +22,7 @@ use serde::{Deserialize, Deserializer};
 use serde_json::{json, Value};
 
 use crate::app::AppState;
-use crate::pipeline::{StepContext, StepError};
+use crate::pipeline::{StepContext, StepError, StepOutcome};
 use crate::providers::retry::{ProviderError, RetryPolicy};
 use crate::warehouse::{format_timestamp, Params, Row, TableSchema};
 
@@ -131,6 +131,51 @@ pub(crate) fn col_date(row: &Row, name: &str) -> Option<NaiveDate> {
 pub(crate) async fn ensure_table(ctx: &StepContext<'_>, schema: &TableSchema) -> Result<(), StepError> {
     ctx.state.warehouse.create_table(ctx.dataset, schema).await?;
     Ok(())
+}
+
+/// What a cost step priced over its window, for [`finish_cost_step`].
+pub(crate) struct CostSummary<'a> {
+    /// The cost table written.
+    pub table: &'static str,
+    /// The provider's id (`openai`) and display name (`OpenAI`).
+    pub provider: &'static str,
+    pub provider_name: &'static str,
+    pub rows: &'a [Row],
+    pub priced_rows: u64,
+    pub unpriced: &'a Unpriced,
+    pub total: Decimal,
+    pub currency: &'a str,
+    /// What the provider's own bill says for the window.
+    pub reported_total: Decimal,
+}
+
+/// The end every cost step shares: write the window and the data-quality rows, and report the
+/// outcome (unpriced models and reconciliation beyond tolerance as warnings).
+pub(crate) async fn finish_cost_step(
+    ctx: &StepContext<'_>,
+    schema: &TableSchema,
+    dq: &[DqResult],
+    summary: CostSummary<'_>,
+) -> Result<StepOutcome, StepError> {
+    let written = write_window(ctx, schema, ctx.start_date, ctx.end_date, summary.rows).await?;
+    write_dq(ctx, summary.table, dq).await?;
+    let mut warnings = summary.unpriced.warnings(summary.provider, ctx.org_slug);
+    warnings.extend(reconciliation_warning(summary.provider_name, dq));
+    Ok(StepOutcome {
+        rows_written: written,
+        warnings,
+        metrics: json!({
+            "table": summary.table,
+            "rows": written,
+            "rows_priced": summary.priced_rows,
+            "rows_unpriced": summary.unpriced.rows(),
+            "models_missing": summary.unpriced.models(),
+            "total_cost": numeric(summary.total),
+            "currency": summary.currency,
+            "reported_cost": numeric(summary.reported_total),
+            "reconciliation": tally(dq),
+        }),
+    })
 }
 
 /// Replaces the organization's rows of `usage_date` in `start..=end` with `rows`, atomically.

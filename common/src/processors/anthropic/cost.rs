@@ -26,9 +26,9 @@ use crate::processors::openai::cost::{default_tolerance, load_book};
 use crate::processors::openai::http;
 use crate::processors::openai::usage::sort_key;
 use crate::processors::{
-    check_retry, col_date, col_str, col_u64, credential, date_text, decimal_text, default_page_size, numeric,
-    opt_numeric, optional_decimal_text, page_size, provider_failed, read_window, reconcile, reconciliation_warning,
-    table_schema, tally, write_dq, write_window, Amounts, DqResult, DqStatus, Tolerance, Unpriced,
+    check_retry, col_date, col_str, col_u64, credential, date_text, decimal_text, default_page_size, finish_cost_step,
+    numeric, opt_numeric, optional_decimal_text, page_size, provider_failed, read_window, reconcile, table_schema,
+    Amounts, CostSummary, DqResult, DqStatus, Tolerance, Unpriced,
 };
 use crate::providers::anthropic::ReportQuery;
 use crate::providers::retry::RetryPolicy;
@@ -265,25 +265,18 @@ impl Processor for AnthropicCost {
         }
         dq.extend(priced.unpriced.dq_results());
 
-        let written = write_window(ctx, &schema, ctx.start_date, ctx.end_date, &priced.rows).await?;
-        write_dq(ctx, TABLE, &dq).await?;
-        let mut warnings = priced.unpriced.warnings(PROVIDER, ctx.org_slug);
-        warnings.extend(reconciliation_warning("Anthropic", &dq));
-        Ok(StepOutcome {
-            rows_written: written,
-            warnings,
-            metrics: json!({
-                "table": TABLE,
-                "rows": written,
-                "rows_priced": priced.priced_rows,
-                "rows_unpriced": priced.unpriced.rows(),
-                "models_missing": priced.unpriced.models(),
-                "total_cost": numeric(priced.total),
-                "currency": priced.currency,
-                "reported_cost": numeric(reported_total),
-                "reconciliation": tally(&dq),
-            }),
-        })
+        let summary = CostSummary {
+            table: TABLE,
+            provider: PROVIDER,
+            provider_name: "Anthropic",
+            rows: &priced.rows,
+            priced_rows: priced.priced_rows,
+            unpriced: &priced.unpriced,
+            total: priced.total,
+            currency: &priced.currency,
+            reported_total,
+        };
+        finish_cost_step(ctx, &schema, &dq, summary).await
     }
 }
 

@@ -22,9 +22,9 @@ use crate::cost::{Context, PriceBook, Tier, TokenType, Tokens, Unpriced as Why};
 use crate::pipeline::{Processor, StepContext, StepError, StepOutcome};
 use crate::pricebook::BookKind;
 use crate::processors::{
-    check_retry, col_date, col_str, col_u64, credential, date_text, decimal_text, default_page_size, numeric,
-    opt_numeric, optional_decimal_text, page_size, provider_failed, read_window, reconcile, reconciliation_warning,
-    table_schema, tally, write_dq, write_window, Amounts, DqResult, Tolerance, Unpriced,
+    check_retry, col_date, col_str, col_u64, credential, date_text, decimal_text, default_page_size, finish_cost_step,
+    numeric, opt_numeric, optional_decimal_text, page_size, provider_failed, read_window, reconcile, table_schema,
+    Amounts, CostSummary, DqResult, Tolerance, Unpriced,
 };
 use crate::providers::openai::ReportQuery;
 use crate::providers::retry::RetryPolicy;
@@ -259,25 +259,18 @@ impl Processor for OpenAiCost {
         }
         dq.extend(priced.unpriced.dq_results());
 
-        let written = write_window(ctx, &schema, ctx.start_date, ctx.end_date, &priced.rows).await?;
-        write_dq(ctx, TABLE, &dq).await?;
-        let mut warnings = priced.unpriced.warnings(PROVIDER, ctx.org_slug);
-        warnings.extend(reconciliation_warning("OpenAI", &dq));
-        Ok(StepOutcome {
-            rows_written: written,
-            warnings,
-            metrics: json!({
-                "table": TABLE,
-                "rows": written,
-                "rows_priced": priced.priced_rows,
-                "rows_unpriced": priced.unpriced.rows(),
-                "models_missing": priced.unpriced.models(),
-                "total_cost": numeric(priced.total),
-                "currency": priced.currency,
-                "reported_cost": numeric(reported_total),
-                "reconciliation": tally(&dq),
-            }),
-        })
+        let summary = CostSummary {
+            table: TABLE,
+            provider: PROVIDER,
+            provider_name: "OpenAI",
+            rows: &priced.rows,
+            priced_rows: priced.priced_rows,
+            unpriced: &priced.unpriced,
+            total: priced.total,
+            currency: &priced.currency,
+            reported_total,
+        };
+        finish_cost_step(ctx, &schema, &dq, summary).await
     }
 }
 
