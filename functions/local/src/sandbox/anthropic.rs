@@ -13,11 +13,11 @@ use rust_decimal::Decimal;
 use serde::Serialize;
 use serde_json::{json, Value};
 
-use super::data::{day_rows, Flavor, Layout, Org, Spec, UsageRow};
+use super::data::{day_rows, Flavor, Org, Spec, UsageRow};
 use super::prices::{line_costs, plain, Context, Tier, TokenType, Tokens};
 use super::{
-    bad_request, daily_only, group_by, json, limit, midnight, paginate, today, with_retry_after, KeyKind, KeyOpts,
-    Problem, Query, Sandbox,
+    bad_request, daily_only, group_by, json, limit, midnight, paginate, today, with_retry_after, Caller, KeyKind,
+    KeyOpts, OrgView, Problem, Query, Sandbox,
 };
 
 pub const ADMIN_PREFIX: &str = "sk-ant-admin01-sandbox-";
@@ -66,11 +66,6 @@ fn fault(status: u16) -> Response {
     }
 }
 
-struct Caller {
-    key: String,
-    opts: KeyOpts,
-}
-
 #[allow(clippy::result_large_err)]
 fn authorize(sb: &Sandbox, headers: &HeaderMap, path: &str, admin: bool) -> Result<Caller, Response> {
     let key = headers.get("x-api-key").and_then(|v| v.to_str().ok()).map(str::trim).unwrap_or_default();
@@ -91,25 +86,13 @@ fn authorize(sb: &Sandbox, headers: &HeaderMap, path: &str, admin: bool) -> Resu
     Ok(Caller { key: key.to_string(), opts })
 }
 
-struct OrgView<'a> {
-    org: Org,
-    rows: usize,
-    layout: Layout,
-    sb: &'a Sandbox,
-}
-
 impl<'a> OrgView<'a> {
-    fn new(sb: &'a Sandbox, caller: &Caller) -> OrgView<'a> {
-        let rows = caller.opts.rows.unwrap_or(sb.default_rows);
-        OrgView { org: Org::from_key(&caller.key), rows, layout: Layout::new(rows, sb.anthropic.len()), sb }
-    }
-
     /// Workspace 0 is the default workspace, reported as null.
     fn workspace_id(&self, j: usize) -> Option<String> {
         (j > 0).then(|| format!("wrkspc_01{}", self.org.tag("workspace", j, 22)))
     }
 
-    fn api_key_id(&self, k: usize) -> String {
+    fn anthropic_key_id(&self, k: usize) -> String {
         format!("apikey_01{}", self.org.tag("api_key", k, 22))
     }
 
@@ -302,7 +285,7 @@ async fn usage(State(sb): State<Arc<Sandbox>>, headers: HeaderMap, RawQuery(q): 
         Err(r) => return r,
     };
     let groups = query.all("group_by");
-    let view = OrgView::new(&sb, &req.caller);
+    let view = OrgView::new(&sb, &req.caller, sb.anthropic.len());
     let spec = view.spec();
     let today = today();
     let data = req
@@ -321,7 +304,7 @@ async fn usage(State(sb): State<Arc<Sandbox>>, headers: HeaderMap, RawQuery(q): 
                     cache_read_input_tokens: t.cached_input,
                     output_tokens: t.output,
                     server_tool_use: ServerToolUse { web_search_requests: 0 },
-                    api_key_id: key.map(|k| view.api_key_id(k)),
+                    api_key_id: key.map(|k| view.anthropic_key_id(k)),
                     workspace_id: workspace.and_then(|j| view.workspace_id(j)),
                     model,
                     service_tier: tier.map(service_tier),
@@ -390,7 +373,7 @@ async fn cost_report(State(sb): State<Arc<Sandbox>>, headers: HeaderMap, RawQuer
     };
     let groups = query.all("group_by");
     let (by_workspace, by_description) = (groups.contains(&"workspace_id"), groups.contains(&"description"));
-    let view = OrgView::new(&sb, &req.caller);
+    let view = OrgView::new(&sb, &req.caller, sb.anthropic.len());
     let spec = view.spec();
     let today = today();
     let data = req

@@ -358,6 +358,29 @@ pub fn mask(key: &str) -> String {
     format!("{head}{}{tail}", "*".repeat(chars.len() - 7))
 }
 
+/// An authenticated sandbox caller: its key (which names the organization) and the options the
+/// key carries.
+struct Caller {
+    key: String,
+    opts: KeyOpts,
+}
+
+/// The organization behind a key: its identity and layout over `models` models. Each provider
+/// module adds the dimension names it reports.
+struct OrgView<'a> {
+    org: data::Org,
+    rows: usize,
+    layout: data::Layout,
+    sb: &'a Sandbox,
+}
+
+impl<'a> OrgView<'a> {
+    fn new(sb: &'a Sandbox, caller: &Caller, models: usize) -> OrgView<'a> {
+        let rows = caller.opts.rows.unwrap_or(sb.default_rows);
+        OrgView { org: data::Org::from_key(&caller.key), rows, layout: data::Layout::new(rows, models), sb }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -13,11 +13,11 @@ use serde::Serialize;
 use serde_json::value::RawValue;
 use serde_json::{json, Value};
 
-use super::data::{day_rows, Flavor, Layout, Org, Spec, UsageRow};
+use super::data::{day_rows, Flavor, Spec, UsageRow};
 use super::prices::{line_costs, plain, Tier, TokenType, Tokens};
 use super::{
-    bad_request, daily_only, day_of_unix, group_by, json, limit, midnight, paginate, today, with_retry_after, KeyKind,
-    KeyOpts, Problem, Query, Sandbox,
+    bad_request, daily_only, day_of_unix, group_by, json, limit, midnight, paginate, today, with_retry_after, Caller,
+    KeyKind, KeyOpts, OrgView, Problem, Query, Sandbox,
 };
 
 pub const ADMIN_PREFIX: &str = "sk-admin-sandbox-";
@@ -77,11 +77,6 @@ fn fault(status: u16) -> Response {
     }
 }
 
-struct Caller {
-    key: String,
-    opts: KeyOpts,
-}
-
 /// Checks the bearer key (admin endpoints refuse project keys) and the injected faults.
 #[allow(clippy::result_large_err)]
 fn authorize(sb: &Sandbox, headers: &HeaderMap, path: &str, scope: &str) -> Result<Caller, Response> {
@@ -133,25 +128,12 @@ fn authorize(sb: &Sandbox, headers: &HeaderMap, path: &str, scope: &str) -> Resu
     Ok(Caller { key: bearer.to_string(), opts })
 }
 
-/// The organization behind a key: its identity and layout.
-struct OrgView<'a> {
-    org: Org,
-    rows: usize,
-    layout: Layout,
-    sb: &'a Sandbox,
-}
-
 impl<'a> OrgView<'a> {
-    fn new(sb: &'a Sandbox, caller: &Caller) -> OrgView<'a> {
-        let rows = caller.opts.rows.unwrap_or(sb.default_rows);
-        OrgView { org: Org::from_key(&caller.key), rows, layout: Layout::new(rows, sb.openai_chat.len()), sb }
-    }
-
     fn project_id(&self, j: usize) -> String {
         format!("proj_{}", self.org.tag("project", j, 24))
     }
 
-    fn api_key_id(&self, k: usize) -> String {
+    fn openai_key_id(&self, k: usize) -> String {
         format!("key_{}", self.org.tag("api_key", k, 16))
     }
 
@@ -182,7 +164,7 @@ async fn projects(State(sb): State<Arc<Sandbox>>, headers: HeaderMap, RawQuery(q
         Err(r) => return r,
     };
     let query = Query::parse(q.as_deref());
-    let view = OrgView::new(&sb, &caller);
+    let view = OrgView::new(&sb, &caller, sb.openai_chat.len());
     let limit = match limit(&query, 20, 100) {
         Ok(l) => l,
         Err(p) => return problem(p),
@@ -367,7 +349,7 @@ async fn completions(State(sb): State<Arc<Sandbox>>, headers: HeaderMap, RawQuer
         Err(r) => return r,
     };
     let groups = query.all("group_by");
-    let view = OrgView::new(&sb, &req.caller);
+    let view = OrgView::new(&sb, &req.caller, sb.openai_chat.len());
     let spec = view.chat_spec();
     let today = today();
     let data = req
@@ -398,7 +380,7 @@ async fn completions(State(sb): State<Arc<Sandbox>>, headers: HeaderMap, RawQuer
                         num_model_requests: requests,
                         project_id: project.map(|j| view.project_id(j)),
                         user_id: None,
-                        api_key_id: key.map(|k| view.api_key_id(k)),
+                        api_key_id: key.map(|k| view.openai_key_id(k)),
                         model,
                         batch,
                         service_tier: tier,
@@ -418,7 +400,7 @@ async fn embeddings(State(sb): State<Arc<Sandbox>>, headers: HeaderMap, RawQuery
         Err(r) => return r,
     };
     let groups = query.all("group_by");
-    let view = OrgView::new(&sb, &req.caller);
+    let view = OrgView::new(&sb, &req.caller, sb.openai_chat.len());
     let spec = view.embedding_spec();
     let today = today();
     let data = req
@@ -434,7 +416,7 @@ async fn embeddings(State(sb): State<Arc<Sandbox>>, headers: HeaderMap, RawQuery
                     num_model_requests: requests,
                     project_id: project.map(|j| view.project_id(j)),
                     user_id: None,
-                    api_key_id: key.map(|k| view.api_key_id(k)),
+                    api_key_id: key.map(|k| view.openai_key_id(k)),
                     model,
                 })
                 .collect();
@@ -492,7 +474,7 @@ async fn costs(State(sb): State<Arc<Sandbox>>, headers: HeaderMap, RawQuery(q): 
     };
     let groups = query.all("group_by");
     let by = |k: &str| groups.contains(&k);
-    let view = OrgView::new(&sb, &req.caller);
+    let view = OrgView::new(&sb, &req.caller, sb.openai_chat.len());
     let today = today();
     let specs = [view.chat_spec(), view.embedding_spec()];
     let data = req
@@ -530,7 +512,7 @@ async fn costs(State(sb): State<Arc<Sandbox>>, headers: HeaderMap, RawQuery(q): 
                     quantity_unit: line.as_ref().map(|_| "tokens"),
                     line_item: line,
                     project_id: project.map(|j| view.project_id(j)),
-                    api_key_id: key.map(|k| view.api_key_id(k)),
+                    api_key_id: key.map(|k| view.openai_key_id(k)),
                 })
                 .collect();
             bucket(*day, results)
