@@ -27,6 +27,9 @@ pub async fn run_all(warehouse: &dyn Warehouse, prefix: &str) {
     execute_counts(warehouse, &ds("execute")).await;
     views(warehouse, &ds("views")).await;
     replace_slice(warehouse, &ds("replace")).await;
+    staged_replace(warehouse, &ds("staged")).await;
+    staged_types(warehouse, &ds("staged_types")).await;
+    query_batches(warehouse, &ds("batches")).await;
     render_refs(warehouse, &ds("render")).await;
     evolve_columns(warehouse, &ds("evolve")).await;
 }
@@ -1040,6 +1043,185 @@ pub async fn replace_slice(w: &dyn Warehouse, ds: &str) {
         .expect("replace_slice with a compound predicate");
     assert_eq!((deleted, inserted), (1, 2));
     assert_eq!(count(w, ds, "facts").await, 5);
+    cleanup(w, ds).await;
+}
+
+/// Staged replace: batches appended out of sight, one atomic swap at `commit`; `discard`, a
+/// refused row and a dropped staging area all leave the table as it was.
+pub async fn staged_replace(w: &dyn Warehouse, ds: &str) {
+    fresh_dataset(w, ds).await;
+    let s = schema(
+        "facts",
+        r#"{"description": "daily facts", "fields": [
+            {"name": "day", "type": "DATE", "mode": "REQUIRED"},
+            {"name": "id", "type": "INT64", "mode": "REQUIRED"},
+            {"name": "amount", "type": "NUMERIC"},
+            {"name": "label", "type": "STRING"}
+        ]}"#,
+    );
+    match w.stage(ds, &s).await {
+        Err(WarehouseError::NotFound(_)) => {}
+        Err(e) => panic!("stage on a missing table: expected NotFound, got {e}"),
+        Ok(_) => panic!("stage on a missing table: expected NotFound, got a staging area"),
+    }
+    create(w, ds, &s).await;
+    let (d1, d2) = ("2024-05-01", "2024-05-02");
+    let fact = |day: &str, id: i64, amount: &str| row(json!({"day": day, "id": id, "amount": amount, "label": day}));
+    insert(w, ds, &s, &[fact(d1, 1, "1"), fact(d1, 2, "2"), fact(d1, 3, "3"), fact(d2, 1, "10"), fact(d2, 2, "20")])
+        .await;
+    let before = all_rows(w, ds, "facts", "day, id").await;
+    let slice = Params::new().bind("day", date(d1));
+
+    // Two batches, in reverse id order; nothing shows until commit.
+    let mut staging = w.stage(ds, &s).await.expect("stage");
+    let first: Vec<Row> = (0..700).rev().map(|i| fact(d1, 1000 + i, "0.5")).collect();
+    assert_eq!(staging.append(&first).await.expect("append 700"), 700);
+    assert_eq!(staging.append(&[fact(d1, 7, "7.25"), fact(d1, 8, "8")]).await.expect("append 2"), 2);
+    assert_eq!(staging.append(&[]).await.expect("append nothing"), 0);
+    assert_eq!(staging.staged(), 702);
+    assert_eq!(all_rows(w, ds, "facts", "day, id").await, before, "staged rows are not visible before commit");
+    assert_eq!(w.list_tables(ds).await.unwrap(), vec!["facts".to_string()], "staging is not a table of the dataset");
+    let (deleted, inserted) = staging.commit("day = @day", &slice, &["day", "id"]).await.expect("commit");
+    assert_eq!((deleted, inserted), (3, 702));
+    let after = all_rows(w, ds, "facts", "day, id").await;
+    assert_eq!(after.len(), 704);
+    assert_eq!(after[0], row(json!({"day": d1, "id": 7, "amount": "7.25", "label": d1})));
+    assert_eq!(after[701]["id"], 1699);
+    assert_eq!(&after[702..], &before[3..], "the other day is untouched");
+    assert_eq!(w.list_tables(ds).await.unwrap(), vec!["facts".to_string()], "commit leaves no staging table");
+
+    // Discard: the table is as it was, nothing left behind.
+    let mut staging = w.stage(ds, &s).await.expect("stage");
+    staging.append(&[fact(d1, 1, "99")]).await.expect("append");
+    staging.discard().await.expect("discard");
+    assert_eq!(all_rows(w, ds, "facts", "day, id").await, after, "discard changed the table");
+    assert_eq!(w.list_tables(ds).await.unwrap(), vec!["facts".to_string()], "discard leaves no staging table");
+
+    // Refused rows: a missing REQUIRED value, an unknown column (before anything is written), a
+    // value the column cannot hold (found while writing). The table never changes.
+    for (bad, what) in [
+        (row(json!({"day": d1, "amount": "1"})), "a missing REQUIRED id"),
+        (row(json!({"day": d1, "id": 5, "nope": 1})), "an unknown column"),
+        (row(json!({"day": d1, "id": 5, "amount": "not a number"})), "an invalid NUMERIC"),
+        (row(json!({"day": "yesterday", "id": 5})), "an invalid DATE"),
+    ] {
+        let mut staging = w.stage(ds, &s).await.expect("stage");
+        staging.append(&[fact(d1, 1, "1")]).await.expect("a good batch");
+        let r = staging.append(&[fact(d1, 2, "2"), bad]).await;
+        assert!(r.is_err(), "append with {what} must fail, got {r:?}");
+        staging.discard().await.unwrap_or_else(|e| panic!("discard after {what}: {e}"));
+        assert_eq!(all_rows(w, ds, "facts", "day, id").await, after, "a staging with {what} changed the table");
+    }
+
+    // A staging area dropped without commit or discard (a failed run) changes nothing either.
+    let mut staging = w.stage(ds, &s).await.expect("stage");
+    staging.append(&[fact(d2, 3, "30")]).await.expect("append");
+    drop(staging);
+    assert_eq!(all_rows(w, ds, "facts", "day, id").await, after, "a dropped staging area changed the table");
+
+    // An empty staging replaces the slice with nothing; a bad predicate fails without changes.
+    let staging = w.stage(ds, &s).await.expect("stage");
+    let r = staging.commit("day = @unbound", &slice, &[]).await;
+    assert!(r.is_err(), "a commit with an unbound parameter must fail, got {r:?}");
+    assert_eq!(all_rows(w, ds, "facts", "day, id").await, after);
+    let staging = w.stage(ds, &s).await.expect("stage");
+    assert_eq!(staging.commit("day = @day", &slice, &[]).await.expect("empty commit"), (702, 0));
+    assert_eq!(all_rows(w, ds, "facts", "day, id").await, &after[702..]);
+    cleanup(w, ds).await;
+}
+
+/// Every column type goes through staging unchanged: a flat table (DuckDB's appender path) and
+/// one with nested columns read back exactly as `insert_rows` writes them.
+pub async fn staged_types(w: &dyn Warehouse, ds: &str) {
+    fresh_dataset(w, ds).await;
+    let flat = schema(
+        "flat",
+        r#"{"description": "every scalar type", "fields": [
+            {"name": "id", "type": "INT64", "mode": "REQUIRED"},
+            {"name": "name", "type": "STRING"},
+            {"name": "raw", "type": "BYTES"},
+            {"name": "ratio", "type": "FLOAT64"},
+            {"name": "amount", "type": "NUMERIC"},
+            {"name": "flag", "type": "BOOL"},
+            {"name": "happened_at", "type": "TIMESTAMP"},
+            {"name": "day", "type": "DATE"},
+            {"name": "doc", "type": "JSON"}
+        ]}"#,
+    );
+    let rows = vec![
+        row(json!({
+            "id": 1, "name": "gämma ✓ 'q'", "raw": "AAEC/v8=", "ratio": 0.25,
+            "amount": "12345678901234567890.123456789", "flag": true,
+            "happened_at": "2024-03-05T06:07:08.123456Z", "day": "2024-03-05", "doc": "{\"k\":[1,2]}"
+        })),
+        row(json!({"id": 2, "amount": "-0.000000001", "flag": false, "ratio": -1.5, "name": ""})),
+        row(json!({"id": 3, "name": "n3", "amount": 7, "happened_at": "2024-03-05T08:07:08+02:00"})),
+    ];
+    let mut nested_rows = rows.clone();
+    nested_rows[0].extend(row(json!({
+        "rec": {"label": "r1", "n": 7, "price": "19.990", "seen": "2023-12-31T23:59:59.5Z", "tags": ["x"]},
+        "tags": ["red", "green"],
+        "items": [{"sku": "A-1", "units": 2, "price": "0.1"}, {"sku": "B-2", "units": null, "price": "100"}]
+    })));
+    for (s, rows) in [(flat, rows), (all_types_schema("nested"), nested_rows)] {
+        let mut direct = s.clone();
+        direct.name = format!("{}_direct", s.name);
+        create(w, ds, &s).await;
+        create(w, ds, &direct).await;
+        insert(w, ds, &direct, &rows).await;
+        let mut staging = w.stage(ds, &s).await.expect("stage");
+        staging.append(&rows).await.unwrap_or_else(|e| panic!("append to {}: {e}", s.name));
+        staging.commit("TRUE", &Params::new(), &["id"]).await.expect("commit");
+        let staged = all_rows(w, ds, &s.name, "id").await;
+        assert_eq!(staged.len(), 3);
+        assert_eq!(staged, all_rows(w, ds, &direct.name, "id").await, "{}: staged rows differ from inserted", s.name);
+    }
+    cleanup(w, ds).await;
+}
+
+/// `query_batches` hands over every row, in query order, in batches no larger than asked; a
+/// failing query is an error, not an empty result.
+pub async fn query_batches(w: &dyn Warehouse, ds: &str) {
+    fresh_dataset(w, ds).await;
+    let s = simple_schema("many");
+    create(w, ds, &s).await;
+    let rows: Vec<Row> = (0..1234).map(|i| row(json!({"id": i, "name": format!("n{i}"), "qty": i % 7}))).collect();
+    insert(w, ds, &s, &rows).await;
+    let sql = format!("SELECT id, name FROM {} WHERE qty >= @min ORDER BY id", tref(w, ds, "many"));
+    let params = Params::new().bind("min", 0i64);
+    let all = query(w, &sql, &params).await;
+    let mut batches = w.query_batches(&sql, &params, 500).await.expect("query_batches");
+    let mut got = Vec::new();
+    let mut sizes = Vec::new();
+    while let Some(batch) = batches.next().await {
+        let batch = batch.expect("a batch");
+        sizes.push(batch.len());
+        got.extend(batch);
+    }
+    assert!(sizes.iter().all(|n| (1..=500).contains(n)), "batch sizes {sizes:?}");
+    assert_eq!(got.len(), 1234);
+    assert_eq!(got, all, "the batches are the query's rows, in order");
+
+    // Nothing matches: no rows at all.
+    let mut none = w.query_batches(&sql, &Params::new().bind("min", 100i64), 10).await.expect("query_batches");
+    let mut n = 0;
+    while let Some(batch) = none.next().await {
+        n += batch.expect("a batch").len();
+    }
+    assert_eq!(n, 0);
+
+    // A reader that stops early does not hold anything up.
+    let mut partial = w.query_batches(&sql, &params, 100).await.expect("query_batches");
+    assert_eq!(partial.next().await.expect("one batch").expect("rows").len(), 100);
+    drop(partial);
+    assert_eq!(count(w, ds, "many").await, 1234);
+
+    let bad = format!("SELECT no_such_column FROM {}", tref(w, ds, "many"));
+    let failed = match w.query_batches(&bad, &Params::new(), 10).await {
+        Err(_) => true,
+        Ok(mut b) => matches!(b.next().await, Some(Err(_))),
+    };
+    assert!(failed, "a query that cannot run must fail");
     cleanup(w, ds).await;
 }
 

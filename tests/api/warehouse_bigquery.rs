@@ -30,6 +30,9 @@ conformance_case!(
     execute_counts,
     views,
     replace_slice,
+    staged_replace,
+    staged_types,
+    query_batches,
     render_refs,
     evolve_columns,
 );

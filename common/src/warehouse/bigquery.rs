@@ -43,8 +43,9 @@ use gcp_bigquery_client::Client;
 use serde_json::Value;
 
 use super::{
-    check_new_column, check_rows, check_schema, format_timestamp, is_identifier, scan_named_params, DatasetOptions,
-    Field, FieldType, Mode, Param, Params, Row, SqlPiece, TableSchema, Warehouse, WarehouseError, WarehouseResult,
+    check_new_column, check_rows, check_schema, format_timestamp, is_identifier, is_staging_table, scan_named_params,
+    staging_table_name, DatasetOptions, Field, FieldType, Mode, Param, Params, Row, RowBatches, SqlPiece, Staging,
+    TableSchema, Warehouse, WarehouseError, WarehouseResult,
 };
 
 /// Attempts per call before a retryable error becomes `Unavailable`.
@@ -54,6 +55,7 @@ const JOB_WAIT_MS: i32 = 10_000;
 /// The parameter that carries the rows of a write (a name callers' predicates will not use).
 const ROWS_PARAM: &str = "convergence_rows";
 
+#[derive(Clone)]
 pub struct BigQueryWarehouse {
     client: Client,
     project: String,
@@ -127,6 +129,39 @@ impl BigQueryWarehouse {
         Ok(format!("`{}.{dataset}.{table}`", self.project))
     }
 
+    /// tables.insert for `schema`, expiring at `expires` when given. `Ok(false)`: it existed.
+    async fn create_table_expiring(
+        &self,
+        dataset: &str,
+        schema: &TableSchema,
+        expires: Option<std::time::SystemTime>,
+    ) -> WarehouseResult<bool> {
+        check_schema(schema)?;
+        self.quoted(dataset, &schema.name)?;
+        // The schema file is BigQuery's own table-schema JSON: it maps onto tables.insert as is.
+        let fields: Vec<TableFieldSchema> = serde_json::to_value(&schema.fields)
+            .and_then(serde_json::from_value)
+            .map_err(|e| WarehouseError::Invalid(format!("table {}: {e}", schema.name)))?;
+        let mut spec = Table::new(&self.project, dataset, &schema.name, BqTableSchema::new(fields))
+            .location(&self.location)
+            .description(&schema.description);
+        if let Some(p) = &schema.partitioning {
+            spec = spec.time_partitioning(TimePartitioning::new(p.kind.clone()).field(&p.field));
+        }
+        if !schema.clustering.is_empty() {
+            spec = spec.clustering(Clustering { fields: Some(schema.clustering.clone()) });
+        }
+        if let Some(at) = expires {
+            spec = spec.expiration_time(at);
+        }
+        let tables = self.client.table();
+        match self.retry("tables.insert", || tables.create(spec.clone())).await {
+            Ok(_) => Ok(true),
+            Err(WarehouseError::AlreadyExists(_)) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Tables and views of a dataset with their kind (`TABLE`, `VIEW`, …), every page.
     async fn list_with_kinds(&self, dataset: &str) -> WarehouseResult<Vec<(String, String)>> {
         self.quoted(dataset, "t")?;
@@ -162,61 +197,14 @@ impl BigQueryWarehouse {
 
     /// Runs a query job to completion and returns its schema and every row.
     async fn run_query(&self, sql: &str, params: Vec<QueryParameter>) -> WarehouseResult<QueryOutcome> {
-        let mut request = QueryRequest::new(sql);
-        request.use_legacy_sql = false;
-        request.parameter_mode = Some("NAMED".to_string());
-        request.query_parameters = Some(params);
-        request.location = Some(self.location.clone());
-        request.timeout_ms = Some(JOB_WAIT_MS);
-        request.format_options = Some(DataFormatOptions { use_int64_timestamp: Some(true) });
-        let jobs = self.client.job();
-        let first = self.retry("jobs.query", || jobs.query(&self.project, request.clone())).await?;
-        if let Some(error) = job_error(first.errors.as_deref()) {
-            return Err(error);
-        }
-        let mut outcome = QueryOutcome {
-            fields: first.schema.and_then(|s| s.fields).unwrap_or_default(),
-            rows: first.rows.unwrap_or_default(),
-            affected: first.num_dml_affected_rows.and_then(|n| n.parse().ok()),
-        };
-        let mut complete = first.job_complete.unwrap_or(true);
-        let mut page_token = first.page_token;
-        let job_id = first.job_reference.and_then(|r| r.job_id);
-        while !complete || page_token.is_some() {
-            let Some(job_id) = job_id.as_deref() else {
-                return Err(WarehouseError::Backend("query job has no id to poll".into()));
-            };
-            let parameters = GetQueryResultsParameters {
-                // Not `formatOptions`: the client sends these as a URL query, which cannot carry a
-                // nested object (the request fails to build). Timestamps then come back as float
-                // seconds, which `decode_timestamp` reads exactly.
-                format_options: None,
-                location: Some(self.location.clone()),
-                max_results: None,
-                page_token: if complete { page_token.clone() } else { None },
-                start_index: None,
-                timeout_ms: Some(JOB_WAIT_MS),
-            };
-            let page = self
-                .retry("jobs.getQueryResults", || jobs.get_query_results(&self.project, job_id, parameters.clone()))
-                .await?;
-            if let Some(error) = job_error(page.errors.as_deref()) {
-                return Err(error);
+        let mut pager = QueryPager::start(self, sql, params, None).await?;
+        let mut outcome = QueryOutcome { fields: Vec::new(), rows: Vec::new(), affected: None };
+        while let Some(page) = pager.next_page(self).await? {
+            if outcome.fields.is_empty() {
+                outcome.fields = page.fields;
             }
-            if !page.job_complete.unwrap_or(true) {
-                // Still running: the call above already waited server-side; ask again.
-                continue;
-            }
-            if !complete {
-                // The first complete answer carries the first page again, with the schema.
-                complete = true;
-                outcome.fields = page.schema.and_then(|s| s.fields).unwrap_or_default();
-                outcome.rows = page.rows.unwrap_or_default();
-                outcome.affected = page.num_dml_affected_rows.and_then(|n| n.parse().ok());
-            } else {
-                outcome.rows.extend(page.rows.unwrap_or_default());
-            }
-            page_token = page.page_token;
+            outcome.affected = outcome.affected.or(page.affected);
+            outcome.rows.extend(page.rows);
         }
         Ok(outcome)
     }
@@ -336,6 +324,198 @@ impl QueryOutcome {
             })
             .collect()
     }
+}
+
+/// A query job read page by page: `jobs.query`, then `getQueryResults` while the job runs and
+/// for every further page.
+struct QueryPager {
+    /// The first page, when `jobs.query` already had it.
+    pending: Option<QueryOutcome>,
+    job_id: Option<String>,
+    complete: bool,
+    page_token: Option<String>,
+    fields: Vec<TableFieldSchema>,
+    max_results: Option<u32>,
+}
+
+impl QueryPager {
+    async fn start(
+        wh: &BigQueryWarehouse,
+        sql: &str,
+        params: Vec<QueryParameter>,
+        max_results: Option<u32>,
+    ) -> WarehouseResult<QueryPager> {
+        let mut request = QueryRequest::new(sql);
+        request.use_legacy_sql = false;
+        request.parameter_mode = Some("NAMED".to_string());
+        request.query_parameters = Some(params);
+        request.location = Some(wh.location.clone());
+        request.timeout_ms = Some(JOB_WAIT_MS);
+        request.max_results = max_results.map(|n| n.min(i32::MAX as u32) as i32);
+        request.format_options = Some(DataFormatOptions { use_int64_timestamp: Some(true) });
+        let jobs = wh.client.job();
+        let first = wh.retry("jobs.query", || jobs.query(&wh.project, request.clone())).await?;
+        if let Some(error) = job_error(first.errors.as_deref()) {
+            return Err(error);
+        }
+        let complete = first.job_complete.unwrap_or(true);
+        let fields = first.schema.and_then(|s| s.fields).unwrap_or_default();
+        Ok(QueryPager {
+            pending: complete.then(|| QueryOutcome {
+                fields: fields.clone(),
+                rows: first.rows.unwrap_or_default(),
+                affected: first.num_dml_affected_rows.and_then(|n| n.parse().ok()),
+            }),
+            job_id: first.job_reference.and_then(|r| r.job_id),
+            complete,
+            page_token: first.page_token,
+            fields,
+            max_results,
+        })
+    }
+
+    /// The next page of rows, `None` after the last.
+    async fn next_page(&mut self, wh: &BigQueryWarehouse) -> WarehouseResult<Option<QueryOutcome>> {
+        if let Some(first) = self.pending.take() {
+            return Ok(Some(first));
+        }
+        loop {
+            if self.complete && self.page_token.is_none() {
+                return Ok(None);
+            }
+            let Some(job_id) = self.job_id.as_deref() else {
+                return Err(WarehouseError::Backend("query job has no id to poll".into()));
+            };
+            let parameters = GetQueryResultsParameters {
+                // Not `formatOptions`: the client sends these as a URL query, which cannot carry a
+                // nested object (the request fails to build). Timestamps then come back as float
+                // seconds, which `decode_timestamp` reads exactly.
+                format_options: None,
+                location: Some(wh.location.clone()),
+                max_results: self.max_results.map(|n| n.min(i32::MAX as u32) as i32),
+                page_token: if self.complete { self.page_token.clone() } else { None },
+                start_index: None,
+                timeout_ms: Some(JOB_WAIT_MS),
+            };
+            let jobs = wh.client.job();
+            let page = wh
+                .retry("jobs.getQueryResults", || jobs.get_query_results(&wh.project, job_id, parameters.clone()))
+                .await?;
+            if let Some(error) = job_error(page.errors.as_deref()) {
+                return Err(error);
+            }
+            if !page.job_complete.unwrap_or(true) {
+                // Still running: the call above already waited server-side; ask again.
+                continue;
+            }
+            // The first complete answer carries the first page (and the schema).
+            self.complete = true;
+            if let Some(fields) = page.schema.and_then(|s| s.fields) {
+                self.fields = fields;
+            }
+            self.page_token = page.page_token;
+            return Ok(Some(QueryOutcome {
+                fields: self.fields.clone(),
+                rows: page.rows.unwrap_or_default(),
+                affected: page.num_dml_affected_rows.and_then(|n| n.parse().ok()),
+            }));
+        }
+    }
+}
+
+/// A staged replace: a table next to the target, `{table}__staging_{id}`, written with the same
+/// INSERT jobs as `insert_rows` and moved in with one MERGE. It expires after a day, so one that
+/// a crash left behind goes away on its own.
+struct BigQueryStaging {
+    warehouse: BigQueryWarehouse,
+    dataset: String,
+    schema: TableSchema,
+    staging: TableSchema,
+    staged: u64,
+    /// Committed or discarded: nothing left to clean up.
+    finished: bool,
+}
+
+/// How long a staging table may outlive a run that never finished it.
+const STAGING_EXPIRY: Duration = Duration::from_secs(24 * 3600);
+
+#[async_trait]
+impl Staging for BigQueryStaging {
+    async fn append(&mut self, rows: &[Row]) -> WarehouseResult<u64> {
+        let appended = self.warehouse.insert_rows(&self.dataset, &self.staging, rows).await?;
+        self.staged += appended;
+        Ok(appended)
+    }
+
+    fn staged(&self) -> u64 {
+        self.staged
+    }
+
+    async fn commit(
+        mut self: Box<Self>,
+        predicate: &str,
+        params: &Params,
+        _order_by: &[&str],
+    ) -> WarehouseResult<(u64, u64)> {
+        // BigQuery keeps no row order: `order_by` has nothing to fix here.
+        let source = self.schema.fields.iter().map(|f| format!("{n} AS {MERGE_SOURCE_PREFIX}{n}", n = f.name));
+        let source = format!(
+            "SELECT {} FROM {}",
+            source.collect::<Vec<_>>().join(", "),
+            self.warehouse.quoted(&self.dataset, &self.staging.name)?
+        );
+        let sql = merge_replace_sql(
+            &self.warehouse.quoted(&self.dataset, &self.schema.name)?,
+            &self.schema,
+            &source,
+            predicate,
+        );
+        let sql = decode_bytes_params(&sql, params)?;
+        let affected = self.warehouse.run_query(&sql, query_parameters(params)).await?.affected.unwrap_or(0);
+        self.finished = true;
+        self.warehouse.drop_table(&self.dataset, &self.staging.name).await?;
+        Ok((affected.saturating_sub(self.staged), self.staged))
+    }
+
+    async fn discard(mut self: Box<Self>) -> WarehouseResult<()> {
+        self.finished = true;
+        self.warehouse.drop_table(&self.dataset, &self.staging.name).await
+    }
+}
+
+impl Drop for BigQueryStaging {
+    fn drop(&mut self) {
+        if self.finished {
+            return;
+        }
+        // Not committed (an error or a panic on the way): drop the staging table in the
+        // background; its expiry covers a process that is gone before this runs.
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let (warehouse, dataset, table) = (self.warehouse.clone(), self.dataset.clone(), self.staging.name.clone());
+            runtime.spawn(async move {
+                if let Err(e) = warehouse.drop_table(&dataset, &table).await {
+                    tracing::warn!(dataset, table, error = %e, "could not drop an abandoned staging table; it expires within a day");
+                }
+            });
+        }
+    }
+}
+
+/// Prefix of the MERGE source's columns: renamed so that the caller's predicate, written over
+/// the table's column names, can only mean the target's columns.
+const MERGE_SOURCE_PREFIX: &str = "convergence_src_";
+
+/// One `MERGE … ON FALSE` that deletes the target's rows matching `predicate` and inserts every
+/// row of `source` (whose columns are the table's, prefixed with `MERGE_SOURCE_PREFIX`).
+fn merge_replace_sql(target: &str, schema: &TableSchema, source: &str, predicate: &str) -> String {
+    let columns: Vec<&str> = schema.fields.iter().map(|f| f.name.as_str()).collect();
+    format!(
+        "MERGE {target} AS convergence_target USING ({source}) AS convergence_source ON FALSE \
+         WHEN NOT MATCHED BY SOURCE AND ({predicate}) THEN DELETE \
+         WHEN NOT MATCHED THEN INSERT ({cols}) VALUES ({values})",
+        cols = columns.join(", "),
+        values = columns.iter().map(|c| format!("{MERGE_SOURCE_PREFIX}{c}")).collect::<Vec<_>>().join(", "),
+    )
 }
 
 /// BigQuery project ids: 6–30 lowercase letters, digits and hyphens, starting with a letter
@@ -696,33 +876,19 @@ impl Warehouse for BigQueryWarehouse {
     }
 
     async fn list_tables(&self, dataset: &str) -> WarehouseResult<Vec<String>> {
-        let mut names: Vec<String> = self.list_with_kinds(dataset).await?.into_iter().map(|(name, _)| name).collect();
+        let mut names: Vec<String> = self
+            .list_with_kinds(dataset)
+            .await?
+            .into_iter()
+            .map(|(name, _)| name)
+            .filter(|name| !is_staging_table(name))
+            .collect();
         names.sort();
         Ok(names)
     }
 
     async fn create_table(&self, dataset: &str, schema: &TableSchema) -> WarehouseResult<bool> {
-        check_schema(schema)?;
-        self.quoted(dataset, &schema.name)?;
-        // The schema file is BigQuery's own table-schema JSON: it maps onto tables.insert as is.
-        let fields: Vec<TableFieldSchema> = serde_json::to_value(&schema.fields)
-            .and_then(serde_json::from_value)
-            .map_err(|e| WarehouseError::Invalid(format!("table {}: {e}", schema.name)))?;
-        let mut spec = Table::new(&self.project, dataset, &schema.name, BqTableSchema::new(fields))
-            .location(&self.location)
-            .description(&schema.description);
-        if let Some(p) = &schema.partitioning {
-            spec = spec.time_partitioning(TimePartitioning::new(p.kind.clone()).field(&p.field));
-        }
-        if !schema.clustering.is_empty() {
-            spec = spec.clustering(Clustering { fields: Some(schema.clustering.clone()) });
-        }
-        let tables = self.client.table();
-        match self.retry("tables.insert", || tables.create(spec.clone())).await {
-            Ok(_) => Ok(true),
-            Err(WarehouseError::AlreadyExists(_)) => Ok(false),
-            Err(e) => Err(e),
-        }
+        self.create_table_expiring(dataset, schema, None).await
     }
 
     async fn drop_table(&self, dataset: &str, table: &str) -> WarehouseResult<()> {
@@ -798,6 +964,60 @@ impl Warehouse for BigQueryWarehouse {
         Ok(rows.len() as u64)
     }
 
+    async fn query_batches(&self, sql: &str, params: &Params, batch_rows: usize) -> WarehouseResult<RowBatches> {
+        let sql = decode_bytes_params(sql, params)?;
+        let batch_rows = u32::try_from(batch_rows.max(1)).unwrap_or(u32::MAX);
+        let mut pager = QueryPager::start(self, &sql, query_parameters(params), Some(batch_rows)).await?;
+        let (sender, batches) = RowBatches::channel();
+        let warehouse = self.clone();
+        tokio::spawn(async move {
+            loop {
+                let rows =
+                    match pager.next_page(&warehouse).await.and_then(|p| p.map(QueryOutcome::into_rows).transpose()) {
+                        Ok(Some(rows)) => rows,
+                        Ok(None) => return,
+                        Err(e) => {
+                            let _ = sender.send(Err(e)).await;
+                            return;
+                        }
+                    };
+                // Pages are at most `maxResults` rows, but a server may send more: cut them to size.
+                let mut rows = rows.into_iter().peekable();
+                while rows.peek().is_some() {
+                    let batch: Vec<Row> = rows.by_ref().take(batch_rows as usize).collect();
+                    // A send fails only when the reader went away: stop paging then.
+                    if sender.send(Ok(batch)).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        });
+        Ok(batches)
+    }
+
+    async fn stage(&self, dataset: &str, schema: &TableSchema) -> WarehouseResult<Box<dyn Staging>> {
+        check_schema(schema)?;
+        if self.table_kind(dataset, &schema.name).await?.is_none() {
+            return Err(WarehouseError::NotFound(format!("table {dataset}.{}", schema.name)));
+        }
+        let staging = TableSchema {
+            name: staging_table_name(&schema.name),
+            description: format!("Rows staged for one replace of {}; dropped when it ends.", schema.name),
+            partitioning: None,
+            clustering: Vec::new(),
+            fields: schema.fields.clone(),
+        };
+        self.create_table_expiring(dataset, &staging, Some(std::time::SystemTime::now() + STAGING_EXPIRY)).await?;
+        Ok(Box::new(BigQueryStaging {
+            warehouse: self.clone(),
+            dataset: dataset.to_string(),
+            schema: schema.clone(),
+            staging,
+            staged: 0,
+            finished: false,
+        }))
+    }
+
     async fn replace_slice(
         &self,
         dataset: &str,
@@ -811,19 +1031,8 @@ impl Warehouse for BigQueryWarehouse {
         if params.get(ROWS_PARAM).is_some() {
             return Err(WarehouseError::Invalid(format!("@{ROWS_PARAM} is reserved for the rows")));
         }
-        // Source columns are renamed so that the caller's predicate, written over the table's
-        // column names, can only mean the target's columns.
-        const SRC: &str = "convergence_src_";
-        let (source, rows_param) = self.rows_source(schema, rows, SRC)?;
-        let columns: Vec<&str> = schema.fields.iter().map(|f| f.name.as_str()).collect();
-        let sql = format!(
-            "MERGE {table} AS convergence_target USING ({source}) AS convergence_source ON FALSE \
-             WHEN NOT MATCHED BY SOURCE AND ({predicate}) THEN DELETE \
-             WHEN NOT MATCHED THEN INSERT ({cols}) VALUES ({values})",
-            table = self.quoted(dataset, &schema.name)?,
-            cols = columns.join(", "),
-            values = columns.iter().map(|c| format!("{SRC}{c}")).collect::<Vec<_>>().join(", "),
-        );
+        let (source, rows_param) = self.rows_source(schema, rows, MERGE_SOURCE_PREFIX)?;
+        let sql = merge_replace_sql(&self.quoted(dataset, &schema.name)?, schema, &source, predicate);
         let sql = decode_bytes_params(&sql, params)?;
         let mut all = query_parameters(params);
         all.push(rows_param);

@@ -19,8 +19,9 @@ use duckdb::{params_from_iter, Connection};
 use serde_json::Value;
 
 use super::{
-    check_new_column, check_rows, check_schema, format_timestamp, scan_named_params, DatasetOptions, Field, FieldType,
-    Mode, Param, Params, Row, SqlPiece, TableSchema, Warehouse, WarehouseError, WarehouseResult,
+    check_new_column, check_rows, check_schema, format_timestamp, scan_named_params, staging_table_name,
+    DatasetOptions, Field, FieldType, Mode, Param, Params, Row, RowBatches, SqlPiece, Staging, TableSchema, Warehouse,
+    WarehouseError, WarehouseResult,
 };
 
 /// Idle connections kept for reuse; more are cloned on demand and dropped when returned.
@@ -83,19 +84,9 @@ impl DuckDbWarehouse {
         let pool = self.pool.clone();
         pool.base().await?;
         tokio::task::spawn_blocking(move || {
-            let popped = pool.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
-            let mut conn = match popped {
-                Some(c) => c,
-                None => match pool.base.get() {
-                    Some(base) => base.lock().unwrap_or_else(|p| p.into_inner()).try_clone().map_err(backend)?,
-                    None => return Err(WarehouseError::Unavailable("the DuckDB file is not open".into())),
-                },
-            };
+            let mut conn = pool.take()?;
             let result = f(&mut conn);
-            let mut idle = pool.idle.lock().unwrap_or_else(|p| p.into_inner());
-            if idle.len() < MAX_IDLE_CONNECTIONS {
-                idle.push(conn);
-            }
+            pool.give_back(conn);
             result
         })
         .await
@@ -104,6 +95,26 @@ impl DuckDbWarehouse {
 }
 
 impl Pool {
+    /// An idle connection, or a new one on the open database (blocking; call after `base`).
+    fn take(&self) -> WarehouseResult<Connection> {
+        let popped = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        match popped {
+            Some(c) => Ok(c),
+            None => match self.base.get() {
+                Some(base) => base.lock().unwrap_or_else(|p| p.into_inner()).try_clone().map_err(backend),
+                None => Err(WarehouseError::Unavailable("the DuckDB file is not open".into())),
+            },
+        }
+    }
+
+    /// Keeps a connection for reuse, up to `MAX_IDLE_CONNECTIONS`.
+    fn give_back(&self, conn: Connection) {
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        if idle.len() < MAX_IDLE_CONNECTIONS {
+            idle.push(conn);
+        }
+    }
+
     /// The database handle, opening the file on first use. A failed open is not remembered: the
     /// next call tries again (e.g. after another process released the file).
     async fn base(&self) -> WarehouseResult<&Mutex<Connection>> {
@@ -232,23 +243,32 @@ fn positional(sql: &str, params: &Params) -> WarehouseResult<(String, Vec<DuckVa
 /// A canonical JSON value for a column, as a bindable DuckDB value and the placeholder SQL.
 fn bind_cell(field: &Field, value: Option<&Value>) -> WarehouseResult<(String, DuckValue)> {
     let ty = duck_type(field);
-    let value = match value {
-        // A missing REPEATED value is an empty array, as in BigQuery.
-        None | Some(Value::Null) if field.mode == Mode::Repeated => {
-            return Ok((format!("CAST(CAST(? AS JSON) AS {ty})"), DuckValue::Text("[]".into())))
-        }
-        None | Some(Value::Null) => return Ok((format!("CAST(? AS {ty})"), DuckValue::Null)),
-        Some(v) => v,
-    };
-    let invalid = || WarehouseError::Invalid(format!("column {:?} expects {ty}, got {value}", field.name));
-    if field.mode == Mode::Repeated || field.field_type == FieldType::Record {
-        if !(value.is_array() || value.is_object()) {
-            return Err(invalid());
-        }
-        // Nested values go through DuckDB's JSON → STRUCT/LIST cast, which checks the shape.
-        return Ok((format!("CAST(CAST(? AS JSON) AS {ty})"), DuckValue::Text(value.to_string())));
+    if is_nested(field) {
+        let text = match value {
+            // A missing REPEATED value is an empty array, as in BigQuery.
+            None | Some(Value::Null) if field.mode == Mode::Repeated => DuckValue::Text("[]".into()),
+            None | Some(Value::Null) => DuckValue::Null,
+            // Nested values go through DuckDB's JSON → STRUCT/LIST cast, which checks the shape.
+            Some(v) if v.is_array() || v.is_object() => DuckValue::Text(v.to_string()),
+            Some(v) => return Err(WarehouseError::Invalid(format!("column {:?} expects {ty}, got {v}", field.name))),
+        };
+        return Ok((format!("CAST(CAST(? AS JSON) AS {ty})"), text));
     }
-    let bound = match (field.field_type, value) {
+    Ok((format!("CAST(? AS {ty})"), scalar_cell(field, value)?))
+}
+
+/// REPEATED and RECORD columns: these take the JSON path, not the appender.
+fn is_nested(field: &Field) -> bool {
+    field.mode == Mode::Repeated || field.field_type == FieldType::Record
+}
+
+/// A canonical JSON value of a scalar column as a DuckDB value: numbers, booleans and bytes
+/// typed, the rest as text DuckDB casts to the column's type (and refuses when it is not one).
+fn scalar_cell(field: &Field, value: Option<&Value>) -> WarehouseResult<DuckValue> {
+    let Some(value) = value.filter(|v| !v.is_null()) else { return Ok(DuckValue::Null) };
+    let invalid =
+        || WarehouseError::Invalid(format!("column {:?} expects {}, got {value}", field.name, duck_type(field)));
+    Ok(match (field.field_type, value) {
         (FieldType::Json, v) => DuckValue::Text(match v {
             Value::String(s) => s.clone(),
             other => other.to_string(),
@@ -270,15 +290,14 @@ fn bind_cell(field: &Field, value: Option<&Value>) -> WarehouseResult<(String, D
             Value::String(s),
         ) => DuckValue::Text(s.clone()),
         _ => return Err(invalid()),
-    };
-    Ok((format!("CAST(? AS {ty})"), bound))
+    })
 }
 
 /// Rows per INSERT statement: large enough to amortize parsing, small enough to bind quickly.
 const INSERT_CHUNK_ROWS: usize = 500;
 
-fn insert_in_tx(conn: &Connection, dataset: &str, schema: &TableSchema, rows: &[Row]) -> WarehouseResult<u64> {
-    let table = format!("{}.{}", quote(dataset)?, quote(&schema.name)?);
+/// Inserts rows into `table` (a quoted reference) through multi-row VALUES.
+fn insert_in_tx(conn: &Connection, table: &str, schema: &TableSchema, rows: &[Row]) -> WarehouseResult<u64> {
     let columns: Vec<String> = schema.fields.iter().map(|f| format!("\"{}\"", f.name)).collect();
     let mut inserted = 0u64;
     for chunk in rows.chunks(INSERT_CHUNK_ROWS) {
@@ -369,20 +388,231 @@ fn normalize_decimal(text: &str) -> String {
 }
 
 fn query_rows(conn: &Connection, sql: &str, params: &Params) -> WarehouseResult<Vec<Row>> {
+    let mut out = Vec::new();
+    read_batches(conn, sql, params, usize::MAX, |batch| {
+        out.extend(batch);
+        true
+    })?;
+    Ok(out)
+}
+
+/// Runs a query and hands its rows to `each` in batches of at most `batch_rows` (the last one
+/// possibly empty when nothing is left); `each` returns false to stop early.
+fn read_batches(
+    conn: &Connection,
+    sql: &str,
+    params: &Params,
+    batch_rows: usize,
+    mut each: impl FnMut(Vec<Row>) -> bool,
+) -> WarehouseResult<()> {
     let (sql, values) = positional(sql, params)?;
     let mut stmt = conn.prepare(&sql).map_err(backend)?;
     let mut rows = stmt.query(params_from_iter(values)).map_err(backend)?;
     let names: Vec<String> = rows.as_ref().map(|s| s.column_names()).unwrap_or_default();
-    let mut out = Vec::new();
+    let capacity = batch_rows.min(4096);
+    let mut batch = Vec::with_capacity(capacity);
     while let Some(row) = rows.next().map_err(backend)? {
         let mut map = Row::new();
         for (i, name) in names.iter().enumerate() {
             let value: DuckValue = row.get(i).map_err(backend)?;
             map.insert(name.clone(), to_json(value));
         }
-        out.push(map);
+        batch.push(map);
+        if batch.len() >= batch_rows && !each(std::mem::replace(&mut batch, Vec::with_capacity(capacity))) {
+            return Ok(());
+        }
     }
-    Ok(out)
+    if !batch.is_empty() {
+        each(batch);
+    }
+    Ok(())
+}
+
+/// A staged replace: a temporary table on a connection of its own. Temporary tables live and die
+/// with their connection, so a run that dies mid-way leaves nothing behind.
+struct DuckDbStaging {
+    pool: Arc<Pool>,
+    /// `None` only while a call has it on the blocking pool (or after one panicked).
+    conn: Option<Connection>,
+    /// The quoted target table.
+    target: String,
+    /// The quoted temporary table.
+    staging: String,
+    /// Its bare name, for the appender.
+    staging_name: String,
+    schema: TableSchema,
+    staged: u64,
+}
+
+impl DuckDbStaging {
+    /// Runs `f` with the staging connection on the blocking pool.
+    async fn on_conn<T: Send + 'static>(
+        &mut self,
+        f: impl FnOnce(&mut Connection, &DuckDbStaging) -> WarehouseResult<T> + Send + 'static,
+    ) -> WarehouseResult<T> {
+        let mut conn = self
+            .conn
+            .take()
+            .ok_or_else(|| WarehouseError::Backend("the staging connection was lost in an earlier failure".into()))?;
+        let facts = DuckDbStaging {
+            pool: self.pool.clone(),
+            conn: None,
+            target: self.target.clone(),
+            staging: self.staging.clone(),
+            staging_name: self.staging_name.clone(),
+            schema: self.schema.clone(),
+            staged: self.staged,
+        };
+        let (conn, result) = tokio::task::spawn_blocking(move || {
+            let result = f(&mut conn, &facts);
+            (conn, result)
+        })
+        .await
+        .map_err(|e| WarehouseError::Backend(format!("warehouse task failed: {e}")))?;
+        self.conn = Some(conn);
+        result
+    }
+
+    /// Drops the temporary table and returns the connection to the pool.
+    async fn release(mut self) -> WarehouseResult<()> {
+        let drop_sql = format!("DROP TABLE IF EXISTS {}", self.staging);
+        self.on_conn(move |c, _| c.execute_batch(&drop_sql).map_err(backend)).await?;
+        if let Some(conn) = self.conn.take() {
+            self.pool.give_back(conn);
+        }
+        Ok(())
+    }
+}
+
+/// Appends rows to the staging table: DuckDB's appender for flat tables (values go in typed,
+/// without SQL), multi-row VALUES when the table has nested columns (the appender takes none).
+fn append_staged(conn: &Connection, st: &DuckDbStaging, rows: &[Row]) -> WarehouseResult<u64> {
+    if st.schema.fields.iter().any(is_nested) {
+        return transaction_on(conn, |c| insert_in_tx(c, &st.staging, &st.schema, rows));
+    }
+    let mut appender = conn.appender_to_catalog_and_db(&st.staging_name, "temp", "main").map_err(backend)?;
+    let mut cells = Vec::with_capacity(st.schema.fields.len());
+    for (i, row) in rows.iter().enumerate() {
+        cells.clear();
+        for field in &st.schema.fields {
+            cells.push(appender_cell(field, row.get(&field.name)).map_err(|e| at_row(i, e))?);
+        }
+        appender.append_row(duckdb::appender_params_from_iter(cells.iter())).map_err(|e| at_row(i, backend(e)))?;
+    }
+    appender.flush().map_err(backend)?;
+    Ok(rows.len() as u64)
+}
+
+/// A value for the appender. Timestamps go in as UTC microseconds: the appender's own text
+/// conversion ignores a UTC offset (`…+02:00` would land two hours off).
+fn appender_cell(field: &Field, value: Option<&Value>) -> WarehouseResult<DuckValue> {
+    if field.field_type == FieldType::Timestamp {
+        if let Some(Value::String(text)) = value {
+            let micros = DateTime::parse_from_rfc3339(text).map(|t| t.timestamp_micros()).or_else(|_| {
+                ["%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M:%S%.f"]
+                    .iter()
+                    .find_map(|f| chrono::NaiveDateTime::parse_from_str(text, f).ok())
+                    .map(|t| t.and_utc().timestamp_micros())
+                    .ok_or_else(|| {
+                        WarehouseError::Invalid(format!(
+                            "column {:?} expects an RFC 3339 timestamp, got {text:?}",
+                            field.name
+                        ))
+                    })
+            })?;
+            return Ok(DuckValue::Timestamp(TimeUnit::Microsecond, micros));
+        }
+    }
+    scalar_cell(field, value)
+}
+
+/// Says which row of a batch a value error is about.
+fn at_row(i: usize, e: WarehouseError) -> WarehouseError {
+    match e {
+        WarehouseError::Invalid(m) | WarehouseError::Backend(m) => WarehouseError::Invalid(format!("row {i}: {m}")),
+        other => other,
+    }
+}
+
+/// `transaction` for a shared connection reference (VALUES inserts are all-or-nothing per call).
+fn transaction_on<T>(conn: &Connection, f: impl FnOnce(&Connection) -> WarehouseResult<T>) -> WarehouseResult<T> {
+    conn.execute_batch("BEGIN TRANSACTION").map_err(backend)?;
+    match f(conn) {
+        Ok(v) => {
+            conn.execute_batch("COMMIT").map_err(backend)?;
+            Ok(v)
+        }
+        Err(e) => {
+            let _ = conn.execute_batch("ROLLBACK");
+            Err(e)
+        }
+    }
+}
+
+#[async_trait]
+impl Staging for DuckDbStaging {
+    async fn append(&mut self, rows: &[Row]) -> WarehouseResult<u64> {
+        check_rows(&self.schema, rows)?;
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        let rows = rows.to_vec();
+        let appended = self.on_conn(move |c, st| append_staged(c, st, &rows)).await?;
+        self.staged += appended;
+        Ok(appended)
+    }
+
+    fn staged(&self) -> u64 {
+        self.staged
+    }
+
+    async fn commit(
+        mut self: Box<Self>,
+        predicate: &str,
+        params: &Params,
+        order_by: &[&str],
+    ) -> WarehouseResult<(u64, u64)> {
+        let (where_sql, values) = positional(predicate, params)?;
+        for column in order_by {
+            if self.schema.field(column).is_none() {
+                return Err(WarehouseError::Invalid(format!(
+                    "order_by: {column:?} is not a column of {}",
+                    self.schema.name
+                )));
+            }
+        }
+        let columns: Vec<String> = self.schema.fields.iter().map(|f| format!("\"{}\"", f.name)).collect();
+        let order = if order_by.is_empty() {
+            String::new()
+        } else {
+            format!(
+                " ORDER BY {}",
+                order_by.iter().map(|c| format!("\"{c}\" NULLS FIRST")).collect::<Vec<_>>().join(", ")
+            )
+        };
+        let delete = format!("DELETE FROM {} WHERE {where_sql}", self.target);
+        let insert = format!(
+            "INSERT INTO {} ({cols}) SELECT {cols} FROM {}{order}",
+            self.target,
+            self.staging,
+            cols = columns.join(", ")
+        );
+        let counts = self
+            .on_conn(move |c, _| {
+                transaction(c, |tx| {
+                    let deleted = tx.execute(&delete, params_from_iter(values)).map_err(backend)? as u64;
+                    let inserted = tx.execute(&insert, []).map_err(backend)? as u64;
+                    Ok((deleted, inserted))
+                })
+            })
+            .await?;
+        self.release().await?;
+        Ok(counts)
+    }
+
+    async fn discard(self: Box<Self>) -> WarehouseResult<()> {
+        self.release().await
+    }
 }
 
 fn object_exists(conn: &Connection, dataset: &str, table: &str) -> WarehouseResult<bool> {
@@ -545,7 +775,64 @@ impl Warehouse for DuckDbWarehouse {
             return Ok(0);
         }
         let (dataset, schema, rows) = (dataset.to_string(), schema.clone(), rows.to_vec());
-        self.with_conn(move |c| transaction(c, |tx| insert_in_tx(tx, &dataset, &schema, &rows))).await
+        let table = format!("{}.{}", quote(&dataset)?, quote(&schema.name)?);
+        self.with_conn(move |c| transaction(c, |tx| insert_in_tx(tx, &table, &schema, &rows))).await
+    }
+
+    async fn query_batches(&self, sql: &str, params: &Params, batch_rows: usize) -> WarehouseResult<RowBatches> {
+        let (sql, params, pool) = (sql.to_string(), params.clone(), self.pool.clone());
+        pool.base().await?;
+        let (sender, batches) = RowBatches::channel();
+        tokio::task::spawn_blocking(move || {
+            let conn = match pool.take() {
+                Ok(c) => c,
+                Err(e) => {
+                    let _ = sender.blocking_send(Err(e));
+                    return;
+                }
+            };
+            // A send fails only when the reader went away: stop reading then.
+            let read =
+                read_batches(&conn, &sql, &params, batch_rows.max(1), |batch| sender.blocking_send(Ok(batch)).is_ok());
+            if let Err(e) = read {
+                let _ = sender.blocking_send(Err(e));
+            }
+            pool.give_back(conn);
+        });
+        Ok(batches)
+    }
+
+    async fn stage(&self, dataset: &str, schema: &TableSchema) -> WarehouseResult<Box<dyn Staging>> {
+        check_schema(schema)?;
+        let target = format!("{}.{}", quote(dataset)?, quote(&schema.name)?);
+        let staging_name = staging_table_name(&schema.name);
+        let mut staging_schema = schema.clone();
+        staging_schema.name = staging_name.clone();
+        // Same columns and constraints as the table, so a bad row fails while staging.
+        let create = create_table_sql("temp", &staging_schema)?;
+        let (dataset, table) = (dataset.to_string(), schema.name.clone());
+        self.pool.base().await?;
+        let pool = self.pool.clone();
+        let conn = tokio::task::spawn_blocking(move || {
+            let conn = pool.take()?;
+            if !object_exists(&conn, &dataset, &table)? {
+                pool.give_back(conn);
+                return Err(WarehouseError::NotFound(format!("table {dataset}.{table}")));
+            }
+            conn.execute_batch(&create.replacen("CREATE TABLE", "CREATE TEMP TABLE", 1)).map_err(backend)?;
+            Ok(conn)
+        })
+        .await
+        .map_err(|e| WarehouseError::Backend(format!("warehouse task failed: {e}")))??;
+        Ok(Box::new(DuckDbStaging {
+            pool: self.pool.clone(),
+            conn: Some(conn),
+            target,
+            staging: format!("temp.main.{}", quote(&staging_name)?),
+            staging_name,
+            schema: schema.clone(),
+            staged: 0,
+        }))
     }
 
     async fn replace_slice(
@@ -559,12 +846,13 @@ impl Warehouse for DuckDbWarehouse {
         check_schema(schema)?;
         check_rows(schema, rows)?;
         let (where_sql, values) = positional(predicate, params)?;
-        let delete = format!("DELETE FROM {}.{} WHERE {where_sql}", quote(dataset)?, quote(&schema.name)?);
-        let (dataset, schema, rows) = (dataset.to_string(), schema.clone(), rows.to_vec());
+        let table = format!("{}.{}", quote(dataset)?, quote(&schema.name)?);
+        let delete = format!("DELETE FROM {table} WHERE {where_sql}");
+        let (schema, rows) = (schema.clone(), rows.to_vec());
         self.with_conn(move |c| {
             transaction(c, |tx| {
                 let deleted = tx.execute(&delete, params_from_iter(values)).map_err(backend)? as u64;
-                let inserted = insert_in_tx(tx, &dataset, &schema, &rows)?;
+                let inserted = insert_in_tx(tx, &table, &schema, &rows)?;
                 Ok((deleted, inserted))
             })
         })

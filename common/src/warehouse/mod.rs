@@ -2,6 +2,11 @@
 //! insert and atomic slice replace. One trait, an embedded DuckDB implementation (local, tests)
 //! and BigQuery in production; one conformance suite holds both to the same behaviour.
 //!
+//! Large writes are staged: [`Warehouse::stage`] collects rows batch by batch outside the table
+//! (a DuckDB temporary table, a BigQuery staging table) and `commit` swaps them in atomically, so
+//! a pipeline never holds a whole window in memory and a failed run never leaves half a window.
+//! [`Warehouse::query_batches`] reads large results the same way, a batch at a time.
+//!
 //! Values never enter SQL text: queries name parameters as `@name` (BigQuery's syntax) and each
 //! backend binds them. Identifiers (datasets, tables, columns) are validated and quoted.
 
@@ -175,7 +180,7 @@ pub trait Warehouse: Send + Sync + 'static {
     /// Drops the dataset with everything in it; absent is not an error.
     async fn drop_dataset(&self, dataset: &str) -> WarehouseResult<()>;
 
-    /// Tables and views of a dataset, sorted by name.
+    /// Tables and views of a dataset, sorted by name (staging tables of unfinished writes left out).
     async fn list_tables(&self, dataset: &str) -> WarehouseResult<Vec<String>>;
     /// Creates the table; `Ok(false)` when a table of that name already existed.
     async fn create_table(&self, dataset: &str, schema: &TableSchema) -> WarehouseResult<bool>;
@@ -207,6 +212,75 @@ pub trait Warehouse: Send + Sync + 'static {
         params: &Params,
         rows: &[Row],
     ) -> WarehouseResult<(u64, u64)>;
+
+    /// Runs a SELECT and hands its rows over in batches of at most `batch_rows` as they are read,
+    /// so a large result never sits in memory whole. The producer waits while a batch is not
+    /// yet taken; dropping the [`RowBatches`] stops the query.
+    async fn query_batches(&self, sql: &str, params: &Params, batch_rows: usize) -> WarehouseResult<RowBatches>;
+
+    /// Starts a staged replace of a slice of the table `schema` describes (which must exist):
+    /// rows are appended in batches to a staging area no reader sees, and
+    /// [`Staging::commit`] swaps them in with one atomic delete-and-insert. A staging area that
+    /// is neither committed nor discarded disappears on its own (DuckDB: with its connection;
+    /// BigQuery: dropped in the background, and it expires within a day in any case).
+    async fn stage(&self, dataset: &str, schema: &TableSchema) -> WarehouseResult<Box<dyn Staging>>;
+}
+
+/// Rows staged for one atomic replace (see [`Warehouse::stage`]).
+#[async_trait]
+pub trait Staging: Send {
+    /// Adds rows (canonical form, checked like `insert_rows`). Nothing is visible in the table
+    /// until `commit`. After an error the staging area is unusable: discard it.
+    async fn append(&mut self, rows: &[Row]) -> WarehouseResult<u64>;
+
+    /// Rows appended so far.
+    fn staged(&self) -> u64;
+
+    /// Deletes the table's rows matching `predicate` (as in `replace_slice`) and inserts every
+    /// staged row, atomically, then drops the staging area. `order_by` (columns) fixes the order
+    /// rows are stored in where a backend keeps one, so reruns write identical files. Returns
+    /// (deleted, inserted).
+    async fn commit(
+        self: Box<Self>,
+        predicate: &str,
+        params: &Params,
+        order_by: &[&str],
+    ) -> WarehouseResult<(u64, u64)>;
+
+    /// Drops the staging area; the table is untouched.
+    async fn discard(self: Box<Self>) -> WarehouseResult<()>;
+}
+
+/// Batches of rows from [`Warehouse::query_batches`], in query order.
+pub struct RowBatches {
+    receiver: tokio::sync::mpsc::Receiver<WarehouseResult<Vec<Row>>>,
+}
+
+impl RowBatches {
+    /// A channel whose sender a backend fills from its reader. One batch in flight bounds the
+    /// memory to two batches (the one being read and the one being used).
+    pub(crate) fn channel() -> (tokio::sync::mpsc::Sender<WarehouseResult<Vec<Row>>>, RowBatches) {
+        let (sender, receiver) = tokio::sync::mpsc::channel(1);
+        (sender, RowBatches { receiver })
+    }
+
+    /// The next batch; `None` once every row was handed over. An error ends the stream.
+    pub async fn next(&mut self) -> Option<WarehouseResult<Vec<Row>>> {
+        self.receiver.recv().await
+    }
+}
+
+const STAGING_MARK: &str = "__staging_";
+
+/// The name of a staging table for `table`: unique per use, recognisable in a listing.
+pub(crate) fn staging_table_name(table: &str) -> String {
+    let unique = uuid::Uuid::new_v4().simple().to_string();
+    format!("{table}{STAGING_MARK}{}", &unique[..16])
+}
+
+/// Whether a table is a staging table (which `list_tables` leaves out: it is not the dataset's).
+pub(crate) fn is_staging_table(name: &str) -> bool {
+    name.contains(STAGING_MARK)
 }
 
 /// Replaces `{{table}}` placeholders in a view or query template with this backend's quoted
