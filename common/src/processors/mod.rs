@@ -4,10 +4,11 @@
 //! write, the provider credential, and the data-quality rows of reconciliation and unpriced usage.
 //!
 //! Invariants every processor keeps:
-//! - a window is written once, after everything it needs was fetched, with one `replace_slice`
-//!   on `usage_date BETWEEN @start_date AND @end_date`: a failed provider call leaves the table
-//!   as it was, and a rerun replaces the window (no run ids or timestamps in data rows, so five
-//!   reruns leave byte-identical tables);
+//! - a window is streamed, never held whole: each page (or batch of rows read back) is priced
+//!   or converted and staged as it arrives ([`WindowWriter`]), then the window is swapped in with
+//!   one atomic replace of `usage_date BETWEEN @start_date AND @end_date`. A failed provider call
+//!   leaves the table as it was, and a rerun replaces the window (no run ids or timestamps in
+//!   data rows, rows stored in key order, so five reruns leave byte-identical tables);
 //! - money is `rust_decimal` in Rust and NUMERIC (a decimal string in rows) in the warehouse.
 
 pub mod anthropic;
@@ -24,7 +25,7 @@ use serde_json::{json, Value};
 use crate::app::AppState;
 use crate::pipeline::{StepContext, StepError, StepOutcome};
 use crate::providers::retry::{ProviderError, RetryPolicy};
-use crate::warehouse::{format_timestamp, Params, Row, TableSchema};
+use crate::warehouse::{format_timestamp, Params, Row, RowBatches, Staging, TableSchema};
 
 /// The central table data-quality results go to.
 pub const DQ_TABLE: &str = "org_meta_dq_results";
@@ -140,7 +141,6 @@ pub(crate) struct CostSummary<'a> {
     /// The provider's id (`openai`) and display name (`OpenAI`).
     pub provider: &'static str,
     pub provider_name: &'static str,
-    pub rows: &'a [Row],
     pub priced_rows: u64,
     pub unpriced: &'a Unpriced,
     pub total: Decimal,
@@ -149,15 +149,15 @@ pub(crate) struct CostSummary<'a> {
     pub reported_total: Decimal,
 }
 
-/// The end every cost step shares: write the window and the data-quality rows, and report the
-/// outcome (unpriced models and reconciliation beyond tolerance as warnings).
+/// The end every cost step shares: swap in the staged window, write the data-quality rows, and
+/// report the outcome (unpriced models and reconciliation beyond tolerance as warnings).
 pub(crate) async fn finish_cost_step(
     ctx: &StepContext<'_>,
-    schema: &TableSchema,
+    writer: WindowWriter,
     dq: &[DqResult],
     summary: CostSummary<'_>,
 ) -> Result<StepOutcome, StepError> {
-    let written = write_window(ctx, schema, ctx.start_date, ctx.end_date, summary.rows).await?;
+    let written = writer.commit().await?;
     write_dq(ctx, summary.table, dq).await?;
     let mut warnings = summary.unpriced.warnings(summary.provider, ctx.org_slug);
     warnings.extend(reconciliation_warning(summary.provider_name, dq));
@@ -178,7 +178,15 @@ pub(crate) async fn finish_cost_step(
     })
 }
 
-/// Replaces the organization's rows of `usage_date` in `start..=end` with `rows`, atomically.
+/// The organization's rows of a window: what every processor's window write replaces.
+const WINDOW_PREDICATE: &str = "org_slug = @org_slug AND usage_date BETWEEN @start_date AND @end_date";
+
+fn window_params(ctx: &StepContext<'_>, start: NaiveDate, end: NaiveDate) -> Params {
+    Params::new().bind("org_slug", ctx.org_slug).bind("start_date", start).bind("end_date", end)
+}
+
+/// Replaces the organization's rows of `usage_date` in `start..=end` with `rows`, atomically
+/// (small windows that are built whole; large ones stream through a [`WindowWriter`]).
 pub(crate) async fn write_window(
     ctx: &StepContext<'_>,
     schema: &TableSchema,
@@ -187,28 +195,56 @@ pub(crate) async fn write_window(
     rows: &[Row],
 ) -> Result<u64, StepError> {
     ensure_table(ctx, schema).await?;
-    let params = Params::new().bind("org_slug", ctx.org_slug).bind("start_date", start).bind("end_date", end);
-    let (_, inserted) = ctx
-        .state
-        .warehouse
-        .replace_slice(
-            ctx.dataset,
-            schema,
-            "org_slug = @org_slug AND usage_date BETWEEN @start_date AND @end_date",
-            &params,
-            rows,
-        )
-        .await?;
+    let params = window_params(ctx, start, end);
+    let (_, inserted) = ctx.state.warehouse.replace_slice(ctx.dataset, schema, WINDOW_PREDICATE, &params, rows).await?;
     Ok(inserted)
 }
 
-/// The organization's rows of the window from a table another step wrote (a clear error when
-/// that step never ran).
+/// The step's window of a table, written as it is produced: batches are staged out of sight and
+/// `commit` replaces the organization's rows of the window with them in one atomic swap. Dropped
+/// without `commit` (a step that failed), it leaves the table as it was.
+pub(crate) struct WindowWriter {
+    staging: Box<dyn Staging>,
+    params: Params,
+    /// Columns rows are stored in order of, so reruns write identical tables.
+    order_by: &'static [&'static str],
+}
+
+impl WindowWriter {
+    pub async fn start(
+        ctx: &StepContext<'_>,
+        schema: &TableSchema,
+        order_by: &'static [&'static str],
+    ) -> Result<WindowWriter, StepError> {
+        ensure_table(ctx, schema).await?;
+        let staging = ctx.state.warehouse.stage(ctx.dataset, schema).await?;
+        Ok(WindowWriter { staging, params: window_params(ctx, ctx.start_date, ctx.end_date), order_by })
+    }
+
+    pub async fn append(&mut self, rows: &[Row]) -> Result<(), StepError> {
+        if !rows.is_empty() {
+            self.staging.append(rows).await?;
+        }
+        Ok(())
+    }
+
+    /// Swaps the staged rows in; returns how many the window now has.
+    pub async fn commit(self) -> Result<u64, StepError> {
+        let (_, inserted) = self.staging.commit(WINDOW_PREDICATE, &self.params, self.order_by).await?;
+        Ok(inserted)
+    }
+}
+
+/// Rows read back per batch by the steps that transform another step's table.
+const READ_BATCH_ROWS: usize = 10_000;
+
+/// The organization's rows of the window from a table another step wrote, in batches (a clear
+/// error when that step never ran).
 pub(crate) async fn read_window(
     ctx: &StepContext<'_>,
     schema: &TableSchema,
     written_by: &str,
-) -> Result<Vec<Row>, StepError> {
+) -> Result<RowBatches, StepError> {
     let tables = ctx.state.warehouse.list_tables(ctx.dataset).await?;
     if !tables.contains(&schema.name) {
         return Err(StepError::Failed(format!(
@@ -218,13 +254,12 @@ pub(crate) async fn read_window(
     }
     let columns: Vec<&str> = schema.fields.iter().map(|f| f.name.as_str()).collect();
     let sql = format!(
-        "SELECT {} FROM {} WHERE org_slug = @org_slug AND usage_date BETWEEN @start_date AND @end_date",
+        "SELECT {} FROM {} WHERE {WINDOW_PREDICATE}",
         columns.join(", "),
         ctx.state.warehouse.table_ref(ctx.dataset, &schema.name)?
     );
-    let params =
-        Params::new().bind("org_slug", ctx.org_slug).bind("start_date", ctx.start_date).bind("end_date", ctx.end_date);
-    Ok(ctx.state.warehouse.query(&sql, &params).await?)
+    let params = window_params(ctx, ctx.start_date, ctx.end_date);
+    Ok(ctx.state.warehouse.query_batches(&sql, &params, READ_BATCH_ROWS).await?)
 }
 
 /// A data-quality outcome.

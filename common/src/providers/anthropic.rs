@@ -16,7 +16,7 @@ use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::retry::{ProviderError, RetryPolicy};
+use super::retry::{Pages, RetryPolicy};
 use super::{common_outcome, provider_message, redact, ProviderHttp, Validation};
 
 pub const NAME: &str = "Anthropic";
@@ -209,55 +209,43 @@ impl ReportQuery<'_> {
 }
 
 impl Anthropic<'_> {
-    /// Follows `next_page` to the end, handing each page's buckets to `on_page` as it arrives.
-    /// Returns the number of pages.
-    pub async fn each_page<R: DeserializeOwned>(
-        &self,
-        key: &str,
-        policy: &RetryPolicy,
-        path: &str,
+    /// The pages of a bucketed report, read one at a time.
+    pub fn pages<'a, R: DeserializeOwned>(
+        &'a self,
+        key: &'a str,
+        policy: &'a RetryPolicy,
+        path: &'a str,
         query: &ReportQuery<'_>,
-        on_page: impl FnMut(Vec<Bucket<R>>),
-    ) -> Result<u32, ProviderError> {
+    ) -> Pages<'a, Bucket<R>> {
         let base_query = query.pairs();
-        self.http
-            .each_page(
-                NAME,
-                key,
-                policy,
-                path,
-                |cursor| {
-                    let r = self.get(path, key).query(&base_query);
-                    match cursor {
-                        Some(c) => r.query(&[("page", c)]),
-                        None => r,
-                    }
-                },
-                on_page,
-            )
-            .await
+        let request = move |cursor: Option<&str>| {
+            let r = self.get(path, key).query(&base_query);
+            match cursor {
+                Some(c) => r.query(&[("page", c)]),
+                None => r,
+            }
+        };
+        self.http.pages(NAME, key, policy, path, Box::new(request))
     }
 
-    /// The messages usage report.
-    pub async fn usage_report(
-        &self,
-        key: &str,
-        policy: &RetryPolicy,
+    /// The messages usage report, page by page.
+    pub fn usage_report<'a>(
+        &'a self,
+        key: &'a str,
+        policy: &'a RetryPolicy,
         query: &ReportQuery<'_>,
-        on_page: impl FnMut(Vec<Bucket<UsageResult>>),
-    ) -> Result<u32, ProviderError> {
-        self.each_page(key, policy, "/v1/organizations/usage_report/messages", query, on_page).await
+    ) -> Pages<'a, Bucket<UsageResult>> {
+        self.pages(key, policy, "/v1/organizations/usage_report/messages", query)
     }
 
-    /// The cost report (amounts in cents).
-    pub async fn cost_report(
-        &self,
-        key: &str,
-        policy: &RetryPolicy,
+    /// The cost report (amounts in cents), page by page.
+    pub fn cost_report<'a>(
+        &'a self,
+        key: &'a str,
+        policy: &'a RetryPolicy,
         query: &ReportQuery<'_>,
-        on_page: impl FnMut(Vec<Bucket<CostResult>>),
-    ) -> Result<u32, ProviderError> {
-        self.each_page(key, policy, "/v1/organizations/cost_report", query, on_page).await
+    ) -> Pages<'a, Bucket<CostResult>> {
+        self.pages(key, policy, "/v1/organizations/cost_report", query)
     }
 }
 

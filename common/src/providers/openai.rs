@@ -17,7 +17,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer};
 use serde_json::{json, Value};
 
-use super::retry::{ProviderError, RetryPolicy};
+use super::retry::{Pages, RetryPolicy};
 use super::{common_outcome, provider_message, redact, ProviderHttp, Validation};
 
 pub const NAME: &str = "OpenAI";
@@ -215,67 +215,55 @@ impl ReportQuery<'_> {
 
 /// Pages a report can have before the loop is taken for a provider bug.
 impl OpenAi<'_> {
-    /// Follows `next_page` to the end, handing each page's buckets to `on_page` as it arrives
-    /// (page by page: a window is never held as JSON). Returns the number of pages.
-    pub async fn each_page<R: DeserializeOwned>(
-        &self,
-        key: &str,
-        policy: &RetryPolicy,
-        path: &str,
+    /// The pages of a bucketed report, read one at a time.
+    pub fn pages<'a, R: DeserializeOwned>(
+        &'a self,
+        key: &'a str,
+        policy: &'a RetryPolicy,
+        path: &'a str,
         query: &ReportQuery<'_>,
-        on_page: impl FnMut(Vec<Bucket<R>>),
-    ) -> Result<u32, ProviderError> {
+    ) -> Pages<'a, Bucket<R>> {
         let url = format!("{}{path}", self.base);
         let base_query = query.pairs();
-        self.http
-            .each_page(
-                NAME,
-                key,
-                policy,
-                path,
-                |cursor| {
-                    let r = self.http.client.get(&url).query(&base_query).bearer_auth(key);
-                    match cursor {
-                        Some(c) => r.query(&[("page", c)]),
-                        None => r,
-                    }
-                },
-                on_page,
-            )
-            .await
+        let client = &self.http.client;
+        let request = move |cursor: Option<&str>| {
+            let r = client.get(&url).query(&base_query).bearer_auth(key);
+            match cursor {
+                Some(c) => r.query(&[("page", c)]),
+                None => r,
+            }
+        };
+        self.http.pages(NAME, key, policy, path, Box::new(request))
     }
 
-    /// Completions usage (`/organization/usage/completions`).
-    pub async fn completions_usage(
-        &self,
-        key: &str,
-        policy: &RetryPolicy,
+    /// Completions usage (`/organization/usage/completions`), page by page.
+    pub fn completions_usage<'a>(
+        &'a self,
+        key: &'a str,
+        policy: &'a RetryPolicy,
         query: &ReportQuery<'_>,
-        on_page: impl FnMut(Vec<Bucket<CompletionsResult>>),
-    ) -> Result<u32, ProviderError> {
-        self.each_page(key, policy, "/organization/usage/completions", query, on_page).await
+    ) -> Pages<'a, Bucket<CompletionsResult>> {
+        self.pages(key, policy, "/organization/usage/completions", query)
     }
 
-    /// Embeddings usage (`/organization/usage/embeddings`).
-    pub async fn embeddings_usage(
-        &self,
-        key: &str,
-        policy: &RetryPolicy,
+    /// Embeddings usage (`/organization/usage/embeddings`), page by page.
+    pub fn embeddings_usage<'a>(
+        &'a self,
+        key: &'a str,
+        policy: &'a RetryPolicy,
         query: &ReportQuery<'_>,
-        on_page: impl FnMut(Vec<Bucket<EmbeddingsResult>>),
-    ) -> Result<u32, ProviderError> {
-        self.each_page(key, policy, "/organization/usage/embeddings", query, on_page).await
+    ) -> Pages<'a, Bucket<EmbeddingsResult>> {
+        self.pages(key, policy, "/organization/usage/embeddings", query)
     }
 
-    /// What OpenAI bills (`/organization/costs`), in dollars.
-    pub async fn costs(
-        &self,
-        key: &str,
-        policy: &RetryPolicy,
+    /// What OpenAI bills (`/organization/costs`), in dollars, page by page.
+    pub fn costs<'a>(
+        &'a self,
+        key: &'a str,
+        policy: &'a RetryPolicy,
         query: &ReportQuery<'_>,
-        on_page: impl FnMut(Vec<Bucket<CostsResult>>),
-    ) -> Result<u32, ProviderError> {
-        self.each_page(key, policy, "/organization/costs", query, on_page).await
+    ) -> Pages<'a, Bucket<CostsResult>> {
+        self.pages(key, policy, "/organization/costs", query)
     }
 }
 

@@ -196,36 +196,78 @@ pub struct Page<T> {
 /// Pages one report may have before the cursor is taken to be looping.
 const MAX_PAGES: u32 = 100_000;
 
-impl ProviderHttp {
-    /// Follows `next_page` to the end, handing each page's items to `on_page` as it arrives (page
-    /// by page: a window is never held as JSON). `request(cursor)` builds the call for a page.
-    /// Returns the number of pages.
-    pub async fn each_page<T: DeserializeOwned>(
-        &self,
-        provider: &str,
-        secret: &str,
-        policy: &RetryPolicy,
-        path: &str,
-        request: impl Fn(Option<&str>) -> reqwest::RequestBuilder,
-        mut on_page: impl FnMut(Vec<T>),
-    ) -> Result<u32, ProviderError> {
-        let mut cursor: Option<String> = None;
-        let mut pages = 0;
-        loop {
-            let page: Page<T> = self.get_json(provider, secret, policy, || request(cursor.as_deref())).await?;
-            pages += 1;
-            on_page(page.data);
-            match page.next_page.filter(|n| !n.is_empty()) {
-                Some(next) if cursor.as_deref() == Some(next.as_str()) || pages >= MAX_PAGES => {
-                    return Err(ProviderError {
-                        provider: provider.to_string(),
-                        status: 200,
-                        message: format!("{path} kept returning more pages (cursor {next:?} after {pages} pages)"),
-                    });
-                }
-                Some(next) => cursor = Some(next),
-                None => return Ok(pages),
+/// Builds the request for a page from the cursor of the previous one (`None`: the first page).
+pub type PageRequest<'a> = Box<dyn Fn(Option<&str>) -> reqwest::RequestBuilder + Send + Sync + 'a>;
+
+/// A paged listing read one page at a time, following `next_page`: whoever reads it handles a
+/// page before the next is fetched, so a window is never held whole, as JSON or as rows.
+pub struct Pages<'a, T> {
+    http: &'a ProviderHttp,
+    provider: &'a str,
+    secret: &'a str,
+    policy: &'a RetryPolicy,
+    path: &'a str,
+    request: PageRequest<'a>,
+    cursor: Option<String>,
+    pages: u32,
+    done: bool,
+    _items: std::marker::PhantomData<fn() -> T>,
+}
+
+impl<T: DeserializeOwned> Pages<'_, T> {
+    /// The next page's items; `None` after the last page.
+    pub async fn next(&mut self) -> Result<Option<Vec<T>>, ProviderError> {
+        if self.done {
+            return Ok(None);
+        }
+        let cursor = self.cursor.clone();
+        let page: Page<T> =
+            self.http.get_json(self.provider, self.secret, self.policy, || (self.request)(cursor.as_deref())).await?;
+        self.pages += 1;
+        match page.next_page.filter(|n| !n.is_empty()) {
+            Some(next) if self.cursor.as_deref() == Some(next.as_str()) || self.pages >= MAX_PAGES => {
+                return Err(ProviderError {
+                    provider: self.provider.to_string(),
+                    status: 200,
+                    message: format!(
+                        "{} kept returning more pages (cursor {next:?} after {} pages)",
+                        self.path, self.pages
+                    ),
+                });
             }
+            Some(next) => self.cursor = Some(next),
+            None => self.done = true,
+        }
+        Ok(Some(page.data))
+    }
+
+    /// Pages read so far.
+    pub fn count(&self) -> u32 {
+        self.pages
+    }
+}
+
+impl ProviderHttp {
+    /// The pages of a listing; `request(cursor)` builds the call for a page.
+    pub fn pages<'a, T>(
+        &'a self,
+        provider: &'a str,
+        secret: &'a str,
+        policy: &'a RetryPolicy,
+        path: &'a str,
+        request: PageRequest<'a>,
+    ) -> Pages<'a, T> {
+        Pages {
+            http: self,
+            provider,
+            secret,
+            policy,
+            path,
+            request,
+            cursor: None,
+            pages: 0,
+            done: false,
+            _items: std::marker::PhantomData,
         }
     }
 }

@@ -24,11 +24,10 @@ use crate::cost::{Context, PriceBook, Tier, TokenType, Tokens, Unpriced as Why};
 use crate::pipeline::{Processor, StepContext, StepError, StepOutcome};
 use crate::processors::openai::cost::{default_tolerance, load_book};
 use crate::processors::openai::http;
-use crate::processors::openai::usage::sort_key;
 use crate::processors::{
     check_retry, col_date, col_str, col_u64, credential, date_text, decimal_text, default_page_size, finish_cost_step,
     numeric, opt_numeric, optional_decimal_text, page_size, provider_failed, read_window, reconcile, table_schema,
-    Amounts, CostSummary, DqResult, DqStatus, Tolerance, Unpriced,
+    Amounts, CostSummary, DqResult, DqStatus, Tolerance, Unpriced, WindowWriter,
 };
 use crate::providers::anthropic::ReportQuery;
 use crate::providers::retry::RetryPolicy;
@@ -64,8 +63,8 @@ fn yes() -> bool {
 
 pub struct AnthropicCost;
 
+#[derive(Default)]
 pub(crate) struct Priced {
-    pub rows: Vec<Row>,
     pub unpriced: Unpriced,
     pub daily: Amounts,
     pub by_model: Amounts,
@@ -74,98 +73,98 @@ pub(crate) struct Priced {
     pub priced_rows: u64,
 }
 
-/// Prices raw rows. Pure: the golden tests call it directly.
-pub(crate) fn price_rows(org: &str, raw: &[Row], book: &mut PriceBook) -> Priced {
-    let mut out = Priced {
-        rows: Vec::with_capacity(raw.len()),
-        unpriced: Unpriced::default(),
-        daily: BTreeMap::new(),
-        by_model: BTreeMap::new(),
-        currency: String::new(),
-        total: Decimal::ZERO,
-        priced_rows: 0,
-    };
-    for r in raw {
-        let Some(day) = col_date(r, "usage_date") else { continue };
-        let model = col_str(r, "model").unwrap_or("(no model)");
-        let tokens = Tokens {
-            uncached_input: col_u64(r, "uncached_input_tokens"),
-            cached_input: col_u64(r, "cache_read_input_tokens"),
-            cache_write_5m: col_u64(r, "cache_write_5m_input_tokens"),
-            cache_write_1h: col_u64(r, "cache_write_1h_input_tokens"),
-            output: col_u64(r, "output_tokens"),
-        };
-        let tier = Tier::anthropic(col_str(r, "service_tier"));
-        let context = Context::anthropic(col_str(r, "context_window"));
-        let mut row = json!({
-            "usage_date": date_text(day),
-            "org_slug": org,
-            "model": r.get("model"),
-            "workspace_id": r.get("workspace_id"),
-            "api_key_id": r.get("api_key_id"),
-            "service_tier": r.get("service_tier"),
-            "context_window": r.get("context_window"),
-            "uncached_input_tokens": tokens.uncached_input,
-            "cache_read_input_tokens": tokens.cached_input,
-            "cache_write_5m_input_tokens": tokens.cache_write_5m,
-            "cache_write_1h_input_tokens": tokens.cache_write_1h,
-            "output_tokens": tokens.output,
-        });
-        let (version, cost) = book.price(model, day, tier, context, &tokens);
-        if let Some(v) = version {
-            row["price_model_id"] = json!(v.model_id);
-            row["price_version_id"] = json!(v.version_id);
-            row["price_version"] = json!(v.version);
-            row["price_effective_from"] = json!(date_text(v.effective_from));
-            row["currency"] = json!(v.currency);
-        }
-        match cost {
-            Ok(c) => {
-                row["uncached_input_cost"] = opt_numeric(c.line(TokenType::UncachedInput));
-                row["cache_read_cost"] = opt_numeric(c.line(TokenType::CachedInput));
-                row["cache_write_5m_cost"] = opt_numeric(c.line(TokenType::CacheWrite5m));
-                row["cache_write_1h_cost"] = opt_numeric(c.line(TokenType::CacheWrite1h));
-                row["output_cost"] = opt_numeric(c.line(TokenType::Output));
-                row["total_cost"] = numeric(c.total);
-                row["pricing_basis"] = json!(c.basis);
-                row["cost_status"] = json!("PRICED");
-                if out.currency.is_empty() {
-                    out.currency = version.map(|v| v.currency.clone()).unwrap_or_default();
+impl Priced {
+    /// Prices a batch of raw rows, adding to the totals; returns the batch's cost rows. Pure: the
+    /// golden tests call it directly.
+    pub(crate) fn add(&mut self, org: &str, raw: &[Row], book: &mut PriceBook) -> Vec<Row> {
+        let mut rows = Vec::with_capacity(raw.len());
+        for r in raw {
+            let Some(day) = col_date(r, "usage_date") else { continue };
+            let model = col_str(r, "model").unwrap_or("(no model)");
+            let tokens = Tokens {
+                uncached_input: col_u64(r, "uncached_input_tokens"),
+                cached_input: col_u64(r, "cache_read_input_tokens"),
+                cache_write_5m: col_u64(r, "cache_write_5m_input_tokens"),
+                cache_write_1h: col_u64(r, "cache_write_1h_input_tokens"),
+                output: col_u64(r, "output_tokens"),
+            };
+            let tier = Tier::anthropic(col_str(r, "service_tier"));
+            let context = Context::anthropic(col_str(r, "context_window"));
+            let mut row = json!({
+                "usage_date": date_text(day),
+                "org_slug": org,
+                "model": r.get("model"),
+                "workspace_id": r.get("workspace_id"),
+                "api_key_id": r.get("api_key_id"),
+                "service_tier": r.get("service_tier"),
+                "context_window": r.get("context_window"),
+                "uncached_input_tokens": tokens.uncached_input,
+                "cache_read_input_tokens": tokens.cached_input,
+                "cache_write_5m_input_tokens": tokens.cache_write_5m,
+                "cache_write_1h_input_tokens": tokens.cache_write_1h,
+                "output_tokens": tokens.output,
+            });
+            let (version, cost) = book.price(model, day, tier, context, &tokens);
+            if let Some(v) = version {
+                row["price_model_id"] = json!(v.model_id);
+                row["price_version_id"] = json!(v.version_id);
+                row["price_version"] = json!(v.version);
+                row["price_effective_from"] = json!(date_text(v.effective_from));
+                row["currency"] = json!(v.currency);
+            }
+            match cost {
+                Ok(c) => {
+                    row["uncached_input_cost"] = opt_numeric(c.line(TokenType::UncachedInput));
+                    row["cache_read_cost"] = opt_numeric(c.line(TokenType::CachedInput));
+                    row["cache_write_5m_cost"] = opt_numeric(c.line(TokenType::CacheWrite5m));
+                    row["cache_write_1h_cost"] = opt_numeric(c.line(TokenType::CacheWrite1h));
+                    row["output_cost"] = opt_numeric(c.line(TokenType::Output));
+                    row["total_cost"] = numeric(c.total);
+                    row["pricing_basis"] = json!(c.basis);
+                    row["cost_status"] = json!("PRICED");
+                    if self.currency.is_empty() {
+                        self.currency = version.map(|v| v.currency.clone()).unwrap_or_default();
+                    }
+                    *self.daily.entry((day, None)).or_default() += c.total;
+                    *self.by_model.entry((day, Some(format!("model={model}")))).or_default() += c.total;
+                    self.total += c.total;
+                    self.priced_rows += 1;
                 }
-                *out.daily.entry((day, None)).or_default() += c.total;
-                *out.by_model.entry((day, Some(format!("model={model}")))).or_default() += c.total;
-                out.total += c.total;
-                out.priced_rows += 1;
+                Err(Why::ModelMissing) => {
+                    row["pricing_basis"] = json!(crate::cost::basis_name(tier, context));
+                    row["cost_status"] = json!("MODEL_NOT_IN_PRICE_BOOK");
+                    self.unpriced.add(
+                        model,
+                        format!("not in the {PROVIDER} price book on {}", date_text(day)),
+                        day,
+                        tokens.total(),
+                    );
+                }
+                Err(Why::RateMissing { basis, token_types }) => {
+                    row["pricing_basis"] = json!(basis);
+                    row["cost_status"] = json!("RATE_MISSING");
+                    let what: Vec<&str> = token_types.iter().map(|t| t.book_stem()).collect();
+                    self.unpriced.add(
+                        model,
+                        format!("the price book has no {basis} rate for {}", what.join(", ")),
+                        day,
+                        tokens.total(),
+                    );
+                }
             }
-            Err(Why::ModelMissing) => {
-                row["pricing_basis"] = json!(crate::cost::basis_name(tier, context));
-                row["cost_status"] = json!("MODEL_NOT_IN_PRICE_BOOK");
-                out.unpriced.add(
-                    model,
-                    format!("not in the {PROVIDER} price book on {}", date_text(day)),
-                    day,
-                    tokens.total(),
-                );
-            }
-            Err(Why::RateMissing { basis, token_types }) => {
-                row["pricing_basis"] = json!(basis);
-                row["cost_status"] = json!("RATE_MISSING");
-                let what: Vec<&str> = token_types.iter().map(|t| t.book_stem()).collect();
-                out.unpriced.add(
-                    model,
-                    format!("the price book has no {basis} rate for {}", what.join(", ")),
-                    day,
-                    tokens.total(),
-                );
-            }
+            rows.push(to_row(row));
         }
-        out.rows.push(to_row(row));
+        rows
     }
-    out.rows.sort_by_cached_key(|r| sort_key(r, &KEY_COLUMNS));
-    if out.currency.is_empty() {
-        out.currency = "USD".into();
+
+    /// The book's currency (USD when nothing was priced).
+    pub(crate) fn currency(&self) -> &str {
+        if self.currency.is_empty() {
+            "USD"
+        } else {
+            &self.currency
+        }
     }
-    out
 }
 
 #[async_trait]
@@ -177,9 +176,14 @@ impl Processor for AnthropicCost {
         check_retry(&config.retry)?;
         let raw_schema = table_schema(ctx.state, PROVIDER, usage::TABLE)?;
         let schema = table_schema(ctx.state, PROVIDER, TABLE)?;
-        let raw = read_window(ctx, &raw_schema, usage::AnthropicUsage::TYPE).await?;
+        let mut raw = read_window(ctx, &raw_schema, usage::AnthropicUsage::TYPE).await?;
         let mut book = load_book(ctx, PROVIDER).await?;
-        let priced = price_rows(ctx.org_slug, &raw, &mut book);
+        // Each batch read back is priced and staged; the window lands after reconciliation.
+        let mut writer = WindowWriter::start(ctx, &schema, &KEY_COLUMNS).await?;
+        let mut priced = Priced::default();
+        while let Some(batch) = raw.next().await {
+            writer.append(&priced.add(ctx.org_slug, &batch?, &mut book)).await?;
+        }
         let tolerance = Tolerance { warn: config.tolerance, fail: config.fail_tolerance };
 
         // Anthropic's own bill, fetched in full before anything is written.
@@ -197,7 +201,8 @@ impl Processor for AnthropicCost {
             let mut bad_amounts: Vec<String> = Vec::new();
             let mut currencies: Vec<String> = Vec::new();
             let q = ReportQuery { start, end, group_by: &["description"], limit: config.page_size };
-            api.cost_report(key, &config.retry, &q, |buckets| {
+            let mut report = api.cost_report(key, &config.retry, &q);
+            while let Some(buckets) = report.next().await.map_err(provider_failed)? {
                 for b in buckets {
                     let Some(day) = b.day().filter(|d| *d >= start && *d <= end) else { continue };
                     for r in b.results {
@@ -221,9 +226,7 @@ impl Processor for AnthropicCost {
                         }
                     }
                 }
-            })
-            .await
-            .map_err(provider_failed)?;
+            }
             if !bad_amounts.is_empty() {
                 return Err(StepError::Provider {
                     provider: crate::providers::anthropic::NAME.to_string(),
@@ -232,7 +235,7 @@ impl Processor for AnthropicCost {
                 });
             }
             reported_total = daily.values().copied().sum();
-            let mismatch = currencies.iter().any(|c| *c != priced.currency);
+            let mismatch = currencies.iter().any(|c| *c != priced.currency());
             let details = |key: &(chrono::NaiveDate, Option<String>)| {
                 let day = date_text(key.0);
                 let non_token: BTreeMap<&String, String> = other
@@ -247,7 +250,7 @@ impl Processor for AnthropicCost {
                 })
             };
             let mut day_checks =
-                reconcile("cost_reconciliation_daily", &priced.daily, &daily, &tolerance, &priced.currency, details);
+                reconcile("cost_reconciliation_daily", &priced.daily, &daily, &tolerance, &priced.currency(), details);
             if mismatch {
                 for r in &mut day_checks {
                     r.status = DqStatus::Fail;
@@ -259,7 +262,7 @@ impl Processor for AnthropicCost {
                 &priced.by_model,
                 &by_model,
                 &tolerance,
-                &priced.currency,
+                &priced.currency(),
                 details,
             ));
         }
@@ -269,14 +272,13 @@ impl Processor for AnthropicCost {
             table: TABLE,
             provider: PROVIDER,
             provider_name: "Anthropic",
-            rows: &priced.rows,
             priced_rows: priced.priced_rows,
             unpriced: &priced.unpriced,
             total: priced.total,
-            currency: &priced.currency,
+            currency: priced.currency(),
             reported_total,
         };
-        finish_cost_step(ctx, &schema, &dq, summary).await
+        finish_cost_step(ctx, writer, &dq, summary).await
     }
 }
 
@@ -319,8 +321,9 @@ mod tests {
 
     #[test]
     fn golden_anthropic_day() {
-        let priced = price_rows("acme", &raw_rows(), &mut default_book("anthropic"));
-        let by_model = |m: &str| priced.rows.iter().find(|r| r["model"] == m).unwrap();
+        let mut priced = Priced::default();
+        let rows = priced.add("acme", &raw_rows(), &mut default_book("anthropic"));
+        let by_model = |m: &str| rows.iter().find(|r| r["model"] == m).unwrap();
         // Official example, sonnet-4 standard: 1,500×3 + 200×0.30 + 500×3.75 + 1,000×6 + 500×15
         //   = 4,500 + 60 + 1,875 + 6,000 + 7,500 = 19,935 per 1M → 0.019935
         let s4 = by_model("claude-sonnet-4-20250514");
@@ -349,7 +352,7 @@ mod tests {
         assert_eq!(priced.by_model[&(day, Some("model=claude-sonnet-4-5-20250929".into()))], dec("1.95"));
         let root = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../configs"));
         let schema = crate::processors::load_schema(root, "anthropic", TABLE).unwrap();
-        crate::warehouse::check_rows(&schema, &priced.rows).unwrap();
+        crate::warehouse::check_rows(&schema, &rows).unwrap();
         let raw_schema = crate::processors::load_schema(root, "anthropic", super::usage::TABLE).unwrap();
         crate::warehouse::check_rows(&raw_schema, &raw_rows()).unwrap();
     }

@@ -1,6 +1,6 @@
 //! `anthropic.usage`: the messages usage report, daily buckets grouped by model, workspace, API
-//! key, service tier and context window, paged to the end, written to
-//! `anthropic_usage_daily_raw` as one replace of the window once every page is in.
+//! key, service tier and context window, paged to the end; each page is staged as it arrives and
+//! the window lands in `anthropic_usage_daily_raw` in one replace once every page is in.
 
 use async_trait::async_trait;
 use chrono::NaiveDate;
@@ -10,9 +10,8 @@ use serde_json::json;
 use super::{client, PROVIDER};
 use crate::pipeline::{Processor, StepContext, StepError, StepOutcome};
 use crate::processors::openai::http;
-use crate::processors::openai::usage::sort_key;
 use crate::processors::{
-    check_retry, credential, date_text, default_page_size, page_size, provider_failed, table_schema, write_window,
+    check_retry, credential, date_text, default_page_size, page_size, provider_failed, table_schema, WindowWriter,
 };
 use crate::providers::anthropic::{ReportQuery, UsageResult};
 use crate::providers::retry::RetryPolicy;
@@ -71,26 +70,28 @@ impl Processor for AnthropicUsage {
         let api = client(ctx, &http);
         let (start, end) = (ctx.start_date, ctx.end_date);
         let q = ReportQuery { start, end, group_by: &GROUPS, limit: config.page_size };
-        let mut rows: Vec<Row> = Vec::new();
         let (mut input, mut output) = (0u64, 0u64);
-        let pages = api
-            .usage_report(key, &config.retry, &q, |buckets| {
-                for b in &buckets {
-                    let Some(day) = b.day().filter(|d| *d >= start && *d <= end) else { continue };
-                    for r in &b.results {
-                        input += r.uncached_input_tokens
-                            + r.cache_read_input_tokens
-                            + r.cache_creation.ephemeral_5m_input_tokens
-                            + r.cache_creation.ephemeral_1h_input_tokens;
-                        output += r.output_tokens;
-                        rows.push(usage_row(ctx.org_slug, day, r));
-                    }
+        let mut writer = WindowWriter::start(ctx, &schema, &KEY_COLUMNS).await?;
+        let mut report = api.usage_report(key, &config.retry, &q);
+        let mut rows: Vec<Row> = Vec::new();
+        // Each page is turned into rows and staged as it arrives; the window lands after the last.
+        while let Some(buckets) = report.next().await.map_err(provider_failed)? {
+            for b in &buckets {
+                let Some(day) = b.day().filter(|d| *d >= start && *d <= end) else { continue };
+                for r in &b.results {
+                    input += r.uncached_input_tokens
+                        + r.cache_read_input_tokens
+                        + r.cache_creation.ephemeral_5m_input_tokens
+                        + r.cache_creation.ephemeral_1h_input_tokens;
+                    output += r.output_tokens;
+                    rows.push(usage_row(ctx.org_slug, day, r));
                 }
-            })
-            .await
-            .map_err(provider_failed)?;
-        rows.sort_by_cached_key(|r| sort_key(r, &KEY_COLUMNS));
-        let written = write_window(ctx, &schema, start, end, &rows).await?;
+            }
+            writer.append(&rows).await?;
+            rows.clear();
+        }
+        let pages = report.count();
+        let written = writer.commit().await?;
         tracing::info!(step = ctx.step_id, org_slug = ctx.org_slug, rows = written, pages, "anthropic usage loaded");
         Ok(StepOutcome {
             rows_written: written,

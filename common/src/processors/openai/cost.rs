@@ -16,7 +16,7 @@ use rust_decimal::Decimal;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::usage::{self, sort_key, KEY_COLUMNS};
+use super::usage::{self, KEY_COLUMNS};
 use super::{client, http, PROVIDER};
 use crate::cost::{Context, PriceBook, Tier, TokenType, Tokens, Unpriced as Why};
 use crate::pipeline::{Processor, StepContext, StepError, StepOutcome};
@@ -24,7 +24,7 @@ use crate::pricebook::BookKind;
 use crate::processors::{
     check_retry, col_date, col_str, col_u64, credential, date_text, decimal_text, default_page_size, finish_cost_step,
     numeric, opt_numeric, optional_decimal_text, page_size, provider_failed, read_window, reconcile, table_schema,
-    Amounts, CostSummary, DqResult, Tolerance, Unpriced,
+    Amounts, CostSummary, DqResult, Tolerance, Unpriced, WindowWriter,
 };
 use crate::providers::openai::ReportQuery;
 use crate::providers::retry::RetryPolicy;
@@ -64,9 +64,9 @@ pub(crate) fn default_tolerance() -> Decimal {
 
 pub struct OpenAiCost;
 
-/// What pricing the window produced.
+/// What pricing the window produced so far (the rows themselves go to the table batch by batch).
+#[derive(Default)]
 pub(crate) struct Priced {
-    pub rows: Vec<Row>,
     pub unpriced: Unpriced,
     /// Day totals and (day, project) totals of priced rows.
     pub daily: Amounts,
@@ -76,98 +76,98 @@ pub(crate) struct Priced {
     pub priced_rows: u64,
 }
 
-/// Prices raw rows. Pure: the golden tests call it directly.
-pub(crate) fn price_rows(org: &str, raw: &[Row], book: &mut PriceBook) -> Priced {
-    let mut out = Priced {
-        rows: Vec::with_capacity(raw.len()),
-        unpriced: Unpriced::default(),
-        daily: BTreeMap::new(),
-        by_project: BTreeMap::new(),
-        currency: String::new(),
-        total: Decimal::ZERO,
-        priced_rows: 0,
-    };
-    for r in raw {
-        let Some(day) = col_date(r, "usage_date") else { continue };
-        let model = col_str(r, "model").unwrap_or("(no model)");
-        let (input, cached, output) =
-            (col_u64(r, "input_tokens"), col_u64(r, "input_cached_tokens"), col_u64(r, "output_tokens"));
-        let batch = r.get("batch").and_then(Value::as_bool);
-        let tier = Tier::openai(batch, col_str(r, "service_tier"));
-        let tokens = Tokens::openai(input, cached, output);
-        let mut row = json!({
-            "usage_date": date_text(day),
-            "org_slug": org,
-            "usage_type": col_str(r, "usage_type").unwrap_or("completions"),
-            "model": r.get("model"),
-            "project_id": r.get("project_id"),
-            "api_key_id": r.get("api_key_id"),
-            "batch": r.get("batch"),
-            "service_tier": r.get("service_tier"),
-            "input_tokens": input,
-            "uncached_input_tokens": input.saturating_sub(cached),
-            "cached_input_tokens": cached,
-            "output_tokens": output,
-            "num_model_requests": col_u64(r, "num_model_requests"),
-        });
-        let (version, cost) = match tokens {
-            Some(t) => book.price(model, day, tier, Context::Short, &t),
-            None => (None, Err(Why::RateMissing { basis: "standard", token_types: vec![TokenType::CachedInput] })),
-        };
-        if let Some(v) = version {
-            row["price_model_id"] = json!(v.model_id);
-            row["price_version_id"] = json!(v.version_id);
-            row["price_version"] = json!(v.version);
-            row["price_effective_from"] = json!(date_text(v.effective_from));
-            row["currency"] = json!(v.currency);
-        }
-        match cost {
-            Ok(c) => {
-                row["uncached_input_cost"] = opt_numeric(c.line(TokenType::UncachedInput));
-                row["cached_input_cost"] = opt_numeric(c.line(TokenType::CachedInput));
-                row["output_cost"] = opt_numeric(c.line(TokenType::Output));
-                row["total_cost"] = numeric(c.total);
-                row["pricing_basis"] = json!(c.basis);
-                row["cost_status"] = json!("PRICED");
-                let currency = version.map(|v| v.currency.clone()).unwrap_or_default();
-                if out.currency.is_empty() {
-                    out.currency = currency;
+impl Priced {
+    /// Prices a batch of raw rows, adding to the totals; returns the batch's cost rows. Pure: the
+    /// golden tests call it directly.
+    pub(crate) fn add(&mut self, org: &str, raw: &[Row], book: &mut PriceBook) -> Vec<Row> {
+        let mut rows = Vec::with_capacity(raw.len());
+        for r in raw {
+            let Some(day) = col_date(r, "usage_date") else { continue };
+            let model = col_str(r, "model").unwrap_or("(no model)");
+            let (input, cached, output) =
+                (col_u64(r, "input_tokens"), col_u64(r, "input_cached_tokens"), col_u64(r, "output_tokens"));
+            let batch = r.get("batch").and_then(Value::as_bool);
+            let tier = Tier::openai(batch, col_str(r, "service_tier"));
+            let tokens = Tokens::openai(input, cached, output);
+            let mut row = json!({
+                "usage_date": date_text(day),
+                "org_slug": org,
+                "usage_type": col_str(r, "usage_type").unwrap_or("completions"),
+                "model": r.get("model"),
+                "project_id": r.get("project_id"),
+                "api_key_id": r.get("api_key_id"),
+                "batch": r.get("batch"),
+                "service_tier": r.get("service_tier"),
+                "input_tokens": input,
+                "uncached_input_tokens": input.saturating_sub(cached),
+                "cached_input_tokens": cached,
+                "output_tokens": output,
+                "num_model_requests": col_u64(r, "num_model_requests"),
+            });
+            let (version, cost) = match tokens {
+                Some(t) => book.price(model, day, tier, Context::Short, &t),
+                None => (None, Err(Why::RateMissing { basis: "standard", token_types: vec![TokenType::CachedInput] })),
+            };
+            if let Some(v) = version {
+                row["price_model_id"] = json!(v.model_id);
+                row["price_version_id"] = json!(v.version_id);
+                row["price_version"] = json!(v.version);
+                row["price_effective_from"] = json!(date_text(v.effective_from));
+                row["currency"] = json!(v.currency);
+            }
+            match cost {
+                Ok(c) => {
+                    row["uncached_input_cost"] = opt_numeric(c.line(TokenType::UncachedInput));
+                    row["cached_input_cost"] = opt_numeric(c.line(TokenType::CachedInput));
+                    row["output_cost"] = opt_numeric(c.line(TokenType::Output));
+                    row["total_cost"] = numeric(c.total);
+                    row["pricing_basis"] = json!(c.basis);
+                    row["cost_status"] = json!("PRICED");
+                    let currency = version.map(|v| v.currency.clone()).unwrap_or_default();
+                    if self.currency.is_empty() {
+                        self.currency = currency;
+                    }
+                    *self.daily.entry((day, None)).or_default() += c.total;
+                    let project = col_str(r, "project_id").unwrap_or("").to_string();
+                    *self.by_project.entry((day, Some(format!("project_id={project}")))).or_default() += c.total;
+                    self.total += c.total;
+                    self.priced_rows += 1;
                 }
-                *out.daily.entry((day, None)).or_default() += c.total;
-                let project = col_str(r, "project_id").unwrap_or("").to_string();
-                *out.by_project.entry((day, Some(format!("project_id={project}")))).or_default() += c.total;
-                out.total += c.total;
-                out.priced_rows += 1;
+                Err(Why::ModelMissing) => {
+                    row["pricing_basis"] = json!(crate::cost::basis_name(tier, Context::Short));
+                    row["cost_status"] = json!("MODEL_NOT_IN_PRICE_BOOK");
+                    self.unpriced.add(
+                        model,
+                        format!("not in the {PROVIDER} price book on {}", date_text(day)),
+                        day,
+                        input + output,
+                    );
+                }
+                Err(Why::RateMissing { basis, token_types }) => {
+                    row["pricing_basis"] = json!(basis);
+                    row["cost_status"] = json!("RATE_MISSING");
+                    let what: Vec<&str> = token_types.iter().map(|t| t.book_stem()).collect();
+                    self.unpriced.add(
+                        model,
+                        format!("the price book has no {basis} rate for {}", what.join(", ")),
+                        day,
+                        input + output,
+                    );
+                }
             }
-            Err(Why::ModelMissing) => {
-                row["pricing_basis"] = json!(crate::cost::basis_name(tier, Context::Short));
-                row["cost_status"] = json!("MODEL_NOT_IN_PRICE_BOOK");
-                out.unpriced.add(
-                    model,
-                    format!("not in the {PROVIDER} price book on {}", date_text(day)),
-                    day,
-                    input + output,
-                );
-            }
-            Err(Why::RateMissing { basis, token_types }) => {
-                row["pricing_basis"] = json!(basis);
-                row["cost_status"] = json!("RATE_MISSING");
-                let what: Vec<&str> = token_types.iter().map(|t| t.book_stem()).collect();
-                out.unpriced.add(
-                    model,
-                    format!("the price book has no {basis} rate for {}", what.join(", ")),
-                    day,
-                    input + output,
-                );
-            }
+            rows.push(to_row(row));
         }
-        out.rows.push(to_row(row));
+        rows
     }
-    out.rows.sort_by_cached_key(|r| sort_key(r, &KEY_COLUMNS));
-    if out.currency.is_empty() {
-        out.currency = "USD".into();
+
+    /// The book's currency (USD when nothing was priced).
+    pub(crate) fn currency(&self) -> &str {
+        if self.currency.is_empty() {
+            "USD"
+        } else {
+            &self.currency
+        }
     }
-    out
 }
 
 /// The provider's pricing book over the window, or a clear error.
@@ -201,9 +201,14 @@ impl Processor for OpenAiCost {
         check_retry(&config.retry)?;
         let raw_schema = table_schema(ctx.state, PROVIDER, usage::TABLE)?;
         let schema = table_schema(ctx.state, PROVIDER, TABLE)?;
-        let raw = read_window(ctx, &raw_schema, usage::OpenAiUsage::TYPE).await?;
+        let mut raw = read_window(ctx, &raw_schema, usage::OpenAiUsage::TYPE).await?;
         let mut book = load_book(ctx, PROVIDER).await?;
-        let priced = price_rows(ctx.org_slug, &raw, &mut book);
+        // Each batch read back is priced and staged; the window lands after reconciliation.
+        let mut writer = WindowWriter::start(ctx, &schema, &KEY_COLUMNS).await?;
+        let mut priced = Priced::default();
+        while let Some(batch) = raw.next().await {
+            writer.append(&priced.add(ctx.org_slug, &batch?, &mut book)).await?;
+        }
         let tolerance = Tolerance { warn: config.tolerance, fail: config.fail_tolerance };
 
         // OpenAI's own bill, fetched in full before anything is written.
@@ -218,7 +223,8 @@ impl Processor for OpenAiCost {
             let mut by_project: Amounts = BTreeMap::new();
             let mut currencies: BTreeMap<String, Decimal> = BTreeMap::new();
             let q = ReportQuery { start, end, group_by: &["project_id"], limit: config.page_size };
-            api.costs(key, &config.retry, &q, |buckets| {
+            let mut report = api.costs(key, &config.retry, &q);
+            while let Some(buckets) = report.next().await.map_err(provider_failed)? {
                 for b in buckets {
                     let Some(day) = b.day().filter(|d| *d >= start && *d <= end) else { continue };
                     for r in b.results {
@@ -229,19 +235,17 @@ impl Processor for OpenAiCost {
                         *by_project.entry((day, Some(format!("project_id={project}")))).or_default() += amount;
                     }
                 }
-            })
-            .await
-            .map_err(provider_failed)?;
+            }
             reported_total = daily.values().copied().sum();
-            let foreign: Vec<&String> = currencies.keys().filter(|c| **c != priced.currency).collect();
+            let foreign: Vec<&String> = currencies.keys().filter(|c| **c != priced.currency()).collect();
             let note = if foreign.is_empty() {
                 Value::Null
             } else {
-                json!(format!("OpenAI billed in {foreign:?}, the price book is in {}", priced.currency))
+                json!(format!("OpenAI billed in {foreign:?}, the price book is in {}", priced.currency()))
             };
             let details = |_: &_| json!({"source": "openai costs api", "currency_mismatch": note});
             let mut day_checks =
-                reconcile("cost_reconciliation_daily", &priced.daily, &daily, &tolerance, &priced.currency, details);
+                reconcile("cost_reconciliation_daily", &priced.daily, &daily, &tolerance, &priced.currency(), details);
             if !foreign.is_empty() {
                 for r in &mut day_checks {
                     r.status = crate::processors::DqStatus::Fail;
@@ -253,7 +257,7 @@ impl Processor for OpenAiCost {
                 &priced.by_project,
                 &by_project,
                 &tolerance,
-                &priced.currency,
+                &priced.currency(),
                 details,
             ));
         }
@@ -263,14 +267,13 @@ impl Processor for OpenAiCost {
             table: TABLE,
             provider: PROVIDER,
             provider_name: "OpenAI",
-            rows: &priced.rows,
             priced_rows: priced.priced_rows,
             unpriced: &priced.unpriced,
             total: priced.total,
-            currency: &priced.currency,
+            currency: priced.currency(),
             reported_total,
         };
-        finish_cost_step(ctx, &schema, &dq, summary).await
+        finish_cost_step(ctx, writer, &dq, summary).await
     }
 }
 
@@ -316,8 +319,9 @@ mod tests {
 
     #[test]
     fn golden_openai_day() {
-        let priced = price_rows("acme", &raw_rows(), &mut default_book("openai"));
-        let by_model = |m: &str| priced.rows.iter().find(|r| r["model"] == m).unwrap();
+        let mut priced = Priced::default();
+        let rows = priced.add("acme", &raw_rows(), &mut default_book("openai"));
+        let by_model = |m: &str| rows.iter().find(|r| r["model"] == m).unwrap();
         // gpt-4o-mini-2024-07-18 → gpt-4o-mini, standard:
         //   (182,340 − 64,000) × 0.15 / 1M = 0.017751; 64,000 × 0.075 / 1M = 0.0048; 20,311 × 0.60 / 1M = 0.0121866
         //   total 0.0347376
@@ -354,17 +358,27 @@ mod tests {
         // Every row fits the table.
         let root = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../configs"));
         let schema = crate::processors::load_schema(root, "openai", TABLE).unwrap();
-        crate::warehouse::check_rows(&schema, &priced.rows).unwrap();
+        crate::warehouse::check_rows(&schema, &rows).unwrap();
         let raw_schema = crate::processors::load_schema(root, "openai", super::usage::TABLE).unwrap();
         crate::warehouse::check_rows(&raw_schema, &raw_rows()).unwrap();
     }
 
     #[test]
     fn pricing_is_deterministic() {
-        let a = price_rows("acme", &raw_rows(), &mut default_book("openai"));
+        // The same rows in another order or in other batches price the same.
+        let (mut a, mut b) = (Priced::default(), Priced::default());
+        let a_rows = a.add("acme", &raw_rows(), &mut default_book("openai"));
         let mut reversed = raw_rows();
         reversed.reverse();
-        let b = price_rows("acme", &reversed, &mut default_book("openai"));
-        assert_eq!(serde_json::to_string(&a.rows).unwrap(), serde_json::to_string(&b.rows).unwrap());
+        let mut book = default_book("openai");
+        let (first, second) = reversed.split_at(2);
+        let mut b_rows = b.add("acme", first, &mut book);
+        b_rows.extend(b.add("acme", second, &mut book));
+        b_rows.reverse();
+        assert_eq!(serde_json::to_string(&a_rows).unwrap(), serde_json::to_string(&b_rows).unwrap());
+        assert_eq!(
+            (a.total, a.priced_rows, &a.daily, &a.by_project),
+            (b.total, b.priced_rows, &b.daily, &b.by_project)
+        );
     }
 }

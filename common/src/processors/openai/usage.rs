@@ -1,6 +1,7 @@
 //! `openai.usage`: the Usage API's completions and embeddings, daily buckets grouped by model,
-//! project, API key (and, for completions, batch and service tier), paged to the end, written to
-//! `openai_usage_daily_raw` as one replace of the window once every page is in.
+//! project, API key (and, for completions, batch and service tier), paged to the end; each page
+//! is staged as it arrives and the window lands in `openai_usage_daily_raw` in one replace once
+//! every page is in.
 
 use async_trait::async_trait;
 use chrono::NaiveDate;
@@ -10,7 +11,7 @@ use serde_json::{json, Value};
 use super::{client, http, PROVIDER};
 use crate::pipeline::{Processor, StepContext, StepError, StepOutcome};
 use crate::processors::{
-    check_retry, credential, date_text, default_page_size, page_size, provider_failed, table_schema, write_window,
+    check_retry, credential, date_text, default_page_size, page_size, provider_failed, table_schema, WindowWriter,
 };
 use crate::providers::openai::{Bucket, CompletionsResult, EmbeddingsResult, ReportQuery};
 use crate::providers::retry::RetryPolicy;
@@ -118,18 +119,7 @@ pub fn embeddings_row(org: &str, day: NaiveDate, r: &EmbeddingsResult) -> Row {
     }))
 }
 
-/// The order rows are written in (stable, so reruns write identical tables).
-pub(crate) fn sort_key(row: &Row, columns: &[&str]) -> Vec<String> {
-    columns
-        .iter()
-        .map(|c| match row.get(*c) {
-            None | Some(Value::Null) => String::new(),
-            Some(Value::String(s)) => format!("~{s}"),
-            Some(other) => format!("~{other}"),
-        })
-        .collect()
-}
-
+/// The order rows are stored in (stable, so reruns write identical tables).
 pub(crate) const KEY_COLUMNS: [&str; 7] =
     ["usage_date", "usage_type", "model", "project_id", "api_key_id", "batch", "service_tier"];
 
@@ -145,52 +135,54 @@ impl Processor for OpenAiUsage {
         let http = http(ctx)?;
         let api = client(ctx, &http);
         let (start, end) = (ctx.start_date, ctx.end_date);
-        let mut rows: Vec<Row> = Vec::new();
         let mut totals = Totals::default();
         let mut pages = 0;
         let mut endpoints = config.endpoints.clone();
         endpoints.dedup();
+        let mut writer = WindowWriter::start(ctx, &schema, &KEY_COLUMNS).await?;
         for endpoint in endpoints {
-            // Each page is turned into rows as it arrives; nothing is written before the last.
+            // Each page is turned into rows and staged as it arrives; the window lands after the last.
+            let mut rows: Vec<Row> = Vec::new();
             match endpoint {
                 Endpoint::Completions => {
                     let q = ReportQuery { start, end, group_by: &COMPLETIONS_GROUPS, limit: config.page_size };
-                    pages += api
-                        .completions_usage(key, &config.retry, &q, |buckets| {
-                            for b in &buckets {
-                                let Some(day) = in_window(b, start, end) else { continue };
-                                for r in &b.results {
-                                    totals.input += r.input_tokens;
-                                    totals.cached += r.input_cached_tokens.unwrap_or(0);
-                                    totals.output += r.output_tokens;
-                                    totals.requests += r.num_model_requests;
-                                    rows.push(completions_row(ctx.org_slug, day, r));
-                                }
+                    let mut report = api.completions_usage(key, &config.retry, &q);
+                    while let Some(buckets) = report.next().await.map_err(provider_failed)? {
+                        for b in &buckets {
+                            let Some(day) = in_window(b, start, end) else { continue };
+                            for r in &b.results {
+                                totals.input += r.input_tokens;
+                                totals.cached += r.input_cached_tokens.unwrap_or(0);
+                                totals.output += r.output_tokens;
+                                totals.requests += r.num_model_requests;
+                                rows.push(completions_row(ctx.org_slug, day, r));
                             }
-                        })
-                        .await
-                        .map_err(provider_failed)?;
+                        }
+                        writer.append(&rows).await?;
+                        rows.clear();
+                    }
+                    pages += report.count();
                 }
                 Endpoint::Embeddings => {
                     let q = ReportQuery { start, end, group_by: &EMBEDDINGS_GROUPS, limit: config.page_size };
-                    pages += api
-                        .embeddings_usage(key, &config.retry, &q, |buckets| {
-                            for b in &buckets {
-                                let Some(day) = in_window(b, start, end) else { continue };
-                                for r in &b.results {
-                                    totals.input += r.input_tokens;
-                                    totals.requests += r.num_model_requests;
-                                    rows.push(embeddings_row(ctx.org_slug, day, r));
-                                }
+                    let mut report = api.embeddings_usage(key, &config.retry, &q);
+                    while let Some(buckets) = report.next().await.map_err(provider_failed)? {
+                        for b in &buckets {
+                            let Some(day) = in_window(b, start, end) else { continue };
+                            for r in &b.results {
+                                totals.input += r.input_tokens;
+                                totals.requests += r.num_model_requests;
+                                rows.push(embeddings_row(ctx.org_slug, day, r));
                             }
-                        })
-                        .await
-                        .map_err(provider_failed)?;
+                        }
+                        writer.append(&rows).await?;
+                        rows.clear();
+                    }
+                    pages += report.count();
                 }
             }
         }
-        rows.sort_by_cached_key(|r| sort_key(r, &KEY_COLUMNS));
-        let written = write_window(ctx, &schema, start, end, &rows).await?;
+        let written = writer.commit().await?;
         tracing::info!(step = ctx.step_id, org_slug = ctx.org_slug, rows = written, pages, "openai usage loaded");
         Ok(StepOutcome {
             rows_written: written,
