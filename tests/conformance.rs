@@ -1075,9 +1075,9 @@ pub async fn staged_replace(w: &dyn Warehouse, ds: &str) {
     // Two batches, in reverse id order; nothing shows until commit.
     let mut staging = w.stage(ds, &s).await.expect("stage");
     let first: Vec<Row> = (0..700).rev().map(|i| fact(d1, 1000 + i, "0.5")).collect();
-    assert_eq!(staging.append(&first).await.expect("append 700"), 700);
-    assert_eq!(staging.append(&[fact(d1, 7, "7.25"), fact(d1, 8, "8")]).await.expect("append 2"), 2);
-    assert_eq!(staging.append(&[]).await.expect("append nothing"), 0);
+    assert_eq!(staging.append(first).await.expect("append 700"), 700);
+    assert_eq!(staging.append(vec![fact(d1, 7, "7.25"), fact(d1, 8, "8")]).await.expect("append 2"), 2);
+    assert_eq!(staging.append(Vec::new()).await.expect("append nothing"), 0);
     assert_eq!(staging.staged(), 702);
     assert_eq!(all_rows(w, ds, "facts", "day, id").await, before, "staged rows are not visible before commit");
     assert_eq!(w.list_tables(ds).await.unwrap(), vec!["facts".to_string()], "staging is not a table of the dataset");
@@ -1092,7 +1092,7 @@ pub async fn staged_replace(w: &dyn Warehouse, ds: &str) {
 
     // Discard: the table is as it was, nothing left behind.
     let mut staging = w.stage(ds, &s).await.expect("stage");
-    staging.append(&[fact(d1, 1, "99")]).await.expect("append");
+    staging.append(vec![fact(d1, 1, "99")]).await.expect("append");
     staging.discard().await.expect("discard");
     assert_eq!(all_rows(w, ds, "facts", "day, id").await, after, "discard changed the table");
     assert_eq!(w.list_tables(ds).await.unwrap(), vec!["facts".to_string()], "discard leaves no staging table");
@@ -1106,8 +1106,8 @@ pub async fn staged_replace(w: &dyn Warehouse, ds: &str) {
         (row(json!({"day": "yesterday", "id": 5})), "an invalid DATE"),
     ] {
         let mut staging = w.stage(ds, &s).await.expect("stage");
-        staging.append(&[fact(d1, 1, "1")]).await.expect("a good batch");
-        let r = staging.append(&[fact(d1, 2, "2"), bad]).await;
+        staging.append(vec![fact(d1, 1, "1")]).await.expect("a good batch");
+        let r = staging.append(vec![fact(d1, 2, "2"), bad]).await;
         assert!(r.is_err(), "append with {what} must fail, got {r:?}");
         staging.discard().await.unwrap_or_else(|e| panic!("discard after {what}: {e}"));
         assert_eq!(all_rows(w, ds, "facts", "day, id").await, after, "a staging with {what} changed the table");
@@ -1115,7 +1115,7 @@ pub async fn staged_replace(w: &dyn Warehouse, ds: &str) {
 
     // A staging area dropped without commit or discard (a failed run) changes nothing either.
     let mut staging = w.stage(ds, &s).await.expect("stage");
-    staging.append(&[fact(d2, 3, "30")]).await.expect("append");
+    staging.append(vec![fact(d2, 3, "30")]).await.expect("append");
     drop(staging);
     assert_eq!(all_rows(w, ds, "facts", "day, id").await, after, "a dropped staging area changed the table");
 
@@ -1170,7 +1170,7 @@ pub async fn staged_types(w: &dyn Warehouse, ds: &str) {
         create(w, ds, &direct).await;
         insert(w, ds, &direct, &rows).await;
         let mut staging = w.stage(ds, &s).await.expect("stage");
-        staging.append(&rows).await.unwrap_or_else(|e| panic!("append to {}: {e}", s.name));
+        staging.append(rows.clone()).await.unwrap_or_else(|e| panic!("append to {}: {e}", s.name));
         staging.commit("TRUE", &Params::new(), &["id"]).await.expect("commit");
         let staged = all_rows(w, ds, &s.name, "id").await;
         assert_eq!(staged.len(), 3);

@@ -80,6 +80,17 @@ fn rss_kib(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
+/// The process's peak resident set (`VmHWM`), in KiB.
+fn peak_rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
@@ -224,10 +235,18 @@ fn cost_alone(rows: usize) {
 }
 
 /// A 7-day `usage_cost` run on convergence-local with the sandbox producing `ROWS_PER_DAY`
-/// usage rows per endpoint and day: wall time from the POST to SUCCESS, rows written, peak RSS.
+/// finest-grain rows per endpoint and day (over 100,000 usage rows once the Usage API has grouped
+/// them): wall time from the POST to SUCCESS, rows written, peak RSS.
+///
+/// The provider sandbox runs in a second convergence-local process, as the real providers are
+/// remote: the server's peak RSS is the pipeline's (fetching, converting, pricing, DuckDB), not
+/// the synthetic-data generator's, which is reported beside it. Both share the 2 cores.
 async fn pipeline_end_to_end(bin: &Path) {
-    const ROWS_PER_DAY: usize = 7_500;
-    let (server, started) = spawn(bin, &[("RATE_LIMIT_ENABLED", "false"), ("SANDBOX_PROVIDERS", "true")]);
+    const ROWS_PER_DAY: usize = 15_000;
+    let (provider, started) = spawn(bin, &[("RATE_LIMIT_ENABLED", "false"), ("SANDBOX_PROVIDERS", "true")]);
+    wait_healthy(provider.port, started);
+    let openai_base = format!("http://127.0.0.1:{}/sandbox/openai/v1", provider.port);
+    let (server, started) = spawn(bin, &[("RATE_LIMIT_ENABLED", "false"), ("OPENAI_API_BASE", openai_base.as_str())]);
     wait_healthy(server.port, started);
     let base = format!("http://127.0.0.1:{}", server.port);
     let client = reqwest::Client::new();
@@ -295,25 +314,39 @@ async fn pipeline_end_to_end(bin: &Path) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     let secs = wall.elapsed().as_secs_f64();
-    let hwm = std::fs::read_to_string(format!("/proc/{}/status", server.child.id()))
-        .unwrap_or_default()
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))
-        .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse::<u64>().ok()))
-        .unwrap_or(peak_kib);
+    let hwm = peak_rss_kib(server.child.id()).max(peak_kib);
     assert_eq!(run["status"], "SUCCESS", "{run}");
     let usage_rows =
         run["steps"].as_array().and_then(|s| s.first()).and_then(|s| s["rows_written"].as_i64()).unwrap_or(0);
+    assert!(usage_rows >= 100_000, "the benchmark window must produce at least 100k usage rows, got {usage_rows}");
     let total_rows = run["totals"]["rows_written"].as_i64().unwrap_or(0);
+    let step_times: Vec<String> = run["steps"]
+        .as_array()
+        .map(|steps| {
+            steps
+                .iter()
+                .map(|s| {
+                    format!(
+                        "{} {:.2} s",
+                        s["step_id"].as_str().unwrap_or("?"),
+                        s["duration_ms"].as_f64().unwrap_or(0.0) / 1000.0
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let provider_hwm = peak_rss_kib(provider.child.id());
     println!(
-        "| window | usage rows | rows written (all steps) | wall | usage rows/s | peak RSS (VmHWM) | RSS before |"
+        "| window | usage rows | rows written (all steps) | wall | usage rows/s | server peak RSS (VmHWM) | server RSS before | steps | sandbox process peak RSS |"
     );
-    println!("|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|");
     println!(
-        "| 7 days | {usage_rows} | {total_rows} | {secs:.2} s | {:.0} | {:.1} MB | {:.1} MB |",
+        "| 7 days | {usage_rows} | {total_rows} | {secs:.2} s | {:.0} | {:.1} MB | {:.1} MB | {} | {:.1} MB |",
         usage_rows as f64 / secs,
         hwm as f64 / 1024.0,
-        rss_before as f64 / 1024.0
+        rss_before as f64 / 1024.0,
+        step_times.join(", "),
+        provider_hwm as f64 / 1024.0
     );
 }
 
@@ -327,6 +360,15 @@ const FUNCTIONS: [&str; 6] = [
     "convergence-scheduler-tick",
 ];
 
+/// Whether a section runs: all by default, or those named in `BENCH_ONLY` (comma-separated:
+/// `binaries`, `startup`, `cost`, `pipeline`, `load`).
+fn section(name: &str) -> bool {
+    match std::env::var("BENCH_ONLY") {
+        Ok(only) if !only.trim().is_empty() => only.split(',').any(|s| s.trim() == name),
+        _ => true,
+    }
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let target = PathBuf::from(args.get(1).expect("usage: convergence-bench <target-dir> [runs] [requests]"));
@@ -335,49 +377,59 @@ fn main() {
     let release = target.join("release");
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
 
-    println!("### Release binaries\n");
-    println!("| binary | size |");
-    println!("|---|---|");
-    for name in FUNCTIONS.iter().chain(["convergence-local"].iter()) {
-        let size = std::fs::metadata(release.join(name)).map(|m| m.len()).unwrap_or(0);
-        println!("| {name} | {:.1} MB |", size as f64 / 1_048_576.0);
-    }
-
-    println!("\n### exec → first 200 on /health, and RSS once healthy\n");
-    println!("| binary | backends | runs | p50 | p90 | max | RSS (p50) |");
-    println!("|---|---|---|---|---|---|---|");
-    // The Cloud Run binaries as deployed: BigQuery (the emulator `make bench` starts) and Cloud
-    // KMS (the fake from the tests), no DuckDB in the binary.
-    let emulator = std::env::var("CONVERGENCE_BIGQUERY_EMULATOR")
-        .expect("run through scripts/bench.sh (starts the BigQuery emulator)");
-    let key = "projects/bench-project/locations/global/keyRings/bench/cryptoKeys/keys";
-    let kms = rt.block_on(convergence_tests::fakes::kms::FakeKms::start(&[key]));
-    let cloud = [
-        ("WAREHOUSE_BACKEND", "bigquery"),
-        ("GCP_PROJECT_ID", "bench-project"),
-        ("BIGQUERY_API_BASE", emulator.as_str()),
-        ("KMS_BACKEND", "gcp"),
-        ("KMS_KEY_NAME", key),
-        ("KMS_API_BASE", kms.base_url()),
-    ];
-    for name in FUNCTIONS {
-        // pipelines-run needs a run queue; Pub/Sub is a later issue, so it runs the in-process one.
-        let mut env = cloud.to_vec();
-        if name == "convergence-pipelines-run" {
-            env.push(("QUEUE_BACKEND", "local"));
+    if section("binaries") {
+        println!("### Release binaries\n");
+        println!("| binary | size |");
+        println!("|---|---|");
+        for name in FUNCTIONS.iter().chain(["convergence-local"].iter()) {
+            let size = std::fs::metadata(release.join(name)).map(|m| m.len()).unwrap_or(0);
+            println!("| {name} | {:.1} MB |", size as f64 / 1_048_576.0);
         }
-        startup(name, "BigQuery emulator + fake Cloud KMS", &release.join(name), &env, runs);
     }
-    startup("convergence-local", "DuckDB + local KMS", &release.join("convergence-local"), &[], runs);
 
-    println!("\n### Cost computation alone (1,000,000 usage rows, default OpenAI book, 7 days)\n");
-    cost_alone(1_000_000);
+    if section("startup") {
+        println!("\n### exec → first 200 on /health, and RSS once healthy\n");
+        println!("| binary | backends | runs | p50 | p90 | max | RSS (p50) |");
+        println!("|---|---|---|---|---|---|---|");
+        // The Cloud Run binaries as deployed: BigQuery (the emulator `make bench` starts) and
+        // Cloud KMS (the fake from the tests), no DuckDB in the binary.
+        let emulator = std::env::var("CONVERGENCE_BIGQUERY_EMULATOR")
+            .expect("run through scripts/bench.sh (starts the BigQuery emulator)");
+        let key = "projects/bench-project/locations/global/keyRings/bench/cryptoKeys/keys";
+        let kms = rt.block_on(convergence_tests::fakes::kms::FakeKms::start(&[key]));
+        let cloud = [
+            ("WAREHOUSE_BACKEND", "bigquery"),
+            ("GCP_PROJECT_ID", "bench-project"),
+            ("BIGQUERY_API_BASE", emulator.as_str()),
+            ("KMS_BACKEND", "gcp"),
+            ("KMS_KEY_NAME", key),
+            ("KMS_API_BASE", kms.base_url()),
+        ];
+        for name in FUNCTIONS {
+            // pipelines-run needs a run queue; Pub/Sub is a later issue, so it runs the in-process one.
+            let mut env = cloud.to_vec();
+            if name == "convergence-pipelines-run" {
+                env.push(("QUEUE_BACKEND", "local"));
+            }
+            startup(name, "BigQuery emulator + fake Cloud KMS", &release.join(name), &env, runs);
+        }
+        startup("convergence-local", "DuckDB + local KMS", &release.join("convergence-local"), &[], runs);
+    }
 
-    println!("\n### Pipeline end to end: sandbox → openai.usage + openai.cost → DuckDB (convergence-local)\n");
-    rt.block_on(pipeline_end_to_end(&release.join("convergence-local")));
+    if section("cost") {
+        println!("\n### Cost computation alone (1,000,000 usage rows, default OpenAI book, 7 days)\n");
+        cost_alone(1_000_000);
+    }
 
-    println!("\n### Authenticated GET /api/v1/organizations/{{org}} on loopback (convergence-local)\n");
-    println!("| concurrency | requests | p50 | p99 | max | throughput |");
-    println!("|---|---|---|---|---|---|");
-    rt.block_on(load(&release.join("convergence-local"), requests));
+    if section("pipeline") {
+        println!("\n### Pipeline end to end: sandbox → openai.usage + openai.cost → DuckDB (convergence-local)\n");
+        rt.block_on(pipeline_end_to_end(&release.join("convergence-local")));
+    }
+
+    if section("load") {
+        println!("\n### Authenticated GET /api/v1/organizations/{{org}} on loopback (convergence-local)\n");
+        println!("| concurrency | requests | p50 | p99 | max | throughput |");
+        println!("|---|---|---|---|---|---|");
+        rt.block_on(load(&release.join("convergence-local"), requests));
+    }
 }

@@ -97,8 +97,10 @@ pub(crate) fn optional_decimal_text<'de, D: Deserializer<'de>>(d: D) -> Result<O
     decimal_text(d).map(Some)
 }
 
+/// `YYYY-MM-DD` (chrono's `Display` of a date: the same text as `%Y-%m-%d` without parsing a
+/// format string per row).
 pub(crate) fn date_text(d: NaiveDate) -> String {
-    d.format("%Y-%m-%d").to_string()
+    d.to_string()
 }
 
 /// A NUMERIC value in row form: the exact decimal without trailing zeros.
@@ -203,8 +205,13 @@ pub(crate) async fn write_window(
 /// The step's window of a table, written as it is produced: batches are staged out of sight and
 /// `commit` replaces the organization's rows of the window with them in one atomic swap. Dropped
 /// without `commit` (a step that failed), it leaves the table as it was.
+///
+/// Staging runs on a task of its own, one batch behind the producer, so fetching or pricing the
+/// next batch overlaps with writing the last (at most three batches exist at once: the one being
+/// written, one waiting, the one being built).
 pub(crate) struct WindowWriter {
-    staging: Box<dyn Staging>,
+    batches: tokio::sync::mpsc::Sender<Vec<Row>>,
+    stager: tokio::task::JoinHandle<Result<Box<dyn Staging>, StepError>>,
     params: Params,
     /// Columns rows are stored in order of, so reruns write identical tables.
     order_by: &'static [&'static str],
@@ -217,26 +224,44 @@ impl WindowWriter {
         order_by: &'static [&'static str],
     ) -> Result<WindowWriter, StepError> {
         ensure_table(ctx, schema).await?;
-        let staging = ctx.state.warehouse.stage(ctx.dataset, schema).await?;
-        Ok(WindowWriter { staging, params: window_params(ctx, ctx.start_date, ctx.end_date), order_by })
+        let mut staging = ctx.state.warehouse.stage(ctx.dataset, schema).await?;
+        let (batches, mut incoming) = tokio::sync::mpsc::channel::<Vec<Row>>(1);
+        let stager = tokio::spawn(async move {
+            while let Some(rows) = incoming.recv().await {
+                staging.append(rows).await?;
+            }
+            Ok(staging)
+        });
+        Ok(WindowWriter { batches, stager, params: window_params(ctx, ctx.start_date, ctx.end_date), order_by })
     }
 
-    pub async fn append(&mut self, rows: &[Row]) -> Result<(), StepError> {
-        if !rows.is_empty() {
-            self.staging.append(rows).await?;
+    /// Queues a batch for staging; an earlier batch's failure comes back here (or at `commit`).
+    pub async fn append(&mut self, rows: Vec<Row>) -> Result<(), StepError> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        if self.batches.send(rows).await.is_err() {
+            // The stager stopped: it failed on an earlier batch; say why.
+            return Err(match (&mut self.stager).await {
+                Ok(Err(e)) => e,
+                Ok(Ok(_)) => StepError::Failed("staging stopped early".into()),
+                Err(e) => StepError::Failed(format!("staging task failed: {e}")),
+            });
         }
         Ok(())
     }
 
-    /// Swaps the staged rows in; returns how many the window now has.
+    /// Waits for the last batch, then swaps the staged rows in; returns how many the window has.
     pub async fn commit(self) -> Result<u64, StepError> {
-        let (_, inserted) = self.staging.commit(WINDOW_PREDICATE, &self.params, self.order_by).await?;
+        drop(self.batches);
+        let staging = self.stager.await.map_err(|e| StepError::Failed(format!("staging task failed: {e}")))??;
+        let (_, inserted) = staging.commit(WINDOW_PREDICATE, &self.params, self.order_by).await?;
         Ok(inserted)
     }
 }
 
 /// Rows read back per batch by the steps that transform another step's table.
-const READ_BATCH_ROWS: usize = 10_000;
+const READ_BATCH_ROWS: usize = 2_000;
 
 /// The organization's rows of the window from a table another step wrote, in batches (a clear
 /// error when that step never ran).

@@ -441,8 +441,8 @@ const STAGING_EXPIRY: Duration = Duration::from_secs(24 * 3600);
 
 #[async_trait]
 impl Staging for BigQueryStaging {
-    async fn append(&mut self, rows: &[Row]) -> WarehouseResult<u64> {
-        let appended = self.warehouse.insert_rows(&self.dataset, &self.staging, rows).await?;
+    async fn append(&mut self, rows: Vec<Row>) -> WarehouseResult<u64> {
+        let appended = self.warehouse.insert_rows(&self.dataset, &self.staging, &rows).await?;
         self.staged += appended;
         Ok(appended)
     }

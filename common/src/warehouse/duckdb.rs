@@ -360,7 +360,7 @@ fn to_json(value: DuckValue) -> Value {
         }
         DuckValue::Date32(days) => NaiveDate::from_ymd_opt(1970, 1, 1)
             .and_then(|epoch| epoch.checked_add_signed(Duration::days(i64::from(days))))
-            .map_or(Value::Null, |d| Value::String(d.format("%Y-%m-%d").to_string())),
+            .map_or(Value::Null, |d| Value::String(d.to_string())),
         DuckValue::Text(s) | DuckValue::Enum(s) => Value::String(s),
         DuckValue::Blob(b) | DuckValue::Geometry(b) => {
             Value::String(base64::engine::general_purpose::STANDARD.encode(b))
@@ -491,7 +491,7 @@ fn append_staged(conn: &Connection, st: &DuckDbStaging, rows: &[Row]) -> Warehou
         return transaction_on(conn, |c| insert_in_tx(c, &st.staging, &st.schema, rows));
     }
     let mut appender = conn.appender_to_catalog_and_db(&st.staging_name, "temp", "main").map_err(backend)?;
-    let mut cells = Vec::with_capacity(st.schema.fields.len());
+    let mut cells: Vec<AppenderCell<'_>> = Vec::with_capacity(st.schema.fields.len());
     for (i, row) in rows.iter().enumerate() {
         cells.clear();
         for field in &st.schema.fields {
@@ -503,27 +503,51 @@ fn append_staged(conn: &Connection, st: &DuckDbStaging, rows: &[Row]) -> Warehou
     Ok(rows.len() as u64)
 }
 
-/// A value for the appender. Timestamps go in as UTC microseconds: the appender's own text
-/// conversion ignores a UTC offset (`…+02:00` would land two hours off).
-fn appender_cell(field: &Field, value: Option<&Value>) -> WarehouseResult<DuckValue> {
-    if field.field_type == FieldType::Timestamp {
-        if let Some(Value::String(text)) = value {
+/// A value for the appender: text borrowed from the row (no copy per cell), the rest typed.
+enum AppenderCell<'a> {
+    Text(&'a str),
+    Value(DuckValue),
+}
+
+impl duckdb::ToSql for AppenderCell<'_> {
+    fn to_sql(&self) -> duckdb::Result<duckdb::types::ToSqlOutput<'_>> {
+        Ok(match self {
+            AppenderCell::Text(s) => duckdb::types::ToSqlOutput::Borrowed(duckdb::types::ValueRef::Text(s.as_bytes())),
+            AppenderCell::Value(v) => duckdb::types::ToSqlOutput::Borrowed(v.into()),
+        })
+    }
+}
+
+/// A canonical JSON value as an appender value. Timestamps go in as UTC microseconds (the
+/// appender's own text conversion ignores a UTC offset: `…+02:00` would land two hours off) and
+/// dates as days, the other text as it is (DuckDB casts it to the column's type, or refuses it).
+fn appender_cell<'a>(field: &Field, value: Option<&'a Value>) -> WarehouseResult<AppenderCell<'a>> {
+    let Some(Value::String(text)) = value else {
+        return scalar_cell(field, value).map(AppenderCell::Value);
+    };
+    let invalid = |what: &str| WarehouseError::Invalid(format!("column {:?} expects {what}, got {text:?}", field.name));
+    Ok(match field.field_type {
+        FieldType::Timestamp => {
             let micros = DateTime::parse_from_rfc3339(text).map(|t| t.timestamp_micros()).or_else(|_| {
                 ["%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M:%S%.f"]
                     .iter()
                     .find_map(|f| chrono::NaiveDateTime::parse_from_str(text, f).ok())
                     .map(|t| t.and_utc().timestamp_micros())
-                    .ok_or_else(|| {
-                        WarehouseError::Invalid(format!(
-                            "column {:?} expects an RFC 3339 timestamp, got {text:?}",
-                            field.name
-                        ))
-                    })
+                    .ok_or_else(|| invalid("an RFC 3339 timestamp"))
             })?;
-            return Ok(DuckValue::Timestamp(TimeUnit::Microsecond, micros));
+            AppenderCell::Value(DuckValue::Timestamp(TimeUnit::Microsecond, micros))
         }
-    }
-    scalar_cell(field, value)
+        FieldType::Date => {
+            let day: NaiveDate = text.parse().map_err(|_| invalid("a YYYY-MM-DD date"))?;
+            let epoch = NaiveDate::from_ymd_opt(1970, 1, 1).unwrap_or_default();
+            let days = i32::try_from((day - epoch).num_days()).map_err(|_| invalid("a date in range"))?;
+            AppenderCell::Value(DuckValue::Date32(days))
+        }
+        FieldType::String | FieldType::Numeric | FieldType::Int64 | FieldType::Float64 | FieldType::Json => {
+            AppenderCell::Text(text)
+        }
+        _ => scalar_cell(field, value).map(AppenderCell::Value)?,
+    })
 }
 
 /// Says which row of a batch a value error is about.
@@ -551,12 +575,11 @@ fn transaction_on<T>(conn: &Connection, f: impl FnOnce(&Connection) -> Warehouse
 
 #[async_trait]
 impl Staging for DuckDbStaging {
-    async fn append(&mut self, rows: &[Row]) -> WarehouseResult<u64> {
-        check_rows(&self.schema, rows)?;
+    async fn append(&mut self, rows: Vec<Row>) -> WarehouseResult<u64> {
+        check_rows(&self.schema, &rows)?;
         if rows.is_empty() {
             return Ok(0);
         }
-        let rows = rows.to_vec();
         let appended = self.on_conn(move |c, st| append_staged(c, st, &rows)).await?;
         self.staged += appended;
         Ok(appended)

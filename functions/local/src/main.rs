@@ -1,4 +1,8 @@
 //! `convergence-local`: the whole API on one port with embedded backends.
+
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> std::process::ExitCode {
     let defaults = common::settings::BackendDefaults::Embedded;
     if let Some(reason) = common::queue::unsupported_backend_in_env(defaults) {

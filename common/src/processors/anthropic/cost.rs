@@ -182,7 +182,7 @@ impl Processor for AnthropicCost {
         let mut writer = WindowWriter::start(ctx, &schema, &KEY_COLUMNS).await?;
         let mut priced = Priced::default();
         while let Some(batch) = raw.next().await {
-            writer.append(&priced.add(ctx.org_slug, &batch?, &mut book)).await?;
+            writer.append(priced.add(ctx.org_slug, &batch?, &mut book)).await?;
         }
         let tolerance = Tolerance { warn: config.tolerance, fail: config.fail_tolerance };
 
@@ -250,7 +250,7 @@ impl Processor for AnthropicCost {
                 })
             };
             let mut day_checks =
-                reconcile("cost_reconciliation_daily", &priced.daily, &daily, &tolerance, &priced.currency(), details);
+                reconcile("cost_reconciliation_daily", &priced.daily, &daily, &tolerance, priced.currency(), details);
             if mismatch {
                 for r in &mut day_checks {
                     r.status = DqStatus::Fail;
@@ -262,7 +262,7 @@ impl Processor for AnthropicCost {
                 &priced.by_model,
                 &by_model,
                 &tolerance,
-                &priced.currency(),
+                priced.currency(),
                 details,
             ));
         }

@@ -87,8 +87,7 @@ impl Processor for AnthropicUsage {
                     rows.push(usage_row(ctx.org_slug, day, r));
                 }
             }
-            writer.append(&rows).await?;
-            rows.clear();
+            writer.append(std::mem::take(&mut rows)).await?;
         }
         let pages = report.count();
         let written = writer.commit().await?;

@@ -207,7 +207,7 @@ impl Processor for OpenAiCost {
         let mut writer = WindowWriter::start(ctx, &schema, &KEY_COLUMNS).await?;
         let mut priced = Priced::default();
         while let Some(batch) = raw.next().await {
-            writer.append(&priced.add(ctx.org_slug, &batch?, &mut book)).await?;
+            writer.append(priced.add(ctx.org_slug, &batch?, &mut book)).await?;
         }
         let tolerance = Tolerance { warn: config.tolerance, fail: config.fail_tolerance };
 
@@ -245,7 +245,7 @@ impl Processor for OpenAiCost {
             };
             let details = |_: &_| json!({"source": "openai costs api", "currency_mismatch": note});
             let mut day_checks =
-                reconcile("cost_reconciliation_daily", &priced.daily, &daily, &tolerance, &priced.currency(), details);
+                reconcile("cost_reconciliation_daily", &priced.daily, &daily, &tolerance, priced.currency(), details);
             if !foreign.is_empty() {
                 for r in &mut day_checks {
                     r.status = crate::processors::DqStatus::Fail;
@@ -257,7 +257,7 @@ impl Processor for OpenAiCost {
                 &priced.by_project,
                 &by_project,
                 &tolerance,
-                &priced.currency(),
+                priced.currency(),
                 details,
             ));
         }

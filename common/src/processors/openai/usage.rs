@@ -158,8 +158,7 @@ impl Processor for OpenAiUsage {
                                 rows.push(completions_row(ctx.org_slug, day, r));
                             }
                         }
-                        writer.append(&rows).await?;
-                        rows.clear();
+                        writer.append(std::mem::take(&mut rows)).await?;
                     }
                     pages += report.count();
                 }
@@ -175,8 +174,7 @@ impl Processor for OpenAiUsage {
                                 rows.push(embeddings_row(ctx.org_slug, day, r));
                             }
                         }
-                        writer.append(&rows).await?;
-                        rows.clear();
+                        writer.append(std::mem::take(&mut rows)).await?;
                     }
                     pages += report.count();
                 }
