@@ -8,7 +8,11 @@
 //!   insert is one INSERT, a slice replace one `MERGE ... ON FALSE` that deletes the old slice and
 //!   inserts the new rows together. (Scripts with parameters are also not supported by the
 //!   emulator the tests use; see docs/bqemulator-notes.md.)
-//! - Query jobs may answer `jobComplete: false`: results are polled, and paged, to the end.
+//! - A staged replace (a pipeline's window, written page by page) goes to a staging table beside
+//!   the target with those same INSERT jobs and moves in with one MERGE from it; the staging
+//!   table is dropped after, and expires within a day if its run died.
+//! - Query jobs may answer `jobComplete: false`: results are polled, and paged, to the end;
+//!   `query_batches` hands each page over as it arrives.
 //! - 429, 5xx and quota/rate errors are retried with exponential backoff and jitter; what is
 //!   still failing after that is `Unavailable`.
 //! - `BIGQUERY_API_BASE` points the client at an emulator (with a dummy token); without it the
