@@ -80,6 +80,17 @@ fn rss_kib(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
+/// CPU time (user + system) the process has used, in seconds.
+fn cpu_secs(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which may hold spaces): utime and stime are the 12th and 13th.
+    let fields: Vec<&str> =
+        stat.rsplit_once(')').map(|(_, rest)| rest.split_whitespace().collect()).unwrap_or_default();
+    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    // Clock ticks are 100 per second on Linux.
+    (ticks(11) + ticks(12)) / 100.0
+}
+
 /// The process's peak resident set (`VmHWM`), in KiB.
 fn peak_rss_kib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
@@ -292,6 +303,7 @@ async fn pipeline_end_to_end(bin: &Path) {
     let end = chrono::Utc::now().date_naive() - chrono::Duration::days(1);
     let start = end - chrono::Duration::days(6);
     let rss_before = rss_kib(server.child.id());
+    let cpu_before = (cpu_secs(server.child.id()), cpu_secs(provider.child.id()));
     let wall = Instant::now();
     let accepted = ok(call(
         reqwest::Method::POST,
@@ -336,12 +348,14 @@ async fn pipeline_end_to_end(bin: &Path) {
         })
         .unwrap_or_default();
     let provider_hwm = peak_rss_kib(provider.child.id());
+    let server_cpu = cpu_secs(server.child.id()) - cpu_before.0;
+    let provider_cpu = cpu_secs(provider.child.id()) - cpu_before.1;
     println!(
-        "| window | usage rows | rows written (all steps) | wall | usage rows/s | server peak RSS (VmHWM) | server RSS before | steps | sandbox process peak RSS |"
+        "| window | usage rows | rows written (all steps) | wall | usage rows/s | server peak RSS (VmHWM) | server RSS before | steps | server CPU | sandbox process CPU, peak RSS |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|");
     println!(
-        "| 7 days | {usage_rows} | {total_rows} | {secs:.2} s | {:.0} | {:.1} MB | {:.1} MB | {} | {:.1} MB |",
+        "| 7 days | {usage_rows} | {total_rows} | {secs:.2} s | {:.0} | {:.1} MB | {:.1} MB | {} | {server_cpu:.2} s | {provider_cpu:.2} s, {:.1} MB |",
         usage_rows as f64 / secs,
         hwm as f64 / 1024.0,
         rss_before as f64 / 1024.0,
