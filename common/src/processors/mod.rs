@@ -452,6 +452,40 @@ pub(crate) fn reconciliation_warning(provider: &str, results: &[DqResult]) -> Op
     ))
 }
 
+/// Writes the price version a cost row was priced with into the row.
+pub(crate) fn set_price_version(row: &mut Value, v: &crate::cost::PriceVersion) {
+    row["price_model_id"] = json!(v.model_id);
+    row["price_version_id"] = json!(v.version_id);
+    row["price_version"] = json!(v.version);
+    row["price_effective_from"] = json!(date_text(v.effective_from));
+    row["currency"] = json!(v.currency);
+}
+
+/// Marks a cost row unpriced (never priced as zero) and records why for the warnings and DQ
+/// rows. `basis` is the pricing basis the row would have used.
+pub(crate) fn mark_unpriced(
+    row: &mut Value,
+    unpriced: &mut Unpriced,
+    provider: &str,
+    (model, day, tokens): (&str, NaiveDate, u64),
+    why: crate::cost::Unpriced,
+    basis: &'static str,
+) {
+    match why {
+        crate::cost::Unpriced::ModelMissing => {
+            row["pricing_basis"] = json!(basis);
+            row["cost_status"] = json!("MODEL_NOT_IN_PRICE_BOOK");
+            unpriced.add(model, format!("not in the {provider} price book on {}", date_text(day)), day, tokens);
+        }
+        crate::cost::Unpriced::RateMissing { basis, token_types } => {
+            row["pricing_basis"] = json!(basis);
+            row["cost_status"] = json!("RATE_MISSING");
+            let what: Vec<&str> = token_types.iter().map(|t| t.book_stem()).collect();
+            unpriced.add(model, format!("the price book has no {basis} rate for {}", what.join(", ")), day, tokens);
+        }
+    }
+}
+
 /// Usage the book could not price, gathered per (day, model, reason) for warnings and DQ rows.
 #[derive(Debug, Default)]
 pub(crate) struct Unpriced {

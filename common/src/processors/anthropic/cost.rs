@@ -20,7 +20,7 @@ use serde_json::json;
 
 use super::usage::{self, KEY_COLUMNS};
 use super::{client, PROVIDER};
-use crate::cost::{Context, PriceBook, Tier, TokenType, Tokens, Unpriced as Why};
+use crate::cost::{Context, PriceBook, Tier, TokenType, Tokens};
 use crate::pipeline::{Processor, StepContext, StepError, StepOutcome};
 use crate::processors::openai::cost::{default_tolerance, load_book};
 use crate::processors::openai::http;
@@ -29,6 +29,7 @@ use crate::processors::{
     numeric, opt_numeric, optional_decimal_text, page_size, provider_failed, read_window, reconcile, table_schema,
     Amounts, CostSummary, DqResult, DqStatus, Tolerance, Unpriced, WindowWriter,
 };
+use crate::processors::{mark_unpriced, set_price_version};
 use crate::providers::anthropic::ReportQuery;
 use crate::providers::retry::RetryPolicy;
 use crate::warehouse::{to_row, Row};
@@ -106,11 +107,7 @@ impl Priced {
             });
             let (version, cost) = book.price(model, day, tier, context, &tokens);
             if let Some(v) = version {
-                row["price_model_id"] = json!(v.model_id);
-                row["price_version_id"] = json!(v.version_id);
-                row["price_version"] = json!(v.version);
-                row["price_effective_from"] = json!(date_text(v.effective_from));
-                row["currency"] = json!(v.currency);
+                set_price_version(&mut row, v);
             }
             match cost {
                 Ok(c) => {
@@ -130,26 +127,9 @@ impl Priced {
                     self.total += c.total;
                     self.priced_rows += 1;
                 }
-                Err(Why::ModelMissing) => {
-                    row["pricing_basis"] = json!(crate::cost::basis_name(tier, context));
-                    row["cost_status"] = json!("MODEL_NOT_IN_PRICE_BOOK");
-                    self.unpriced.add(
-                        model,
-                        format!("not in the {PROVIDER} price book on {}", date_text(day)),
-                        day,
-                        tokens.total(),
-                    );
-                }
-                Err(Why::RateMissing { basis, token_types }) => {
-                    row["pricing_basis"] = json!(basis);
-                    row["cost_status"] = json!("RATE_MISSING");
-                    let what: Vec<&str> = token_types.iter().map(|t| t.book_stem()).collect();
-                    self.unpriced.add(
-                        model,
-                        format!("the price book has no {basis} rate for {}", what.join(", ")),
-                        day,
-                        tokens.total(),
-                    );
+                Err(why) => {
+                    let basis = crate::cost::basis_name(tier, context);
+                    mark_unpriced(&mut row, &mut self.unpriced, PROVIDER, (model, day, tokens.total()), why, basis);
                 }
             }
             rows.push(to_row(row));

@@ -26,6 +26,7 @@ use crate::processors::{
     numeric, opt_numeric, optional_decimal_text, page_size, provider_failed, read_window, reconcile, table_schema,
     Amounts, CostSummary, DqResult, Tolerance, Unpriced, WindowWriter,
 };
+use crate::processors::{mark_unpriced, set_price_version};
 use crate::providers::openai::ReportQuery;
 use crate::providers::retry::RetryPolicy;
 use crate::warehouse::{to_row, Row};
@@ -109,11 +110,7 @@ impl Priced {
                 None => (None, Err(Why::RateMissing { basis: "standard", token_types: vec![TokenType::CachedInput] })),
             };
             if let Some(v) = version {
-                row["price_model_id"] = json!(v.model_id);
-                row["price_version_id"] = json!(v.version_id);
-                row["price_version"] = json!(v.version);
-                row["price_effective_from"] = json!(date_text(v.effective_from));
-                row["currency"] = json!(v.currency);
+                set_price_version(&mut row, v);
             }
             match cost {
                 Ok(c) => {
@@ -133,26 +130,9 @@ impl Priced {
                     self.total += c.total;
                     self.priced_rows += 1;
                 }
-                Err(Why::ModelMissing) => {
-                    row["pricing_basis"] = json!(crate::cost::basis_name(tier, Context::Short));
-                    row["cost_status"] = json!("MODEL_NOT_IN_PRICE_BOOK");
-                    self.unpriced.add(
-                        model,
-                        format!("not in the {PROVIDER} price book on {}", date_text(day)),
-                        day,
-                        input + output,
-                    );
-                }
-                Err(Why::RateMissing { basis, token_types }) => {
-                    row["pricing_basis"] = json!(basis);
-                    row["cost_status"] = json!("RATE_MISSING");
-                    let what: Vec<&str> = token_types.iter().map(|t| t.book_stem()).collect();
-                    self.unpriced.add(
-                        model,
-                        format!("the price book has no {basis} rate for {}", what.join(", ")),
-                        day,
-                        input + output,
-                    );
+                Err(why) => {
+                    let basis = crate::cost::basis_name(tier, Context::Short);
+                    mark_unpriced(&mut row, &mut self.unpriced, PROVIDER, (model, day, input + output), why, basis);
                 }
             }
             rows.push(to_row(row));
