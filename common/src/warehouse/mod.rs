@@ -405,29 +405,64 @@ pub(crate) fn check_new_column(dataset: &str, table: &str, field: &Field) -> War
 /// Checks rows against a schema before anything is written: unknown columns and missing REQUIRED
 /// values are refused with the row number and column.
 pub(crate) fn check_rows(schema: &TableSchema, rows: &[Row]) -> WarehouseResult<()> {
+    let index = FieldIndex::new(schema);
     for (i, row) in rows.iter().enumerate() {
-        // One lookup per column (this runs for every row of every write): a row with fewer
-        // known columns than keys has an unknown one, which the slow path then names.
-        let mut known = 0;
-        for f in &schema.fields {
-            let value = row.get(&f.name);
-            known += usize::from(value.is_some());
-            if f.mode == Mode::Required && value.is_none_or(Value::is_null) {
-                return Err(WarehouseError::Invalid(format!(
-                    "row {i}: column {:?} of table {} is REQUIRED",
-                    f.name, schema.name
-                )));
-            }
-        }
-        if known != row.len() {
-            let unknown = row.keys().find(|k| schema.field(k).is_none()).map_or("?", String::as_str);
+        let mut missing: Option<usize> = None;
+        index
+            .walk(row, |pos, value| {
+                let f = &schema.fields[pos];
+                if missing.is_none() && f.mode == Mode::Required && value.is_none_or(Value::is_null) {
+                    missing = Some(pos);
+                }
+            })
+            .map_err(|unknown| {
+                WarehouseError::Invalid(format!("row {i}: column {unknown:?} is not in table {}", schema.name))
+            })?;
+        if let Some(pos) = missing {
             return Err(WarehouseError::Invalid(format!(
-                "row {i}: column {unknown:?} is not in table {}",
-                schema.name
+                "row {i}: column {:?} of table {} is REQUIRED",
+                schema.fields[pos].name, schema.name
             )));
         }
     }
     Ok(())
+}
+
+/// A schema's columns sorted by name, to walk a row in one pass: a row is a `BTreeMap`, so its
+/// keys come sorted too, and a merge of the two replaces a map lookup per column (this runs for
+/// every row of every write).
+pub(crate) struct FieldIndex<'a> {
+    /// (name, position in the schema), by name.
+    sorted: Vec<(&'a str, usize)>,
+}
+
+impl<'a> FieldIndex<'a> {
+    pub fn new(schema: &'a TableSchema) -> FieldIndex<'a> {
+        let mut sorted: Vec<(&str, usize)> =
+            schema.fields.iter().enumerate().map(|(i, f)| (f.name.as_str(), i)).collect();
+        sorted.sort_unstable();
+        FieldIndex { sorted }
+    }
+
+    /// Calls `each(position, value)` for every column, with `None` where the row has no value;
+    /// `Err(key)` names a key of the row that is not a column.
+    pub fn walk<'r>(&self, row: &'r Row, mut each: impl FnMut(usize, Option<&'r Value>)) -> Result<(), &'r str> {
+        let mut entries = row.iter().peekable();
+        for &(name, pos) in &self.sorted {
+            match entries.peek() {
+                Some((key, _)) if key.as_str() < name => return Err(key.as_str()),
+                Some((key, value)) if key.as_str() == name => {
+                    each(pos, Some(*value));
+                    entries.next();
+                }
+                _ => each(pos, None),
+            }
+        }
+        match entries.next() {
+            Some((key, _)) => Err(key.as_str()),
+            None => Ok(()),
+        }
+    }
 }
 
 /// A JSON object as a row (anything else is an empty row, which `check_rows` then refuses if
@@ -442,6 +477,27 @@ pub fn to_row(value: Value) -> Row {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rows_walk_in_column_order_with_unknown_keys_named() {
+        // The merge in FieldIndex::walk needs a row's keys sorted: true of serde_json's Map
+        // unless its `preserve_order` feature is on, which this test would catch.
+        let row = to_row(serde_json::json!({"b": 2, "a": 1, "c": 3}));
+        assert_eq!(row.keys().collect::<Vec<_>>(), vec!["a", "b", "c"]);
+        let schema: TableSchema = serde_json::from_value(serde_json::json!({"description": "",
+            "fields": [{"name": "c", "type": "INT64"}, {"name": "a", "type": "INT64"}, {"name": "z", "type": "INT64"}]}))
+        .unwrap();
+        let index = FieldIndex::new(&schema);
+        let mut seen = Vec::new();
+        let partial = to_row(serde_json::json!({"a": 1, "c": 3}));
+        let r = index.walk(&partial, |pos, v| seen.push((pos, v.cloned())));
+        assert_eq!(r, Ok(()));
+        seen.sort_by_key(|(pos, _)| *pos);
+        assert_eq!(seen, vec![(0, Some(3.into())), (1, Some(1.into())), (2, None)]);
+        assert_eq!(index.walk(&row, |_, _| {}), Err("b"));
+        assert_eq!(index.walk(&to_row(serde_json::json!({"zz": 1})), |_, _| {}), Err("zz"));
+        assert_eq!(index.walk(&to_row(serde_json::json!({"0": 1})), |_, _| {}), Err("0"));
+    }
 
     #[test]
     fn named_params_outside_literals_only() {
