@@ -396,8 +396,8 @@ fn query_rows(conn: &Connection, sql: &str, params: &Params) -> WarehouseResult<
     Ok(out)
 }
 
-/// Runs a query and hands its rows to `each` in batches of at most `batch_rows` (the last one
-/// possibly empty when nothing is left); `each` returns false to stop early.
+/// Runs a query and hands its rows to `each` in batches of at most `batch_rows` (never an empty
+/// one); `each` returns false to stop early.
 fn read_batches(
     conn: &Connection,
     sql: &str,
@@ -434,6 +434,12 @@ struct DuckDbStaging {
     pool: Arc<Pool>,
     /// `None` only while a call has it on the blocking pool (or after one panicked).
     conn: Option<Connection>,
+    table: Arc<StagingTable>,
+    staged: u64,
+}
+
+/// What a staging area writes where.
+struct StagingTable {
     /// The quoted target table.
     target: String,
     /// The quoted temporary table.
@@ -441,30 +447,21 @@ struct DuckDbStaging {
     /// Its bare name, for the appender.
     staging_name: String,
     schema: TableSchema,
-    staged: u64,
 }
 
 impl DuckDbStaging {
     /// Runs `f` with the staging connection on the blocking pool.
     async fn on_conn<T: Send + 'static>(
         &mut self,
-        f: impl FnOnce(&mut Connection, &DuckDbStaging) -> WarehouseResult<T> + Send + 'static,
+        f: impl FnOnce(&mut Connection, &StagingTable) -> WarehouseResult<T> + Send + 'static,
     ) -> WarehouseResult<T> {
         let mut conn = self
             .conn
             .take()
             .ok_or_else(|| WarehouseError::Backend("the staging connection was lost in an earlier failure".into()))?;
-        let facts = DuckDbStaging {
-            pool: self.pool.clone(),
-            conn: None,
-            target: self.target.clone(),
-            staging: self.staging.clone(),
-            staging_name: self.staging_name.clone(),
-            schema: self.schema.clone(),
-            staged: self.staged,
-        };
+        let table = self.table.clone();
         let (conn, result) = tokio::task::spawn_blocking(move || {
-            let result = f(&mut conn, &facts);
+            let result = f(&mut conn, &table);
             (conn, result)
         })
         .await
@@ -475,7 +472,7 @@ impl DuckDbStaging {
 
     /// Drops the temporary table and returns the connection to the pool.
     async fn release(mut self) -> WarehouseResult<()> {
-        let drop_sql = format!("DROP TABLE IF EXISTS {}", self.staging);
+        let drop_sql = format!("DROP TABLE IF EXISTS {}", self.table.staging);
         self.on_conn(move |c, _| c.execute_batch(&drop_sql).map_err(backend)).await?;
         if let Some(conn) = self.conn.take() {
             self.pool.give_back(conn);
@@ -486,7 +483,7 @@ impl DuckDbStaging {
 
 /// Appends rows to the staging table: DuckDB's appender for flat tables (values go in typed,
 /// without SQL), multi-row VALUES when the table has nested columns (the appender takes none).
-fn append_staged(conn: &Connection, st: &DuckDbStaging, rows: &[Row]) -> WarehouseResult<u64> {
+fn append_staged(conn: &Connection, st: &StagingTable, rows: &[Row]) -> WarehouseResult<u64> {
     if st.schema.fields.iter().any(is_nested) {
         return transaction_on(conn, |c| insert_in_tx(c, &st.staging, &st.schema, rows));
     }
@@ -589,8 +586,8 @@ impl Staging for DuckDbStaging {
     async fn append(&mut self, rows: Vec<Row>) -> WarehouseResult<u64> {
         // Flat tables are checked row by row while appending (unknown columns, REQUIRED values:
         // the refusals of `check_rows`, in the same pass); nested ones take the VALUES path.
-        if self.schema.fields.iter().any(is_nested) {
-            check_rows(&self.schema, &rows)?;
+        if self.table.schema.fields.iter().any(is_nested) {
+            check_rows(&self.table.schema, &rows)?;
         }
         if rows.is_empty() {
             return Ok(0);
@@ -612,14 +609,14 @@ impl Staging for DuckDbStaging {
     ) -> WarehouseResult<(u64, u64)> {
         let (where_sql, values) = positional(predicate, params)?;
         for column in order_by {
-            if self.schema.field(column).is_none() {
+            if self.table.schema.field(column).is_none() {
                 return Err(WarehouseError::Invalid(format!(
                     "order_by: {column:?} is not a column of {}",
-                    self.schema.name
+                    self.table.schema.name
                 )));
             }
         }
-        let columns: Vec<String> = self.schema.fields.iter().map(|f| format!("\"{}\"", f.name)).collect();
+        let columns: Vec<String> = self.table.schema.fields.iter().map(|f| format!("\"{}\"", f.name)).collect();
         let order = if order_by.is_empty() {
             String::new()
         } else {
@@ -628,11 +625,11 @@ impl Staging for DuckDbStaging {
                 order_by.iter().map(|c| format!("\"{c}\" NULLS FIRST")).collect::<Vec<_>>().join(", ")
             )
         };
-        let delete = format!("DELETE FROM {} WHERE {where_sql}", self.target);
+        let delete = format!("DELETE FROM {} WHERE {where_sql}", self.table.target);
         let insert = format!(
             "INSERT INTO {} ({cols}) SELECT {cols} FROM {}{order}",
-            self.target,
-            self.staging,
+            self.table.target,
+            self.table.staging,
             cols = columns.join(", ")
         );
         let counts = self
@@ -865,10 +862,12 @@ impl Warehouse for DuckDbWarehouse {
         Ok(Box::new(DuckDbStaging {
             pool: self.pool.clone(),
             conn: Some(conn),
-            target,
-            staging: format!("temp.main.{}", quote(&staging_name)?),
-            staging_name,
-            schema: schema.clone(),
+            table: Arc::new(StagingTable {
+                target,
+                staging: format!("temp.main.{}", quote(&staging_name)?),
+                staging_name,
+                schema: schema.clone(),
+            }),
             staged: 0,
         }))
     }
