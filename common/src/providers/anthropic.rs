@@ -218,13 +218,7 @@ impl Anthropic<'_> {
         query: &ReportQuery<'_>,
     ) -> Pages<'a, Bucket<R>> {
         let base_query = query.pairs();
-        let request = move |cursor: Option<&str>| {
-            let r = self.get(path, key).query(&base_query);
-            match cursor {
-                Some(c) => r.query(&[("page", c)]),
-                None => r,
-            }
-        };
+        let request = move || self.get(path, key).query(&base_query);
         self.http.pages(NAME, key, policy, path, Box::new(request))
     }
 

@@ -213,7 +213,6 @@ impl ReportQuery<'_> {
     }
 }
 
-/// Pages a report can have before the loop is taken for a provider bug.
 impl OpenAi<'_> {
     /// The pages of a bucketed report, read one at a time.
     pub fn pages<'a, R: DeserializeOwned>(
@@ -226,13 +225,7 @@ impl OpenAi<'_> {
         let url = format!("{}{path}", self.base);
         let base_query = query.pairs();
         let client = &self.http.client;
-        let request = move |cursor: Option<&str>| {
-            let r = client.get(&url).query(&base_query).bearer_auth(key);
-            match cursor {
-                Some(c) => r.query(&[("page", c)]),
-                None => r,
-            }
-        };
+        let request = move || client.get(&url).query(&base_query).bearer_auth(key);
         self.http.pages(NAME, key, policy, path, Box::new(request))
     }
 

@@ -196,8 +196,8 @@ pub struct Page<T> {
 /// Pages one report may have before the cursor is taken to be looping.
 const MAX_PAGES: u32 = 100_000;
 
-/// Builds the request for a page from the cursor of the previous one (`None`: the first page).
-pub type PageRequest<'a> = Box<dyn Fn(Option<&str>) -> reqwest::RequestBuilder + Send + Sync + 'a>;
+/// Builds a report's request (URL, query, auth); `Pages` adds the `page` cursor after the first.
+pub type PageRequest<'a> = Box<dyn Fn() -> reqwest::RequestBuilder + Send + Sync + 'a>;
 
 /// A paged listing read one page at a time, following `next_page`: whoever reads it handles a
 /// page before the next is fetched, so a window is never held whole, as JSON or as rows.
@@ -220,9 +220,14 @@ impl<T: DeserializeOwned> Pages<'_, T> {
         if self.done {
             return Ok(None);
         }
-        let cursor = self.cursor.clone();
-        let page: Page<T> =
-            self.http.get_json(self.provider, self.secret, self.policy, || (self.request)(cursor.as_deref())).await?;
+        let request = || {
+            let r = (self.request)();
+            match &self.cursor {
+                Some(c) => r.query(&[("page", c)]),
+                None => r,
+            }
+        };
+        let page: Page<T> = self.http.get_json(self.provider, self.secret, self.policy, request).await?;
         self.pages += 1;
         match page.next_page.filter(|n| !n.is_empty()) {
             Some(next) if self.cursor.as_deref() == Some(next.as_str()) || self.pages >= MAX_PAGES => {
@@ -248,7 +253,8 @@ impl<T: DeserializeOwned> Pages<'_, T> {
 }
 
 impl ProviderHttp {
-    /// The pages of a listing; `request(cursor)` builds the call for a page.
+    /// The pages of a listing; `request()` builds the call, to which each page after the first
+    /// adds the previous one's cursor as `page`.
     pub fn pages<'a, T>(
         &'a self,
         provider: &'a str,
