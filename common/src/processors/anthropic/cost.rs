@@ -166,7 +166,7 @@ impl Processor for AnthropicCost {
         }
         let tolerance = Tolerance { warn: config.tolerance, fail: config.fail_tolerance };
 
-        // Anthropic's own bill, fetched in full before anything is written.
+        // Anthropic's own bill, fetched in full before the window is committed.
         let mut dq: Vec<DqResult> = Vec::new();
         let mut reported_total = Decimal::ZERO;
         if config.reconcile {

@@ -191,7 +191,7 @@ impl Processor for OpenAiCost {
         }
         let tolerance = Tolerance { warn: config.tolerance, fail: config.fail_tolerance };
 
-        // OpenAI's own bill, fetched in full before anything is written.
+        // OpenAI's own bill, fetched in full before the window is committed.
         let mut dq: Vec<DqResult> = Vec::new();
         let mut reported_total = Decimal::ZERO;
         if config.reconcile {
