@@ -1046,8 +1046,8 @@ pub async fn replace_slice(w: &dyn Warehouse, ds: &str) {
     cleanup(w, ds).await;
 }
 
-/// Staged replace: batches appended out of sight, one atomic swap at `commit`; `discard`, a
-/// refused row and a dropped staging area all leave the table as it was.
+/// Staged replace: batches appended out of sight, the slice replaced at once at `commit`;
+/// `discard`, a refused row and a dropped staging area all leave the table as it was.
 pub async fn staged_replace(w: &dyn Warehouse, ds: &str) {
     fresh_dataset(w, ds).await;
     let s = schema(
@@ -1059,7 +1059,8 @@ pub async fn staged_replace(w: &dyn Warehouse, ds: &str) {
             {"name": "label", "type": "STRING"}
         ]}"#,
     );
-    match w.stage(ds, &s).await {
+    let everything = Params::new();
+    match w.stage(ds, &s, "TRUE", &everything).await {
         Err(WarehouseError::NotFound(_)) => {}
         Err(e) => panic!("stage on a missing table: expected NotFound, got {e}"),
         Ok(_) => panic!("stage on a missing table: expected NotFound, got a staging area"),
@@ -1073,7 +1074,7 @@ pub async fn staged_replace(w: &dyn Warehouse, ds: &str) {
     let slice = Params::new().bind("day", date(d1));
 
     // Two batches, in reverse id order; nothing shows until commit.
-    let mut staging = w.stage(ds, &s).await.expect("stage");
+    let mut staging = w.stage(ds, &s, "day = @day", &slice).await.expect("stage");
     let first: Vec<Row> = (0..700).rev().map(|i| fact(d1, 1000 + i, "0.5")).collect();
     assert_eq!(staging.append(first).await.expect("append 700"), 700);
     assert_eq!(staging.append(vec![fact(d1, 7, "7.25"), fact(d1, 8, "8")]).await.expect("append 2"), 2);
@@ -1081,7 +1082,7 @@ pub async fn staged_replace(w: &dyn Warehouse, ds: &str) {
     assert_eq!(staging.staged(), 702);
     assert_eq!(all_rows(w, ds, "facts", "day, id").await, before, "staged rows are not visible before commit");
     assert_eq!(w.list_tables(ds).await.unwrap(), vec!["facts".to_string()], "staging is not a table of the dataset");
-    let (deleted, inserted) = staging.commit("day = @day", &slice, &["day", "id"]).await.expect("commit");
+    let (deleted, inserted) = staging.commit().await.expect("commit");
     assert_eq!((deleted, inserted), (3, 702));
     let after = all_rows(w, ds, "facts", "day, id").await;
     assert_eq!(after.len(), 704);
@@ -1091,7 +1092,7 @@ pub async fn staged_replace(w: &dyn Warehouse, ds: &str) {
     assert_eq!(w.list_tables(ds).await.unwrap(), vec!["facts".to_string()], "commit leaves no staging table");
 
     // Discard: the table is as it was, nothing left behind.
-    let mut staging = w.stage(ds, &s).await.expect("stage");
+    let mut staging = w.stage(ds, &s, "day = @day", &slice).await.expect("stage");
     staging.append(vec![fact(d1, 1, "99")]).await.expect("append");
     staging.discard().await.expect("discard");
     assert_eq!(all_rows(w, ds, "facts", "day, id").await, after, "discard changed the table");
@@ -1105,7 +1106,7 @@ pub async fn staged_replace(w: &dyn Warehouse, ds: &str) {
         (row(json!({"day": d1, "id": 5, "amount": "not a number"})), "an invalid NUMERIC"),
         (row(json!({"day": "yesterday", "id": 5})), "an invalid DATE"),
     ] {
-        let mut staging = w.stage(ds, &s).await.expect("stage");
+        let mut staging = w.stage(ds, &s, "day = @day", &slice).await.expect("stage");
         staging.append(vec![fact(d1, 1, "1")]).await.expect("a good batch");
         let r = staging.append(vec![fact(d1, 2, "2"), bad]).await;
         assert!(r.is_err(), "append with {what} must fail, got {r:?}");
@@ -1114,18 +1115,19 @@ pub async fn staged_replace(w: &dyn Warehouse, ds: &str) {
     }
 
     // A staging area dropped without commit or discard (a failed run) changes nothing either.
-    let mut staging = w.stage(ds, &s).await.expect("stage");
+    let d2_slice = Params::new().bind("day", date(d2));
+    let mut staging = w.stage(ds, &s, "day = @day", &d2_slice).await.expect("stage");
     staging.append(vec![fact(d2, 3, "30")]).await.expect("append");
     drop(staging);
     assert_eq!(all_rows(w, ds, "facts", "day, id").await, after, "a dropped staging area changed the table");
 
-    // An empty staging replaces the slice with nothing; a bad predicate fails without changes.
-    let staging = w.stage(ds, &s).await.expect("stage");
-    let r = staging.commit("day = @unbound", &slice, &[]).await;
-    assert!(r.is_err(), "a commit with an unbound parameter must fail, got {r:?}");
+    // A predicate that cannot run is refused before anything is staged; an empty staging
+    // replaces the slice with nothing.
+    let r = w.stage(ds, &s, "day = @unbound", &slice).await;
+    assert!(matches!(r, Err(WarehouseError::Invalid(_))), "a predicate with an unbound parameter must be refused");
     assert_eq!(all_rows(w, ds, "facts", "day, id").await, after);
-    let staging = w.stage(ds, &s).await.expect("stage");
-    assert_eq!(staging.commit("day = @day", &slice, &[]).await.expect("empty commit"), (702, 0));
+    let staging = w.stage(ds, &s, "day = @day", &slice).await.expect("stage");
+    assert_eq!(staging.commit().await.expect("empty commit"), (702, 0));
     assert_eq!(all_rows(w, ds, "facts", "day, id").await, &after[702..]);
     cleanup(w, ds).await;
 }
@@ -1169,9 +1171,9 @@ pub async fn staged_types(w: &dyn Warehouse, ds: &str) {
         create(w, ds, &s).await;
         create(w, ds, &direct).await;
         insert(w, ds, &direct, &rows).await;
-        let mut staging = w.stage(ds, &s).await.expect("stage");
+        let mut staging = w.stage(ds, &s, "TRUE", &Params::new()).await.expect("stage");
         staging.append(rows.clone()).await.unwrap_or_else(|e| panic!("append to {}: {e}", s.name));
-        staging.commit("TRUE", &Params::new(), &["id"]).await.expect("commit");
+        staging.commit().await.expect("commit");
         let staged = all_rows(w, ds, &s.name, "id").await;
         assert_eq!(staged.len(), 3);
         assert_eq!(staged, all_rows(w, ds, &direct.name, "id").await, "{}: staged rows differ from inserted", s.name);

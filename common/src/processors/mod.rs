@@ -8,7 +8,8 @@
 //!   or converted and staged as it arrives ([`WindowWriter`]), then the window is swapped in with
 //!   one atomic replace of `usage_date BETWEEN @start_date AND @end_date`. A failed provider call
 //!   leaves the table as it was, and a rerun replaces the window (no run ids or timestamps in
-//!   data rows, rows stored in key order, so five reruns leave byte-identical tables);
+//!   data rows, and rows stored in the order they are produced, so five reruns leave
+//!   byte-identical tables);
 //! - money is `rust_decimal` in Rust and NUMERIC (a decimal string in rows) in the warehouse.
 
 pub mod anthropic;
@@ -208,23 +209,27 @@ pub(crate) async fn write_window(
 ///
 /// Staging runs on a task of its own, one batch behind the producer, so fetching or pricing the
 /// next batch overlaps with writing the last (at most three batches exist at once: the one being
-/// written, one waiting, the one being built).
+/// written, one waiting, the one being built). Rows [`push`](WindowWriter::push)ed one at a time
+/// go out in batches of [`STAGE_BATCH_ROWS`], so a provider page of any size is never held as
+/// rows whole.
 pub(crate) struct WindowWriter {
     batches: tokio::sync::mpsc::Sender<Vec<Row>>,
     stager: tokio::task::JoinHandle<Result<Box<dyn Staging>, StepError>>,
-    params: Params,
-    /// Columns rows are stored in order of, so reruns write identical tables.
-    order_by: &'static [&'static str],
+    /// Rows pushed since the last batch went out.
+    pending: Vec<Row>,
 }
 
+/// Rows per staged batch of pushed rows. Rows are JSON maps of 2–4 KB each and ~8 batches are in
+/// flight in a cost step (read, priced, staged), so this sets most of a pipeline's own heap:
+/// `make bench` peaked at ~240 MB with 2,000, ~200 MB with 500, at the same rows/s (a batch's
+/// fixed cost is a channel hop; the warehouse keeps one appender per staging).
+const STAGE_BATCH_ROWS: usize = 500;
+
 impl WindowWriter {
-    pub async fn start(
-        ctx: &StepContext<'_>,
-        schema: &TableSchema,
-        order_by: &'static [&'static str],
-    ) -> Result<WindowWriter, StepError> {
+    pub async fn start(ctx: &StepContext<'_>, schema: &TableSchema) -> Result<WindowWriter, StepError> {
         ensure_table(ctx, schema).await?;
-        let mut staging = ctx.state.warehouse.stage(ctx.dataset, schema).await?;
+        let params = window_params(ctx, ctx.start_date, ctx.end_date);
+        let mut staging = ctx.state.warehouse.stage(ctx.dataset, schema, WINDOW_PREDICATE, &params).await?;
         let (batches, mut incoming) = tokio::sync::mpsc::channel::<Vec<Row>>(1);
         let stager = tokio::spawn(async move {
             while let Some(rows) = incoming.recv().await {
@@ -232,7 +237,7 @@ impl WindowWriter {
             }
             Ok(staging)
         });
-        Ok(WindowWriter { batches, stager, params: window_params(ctx, ctx.start_date, ctx.end_date), order_by })
+        Ok(WindowWriter { batches, stager, pending: Vec::new() })
     }
 
     /// Queues a batch for staging; an earlier batch's failure comes back here (or at `commit`).
@@ -251,17 +256,33 @@ impl WindowWriter {
         Ok(())
     }
 
+    /// Adds one row; a full batch is queued for staging (see `append`).
+    pub async fn push(&mut self, row: Row) -> Result<(), StepError> {
+        if self.pending.capacity() == 0 {
+            self.pending.reserve_exact(STAGE_BATCH_ROWS);
+        }
+        self.pending.push(row);
+        if self.pending.len() >= STAGE_BATCH_ROWS {
+            let batch = std::mem::take(&mut self.pending);
+            self.append(batch).await?;
+        }
+        Ok(())
+    }
+
     /// Waits for the last batch, then swaps the staged rows in; returns how many the window has.
-    pub async fn commit(self) -> Result<u64, StepError> {
+    pub async fn commit(mut self) -> Result<u64, StepError> {
+        let rest = std::mem::take(&mut self.pending);
+        self.append(rest).await?;
         drop(self.batches);
         let staging = self.stager.await.map_err(|e| StepError::Failed(format!("staging task failed: {e}")))??;
-        let (_, inserted) = staging.commit(WINDOW_PREDICATE, &self.params, self.order_by).await?;
+        let (_, inserted) = staging.commit().await?;
         Ok(inserted)
     }
 }
 
-/// Rows read back per batch by the steps that transform another step's table.
-const READ_BATCH_ROWS: usize = 2_000;
+/// Rows read back per batch by the steps that transform another step's table (see
+/// `STAGE_BATCH_ROWS` for the size).
+const READ_BATCH_ROWS: usize = 500;
 
 /// The organization's rows of the window from a table another step wrote, in batches (a clear
 /// error when that step never ran).

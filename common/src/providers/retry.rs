@@ -134,19 +134,21 @@ impl ProviderHttp {
                 Ok(response) => {
                     let status = response.status().as_u16();
                     let headers = response.headers().clone();
-                    let text = match response.text().await {
-                        Ok(t) => t,
+                    // Bytes, not text: a day of usage is megabytes, parsed straight from the
+                    // body without a checked copy into a String first.
+                    let body = match response.bytes().await {
+                        Ok(b) => b,
                         Err(e) => {
                             let status = if e.is_timeout() { 504 } else { 502 };
                             return Err(fail(status, format!("the response could not be read ({e})")));
                         }
                     };
                     if (200..300).contains(&status) {
-                        return serde_json::from_str(&text).map_err(|e| {
+                        return serde_json::from_slice(&body).map_err(|e| {
                             fail(status, format!("the response does not have the documented shape: {e}"))
                         });
                     }
-                    let body = serde_json::from_str(&text).unwrap_or(serde_json::Value::Null);
+                    let body = serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
                     let said = provider_message(&body).map(|m| redact(&m, secret)).unwrap_or_default();
                     let message = if said.is_empty() { format!("HTTP {status}") } else { said };
                     if !retryable(status) {

@@ -47,7 +47,8 @@ use gcp_bigquery_client::Client;
 use serde_json::Value;
 
 use super::{
-    check_new_column, check_rows, check_schema, format_timestamp, is_identifier, is_staging_table, scan_named_params,
+    check_new_column, check_params_bound, check_rows, check_schema, format_timestamp, is_identifier, is_staging_table,
+    scan_named_params,
     staging_table_name, DatasetOptions, Field, FieldType, Mode, Param, Params, Row, RowBatches, SqlPiece, Staging,
     TableSchema, Warehouse, WarehouseError, WarehouseResult,
 };
@@ -428,13 +429,16 @@ impl QueryPager {
 }
 
 /// A staged replace: a table next to the target, `{table}__staging_{id}`, written with the same
-/// INSERT jobs as `insert_rows` and moved in with one MERGE. It expires after a day, so one that
-/// a crash left behind goes away on its own.
+/// INSERT jobs as `insert_rows` and moved in with one MERGE that also deletes the slice. It
+/// expires after a day, so one that a crash left behind goes away on its own.
 struct BigQueryStaging {
     warehouse: BigQueryWarehouse,
     dataset: String,
     schema: TableSchema,
     staging: TableSchema,
+    /// The slice the MERGE replaces.
+    predicate: String,
+    params: Params,
     staged: u64,
     /// Committed or discarded: nothing left to clean up.
     finished: bool,
@@ -455,13 +459,7 @@ impl Staging for BigQueryStaging {
         self.staged
     }
 
-    async fn commit(
-        mut self: Box<Self>,
-        predicate: &str,
-        params: &Params,
-        _order_by: &[&str],
-    ) -> WarehouseResult<(u64, u64)> {
-        // BigQuery keeps no row order: `order_by` has nothing to fix here.
+    async fn commit(mut self: Box<Self>) -> WarehouseResult<(u64, u64)> {
         let source = self.schema.fields.iter().map(|f| format!("{n} AS {MERGE_SOURCE_PREFIX}{n}", n = f.name));
         let source = format!(
             "SELECT {} FROM {}",
@@ -472,10 +470,10 @@ impl Staging for BigQueryStaging {
             &self.warehouse.quoted(&self.dataset, &self.schema.name)?,
             &self.schema,
             &source,
-            predicate,
+            &self.predicate,
         );
-        let sql = decode_bytes_params(&sql, params)?;
-        let affected = self.warehouse.run_query(&sql, query_parameters(params)).await?.affected.unwrap_or(0);
+        let sql = decode_bytes_params(&sql, &self.params)?;
+        let affected = self.warehouse.run_query(&sql, query_parameters(&self.params)).await?.affected.unwrap_or(0);
         self.finished = true;
         self.warehouse.drop_table(&self.dataset, &self.staging.name).await?;
         Ok((affected.saturating_sub(self.staged), self.staged))
@@ -999,8 +997,17 @@ impl Warehouse for BigQueryWarehouse {
         Ok(batches)
     }
 
-    async fn stage(&self, dataset: &str, schema: &TableSchema) -> WarehouseResult<Box<dyn Staging>> {
+    async fn stage(
+        &self,
+        dataset: &str,
+        schema: &TableSchema,
+        predicate: &str,
+        params: &Params,
+    ) -> WarehouseResult<Box<dyn Staging>> {
         check_schema(schema)?;
+        // The slice is deleted by the MERGE at commit: refuse a predicate that cannot run now,
+        // before anything is staged.
+        check_params_bound(predicate, params)?;
         if self.table_kind(dataset, &schema.name).await?.is_none() {
             return Err(WarehouseError::NotFound(format!("table {dataset}.{}", schema.name)));
         }
@@ -1017,6 +1024,8 @@ impl Warehouse for BigQueryWarehouse {
             dataset: dataset.to_string(),
             schema: schema.clone(),
             staging,
+            predicate: predicate.to_string(),
+            params: params.clone(),
             staged: 0,
             finished: false,
         }))

@@ -19,7 +19,7 @@ use duckdb::{params_from_iter, Connection};
 use serde_json::Value;
 
 use super::{
-    check_new_column, check_rows, check_schema, format_timestamp, scan_named_params, staging_table_name,
+    check_new_column, check_rows, check_schema, format_timestamp, scan_named_params,
     DatasetOptions, Field, FieldIndex, FieldType, Mode, Param, Params, Row, RowBatches, SqlPiece, Staging, TableSchema,
     Warehouse, WarehouseError, WarehouseResult,
 };
@@ -428,66 +428,126 @@ fn read_batches(
     Ok(())
 }
 
-/// A staged replace: a temporary table on a connection of its own. Temporary tables live and die
-/// with their connection, so a run that dies mid-way leaves nothing behind.
+/// A staged replace: a transaction of its own connection that deleted the slice when it began
+/// and appends the new rows straight into the table; `commit` commits it. Nothing is copied
+/// twice, and DuckDB writes full row groups of a large transaction to the file as it goes. An
+/// open transaction rolls back with its connection, so a run that dies mid-way changes nothing,
+/// and readers (other connections) see the old slice until the commit.
+///
+/// The connection lives on a writer thread of its own with one appender for the whole staging
+/// (an appender per batch cost more than the rows of a small batch): batches and the final
+/// `COMMIT` / `ROLLBACK` go to it as requests.
 struct DuckDbStaging {
-    pool: Arc<Pool>,
-    /// `None` only while a call has it on the blocking pool (or after one panicked).
-    conn: Option<Connection>,
-    table: Arc<StagingTable>,
+    requests: std::sync::mpsc::Sender<StagingRequest>,
+    /// Nested tables are checked before they go to the writer (VALUES path).
+    nested: bool,
+    schema: TableSchema,
+    deleted: u64,
     staged: u64,
 }
 
+/// What the writer thread of a [`DuckDbStaging`] is asked to do.
+enum StagingRequest {
+    Append(Vec<Row>, tokio::sync::oneshot::Sender<WarehouseResult<u64>>),
+    /// `COMMIT` or `ROLLBACK`, after which the thread returns the connection and ends.
+    Finish(&'static str, FinishReply),
+}
+
+type FinishReply = tokio::sync::oneshot::Sender<WarehouseResult<()>>;
+
 /// What a staging area writes where.
 struct StagingTable {
-    /// The quoted target table.
+    /// The quoted table.
     target: String,
-    /// The quoted temporary table.
-    staging: String,
-    /// Its bare name, for the appender.
-    staging_name: String,
+    /// Its dataset and bare name, for the appender.
+    dataset: String,
     schema: TableSchema,
 }
 
-impl DuckDbStaging {
-    /// Runs `f` with the staging connection on the blocking pool.
-    async fn on_conn<T: Send + 'static>(
-        &mut self,
-        f: impl FnOnce(&mut Connection, &StagingTable) -> WarehouseResult<T> + Send + 'static,
-    ) -> WarehouseResult<T> {
-        let mut conn = self
-            .conn
-            .take()
-            .ok_or_else(|| WarehouseError::Backend("the staging connection was lost in an earlier failure".into()))?;
-        let table = self.table.clone();
-        let (conn, result) = tokio::task::spawn_blocking(move || {
-            let result = f(&mut conn, &table);
-            (conn, result)
-        })
-        .await
-        .map_err(|e| WarehouseError::Backend(format!("warehouse task failed: {e}")))?;
-        self.conn = Some(conn);
-        result
-    }
+/// Rows the writer's appender holds before handing them to the transaction (DuckDB's own
+/// threshold is 204,800 rows, a whole window's worth of memory here).
+const APPENDER_FLUSH_ROWS: usize = 10_240;
 
-    /// Drops the temporary table and returns the connection to the pool.
-    async fn release(mut self) -> WarehouseResult<()> {
-        let drop_sql = format!("DROP TABLE IF EXISTS {}", self.table.staging);
-        self.on_conn(move |c, _| c.execute_batch(&drop_sql).map_err(backend)).await?;
-        if let Some(conn) = self.conn.take() {
-            self.pool.give_back(conn);
+/// The writer thread: serves requests until `Finish` (then gives the connection back to the
+/// pool if its transaction ended cleanly) or until the staging area is dropped. Otherwise the
+/// connection is closed, which rolls back whatever transaction it still has.
+fn staging_writer(
+    pool: Arc<Pool>,
+    conn: Connection,
+    table: StagingTable,
+    requests: std::sync::mpsc::Receiver<StagingRequest>,
+) {
+    if let Some((result, reply)) = serve_staging(&conn, &table, &requests) {
+        if result.is_ok() {
+            pool.give_back(conn);
         }
-        Ok(())
+        let _ = reply.send(result);
     }
 }
 
-/// Appends rows to the staging table: DuckDB's appender for flat tables (values go in typed,
-/// without SQL), multi-row VALUES when the table has nested columns (the appender takes none).
-fn append_staged(conn: &Connection, st: &StagingTable, rows: &[Row]) -> WarehouseResult<u64> {
-    if st.schema.fields.iter().any(is_nested) {
-        return transaction_on(conn, |c| insert_in_tx(c, &st.staging, &st.schema, rows));
+/// Answers append requests with one appender; returns the outcome of `Finish` once the appender
+/// is gone, or `None` when the requests stop without one.
+fn serve_staging(
+    conn: &Connection,
+    table: &StagingTable,
+    requests: &std::sync::mpsc::Receiver<StagingRequest>,
+) -> Option<(WarehouseResult<()>, FinishReply)> {
+    let nested = table.schema.fields.iter().any(is_nested);
+    let mut appender = None;
+    let mut unflushed = 0usize;
+    let mut failed = false;
+    while let Ok(request) = requests.recv() {
+        match request {
+            StagingRequest::Append(rows, reply) => {
+                let result = if failed {
+                    Err(WarehouseError::Invalid("an earlier batch failed: discard this staging".into()))
+                } else if nested {
+                    insert_in_tx(conn, &table.target, &table.schema, &rows)
+                } else {
+                    append_staged(conn, table, &mut appender, &rows).and_then(|n| {
+                        unflushed += rows.len();
+                        if unflushed >= APPENDER_FLUSH_ROWS {
+                            unflushed = 0;
+                            if let Some(a) = appender.as_mut() {
+                                a.flush().map_err(backend)?;
+                            }
+                        }
+                        Ok(n)
+                    })
+                };
+                failed |= result.is_err();
+                let _ = reply.send(result);
+            }
+            StagingRequest::Finish(statement, reply) => {
+                let flushed = match appender.take() {
+                    Some(mut a) if statement == "COMMIT" => a.flush().map_err(backend),
+                    // Rolling back: what the appender holds is dropped with the transaction.
+                    _ => Ok(()),
+                };
+                let result = if failed && statement == "COMMIT" {
+                    Err(WarehouseError::Invalid("a batch failed: this staging cannot be committed".into()))
+                } else {
+                    flushed.and_then(|()| conn.execute_batch(statement).map_err(backend))
+                };
+                return Some((result, reply));
+            }
+        }
     }
-    let mut appender = conn.appender_to_catalog_and_db(&st.staging_name, "temp", "main").map_err(backend)?;
+    None
+}
+
+/// Appends rows through the staging's appender (made on first use): values go in typed,
+/// without SQL, each row checked against the schema on the way.
+fn append_staged<'c>(
+    conn: &'c Connection,
+    st: &StagingTable,
+    appender: &mut Option<duckdb::Appender<'c>>,
+    rows: &[Row],
+) -> WarehouseResult<u64> {
+    let appender = match appender {
+        Some(a) => a,
+        None => appender.insert(conn.appender_to_db(&st.schema.name, &st.dataset).map_err(backend)?),
+    };
     let index = FieldIndex::new(&st.schema);
     let mut values: Vec<Option<&Value>> = vec![None; st.schema.fields.len()];
     let mut cells: Vec<AppenderCell<'_>> = Vec::with_capacity(st.schema.fields.len());
@@ -507,8 +567,20 @@ fn append_staged(conn: &Connection, st: &StagingTable, rows: &[Row]) -> Warehous
         }
         appender.append_row(duckdb::appender_params_from_iter(cells.iter())).map_err(|e| at_row(i, backend(e)))?;
     }
-    appender.flush().map_err(backend)?;
     Ok(rows.len() as u64)
+}
+
+impl DuckDbStaging {
+    /// Ends the transaction with `statement` on the writer thread.
+    async fn finish(self, statement: &'static str) -> WarehouseResult<()> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        self.requests.send(StagingRequest::Finish(statement, reply)).map_err(|_| writer_gone())?;
+        answer.await.map_err(|_| writer_gone())?
+    }
+}
+
+fn writer_gone() -> WarehouseError {
+    WarehouseError::Backend("the staging writer stopped (an earlier failure)".into())
 }
 
 /// A value for the appender: text borrowed from the row (no copy per cell), the rest typed.
@@ -551,11 +623,39 @@ fn appender_cell<'a>(field: &Field, value: Option<&'a Value>) -> WarehouseResult
             let days = i32::try_from((day - epoch).num_days()).map_err(|_| invalid("a date in range"))?;
             AppenderCell::Value(DuckValue::Date32(days))
         }
-        FieldType::String | FieldType::Numeric | FieldType::Int64 | FieldType::Float64 | FieldType::Json => {
-            AppenderCell::Text(text)
-        }
+        // The scaled integer DuckDB stores, when the text is plain decimal notation (what every
+        // row this service builds holds): no text → DECIMAL cast per cell.
+        FieldType::Numeric => match numeric_payload(text).and_then(|v| duckdb::types::Decimal::new(38, 9, v).ok()) {
+            Some(decimal) => AppenderCell::Value(DuckValue::Decimal(decimal)),
+            None => AppenderCell::Text(text),
+        },
+        FieldType::String | FieldType::Int64 | FieldType::Float64 | FieldType::Json => AppenderCell::Text(text),
         _ => scalar_cell(field, value).map(AppenderCell::Value)?,
     })
+}
+
+/// A NUMERIC's text as the payload of DuckDB's DECIMAL(38, 9) (the value × 10⁹), when it is
+/// plain decimal notation with at most 9 fractional digits and 29 integer digits; anything else
+/// (exponents, more digits, not a number) is left to DuckDB's own cast, which rounds or refuses.
+fn numeric_payload(text: &str) -> Option<i128> {
+    let (negative, digits) = match text.as_bytes().first()? {
+        b'-' => (true, &text[1..]),
+        b'+' => (false, &text[1..]),
+        _ => (false, text),
+    };
+    let (int, frac) = digits.split_once('.').unwrap_or((digits, ""));
+    if (int.is_empty() && frac.is_empty()) || int.len() > 29 || frac.len() > 9 {
+        return None;
+    }
+    let mut value: i128 = 0;
+    for b in int.bytes().chain(frac.bytes()) {
+        if !b.is_ascii_digit() {
+            return None;
+        }
+        value = value * 10 + i128::from(b - b'0');
+    }
+    value *= 10i128.pow(9 - frac.len() as u32);
+    Some(if negative { -value } else { value })
 }
 
 /// Says which row of a batch a value error is about.
@@ -566,33 +666,20 @@ fn at_row(i: usize, e: WarehouseError) -> WarehouseError {
     }
 }
 
-/// `transaction` for a shared connection reference (VALUES inserts are all-or-nothing per call).
-fn transaction_on<T>(conn: &Connection, f: impl FnOnce(&Connection) -> WarehouseResult<T>) -> WarehouseResult<T> {
-    conn.execute_batch("BEGIN TRANSACTION").map_err(backend)?;
-    match f(conn) {
-        Ok(v) => {
-            conn.execute_batch("COMMIT").map_err(backend)?;
-            Ok(v)
-        }
-        Err(e) => {
-            let _ = conn.execute_batch("ROLLBACK");
-            Err(e)
-        }
-    }
-}
-
 #[async_trait]
 impl Staging for DuckDbStaging {
     async fn append(&mut self, rows: Vec<Row>) -> WarehouseResult<u64> {
         // Flat tables are checked row by row while appending (unknown columns, REQUIRED values:
         // the refusals of `check_rows`, in the same pass); nested ones take the VALUES path.
-        if self.table.schema.fields.iter().any(is_nested) {
-            check_rows(&self.table.schema, &rows)?;
+        if self.nested {
+            check_rows(&self.schema, &rows)?;
         }
         if rows.is_empty() {
             return Ok(0);
         }
-        let appended = self.on_conn(move |c, st| append_staged(c, st, &rows)).await?;
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        self.requests.send(StagingRequest::Append(rows, reply)).map_err(|_| writer_gone())?;
+        let appended = answer.await.map_err(|_| writer_gone())??;
         self.staged += appended;
         Ok(appended)
     }
@@ -601,52 +688,14 @@ impl Staging for DuckDbStaging {
         self.staged
     }
 
-    async fn commit(
-        mut self: Box<Self>,
-        predicate: &str,
-        params: &Params,
-        order_by: &[&str],
-    ) -> WarehouseResult<(u64, u64)> {
-        let (where_sql, values) = positional(predicate, params)?;
-        for column in order_by {
-            if self.table.schema.field(column).is_none() {
-                return Err(WarehouseError::Invalid(format!(
-                    "order_by: {column:?} is not a column of {}",
-                    self.table.schema.name
-                )));
-            }
-        }
-        let columns: Vec<String> = self.table.schema.fields.iter().map(|f| format!("\"{}\"", f.name)).collect();
-        let order = if order_by.is_empty() {
-            String::new()
-        } else {
-            format!(
-                " ORDER BY {}",
-                order_by.iter().map(|c| format!("\"{c}\" NULLS FIRST")).collect::<Vec<_>>().join(", ")
-            )
-        };
-        let delete = format!("DELETE FROM {} WHERE {where_sql}", self.table.target);
-        let insert = format!(
-            "INSERT INTO {} ({cols}) SELECT {cols} FROM {}{order}",
-            self.table.target,
-            self.table.staging,
-            cols = columns.join(", ")
-        );
-        let counts = self
-            .on_conn(move |c, _| {
-                transaction(c, |tx| {
-                    let deleted = tx.execute(&delete, params_from_iter(values)).map_err(backend)? as u64;
-                    let inserted = tx.execute(&insert, []).map_err(backend)? as u64;
-                    Ok((deleted, inserted))
-                })
-            })
-            .await?;
-        self.release().await?;
+    async fn commit(self: Box<Self>) -> WarehouseResult<(u64, u64)> {
+        let counts = (self.deleted, self.staged);
+        self.finish("COMMIT").await?;
         Ok(counts)
     }
 
     async fn discard(self: Box<Self>) -> WarehouseResult<()> {
-        self.release().await
+        self.finish("ROLLBACK").await
     }
 }
 
@@ -837,37 +886,49 @@ impl Warehouse for DuckDbWarehouse {
         Ok(batches)
     }
 
-    async fn stage(&self, dataset: &str, schema: &TableSchema) -> WarehouseResult<Box<dyn Staging>> {
+    async fn stage(
+        &self,
+        dataset: &str,
+        schema: &TableSchema,
+        predicate: &str,
+        params: &Params,
+    ) -> WarehouseResult<Box<dyn Staging>> {
         check_schema(schema)?;
         let target = format!("{}.{}", quote(dataset)?, quote(&schema.name)?);
-        let staging_name = staging_table_name(&schema.name);
-        let mut staging_schema = schema.clone();
-        staging_schema.name = staging_name.clone();
-        // Same columns and constraints as the table, so a bad row fails while staging.
-        let create = create_table_sql("temp", &staging_schema)?;
-        let (dataset, table) = (dataset.to_string(), schema.name.clone());
+        let (where_sql, values) = positional(predicate, params)?;
+        let delete = format!("DELETE FROM {target} WHERE {where_sql}");
+        let table = StagingTable { target, dataset: dataset.to_string(), schema: schema.clone() };
+        let (dataset, name) = (dataset.to_string(), schema.name.clone());
         self.pool.base().await?;
         let pool = self.pool.clone();
-        let conn = tokio::task::spawn_blocking(move || {
+        let (conn, deleted) = tokio::task::spawn_blocking(move || {
             let conn = pool.take()?;
-            if !object_exists(&conn, &dataset, &table)? {
+            if !object_exists(&conn, &dataset, &name)? {
                 pool.give_back(conn);
-                return Err(WarehouseError::NotFound(format!("table {dataset}.{table}")));
+                return Err(WarehouseError::NotFound(format!("table {dataset}.{name}")));
             }
-            conn.execute_batch(&create.replacen("CREATE TABLE", "CREATE TEMP TABLE", 1)).map_err(backend)?;
-            Ok(conn)
+            conn.execute_batch("BEGIN TRANSACTION").map_err(backend)?;
+            match conn.execute(&delete, params_from_iter(values)) {
+                Ok(deleted) => Ok((conn, deleted as u64)),
+                Err(e) => {
+                    // The connection goes back only once its transaction is over.
+                    if conn.execute_batch("ROLLBACK").is_ok() {
+                        pool.give_back(conn);
+                    }
+                    Err(backend(e))
+                }
+            }
         })
         .await
         .map_err(|e| WarehouseError::Backend(format!("warehouse task failed: {e}")))??;
+        let (requests, incoming) = std::sync::mpsc::channel();
+        let pool = self.pool.clone();
+        tokio::task::spawn_blocking(move || staging_writer(pool, conn, table, incoming));
         Ok(Box::new(DuckDbStaging {
-            pool: self.pool.clone(),
-            conn: Some(conn),
-            table: Arc::new(StagingTable {
-                target,
-                staging: format!("temp.main.{}", quote(&staging_name)?),
-                staging_name,
-                schema: schema.clone(),
-            }),
+            requests,
+            nested: schema.fields.iter().any(is_nested),
+            schema: schema.clone(),
+            deleted,
             staged: 0,
         }))
     }
@@ -900,6 +961,22 @@ impl Warehouse for DuckDbWarehouse {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn numeric_payload_scales_plain_decimals_and_leaves_the_rest_to_duckdb() {
+        assert_eq!(numeric_payload("12.5"), Some(12_500_000_000));
+        assert_eq!(numeric_payload("-0.000000001"), Some(-1));
+        assert_eq!(numeric_payload("+7"), Some(7_000_000_000));
+        assert_eq!(numeric_payload(".5"), Some(500_000_000));
+        assert_eq!(numeric_payload("5."), Some(5_000_000_000));
+        assert_eq!(
+            numeric_payload("99999999999999999999999999999.999999999"),
+            Some(99_999_999_999_999_999_999_999_999_999_999_999_999)
+        );
+        for other in ["", "-", ".", "1e5", "0.1234567891", "1,5", "12a", "--1", "123456789012345678901234567890"] {
+            assert_eq!(numeric_payload(other), None, "{other:?}");
+        }
+    }
 
     #[test]
     fn stray_at_is_an_error() {

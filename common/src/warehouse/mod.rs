@@ -2,9 +2,10 @@
 //! insert and atomic slice replace. One trait, an embedded DuckDB implementation (local, tests)
 //! and BigQuery in production; one conformance suite holds both to the same behaviour.
 //!
-//! Large writes are staged: [`Warehouse::stage`] collects rows batch by batch outside the table
-//! (a DuckDB temporary table, a BigQuery staging table) and `commit` swaps them in atomically, so
-//! a pipeline never holds a whole window in memory and a failed run never leaves half a window.
+//! Large writes are staged: [`Warehouse::stage`] starts replacing a slice of a table and takes
+//! its new rows batch by batch out of readers' sight (DuckDB: an open transaction; BigQuery: a
+//! staging table), and `commit` makes the replacement visible at once, so a pipeline never holds
+//! a whole window in memory and a failed run never leaves half a window.
 //! [`Warehouse::query_batches`] reads large results the same way, a batch at a time.
 //!
 //! Values never enter SQL text: queries name parameters as `@name` (BigQuery's syntax) and each
@@ -218,15 +219,22 @@ pub trait Warehouse: Send + Sync + 'static {
     /// yet taken; dropping the [`RowBatches`] stops the query.
     async fn query_batches(&self, sql: &str, params: &Params, batch_rows: usize) -> WarehouseResult<RowBatches>;
 
-    /// Starts a staged replace of a slice of the table `schema` describes (which must exist):
-    /// rows are appended in batches to a staging area no reader sees, and
-    /// [`Staging::commit`] swaps them in with one atomic delete-and-insert. A staging area that
-    /// is neither committed nor discarded disappears on its own (DuckDB: with its connection;
-    /// BigQuery: dropped in the background, and it expires within a day in any case).
-    async fn stage(&self, dataset: &str, schema: &TableSchema) -> WarehouseResult<Box<dyn Staging>>;
+    /// Starts replacing the rows of the table `schema` describes (which must exist) that match
+    /// `predicate` (as in `replace_slice`): rows are then appended in batches out of readers'
+    /// sight, and [`Staging::commit`] makes the whole replacement visible at once. Readers see the
+    /// old slice until then. A staging area that is neither committed nor discarded changes
+    /// nothing (DuckDB: its transaction rolls back with its connection; BigQuery: its staging
+    /// table is dropped in the background, and it expires within a day in any case).
+    async fn stage(
+        &self,
+        dataset: &str,
+        schema: &TableSchema,
+        predicate: &str,
+        params: &Params,
+    ) -> WarehouseResult<Box<dyn Staging>>;
 }
 
-/// Rows staged for one atomic replace (see [`Warehouse::stage`]).
+/// One staged replace of a slice of a table (see [`Warehouse::stage`]).
 #[async_trait]
 pub trait Staging: Send {
     /// Adds rows (canonical form, checked like `insert_rows`). Nothing is visible in the table
@@ -236,18 +244,12 @@ pub trait Staging: Send {
     /// Rows appended so far.
     fn staged(&self) -> u64;
 
-    /// Deletes the table's rows matching `predicate` (as in `replace_slice`) and inserts every
-    /// staged row, atomically, then drops the staging area. `order_by` (columns) fixes the order
-    /// rows are stored in where a backend keeps one, so reruns write identical files. Returns
-    /// (deleted, inserted).
-    async fn commit(
-        self: Box<Self>,
-        predicate: &str,
-        params: &Params,
-        order_by: &[&str],
-    ) -> WarehouseResult<(u64, u64)>;
+    /// Makes the replacement visible: the slice's old rows are gone and every staged row is in,
+    /// atomically. Rows are stored in the order they were appended where a backend keeps an
+    /// order. Returns (deleted, inserted).
+    async fn commit(self: Box<Self>) -> WarehouseResult<(u64, u64)>;
 
-    /// Drops the staging area; the table is untouched.
+    /// Abandons the replacement; the table is untouched.
     async fn discard(self: Box<Self>) -> WarehouseResult<()>;
 }
 
@@ -359,6 +361,18 @@ pub(crate) fn scan_named_params(sql: &str) -> WarehouseResult<Vec<SqlPiece<'_>>>
     }
     pieces.push(SqlPiece::Text(&sql[text_start.min(sql.len())..]));
     Ok(pieces)
+}
+
+/// Refuses SQL naming a parameter `params` does not bind.
+pub(crate) fn check_params_bound(sql: &str, params: &Params) -> WarehouseResult<()> {
+    for piece in scan_named_params(sql)? {
+        if let SqlPiece::Param(name) = piece {
+            if params.get(name).is_none() {
+                return Err(WarehouseError::Invalid(format!("query parameter @{name} is not bound")));
+            }
+        }
+    }
+    Ok(())
 }
 
 #[derive(Debug, PartialEq, Eq)]

@@ -18,7 +18,7 @@ use rust_decimal::Decimal;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::usage::{self, KEY_COLUMNS};
+use super::usage;
 use super::{client, PROVIDER};
 use crate::cost::{Context, PriceBook, Tier, TokenType, Tokens};
 use crate::pipeline::{Processor, StepContext, StepError, StepOutcome};
@@ -159,7 +159,7 @@ impl Processor for AnthropicCost {
         let mut raw = read_window(ctx, &raw_schema, usage::AnthropicUsage::TYPE).await?;
         let mut book = load_book(ctx, PROVIDER).await?;
         // Each batch read back is priced and staged; the window lands after reconciliation.
-        let mut writer = WindowWriter::start(ctx, &schema, &KEY_COLUMNS).await?;
+        let mut writer = WindowWriter::start(ctx, &schema).await?;
         let mut priced = Priced::default();
         while let Some(batch) = raw.next().await {
             writer.append(priced.add(ctx.org_slug, &batch?, &mut book)).await?;

@@ -21,9 +21,6 @@ pub const TABLE: &str = "anthropic_usage_daily_raw";
 
 const GROUPS: [&str; 5] = ["model", "workspace_id", "api_key_id", "service_tier", "context_window"];
 
-pub(crate) const KEY_COLUMNS: [&str; 6] =
-    ["usage_date", "model", "workspace_id", "api_key_id", "service_tier", "context_window"];
-
 /// Settings of an `anthropic.usage` step.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -71,9 +68,8 @@ impl Processor for AnthropicUsage {
         let (start, end) = (ctx.start_date, ctx.end_date);
         let q = ReportQuery { start, end, group_by: &GROUPS, limit: config.page_size };
         let (mut input, mut output) = (0u64, 0u64);
-        let mut writer = WindowWriter::start(ctx, &schema, &KEY_COLUMNS).await?;
+        let mut writer = WindowWriter::start(ctx, &schema).await?;
         let mut report = api.usage_report(key, &config.retry, &q);
-        let mut rows: Vec<Row> = Vec::new();
         // Each page is turned into rows and staged as it arrives; the window lands after the last.
         while let Some(buckets) = report.next().await.map_err(provider_failed)? {
             for b in &buckets {
@@ -84,10 +80,9 @@ impl Processor for AnthropicUsage {
                         + r.cache_creation.ephemeral_5m_input_tokens
                         + r.cache_creation.ephemeral_1h_input_tokens;
                     output += r.output_tokens;
-                    rows.push(usage_row(ctx.org_slug, day, r));
+                    writer.push(usage_row(ctx.org_slug, day, r)).await?;
                 }
             }
-            writer.append(std::mem::take(&mut rows)).await?;
         }
         let pages = report.count();
         let written = writer.commit().await?;

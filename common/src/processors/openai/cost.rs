@@ -16,7 +16,7 @@ use rust_decimal::Decimal;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::usage::{self, KEY_COLUMNS};
+use super::usage;
 use super::{client, http, PROVIDER};
 use crate::cost::{Context, PriceBook, Tier, TokenType, Tokens, Unpriced as Why};
 use crate::pipeline::{Processor, StepContext, StepError, StepOutcome};
@@ -184,7 +184,7 @@ impl Processor for OpenAiCost {
         let mut raw = read_window(ctx, &raw_schema, usage::OpenAiUsage::TYPE).await?;
         let mut book = load_book(ctx, PROVIDER).await?;
         // Each batch read back is priced and staged; the window lands after reconciliation.
-        let mut writer = WindowWriter::start(ctx, &schema, &KEY_COLUMNS).await?;
+        let mut writer = WindowWriter::start(ctx, &schema).await?;
         let mut priced = Priced::default();
         while let Some(batch) = raw.next().await {
             writer.append(priced.add(ctx.org_slug, &batch?, &mut book)).await?;

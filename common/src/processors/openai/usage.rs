@@ -119,10 +119,6 @@ pub fn embeddings_row(org: &str, day: NaiveDate, r: &EmbeddingsResult) -> Row {
     }))
 }
 
-/// The order rows are stored in (stable, so reruns write identical tables).
-pub(crate) const KEY_COLUMNS: [&str; 7] =
-    ["usage_date", "usage_type", "model", "project_id", "api_key_id", "batch", "service_tier"];
-
 #[async_trait]
 impl Processor for OpenAiUsage {
     const TYPE: &'static str = "openai.usage";
@@ -139,10 +135,9 @@ impl Processor for OpenAiUsage {
         let mut pages = 0;
         let mut endpoints = config.endpoints.clone();
         endpoints.dedup();
-        let mut writer = WindowWriter::start(ctx, &schema, &KEY_COLUMNS).await?;
+        let mut writer = WindowWriter::start(ctx, &schema).await?;
         for endpoint in endpoints {
             // Each page is turned into rows and staged as it arrives; the window lands after the last.
-            let mut rows: Vec<Row> = Vec::new();
             match endpoint {
                 Endpoint::Completions => {
                     let q = ReportQuery { start, end, group_by: &COMPLETIONS_GROUPS, limit: config.page_size };
@@ -155,10 +150,9 @@ impl Processor for OpenAiUsage {
                                 totals.cached += r.input_cached_tokens.unwrap_or(0);
                                 totals.output += r.output_tokens;
                                 totals.requests += r.num_model_requests;
-                                rows.push(completions_row(ctx.org_slug, day, r));
+                                writer.push(completions_row(ctx.org_slug, day, r)).await?;
                             }
                         }
-                        writer.append(std::mem::take(&mut rows)).await?;
                     }
                     pages += report.count();
                 }
@@ -171,10 +165,9 @@ impl Processor for OpenAiUsage {
                             for r in &b.results {
                                 totals.input += r.input_tokens;
                                 totals.requests += r.num_model_requests;
-                                rows.push(embeddings_row(ctx.org_slug, day, r));
+                                writer.push(embeddings_row(ctx.org_slug, day, r)).await?;
                             }
                         }
-                        writer.append(std::mem::take(&mut rows)).await?;
                     }
                     pages += report.count();
                 }
