@@ -407,7 +407,11 @@ fn read_batches(
 ) -> WarehouseResult<()> {
     let (sql, values) = positional(sql, params)?;
     let mut stmt = conn.prepare(&sql).map_err(backend)?;
-    let mut rows = stmt.query(params_from_iter(values)).map_err(backend)?;
+    // Executed as a stream: DuckDB produces chunks as the rows are read instead of materializing
+    // the whole result first (what `Statement::query` does). `stream_arrow` is duckdb-rs's
+    // streaming execute; its Arrow view is not used, the rows are read through `raw_query`.
+    drop(stmt.stream_arrow(params_from_iter(values)).map_err(backend)?);
+    let mut rows = stmt.raw_query();
     let names: Vec<String> = rows.as_ref().map(|s| s.column_names()).unwrap_or_default();
     let capacity = batch_rows.min(4096);
     let mut batch = Vec::with_capacity(capacity);
