@@ -98,6 +98,30 @@ fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
     text.parse::<f64>().ok().filter(|s| s.is_finite() && *s >= 0.0).map(Duration::from_secs_f64)
 }
 
+/// The largest provider response read (a day of usage at the finest grouping is megabytes; a
+/// body beyond this is refused rather than allowed to exhaust memory).
+const MAX_RESPONSE_BYTES: usize = 256 << 20;
+
+enum BodyError {
+    Read(reqwest::Error),
+    TooLarge,
+}
+
+/// A response body as bytes, copied chunk by chunk into one buffer sized from Content-Length:
+/// a day of usage is megabytes, so this holds it once (`Response::bytes` gathers the chunks and
+/// then copies them, twice the memory) and it is parsed without a checked copy into a String.
+async fn read_body(mut response: reqwest::Response) -> Result<Vec<u8>, BodyError> {
+    let expected = response.content_length().unwrap_or(0).min(MAX_RESPONSE_BYTES as u64);
+    let mut body = Vec::with_capacity(expected as usize);
+    while let Some(chunk) = response.chunk().await.map_err(BodyError::Read)? {
+        if body.len() + chunk.len() > MAX_RESPONSE_BYTES {
+            return Err(BodyError::TooLarge);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
 fn retryable(status: u16) -> bool {
     status == 429 || status >= 500
 }
@@ -134,13 +158,17 @@ impl ProviderHttp {
                 Ok(response) => {
                     let status = response.status().as_u16();
                     let headers = response.headers().clone();
-                    // Bytes, not text: a day of usage is megabytes, parsed straight from the
-                    // body without a checked copy into a String first.
-                    let body = match response.bytes().await {
+                    let body = match read_body(response).await {
                         Ok(b) => b,
-                        Err(e) => {
+                        Err(BodyError::Read(e)) => {
                             let status = if e.is_timeout() { 504 } else { 502 };
                             return Err(fail(status, format!("the response could not be read ({e})")));
+                        }
+                        Err(BodyError::TooLarge) => {
+                            return Err(fail(
+                                502,
+                                format!("the response is larger than {} MB", MAX_RESPONSE_BYTES >> 20),
+                            ));
                         }
                     };
                     if (200..300).contains(&status) {
