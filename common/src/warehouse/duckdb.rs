@@ -452,7 +452,9 @@ struct DuckDbStaging {
 
 /// What the writer thread of a [`DuckDbStaging`] is asked to do.
 enum StagingRequest {
-    Append(Vec<Row>, tokio::sync::oneshot::Sender<WarehouseResult<u64>>),
+    /// The rows come back with the answer, to be freed by the thread that made them (freeing
+    /// on the writer thread kept mimalloc from reusing their pages promptly).
+    Append(Vec<Row>, tokio::sync::oneshot::Sender<(WarehouseResult<u64>, Vec<Row>)>),
     /// `COMMIT` or `ROLLBACK`, after which the thread returns the connection and ends.
     Finish(&'static str, FinishReply),
 }
@@ -520,7 +522,7 @@ fn serve_staging(
                     })
                 };
                 failed |= result.is_err();
-                let _ = reply.send(result);
+                let _ = reply.send((result, rows));
             }
             StagingRequest::Finish(statement, reply) => {
                 let flushed = match appender.take() {
@@ -683,7 +685,9 @@ impl Staging for DuckDbStaging {
         }
         let (reply, answer) = tokio::sync::oneshot::channel();
         self.requests.send(StagingRequest::Append(rows, reply)).map_err(|_| writer_gone())?;
-        let appended = answer.await.map_err(|_| writer_gone())??;
+        let (appended, rows) = answer.await.map_err(|_| writer_gone())?;
+        drop(rows);
+        let appended = appended?;
         self.staged += appended;
         Ok(appended)
     }
