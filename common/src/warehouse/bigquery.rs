@@ -48,9 +48,8 @@ use serde_json::Value;
 
 use super::{
     check_new_column, check_params_bound, check_rows, check_schema, format_timestamp, is_identifier, is_staging_table,
-    scan_named_params,
-    staging_table_name, DatasetOptions, Field, FieldType, Mode, Param, Params, Row, RowBatches, SqlPiece, Staging,
-    TableSchema, Warehouse, WarehouseError, WarehouseResult,
+    scan_named_params, staging_table_name, DatasetOptions, Field, FieldType, Mode, Param, Params, Row, RowBatches,
+    SqlPiece, Staging, TableSchema, Warehouse, WarehouseError, WarehouseResult,
 };
 
 /// Attempts per call before a retryable error becomes `Unavailable`.

@@ -19,9 +19,9 @@ use duckdb::{params_from_iter, Connection};
 use serde_json::Value;
 
 use super::{
-    check_new_column, check_rows, check_schema, format_timestamp, scan_named_params,
-    DatasetOptions, Field, FieldIndex, FieldType, Mode, Param, Params, Row, RowBatches, SqlPiece, Staging, TableSchema,
-    Warehouse, WarehouseError, WarehouseResult,
+    check_new_column, check_rows, check_schema, format_timestamp, scan_named_params, DatasetOptions, Field, FieldIndex,
+    FieldType, Mode, Param, Params, Row, RowBatches, SqlPiece, Staging, TableSchema, Warehouse, WarehouseError,
+    WarehouseResult,
 };
 
 /// Idle connections kept for reuse; more are cloned on demand and dropped when returned.
@@ -443,9 +443,6 @@ fn read_batches(
 /// `COMMIT` / `ROLLBACK` go to it as requests.
 struct DuckDbStaging {
     requests: std::sync::mpsc::Sender<StagingRequest>,
-    /// Nested tables are checked before they go to the writer (VALUES path).
-    nested: bool,
-    schema: TableSchema,
     deleted: u64,
     staged: u64,
 }
@@ -455,8 +452,9 @@ enum StagingRequest {
     /// The rows come back with the answer, to be freed by the thread that made them (freeing
     /// on the writer thread kept mimalloc from reusing their pages promptly).
     Append(Vec<Row>, tokio::sync::oneshot::Sender<(WarehouseResult<u64>, Vec<Row>)>),
-    /// `COMMIT` or `ROLLBACK`, after which the thread returns the connection and ends.
-    Finish(&'static str, FinishReply),
+    /// `COMMIT` (`commit: true`) or `ROLLBACK`, after which the thread returns the connection
+    /// and ends.
+    Finish { commit: bool, reply: FinishReply },
 }
 
 type FinishReply = tokio::sync::oneshot::Sender<WarehouseResult<()>>;
@@ -508,7 +506,10 @@ fn serve_staging(
                 let result = if failed {
                     Err(WarehouseError::Invalid("an earlier batch failed: discard this staging".into()))
                 } else if nested {
-                    insert_in_tx(conn, &table.target, &table.schema, &rows)
+                    // The VALUES path: rows are checked first (the appender path checks them
+                    // while appending).
+                    check_rows(&table.schema, &rows)
+                        .and_then(|()| insert_in_tx(conn, &table.target, &table.schema, &rows))
                 } else {
                     append_staged(conn, table, &mut appender, &rows).and_then(|n| {
                         unflushed += rows.len();
@@ -524,13 +525,14 @@ fn serve_staging(
                 failed |= result.is_err();
                 let _ = reply.send((result, rows));
             }
-            StagingRequest::Finish(statement, reply) => {
+            StagingRequest::Finish { commit, reply } => {
                 let flushed = match appender.take() {
-                    Some(mut a) if statement == "COMMIT" => a.flush().map_err(backend),
+                    Some(mut a) if commit => a.flush().map_err(backend),
                     // Rolling back: what the appender holds is dropped with the transaction.
                     _ => Ok(()),
                 };
-                let result = if failed && statement == "COMMIT" {
+                let statement = if commit { "COMMIT" } else { "ROLLBACK" };
+                let result = if failed && commit {
                     Err(WarehouseError::Invalid("a batch failed: this staging cannot be committed".into()))
                 } else {
                     flushed.and_then(|()| conn.execute_batch(statement).map_err(backend))
@@ -577,10 +579,10 @@ fn append_staged<'c>(
 }
 
 impl DuckDbStaging {
-    /// Ends the transaction with `statement` on the writer thread.
-    async fn finish(self, statement: &'static str) -> WarehouseResult<()> {
+    /// Commits or rolls back the transaction on the writer thread.
+    async fn finish(self, commit: bool) -> WarehouseResult<()> {
         let (reply, answer) = tokio::sync::oneshot::channel();
-        self.requests.send(StagingRequest::Finish(statement, reply)).map_err(|_| writer_gone())?;
+        self.requests.send(StagingRequest::Finish { commit, reply }).map_err(|_| writer_gone())?;
         answer.await.map_err(|_| writer_gone())?
     }
 }
@@ -675,11 +677,8 @@ fn at_row(i: usize, e: WarehouseError) -> WarehouseError {
 #[async_trait]
 impl Staging for DuckDbStaging {
     async fn append(&mut self, rows: Vec<Row>) -> WarehouseResult<u64> {
-        // Flat tables are checked row by row while appending (unknown columns, REQUIRED values:
-        // the refusals of `check_rows`, in the same pass); nested ones take the VALUES path.
-        if self.nested {
-            check_rows(&self.schema, &rows)?;
-        }
+        // Rows are checked on the writer (the refusals of `check_rows`, for flat tables in the
+        // same pass as appending).
         if rows.is_empty() {
             return Ok(0);
         }
@@ -698,12 +697,12 @@ impl Staging for DuckDbStaging {
 
     async fn commit(self: Box<Self>) -> WarehouseResult<(u64, u64)> {
         let counts = (self.deleted, self.staged);
-        self.finish("COMMIT").await?;
+        self.finish(true).await?;
         Ok(counts)
     }
 
     async fn discard(self: Box<Self>) -> WarehouseResult<()> {
-        self.finish("ROLLBACK").await
+        self.finish(false).await
     }
 }
 
@@ -906,18 +905,17 @@ impl Warehouse for DuckDbWarehouse {
         let (where_sql, values) = positional(predicate, params)?;
         let delete = format!("DELETE FROM {target} WHERE {where_sql}");
         let table = StagingTable { target, dataset: dataset.to_string(), schema: schema.clone() };
-        let (dataset, name) = (dataset.to_string(), schema.name.clone());
         self.pool.base().await?;
         let pool = self.pool.clone();
-        let (conn, deleted) = tokio::task::spawn_blocking(move || {
+        let (conn, table, deleted) = tokio::task::spawn_blocking(move || {
             let conn = pool.take()?;
-            if !object_exists(&conn, &dataset, &name)? {
+            if !object_exists(&conn, &table.dataset, &table.schema.name)? {
                 pool.give_back(conn);
-                return Err(WarehouseError::NotFound(format!("table {dataset}.{name}")));
+                return Err(WarehouseError::NotFound(format!("table {}.{}", table.dataset, table.schema.name)));
             }
             conn.execute_batch("BEGIN TRANSACTION").map_err(backend)?;
             match conn.execute(&delete, params_from_iter(values)) {
-                Ok(deleted) => Ok((conn, deleted as u64)),
+                Ok(deleted) => Ok((conn, table, deleted as u64)),
                 Err(e) => {
                     // The connection goes back only once its transaction is over.
                     if conn.execute_batch("ROLLBACK").is_ok() {
@@ -932,13 +930,7 @@ impl Warehouse for DuckDbWarehouse {
         let (requests, incoming) = std::sync::mpsc::channel();
         let pool = self.pool.clone();
         tokio::task::spawn_blocking(move || staging_writer(pool, conn, table, incoming));
-        Ok(Box::new(DuckDbStaging {
-            requests,
-            nested: schema.fields.iter().any(is_nested),
-            schema: schema.clone(),
-            deleted,
-            staged: 0,
-        }))
+        Ok(Box::new(DuckDbStaging { requests, deleted, staged: 0 }))
     }
 
     async fn replace_slice(
