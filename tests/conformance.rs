@@ -8,8 +8,8 @@
 //! run in parallel on one warehouse. `run_all` runs them in turn with names derived from a prefix.
 
 use common::warehouse::{
-    render_table_refs, to_row, DatasetOptions, Field, FieldType, Param, Params, Row, TableSchema, Warehouse,
-    WarehouseError, WarehouseResult,
+    render_table_refs, to_record, to_records, to_row, Cell, DatasetOptions, Field, FieldType, Param, Params, Record,
+    Row, TableSchema, Warehouse, WarehouseError, WarehouseResult,
 };
 use serde_json::{json, Value};
 
@@ -1046,8 +1046,8 @@ pub async fn replace_slice(w: &dyn Warehouse, ds: &str) {
     cleanup(w, ds).await;
 }
 
-/// Staged replace: batches appended out of sight, the slice replaced at once at `commit`;
-/// `discard`, a refused row and a dropped staging area all leave the table as it was.
+/// Staged replace: batches of records appended out of sight, the slice replaced at once at
+/// `commit`; `discard`, a refused record and a dropped staging area all leave the table as it was.
 pub async fn staged_replace(w: &dyn Warehouse, ds: &str) {
     fresh_dataset(w, ds).await;
     let s = schema(
@@ -1070,12 +1070,13 @@ pub async fn staged_replace(w: &dyn Warehouse, ds: &str) {
     let fact = |day: &str, id: i64, amount: &str| row(json!({"day": day, "id": id, "amount": amount, "label": day}));
     insert(w, ds, &s, &[fact(d1, 1, "1"), fact(d1, 2, "2"), fact(d1, 3, "3"), fact(d2, 1, "10"), fact(d2, 2, "20")])
         .await;
+    let fact = |day: &str, id: i64, amount: &str| to_record(&s, &fact(day, id, amount)).expect("a record");
     let before = all_rows(w, ds, "facts", "day, id").await;
     let slice = Params::new().bind("day", date(d1));
 
     // Two batches, in reverse id order; nothing shows until commit.
     let mut staging = w.stage(ds, &s, "day = @day", &slice).await.expect("stage");
-    let first: Vec<Row> = (0..700).rev().map(|i| fact(d1, 1000 + i, "0.5")).collect();
+    let first: Vec<Record> = (0..700).rev().map(|i| fact(d1, 1000 + i, "0.5")).collect();
     assert_eq!(staging.append(first).await.expect("append 700"), 700);
     assert_eq!(staging.append(vec![fact(d1, 7, "7.25"), fact(d1, 8, "8")]).await.expect("append 2"), 2);
     assert_eq!(staging.append(Vec::new()).await.expect("append nothing"), 0);
@@ -1098,17 +1099,20 @@ pub async fn staged_replace(w: &dyn Warehouse, ds: &str) {
     assert_eq!(all_rows(w, ds, "facts", "day, id").await, after, "discard changed the table");
     assert_eq!(w.list_tables(ds).await.unwrap(), vec!["facts".to_string()], "discard leaves no staging table");
 
-    // Refused rows: a missing REQUIRED value, an unknown column (before anything is written), a
-    // value the column cannot hold (found while writing). The table never changes.
+    // Refused records: a missing REQUIRED value, the wrong number of cells, cells a column cannot
+    // hold. The table never changes.
+    let day1 = Cell::Date(d1.parse().expect("a date"));
     for (bad, what) in [
-        (row(json!({"day": d1, "amount": "1"})), "a missing REQUIRED id"),
-        (row(json!({"day": d1, "id": 5, "nope": 1})), "an unknown column"),
-        (row(json!({"day": d1, "id": 5, "amount": "not a number"})), "an invalid NUMERIC"),
-        (row(json!({"day": "yesterday", "id": 5})), "an invalid DATE"),
+        (vec![day1.clone(), Cell::Null, Cell::Null, Cell::Null], "a missing REQUIRED id"),
+        (vec![day1.clone(), Cell::Int(5), Cell::Null], "a record with a cell missing"),
+        (vec![day1.clone(), Cell::Int(5), Cell::Text("1".into()), Cell::Null], "text in a NUMERIC column"),
+        (vec![Cell::Text(d1.into()), Cell::Int(5), Cell::Null, Cell::Null], "text in a DATE column"),
+        (vec![day1.clone(), Cell::Float(5.0), Cell::Null, Cell::Null], "a FLOAT64 in an INT64 column"),
     ] {
         let mut staging = w.stage(ds, &s, "day = @day", &slice).await.expect("stage");
         staging.append(vec![fact(d1, 1, "1")]).await.expect("a good batch");
         let r = staging.append(vec![fact(d1, 2, "2"), bad]).await;
+        assert!(matches!(r, Err(WarehouseError::Invalid(_))), "append with {what}: expected Invalid, got {r:?}");
         assert!(r.is_err(), "append with {what} must fail, got {r:?}");
         staging.discard().await.unwrap_or_else(|e| panic!("discard after {what}: {e}"));
         assert_eq!(all_rows(w, ds, "facts", "day, id").await, after, "a staging with {what} changed the table");
@@ -1133,7 +1137,8 @@ pub async fn staged_replace(w: &dyn Warehouse, ds: &str) {
 }
 
 /// Every column type goes through staging unchanged: a flat table (DuckDB's appender path) and
-/// one with nested columns read back exactly as `insert_rows` writes them.
+/// one with nested columns, staged as records, read back exactly as `insert_rows` writes the
+/// same rows.
 pub async fn staged_types(w: &dyn Warehouse, ds: &str) {
     fresh_dataset(w, ds).await;
     let flat = schema(
@@ -1172,7 +1177,8 @@ pub async fn staged_types(w: &dyn Warehouse, ds: &str) {
         create(w, ds, &direct).await;
         insert(w, ds, &direct, &rows).await;
         let mut staging = w.stage(ds, &s, "TRUE", &Params::new()).await.expect("stage");
-        staging.append(rows.clone()).await.unwrap_or_else(|e| panic!("append to {}: {e}", s.name));
+        let records = to_records(&s, &rows).unwrap_or_else(|e| panic!("records of {}: {e}", s.name));
+        staging.append(records).await.unwrap_or_else(|e| panic!("append to {}: {e}", s.name));
         staging.commit().await.expect("commit");
         let staged = all_rows(w, ds, &s.name, "id").await;
         assert_eq!(staged.len(), 3);
@@ -1181,8 +1187,8 @@ pub async fn staged_types(w: &dyn Warehouse, ds: &str) {
     cleanup(w, ds).await;
 }
 
-/// `query_batches` hands over every row, in query order, in batches no larger than asked; a
-/// failing query is an error, not an empty result.
+/// `query_batches` hands over every row as a record, in query order, in batches no larger than
+/// asked; a failing query is an error, not an empty result.
 pub async fn query_batches(w: &dyn Warehouse, ds: &str) {
     fresh_dataset(w, ds).await;
     let s = simple_schema("many");
@@ -1198,7 +1204,8 @@ pub async fn query_batches(w: &dyn Warehouse, ds: &str) {
     while let Some(batch) = batches.next().await {
         let batch = batch.expect("a batch");
         sizes.push(batch.len());
-        got.extend(batch);
+        got.extend(batch.iter().map(|r| row(json!({"id": r[0].to_json(), "name": r[1].to_json()}))));
+        assert!(batch.iter().all(|r| r.len() == 2 && matches!(r[0], Cell::Int(_))), "two typed cells per row");
     }
     assert!(sizes.iter().all(|n| (1..=500).contains(n)), "batch sizes {sizes:?}");
     assert_eq!(got.len(), 1234);

@@ -26,7 +26,51 @@ use serde_json::{json, Value};
 use crate::app::AppState;
 use crate::pipeline::{StepContext, StepError, StepOutcome};
 use crate::providers::retry::{ProviderError, RetryPolicy};
-use crate::warehouse::{format_timestamp, Params, Row, RowBatches, Staging, TableSchema};
+use crate::warehouse::{
+    format_timestamp, numeric_text, Cell, Params, Record, RecordBatches, Row, Staging, TableSchema,
+};
+
+/// Declares where the columns a processor writes or reads sit in a table: a struct with one
+/// position per column, named like the column, found in the table's schema once per step by
+/// `new` (a schema without one of them is a clear step error, not a misplaced cell). Records are
+/// then built and read by position (`record[cols.model]`), with no name lookup per row.
+macro_rules! table_columns {
+    ($(#[$meta:meta])* $vis:vis struct $name:ident { $($column:ident),+ $(,)? }) => {
+        $(#[$meta])*
+        $vis struct $name {
+            /// Columns of the whole table (a record's length).
+            #[allow(dead_code, reason = "a set of columns that is only read or only part of a record builds none")]
+            width: usize,
+            $(pub $column: usize,)+
+        }
+
+        impl $name {
+            pub fn new(schema: &$crate::warehouse::TableSchema) -> Result<Self, $crate::pipeline::StepError> {
+                Ok($name {
+                    width: schema.fields.len(),
+                    $($column: $crate::processors::column_at(schema, stringify!($column))?,)+
+                })
+            }
+
+            /// A record of the table with every cell NULL.
+            #[allow(dead_code, reason = "a set of columns that is only read or only part of a record builds none")]
+            pub fn record(&self) -> $crate::warehouse::Record {
+                vec![$crate::warehouse::Cell::Null; self.width]
+            }
+        }
+    };
+}
+pub(crate) use table_columns;
+
+/// The position of a column in a table's schema, or the step error naming what is missing.
+pub(crate) fn column_at(schema: &TableSchema, column: &str) -> Result<usize, StepError> {
+    schema.fields.iter().position(|f| f.name == column).ok_or_else(|| {
+        StepError::Failed(format!(
+            "table {} has no column {column}: its schema file (configs/*/schemas/{}.json) must define it",
+            schema.name, schema.name
+        ))
+    })
+}
 
 /// The central table data-quality results go to.
 pub const DQ_TABLE: &str = "org_meta_dq_results";
@@ -106,8 +150,7 @@ pub(crate) fn date_text(d: NaiveDate) -> String {
 
 /// A NUMERIC value in row form: the exact decimal without trailing zeros.
 pub(crate) fn numeric(d: Decimal) -> Value {
-    let n = d.normalize();
-    Value::String(if n.is_zero() { "0".to_string() } else { n.to_string() })
+    Value::String(numeric_text(d))
 }
 
 pub(crate) fn opt_numeric(d: Option<Decimal>) -> Value {
@@ -117,14 +160,6 @@ pub(crate) fn opt_numeric(d: Option<Decimal>) -> Value {
 /// Reads a column of a row as text / u64 / date.
 pub(crate) fn col_str<'a>(row: &'a Row, name: &str) -> Option<&'a str> {
     row.get(name).and_then(Value::as_str)
-}
-
-pub(crate) fn col_u64(row: &Row, name: &str) -> u64 {
-    match row.get(name) {
-        Some(Value::Number(n)) => n.as_u64().unwrap_or(0),
-        Some(Value::String(s)) => s.parse().unwrap_or(0),
-        _ => 0,
-    }
 }
 
 pub(crate) fn col_date(row: &Row, name: &str) -> Option<NaiveDate> {
@@ -213,16 +248,15 @@ pub(crate) async fn write_window(
 /// go out in batches of [`STAGE_BATCH_ROWS`], so a provider page of any size is never held as
 /// rows whole.
 pub(crate) struct WindowWriter {
-    batches: tokio::sync::mpsc::Sender<Vec<Row>>,
+    batches: tokio::sync::mpsc::Sender<Vec<Record>>,
     stager: tokio::task::JoinHandle<Result<Box<dyn Staging>, StepError>>,
-    /// Rows pushed since the last batch went out.
-    pending: Vec<Row>,
+    /// Records pushed since the last batch went out.
+    pending: Vec<Record>,
 }
 
-/// Rows per staged batch of pushed rows. Rows are JSON maps of 2–4 KB each and ~8 batches are in
-/// flight in a cost step (read, priced, staged), so this sets most of a pipeline's own heap:
-/// `make bench` peaked at ~240 MB with 2,000, ~200 MB with 500, at the same rows/s (a batch's
-/// fixed cost is a channel hop; the warehouse keeps one appender per staging).
+/// Records per staged batch of pushed records. About 8 batches are in flight in a cost step
+/// (read, priced, staged), so this bounds a pipeline's own heap; a batch's fixed cost is a
+/// channel hop (the warehouse keeps one appender per staging).
 const STAGE_BATCH_ROWS: usize = 500;
 
 impl WindowWriter {
@@ -230,7 +264,7 @@ impl WindowWriter {
         ensure_table(ctx, schema).await?;
         let params = window_params(ctx, ctx.start_date, ctx.end_date);
         let mut staging = ctx.state.warehouse.stage(ctx.dataset, schema, WINDOW_PREDICATE, &params).await?;
-        let (batches, mut incoming) = tokio::sync::mpsc::channel::<Vec<Row>>(1);
+        let (batches, mut incoming) = tokio::sync::mpsc::channel::<Vec<Record>>(1);
         let stager = tokio::spawn(async move {
             while let Some(rows) = incoming.recv().await {
                 staging.append(rows).await?;
@@ -241,7 +275,7 @@ impl WindowWriter {
     }
 
     /// Queues a batch for staging; an earlier batch's failure comes back here (or at `commit`).
-    pub async fn append(&mut self, rows: Vec<Row>) -> Result<(), StepError> {
+    pub async fn append(&mut self, rows: Vec<Record>) -> Result<(), StepError> {
         if rows.is_empty() {
             return Ok(());
         }
@@ -257,7 +291,7 @@ impl WindowWriter {
     }
 
     /// Adds one row; a full batch is queued for staging (see `append`).
-    pub async fn push(&mut self, row: Row) -> Result<(), StepError> {
+    pub async fn push(&mut self, row: Record) -> Result<(), StepError> {
         if self.pending.capacity() == 0 {
             self.pending.reserve_exact(STAGE_BATCH_ROWS);
         }
@@ -290,7 +324,7 @@ pub(crate) async fn read_window(
     ctx: &StepContext<'_>,
     schema: &TableSchema,
     written_by: &str,
-) -> Result<RowBatches, StepError> {
+) -> Result<RecordBatches, StepError> {
     let tables = ctx.state.warehouse.list_tables(ctx.dataset).await?;
     if !tables.contains(&schema.name) {
         return Err(StepError::Failed(format!(
@@ -473,19 +507,32 @@ pub(crate) fn reconciliation_warning(provider: &str, results: &[DqResult]) -> Op
     ))
 }
 
-/// Writes the price version a cost row was priced with into the row.
-pub(crate) fn set_price_version(row: &mut Value, v: &crate::cost::PriceVersion) {
-    row["price_model_id"] = json!(v.model_id);
-    row["price_version_id"] = json!(v.version_id);
-    row["price_version"] = json!(v.version);
-    row["price_effective_from"] = json!(date_text(v.effective_from));
-    row["currency"] = json!(v.currency);
+table_columns! {
+    /// The columns every cost table has about how a row was priced.
+    pub(crate) struct PriceColumns {
+        price_model_id, price_version_id, price_version, price_effective_from, currency, pricing_basis, cost_status,
+    }
 }
 
-/// Marks a cost row unpriced (never priced as zero) and records why for the warnings and DQ
+/// Writes the price version a cost record was priced with into it.
+pub(crate) fn set_price_version(record: &mut Record, cols: &PriceColumns, v: &crate::cost::PriceVersion) {
+    record[cols.price_model_id] = Cell::Text(v.model_id.clone());
+    record[cols.price_version_id] = Cell::Text(v.version_id.clone());
+    record[cols.price_version] = Cell::Int(v.version);
+    record[cols.price_effective_from] = Cell::Date(v.effective_from);
+    record[cols.currency] = Cell::Text(v.currency.clone());
+}
+
+/// Marks a cost record priced: its basis and status.
+pub(crate) fn mark_priced(record: &mut Record, cols: &PriceColumns, basis: &'static str) {
+    record[cols.pricing_basis] = Cell::Static(basis);
+    record[cols.cost_status] = Cell::Static("PRICED");
+}
+
+/// Marks a cost record unpriced (never priced as zero) and records why for the warnings and DQ
 /// rows. `basis` is the pricing basis the row would have used.
 pub(crate) fn mark_unpriced(
-    row: &mut Value,
+    (record, cols): (&mut Record, &PriceColumns),
     unpriced: &mut Unpriced,
     provider: &str,
     (model, day, tokens): (&str, NaiveDate, u64),
@@ -494,13 +541,13 @@ pub(crate) fn mark_unpriced(
 ) {
     match why {
         crate::cost::Unpriced::ModelMissing => {
-            row["pricing_basis"] = json!(basis);
-            row["cost_status"] = json!("MODEL_NOT_IN_PRICE_BOOK");
+            record[cols.pricing_basis] = Cell::Static(basis);
+            record[cols.cost_status] = Cell::Static("MODEL_NOT_IN_PRICE_BOOK");
             unpriced.add(model, format!("not in the {provider} price book on {}", date_text(day)), day, tokens);
         }
         crate::cost::Unpriced::RateMissing { basis, token_types } => {
-            row["pricing_basis"] = json!(basis);
-            row["cost_status"] = json!("RATE_MISSING");
+            record[cols.pricing_basis] = Cell::Static(basis);
+            record[cols.cost_status] = Cell::Static("RATE_MISSING");
             let what: Vec<&str> = token_types.iter().map(|t| t.book_stem()).collect();
             unpriced.add(model, format!("the price book has no {basis} rate for {}", what.join(", ")), day, tokens);
         }

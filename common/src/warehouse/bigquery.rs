@@ -46,10 +46,11 @@ use gcp_bigquery_client::table::ListOptions;
 use gcp_bigquery_client::Client;
 use serde_json::Value;
 
+use super::record::{at_row, check_record};
 use super::{
     check_new_column, check_params_bound, check_rows, check_schema, format_timestamp, is_identifier, is_staging_table,
-    scan_named_params, staging_table_name, DatasetOptions, Field, FieldType, Mode, Param, Params, Row, RowBatches,
-    SqlPiece, Staging, TableSchema, Warehouse, WarehouseError, WarehouseResult,
+    scan_named_params, staging_table_name, to_keyed_row, Cell, DatasetOptions, Field, FieldType, Mode, Param, Params,
+    Record, RecordBatches, Row, SqlPiece, Staging, TableSchema, Warehouse, WarehouseError, WarehouseResult,
 };
 
 /// Attempts per call before a retryable error becomes `Unavailable`.
@@ -315,6 +316,26 @@ struct QueryOutcome {
 }
 
 impl QueryOutcome {
+    /// The rows as records: each cell decoded to the canonical form, then typed by the column.
+    fn into_records(self) -> WarehouseResult<Vec<Record>> {
+        let kinds: Vec<(FieldType, Mode)> = self.fields.iter().map(field_kind).collect();
+        self.rows
+            .into_iter()
+            .map(|row| {
+                let cells = row.columns.unwrap_or_default();
+                let mut out = Vec::with_capacity(self.fields.len());
+                for ((field, (ty, mode)), cell) in self.fields.iter().zip(&kinds).zip(cells) {
+                    let value = decode_cell(field, cell.value.unwrap_or(Value::Null))?;
+                    out.push(
+                        Cell::from_json(*ty, *mode, &value)
+                            .map_err(|e| WarehouseError::Backend(format!("column {}: {e}", field.name)))?,
+                    );
+                }
+                Ok(out)
+            })
+            .collect()
+    }
+
     fn into_rows(self) -> WarehouseResult<Vec<Row>> {
         self.rows
             .into_iter()
@@ -448,7 +469,13 @@ const STAGING_EXPIRY: Duration = Duration::from_secs(24 * 3600);
 
 #[async_trait]
 impl Staging for BigQueryStaging {
-    async fn append(&mut self, rows: Vec<Row>) -> WarehouseResult<u64> {
+    async fn append(&mut self, records: Vec<Record>) -> WarehouseResult<u64> {
+        // The staging table is filled like any insert, from keyed rows.
+        let mut rows = Vec::with_capacity(records.len());
+        for (i, record) in records.iter().enumerate() {
+            check_record(&self.schema, record).map_err(|e| at_row(i, e))?;
+            rows.push(to_keyed_row(&self.schema, record));
+        }
         let appended = self.warehouse.insert_rows(&self.dataset, &self.staging, &rows).await?;
         self.staged += appended;
         Ok(appended)
@@ -800,6 +827,29 @@ fn decode_cell(field: &TableFieldSchema, value: Value) -> WarehouseResult<Value>
     })
 }
 
+/// The column type and mode a result field's canonical value is read as (types this service
+/// never declares read as text).
+fn field_kind(field: &TableFieldSchema) -> (FieldType, Mode) {
+    use gcp_bigquery_client::model::field_type::FieldType as BqType;
+    let mode = match field.mode.as_deref() {
+        Some("REPEATED") => Mode::Repeated,
+        _ => Mode::Nullable,
+    };
+    let ty = match field.r#type {
+        BqType::Bytes => FieldType::Bytes,
+        BqType::Integer | BqType::Int64 => FieldType::Int64,
+        BqType::Float | BqType::Float64 => FieldType::Float64,
+        BqType::Numeric | BqType::Bignumeric => FieldType::Numeric,
+        BqType::Boolean | BqType::Bool => FieldType::Bool,
+        BqType::Timestamp => FieldType::Timestamp,
+        BqType::Date => FieldType::Date,
+        BqType::Record | BqType::Struct => FieldType::Record,
+        BqType::Json => FieldType::Json,
+        _ => FieldType::String,
+    };
+    (ty, mode)
+}
+
 /// Timestamps arrive as microseconds (we ask for `useInt64Timestamp`) or, from services that
 /// ignore that option, as float seconds.
 fn decode_timestamp(text: &str) -> Option<String> {
@@ -965,16 +1015,17 @@ impl Warehouse for BigQueryWarehouse {
         Ok(rows.len() as u64)
     }
 
-    async fn query_batches(&self, sql: &str, params: &Params, batch_rows: usize) -> WarehouseResult<RowBatches> {
+    async fn query_batches(&self, sql: &str, params: &Params, batch_rows: usize) -> WarehouseResult<RecordBatches> {
         let sql = decode_bytes_params(sql, params)?;
         let batch_rows = u32::try_from(batch_rows.max(1)).unwrap_or(u32::MAX);
         let mut pager = QueryPager::start(self, &sql, query_parameters(params), Some(batch_rows)).await?;
-        let (sender, batches) = RowBatches::channel();
+        let (sender, batches) = RecordBatches::channel();
         let warehouse = self.clone();
         tokio::spawn(async move {
             loop {
                 let rows =
-                    match pager.next_page(&warehouse).await.and_then(|p| p.map(QueryOutcome::into_rows).transpose()) {
+                    match pager.next_page(&warehouse).await.and_then(|p| p.map(QueryOutcome::into_records).transpose())
+                    {
                         Ok(Some(rows)) => rows,
                         Ok(None) => return,
                         Err(e) => {
@@ -985,7 +1036,7 @@ impl Warehouse for BigQueryWarehouse {
                 // Pages are at most `maxResults` rows, but a server may send more: cut them to size.
                 let mut rows = rows.into_iter().peekable();
                 while rows.peek().is_some() {
-                    let batch: Vec<Row> = rows.by_ref().take(batch_rows as usize).collect();
+                    let batch: Vec<Record> = rows.by_ref().take(batch_rows as usize).collect();
                     // A send fails only when the reader went away: stop paging then.
                     if sender.send(Ok(batch)).await.is_err() {
                         return;

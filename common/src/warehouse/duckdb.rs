@@ -18,10 +18,11 @@ use duckdb::types::{TimeUnit, Value as DuckValue};
 use duckdb::{params_from_iter, Connection};
 use serde_json::Value;
 
+use super::record::{at_row, check_record};
 use super::{
-    check_new_column, check_rows, check_schema, format_timestamp, scan_named_params, DatasetOptions, Field, FieldIndex,
-    FieldType, Mode, Param, Params, Row, RowBatches, SqlPiece, Staging, TableSchema, Warehouse, WarehouseError,
-    WarehouseResult,
+    check_new_column, check_rows, check_schema, format_timestamp, scan_named_params, to_keyed_row, Cell,
+    DatasetOptions, Field, FieldType, Mode, Param, Params, Record, RecordBatches, Row, SqlPiece, Staging, TableSchema,
+    Warehouse, WarehouseError, WarehouseResult,
 };
 
 /// Idle connections kept for reuse; more are cloned on demand and dropped when returned.
@@ -349,18 +350,9 @@ fn to_json(value: DuckValue) -> Value {
         DuckValue::Float(f) => serde_json::Number::from_f64(f64::from(f)).map_or(Value::Null, Value::Number),
         DuckValue::Double(f) => serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number),
         DuckValue::Decimal(d) => Value::String(normalize_decimal(&d.to_string())),
-        DuckValue::Timestamp(unit, v) => {
-            let micros = match unit {
-                TimeUnit::Second => v.saturating_mul(1_000_000),
-                TimeUnit::Millisecond => v.saturating_mul(1_000),
-                TimeUnit::Microsecond => v,
-                TimeUnit::Nanosecond => v / 1_000,
-            };
-            DateTime::from_timestamp_micros(micros).map_or(Value::Null, |ts| Value::String(format_timestamp(&ts)))
-        }
-        DuckValue::Date32(days) => NaiveDate::from_ymd_opt(1970, 1, 1)
-            .and_then(|epoch| epoch.checked_add_signed(Duration::days(i64::from(days))))
-            .map_or(Value::Null, |d| Value::String(d.to_string())),
+        DuckValue::Timestamp(unit, v) => DateTime::from_timestamp_micros(micros(unit, v))
+            .map_or(Value::Null, |ts| Value::String(format_timestamp(&ts))),
+        DuckValue::Date32(days) => date_of(days).map_or(Value::Null, |d| Value::String(d.to_string())),
         DuckValue::Text(s) | DuckValue::Enum(s) => Value::String(s),
         DuckValue::Blob(b) | DuckValue::Geometry(b) => {
             Value::String(base64::engine::general_purpose::STANDARD.encode(b))
@@ -389,21 +381,30 @@ fn normalize_decimal(text: &str) -> String {
 
 fn query_rows(conn: &Connection, sql: &str, params: &Params) -> WarehouseResult<Vec<Row>> {
     let mut out = Vec::new();
-    read_batches(conn, sql, params, usize::MAX, |batch| {
+    let keyed = |names: &[String], row: &duckdb::Row<'_>| {
+        let mut map = Row::new();
+        for (i, name) in names.iter().enumerate() {
+            let value: DuckValue = row.get(i).map_err(backend)?;
+            map.insert(name.clone(), to_json(value));
+        }
+        Ok(map)
+    };
+    read_batches(conn, sql, params, usize::MAX, keyed, |batch| {
         out.extend(batch);
         true
     })?;
     Ok(out)
 }
 
-/// Runs a query and hands its rows to `each` in batches of at most `batch_rows` (never an empty
-/// one); `each` returns false to stop early.
-fn read_batches(
+/// Runs a query and hands its rows, each made by `make(column names, row)`, to `each` in batches
+/// of at most `batch_rows` (never an empty one); `each` returns false to stop early.
+fn read_batches<R>(
     conn: &Connection,
     sql: &str,
     params: &Params,
     batch_rows: usize,
-    mut each: impl FnMut(Vec<Row>) -> bool,
+    make: impl Fn(&[String], &duckdb::Row<'_>) -> WarehouseResult<R>,
+    mut each: impl FnMut(Vec<R>) -> bool,
 ) -> WarehouseResult<()> {
     let (sql, values) = positional(sql, params)?;
     let mut stmt = conn.prepare(&sql).map_err(backend)?;
@@ -416,12 +417,7 @@ fn read_batches(
     let capacity = batch_rows.min(4096);
     let mut batch = Vec::with_capacity(capacity);
     while let Some(row) = rows.next().map_err(backend)? {
-        let mut map = Row::new();
-        for (i, name) in names.iter().enumerate() {
-            let value: DuckValue = row.get(i).map_err(backend)?;
-            map.insert(name.clone(), to_json(value));
-        }
-        batch.push(map);
+        batch.push(make(&names, row)?);
         if batch.len() >= batch_rows && !each(std::mem::replace(&mut batch, Vec::with_capacity(capacity))) {
             return Ok(());
         }
@@ -430,6 +426,64 @@ fn read_batches(
         each(batch);
     }
     Ok(())
+}
+
+/// A result row as a record: typed values become cells as they are (no text in between).
+fn record_of(row: &duckdb::Row<'_>, width: usize) -> WarehouseResult<Record> {
+    use duckdb::types::ValueRef;
+    let mut record = Vec::with_capacity(width);
+    for i in 0..width {
+        let cell = match row.get_ref(i).map_err(backend)? {
+            ValueRef::Null => Cell::Null,
+            ValueRef::Boolean(b) => Cell::Bool(b),
+            ValueRef::TinyInt(v) => Cell::Int(v.into()),
+            ValueRef::SmallInt(v) => Cell::Int(v.into()),
+            ValueRef::Int(v) => Cell::Int(v.into()),
+            ValueRef::BigInt(v) => Cell::Int(v),
+            ValueRef::UTinyInt(v) => Cell::Int(v.into()),
+            ValueRef::USmallInt(v) => Cell::Int(v.into()),
+            ValueRef::UInt(v) => Cell::Int(v.into()),
+            ValueRef::Float(v) => Cell::Float(v.into()),
+            ValueRef::Double(v) => Cell::Float(v),
+            ValueRef::Decimal(d) => rust_decimal::Decimal::try_from_i128_with_scale(d.value(), d.scale().into())
+                .map(Cell::Numeric)
+                .map_err(|_| WarehouseError::Backend(format!("NUMERIC {d} is beyond 28 significant digits")))?,
+            ValueRef::Text(bytes) => Cell::Text(String::from_utf8_lossy(bytes).into_owned()),
+            ValueRef::Blob(bytes) => Cell::Bytes(bytes.to_vec()),
+            ValueRef::Date32(days) => Cell::Date(date_of(days).ok_or_else(|| out_of_range("DATE"))?),
+            ValueRef::Timestamp(unit, v) => Cell::Timestamp(
+                DateTime::from_timestamp_micros(micros(unit, v)).ok_or_else(|| out_of_range("TIMESTAMP"))?,
+            ),
+            // Nested and rarer types take the keyed form's conversion.
+            _ => match to_json(row.get::<_, DuckValue>(i).map_err(backend)?) {
+                Value::Null => Cell::Null,
+                nested @ (Value::Array(_) | Value::Object(_)) => Cell::Nested(Box::new(nested)),
+                Value::String(s) => Cell::Text(s),
+                other => Cell::Text(other.to_string()),
+            },
+        };
+        record.push(cell);
+    }
+    Ok(record)
+}
+
+fn out_of_range(what: &str) -> WarehouseError {
+    WarehouseError::Backend(format!("a {what} value out of range"))
+}
+
+fn micros(unit: TimeUnit, v: i64) -> i64 {
+    match unit {
+        TimeUnit::Second => v.saturating_mul(1_000_000),
+        TimeUnit::Millisecond => v.saturating_mul(1_000),
+        TimeUnit::Microsecond => v,
+        TimeUnit::Nanosecond => v / 1_000,
+    }
+}
+
+const EPOCH: NaiveDate = NaiveDate::from_ymd_opt(1970, 1, 1).expect("1970-01-01");
+
+fn date_of(days: i32) -> Option<NaiveDate> {
+    EPOCH.checked_add_signed(Duration::days(i64::from(days)))
 }
 
 /// A staged replace: a transaction of its own connection that deleted the slice when it began
@@ -451,7 +505,7 @@ struct DuckDbStaging {
 enum StagingRequest {
     /// The rows come back with the answer, to be freed by the thread that made them (freeing
     /// on the writer thread kept mimalloc from reusing their pages promptly).
-    Append(Vec<Row>, tokio::sync::oneshot::Sender<(WarehouseResult<u64>, Vec<Row>)>),
+    Append(Vec<Record>, tokio::sync::oneshot::Sender<(WarehouseResult<u64>, Vec<Record>)>),
     /// `COMMIT` (`commit: true`) or `ROLLBACK`, after which the thread returns the connection
     /// and ends.
     Finish { commit: bool, reply: FinishReply },
@@ -506,10 +560,11 @@ fn serve_staging(
                 let result = if failed {
                     Err(WarehouseError::Invalid("an earlier batch failed: discard this staging".into()))
                 } else if nested {
-                    // The VALUES path: rows are checked first (the appender path checks them
-                    // while appending).
-                    check_rows(&table.schema, &rows)
-                        .and_then(|()| insert_in_tx(conn, &table.target, &table.schema, &rows))
+                    // The VALUES path, from keyed rows (the appender takes no nested values).
+                    check_records(&table.schema, &rows).and_then(|()| {
+                        let keyed: Vec<Row> = rows.iter().map(|r| to_keyed_row(&table.schema, r)).collect();
+                        insert_in_tx(conn, &table.target, &table.schema, &keyed)
+                    })
                 } else {
                     append_staged(conn, table, &mut appender, &rows).and_then(|n| {
                         unflushed += rows.len();
@@ -544,38 +599,68 @@ fn serve_staging(
     None
 }
 
-/// Appends rows through the staging's appender (made on first use): values go in typed,
-/// without SQL, each row checked against the schema on the way.
+fn check_records(schema: &TableSchema, records: &[Record]) -> WarehouseResult<()> {
+    records.iter().enumerate().try_for_each(|(i, r)| check_record(schema, r).map_err(|e| at_row(i, e)))
+}
+
+/// Appends records through the staging's appender (made on first use): cells go in typed,
+/// without SQL or text, each record checked against the schema on the way.
 fn append_staged<'c>(
     conn: &'c Connection,
     st: &StagingTable,
     appender: &mut Option<duckdb::Appender<'c>>,
-    rows: &[Row],
+    records: &[Record],
 ) -> WarehouseResult<u64> {
     let appender = match appender {
         Some(a) => a,
         None => appender.insert(conn.appender_to_db(&st.schema.name, &st.dataset).map_err(backend)?),
     };
-    let index = FieldIndex::new(&st.schema);
-    let mut values: Vec<Option<&Value>> = vec![None; st.schema.fields.len()];
-    let mut cells: Vec<AppenderCell<'_>> = Vec::with_capacity(st.schema.fields.len());
-    for (i, row) in rows.iter().enumerate() {
-        index.walk(row, |pos, value| values[pos] = value).map_err(|key| {
-            WarehouseError::Invalid(format!("row {i}: column {key:?} is not in table {}", st.schema.name))
-        })?;
-        cells.clear();
-        for (field, value) in st.schema.fields.iter().zip(&values) {
-            if field.mode == Mode::Required && value.is_none_or(Value::is_null) {
-                return Err(WarehouseError::Invalid(format!(
-                    "row {i}: column {:?} of table {} is REQUIRED",
-                    field.name, st.schema.name
-                )));
-            }
-            cells.push(appender_cell(field, *value).map_err(|e| at_row(i, e))?);
-        }
-        appender.append_row(duckdb::appender_params_from_iter(cells.iter())).map_err(|e| at_row(i, backend(e)))?;
+    let mut values: Vec<duckdb::types::ToSqlOutput<'_>> = Vec::with_capacity(st.schema.fields.len());
+    for (i, record) in records.iter().enumerate() {
+        check_record(&st.schema, record).map_err(|e| at_row(i, e))?;
+        values.clear();
+        values.extend(record.iter().map(appender_value));
+        appender.append_row(duckdb::appender_params_from_iter(values.iter())).map_err(|e| at_row(i, backend(e)))?;
     }
-    Ok(rows.len() as u64)
+    Ok(records.len() as u64)
+}
+
+/// A checked cell as an appender value: text borrowed, the rest in DuckDB's own representation
+/// (timestamps as UTC microseconds, dates as days, NUMERIC as the DECIMAL(38, 9) payload), so the
+/// appender casts nothing.
+fn appender_value(cell: &Cell) -> duckdb::types::ToSqlOutput<'_> {
+    use duckdb::types::{ToSqlOutput, ValueRef};
+    ToSqlOutput::Borrowed(match cell {
+        Cell::Null => ValueRef::Null,
+        Cell::Bool(b) => ValueRef::Boolean(*b),
+        Cell::Int(i) => ValueRef::BigInt(*i),
+        Cell::Float(f) => ValueRef::Double(*f),
+        Cell::Numeric(d) => match decimal_38_9(*d) {
+            Some(payload) => ValueRef::Decimal(payload),
+            // Beyond DECIMAL(38, 9) (not reachable from a rust_decimal value): the appender's
+            // cast refuses the text.
+            None => return ToSqlOutput::Owned(DuckValue::Text(d.to_string())),
+        },
+        Cell::Text(s) => ValueRef::Text(s.as_bytes()),
+        Cell::Static(s) => ValueRef::Text(s.as_bytes()),
+        Cell::Bytes(b) => ValueRef::Blob(b),
+        Cell::Date(d) => ValueRef::Date32(i32::try_from((*d - EPOCH).num_days()).unwrap_or(i32::MAX)),
+        Cell::Timestamp(ts) => ValueRef::Timestamp(TimeUnit::Microsecond, ts.timestamp_micros()),
+        // Nested tables never take the appender path.
+        Cell::Nested(v) => return ToSqlOutput::Owned(DuckValue::Text(v.to_string())),
+    })
+}
+
+/// A decimal as DuckDB's DECIMAL(38, 9): the value × 10⁹, rounded half away from zero beyond
+/// nine fractional digits (what DuckDB's own cast does).
+fn decimal_38_9(d: rust_decimal::Decimal) -> Option<duckdb::types::Decimal> {
+    let d = if d.scale() > 9 {
+        d.round_dp_with_strategy(9, rust_decimal::RoundingStrategy::MidpointAwayFromZero)
+    } else {
+        d
+    };
+    let payload = d.mantissa().checked_mul(10i128.pow(9 - d.scale()))?;
+    duckdb::types::Decimal::new(38, 9, payload).ok()
 }
 
 impl DuckDbStaging {
@@ -591,99 +676,15 @@ fn writer_gone() -> WarehouseError {
     WarehouseError::Backend("the staging writer stopped (an earlier failure)".into())
 }
 
-/// A value for the appender: text borrowed from the row (no copy per cell), the rest typed.
-enum AppenderCell<'a> {
-    Text(&'a str),
-    Value(DuckValue),
-}
-
-impl duckdb::ToSql for AppenderCell<'_> {
-    fn to_sql(&self) -> duckdb::Result<duckdb::types::ToSqlOutput<'_>> {
-        Ok(match self {
-            AppenderCell::Text(s) => duckdb::types::ToSqlOutput::Borrowed(duckdb::types::ValueRef::Text(s.as_bytes())),
-            AppenderCell::Value(v) => duckdb::types::ToSqlOutput::Borrowed(v.into()),
-        })
-    }
-}
-
-/// A canonical JSON value as an appender value. Timestamps go in as UTC microseconds (the
-/// appender's own text conversion ignores a UTC offset: `…+02:00` would land two hours off) and
-/// dates as days, the other text as it is (DuckDB casts it to the column's type, or refuses it).
-fn appender_cell<'a>(field: &Field, value: Option<&'a Value>) -> WarehouseResult<AppenderCell<'a>> {
-    let Some(Value::String(text)) = value else {
-        return scalar_cell(field, value).map(AppenderCell::Value);
-    };
-    let invalid = |what: &str| WarehouseError::Invalid(format!("column {:?} expects {what}, got {text:?}", field.name));
-    Ok(match field.field_type {
-        FieldType::Timestamp => {
-            let micros = DateTime::parse_from_rfc3339(text).map(|t| t.timestamp_micros()).or_else(|_| {
-                ["%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M:%S%.f"]
-                    .iter()
-                    .find_map(|f| chrono::NaiveDateTime::parse_from_str(text, f).ok())
-                    .map(|t| t.and_utc().timestamp_micros())
-                    .ok_or_else(|| invalid("an RFC 3339 timestamp"))
-            })?;
-            AppenderCell::Value(DuckValue::Timestamp(TimeUnit::Microsecond, micros))
-        }
-        FieldType::Date => {
-            let day: NaiveDate = text.parse().map_err(|_| invalid("a YYYY-MM-DD date"))?;
-            let epoch = NaiveDate::from_ymd_opt(1970, 1, 1).unwrap_or_default();
-            let days = i32::try_from((day - epoch).num_days()).map_err(|_| invalid("a date in range"))?;
-            AppenderCell::Value(DuckValue::Date32(days))
-        }
-        // The scaled integer DuckDB stores, when the text is plain decimal notation (what every
-        // row this service builds holds): no text → DECIMAL cast per cell.
-        FieldType::Numeric => match numeric_payload(text).and_then(|v| duckdb::types::Decimal::new(38, 9, v).ok()) {
-            Some(decimal) => AppenderCell::Value(DuckValue::Decimal(decimal)),
-            None => AppenderCell::Text(text),
-        },
-        FieldType::String | FieldType::Int64 | FieldType::Float64 | FieldType::Json => AppenderCell::Text(text),
-        _ => scalar_cell(field, value).map(AppenderCell::Value)?,
-    })
-}
-
-/// A NUMERIC's text as the payload of DuckDB's DECIMAL(38, 9) (the value × 10⁹), when it is
-/// plain decimal notation with at most 9 fractional digits and 29 integer digits; anything else
-/// (exponents, more digits, not a number) is left to DuckDB's own cast, which rounds or refuses.
-fn numeric_payload(text: &str) -> Option<i128> {
-    let (negative, digits) = match text.as_bytes().first()? {
-        b'-' => (true, &text[1..]),
-        b'+' => (false, &text[1..]),
-        _ => (false, text),
-    };
-    let (int, frac) = digits.split_once('.').unwrap_or((digits, ""));
-    if (int.is_empty() && frac.is_empty()) || int.len() > 29 || frac.len() > 9 {
-        return None;
-    }
-    let mut value: i128 = 0;
-    for b in int.bytes().chain(frac.bytes()) {
-        if !b.is_ascii_digit() {
-            return None;
-        }
-        value = value * 10 + i128::from(b - b'0');
-    }
-    value *= 10i128.pow(9 - frac.len() as u32);
-    Some(if negative { -value } else { value })
-}
-
-/// Says which row of a batch a value error is about.
-fn at_row(i: usize, e: WarehouseError) -> WarehouseError {
-    match e {
-        WarehouseError::Invalid(m) | WarehouseError::Backend(m) => WarehouseError::Invalid(format!("row {i}: {m}")),
-        other => other,
-    }
-}
-
 #[async_trait]
 impl Staging for DuckDbStaging {
-    async fn append(&mut self, rows: Vec<Row>) -> WarehouseResult<u64> {
-        // Rows are checked on the writer (the refusals of `check_rows`, for flat tables in the
-        // same pass as appending).
-        if rows.is_empty() {
+    async fn append(&mut self, records: Vec<Record>) -> WarehouseResult<u64> {
+        // Records are checked on the writer (for flat tables in the same pass as appending).
+        if records.is_empty() {
             return Ok(0);
         }
         let (reply, answer) = tokio::sync::oneshot::channel();
-        self.requests.send(StagingRequest::Append(rows, reply)).map_err(|_| writer_gone())?;
+        self.requests.send(StagingRequest::Append(records, reply)).map_err(|_| writer_gone())?;
         let (appended, rows) = answer.await.map_err(|_| writer_gone())?;
         drop(rows);
         let appended = appended?;
@@ -870,10 +871,10 @@ impl Warehouse for DuckDbWarehouse {
         self.with_conn(move |c| transaction(c, |tx| insert_in_tx(tx, &table, &schema, &rows))).await
     }
 
-    async fn query_batches(&self, sql: &str, params: &Params, batch_rows: usize) -> WarehouseResult<RowBatches> {
+    async fn query_batches(&self, sql: &str, params: &Params, batch_rows: usize) -> WarehouseResult<RecordBatches> {
         let (sql, params, pool) = (sql.to_string(), params.clone(), self.pool.clone());
         pool.base().await?;
-        let (sender, batches) = RowBatches::channel();
+        let (sender, batches) = RecordBatches::channel();
         tokio::task::spawn_blocking(move || {
             let conn = match pool.take() {
                 Ok(c) => c,
@@ -883,8 +884,10 @@ impl Warehouse for DuckDbWarehouse {
                 }
             };
             // A send fails only when the reader went away: stop reading then.
-            let read =
-                read_batches(&conn, &sql, &params, batch_rows.max(1), |batch| sender.blocking_send(Ok(batch)).is_ok());
+            let records = |names: &[String], row: &duckdb::Row<'_>| record_of(row, names.len());
+            let read = read_batches(&conn, &sql, &params, batch_rows.max(1), records, |batch| {
+                sender.blocking_send(Ok(batch)).is_ok()
+            });
             if let Err(e) = read {
                 let _ = sender.blocking_send(Err(e));
             }
@@ -963,22 +966,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn numeric_payload_scales_plain_decimals_and_leaves_the_rest_to_duckdb() {
-        assert_eq!(numeric_payload("12.5"), Some(12_500_000_000));
-        assert_eq!(numeric_payload("-0.000000001"), Some(-1));
-        assert_eq!(numeric_payload("+7"), Some(7_000_000_000));
-        assert_eq!(numeric_payload(".5"), Some(500_000_000));
-        assert_eq!(numeric_payload("5."), Some(5_000_000_000));
-        assert_eq!(
-            numeric_payload("99999999999999999999999999999.999999999"),
-            Some(99_999_999_999_999_999_999_999_999_999_999_999_999)
-        );
-        for other in ["", "-", ".", "1e5", "0.1234567891", "1,5", "12a", "--1", "123456789012345678901234567890"] {
-            assert_eq!(numeric_payload(other), None, "{other:?}");
-        }
-    }
-
-    #[test]
     fn stray_at_is_an_error() {
         assert!(scan_named_params("SELECT @ FROM t").is_err());
     }
@@ -990,6 +977,16 @@ mod tests {
         )
         .unwrap();
         assert_eq!(duck_type(&f), "STRUCT(\"a\" DECIMAL(38,9), \"b\" TIMESTAMPTZ[])[]");
+    }
+
+    #[test]
+    fn decimals_go_to_the_appender_as_38_9_payloads() {
+        let payload = |t: &str| decimal_38_9(t.parse().unwrap()).map(|d| d.value());
+        assert_eq!(payload("12.5"), Some(12_500_000_000));
+        assert_eq!(payload("-0.000000001"), Some(-1));
+        assert_eq!(payload("0.0000000015"), Some(2), "half away from zero");
+        assert_eq!(payload("-0.0000000015"), Some(-2));
+        assert_eq!(payload("79228162514264337593543950335"), Some(79_228_162_514_264_337_593_543_950_335_000_000_000));
     }
 
     #[test]

@@ -6,11 +6,14 @@
 //! its new rows batch by batch out of readers' sight (DuckDB: an open transaction; BigQuery: a
 //! staging table), and `commit` makes the replacement visible at once, so a pipeline never holds
 //! a whole window in memory and a failed run never leaves half a window.
-//! [`Warehouse::query_batches`] reads large results the same way, a batch at a time.
+//! [`Warehouse::query_batches`] reads large results the same way, a batch at a time. Both move
+//! [`Record`]s (positional, typed cells) rather than keyed rows: no column names or value text
+//! per row on the hot path.
 //!
 //! Values never enter SQL text: queries name parameters as `@name` (BigQuery's syntax) and each
 //! backend binds them. Identifiers (datasets, tables, columns) are validated and quoted.
 
+pub mod record;
 pub mod schema;
 
 pub mod bigquery;
@@ -22,6 +25,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use rust_decimal::Decimal;
 use serde_json::{Map, Value};
 
+pub use record::{numeric_text, to_keyed_row, to_record, to_records, Cell, Record};
 pub use schema::{is_identifier, Field, FieldType, Mode, TableSchema};
 
 /// One result row, column name → value in the canonical JSON form shared by every backend:
@@ -214,10 +218,11 @@ pub trait Warehouse: Send + Sync + 'static {
         rows: &[Row],
     ) -> WarehouseResult<(u64, u64)>;
 
-    /// Runs a SELECT and hands its rows over in batches of at most `batch_rows` as they are read,
-    /// so a large result never sits in memory whole. The producer waits while a batch is not
-    /// yet taken; dropping the [`RowBatches`] stops the query.
-    async fn query_batches(&self, sql: &str, params: &Params, batch_rows: usize) -> WarehouseResult<RowBatches>;
+    /// Runs a SELECT and hands its rows over as records (one cell per selected column, in the
+    /// SELECT's order) in batches of at most `batch_rows` as they are read, so a large result
+    /// never sits in memory whole. The producer waits while a batch is not yet taken; dropping
+    /// the [`RecordBatches`] stops the query.
+    async fn query_batches(&self, sql: &str, params: &Params, batch_rows: usize) -> WarehouseResult<RecordBatches>;
 
     /// Starts replacing the rows of the table `schema` describes (which must exist) that match
     /// `predicate` (as in `replace_slice`): rows are then appended in batches out of readers'
@@ -237,9 +242,10 @@ pub trait Warehouse: Send + Sync + 'static {
 /// One staged replace of a slice of a table (see [`Warehouse::stage`]).
 #[async_trait]
 pub trait Staging: Send {
-    /// Adds rows (canonical form, checked like `insert_rows`). Nothing is visible in the table
-    /// until `commit`. After an error the staging area is unusable: discard it.
-    async fn append(&mut self, rows: Vec<Row>) -> WarehouseResult<u64>;
+    /// Adds records of the schema the staging started with, each checked (width, REQUIRED
+    /// cells, cell kinds against column types) before it is written. Nothing is visible in the
+    /// table until `commit`. After an error the staging area is unusable: discard it.
+    async fn append(&mut self, records: Vec<Record>) -> WarehouseResult<u64>;
 
     /// Rows appended so far.
     fn staged(&self) -> u64;
@@ -253,21 +259,21 @@ pub trait Staging: Send {
     async fn discard(self: Box<Self>) -> WarehouseResult<()>;
 }
 
-/// Batches of rows from [`Warehouse::query_batches`], in query order.
-pub struct RowBatches {
-    receiver: tokio::sync::mpsc::Receiver<WarehouseResult<Vec<Row>>>,
+/// Batches of records from [`Warehouse::query_batches`], in query order.
+pub struct RecordBatches {
+    receiver: tokio::sync::mpsc::Receiver<WarehouseResult<Vec<Record>>>,
 }
 
-impl RowBatches {
+impl RecordBatches {
     /// A channel whose sender a backend fills from its reader. One batch in flight bounds the
     /// memory to two batches (the one being read and the one being used).
-    pub(crate) fn channel() -> (tokio::sync::mpsc::Sender<WarehouseResult<Vec<Row>>>, RowBatches) {
+    pub(crate) fn channel() -> (tokio::sync::mpsc::Sender<WarehouseResult<Vec<Record>>>, RecordBatches) {
         let (sender, receiver) = tokio::sync::mpsc::channel(1);
-        (sender, RowBatches { receiver })
+        (sender, RecordBatches { receiver })
     }
 
     /// The next batch; `None` once every row was handed over. An error ends the stream.
-    pub async fn next(&mut self) -> Option<WarehouseResult<Vec<Row>>> {
+    pub async fn next(&mut self) -> Option<WarehouseResult<Vec<Record>>> {
         self.receiver.recv().await
     }
 }

@@ -25,16 +25,38 @@ use crate::pipeline::{Processor, StepContext, StepError, StepOutcome};
 use crate::processors::openai::cost::{default_tolerance, load_book};
 use crate::processors::openai::http;
 use crate::processors::{
-    check_retry, col_date, col_str, col_u64, credential, date_text, decimal_text, default_page_size, finish_cost_step,
-    numeric, opt_numeric, optional_decimal_text, page_size, provider_failed, read_window, reconcile, table_schema,
-    Amounts, CostSummary, DqResult, DqStatus, Tolerance, Unpriced, WindowWriter,
+    check_retry, credential, date_text, decimal_text, default_page_size, finish_cost_step, numeric,
+    optional_decimal_text, page_size, provider_failed, read_window, reconcile, table_columns, table_schema, Amounts,
+    CostSummary, DqResult, DqStatus, PriceColumns, Tolerance, Unpriced, WindowWriter,
 };
-use crate::processors::{mark_unpriced, set_price_version};
+use crate::processors::{mark_priced, mark_unpriced, set_price_version};
 use crate::providers::anthropic::ReportQuery;
 use crate::providers::retry::RetryPolicy;
-use crate::warehouse::{to_row, Row};
+use crate::warehouse::{Cell, Record, TableSchema};
 
 pub const TABLE: &str = "anthropic_cost_daily";
+
+table_columns! {
+    /// `anthropic_cost_daily`, apart from the price columns every cost table has.
+    pub(crate) struct CostColumns {
+        usage_date, org_slug, model, workspace_id, api_key_id, service_tier, context_window, uncached_input_tokens,
+        cache_read_input_tokens, cache_write_5m_input_tokens, cache_write_1h_input_tokens, output_tokens,
+        uncached_input_cost, cache_read_cost, cache_write_5m_cost, cache_write_1h_cost, output_cost, total_cost,
+    }
+}
+
+/// Where the step reads raw usage and writes cost (found once per step).
+pub(crate) struct Layout {
+    raw: usage::RawColumns,
+    cost: CostColumns,
+    price: PriceColumns,
+}
+
+impl Layout {
+    pub fn new(raw: &TableSchema, cost: &TableSchema) -> Result<Layout, StepError> {
+        Ok(Layout { raw: usage::RawColumns::new(raw)?, cost: CostColumns::new(cost)?, price: PriceColumns::new(cost)? })
+    }
+}
 
 /// Settings of an `anthropic.cost` step.
 #[derive(Debug, Clone, Deserialize)]
@@ -75,50 +97,44 @@ pub(crate) struct Priced {
 }
 
 impl Priced {
-    /// Prices a batch of raw rows, adding to the totals; returns the batch's cost rows. Pure: the
-    /// golden tests call it directly.
-    pub(crate) fn add(&mut self, org: &str, raw: &[Row], book: &mut PriceBook) -> Vec<Row> {
+    /// Prices a batch of raw records, adding to the totals; returns the batch's cost records (the
+    /// raw records' text moves into them). Pure: the golden tests call it directly.
+    pub(crate) fn add(&mut self, org: &str, raw: Vec<Record>, at: &Layout, book: &mut PriceBook) -> Vec<Record> {
+        let (r_, c_) = (&at.raw, &at.cost);
         let mut rows = Vec::with_capacity(raw.len());
-        for r in raw {
-            let Some(day) = col_date(r, "usage_date") else { continue };
-            let model = col_str(r, "model").unwrap_or("(no model)");
+        for mut r in raw {
+            let Some(day) = r[r_.usage_date].as_date() else { continue };
             let tokens = Tokens {
-                uncached_input: col_u64(r, "uncached_input_tokens"),
-                cached_input: col_u64(r, "cache_read_input_tokens"),
-                cache_write_5m: col_u64(r, "cache_write_5m_input_tokens"),
-                cache_write_1h: col_u64(r, "cache_write_1h_input_tokens"),
-                output: col_u64(r, "output_tokens"),
+                uncached_input: r[r_.uncached_input_tokens].as_u64(),
+                cached_input: r[r_.cache_read_input_tokens].as_u64(),
+                cache_write_5m: r[r_.cache_write_5m_input_tokens].as_u64(),
+                cache_write_1h: r[r_.cache_write_1h_input_tokens].as_u64(),
+                output: r[r_.output_tokens].as_u64(),
             };
-            let tier = Tier::anthropic(col_str(r, "service_tier"));
-            let context = Context::anthropic(col_str(r, "context_window"));
-            let mut row = json!({
-                "usage_date": date_text(day),
-                "org_slug": org,
-                "model": r.get("model"),
-                "workspace_id": r.get("workspace_id"),
-                "api_key_id": r.get("api_key_id"),
-                "service_tier": r.get("service_tier"),
-                "context_window": r.get("context_window"),
-                "uncached_input_tokens": tokens.uncached_input,
-                "cache_read_input_tokens": tokens.cached_input,
-                "cache_write_5m_input_tokens": tokens.cache_write_5m,
-                "cache_write_1h_input_tokens": tokens.cache_write_1h,
-                "output_tokens": tokens.output,
-            });
+            let tier = Tier::anthropic(r[r_.service_tier].as_str());
+            let context = Context::anthropic(r[r_.context_window].as_str());
+            let model = r[r_.model].as_str().unwrap_or("(no model)");
             let (version, cost) = book.price(model, day, tier, context, &tokens);
+            let mut row = c_.record();
+            row[c_.usage_date] = Cell::Date(day);
+            row[c_.org_slug] = Cell::Text(org.to_string());
+            row[c_.uncached_input_tokens] = Cell::count(tokens.uncached_input);
+            row[c_.cache_read_input_tokens] = Cell::count(tokens.cached_input);
+            row[c_.cache_write_5m_input_tokens] = Cell::count(tokens.cache_write_5m);
+            row[c_.cache_write_1h_input_tokens] = Cell::count(tokens.cache_write_1h);
+            row[c_.output_tokens] = Cell::count(tokens.output);
             if let Some(v) = version {
-                set_price_version(&mut row, v);
+                set_price_version(&mut row, &at.price, v);
             }
             match cost {
                 Ok(c) => {
-                    row["uncached_input_cost"] = opt_numeric(c.line(TokenType::UncachedInput));
-                    row["cache_read_cost"] = opt_numeric(c.line(TokenType::CachedInput));
-                    row["cache_write_5m_cost"] = opt_numeric(c.line(TokenType::CacheWrite5m));
-                    row["cache_write_1h_cost"] = opt_numeric(c.line(TokenType::CacheWrite1h));
-                    row["output_cost"] = opt_numeric(c.line(TokenType::Output));
-                    row["total_cost"] = numeric(c.total);
-                    row["pricing_basis"] = json!(c.basis);
-                    row["cost_status"] = json!("PRICED");
+                    row[c_.uncached_input_cost] = Cell::opt_numeric(c.line(TokenType::UncachedInput));
+                    row[c_.cache_read_cost] = Cell::opt_numeric(c.line(TokenType::CachedInput));
+                    row[c_.cache_write_5m_cost] = Cell::opt_numeric(c.line(TokenType::CacheWrite5m));
+                    row[c_.cache_write_1h_cost] = Cell::opt_numeric(c.line(TokenType::CacheWrite1h));
+                    row[c_.output_cost] = Cell::opt_numeric(c.line(TokenType::Output));
+                    row[c_.total_cost] = Cell::Numeric(c.total);
+                    mark_priced(&mut row, &at.price, c.basis);
                     if self.currency.is_empty() {
                         self.currency = version.map(|v| v.currency.clone()).unwrap_or_default();
                     }
@@ -129,10 +145,17 @@ impl Priced {
                 }
                 Err(why) => {
                     let basis = crate::cost::basis_name(tier, context);
-                    mark_unpriced(&mut row, &mut self.unpriced, PROVIDER, (model, day, tokens.total()), why, basis);
+                    let what = (model, day, tokens.total());
+                    mark_unpriced((&mut row, &at.price), &mut self.unpriced, PROVIDER, what, why, basis);
                 }
             }
-            rows.push(to_row(row));
+            // The dimensions move over as they are.
+            row[c_.model] = r[r_.model].take();
+            row[c_.workspace_id] = r[r_.workspace_id].take();
+            row[c_.api_key_id] = r[r_.api_key_id].take();
+            row[c_.service_tier] = r[r_.service_tier].take();
+            row[c_.context_window] = r[r_.context_window].take();
+            rows.push(row);
         }
         rows
     }
@@ -156,13 +179,14 @@ impl Processor for AnthropicCost {
         check_retry(&config.retry)?;
         let raw_schema = table_schema(ctx.state, PROVIDER, usage::TABLE)?;
         let schema = table_schema(ctx.state, PROVIDER, TABLE)?;
+        let layout = Layout::new(&raw_schema, &schema)?;
         let mut raw = read_window(ctx, &raw_schema, usage::AnthropicUsage::TYPE).await?;
         let mut book = load_book(ctx, PROVIDER).await?;
         // Each batch read back is priced and staged; the window lands after reconciliation.
         let mut writer = WindowWriter::start(ctx, &schema).await?;
         let mut priced = Priced::default();
         while let Some(batch) = raw.next().await {
-            writer.append(priced.add(ctx.org_slug, &batch?, &mut book)).await?;
+            writer.append(priced.add(ctx.org_slug, batch?, &layout, &mut book)).await?;
         }
         let tolerance = Tolerance { warn: config.tolerance, fail: config.fail_tolerance };
 
@@ -267,6 +291,7 @@ mod tests {
     use super::*;
     use crate::cost::default_book;
     use crate::providers::anthropic::{Page, UsageResult};
+    use crate::warehouse::record::check_record;
     use chrono::NaiveDate;
 
     fn dec(s: &str) -> Decimal {
@@ -293,16 +318,25 @@ mod tests {
          "api_key_id":"apikey_2","workspace_id":null,"model":"claude-opus-4-6",
          "service_tier":"priority","context_window":"0-200k"}]}]}"#;
 
-    fn raw_rows() -> Vec<Row> {
-        let page: Page<UsageResult> = serde_json::from_str(USAGE).unwrap();
-        let day = page.data[0].day().unwrap();
-        page.data[0].results.iter().map(|r| super::usage::usage_row("acme", day, r)).collect()
-    }
-
     #[test]
     fn golden_anthropic_day() {
+        let root = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../configs"));
+        let raw = crate::processors::load_schema(root, PROVIDER, super::usage::TABLE).unwrap();
+        let cost = crate::processors::load_schema(root, PROVIDER, TABLE).unwrap();
+        let page: Page<UsageResult> = serde_json::from_str(USAGE).unwrap();
+        let bucket = page.data.into_iter().next().unwrap();
+        let (day, columns) = (bucket.day().unwrap(), super::usage::RawColumns::new(&raw).unwrap());
+        let raw_rows: Vec<Record> =
+            bucket.results.into_iter().map(|r| super::usage::usage_row(&columns, "acme", day, r)).collect();
+        for r in &raw_rows {
+            check_record(&raw, r).unwrap();
+        }
         let mut priced = Priced::default();
-        let rows = priced.add("acme", &raw_rows(), &mut default_book("anthropic"));
+        let records = priced.add("acme", raw_rows, &Layout::new(&raw, &cost).unwrap(), &mut default_book("anthropic"));
+        for r in &records {
+            check_record(&cost, r).unwrap();
+        }
+        let rows: Vec<_> = records.iter().map(|r| crate::warehouse::to_keyed_row(&cost, r)).collect();
         let by_model = |m: &str| rows.iter().find(|r| r["model"] == m).unwrap();
         // Official example, sonnet-4 standard: 1,500×3 + 200×0.30 + 500×3.75 + 1,000×6 + 500×15
         //   = 4,500 + 60 + 1,875 + 6,000 + 7,500 = 19,935 per 1M → 0.019935
@@ -330,10 +364,5 @@ mod tests {
         assert_eq!(priced.total, dec("3.219935"));
         let day = NaiveDate::from_ymd_opt(2026, 11, 1).unwrap();
         assert_eq!(priced.by_model[&(day, Some("model=claude-sonnet-4-5-20250929".into()))], dec("1.95"));
-        let root = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../configs"));
-        let schema = crate::processors::load_schema(root, "anthropic", TABLE).unwrap();
-        crate::warehouse::check_rows(&schema, &rows).unwrap();
-        let raw_schema = crate::processors::load_schema(root, "anthropic", super::usage::TABLE).unwrap();
-        crate::warehouse::check_rows(&raw_schema, &raw_rows()).unwrap();
     }
 }

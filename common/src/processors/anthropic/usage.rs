@@ -11,13 +11,22 @@ use super::{client, PROVIDER};
 use crate::pipeline::{Processor, StepContext, StepError, StepOutcome};
 use crate::processors::openai::http;
 use crate::processors::{
-    check_retry, credential, date_text, default_page_size, page_size, provider_failed, table_schema, WindowWriter,
+    check_retry, credential, default_page_size, page_size, provider_failed, table_columns, table_schema, WindowWriter,
 };
 use crate::providers::anthropic::{ReportQuery, UsageResult};
 use crate::providers::retry::RetryPolicy;
-use crate::warehouse::{to_row, Row};
+use crate::warehouse::{Cell, Record};
 
 pub const TABLE: &str = "anthropic_usage_daily_raw";
+
+table_columns! {
+    /// `anthropic_usage_daily_raw`: written here, read back by `anthropic.cost`.
+    pub(crate) struct RawColumns {
+        usage_date, org_slug, model, workspace_id, api_key_id, service_tier, context_window, uncached_input_tokens,
+        cache_read_input_tokens, cache_write_5m_input_tokens, cache_write_1h_input_tokens, output_tokens,
+        web_search_requests,
+    }
+}
 
 const GROUPS: [&str; 5] = ["model", "workspace_id", "api_key_id", "service_tier", "context_window"];
 
@@ -35,23 +44,23 @@ pub struct Config {
 
 pub struct AnthropicUsage;
 
-/// A usage-report result as a raw row.
-pub fn usage_row(org: &str, day: NaiveDate, r: &UsageResult) -> Row {
-    to_row(json!({
-        "usage_date": date_text(day),
-        "org_slug": org,
-        "model": r.model,
-        "workspace_id": r.workspace_id,
-        "api_key_id": r.api_key_id,
-        "service_tier": r.service_tier,
-        "context_window": r.context_window,
-        "uncached_input_tokens": r.uncached_input_tokens,
-        "cache_read_input_tokens": r.cache_read_input_tokens,
-        "cache_write_5m_input_tokens": r.cache_creation.ephemeral_5m_input_tokens,
-        "cache_write_1h_input_tokens": r.cache_creation.ephemeral_1h_input_tokens,
-        "output_tokens": r.output_tokens,
-        "web_search_requests": r.server_tool_use.web_search_requests,
-    }))
+/// A usage-report result as a raw record (its text moves into the record).
+pub(crate) fn usage_row(c: &RawColumns, org: &str, day: NaiveDate, r: UsageResult) -> Record {
+    let mut row = c.record();
+    row[c.usage_date] = Cell::Date(day);
+    row[c.org_slug] = Cell::Text(org.to_string());
+    row[c.model] = Cell::from(r.model);
+    row[c.workspace_id] = Cell::from(r.workspace_id);
+    row[c.api_key_id] = Cell::from(r.api_key_id);
+    row[c.service_tier] = Cell::from(r.service_tier);
+    row[c.context_window] = Cell::from(r.context_window);
+    row[c.uncached_input_tokens] = Cell::count(r.uncached_input_tokens);
+    row[c.cache_read_input_tokens] = Cell::count(r.cache_read_input_tokens);
+    row[c.cache_write_5m_input_tokens] = Cell::count(r.cache_creation.ephemeral_5m_input_tokens);
+    row[c.cache_write_1h_input_tokens] = Cell::count(r.cache_creation.ephemeral_1h_input_tokens);
+    row[c.output_tokens] = Cell::count(r.output_tokens);
+    row[c.web_search_requests] = Cell::count(r.server_tool_use.web_search_requests);
+    row
 }
 
 #[async_trait]
@@ -63,6 +72,7 @@ impl Processor for AnthropicUsage {
         check_retry(&config.retry)?;
         let key = credential(ctx, PROVIDER)?;
         let schema = table_schema(ctx.state, PROVIDER, TABLE)?;
+        let columns = RawColumns::new(&schema)?;
         let http = http(ctx)?;
         let api = client(ctx, &http);
         let (start, end) = (ctx.start_date, ctx.end_date);
@@ -72,15 +82,15 @@ impl Processor for AnthropicUsage {
         let mut report = api.usage_report(key, &config.retry, &q);
         // Each page is turned into rows and staged as it arrives; the window lands after the last.
         while let Some(buckets) = report.next().await.map_err(provider_failed)? {
-            for b in &buckets {
+            for b in buckets {
                 let Some(day) = b.day().filter(|d| *d >= start && *d <= end) else { continue };
-                for r in &b.results {
+                for r in b.results {
                     input += r.uncached_input_tokens
                         + r.cache_read_input_tokens
                         + r.cache_creation.ephemeral_5m_input_tokens
                         + r.cache_creation.ephemeral_1h_input_tokens;
                     output += r.output_tokens;
-                    writer.push(usage_row(ctx.org_slug, day, r)).await?;
+                    writer.push(usage_row(&columns, ctx.org_slug, day, r)).await?;
                 }
             }
         }

@@ -22,16 +22,38 @@ use crate::cost::{Context, PriceBook, Tier, TokenType, Tokens, Unpriced as Why};
 use crate::pipeline::{Processor, StepContext, StepError, StepOutcome};
 use crate::pricebook::BookKind;
 use crate::processors::{
-    check_retry, col_date, col_str, col_u64, credential, date_text, decimal_text, default_page_size, finish_cost_step,
-    numeric, opt_numeric, optional_decimal_text, page_size, provider_failed, read_window, reconcile, table_schema,
-    Amounts, CostSummary, DqResult, Tolerance, Unpriced, WindowWriter,
+    check_retry, credential, decimal_text, default_page_size, finish_cost_step, optional_decimal_text, page_size,
+    provider_failed, read_window, reconcile, table_columns, table_schema, Amounts, CostSummary, DqResult, PriceColumns,
+    Tolerance, Unpriced, WindowWriter,
 };
-use crate::processors::{mark_unpriced, set_price_version};
+use crate::processors::{mark_priced, mark_unpriced, set_price_version};
 use crate::providers::openai::ReportQuery;
 use crate::providers::retry::RetryPolicy;
-use crate::warehouse::{to_row, Row};
+use crate::warehouse::{Cell, Record, TableSchema};
 
 pub const TABLE: &str = "openai_cost_daily";
+
+table_columns! {
+    /// `openai_cost_daily`, apart from the price columns every cost table has.
+    pub(crate) struct CostColumns {
+        usage_date, org_slug, usage_type, model, project_id, api_key_id, batch, service_tier, input_tokens,
+        uncached_input_tokens, cached_input_tokens, output_tokens, num_model_requests, uncached_input_cost,
+        cached_input_cost, output_cost, total_cost,
+    }
+}
+
+/// Where the step reads raw usage and writes cost (found once per step).
+pub(crate) struct Layout {
+    raw: usage::RawColumns,
+    cost: CostColumns,
+    price: PriceColumns,
+}
+
+impl Layout {
+    pub fn new(raw: &TableSchema, cost: &TableSchema) -> Result<Layout, StepError> {
+        Ok(Layout { raw: usage::RawColumns::new(raw)?, cost: CostColumns::new(cost)?, price: PriceColumns::new(cost)? })
+    }
+}
 
 /// Settings of an `openai.cost` step.
 #[derive(Debug, Clone, Deserialize)]
@@ -78,64 +100,72 @@ pub(crate) struct Priced {
 }
 
 impl Priced {
-    /// Prices a batch of raw rows, adding to the totals; returns the batch's cost rows. Pure: the
-    /// golden tests call it directly.
-    pub(crate) fn add(&mut self, org: &str, raw: &[Row], book: &mut PriceBook) -> Vec<Row> {
+    /// Prices a batch of raw records, adding to the totals; returns the batch's cost records (the
+    /// raw records' text moves into them). Pure: the golden tests call it directly.
+    pub(crate) fn add(&mut self, org: &str, raw: Vec<Record>, at: &Layout, book: &mut PriceBook) -> Vec<Record> {
+        let (r_, c_) = (&at.raw, &at.cost);
         let mut rows = Vec::with_capacity(raw.len());
-        for r in raw {
-            let Some(day) = col_date(r, "usage_date") else { continue };
-            let model = col_str(r, "model").unwrap_or("(no model)");
+        for mut r in raw {
+            let Some(day) = r[r_.usage_date].as_date() else { continue };
             let (input, cached, output) =
-                (col_u64(r, "input_tokens"), col_u64(r, "input_cached_tokens"), col_u64(r, "output_tokens"));
-            let batch = r.get("batch").and_then(Value::as_bool);
-            let tier = Tier::openai(batch, col_str(r, "service_tier"));
-            let tokens = Tokens::openai(input, cached, output);
-            let mut row = json!({
-                "usage_date": date_text(day),
-                "org_slug": org,
-                "usage_type": col_str(r, "usage_type").unwrap_or("completions"),
-                "model": r.get("model"),
-                "project_id": r.get("project_id"),
-                "api_key_id": r.get("api_key_id"),
-                "batch": r.get("batch"),
-                "service_tier": r.get("service_tier"),
-                "input_tokens": input,
-                "uncached_input_tokens": input.saturating_sub(cached),
-                "cached_input_tokens": cached,
-                "output_tokens": output,
-                "num_model_requests": col_u64(r, "num_model_requests"),
-            });
-            let (version, cost) = match tokens {
+                (r[r_.input_tokens].as_u64(), r[r_.input_cached_tokens].as_u64(), r[r_.output_tokens].as_u64());
+            let tier = Tier::openai(r[r_.batch].as_bool(), r[r_.service_tier].as_str());
+            let model = r[r_.model].as_str().unwrap_or("(no model)");
+            let (version, cost) = match Tokens::openai(input, cached, output) {
                 Some(t) => book.price(model, day, tier, Context::Short, &t),
                 None => (None, Err(Why::RateMissing { basis: "standard", token_types: vec![TokenType::CachedInput] })),
             };
+            let mut row = c_.record();
+            row[c_.usage_date] = Cell::Date(day);
+            row[c_.org_slug] = Cell::Text(org.to_string());
+            row[c_.input_tokens] = Cell::count(input);
+            row[c_.uncached_input_tokens] = Cell::count(input.saturating_sub(cached));
+            row[c_.cached_input_tokens] = Cell::count(cached);
+            row[c_.output_tokens] = Cell::count(output);
+            row[c_.num_model_requests] = Cell::count(r[r_.num_model_requests].as_u64());
             if let Some(v) = version {
-                set_price_version(&mut row, v);
+                set_price_version(&mut row, &at.price, v);
             }
             match cost {
                 Ok(c) => {
-                    row["uncached_input_cost"] = opt_numeric(c.line(TokenType::UncachedInput));
-                    row["cached_input_cost"] = opt_numeric(c.line(TokenType::CachedInput));
-                    row["output_cost"] = opt_numeric(c.line(TokenType::Output));
-                    row["total_cost"] = numeric(c.total);
-                    row["pricing_basis"] = json!(c.basis);
-                    row["cost_status"] = json!("PRICED");
-                    let currency = version.map(|v| v.currency.clone()).unwrap_or_default();
+                    row[c_.uncached_input_cost] = Cell::opt_numeric(c.line(TokenType::UncachedInput));
+                    row[c_.cached_input_cost] = Cell::opt_numeric(c.line(TokenType::CachedInput));
+                    row[c_.output_cost] = Cell::opt_numeric(c.line(TokenType::Output));
+                    row[c_.total_cost] = Cell::Numeric(c.total);
+                    mark_priced(&mut row, &at.price, c.basis);
                     if self.currency.is_empty() {
-                        self.currency = currency;
+                        self.currency = version.map(|v| v.currency.clone()).unwrap_or_default();
                     }
                     *self.daily.entry((day, None)).or_default() += c.total;
-                    let project = col_str(r, "project_id").unwrap_or("").to_string();
+                    let project = r[r_.project_id].as_str().unwrap_or("");
                     *self.by_project.entry((day, Some(format!("project_id={project}")))).or_default() += c.total;
                     self.total += c.total;
                     self.priced_rows += 1;
                 }
                 Err(why) => {
                     let basis = crate::cost::basis_name(tier, Context::Short);
-                    mark_unpriced(&mut row, &mut self.unpriced, PROVIDER, (model, day, input + output), why, basis);
+                    let tokens = input + output;
+                    mark_unpriced(
+                        (&mut row, &at.price),
+                        &mut self.unpriced,
+                        PROVIDER,
+                        (model, day, tokens),
+                        why,
+                        basis,
+                    );
                 }
             }
-            rows.push(to_row(row));
+            // The dimensions move over as they are.
+            row[c_.usage_type] = match r[r_.usage_type].take() {
+                Cell::Null => Cell::Static("completions"),
+                usage_type => usage_type,
+            };
+            row[c_.model] = r[r_.model].take();
+            row[c_.project_id] = r[r_.project_id].take();
+            row[c_.api_key_id] = r[r_.api_key_id].take();
+            row[c_.batch] = r[r_.batch].take();
+            row[c_.service_tier] = r[r_.service_tier].take();
+            rows.push(row);
         }
         rows
     }
@@ -181,13 +211,14 @@ impl Processor for OpenAiCost {
         check_retry(&config.retry)?;
         let raw_schema = table_schema(ctx.state, PROVIDER, usage::TABLE)?;
         let schema = table_schema(ctx.state, PROVIDER, TABLE)?;
+        let layout = Layout::new(&raw_schema, &schema)?;
         let mut raw = read_window(ctx, &raw_schema, usage::OpenAiUsage::TYPE).await?;
         let mut book = load_book(ctx, PROVIDER).await?;
         // Each batch read back is priced and staged; the window lands after reconciliation.
         let mut writer = WindowWriter::start(ctx, &schema).await?;
         let mut priced = Priced::default();
         while let Some(batch) = raw.next().await {
-            writer.append(priced.add(ctx.org_slug, &batch?, &mut book)).await?;
+            writer.append(priced.add(ctx.org_slug, batch?, &layout, &mut book)).await?;
         }
         let tolerance = Tolerance { warn: config.tolerance, fail: config.fail_tolerance };
 
@@ -262,6 +293,7 @@ mod tests {
     use super::*;
     use crate::cost::default_book;
     use crate::providers::openai::{CompletionsResult, EmbeddingsResult, Page};
+    use crate::warehouse::record::check_record;
     use chrono::NaiveDate;
 
     fn dec(s: &str) -> Decimal {
@@ -287,20 +319,47 @@ mod tests {
         {"object":"organization.usage.embeddings.result","input_tokens":3456789,"num_model_requests":12,
          "project_id":"proj_xyz","user_id":null,"api_key_id":"key_2","model":"text-embedding-3-small"}]}]}"#;
 
-    fn raw_rows() -> Vec<Row> {
+    /// The raw and cost tables' shipped schemas.
+    fn schemas() -> (TableSchema, TableSchema) {
+        let root = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../configs"));
+        let load = |table| crate::processors::load_schema(root, PROVIDER, table).unwrap();
+        (load(super::usage::TABLE), load(TABLE))
+    }
+
+    /// The pages as the usage step's records, each checked against the raw table.
+    fn raw_rows(raw: &TableSchema) -> Vec<Record> {
         let day = NaiveDate::from_ymd_opt(2026, 11, 1).unwrap();
+        let columns = super::usage::RawColumns::new(raw).unwrap();
         let c: Page<CompletionsResult> = serde_json::from_str(COMPLETIONS).unwrap();
         let e: Page<EmbeddingsResult> = serde_json::from_str(EMBEDDINGS).unwrap();
-        let mut rows: Vec<Row> =
-            c.data[0].results.iter().map(|r| super::usage::completions_row("acme", day, r)).collect();
-        rows.extend(e.data[0].results.iter().map(|r| super::usage::embeddings_row("acme", day, r)));
+        let completions = c.data.into_iter().flat_map(|b| b.results);
+        let mut rows: Vec<Record> =
+            completions.map(|r| super::usage::completions_row(&columns, "acme", day, r)).collect();
+        let embeddings = e.data.into_iter().flat_map(|b| b.results);
+        rows.extend(embeddings.map(|r| super::usage::embeddings_row(&columns, "acme", day, r)));
+        for r in &rows {
+            check_record(raw, r).unwrap();
+        }
         rows
+    }
+
+    /// Cost records as keyed rows, each checked against the cost table.
+    fn keyed(cost: &TableSchema, records: &[Record]) -> Vec<crate::warehouse::Row> {
+        records
+            .iter()
+            .map(|r| {
+                check_record(cost, r).unwrap();
+                crate::warehouse::to_keyed_row(cost, r)
+            })
+            .collect()
     }
 
     #[test]
     fn golden_openai_day() {
+        let (raw, cost) = schemas();
+        let layout = Layout::new(&raw, &cost).unwrap();
         let mut priced = Priced::default();
-        let rows = priced.add("acme", &raw_rows(), &mut default_book("openai"));
+        let rows = keyed(&cost, &priced.add("acme", raw_rows(&raw), &layout, &mut default_book("openai")));
         let by_model = |m: &str| rows.iter().find(|r| r["model"] == m).unwrap();
         // gpt-4o-mini-2024-07-18 → gpt-4o-mini, standard:
         //   (182,340 − 64,000) × 0.15 / 1M = 0.017751; 64,000 × 0.075 / 1M = 0.0048; 20,311 × 0.60 / 1M = 0.0121866
@@ -335,26 +394,23 @@ mod tests {
         assert_eq!(priced.daily[&(day, None)], dec("2.10387338"));
         assert_eq!(priced.by_project[&(day, Some("project_id=proj_abc123".into()))], dec("2.0347376"));
         assert_eq!(priced.by_project[&(day, Some("project_id=proj_xyz".into()))], dec("0.06913578"));
-        // Every row fits the table.
-        let root = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../configs"));
-        let schema = crate::processors::load_schema(root, "openai", TABLE).unwrap();
-        crate::warehouse::check_rows(&schema, &rows).unwrap();
-        let raw_schema = crate::processors::load_schema(root, "openai", super::usage::TABLE).unwrap();
-        crate::warehouse::check_rows(&raw_schema, &raw_rows()).unwrap();
     }
 
     #[test]
     fn pricing_is_deterministic() {
         // The same rows in another order or in other batches price the same.
+        let (raw, cost) = schemas();
+        let layout = Layout::new(&raw, &cost).unwrap();
         let (mut a, mut b) = (Priced::default(), Priced::default());
-        let a_rows = a.add("acme", &raw_rows(), &mut default_book("openai"));
-        let mut reversed = raw_rows();
+        let a_rows = a.add("acme", raw_rows(&raw), &layout, &mut default_book("openai"));
+        let mut reversed = raw_rows(&raw);
         reversed.reverse();
         let mut book = default_book("openai");
-        let (first, second) = reversed.split_at(2);
-        let mut b_rows = b.add("acme", first, &mut book);
-        b_rows.extend(b.add("acme", second, &mut book));
+        let second = reversed.split_off(2);
+        let mut b_rows = b.add("acme", reversed, &layout, &mut book);
+        b_rows.extend(b.add("acme", second, &layout, &mut book));
         b_rows.reverse();
+        let (a_rows, b_rows) = (keyed(&cost, &a_rows), keyed(&cost, &b_rows));
         assert_eq!(serde_json::to_string(&a_rows).unwrap(), serde_json::to_string(&b_rows).unwrap());
         assert_eq!(
             (a.total, a.priced_rows, &a.daily, &a.by_project),

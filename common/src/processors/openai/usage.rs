@@ -6,18 +6,27 @@
 use async_trait::async_trait;
 use chrono::NaiveDate;
 use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::json;
 
 use super::{client, http, PROVIDER};
 use crate::pipeline::{Processor, StepContext, StepError, StepOutcome};
 use crate::processors::{
-    check_retry, credential, date_text, default_page_size, page_size, provider_failed, table_schema, WindowWriter,
+    check_retry, credential, default_page_size, page_size, provider_failed, table_columns, table_schema, WindowWriter,
 };
 use crate::providers::openai::{Bucket, CompletionsResult, EmbeddingsResult, ReportQuery};
 use crate::providers::retry::RetryPolicy;
-use crate::warehouse::{to_row, Row};
+use crate::warehouse::{Cell, Record};
 
 pub const TABLE: &str = "openai_usage_daily_raw";
+
+table_columns! {
+    /// `openai_usage_daily_raw`: written here, read back by `openai.cost`.
+    pub(crate) struct RawColumns {
+        usage_date, org_slug, usage_type, model, project_id, api_key_id, batch, service_tier, input_tokens,
+        input_cached_tokens, input_uncached_tokens, input_cache_write_tokens, input_audio_tokens, output_tokens,
+        output_audio_tokens, num_model_requests,
+    }
+}
 
 const COMPLETIONS_GROUPS: [&str; 5] = ["model", "project_id", "api_key_id", "batch", "service_tier"];
 const EMBEDDINGS_GROUPS: [&str; 3] = ["model", "project_id", "api_key_id"];
@@ -73,50 +82,45 @@ fn in_window<R>(b: &Bucket<R>, start: NaiveDate, end: NaiveDate) -> Option<Naive
     b.day().filter(|d| *d >= start && *d <= end)
 }
 
-/// A completions result as a raw row.
-pub fn completions_row(org: &str, day: NaiveDate, r: &CompletionsResult) -> Row {
+/// A completions result as a raw record (its text moves into the record).
+pub(crate) fn completions_row(c: &RawColumns, org: &str, day: NaiveDate, r: CompletionsResult) -> Record {
     let cached = r.input_cached_tokens.unwrap_or(0);
-    to_row(json!({
-        "usage_date": date_text(day),
-        "org_slug": org,
-        "usage_type": Endpoint::Completions.as_str(),
-        "model": r.model,
-        "project_id": r.project_id,
-        "api_key_id": r.api_key_id,
-        "batch": r.batch,
-        "service_tier": r.service_tier,
-        "input_tokens": r.input_tokens,
-        "input_cached_tokens": cached,
-        // Cached tokens are a subset of input (never more, in a sane report).
-        "input_uncached_tokens": r.input_tokens.saturating_sub(cached),
-        "input_cache_write_tokens": r.input_cache_write_tokens,
-        "input_audio_tokens": r.input_audio_tokens,
-        "output_tokens": r.output_tokens,
-        "output_audio_tokens": r.output_audio_tokens,
-        "num_model_requests": r.num_model_requests,
-    }))
+    let mut row = c.record();
+    row[c.usage_date] = Cell::Date(day);
+    row[c.org_slug] = Cell::Text(org.to_string());
+    row[c.usage_type] = Cell::Static(Endpoint::Completions.as_str());
+    row[c.model] = Cell::from(r.model);
+    row[c.project_id] = Cell::from(r.project_id);
+    row[c.api_key_id] = Cell::from(r.api_key_id);
+    row[c.batch] = Cell::opt_bool(r.batch);
+    row[c.service_tier] = Cell::from(r.service_tier);
+    row[c.input_tokens] = Cell::count(r.input_tokens);
+    row[c.input_cached_tokens] = Cell::count(cached);
+    // Cached tokens are a subset of input (never more, in a sane report).
+    row[c.input_uncached_tokens] = Cell::count(r.input_tokens.saturating_sub(cached));
+    row[c.input_cache_write_tokens] = Cell::opt_count(r.input_cache_write_tokens);
+    row[c.input_audio_tokens] = Cell::opt_count(r.input_audio_tokens);
+    row[c.output_tokens] = Cell::count(r.output_tokens);
+    row[c.output_audio_tokens] = Cell::opt_count(r.output_audio_tokens);
+    row[c.num_model_requests] = Cell::count(r.num_model_requests);
+    row
 }
 
-/// An embeddings result as a raw row (no cached or output tokens).
-pub fn embeddings_row(org: &str, day: NaiveDate, r: &EmbeddingsResult) -> Row {
-    to_row(json!({
-        "usage_date": date_text(day),
-        "org_slug": org,
-        "usage_type": Endpoint::Embeddings.as_str(),
-        "model": r.model,
-        "project_id": r.project_id,
-        "api_key_id": r.api_key_id,
-        "batch": Value::Null,
-        "service_tier": Value::Null,
-        "input_tokens": r.input_tokens,
-        "input_cached_tokens": 0,
-        "input_uncached_tokens": r.input_tokens,
-        "input_cache_write_tokens": Value::Null,
-        "input_audio_tokens": Value::Null,
-        "output_tokens": 0,
-        "output_audio_tokens": Value::Null,
-        "num_model_requests": r.num_model_requests,
-    }))
+/// An embeddings result as a raw record (no cached or output tokens).
+pub(crate) fn embeddings_row(c: &RawColumns, org: &str, day: NaiveDate, r: EmbeddingsResult) -> Record {
+    let mut row = c.record();
+    row[c.usage_date] = Cell::Date(day);
+    row[c.org_slug] = Cell::Text(org.to_string());
+    row[c.usage_type] = Cell::Static(Endpoint::Embeddings.as_str());
+    row[c.model] = Cell::from(r.model);
+    row[c.project_id] = Cell::from(r.project_id);
+    row[c.api_key_id] = Cell::from(r.api_key_id);
+    row[c.input_tokens] = Cell::count(r.input_tokens);
+    row[c.input_cached_tokens] = Cell::Int(0);
+    row[c.input_uncached_tokens] = Cell::count(r.input_tokens);
+    row[c.output_tokens] = Cell::Int(0);
+    row[c.num_model_requests] = Cell::count(r.num_model_requests);
+    row
 }
 
 #[async_trait]
@@ -128,6 +132,7 @@ impl Processor for OpenAiUsage {
         check_retry(&config.retry)?;
         let key = credential(ctx, PROVIDER)?;
         let schema = table_schema(ctx.state, PROVIDER, TABLE)?;
+        let columns = RawColumns::new(&schema)?;
         let http = http(ctx)?;
         let api = client(ctx, &http);
         let (start, end) = (ctx.start_date, ctx.end_date);
@@ -143,14 +148,14 @@ impl Processor for OpenAiUsage {
                     let q = ReportQuery { start, end, group_by: &COMPLETIONS_GROUPS, limit: config.page_size };
                     let mut report = api.completions_usage(key, &config.retry, &q);
                     while let Some(buckets) = report.next().await.map_err(provider_failed)? {
-                        for b in &buckets {
-                            let Some(day) = in_window(b, start, end) else { continue };
-                            for r in &b.results {
+                        for b in buckets {
+                            let Some(day) = in_window(&b, start, end) else { continue };
+                            for r in b.results {
                                 totals.input += r.input_tokens;
                                 totals.cached += r.input_cached_tokens.unwrap_or(0);
                                 totals.output += r.output_tokens;
                                 totals.requests += r.num_model_requests;
-                                writer.push(completions_row(ctx.org_slug, day, r)).await?;
+                                writer.push(completions_row(&columns, ctx.org_slug, day, r)).await?;
                             }
                         }
                     }
@@ -160,12 +165,12 @@ impl Processor for OpenAiUsage {
                     let q = ReportQuery { start, end, group_by: &EMBEDDINGS_GROUPS, limit: config.page_size };
                     let mut report = api.embeddings_usage(key, &config.retry, &q);
                     while let Some(buckets) = report.next().await.map_err(provider_failed)? {
-                        for b in &buckets {
-                            let Some(day) = in_window(b, start, end) else { continue };
-                            for r in &b.results {
+                        for b in buckets {
+                            let Some(day) = in_window(&b, start, end) else { continue };
+                            for r in b.results {
                                 totals.input += r.input_tokens;
                                 totals.requests += r.num_model_requests;
-                                writer.push(embeddings_row(ctx.org_slug, day, r)).await?;
+                                writer.push(embeddings_row(&columns, ctx.org_slug, day, r)).await?;
                             }
                         }
                     }
@@ -213,7 +218,15 @@ mod tests {
             "num_model_requests": 412, "project_id": "proj_abc123", "model": "gpt-4o-mini-2024-07-18"
         }))
         .unwrap();
-        let row = completions_row("acme", NaiveDate::from_ymd_opt(2026, 11, 1).unwrap(), &r);
+        let root = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../configs"));
+        let schema = crate::processors::load_schema(root, PROVIDER, TABLE).unwrap();
+        let record = completions_row(
+            &RawColumns::new(&schema).unwrap(),
+            "acme",
+            NaiveDate::from_ymd_opt(2026, 11, 1).unwrap(),
+            r,
+        );
+        let row = crate::warehouse::to_keyed_row(&schema, &record);
         assert_eq!(row["input_uncached_tokens"], 118_340);
         assert_eq!(row["usage_date"], "2026-11-01");
         assert!(row["batch"].is_null());
