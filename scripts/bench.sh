@@ -2,7 +2,8 @@
 # `make bench`: builds the release binaries and the benchmark driver, then measures start-up
 # (exec → first 200 on /health), RSS, and authenticated API latency/throughput on loopback.
 # Results go to stdout as Markdown tables; docs/BENCHMARKS.md keeps the latest run.
-# BENCH_ONLY=pipeline,cost (sections: binaries, startup, cost, pipeline, load) runs only those.
+# BENCH_ONLY=pipeline,cost (sections: binaries, startup, cost, pipeline, load) runs only those;
+# BENCH_PIPELINE_RUNS=N sets how many end-to-end pipeline runs are made (default 5).
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
