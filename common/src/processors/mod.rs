@@ -27,7 +27,7 @@ use crate::app::AppState;
 use crate::pipeline::{StepContext, StepError, StepOutcome};
 use crate::providers::retry::{ProviderError, RetryPolicy};
 use crate::warehouse::{
-    format_timestamp, numeric_text, Cell, Params, Record, RecordBatches, Row, Staging, TableSchema,
+    format_timestamp, numeric_text, Cell, Interner, Params, Record, RecordBatches, Row, Staging, TableSchema,
 };
 
 /// Declares where the columns a processor writes or reads sit in a table: a struct with one
@@ -451,6 +451,36 @@ impl Tolerance {
 /// Amounts per (day, dimension); the dimension is None for the day's total.
 pub(crate) type Amounts = BTreeMap<(NaiveDate, Option<String>), Decimal>;
 
+/// Amounts per day and value of one dimension (a project, a model), added to once per priced
+/// row: a value seen before costs a lookup, not an allocated key.
+#[derive(Debug, Default, PartialEq)]
+pub(crate) struct DimensionAmounts {
+    by_day: BTreeMap<NaiveDate, std::collections::HashMap<String, Decimal>>,
+}
+
+impl DimensionAmounts {
+    pub fn add(&mut self, day: NaiveDate, value: &str, amount: Decimal) {
+        let values = self.by_day.entry(day).or_default();
+        match values.get_mut(value) {
+            Some(total) => *total += amount,
+            None => {
+                values.insert(value.to_string(), amount);
+            }
+        }
+    }
+
+    /// As reconciliation amounts, the dimension written `{name}={value}`.
+    pub fn amounts(&self, name: &str) -> Amounts {
+        let mut out = Amounts::new();
+        for (day, values) in &self.by_day {
+            for (value, amount) in values {
+                out.insert((*day, Some(format!("{name}={value}"))), *amount);
+            }
+        }
+        out
+    }
+}
+
 /// Computed vs reported, one result per key either side has: expected = reported, observed =
 /// computed. A key one side lacks counts as zero there.
 pub(crate) fn reconcile(
@@ -514,13 +544,18 @@ table_columns! {
     }
 }
 
-/// Writes the price version a cost record was priced with into it.
-pub(crate) fn set_price_version(record: &mut Record, cols: &PriceColumns, v: &crate::cost::PriceVersion) {
-    record[cols.price_model_id] = Cell::Text(v.model_id.clone());
-    record[cols.price_version_id] = Cell::Text(v.version_id.clone());
+/// Writes the price version a cost record was priced with into it (its text shared through
+/// `names`: a window uses a handful of versions).
+pub(crate) fn set_price_version(
+    (record, cols): (&mut Record, &PriceColumns),
+    names: &mut Interner,
+    v: &crate::cost::PriceVersion,
+) {
+    record[cols.price_model_id] = names.text(&v.model_id);
+    record[cols.price_version_id] = names.text(&v.version_id);
     record[cols.price_version] = Cell::Int(v.version);
     record[cols.price_effective_from] = Cell::Date(v.effective_from);
-    record[cols.currency] = Cell::Text(v.currency.clone());
+    record[cols.currency] = names.text(&v.currency);
 }
 
 /// Marks a cost record priced: its basis and status.

@@ -110,16 +110,17 @@ enum BodyError {
 /// A response body as bytes, copied chunk by chunk into one buffer sized from Content-Length:
 /// a day of usage is megabytes, so this holds it once (`Response::bytes` gathers the chunks and
 /// then copies them, twice the memory) and it is parsed without a checked copy into a String.
-async fn read_body(mut response: reqwest::Response) -> Result<Vec<u8>, BodyError> {
+async fn read_body(mut response: reqwest::Response, body: &mut Vec<u8>) -> Result<(), BodyError> {
+    body.clear();
     let expected = response.content_length().unwrap_or(0).min(MAX_RESPONSE_BYTES as u64);
-    let mut body = Vec::with_capacity(expected as usize);
+    body.reserve(expected as usize);
     while let Some(chunk) = response.chunk().await.map_err(BodyError::Read)? {
         if body.len() + chunk.len() > MAX_RESPONSE_BYTES {
             return Err(BodyError::TooLarge);
         }
         body.extend_from_slice(&chunk);
     }
-    Ok(body)
+    Ok(())
 }
 
 fn retryable(status: u16) -> bool {
@@ -131,6 +132,20 @@ impl ProviderHttp {
     /// removed from any provider message kept in the error.
     pub async fn get_json<T: DeserializeOwned>(
         &self,
+        provider: &str,
+        secret: &str,
+        policy: &RetryPolicy,
+        request: impl Fn() -> reqwest::RequestBuilder,
+    ) -> Result<T, ProviderError> {
+        self.get_json_in(&mut Vec::new(), provider, secret, policy, request).await
+    }
+
+    /// [`get_json`](Self::get_json) reading the response into `body`, a buffer the caller
+    /// reuses: a report's pages are megabytes each, and one buffer for all of them keeps the
+    /// allocator from holding a freed page-sized block per page read.
+    pub async fn get_json_in<T: DeserializeOwned>(
+        &self,
+        body: &mut Vec<u8>,
         provider: &str,
         secret: &str,
         policy: &RetryPolicy,
@@ -158,8 +173,8 @@ impl ProviderHttp {
                 Ok(response) => {
                     let status = response.status().as_u16();
                     let headers = response.headers().clone();
-                    let body = match read_body(response).await {
-                        Ok(b) => b,
+                    match read_body(response, body).await {
+                        Ok(()) => {}
                         Err(BodyError::Read(e)) => {
                             let status = if e.is_timeout() { 504 } else { 502 };
                             return Err(fail(status, format!("the response could not be read ({e})")));
@@ -172,11 +187,11 @@ impl ProviderHttp {
                         }
                     };
                     if (200..300).contains(&status) {
-                        return serde_json::from_slice(&body).map_err(|e| {
+                        return serde_json::from_slice(body).map_err(|e| {
                             fail(status, format!("the response does not have the documented shape: {e}"))
                         });
                     }
-                    let body = serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
+                    let body = serde_json::from_slice(body).unwrap_or(serde_json::Value::Null);
                     let said = provider_message(&body).map(|m| redact(&m, secret)).unwrap_or_default();
                     let message = if said.is_empty() { format!("HTTP {status}") } else { said };
                     if !retryable(status) {
@@ -241,6 +256,8 @@ pub struct Pages<'a, T> {
     cursor: Option<String>,
     pages: u32,
     done: bool,
+    /// The response buffer every page is read into.
+    body: Vec<u8>,
     _items: std::marker::PhantomData<fn() -> T>,
 }
 
@@ -257,7 +274,8 @@ impl<T: DeserializeOwned> Pages<'_, T> {
                 None => r,
             }
         };
-        let page: Page<T> = self.http.get_json(self.provider, self.secret, self.policy, request).await?;
+        let page: Page<T> =
+            self.http.get_json_in(&mut self.body, self.provider, self.secret, self.policy, request).await?;
         self.pages += 1;
         match page.next_page.filter(|n| !n.is_empty()) {
             Some(next) if self.cursor.as_deref() == Some(next.as_str()) || self.pages >= MAX_PAGES => {
@@ -303,6 +321,7 @@ impl ProviderHttp {
             cursor: None,
             pages: 0,
             done: false,
+            body: Vec::new(),
             _items: std::marker::PhantomData,
         }
     }

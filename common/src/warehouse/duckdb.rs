@@ -21,9 +21,19 @@ use serde_json::Value;
 use super::record::{at_row, check_record};
 use super::{
     check_new_column, check_rows, check_schema, format_timestamp, scan_named_params, to_keyed_row, Cell,
-    DatasetOptions, Field, FieldType, Mode, Param, Params, Record, RecordBatches, Row, SqlPiece, Staging, TableSchema,
-    Warehouse, WarehouseError, WarehouseResult,
+    DatasetOptions, Field, FieldType, Interner, Mode, Param, Params, Record, RecordBatches, Row, SqlPiece, Staging,
+    TableSchema, Warehouse, WarehouseError, WarehouseResult,
 };
+
+/// DuckDB's allocator (its own jemalloc) keeps freed memory for reuse; a pipeline frees tens of
+/// MB at each commit (the transaction's rows) and the next step allocates as much again, on other
+/// threads. Purging in the background and after every large free keeps that from adding up:
+/// `make bench`'s pipeline peaked at up to 194 MB (223 MB once) without these, and at most
+/// 180 MB in 28 runs with them and the pipelines' shared text ([`Interner`]), at the same
+/// throughput (docs/BENCHMARKS.md).
+const ALLOCATOR_SETTINGS: &str = "SET allocator_background_threads = true; \
+     SET allocator_flush_threshold = '4MB'; \
+     SET allocator_bulk_deallocation_flush_threshold = '4MB';";
 
 /// Idle connections kept for reuse; more are cloned on demand and dropped when returned.
 const MAX_IDLE_CONNECTIONS: usize = 8;
@@ -123,9 +133,11 @@ impl Pool {
             .get_or_try_init(|| async {
                 let path = self.path.clone().ok_or_else(|| WarehouseError::Unavailable("no database".into()))?;
                 tokio::task::spawn_blocking(move || {
-                    Connection::open(&path).map(Mutex::new).map_err(|e| {
+                    let conn = Connection::open(&path).map_err(|e| {
                         WarehouseError::Unavailable(format!("cannot open DuckDB file {}: {e}", path.display()))
-                    })
+                    })?;
+                    conn.execute_batch(ALLOCATOR_SETTINGS).map_err(backend)?;
+                    Ok(Mutex::new(conn))
                 })
                 .await
                 .map_err(|e| WarehouseError::Unavailable(format!("opening DuckDB failed: {e}")))?
@@ -403,7 +415,7 @@ fn read_batches<R>(
     sql: &str,
     params: &Params,
     batch_rows: usize,
-    make: impl Fn(&[String], &duckdb::Row<'_>) -> WarehouseResult<R>,
+    mut make: impl FnMut(&[String], &duckdb::Row<'_>) -> WarehouseResult<R>,
     mut each: impl FnMut(Vec<R>) -> bool,
 ) -> WarehouseResult<()> {
     let (sql, values) = positional(sql, params)?;
@@ -428,8 +440,9 @@ fn read_batches<R>(
     Ok(())
 }
 
-/// A result row as a record: typed values become cells as they are (no text in between).
-fn record_of(row: &duckdb::Row<'_>, width: usize) -> WarehouseResult<Record> {
+/// A result row as a record: typed values become cells as they are (no text in between), and
+/// repeated text is shared through the query's `names`.
+fn record_of(row: &duckdb::Row<'_>, width: usize, names: &mut Interner) -> WarehouseResult<Record> {
     use duckdb::types::ValueRef;
     let mut record = Vec::with_capacity(width);
     for i in 0..width {
@@ -448,7 +461,10 @@ fn record_of(row: &duckdb::Row<'_>, width: usize) -> WarehouseResult<Record> {
             ValueRef::Decimal(d) => rust_decimal::Decimal::try_from_i128_with_scale(d.value(), d.scale().into())
                 .map(Cell::Numeric)
                 .map_err(|_| WarehouseError::Backend(format!("NUMERIC {d} is beyond 28 significant digits")))?,
-            ValueRef::Text(bytes) => Cell::Text(String::from_utf8_lossy(bytes).into_owned()),
+            ValueRef::Text(bytes) => match std::str::from_utf8(bytes) {
+                Ok(text) => names.text(text),
+                Err(_) => Cell::Text(String::from_utf8_lossy(bytes).into_owned()),
+            },
             ValueRef::Blob(bytes) => Cell::Bytes(bytes.to_vec()),
             ValueRef::Date32(days) => Cell::Date(date_of(days).ok_or_else(|| out_of_range("DATE"))?),
             ValueRef::Timestamp(unit, v) => Cell::Timestamp(
@@ -643,6 +659,7 @@ fn appender_value(cell: &Cell) -> duckdb::types::ToSqlOutput<'_> {
         },
         Cell::Text(s) => ValueRef::Text(s.as_bytes()),
         Cell::Static(s) => ValueRef::Text(s.as_bytes()),
+        Cell::Shared(s) => ValueRef::Text(s.as_bytes()),
         Cell::Bytes(b) => ValueRef::Blob(b),
         Cell::Date(d) => ValueRef::Date32(i32::try_from((*d - EPOCH).num_days()).unwrap_or(i32::MAX)),
         Cell::Timestamp(ts) => ValueRef::Timestamp(TimeUnit::Microsecond, ts.timestamp_micros()),
@@ -884,7 +901,8 @@ impl Warehouse for DuckDbWarehouse {
                 }
             };
             // A send fails only when the reader went away: stop reading then.
-            let records = |names: &[String], row: &duckdb::Row<'_>| record_of(row, names.len());
+            let mut names = Interner::default();
+            let records = |columns: &[String], row: &duckdb::Row<'_>| record_of(row, columns.len(), &mut names);
             let read = read_batches(&conn, &sql, &params, batch_rows.max(1), records, |batch| {
                 sender.blocking_send(Ok(batch)).is_ok()
             });

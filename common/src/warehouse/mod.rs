@@ -25,7 +25,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use rust_decimal::Decimal;
 use serde_json::{Map, Value};
 
-pub use record::{numeric_text, to_keyed_row, to_record, to_records, Cell, Record};
+pub use record::{numeric_text, to_keyed_row, to_record, to_records, Cell, Interner, Record};
 pub use schema::{is_identifier, Field, FieldType, Mode, TableSchema};
 
 /// One result row, column name → value in the canonical JSON form shared by every backend:

@@ -5,6 +5,9 @@
 //! [`Row`] stays the form of everything small (queries, inserts, API answers); the two convert
 //! into each other by a schema.
 
+use std::collections::HashSet;
+use std::sync::Arc;
+
 use base64::Engine;
 use chrono::{DateTime, NaiveDate, Utc};
 use rust_decimal::Decimal;
@@ -26,6 +29,9 @@ pub enum Cell {
     Text(String),
     /// Text known at compile time (a status, a type name): no allocation per row.
     Static(&'static str),
+    /// Text many records repeat (a model, a project, the organization), shared through an
+    /// [`Interner`]: one allocation per distinct value instead of one per cell.
+    Shared(Arc<str>),
     Bytes(Vec<u8>),
     Date(NaiveDate),
     Timestamp(DateTime<Utc>),
@@ -35,6 +41,36 @@ pub enum Cell {
 impl From<Option<String>> for Cell {
     fn from(value: Option<String>) -> Cell {
         value.map_or(Cell::Null, Cell::Text)
+    }
+}
+
+/// Hands out [`Cell::Shared`] text: the first occurrence of a value is allocated once, later
+/// ones share it. Pipelines repeat a handful of models, projects and keys over a window's
+/// hundred thousand rows, so this replaces most per-cell allocations (and their frees on other
+/// threads) with a lookup. Bounded: past `MAX_DISTINCT` values new text is allocated per cell.
+#[derive(Debug, Default)]
+pub struct Interner {
+    values: HashSet<Arc<str>>,
+}
+
+impl Interner {
+    /// Distinct values kept per interner (a step's or a query's): a few MB at most.
+    const MAX_DISTINCT: usize = 65_536;
+
+    pub fn text(&mut self, value: &str) -> Cell {
+        if let Some(shared) = self.values.get(value) {
+            return Cell::Shared(shared.clone());
+        }
+        if self.values.len() >= Self::MAX_DISTINCT {
+            return Cell::Text(value.to_string());
+        }
+        let shared: Arc<str> = Arc::from(value);
+        self.values.insert(shared.clone());
+        Cell::Shared(shared)
+    }
+
+    pub fn opt_text(&mut self, value: Option<&str>) -> Cell {
+        value.map_or(Cell::Null, |v| self.text(v))
     }
 }
 
@@ -72,6 +108,7 @@ impl Cell {
         match self {
             Cell::Text(s) => Some(s),
             Cell::Static(s) => Some(s),
+            Cell::Shared(s) => Some(s),
             _ => None,
         }
     }
@@ -111,7 +148,7 @@ impl Cell {
         matches!(
             (field_type, self),
             (_, Cell::Null)
-                | (FieldType::String | FieldType::Json, Cell::Text(_) | Cell::Static(_))
+                | (FieldType::String | FieldType::Json, Cell::Text(_) | Cell::Static(_) | Cell::Shared(_))
                 | (FieldType::Bytes, Cell::Bytes(_))
                 | (FieldType::Int64, Cell::Int(_))
                 | (FieldType::Float64, Cell::Float(_))
@@ -132,6 +169,7 @@ impl Cell {
             Cell::Numeric(d) => Value::String(numeric_text(*d)),
             Cell::Text(s) => Value::String(s.clone()),
             Cell::Static(s) => Value::String((*s).to_string()),
+            Cell::Shared(s) => Value::String(s.to_string()),
             Cell::Bytes(b) => Value::String(base64::engine::general_purpose::STANDARD.encode(b)),
             Cell::Date(d) => Value::String(d.to_string()),
             Cell::Timestamp(ts) => Value::String(format_timestamp(ts)),
@@ -280,7 +318,7 @@ impl Cell {
             Cell::Int(_) => "an INT64",
             Cell::Float(_) => "a FLOAT64",
             Cell::Numeric(_) => "a NUMERIC",
-            Cell::Text(_) | Cell::Static(_) => "text",
+            Cell::Text(_) | Cell::Static(_) | Cell::Shared(_) => "text",
             Cell::Bytes(_) => "bytes",
             Cell::Date(_) => "a DATE",
             Cell::Timestamp(_) => "a TIMESTAMP",
@@ -350,6 +388,23 @@ mod tests {
         check_record(&s, &rec).unwrap();
         rec.pop();
         assert!(check_record(&s, &rec).is_err(), "a short record");
+    }
+
+    #[test]
+    fn interned_text_is_shared_and_bounded() {
+        let mut names = Interner::default();
+        let (a, b) = (names.text("gpt-4o"), names.text("gpt-4o"));
+        match (&a, &b) {
+            (Cell::Shared(x), Cell::Shared(y)) => assert!(Arc::ptr_eq(x, y), "one allocation per value"),
+            other => panic!("expected shared text, got {other:?}"),
+        }
+        assert_eq!((a.as_str(), a.to_json()), (Some("gpt-4o"), Value::String("gpt-4o".into())));
+        assert!(a.fits(FieldType::String, Mode::Required) && !a.fits(FieldType::Int64, Mode::Nullable));
+        assert_eq!(names.opt_text(None), Cell::Null);
+        for i in 0..Interner::MAX_DISTINCT {
+            names.text(&i.to_string());
+        }
+        assert!(matches!(names.text("one more"), Cell::Text(_)), "past the bound, text is not kept");
     }
 
     #[test]

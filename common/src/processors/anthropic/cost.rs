@@ -27,12 +27,12 @@ use crate::processors::openai::http;
 use crate::processors::{
     check_retry, credential, date_text, decimal_text, default_page_size, finish_cost_step, numeric,
     optional_decimal_text, page_size, provider_failed, read_window, reconcile, table_columns, table_schema, Amounts,
-    CostSummary, DqResult, DqStatus, PriceColumns, Tolerance, Unpriced, WindowWriter,
+    CostSummary, DimensionAmounts, DqResult, DqStatus, PriceColumns, Tolerance, Unpriced, WindowWriter,
 };
 use crate::processors::{mark_priced, mark_unpriced, set_price_version};
 use crate::providers::anthropic::ReportQuery;
 use crate::providers::retry::RetryPolicy;
-use crate::warehouse::{Cell, Record, TableSchema};
+use crate::warehouse::{Cell, Interner, Record, TableSchema};
 
 pub const TABLE: &str = "anthropic_cost_daily";
 
@@ -90,7 +90,9 @@ pub struct AnthropicCost;
 pub(crate) struct Priced {
     pub unpriced: Unpriced,
     pub daily: Amounts,
-    pub by_model: Amounts,
+    pub by_model: DimensionAmounts,
+    /// Text the cost records share (organization, price versions).
+    pub names: Interner,
     pub currency: String,
     pub total: Decimal,
     pub priced_rows: u64,
@@ -117,14 +119,14 @@ impl Priced {
             let (version, cost) = book.price(model, day, tier, context, &tokens);
             let mut row = c_.record();
             row[c_.usage_date] = Cell::Date(day);
-            row[c_.org_slug] = Cell::Text(org.to_string());
+            row[c_.org_slug] = self.names.text(org);
             row[c_.uncached_input_tokens] = Cell::count(tokens.uncached_input);
             row[c_.cache_read_input_tokens] = Cell::count(tokens.cached_input);
             row[c_.cache_write_5m_input_tokens] = Cell::count(tokens.cache_write_5m);
             row[c_.cache_write_1h_input_tokens] = Cell::count(tokens.cache_write_1h);
             row[c_.output_tokens] = Cell::count(tokens.output);
             if let Some(v) = version {
-                set_price_version(&mut row, &at.price, v);
+                set_price_version((&mut row, &at.price), &mut self.names, v);
             }
             match cost {
                 Ok(c) => {
@@ -139,7 +141,7 @@ impl Priced {
                         self.currency = version.map(|v| v.currency.clone()).unwrap_or_default();
                     }
                     *self.daily.entry((day, None)).or_default() += c.total;
-                    *self.by_model.entry((day, Some(format!("model={model}")))).or_default() += c.total;
+                    self.by_model.add(day, model, c.total);
                     self.total += c.total;
                     self.priced_rows += 1;
                 }
@@ -263,7 +265,7 @@ impl Processor for AnthropicCost {
             dq.extend(day_checks);
             dq.extend(reconcile(
                 "cost_reconciliation_daily_model",
-                &priced.by_model,
+                &priced.by_model.amounts("model"),
                 &by_model,
                 &tolerance,
                 priced.currency(),
@@ -326,8 +328,9 @@ mod tests {
         let page: Page<UsageResult> = serde_json::from_str(USAGE).unwrap();
         let bucket = page.data.into_iter().next().unwrap();
         let (day, columns) = (bucket.day().unwrap(), super::usage::RawColumns::new(&raw).unwrap());
+        let mut names = crate::warehouse::Interner::default();
         let raw_rows: Vec<Record> =
-            bucket.results.into_iter().map(|r| super::usage::usage_row(&columns, "acme", day, r)).collect();
+            bucket.results.iter().map(|r| super::usage::usage_row((&columns, &mut names), "acme", day, r)).collect();
         for r in &raw_rows {
             check_record(&raw, r).unwrap();
         }
@@ -363,6 +366,7 @@ mod tests {
         // Day: 0.019935 + 1.95 + 1.25 = 3.219935
         assert_eq!(priced.total, dec("3.219935"));
         let day = NaiveDate::from_ymd_opt(2026, 11, 1).unwrap();
-        assert_eq!(priced.by_model[&(day, Some("model=claude-sonnet-4-5-20250929".into()))], dec("1.95"));
+        let by_model = priced.by_model.amounts("model");
+        assert_eq!(by_model[&(day, Some("model=claude-sonnet-4-5-20250929".into()))], dec("1.95"));
     }
 }

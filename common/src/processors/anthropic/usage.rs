@@ -15,7 +15,7 @@ use crate::processors::{
 };
 use crate::providers::anthropic::{ReportQuery, UsageResult};
 use crate::providers::retry::RetryPolicy;
-use crate::warehouse::{Cell, Record};
+use crate::warehouse::{Cell, Interner, Record};
 
 pub const TABLE: &str = "anthropic_usage_daily_raw";
 
@@ -44,16 +44,21 @@ pub struct Config {
 
 pub struct AnthropicUsage;
 
-/// A usage-report result as a raw record (its text moves into the record).
-pub(crate) fn usage_row(c: &RawColumns, org: &str, day: NaiveDate, r: UsageResult) -> Record {
+/// A usage-report result as a raw record (its text shared through `names`).
+pub(crate) fn usage_row(
+    (c, names): (&RawColumns, &mut Interner),
+    org: &str,
+    day: NaiveDate,
+    r: &UsageResult,
+) -> Record {
     let mut row = c.record();
     row[c.usage_date] = Cell::Date(day);
-    row[c.org_slug] = Cell::Text(org.to_string());
-    row[c.model] = Cell::from(r.model);
-    row[c.workspace_id] = Cell::from(r.workspace_id);
-    row[c.api_key_id] = Cell::from(r.api_key_id);
-    row[c.service_tier] = Cell::from(r.service_tier);
-    row[c.context_window] = Cell::from(r.context_window);
+    row[c.org_slug] = names.text(org);
+    row[c.model] = names.opt_text(r.model.as_deref());
+    row[c.workspace_id] = names.opt_text(r.workspace_id.as_deref());
+    row[c.api_key_id] = names.opt_text(r.api_key_id.as_deref());
+    row[c.service_tier] = names.opt_text(r.service_tier.as_deref());
+    row[c.context_window] = names.opt_text(r.context_window.as_deref());
     row[c.uncached_input_tokens] = Cell::count(r.uncached_input_tokens);
     row[c.cache_read_input_tokens] = Cell::count(r.cache_read_input_tokens);
     row[c.cache_write_5m_input_tokens] = Cell::count(r.cache_creation.ephemeral_5m_input_tokens);
@@ -73,6 +78,7 @@ impl Processor for AnthropicUsage {
         let key = credential(ctx, PROVIDER)?;
         let schema = table_schema(ctx.state, PROVIDER, TABLE)?;
         let columns = RawColumns::new(&schema)?;
+        let mut names = Interner::default();
         let http = http(ctx)?;
         let api = client(ctx, &http);
         let (start, end) = (ctx.start_date, ctx.end_date);
@@ -82,15 +88,15 @@ impl Processor for AnthropicUsage {
         let mut report = api.usage_report(key, &config.retry, &q);
         // Each page is turned into rows and staged as it arrives; the window lands after the last.
         while let Some(buckets) = report.next().await.map_err(provider_failed)? {
-            for b in buckets {
+            for b in &buckets {
                 let Some(day) = b.day().filter(|d| *d >= start && *d <= end) else { continue };
-                for r in b.results {
+                for r in &b.results {
                     input += r.uncached_input_tokens
                         + r.cache_read_input_tokens
                         + r.cache_creation.ephemeral_5m_input_tokens
                         + r.cache_creation.ephemeral_1h_input_tokens;
                     output += r.output_tokens;
-                    writer.push(usage_row(&columns, ctx.org_slug, day, r)).await?;
+                    writer.push(usage_row((&columns, &mut names), ctx.org_slug, day, r)).await?;
                 }
             }
         }

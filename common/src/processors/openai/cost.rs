@@ -23,13 +23,13 @@ use crate::pipeline::{Processor, StepContext, StepError, StepOutcome};
 use crate::pricebook::BookKind;
 use crate::processors::{
     check_retry, credential, decimal_text, default_page_size, finish_cost_step, optional_decimal_text, page_size,
-    provider_failed, read_window, reconcile, table_columns, table_schema, Amounts, CostSummary, DqResult, PriceColumns,
-    Tolerance, Unpriced, WindowWriter,
+    provider_failed, read_window, reconcile, table_columns, table_schema, Amounts, CostSummary, DimensionAmounts,
+    DqResult, PriceColumns, Tolerance, Unpriced, WindowWriter,
 };
 use crate::processors::{mark_priced, mark_unpriced, set_price_version};
 use crate::providers::openai::ReportQuery;
 use crate::providers::retry::RetryPolicy;
-use crate::warehouse::{Cell, Record, TableSchema};
+use crate::warehouse::{Cell, Interner, Record, TableSchema};
 
 pub const TABLE: &str = "openai_cost_daily";
 
@@ -93,7 +93,9 @@ pub(crate) struct Priced {
     pub unpriced: Unpriced,
     /// Day totals and (day, project) totals of priced rows.
     pub daily: Amounts,
-    pub by_project: Amounts,
+    pub by_project: DimensionAmounts,
+    /// Text the cost records share (organization, price versions).
+    pub names: Interner,
     pub currency: String,
     pub total: Decimal,
     pub priced_rows: u64,
@@ -117,14 +119,14 @@ impl Priced {
             };
             let mut row = c_.record();
             row[c_.usage_date] = Cell::Date(day);
-            row[c_.org_slug] = Cell::Text(org.to_string());
+            row[c_.org_slug] = self.names.text(org);
             row[c_.input_tokens] = Cell::count(input);
             row[c_.uncached_input_tokens] = Cell::count(input.saturating_sub(cached));
             row[c_.cached_input_tokens] = Cell::count(cached);
             row[c_.output_tokens] = Cell::count(output);
             row[c_.num_model_requests] = Cell::count(r[r_.num_model_requests].as_u64());
             if let Some(v) = version {
-                set_price_version(&mut row, &at.price, v);
+                set_price_version((&mut row, &at.price), &mut self.names, v);
             }
             match cost {
                 Ok(c) => {
@@ -138,7 +140,7 @@ impl Priced {
                     }
                     *self.daily.entry((day, None)).or_default() += c.total;
                     let project = r[r_.project_id].as_str().unwrap_or("");
-                    *self.by_project.entry((day, Some(format!("project_id={project}")))).or_default() += c.total;
+                    self.by_project.add(day, project, c.total);
                     self.total += c.total;
                     self.priced_rows += 1;
                 }
@@ -265,7 +267,7 @@ impl Processor for OpenAiCost {
             dq.extend(day_checks);
             dq.extend(reconcile(
                 "cost_reconciliation_daily_project",
-                &priced.by_project,
+                &priced.by_project.amounts("project_id"),
                 &by_project,
                 &tolerance,
                 priced.currency(),
@@ -330,13 +332,14 @@ mod tests {
     fn raw_rows(raw: &TableSchema) -> Vec<Record> {
         let day = NaiveDate::from_ymd_opt(2026, 11, 1).unwrap();
         let columns = super::usage::RawColumns::new(raw).unwrap();
+        let mut names = crate::warehouse::Interner::default();
         let c: Page<CompletionsResult> = serde_json::from_str(COMPLETIONS).unwrap();
         let e: Page<EmbeddingsResult> = serde_json::from_str(EMBEDDINGS).unwrap();
         let completions = c.data.into_iter().flat_map(|b| b.results);
         let mut rows: Vec<Record> =
-            completions.map(|r| super::usage::completions_row(&columns, "acme", day, r)).collect();
+            completions.map(|r| super::usage::completions_row((&columns, &mut names), "acme", day, &r)).collect();
         let embeddings = e.data.into_iter().flat_map(|b| b.results);
-        rows.extend(embeddings.map(|r| super::usage::embeddings_row(&columns, "acme", day, r)));
+        rows.extend(embeddings.map(|r| super::usage::embeddings_row((&columns, &mut names), "acme", day, &r)));
         for r in &rows {
             check_record(raw, r).unwrap();
         }
@@ -392,8 +395,9 @@ mod tests {
         assert_eq!(priced.total, dec("2.10387338"));
         let day = NaiveDate::from_ymd_opt(2026, 11, 1).unwrap();
         assert_eq!(priced.daily[&(day, None)], dec("2.10387338"));
-        assert_eq!(priced.by_project[&(day, Some("project_id=proj_abc123".into()))], dec("2.0347376"));
-        assert_eq!(priced.by_project[&(day, Some("project_id=proj_xyz".into()))], dec("0.06913578"));
+        let by_project = priced.by_project.amounts("project_id");
+        assert_eq!(by_project[&(day, Some("project_id=proj_abc123".into()))], dec("2.0347376"));
+        assert_eq!(by_project[&(day, Some("project_id=proj_xyz".into()))], dec("0.06913578"));
     }
 
     #[test]

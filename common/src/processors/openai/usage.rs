@@ -15,7 +15,7 @@ use crate::processors::{
 };
 use crate::providers::openai::{Bucket, CompletionsResult, EmbeddingsResult, ReportQuery};
 use crate::providers::retry::RetryPolicy;
-use crate::warehouse::{Cell, Record};
+use crate::warehouse::{Cell, Interner, Record};
 
 pub const TABLE: &str = "openai_usage_daily_raw";
 
@@ -82,18 +82,23 @@ fn in_window<R>(b: &Bucket<R>, start: NaiveDate, end: NaiveDate) -> Option<Naive
     b.day().filter(|d| *d >= start && *d <= end)
 }
 
-/// A completions result as a raw record (its text moves into the record).
-pub(crate) fn completions_row(c: &RawColumns, org: &str, day: NaiveDate, r: CompletionsResult) -> Record {
+/// A completions result as a raw record (its text shared through `names`).
+pub(crate) fn completions_row(
+    (c, names): (&RawColumns, &mut Interner),
+    org: &str,
+    day: NaiveDate,
+    r: &CompletionsResult,
+) -> Record {
     let cached = r.input_cached_tokens.unwrap_or(0);
     let mut row = c.record();
     row[c.usage_date] = Cell::Date(day);
-    row[c.org_slug] = Cell::Text(org.to_string());
+    row[c.org_slug] = names.text(org);
     row[c.usage_type] = Cell::Static(Endpoint::Completions.as_str());
-    row[c.model] = Cell::from(r.model);
-    row[c.project_id] = Cell::from(r.project_id);
-    row[c.api_key_id] = Cell::from(r.api_key_id);
+    row[c.model] = names.opt_text(r.model.as_deref());
+    row[c.project_id] = names.opt_text(r.project_id.as_deref());
+    row[c.api_key_id] = names.opt_text(r.api_key_id.as_deref());
     row[c.batch] = Cell::opt_bool(r.batch);
-    row[c.service_tier] = Cell::from(r.service_tier);
+    row[c.service_tier] = names.opt_text(r.service_tier.as_deref());
     row[c.input_tokens] = Cell::count(r.input_tokens);
     row[c.input_cached_tokens] = Cell::count(cached);
     // Cached tokens are a subset of input (never more, in a sane report).
@@ -107,14 +112,19 @@ pub(crate) fn completions_row(c: &RawColumns, org: &str, day: NaiveDate, r: Comp
 }
 
 /// An embeddings result as a raw record (no cached or output tokens).
-pub(crate) fn embeddings_row(c: &RawColumns, org: &str, day: NaiveDate, r: EmbeddingsResult) -> Record {
+pub(crate) fn embeddings_row(
+    (c, names): (&RawColumns, &mut Interner),
+    org: &str,
+    day: NaiveDate,
+    r: &EmbeddingsResult,
+) -> Record {
     let mut row = c.record();
     row[c.usage_date] = Cell::Date(day);
-    row[c.org_slug] = Cell::Text(org.to_string());
+    row[c.org_slug] = names.text(org);
     row[c.usage_type] = Cell::Static(Endpoint::Embeddings.as_str());
-    row[c.model] = Cell::from(r.model);
-    row[c.project_id] = Cell::from(r.project_id);
-    row[c.api_key_id] = Cell::from(r.api_key_id);
+    row[c.model] = names.opt_text(r.model.as_deref());
+    row[c.project_id] = names.opt_text(r.project_id.as_deref());
+    row[c.api_key_id] = names.opt_text(r.api_key_id.as_deref());
     row[c.input_tokens] = Cell::count(r.input_tokens);
     row[c.input_cached_tokens] = Cell::Int(0);
     row[c.input_uncached_tokens] = Cell::count(r.input_tokens);
@@ -133,6 +143,7 @@ impl Processor for OpenAiUsage {
         let key = credential(ctx, PROVIDER)?;
         let schema = table_schema(ctx.state, PROVIDER, TABLE)?;
         let columns = RawColumns::new(&schema)?;
+        let mut names = Interner::default();
         let http = http(ctx)?;
         let api = client(ctx, &http);
         let (start, end) = (ctx.start_date, ctx.end_date);
@@ -148,14 +159,14 @@ impl Processor for OpenAiUsage {
                     let q = ReportQuery { start, end, group_by: &COMPLETIONS_GROUPS, limit: config.page_size };
                     let mut report = api.completions_usage(key, &config.retry, &q);
                     while let Some(buckets) = report.next().await.map_err(provider_failed)? {
-                        for b in buckets {
-                            let Some(day) = in_window(&b, start, end) else { continue };
-                            for r in b.results {
+                        for b in &buckets {
+                            let Some(day) = in_window(b, start, end) else { continue };
+                            for r in &b.results {
                                 totals.input += r.input_tokens;
                                 totals.cached += r.input_cached_tokens.unwrap_or(0);
                                 totals.output += r.output_tokens;
                                 totals.requests += r.num_model_requests;
-                                writer.push(completions_row(&columns, ctx.org_slug, day, r)).await?;
+                                writer.push(completions_row((&columns, &mut names), ctx.org_slug, day, r)).await?;
                             }
                         }
                     }
@@ -165,12 +176,12 @@ impl Processor for OpenAiUsage {
                     let q = ReportQuery { start, end, group_by: &EMBEDDINGS_GROUPS, limit: config.page_size };
                     let mut report = api.embeddings_usage(key, &config.retry, &q);
                     while let Some(buckets) = report.next().await.map_err(provider_failed)? {
-                        for b in buckets {
-                            let Some(day) = in_window(&b, start, end) else { continue };
-                            for r in b.results {
+                        for b in &buckets {
+                            let Some(day) = in_window(b, start, end) else { continue };
+                            for r in &b.results {
                                 totals.input += r.input_tokens;
                                 totals.requests += r.num_model_requests;
-                                writer.push(embeddings_row(&columns, ctx.org_slug, day, r)).await?;
+                                writer.push(embeddings_row((&columns, &mut names), ctx.org_slug, day, r)).await?;
                             }
                         }
                     }
@@ -220,12 +231,8 @@ mod tests {
         .unwrap();
         let root = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../configs"));
         let schema = crate::processors::load_schema(root, PROVIDER, TABLE).unwrap();
-        let record = completions_row(
-            &RawColumns::new(&schema).unwrap(),
-            "acme",
-            NaiveDate::from_ymd_opt(2026, 11, 1).unwrap(),
-            r,
-        );
+        let columns = (&RawColumns::new(&schema).unwrap(), &mut Interner::default());
+        let record = completions_row(columns, "acme", NaiveDate::from_ymd_opt(2026, 11, 1).unwrap(), &r);
         let row = crate::warehouse::to_keyed_row(&schema, &record);
         assert_eq!(row["input_uncached_tokens"], 118_340);
         assert_eq!(row["usage_date"], "2026-11-01");
