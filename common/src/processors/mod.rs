@@ -10,7 +10,8 @@
 //!   leaves the table as it was, and a rerun replaces the window (no run ids or timestamps in
 //!   data rows, and rows stored in the order they are produced, so five reruns leave
 //!   byte-identical tables);
-//! - money is `rust_decimal` in Rust and NUMERIC (a decimal string in rows) in the warehouse.
+//! - money is `rust_decimal` in Rust and NUMERIC in the warehouse (a `Cell::Numeric` in the
+//!   records pipelines stage, a decimal string in keyed rows).
 
 pub mod anthropic;
 pub mod openai;
@@ -727,6 +728,18 @@ mod tests {
         assert_eq!(r[0].status, DqStatus::Pass);
         assert_eq!((r[1].status, r[1].observed), (DqStatus::Warn, Some(Decimal::ZERO)), "a day only the provider has");
         assert!(reconciliation_warning("OpenAI", &r).unwrap().contains("1 of 2"));
+    }
+
+    #[test]
+    fn columns_are_found_once_or_named_missing() {
+        let schema = load_schema(&configs_root(), "openai", openai::usage::TABLE).unwrap();
+        let columns = openai::usage::RawColumns::new(&schema).unwrap();
+        assert_eq!(schema.fields[columns.model].name, "model");
+        assert_eq!(columns.record().len(), schema.fields.len());
+        let mut lacking = schema.clone();
+        lacking.fields.retain(|f| f.name != "service_tier");
+        let e = openai::usage::RawColumns::new(&lacking).err().expect("a schema without service_tier is refused");
+        assert!(e.to_string().contains("has no column service_tier"), "{e}");
     }
 
     #[test]
