@@ -59,9 +59,35 @@ macro_rules! table_columns {
                 vec![$crate::warehouse::Cell::Null; self.width]
             }
         }
+
+        impl $crate::processors::TableColumns for $name {
+            fn new(schema: &$crate::warehouse::TableSchema) -> Result<Self, $crate::pipeline::StepError> {
+                $name::new(schema)
+            }
+        }
     };
 }
 pub(crate) use table_columns;
+
+/// A set of column positions declared with [`table_columns!`].
+pub(crate) trait TableColumns: Sized {
+    /// Finds every column in `schema`, or names the one it lacks.
+    fn new(schema: &TableSchema) -> Result<Self, StepError>;
+}
+
+/// Where a cost step reads raw usage (`R`) and writes cost (`C`, and the price columns every
+/// cost table has), found once per step.
+pub(crate) struct CostLayout<R, C> {
+    pub raw: R,
+    pub cost: C,
+    pub price: PriceColumns,
+}
+
+impl<R: TableColumns, C: TableColumns> CostLayout<R, C> {
+    pub fn new(raw: &TableSchema, cost: &TableSchema) -> Result<Self, StepError> {
+        Ok(CostLayout { raw: R::new(raw)?, cost: C::new(cost)?, price: PriceColumns::new(cost)? })
+    }
+}
 
 /// The position of a column in a table's schema, or the step error naming what is missing.
 pub(crate) fn column_at(schema: &TableSchema, column: &str) -> Result<usize, StepError> {

@@ -27,12 +27,12 @@ use crate::processors::openai::http;
 use crate::processors::{
     check_retry, credential, date_text, decimal_text, default_page_size, finish_cost_step, numeric,
     optional_decimal_text, page_size, provider_failed, read_window, reconcile, table_columns, table_schema, Amounts,
-    CostSummary, DimensionAmounts, DqResult, DqStatus, PriceColumns, Tolerance, Unpriced, WindowWriter,
+    CostLayout, CostSummary, DimensionAmounts, DqResult, DqStatus, Tolerance, Unpriced, WindowWriter,
 };
 use crate::processors::{mark_priced, mark_unpriced, set_price_version};
 use crate::providers::anthropic::ReportQuery;
 use crate::providers::retry::RetryPolicy;
-use crate::warehouse::{Cell, Interner, Record, TableSchema};
+use crate::warehouse::{Cell, Interner, Record};
 
 pub const TABLE: &str = "anthropic_cost_daily";
 
@@ -45,18 +45,8 @@ table_columns! {
     }
 }
 
-/// Where the step reads raw usage and writes cost (found once per step).
-pub(crate) struct Layout {
-    raw: usage::RawColumns,
-    cost: CostColumns,
-    price: PriceColumns,
-}
-
-impl Layout {
-    pub fn new(raw: &TableSchema, cost: &TableSchema) -> Result<Layout, StepError> {
-        Ok(Layout { raw: usage::RawColumns::new(raw)?, cost: CostColumns::new(cost)?, price: PriceColumns::new(cost)? })
-    }
-}
+/// Where the step reads raw usage and writes cost.
+pub(crate) type Layout = CostLayout<usage::RawColumns, CostColumns>;
 
 /// Settings of an `anthropic.cost` step.
 #[derive(Debug, Clone, Deserialize)]

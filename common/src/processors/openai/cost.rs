@@ -23,13 +23,13 @@ use crate::pipeline::{Processor, StepContext, StepError, StepOutcome};
 use crate::pricebook::BookKind;
 use crate::processors::{
     check_retry, credential, decimal_text, default_page_size, finish_cost_step, optional_decimal_text, page_size,
-    provider_failed, read_window, reconcile, table_columns, table_schema, Amounts, CostSummary, DimensionAmounts,
-    DqResult, PriceColumns, Tolerance, Unpriced, WindowWriter,
+    provider_failed, read_window, reconcile, table_columns, table_schema, Amounts, CostLayout, CostSummary,
+    DimensionAmounts, DqResult, Tolerance, Unpriced, WindowWriter,
 };
 use crate::processors::{mark_priced, mark_unpriced, set_price_version};
 use crate::providers::openai::ReportQuery;
 use crate::providers::retry::RetryPolicy;
-use crate::warehouse::{Cell, Interner, Record, TableSchema};
+use crate::warehouse::{Cell, Interner, Record};
 
 pub const TABLE: &str = "openai_cost_daily";
 
@@ -42,18 +42,8 @@ table_columns! {
     }
 }
 
-/// Where the step reads raw usage and writes cost (found once per step).
-pub(crate) struct Layout {
-    raw: usage::RawColumns,
-    cost: CostColumns,
-    price: PriceColumns,
-}
-
-impl Layout {
-    pub fn new(raw: &TableSchema, cost: &TableSchema) -> Result<Layout, StepError> {
-        Ok(Layout { raw: usage::RawColumns::new(raw)?, cost: CostColumns::new(cost)?, price: PriceColumns::new(cost)? })
-    }
-}
+/// Where the step reads raw usage and writes cost.
+pub(crate) type Layout = CostLayout<usage::RawColumns, CostColumns>;
 
 /// Settings of an `openai.cost` step.
 #[derive(Debug, Clone, Deserialize)]
@@ -296,6 +286,7 @@ mod tests {
     use crate::cost::default_book;
     use crate::providers::openai::{CompletionsResult, EmbeddingsResult, Page};
     use crate::warehouse::record::check_record;
+    use crate::warehouse::TableSchema;
     use chrono::NaiveDate;
 
     fn dec(s: &str) -> Decimal {
