@@ -38,12 +38,6 @@ pub enum Cell {
     Nested(Box<Value>),
 }
 
-impl From<Option<String>> for Cell {
-    fn from(value: Option<String>) -> Cell {
-        value.map_or(Cell::Null, Cell::Text)
-    }
-}
-
 /// Hands out [`Cell::Shared`] text: the first occurrence of a value is allocated once, later
 /// ones share it. Pipelines repeat a handful of models, projects and keys over a window's
 /// hundred thousand rows, so this replaces most per-cell allocations (and their frees on other
@@ -78,11 +72,6 @@ impl Interner {
 pub type Record = Vec<Cell>;
 
 impl Cell {
-    /// Optional text: `Null` when absent.
-    pub fn opt_text(value: Option<&str>) -> Cell {
-        value.map_or(Cell::Null, |s| Cell::Text(s.to_string()))
-    }
-
     /// A count (tokens, requests) as INT64, saturating at i64::MAX.
     pub fn count(value: u64) -> Cell {
         Cell::Int(i64::try_from(value).unwrap_or(i64::MAX))
@@ -411,6 +400,8 @@ mod tests {
     fn numeric_text_is_canonical() {
         assert_eq!(numeric_text("1.2300".parse().unwrap()), "1.23");
         assert_eq!(numeric_text("-0.000".parse().unwrap()), "0");
+        let cents: Decimal = "123.78912".parse().unwrap();
+        assert_eq!(numeric_text(cents * Decimal::ONE_HUNDRED), "12378.912");
         assert_eq!(parse_numeric("1e-3"), Some("0.001".parse().unwrap()));
     }
 }

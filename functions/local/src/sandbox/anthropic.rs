@@ -9,12 +9,13 @@ use axum::response::Response;
 use axum::routing::get;
 use axum::Router;
 use chrono::{DateTime, NaiveDate, Utc};
+use common::warehouse::numeric_text;
 use rust_decimal::Decimal;
 use serde::Serialize;
 use serde_json::{json, Value};
 
 use super::data::{day_rows, Flavor, Org, Spec, UsageRow};
-use super::prices::{line_costs, plain, Context, Tier, TokenType, Tokens};
+use super::prices::{line_costs, Context, Tier, TokenType, Tokens};
 use super::{
     bad_request, daily_only, group_by, json, limit, midnight, paginate, today, with_retry_after, Caller, KeyKind,
     KeyOpts, OrgView, Problem, Query, Sandbox,
@@ -397,7 +398,7 @@ async fn cost_report(State(sb): State<Arc<Sandbox>>, headers: HeaderMap, RawQuer
                     let model = line.map(|(m, ..)| &sb.anthropic[m]);
                     CostResult {
                         currency: "USD",
-                        amount: plain(dollars * Decimal::ONE_HUNDRED),
+                        amount: numeric_text(dollars * Decimal::ONE_HUNDRED),
                         workspace_id: workspace.and_then(|j| view.workspace_id(j)),
                         description: line.and_then(|(m, tier, ctx, t)| {
                             model.map(|_| description(sb.anthropic[m].display_name, tier, ctx, t))

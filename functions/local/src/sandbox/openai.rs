@@ -8,13 +8,14 @@ use axum::http::{HeaderMap, Uri};
 use axum::response::Response;
 use axum::routing::get;
 use axum::Router;
+use common::warehouse::numeric_text;
 use rust_decimal::Decimal;
 use serde::Serialize;
 use serde_json::value::RawValue;
 use serde_json::{json, Value};
 
 use super::data::{day_rows, Flavor, Spec, UsageRow};
-use super::prices::{line_costs, plain, Tier, TokenType, Tokens};
+use super::prices::{line_costs, Tier, TokenType, Tokens};
 use super::{
     bad_request, daily_only, day_of_unix, group_by, json, limit, midnight, paginate, today, with_retry_after, Caller,
     KeyKind, KeyOpts, OrgView, Problem, Query, Sandbox,
@@ -505,7 +506,7 @@ async fn costs(State(sb): State<Arc<Sandbox>>, headers: HeaderMap, RawQuery(q): 
                     object: "organization.costs.result",
                     amount: Amount {
                         // A decimal's text never has an exponent or a sign here: a valid JSON number.
-                        value: RawValue::from_string(plain(amount)).expect("a decimal is a JSON number"),
+                        value: RawValue::from_string(numeric_text(amount)).expect("a decimal is a JSON number"),
                         currency: "usd",
                     },
                     quantity: line.as_ref().map(|_| quantity),

@@ -217,16 +217,6 @@ pub fn match_model<'a>(prices: &'a [Price], model: &str) -> Option<&'a Price> {
         .max_by_key(|p| p.model_id.len())
 }
 
-/// A decimal without trailing zeros (`"1.230"` → `"1.23"`, `"0.00"` → `"0"`).
-pub fn plain(d: Decimal) -> String {
-    let n = d.normalize();
-    if n.is_zero() {
-        "0".into()
-    } else {
-        n.to_string()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -308,12 +298,5 @@ mod tests {
         assert_eq!(match_model(&prices, "o4-mini-2025-04-16").unwrap().model_id, "o4-mini");
         assert!(match_model(&prices, "gpt-4ominister").is_none());
         assert!(match_model(&prices, "davinci-002").is_none());
-    }
-
-    #[test]
-    fn amounts_are_written_plainly() {
-        assert_eq!(plain(dec("1.2300")), "1.23");
-        assert_eq!(plain(dec("0.000")), "0");
-        assert_eq!(plain(dec("123.78912") * Decimal::ONE_HUNDRED), "12378.912");
     }
 }
