@@ -13,6 +13,7 @@ use crate::configs::Configs;
 use crate::http::middleware::Limiter;
 use crate::kms::{CloudKms, Kms, LocalKms};
 use crate::orgs::OrgDirectory;
+use crate::pipeline::{Delivery, Pipelines};
 use crate::queue::local::LocalRunQueue;
 use crate::queue::{NotImplementedQueue, RunQueue};
 use crate::settings::{BackendDefaults, KmsBackend, QueueBackend, RootKeySource, Settings, WarehouseBackend};
@@ -29,6 +30,8 @@ pub struct AppState {
     pub orgs: Arc<OrgDirectory>,
     /// Where accepted pipeline runs go (DESIGN §8); started with the state.
     pub queue: Arc<dyn RunQueue>,
+    /// The pipeline layer: submit, execute, tick (built from the parts above).
+    pub pipelines: Pipelines,
 }
 
 impl AppState {
@@ -60,22 +63,33 @@ impl AppState {
             Some(q) => q.clone(),
             None => Arc::new(NotImplementedQueue),
         };
-        let state = AppState {
-            settings: Arc::new(settings),
-            configs: Arc::new(configs),
-            warehouse,
-            kms,
-            auth: Arc::new(auth),
-            rate_limiter,
-            orgs: Arc::new(OrgDirectory::new(cache_ttl)),
-            queue,
+        let settings = Arc::new(settings);
+        let configs = Arc::new(configs);
+        let orgs = Arc::new(OrgDirectory::new(cache_ttl));
+        let pipelines = Pipelines {
+            settings: settings.clone(),
+            configs: configs.clone(),
+            warehouse: warehouse.clone(),
+            kms: kms.clone(),
+            orgs: orgs.clone(),
+            queue: queue.clone(),
         };
+        let state =
+            AppState { settings, configs, warehouse, kms, auth: Arc::new(auth), rate_limiter, orgs, queue, pipelines };
         if let Some(q) = local_queue {
-            // The workers hold the state (they run pipelines with it) for the life of the process.
-            let worker_state = state.clone();
+            // The process owns every run of its data directory: workers execute them, runs a
+            // previous process left behind are recovered, and its own scheduler ticks.
+            let workers = state.pipelines.clone();
             q.start(Arc::new(move |request| {
-                Box::pin(crate::pipeline::executor::execute(worker_state.clone(), request))
+                let workers = workers.clone();
+                Box::pin(async move {
+                    let (org, run_id) = (request.org_slug.as_str(), request.run_id.as_str());
+                    if let Err(e) = workers.execute(org, run_id, Delivery::InProcess).await {
+                        tracing::error!(org, run_id, error = %e, "run could not be recorded");
+                    }
+                })
             }));
+            crate::pipeline::local::start(state.pipelines.clone(), chrono::Utc::now());
         }
         Ok(state)
     }

@@ -76,6 +76,11 @@ pub struct Provider {
     /// Environment variable that overrides `default_api_base`.
     pub api_base_env: String,
     pub description: String,
+    /// The earliest day a run may cover: the provider serves no data before it.
+    pub first_usable_day: chrono::NaiveDate,
+    /// Recent days the scheduler pulls again each day, because the provider's data for a day
+    /// settles late.
+    pub settle_days: u32,
 }
 
 /// `configs/system/subscription_plans.yml`.
@@ -226,7 +231,8 @@ impl Configs {
                     central_tables.push(schema);
                 }
             }
-            let table_names: Vec<&str> = b.tables.iter().map(String::as_str).collect();
+            // A view reads tables and the views created before it (views are created in order).
+            let mut table_names: Vec<&str> = b.tables.iter().map(String::as_str).collect();
             for view in &b.views {
                 let file = format!("setup/bootstrap/views/{view}.sql");
                 if !crate::warehouse::is_identifier(view) {
@@ -235,7 +241,7 @@ impl Configs {
                 if let Some(sql) = l.read(&file) {
                     for name in placeholders(&sql) {
                         if !table_names.contains(&name.as_str()) {
-                            l.problem(&file, format!("{{{{{name}}}}} is not a table in {rel}"));
+                            l.problem(&file, format!("{{{{{name}}}}} is not a table or an earlier view in {rel}"));
                         }
                     }
                     if sql.trim().is_empty() {
@@ -243,6 +249,7 @@ impl Configs {
                     }
                     central_views.push((view.clone(), sql));
                 }
+                table_names.push(view.as_str());
             }
             // A schema file that no config lists is a mistake waiting to happen: say so.
             if let Ok(entries) = std::fs::read_dir(l.path("setup/bootstrap/schemas")) {
@@ -504,7 +511,7 @@ mod tests {
     fn shipped_configs_are_valid() {
         let c = Configs::load(&repo_configs()).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(c.central_tables.len(), 14);
-        assert_eq!(c.central_views.len(), 3);
+        assert_eq!(c.central_views.len(), 6);
         assert_eq!(c.plan_names(), vec!["PROFESSIONAL", "SCALE", "STARTER"]);
         assert_eq!(c.org_dataset("acme", Environment::Production), "acme_prod");
         assert_eq!(c.org_dataset("acme", Environment::Development), "acme_dev");

@@ -10,10 +10,20 @@ use base64::Engine;
 use secrecy::SecretString;
 use serde_json::Value;
 
-use crate::app::AppState;
-use crate::http::error::ApiResult;
-use crate::http::ApiError;
-use crate::warehouse::{Params, Row};
+use crate::configs::Configs;
+use crate::kms::{Kms, KmsError};
+use crate::warehouse::{Params, Row, Warehouse, WarehouseError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum CredentialError {
+    #[error(transparent)]
+    Warehouse(#[from] WarehouseError),
+    #[error(transparent)]
+    Kms(#[from] KmsError),
+    /// The stored row cannot be what we wrote (not base64, not UTF-8 once decrypted).
+    #[error("the stored {provider} credential is unreadable: {problem}")]
+    Corrupt { provider: String, problem: &'static str },
+}
 
 pub const TABLE: &str = "org_integration_credentials";
 
@@ -32,19 +42,24 @@ pub struct StoredCredential {
 }
 
 /// The latest stored credential of one provider, with its ciphertext, if any.
-pub async fn find_secret(state: &AppState, org_slug: &str, provider: &str) -> ApiResult<Option<StoredCredential>> {
+pub async fn find_secret(
+    warehouse: &dyn Warehouse,
+    configs: &Configs,
+    org_slug: &str,
+    provider: &str,
+) -> Result<Option<StoredCredential>, CredentialError> {
     let sql = format!(
         "SELECT status, encrypted_credential, metadata FROM {} WHERE org_slug = @org_slug AND provider = @provider \
          ORDER BY updated_at DESC LIMIT 1",
-        state.central_table(TABLE)?
+        warehouse.table_ref(configs.central_dataset(), TABLE)?
     );
     let params = Params::new().bind("org_slug", org_slug).bind("provider", provider);
-    let Some(row) = state.warehouse.query(&sql, &params).await?.into_iter().next() else { return Ok(None) };
+    let Some(row) = warehouse.query(&sql, &params).await?.into_iter().next() else { return Ok(None) };
     let ciphertext = row
         .get("encrypted_credential")
         .and_then(Value::as_str)
         .and_then(|b64| STANDARD.decode(b64).ok())
-        .ok_or_else(|| ApiError::internal("stored credential ciphertext is not base64"))?;
+        .ok_or_else(|| CredentialError::Corrupt { provider: provider.to_string(), problem: "not base64" })?;
     Ok(Some(StoredCredential {
         status: row.get("status").and_then(Value::as_str).unwrap_or_default().to_string(),
         ciphertext,
@@ -53,9 +68,15 @@ pub async fn find_secret(state: &AppState, org_slug: &str, provider: &str) -> Ap
 }
 
 /// Decrypts a stored credential of (org, provider). The plaintext is never logged.
-pub async fn decrypt(state: &AppState, org_slug: &str, provider: &str, ciphertext: &[u8]) -> ApiResult<SecretString> {
-    let plaintext = state.kms.decrypt(ciphertext, &aad(org_slug, provider)).await?;
-    let text = String::from_utf8(plaintext).map_err(|_| ApiError::internal("stored credential is not UTF-8"))?;
+pub async fn decrypt(
+    kms: &dyn Kms,
+    org_slug: &str,
+    provider: &str,
+    ciphertext: &[u8],
+) -> Result<SecretString, CredentialError> {
+    let plaintext = kms.decrypt(ciphertext, &aad(org_slug, provider)).await?;
+    let text = String::from_utf8(plaintext)
+        .map_err(|_| CredentialError::Corrupt { provider: provider.to_string(), problem: "not UTF-8" })?;
     Ok(SecretString::from(text))
 }
 

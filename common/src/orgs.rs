@@ -12,9 +12,8 @@ use std::time::Duration;
 use moka::sync::Cache;
 use serde_json::{json, Value};
 
-use crate::app::AppState;
-use crate::http::error::ApiResult;
-use crate::warehouse::{Params, Row};
+use crate::configs::Configs;
+use crate::warehouse::{Params, Row, Warehouse, WarehouseResult};
 
 pub struct OrgDirectory {
     views: Cache<String, Arc<Value>>,
@@ -26,11 +25,16 @@ impl OrgDirectory {
     }
 
     /// The organization's view, or `None` when no finished organization has this slug.
-    pub async fn get(&self, state: &AppState, org_slug: &str) -> ApiResult<Option<Arc<Value>>> {
+    pub async fn get(
+        &self,
+        warehouse: &dyn Warehouse,
+        configs: &Configs,
+        org_slug: &str,
+    ) -> WarehouseResult<Option<Arc<Value>>> {
         if let Some(view) = self.views.get(org_slug) {
             return Ok(Some(view));
         }
-        let Some(view) = load(state, org_slug).await? else { return Ok(None) };
+        let Some(view) = load(warehouse, configs, org_slug).await? else { return Ok(None) };
         let view = Arc::new(view);
         self.views.insert(org_slug.to_string(), view.clone());
         Ok(Some(view))
@@ -47,7 +51,8 @@ impl OrgDirectory {
     }
 }
 
-async fn load(state: &AppState, org_slug: &str) -> ApiResult<Option<Value>> {
+async fn load(warehouse: &dyn Warehouse, configs: &Configs, org_slug: &str) -> WarehouseResult<Option<Value>> {
+    let central = |table: &str| warehouse.table_ref(configs.central_dataset(), table);
     let sql = format!(
         "SELECT p.org_slug, p.company_name, p.admin_email, p.status, p.dataset_id, p.default_currency, \
                 p.timezone, p.created_at, p.updated_at, \
@@ -59,19 +64,19 @@ async fn load(state: &AppState, org_slug: &str) -> ApiResult<Option<Value>> {
          LEFT JOIN {quotas} AS q ON q.org_slug = p.org_slug \
          WHERE p.org_slug = @org_slug AND p.status <> 'PROVISIONING' \
          LIMIT 1",
-        profiles = state.central_table("org_profiles")?,
-        subscriptions = state.central_table("org_subscriptions")?,
-        quotas = state.central_table("org_usage_quotas")?,
+        profiles = central("org_profiles")?,
+        subscriptions = central("org_subscriptions")?,
+        quotas = central("org_usage_quotas")?,
     );
     let params = Params::new().bind("org_slug", org_slug);
-    let Some(row) = state.warehouse.query(&sql, &params).await?.into_iter().next() else {
+    let Some(row) = warehouse.query(&sql, &params).await?.into_iter().next() else {
         return Ok(None);
     };
     let keys_sql = format!(
         "SELECT fingerprint, created_at FROM {} WHERE org_slug = @org_slug AND status = 'ACTIVE' ORDER BY created_at",
-        state.central_table("org_api_keys")?
+        central("org_api_keys")?
     );
-    let keys = state.warehouse.query(&keys_sql, &params).await?;
+    let keys = warehouse.query(&keys_sql, &params).await?;
     Ok(Some(view(&row, &keys)))
 }
 

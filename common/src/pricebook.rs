@@ -29,10 +29,10 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::app::AppState;
-use crate::configs::PriceBookSeed;
+use crate::configs::{Configs, PriceBookSeed};
 use crate::domain::OrgSlug;
 use crate::http::error::ApiResult;
-use crate::warehouse::{format_timestamp, Params, Row, TableSchema, WarehouseError};
+use crate::warehouse::{format_timestamp, Params, Row, TableSchema, Warehouse, WarehouseError};
 use crate::ApiError;
 
 pub use records::{BookKind, Entry, Input};
@@ -436,8 +436,10 @@ impl<'a> Book<'a> {
 /// inclusive), ordered by entry and version: what a pipeline prices that window with, day by day.
 /// `Ok(None)` when the provider has no such book or its table does not exist in `dataset` (the
 /// integration was never set up).
+#[allow(clippy::too_many_arguments)] // the parts it reads (DESIGN §1) and the book's coordinates
 pub async fn versions_between(
-    state: &AppState,
+    warehouse: &dyn Warehouse,
+    configs: &Configs,
     dataset: &str,
     org_slug: &str,
     provider: &str,
@@ -445,9 +447,9 @@ pub async fn versions_between(
     start: NaiveDate,
     end: NaiveDate,
 ) -> Result<Option<Vec<Row>>, WarehouseError> {
-    let Some(seed) = state.configs.price_books.get(provider) else { return Ok(None) };
+    let Some(seed) = configs.price_books.get(provider) else { return Ok(None) };
     let schema = seed.schema(kind);
-    match state.warehouse.list_tables(dataset).await {
+    match warehouse.list_tables(dataset).await {
         Ok(tables) if tables.contains(&schema.name) => {}
         Ok(_) | Err(WarehouseError::NotFound(_)) => return Ok(None),
         Err(e) => return Err(e),
@@ -457,11 +459,11 @@ pub async fn versions_between(
         "SELECT {} FROM {} WHERE org_slug = @org_slug AND effective_from <= @end_date \
          AND (effective_to IS NULL OR effective_to > @start_date) ORDER BY {}, version",
         columns.join(", "),
-        state.warehouse.table_ref(dataset, &schema.name)?,
+        warehouse.table_ref(dataset, &schema.name)?,
         kind.key_column()
     );
     let params = Params::new().bind("org_slug", org_slug).bind("start_date", start).bind("end_date", end);
-    state.warehouse.query(&sql, &params).await.map(Some)
+    warehouse.query(&sql, &params).await.map(Some)
 }
 
 /// A stored value as input for a re-check (decimals stay text).

@@ -92,6 +92,12 @@ pub struct Settings {
     /// A PENDING or RUNNING run older than this is presumed dead: marked FAILED, and a new run of
     /// its window may start (`RUN_LEASE_SECS`). A run is also stopped when it outlives its lease.
     pub run_lease_secs: u64,
+    /// How many days back the scheduler tick catches up on a pipeline that missed days
+    /// (`SCHEDULER_CATCHUP_DAYS`, 1–31).
+    pub scheduler_catchup_days: u32,
+    /// `convergence-local`'s own tick: every this many seconds (`SCHEDULER_INTERVAL`: seconds, or
+    /// with `s`/`m`/`h`); 0 turns it off. The Cloud Run services are ticked by Cloud Scheduler.
+    pub scheduler_interval_secs: u64,
     pub sandbox_providers: bool,
     /// Finest-grain usage rows the provider sandbox reports per day and key (`SANDBOX_ROWS_PER_DAY`).
     pub sandbox_rows_per_day: u32,
@@ -121,6 +127,21 @@ pub struct SandboxBases {
 
 /// Largest `SANDBOX_ROWS_PER_DAY` accepted.
 pub const MAX_SANDBOX_ROWS_PER_DAY: u32 = 200_000;
+
+/// The longest lease a run may have: runs are cut to day-sized windows long before this.
+pub const MAX_RUN_LEASE_SECS: u64 = 86_400;
+
+/// `SCHEDULER_INTERVAL`: seconds, or a whole number with `s`, `m` or `h`; at most a week.
+fn parse_interval(raw: &str) -> Option<u64> {
+    let raw = raw.trim();
+    let (digits, unit) = match raw.char_indices().last()? {
+        (i, 's') => (&raw[..i], 1),
+        (i, 'm') => (&raw[..i], 60),
+        (i, 'h') => (&raw[..i], 3600),
+        _ => (raw, 1),
+    };
+    digits.trim().parse::<u64>().ok()?.checked_mul(unit).filter(|s| *s <= 7 * 86_400)
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogFormat {
@@ -246,6 +267,22 @@ impl Settings {
         if run_workers == 0 || run_workers_per_org == 0 || run_lease_secs == 0 {
             problems.push("RUN_WORKERS, RUN_WORKERS_PER_ORG and RUN_LEASE_SECS must be at least 1".into());
         }
+        if run_lease_secs > MAX_RUN_LEASE_SECS {
+            problems.push(format!("RUN_LEASE_SECS={run_lease_secs} is more than a day ({MAX_RUN_LEASE_SECS})"));
+        }
+        let scheduler_catchup_days = number(vars, "SCHEDULER_CATCHUP_DAYS", 7u32, &mut problems);
+        if !(1..=31).contains(&scheduler_catchup_days) {
+            problems.push(format!("SCHEDULER_CATCHUP_DAYS={scheduler_catchup_days} must be from 1 to 31"));
+        }
+        let scheduler_interval_secs = match get("SCHEDULER_INTERVAL") {
+            None => 3600,
+            Some(raw) => parse_interval(&raw).unwrap_or_else(|| {
+                problems.push(format!(
+                    "SCHEDULER_INTERVAL={raw:?} is not a duration: seconds (3600) or a number with s, m or h (90s, 30m, 1h); 0 turns it off"
+                ));
+                3600
+            }),
+        };
         let production = environment == Environment::Production;
         let disable_auth = flag("DISABLE_AUTH", false, &mut problems);
         let rate_limit_enabled = flag("RATE_LIMIT_ENABLED", true, &mut problems);
@@ -399,6 +436,8 @@ impl Settings {
             run_workers,
             run_workers_per_org,
             run_lease_secs,
+            scheduler_catchup_days,
+            scheduler_interval_secs,
             sandbox_providers,
             sandbox_rows_per_day,
             sandbox_bases,
@@ -513,6 +552,27 @@ mod tests {
         assert_eq!(s.kms_backend, KmsBackend::Local);
         assert!(s.sandbox_providers);
         assert_eq!(s.port, 8080);
+    }
+
+    #[test]
+    fn scheduler_settings_are_checked() {
+        let s = Settings::from_vars(&vars(&[]), BackendDefaults::Embedded).unwrap();
+        assert_eq!((s.scheduler_interval_secs, s.scheduler_catchup_days), (3600, 7));
+        for (raw, secs) in [("0", 0), ("90", 90), ("90s", 90), ("30m", 1800), ("2h", 7200)] {
+            let s = Settings::from_vars(&vars(&[("SCHEDULER_INTERVAL", raw)]), BackendDefaults::Embedded).unwrap();
+            assert_eq!(s.scheduler_interval_secs, secs, "{raw}");
+        }
+        for bad in ["soon", "-1", "1d", "9999h", "h"] {
+            let e = Settings::from_vars(&vars(&[("SCHEDULER_INTERVAL", bad)]), BackendDefaults::Embedded).unwrap_err();
+            assert!(e.to_string().contains("SCHEDULER_INTERVAL"), "{bad}: {e}");
+        }
+        let e = Settings::from_vars(
+            &vars(&[("SCHEDULER_CATCHUP_DAYS", "0"), ("RUN_LEASE_SECS", "999999")]),
+            BackendDefaults::Embedded,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("SCHEDULER_CATCHUP_DAYS") && e.contains("RUN_LEASE_SECS"), "{e}");
     }
 
     #[test]

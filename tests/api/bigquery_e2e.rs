@@ -16,10 +16,10 @@ async fn product_flow_on_bigquery() {
     // Bootstrap: everything created, then nothing twice.
     let first = app.bootstrap().await;
     assert_eq!(first.body["tables_created"].as_array().unwrap().len(), 14, "{}", first.body);
-    assert_eq!(first.body["views_created"].as_array().unwrap().len(), 3);
+    assert_eq!(first.body["views_created"].as_array().unwrap().len(), 6);
     let second = app.bootstrap().await;
     assert!(second.body["tables_created"].as_array().unwrap().is_empty(), "{}", second.body);
-    assert_eq!(second.body["views_existing"].as_array().unwrap().len(), 3);
+    assert_eq!(second.body["views_existing"].as_array().unwrap().len(), 6);
 
     // Dry-run writes nothing.
     let before = app.all_counts().await;

@@ -1,4 +1,4 @@
-//! `POST /api/v1/admin/bootstrap`: creates the central dataset, 14 tables and 3 views; a second
+//! `POST /api/v1/admin/bootstrap`: creates the central dataset, 14 tables and 6 views; a second
 //! call creates nothing and keeps every row; the force flags do what they say.
 
 use convergence_tests::{Key, TestApp};
@@ -18,10 +18,17 @@ async fn first_call_creates_everything_second_creates_nothing() {
     assert_eq!(names(&first.body["tables_created"]).len(), 14);
     assert_eq!(
         names(&first.body["views_created"]),
-        vec!["org_consolidated_view", "pipeline_logs_view", "step_logs_view"]
+        vec![
+            "pipeline_runs_current",
+            "step_logs_current",
+            "dq_results_current",
+            "org_consolidated_view",
+            "pipeline_logs_view",
+            "step_logs_view"
+        ]
     );
     let present = app.warehouse().list_tables("organizations").await.unwrap();
-    assert_eq!(present.len(), 17, "{present:?}");
+    assert_eq!(present.len(), 20, "{present:?}");
 
     app.onboard("acme").await;
     let before = app.all_counts().await;
@@ -30,7 +37,7 @@ async fn first_call_creates_everything_second_creates_nothing() {
     assert!(names(&second.body["tables_created"]).is_empty());
     assert!(names(&second.body["views_created"]).is_empty());
     assert_eq!(names(&second.body["tables_existing"]).len(), 14);
-    assert_eq!(names(&second.body["views_existing"]).len(), 3);
+    assert_eq!(names(&second.body["views_existing"]).len(), 6);
     let after = app.all_counts().await;
     // Only the audit log grows (the bootstrap itself is audited).
     for ((table, b), (_, a)) in before.iter().zip(after.iter()) {
@@ -71,7 +78,7 @@ async fn force_recreate_tables_empties_them() {
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     assert_eq!(r.body["dataset_created"], false);
     assert_eq!(names(&r.body["tables_created"]).len(), 14);
-    assert_eq!(names(&r.body["views_created"]).len(), 3);
+    assert_eq!(names(&r.body["views_created"]).len(), 6);
     assert_eq!(app.count("org_profiles", None).await, 0);
     // Nothing cached from the old tables survives.
     app.get("/api/v1/organizations/acme", Key::Api(&key)).await.assert_error(401, "unauthorized");

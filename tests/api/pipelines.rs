@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use chrono::{Duration as Days, Utc};
 use common::configs::Configs;
-use common::pipeline::runlog::{self, NewRun, Trigger};
+use common::pipeline::runlog::{NewRun, RunEvent, RunLog, RunStatus, Trigger, Window};
 use common::queue::RunRequest;
 use common::settings::{BackendDefaults, Settings};
 use common::warehouse::Params;
@@ -85,35 +85,50 @@ async fn accepted(app: &TestApp, org: &str, key: Key<'_>, body: Value) -> String
     r.body["run_id"].as_str().unwrap().to_string()
 }
 
-/// Writes a run row directly (a run of another process, or one that died).
+/// Writes a run's events directly (a run of another process, or one that died): submitted
+/// `started_ago_secs` ago and, for RUNNING, claimed then, under the app's lease (3600 s).
 async fn seed_run(app: &TestApp, org: &str, status: &str, start: &str, end: &str, started_ago_secs: i64) -> String {
-    let run_id = uuid::Uuid::new_v4().to_string();
     let pipeline_id = format!("{org}-openai-usage-cost");
-    let parameters = json!({"pipeline": null});
     let new = NewRun {
-        run_id: &run_id,
         org_slug: org,
         pipeline_id: &pipeline_id,
         provider: "openai",
         domain: "usage_cost",
-        trigger: Trigger::Adhoc,
-        start_date: start.parse().unwrap(),
-        end_date: end.parse().unwrap(),
-        parameters: &parameters,
+        pipeline: None,
+        file: "openai/usage_cost.yml",
+        trigger: Trigger::Backfill,
+        window: Window { start: start.parse().unwrap(), end: end.parse().unwrap() },
+        // A fresh attempt number per seeded run, so each has its own id.
+        attempt: u32::try_from(uuid::Uuid::new_v4().as_u128() % 1_000_000).unwrap() + 1,
     };
-    runlog::insert_pending(&app.state, &new).await.unwrap();
     let at = Utc::now() - Days::seconds(started_ago_secs);
-    let sql = format!(
-        "UPDATE {} SET status = @status, started_at = @at, created_at = @at WHERE run_id = @run_id",
-        app.state.central_table("org_meta_pipeline_runs").unwrap()
-    );
-    let params = Params::new().bind("status", status).bind("at", at).bind("run_id", run_id.as_str());
-    app.warehouse().execute(&sql, &params).await.unwrap();
-    run_id
+    let mut run = new.pending(at, Days::seconds(3600));
+    let mut events = vec![run.clone()];
+    if status == "RUNNING" {
+        run.status = RunStatus::Running;
+        run.event = RunEvent::Claimed;
+        run.started_at = Some(at);
+        run.claim_id = Some("seeded".into());
+        run.event_at = at + Days::milliseconds(1);
+        run.lease_expires_at = Some(at + Days::seconds(3600));
+        events.push(run.clone());
+    }
+    app.state.pipelines.run_log().append_events(&events).await.unwrap();
+    run.run_id
+}
+
+/// Records a seeded run FAILED.
+async fn fail_run(app: &TestApp, org: &str, run_id: &str) {
+    let log = app.state.pipelines.run_log();
+    let run = log.find(org, run_id).await.unwrap().expect("run");
+    log.append_events(&[RunLog::failed(&run, RunEvent::Finished, "test", Utc::now())]).await.unwrap();
 }
 
 async fn run_row(app: &TestApp, org: &str, run_id: &str) -> Value {
-    Value::Object(runlog::find(&app.state, org, run_id).await.unwrap().expect("run row"))
+    let t = app.state.central_table("pipeline_runs_current").unwrap();
+    let sql = format!("SELECT * FROM {t} WHERE org_slug = @org AND run_id = @run_id");
+    let rows = app.warehouse().query(&sql, &Params::new().bind("org", org).bind("run_id", run_id)).await.unwrap();
+    Value::Object(rows.into_iter().next().expect("run row"))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -242,8 +257,13 @@ async fn run_requests_are_validated_and_unknown_pipelines_list_the_catalog() {
         (json!({"end_date": "2025-03-10"}), "start_date is missing"),
         (json!({"date": "2025-03-01", "start_date": "2025-03-01", "end_date": "2025-03-01"}), "not both"),
         (json!({}), "send {\"date\""),
-        (json!({"date": tomorrow}), "date ("),
-        (json!({"start_date": "2025-01-01", "end_date": tomorrow}), "end_date ("),
+        (json!({"date": tomorrow}), "to today ("),
+        (json!({"start_date": "2025-01-01", "end_date": tomorrow}), "is outside the days openai can be run for"),
+        (
+            json!({"start_date": "-999-01-01", "end_date": "-999-01-07"}),
+            "start_date must be a date in the form YYYY-MM-DD",
+        ),
+        (json!({"start_date": "2019-01-01", "end_date": "2019-01-07"}), "2020-06-01 (the provider's first usable day)"),
         (json!({"start_date": "2024-01-01", "end_date": "2025-01-01"}), "max_window_days"),
         (json!({"date": "2025-03-01", "dry_run": true}), "unknown field `dry_run`"),
     ] {
@@ -252,7 +272,7 @@ async fn run_requests_are_validated_and_unknown_pipelines_list_the_catalog() {
         assert!(message.contains(needle), "{body}: {message}");
     }
     let future = app.post(&path, Key::Api(&key), json!({"date": tomorrow})).await;
-    assert!(future.message().contains("in the future"), "{}", future.message());
+    assert!(future.message().contains(&format!("to today ({}, UTC)", Utc::now().date_naive())), "{}", future.message());
 
     // Unknown pipelines: 404 listing what exists; the path is a catalog key, never a file path.
     for bad in ["openai/nope", "openai/usage_cost/extra", "nope/usage_cost", "openai/..%2F..%2Fsetup", "openai/seed"] {
@@ -325,19 +345,19 @@ async fn gates_refuse_inactive_subscriptions_missing_integrations_and_exhausted_
     let r = app.post(&path, Key::Api(&key), body.clone()).await;
     assert!(r.assert_error(429, "rate_limited").contains("at a time"), "{}", r.body);
     assert!(r.headers.get("retry-after").is_some());
-    runlog::fail_pending(&app.state, "acme", &running, "test").await.unwrap();
+    fail_run(&app, "acme", &running).await;
 
     // Runs per day (STARTER: 6, the seeded one counts): 429 with the reset time.
     for i in 0..5 {
         let id = seed_run(&app, "acme", "RUNNING", &day(30 + i), &day(30 + i), 1).await;
-        runlog::fail_pending(&app.state, "acme", &id, "test").await.unwrap();
+        fail_run(&app, "acme", &id).await;
     }
     let r = app.post(&path, Key::Api(&key), body.clone()).await;
     let message = r.assert_error(429, "rate_limited").to_string();
     assert!(message.contains("6 runs today") && message.contains("resets at"), "{message}");
     let retry: u64 = r.headers["retry-after"].to_str().unwrap().parse().unwrap();
     assert!((1..=86_400).contains(&retry), "{retry}");
-    assert_eq!(app.count("org_meta_pipeline_runs", Some("acme")).await, 6, "refused requests write no run");
+    assert_eq!(app.count("pipeline_runs_current", Some("acme")).await, 6, "refused requests write no run");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -487,7 +507,7 @@ async fn history_filters_by_status_and_pages() {
     let mut failed = Vec::new();
     for i in 0..5 {
         let id = seed_run(&app, "acme", "RUNNING", &day(40 + i), &day(40 + i), 100 - i).await;
-        runlog::fail_pending(&app.state, "acme", &id, "test").await.unwrap();
+        fail_run(&app, "acme", &id).await;
         failed.push(id);
     }
     seed_run(&app, "acme", "RUNNING", &day(60), &day(60), 1).await;

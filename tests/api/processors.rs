@@ -63,7 +63,9 @@ async fn run<P: Processor>(
     let secret = secrecy::SecretString::from(credential.to_string());
     let pipeline_id = format!("{ORG}-{}-usage-cost", P::TYPE.split('.').next().unwrap());
     let ctx = StepContext {
-        state: &app.state,
+        warehouse: app.state.warehouse.as_ref(),
+        configs: &app.state.configs,
+        settings: &app.state.settings,
         org_slug: ORG,
         dataset: &dataset,
         run_id: "run-test",
@@ -107,7 +109,8 @@ async fn rows(app: &TestApp, table: &str) -> Vec<Row> {
 }
 
 async fn dq_rows(app: &TestApp, table: &str) -> Vec<Row> {
-    let t = app.state.central_table("org_meta_dq_results").unwrap();
+    // The results in force: the latest run's for each day (the table itself is insert only).
+    let t = app.state.central_table("dq_results_current").unwrap();
     let sql = format!(
         "SELECT check_name, usage_date, dimension, status, expected_value, observed_value, difference, tolerance, \
          currency, details FROM {t} WHERE org_slug = @org AND table_name = @table ORDER BY usage_date, check_name, dimension"
@@ -194,7 +197,7 @@ async fn reruns_replace_the_window_byte_for_byte() {
             assert_eq!(now, first, "rerun {attempt} changed a table");
         }
     }
-    // The DQ results of the window are replaced too, not piled up.
+    // The DQ results in force for the window are the latest run's, not piled up.
     let dq = dq_rows(&app, "openai_cost_daily").await;
     assert_eq!(dq.iter().filter(|r| r["check_name"] == "cost_reconciliation_daily").count(), 7);
     // A narrower rerun replaces only its own days.

@@ -8,7 +8,10 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use super::middleware::current_request_id;
+use crate::credentials::CredentialError;
 use crate::kms::KmsError;
+use crate::pipeline::runlog::RunLogError;
+use crate::pipeline::SubmitError;
 use crate::warehouse::WarehouseError;
 
 #[derive(Debug, Clone)]
@@ -78,6 +81,40 @@ impl From<KmsError> for ApiError {
         match e {
             KmsError::Unavailable(_) => ApiError::unavailable(e.to_string()),
             KmsError::Decrypt => ApiError::internal(e.to_string()),
+        }
+    }
+}
+
+impl From<CredentialError> for ApiError {
+    fn from(e: CredentialError) -> ApiError {
+        match e {
+            CredentialError::Warehouse(w) => w.into(),
+            CredentialError::Kms(k) => k.into(),
+            CredentialError::Corrupt { .. } => ApiError::internal(e.to_string()),
+        }
+    }
+}
+
+impl From<RunLogError> for ApiError {
+    fn from(e: RunLogError) -> ApiError {
+        match e {
+            RunLogError::Warehouse(w) => w.into(),
+            RunLogError::Corrupt { .. } => ApiError::internal(e.to_string()),
+        }
+    }
+}
+
+impl From<SubmitError> for ApiError {
+    fn from(e: SubmitError) -> ApiError {
+        match e {
+            SubmitError::Window(m) => ApiError::bad_request(m),
+            SubmitError::NoOrganization(_) => ApiError::not_found(e.to_string()),
+            SubmitError::Subscription(m) => ApiError::forbidden(m),
+            SubmitError::Integration(m) => ApiError::conflict(m),
+            SubmitError::Quota { message, retry_after_secs } => ApiError::too_many_requests(message, retry_after_secs),
+            SubmitError::Queue(reason) => ApiError::unavailable(format!("run queue: {reason}")),
+            SubmitError::RunLog(r) => r.into(),
+            SubmitError::Credential(c) => c.into(),
         }
     }
 }

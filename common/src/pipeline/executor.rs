@@ -1,40 +1,70 @@
-//! Runs one pipeline run: claims it, loads the provider credential, substitutes variables, runs
-//! the steps in order (a step row each), and finishes the run row. A failed step stops the run
-//! with its message. A run that outlives its lease (`RUN_LEASE_SECS`) is stopped and FAILED, so a
-//! live run is never mistaken for a dead one.
+//! Runs one delivered pipeline run: reads the run once, claims it, checks the provider credential
+//! once, substitutes variables, runs the steps in order (a step event each), and records the end.
+//! A failed step stops the run with its message. A run that outlives its lease
+//! (`RUN_LEASE_SECS`) is stopped and FAILED, so a live run is never mistaken for a dead one.
+//!
+//! The answer ([`Execution`]) tells a Pub/Sub push delivery what to reply: done (now or before),
+//! still running elsewhere, or failed transiently (the run went back to PENDING for a redelivery).
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
-use chrono::{NaiveDate, Utc};
+use chrono::{Duration, NaiveDate, Utc};
+use secrecy::SecretString;
 use serde_json::{json, Value};
 
 use super::catalog::{substitute, substitute_value, Pipeline};
 use super::processor::{StepContext, StepError};
 use super::registry;
-use super::runlog::{self, Finished, NewStep};
-use crate::app::AppState;
-use crate::queue::RunRequest;
-use crate::warehouse::Row;
+use super::runlog::{Claim, Finished, NewStep, RunLog, RunLogError, RunRow, RunStatus, StepEnd};
+use super::Pipelines;
+use crate::credentials::CredentialError;
+
+/// How the run's transient failures are handled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivery {
+    /// In-process queue (`convergence-local`): nothing delivers again, so a transient failure
+    /// fails the run (its window is due again at the next tick).
+    InProcess,
+    /// Pub/Sub push: a transient failure returns the run to PENDING and asks for a redelivery;
+    /// the organization's concurrency cap is enforced here (a delivery over it is retried later).
+    Push,
+}
+
+/// What a delivery did.
+#[derive(Debug)]
+pub enum Execution {
+    /// No run with this id in this organization (a stale message): nothing to do.
+    Missing,
+    /// This delivery ran it; it ended SUCCESS or FAILED (for good).
+    Finished(RunRow),
+    /// It had already ended (finished, expired or interrupted) before this delivery.
+    AlreadyDone(RunRow),
+    /// Another execution holds it under a live lease; the outcome is not known yet.
+    Running(RunRow),
+    /// The organization already runs as many runs as its plan allows; deliver again later.
+    Busy { retry_after_secs: u64 },
+    /// It failed transiently and is PENDING again (Delivery::Push only).
+    Retry { run: RunRow, reason: String },
+}
 
 /// The variables of one run: the built-in ones, then the file's own (which may use them).
 pub fn variables(
-    state: &AppState,
+    pipelines: &Pipelines,
     org_slug: &str,
     pipeline: &Pipeline,
     start: NaiveDate,
     end: NaiveDate,
 ) -> BTreeMap<String, String> {
-    let env = state
+    let env = pipelines
         .configs
         .dataset_types
         .environments
-        .get(state.settings.environment.as_str())
+        .get(pipelines.settings.environment.as_str())
         .cloned()
         .unwrap_or_else(|| "dev".into());
     let mut vars = BTreeMap::from([
         ("org_slug".to_string(), org_slug.to_string()),
-        ("dataset".to_string(), state.org_dataset(org_slug)),
+        ("dataset".to_string(), pipelines.org_dataset(org_slug)),
         // The logical date of a run is the last day of its window.
         ("date".to_string(), end.to_string()),
         ("start_date".to_string(), start.to_string()),
@@ -47,166 +77,248 @@ pub fn variables(
     vars
 }
 
-/// Executes a delivered run. Never panics on bad data: every failure ends in the run row.
-pub async fn execute(state: AppState, request: RunRequest) {
-    if let Err(e) = execute_inner(&state, &request).await {
-        tracing::error!(org = %request.org_slug, run_id = %request.run_id, error = %e, "run could not be recorded");
-        let _ = runlog::fail_pending(&state, &request.org_slug, &request.run_id, "internal error while running").await;
-    }
-}
-
-async fn execute_inner(state: &AppState, request: &RunRequest) -> Result<(), crate::warehouse::WarehouseError> {
-    let org = request.org_slug.as_str();
-    let Some(run) = runlog::find(state, org, &request.run_id).await? else {
-        tracing::warn!(org, run_id = %request.run_id, "delivered run does not exist; dropped");
-        return Ok(());
-    };
-    let started_at = Utc::now();
-    if !runlog::claim(state, org, &request.run_id, started_at).await? {
-        tracing::info!(org, run_id = %request.run_id, "run is not PENDING (duplicate delivery or expired); skipped");
-        return Ok(());
-    }
-    let lease = Duration::from_secs(state.settings.run_lease_secs);
-    let outcome = match tokio::time::timeout(lease, run_steps(state, &run)).await {
-        Ok(Ok(outcome)) => outcome,
-        Ok(Err(message)) => Outcome { rows: 0, warnings: Vec::new(), error: Some(message) },
-        Err(_) => Outcome {
-            rows: 0,
-            warnings: Vec::new(),
-            error: Some(format!("the run took longer than its lease of {} s and was stopped", lease.as_secs())),
-        },
-    };
-    let finished_at = Utc::now();
-    let end = Finished {
-        success: outcome.error.is_none(),
-        rows_written: outcome.rows,
-        warnings: &outcome.warnings,
-        error: outcome.error.as_deref(),
-        started_at,
-        finished_at,
-    };
-    runlog::finish(state, &run, &end).await?;
-    tracing::info!(
-        org,
-        run_id = %request.run_id,
-        success = end.success,
-        rows = end.rows_written,
-        duration_ms = (finished_at - started_at).num_milliseconds(),
-        "run finished"
-    );
-    Ok(())
-}
-
+/// How the steps went.
 struct Outcome {
     rows: u64,
     warnings: Vec<String>,
     error: Option<String>,
+    /// The error may pass if tried again later.
+    transient: bool,
 }
 
-/// The steps of one run; `Err` is a message for the run row when the run cannot start at all.
-async fn run_steps(state: &AppState, run: &Row) -> Result<Outcome, String> {
-    let text = |name: &str| run.get(name).and_then(Value::as_str).unwrap_or_default().to_string();
-    let (org, run_id, pipeline_id) = (text("org_slug"), text("run_id"), text("pipeline_id"));
-    let (provider, domain) = (text("provider"), text("domain"));
-    let parameters = runlog::json_column(run, "parameters");
-    let name = parameters.get("pipeline").and_then(Value::as_str);
-    let Some(pipeline) = state.configs.pipelines.get(&provider, &domain, name) else {
-        return Err(format!("pipeline {provider}/{domain} is no longer in the catalog"));
-    };
-    let date = |name: &str| {
-        NaiveDate::parse_from_str(&text(name), "%Y-%m-%d").map_err(|_| format!("the run has no valid {name}"))
-    };
-    let (start, end) = (date("start_date")?, date("end_date")?);
+impl Outcome {
+    fn failed(message: String, transient: bool) -> Outcome {
+        Outcome { rows: 0, warnings: Vec::new(), error: Some(message), transient }
+    }
+}
 
-    let credential = match crate::credentials::find_secret(state, &org, &provider).await {
-        Ok(Some(stored)) if stored.status == "VALID" => {
-            match crate::credentials::decrypt(state, &org, &provider, &stored.ciphertext).await {
-                Ok(secret) => secret,
-                Err(e) => {
-                    tracing::error!(org = %org, provider = %provider, error = ?e.cause, "credential cannot be decrypted");
-                    return Err(format!("the {provider} credential cannot be decrypted; set it up again"));
+impl Pipelines {
+    /// Executes a delivered run. Errors are only those of the run log itself (the warehouse
+    /// cannot record anything): every failure of the run is recorded on it.
+    pub async fn execute(&self, org_slug: &str, run_id: &str, delivery: Delivery) -> Result<Execution, RunLogError> {
+        let log = RunLog::new(self.warehouse.as_ref(), &self.configs);
+        let Some(run) = log.find(org_slug, run_id).await? else {
+            tracing::warn!(org = org_slug, run_id, "delivered run does not exist; dropped");
+            return Ok(Execution::Missing);
+        };
+        let now = Utc::now();
+        if !run.is_claimable(now) {
+            return Ok(if run.status.is_active() { Execution::Running(run) } else { Execution::AlreadyDone(run) });
+        }
+        if delivery == Delivery::Push {
+            if let Some(retry_after_secs) = self.over_concurrency_cap(&log, &run).await? {
+                return Ok(Execution::Busy { retry_after_secs });
+            }
+        }
+        let lease = Duration::seconds(i64::try_from(self.settings.run_lease_secs).unwrap_or(i64::MAX / 1_000_000));
+        let run = match log.claim(&run, now, lease).await? {
+            Claim::Won(run) => run,
+            Claim::Held(other) => {
+                tracing::info!(org = org_slug, run_id, "run claimed by another execution; skipped");
+                return Ok(if other.status.is_active() {
+                    Execution::Running(other)
+                } else {
+                    Execution::AlreadyDone(other)
+                });
+            }
+        };
+        let budget = lease.to_std().unwrap_or_default();
+        let outcome = match tokio::time::timeout(budget, self.run_steps(&log, &run)).await {
+            Ok(outcome) => outcome,
+            Err(_) => Outcome::failed(
+                format!("the run took longer than its lease of {} s and was stopped", budget.as_secs()),
+                false,
+            ),
+        };
+        if let (Some(reason), true, Delivery::Push) = (&outcome.error, outcome.transient, delivery) {
+            log.release(&run, reason, Utc::now(), lease).await?;
+            tracing::warn!(org = org_slug, run_id, reason = %reason, "run failed transiently; released for a redelivery");
+            return Ok(Execution::Retry { run, reason: reason.clone() });
+        }
+        let end = Finished {
+            success: outcome.error.is_none(),
+            rows_written: outcome.rows,
+            warnings: &outcome.warnings,
+            error: outcome.error.as_deref(),
+            finished_at: Utc::now(),
+        };
+        let done = log.finish(&run, &end).await?;
+        tracing::info!(
+            org = org_slug,
+            run_id,
+            success = end.success,
+            rows = end.rows_written,
+            duration_ms = done.duration_ms.unwrap_or_default(),
+            "run finished"
+        );
+        Ok(Execution::Finished(done))
+    }
+
+    /// `Some(seconds to wait)` when the organization already runs as many runs as its plan allows.
+    async fn over_concurrency_cap(&self, log: &RunLog<'_>, run: &RunRow) -> Result<Option<u64>, RunLogError> {
+        let org = self.orgs.get(self.warehouse.as_ref(), &self.configs, &run.org_slug).await?;
+        let Some(max) = org.as_ref().and_then(|o| o["quotas"]["max_concurrent_runs"].as_i64()) else { return Ok(None) };
+        let running = log.count_active(&run.org_slug, Some(RunStatus::Running), Some(&run.run_id)).await?;
+        Ok((running >= max).then_some(30))
+    }
+
+    /// The credential the run's provider calls use, checked once: the integration VALID and its
+    /// secret decryptable. `Err` is the message recorded on the run, and whether it is transient.
+    async fn credential(&self, run: &RunRow) -> Result<SecretString, (String, bool)> {
+        let (org, provider) = (run.org_slug.as_str(), run.provider.as_str());
+        let stored = crate::credentials::find_secret(self.warehouse.as_ref(), &self.configs, org, provider).await;
+        let cipher =
+            match stored {
+                Ok(Some(stored)) if stored.status == "VALID" => stored.ciphertext,
+                Ok(Some(stored)) => {
+                    return Err((
+                        format!(
+                            "the {provider} integration is {}; validate or set it up again before running",
+                            stored.status
+                        ),
+                        false,
+                    ))
                 }
-            }
-        }
-        Ok(Some(stored)) => {
-            return Err(format!(
-                "the {provider} integration is {}; validate or set it up again before running",
-                stored.status
-            ))
-        }
-        Ok(None) => {
-            return Err(format!(
-                "no {provider} integration: set it up with POST /api/v1/integrations/{org}/{provider}/setup"
-            ))
-        }
-        Err(e) => return Err(format!("the {provider} credential cannot be read: {}", e.message)),
-    };
+                Ok(None) => return Err((
+                    format!(
+                        "no {provider} integration: set it up with POST /api/v1/integrations/{org}/{provider}/setup"
+                    ),
+                    false,
+                )),
+                Err(e) => return Err(credential_failure(provider, &e)),
+            };
+        crate::credentials::decrypt(self.kms.as_ref(), org, provider, &cipher)
+            .await
+            .map_err(|e| credential_failure(provider, &e))
+    }
 
-    let vars = variables(state, &org, pipeline, start, end);
-    let dataset = state.org_dataset(&org);
-    let mut outcome = Outcome { rows: 0, warnings: Vec::new(), error: None };
-    for (index, step) in pipeline.steps.iter().enumerate() {
-        let step_log_id = uuid::Uuid::new_v4().to_string();
-        let step_started = Utc::now();
-        let new = NewStep {
-            step_log_id: &step_log_id,
-            run_id: &run_id,
-            org_slug: &org,
-            pipeline_id: &pipeline_id,
-            step_id: &step.step_id,
-            ps_type: &step.ps_type,
-            step_index: index,
-            started_at: step_started,
+    /// The steps of one claimed run.
+    async fn run_steps(&self, log: &RunLog<'_>, run: &RunRow) -> Outcome {
+        let Some(pipeline) = self.configs.pipelines.get(&run.provider, &run.domain, run.pipeline.as_deref()) else {
+            return Outcome::failed(
+                format!("pipeline {}/{} is no longer in the catalog", run.provider, run.domain),
+                false,
+            );
         };
-        runlog::start_step(state, &new).await.map_err(|e| format!("step {}: cannot log: {e}", step.step_id))?;
-        let ctx = StepContext {
-            state,
-            org_slug: &org,
-            dataset: &dataset,
-            run_id: &run_id,
-            pipeline_id: &pipeline_id,
-            step_id: &step.step_id,
-            start_date: start,
-            end_date: end,
-            variables: &vars,
-            credential: Some(&credential),
+        let credential = match self.credential(run).await {
+            Ok(secret) => secret,
+            Err((message, transient)) => return Outcome::failed(message, transient),
         };
-        let config = substitute_value(&step.config, &vars);
-        let result = match registry::find(&step.ps_type) {
-            Some(runner) => runner.run(&config, &ctx).await,
-            None => Err(StepError::Failed(format!("ps_type {} is not registered", step.ps_type))),
-        };
-        tracing::info!(org = %org, run_id = %run_id, step = %step.step_id, ok = result.is_ok(), "step finished");
-        match result {
-            Ok(done) => {
-                let metadata = json!({"metrics": done.metrics, "warnings": done.warnings});
-                runlog::finish_step(state, &org, &step_log_id, true, done.rows_written, None, step_started, &metadata)
-                    .await
-                    .map_err(|e| format!("step {}: cannot log: {e}", step.step_id))?;
-                outcome.rows += done.rows_written;
-                outcome.warnings.extend(done.warnings.into_iter().map(|w| format!("{}: {w}", step.step_id)));
+        let (start, end) = (run.window.start, run.window.end);
+        let vars = variables(self, &run.org_slug, pipeline, start, end);
+        let dataset = self.org_dataset(&run.org_slug);
+        let mut outcome = Outcome { rows: 0, warnings: Vec::new(), error: None, transient: false };
+        for (index, step) in pipeline.steps.iter().enumerate() {
+            let step_log_id = uuid::Uuid::new_v4().to_string();
+            let new = NewStep {
+                step_log_id: &step_log_id,
+                run_id: &run.run_id,
+                org_slug: &run.org_slug,
+                pipeline_id: &run.pipeline_id,
+                step_id: &step.step_id,
+                ps_type: &step.ps_type,
+                step_index: index,
+                started_at: Utc::now(),
+            };
+            if let Err(e) = log.start_step(&new).await {
+                return Outcome::failed(
+                    format!("step {}: cannot record its start: {}", step.step_id, log_error(&e)),
+                    true,
+                );
             }
-            Err(e) => {
-                let message = step_error_message(&e);
-                let metadata = json!({"metrics": Value::Null, "warnings": []});
-                runlog::finish_step(state, &org, &step_log_id, false, 0, Some(&message), step_started, &metadata)
-                    .await
-                    .map_err(|e| format!("step {}: cannot log: {e}", step.step_id))?;
-                outcome.error = Some(format!("step {} failed: {message}", step.step_id));
+            let ctx = StepContext {
+                warehouse: self.warehouse.as_ref(),
+                configs: &self.configs,
+                settings: &self.settings,
+                org_slug: &run.org_slug,
+                dataset: &dataset,
+                run_id: &run.run_id,
+                pipeline_id: &run.pipeline_id,
+                step_id: &step.step_id,
+                start_date: start,
+                end_date: end,
+                variables: &vars,
+                credential: Some(&credential),
+            };
+            let config = substitute_value(&step.config, &vars);
+            let result = match registry::find(&step.ps_type) {
+                Some(runner) => runner.run(&config, &ctx).await,
+                None => Err(StepError::Failed(format!("ps_type {} is not registered", step.ps_type))),
+            };
+            tracing::info!(org = %run.org_slug, run_id = %run.run_id, step = %step.step_id, ok = result.is_ok(), "step finished");
+            let (recorded, failure) = match result {
+                Ok(done) => {
+                    let metadata = json!({"metrics": done.metrics, "warnings": done.warnings});
+                    let end = StepEnd { success: true, rows: done.rows_written, error: None, metadata: &metadata };
+                    outcome.rows += done.rows_written;
+                    outcome.warnings.extend(done.warnings.iter().map(|w| format!("{}: {w}", step.step_id)));
+                    (log.finish_step(&new, &end).await, None)
+                }
+                Err(e) => {
+                    let message = step_error_message(&e);
+                    let metadata = json!({"metrics": Value::Null, "warnings": []});
+                    let end = StepEnd { success: false, rows: 0, error: Some(&message), metadata: &metadata };
+                    (
+                        log.finish_step(&new, &end).await,
+                        Some((format!("step {} failed: {message}", step.step_id), e.is_transient())),
+                    )
+                }
+            };
+            if let Err(e) = recorded {
+                return Outcome::failed(
+                    format!("step {}: cannot record its end: {}", step.step_id, log_error(&e)),
+                    true,
+                );
+            }
+            if let Some((message, transient)) = failure {
+                outcome.error = Some(message);
+                outcome.transient = transient;
                 break;
             }
         }
+        outcome
     }
-    Ok(outcome)
+}
+
+/// What a run may say about a credential it could not use (never the secret, never KMS detail).
+fn credential_failure(provider: &str, e: &CredentialError) -> (String, bool) {
+    match e {
+        CredentialError::Warehouse(w) => {
+            tracing::error!(provider, error = %w, "credential cannot be read");
+            (format!("the {provider} credential cannot be read: the warehouse is unavailable"), true)
+        }
+        CredentialError::Kms(k) => {
+            tracing::error!(provider, error = %k, "credential cannot be decrypted");
+            let transient = matches!(k, crate::kms::KmsError::Unavailable(_));
+            let what = if transient { "KMS is unavailable" } else { "set it up again" };
+            (format!("the {provider} credential cannot be decrypted: {what}"), transient)
+        }
+        CredentialError::Corrupt { .. } => (format!("{e}; set it up again"), false),
+    }
+}
+
+/// A run-log failure in a run's message: its kind, not the warehouse's text (logged instead).
+fn log_error(e: &RunLogError) -> &'static str {
+    tracing::error!(error = %e, "run log write failed");
+    match e {
+        RunLogError::Warehouse(crate::warehouse::WarehouseError::Unavailable(_)) => "the warehouse is unavailable",
+        _ => "the warehouse refused the write",
+    }
 }
 
 /// What a run row may say about a failed step: provider and processor messages as they are
-/// (they name the provider and status, never the credential); warehouse errors only in the log.
+/// (they name the provider and status, never the credential); warehouse errors by kind, their
+/// text only in the log.
 fn step_error_message(e: &StepError) -> String {
     match e {
         StepError::Warehouse(w) => {
             tracing::error!(error = %w, "step failed in the warehouse");
-            "the warehouse refused a write or a query; see the service log".into()
+            match w {
+                crate::warehouse::WarehouseError::Unavailable(_) => {
+                    "the warehouse was unavailable; the run may be retried".into()
+                }
+                _ => "the warehouse refused a write or a query; see the service log".into(),
+            }
         }
         other => other.to_string(),
     }

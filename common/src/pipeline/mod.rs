@@ -1,17 +1,56 @@
 //! The pipeline engine (DESIGN §8): the catalog of pipeline files under `configs/`, the one
-//! registry of processors, the executor that runs a pipeline's steps for one window, and the run
-//! and step log rows it writes.
+//! registry of processors, the one way to start a run ([`Pipelines::submit`]), the executor that
+//! runs a pipeline's steps for one window ([`Pipelines::execute`]), the scheduler tick's due
+//! windows, and the run log (insert-only events) they write.
 //!
-//! Lifecycle of a run: the API writes a PENDING run row and enqueues it ([`crate::queue`]); a
-//! delivery claims it (PENDING → RUNNING, once: a duplicate delivery finds nothing to claim),
-//! runs the steps in order (a step row each), and finishes it SUCCESS or FAILED. A run that
-//! outlives its lease is presumed dead: it is marked FAILED and its window may run again.
+//! Lifecycle of a run: a submission writes a PENDING run event and enqueues it
+//! ([`crate::queue`]); a delivery claims it (first live claim wins: a duplicate delivery finds it
+//! claimed or done), runs the steps in order (step events), and records SUCCESS or FAILED. A run
+//! that outlives its lease reads FAILED and its window may run again.
 
 pub mod catalog;
 pub mod executor;
+pub mod local;
 pub mod processor;
 pub mod registry;
 pub mod runlog;
+pub mod schedule;
+pub mod submit;
+
+use std::sync::Arc;
 
 pub use catalog::{Catalog, Pipeline, PipelineKey, Schedule, Step};
+pub use executor::{Delivery, Execution};
 pub use processor::{Processor, StepContext, StepError, StepOutcome};
+pub use submit::{Submission, SubmitError, Submitted};
+
+use crate::configs::Configs;
+use crate::kms::Kms;
+use crate::orgs::OrgDirectory;
+use crate::queue::RunQueue;
+use crate::settings::Settings;
+use crate::warehouse::Warehouse;
+
+/// The parts of the application the pipeline layer works with (DESIGN §1: never the edge's
+/// `AppState`). Cheap to clone; the composition root builds one.
+#[derive(Clone)]
+pub struct Pipelines {
+    pub settings: Arc<Settings>,
+    pub configs: Arc<Configs>,
+    pub warehouse: Arc<dyn Warehouse>,
+    pub kms: Arc<dyn Kms>,
+    pub orgs: Arc<OrgDirectory>,
+    pub queue: Arc<dyn RunQueue>,
+}
+
+impl Pipelines {
+    /// The per-organization dataset name for this environment.
+    pub fn org_dataset(&self, org_slug: &str) -> String {
+        self.configs.org_dataset(org_slug, self.settings.environment)
+    }
+
+    /// The run log of the central dataset.
+    pub fn run_log(&self) -> runlog::RunLog<'_> {
+        runlog::RunLog::new(self.warehouse.as_ref(), &self.configs)
+    }
+}

@@ -13,12 +13,16 @@ use chrono::NaiveDate;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use crate::app::AppState;
-use crate::warehouse::WarehouseError;
+use crate::configs::Configs;
+use crate::settings::Settings;
+use crate::warehouse::{Warehouse, WarehouseError};
 
 /// What a step runs with.
 pub struct StepContext<'a> {
-    pub state: &'a AppState,
+    pub warehouse: &'a dyn Warehouse,
+    pub configs: &'a Configs,
+    /// Provider bases, timeouts and limits.
+    pub settings: &'a Settings,
     pub org_slug: &'a str,
     /// The organization's dataset (`{org_slug}_{env}`).
     pub dataset: &'a str,
@@ -54,6 +58,19 @@ pub enum StepError {
     Warehouse(#[from] WarehouseError),
     #[error("{0}")]
     Failed(String),
+}
+
+impl StepError {
+    /// Whether trying the same step again later may succeed: the provider was rate-limited or
+    /// down (after the step's own retries), or the warehouse was unavailable. A Pub/Sub delivery
+    /// of such a run is answered with a retryable status instead of failing the run for good.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            StepError::Provider { status, .. } => matches!(status, 408 | 429 | 500..=599),
+            StepError::Warehouse(WarehouseError::Unavailable(_)) => true,
+            _ => false,
+        }
+    }
 }
 
 #[async_trait]

@@ -24,7 +24,7 @@ use secrecy::ExposeSecret;
 use serde::{Deserialize, Deserializer};
 use serde_json::{json, Value};
 
-use crate::app::AppState;
+use crate::configs::Configs;
 use crate::pipeline::{StepContext, StepError, StepOutcome};
 use crate::providers::retry::{ProviderError, RetryPolicy};
 use crate::warehouse::{
@@ -103,8 +103,8 @@ pub(crate) fn column_at(schema: &TableSchema, column: &str) -> Result<usize, Ste
 pub const DQ_TABLE: &str = "org_meta_dq_results";
 
 /// `configs/{provider}/schemas/{table}.json`, checked.
-pub fn table_schema(state: &AppState, provider: &str, table: &str) -> Result<TableSchema, StepError> {
-    load_schema(&state.configs.root, provider, table).map_err(StepError::Failed)
+pub fn table_schema(configs: &Configs, provider: &str, table: &str) -> Result<TableSchema, StepError> {
+    load_schema(&configs.root, provider, table).map_err(StepError::Failed)
 }
 
 fn load_schema(root: &std::path::Path, provider: &str, table: &str) -> Result<TableSchema, String> {
@@ -195,7 +195,7 @@ pub(crate) fn col_date(row: &Row, name: &str) -> Option<NaiveDate> {
 
 /// Creates the table in the organization's dataset when missing.
 pub(crate) async fn ensure_table(ctx: &StepContext<'_>, schema: &TableSchema) -> Result<(), StepError> {
-    ctx.state.warehouse.create_table(ctx.dataset, schema).await?;
+    ctx.warehouse.create_table(ctx.dataset, schema).await?;
     Ok(())
 }
 
@@ -261,7 +261,7 @@ pub(crate) async fn write_window(
 ) -> Result<u64, StepError> {
     ensure_table(ctx, schema).await?;
     let params = window_params(ctx, start, end);
-    let (_, inserted) = ctx.state.warehouse.replace_slice(ctx.dataset, schema, WINDOW_PREDICATE, &params, rows).await?;
+    let (_, inserted) = ctx.warehouse.replace_slice(ctx.dataset, schema, WINDOW_PREDICATE, &params, rows).await?;
     Ok(inserted)
 }
 
@@ -290,7 +290,7 @@ impl WindowWriter {
     pub async fn start(ctx: &StepContext<'_>, schema: &TableSchema) -> Result<WindowWriter, StepError> {
         ensure_table(ctx, schema).await?;
         let params = window_params(ctx, ctx.start_date, ctx.end_date);
-        let mut staging = ctx.state.warehouse.stage(ctx.dataset, schema, WINDOW_PREDICATE, &params).await?;
+        let mut staging = ctx.warehouse.stage(ctx.dataset, schema, WINDOW_PREDICATE, &params).await?;
         let (batches, mut incoming) = tokio::sync::mpsc::channel::<Vec<Record>>(1);
         let stager = tokio::spawn(async move {
             while let Some(rows) = incoming.recv().await {
@@ -352,7 +352,7 @@ pub(crate) async fn read_window(
     schema: &TableSchema,
     written_by: &str,
 ) -> Result<RecordBatches, StepError> {
-    let tables = ctx.state.warehouse.list_tables(ctx.dataset).await?;
+    let tables = ctx.warehouse.list_tables(ctx.dataset).await?;
     if !tables.contains(&schema.name) {
         return Err(StepError::Failed(format!(
             "table {}.{} does not exist: run the {written_by} step first",
@@ -363,10 +363,10 @@ pub(crate) async fn read_window(
     let sql = format!(
         "SELECT {} FROM {} WHERE {WINDOW_PREDICATE}",
         columns.join(", "),
-        ctx.state.warehouse.table_ref(ctx.dataset, &schema.name)?
+        ctx.warehouse.table_ref(ctx.dataset, &schema.name)?
     );
     let params = window_params(ctx, ctx.start_date, ctx.end_date);
-    Ok(ctx.state.warehouse.query_batches(&sql, &params, READ_BATCH_ROWS).await?)
+    Ok(ctx.warehouse.query_batches(&sql, &params, READ_BATCH_ROWS).await?)
 }
 
 /// A data-quality outcome.
@@ -401,10 +401,10 @@ pub struct DqResult {
     pub details: Value,
 }
 
-/// Replaces this pipeline's data-quality results about `table` for the step's window.
+/// Records this run's data-quality results about `table` for the step's window.
 pub(crate) async fn write_dq(ctx: &StepContext<'_>, table: &str, results: &[DqResult]) -> Result<u64, StepError> {
-    let central = ctx.state.configs.central_dataset();
-    let schema = ctx.state.configs.central_table(DQ_TABLE);
+    let central = ctx.configs.central_dataset();
+    let schema = ctx.configs.central_table(DQ_TABLE);
     let now = format_timestamp(&Utc::now());
     let rows: Vec<Row> = results
         .iter()
@@ -434,25 +434,10 @@ pub(crate) async fn write_dq(ctx: &StepContext<'_>, table: &str, results: &[DqRe
             crate::warehouse::to_row(v)
         })
         .collect();
-    let params = Params::new()
-        .bind("org_slug", ctx.org_slug)
-        .bind("pipeline_id", ctx.pipeline_id)
-        .bind("table_name", table)
-        .bind("start_date", ctx.start_date)
-        .bind("end_date", ctx.end_date);
-    let (_, inserted) = ctx
-        .state
-        .warehouse
-        .replace_slice(
-            central,
-            schema,
-            "org_slug = @org_slug AND pipeline_id = @pipeline_id AND table_name = @table_name \
-             AND usage_date BETWEEN @start_date AND @end_date",
-            &params,
-            &rows,
-        )
-        .await?;
-    Ok(inserted)
+    // Appended, never replaced: org_meta_dq_results is a central table, and central tables take
+    // no mutating DML (DESIGN §12). `dq_results_current` reads each day's results of the latest
+    // run that checked it.
+    Ok(ctx.warehouse.append_rows(central, schema, "dq_id", &rows).await?)
 }
 
 /// How computed cost is held against what the provider billed.

@@ -92,10 +92,19 @@ fn unit_random() -> f64 {
     (uuid::Uuid::new_v4().as_u128() >> 75) as f64 / (1u64 << 53) as f64
 }
 
-/// `Retry-After` in seconds (the providers send delta-seconds; an HTTP date is ignored).
+/// The longest `Retry-After` taken as sent; a larger one (or `1e300`) is clamped to it before
+/// it becomes a `Duration` (which would panic on overflow). The step's own backoff cap then
+/// decides whether to wait that long or give up.
+const MAX_RETRY_AFTER_SECS: f64 = 24.0 * 3600.0;
+
+/// `Retry-After` in seconds (the providers send delta-seconds; an HTTP date, a negative number or
+/// garbage is ignored; a huge number is clamped, never a panic).
 fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
     let text = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?.trim();
-    text.parse::<f64>().ok().filter(|s| s.is_finite() && *s >= 0.0).map(Duration::from_secs_f64)
+    text.parse::<f64>()
+        .ok()
+        .filter(|s| !s.is_nan() && *s >= 0.0)
+        .map(|s| Duration::from_secs_f64(s.min(MAX_RETRY_AFTER_SECS)))
 }
 
 /// The largest provider response read (a day of usage at the finest grouping is megabytes; a
@@ -352,6 +361,19 @@ mod tests {
         assert_eq!(retry_after(&h), Some(Duration::from_secs(2)));
         h.insert(reqwest::header::RETRY_AFTER, "Wed, 21 Oct 2015 07:28:00 GMT".parse().unwrap());
         assert_eq!(retry_after(&h), None);
+        // Huge, infinite, negative and garbage values: clamped or ignored, never a panic.
+        for (sent, expected) in [
+            ("1e300", Some(Duration::from_secs(86_400))),
+            ("inf", Some(Duration::from_secs(86_400))),
+            ("99999999999999999999", Some(Duration::from_secs(86_400))),
+            ("-5", None),
+            ("NaN", None),
+            ("soon", None),
+            ("0.5", Some(Duration::from_millis(500))),
+        ] {
+            h.insert(reqwest::header::RETRY_AFTER, sent.parse().unwrap());
+            assert_eq!(retry_after(&h), expected, "Retry-After: {sent}");
+        }
         assert!(retryable(429) && retryable(500) && retryable(529));
         assert!(!retryable(400) && !retryable(401) && !retryable(404));
     }

@@ -38,6 +38,7 @@ use gcp_bigquery_client::model::query_parameter_type_struct_types::QueryParamete
 use gcp_bigquery_client::model::query_parameter_value::QueryParameterValue;
 use gcp_bigquery_client::model::query_request::QueryRequest;
 use gcp_bigquery_client::model::table::Table;
+use gcp_bigquery_client::model::table_data_insert_all_request::TableDataInsertAllRequest;
 use gcp_bigquery_client::model::table_field_schema::TableFieldSchema;
 use gcp_bigquery_client::model::table_row::TableRow;
 use gcp_bigquery_client::model::table_schema::TableSchema as BqTableSchema;
@@ -1012,6 +1013,54 @@ impl Warehouse for BigQueryWarehouse {
         let columns: Vec<&str> = schema.fields.iter().map(|f| f.name.as_str()).collect();
         let sql = format!("INSERT INTO {} ({}) {source}", self.quoted(dataset, &schema.name)?, columns.join(", "));
         self.run_query(&sql, vec![param]).await?;
+        Ok(rows.len() as u64)
+    }
+
+    async fn append_rows(
+        &self,
+        dataset: &str,
+        schema: &TableSchema,
+        id_column: &str,
+        rows: &[Row],
+    ) -> WarehouseResult<u64> {
+        check_schema(schema)?;
+        check_rows(schema, rows)?;
+        self.quoted(dataset, &schema.name)?;
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        let mut request = TableDataInsertAllRequest::new();
+        for row in rows {
+            let insert_id = row.get(id_column).and_then(Value::as_str).map(str::to_string);
+            if insert_id.is_none() {
+                return Err(WarehouseError::Invalid(format!(
+                    "{}: every appended row needs its insert id in column {id_column}",
+                    schema.name
+                )));
+            }
+            request.add_row(insert_id, row).map_err(|e| WarehouseError::Invalid(format!("{}: {e}", schema.name)))?;
+        }
+        let tabledata = self.client.tabledata();
+        let response = self
+            .retry("tabledata.insertAll", || {
+                tabledata.insert_all(&self.project, dataset, &schema.name, request.clone())
+            })
+            .await?;
+        // insertAll answers 200 with per-row errors; every row of ours is checked above, so any
+        // error is the table's (schema drift): refuse the whole append loudly.
+        if let Some(errors) = response.insert_errors.filter(|e| !e.is_empty()) {
+            let first = errors
+                .first()
+                .and_then(|e| e.errors.as_ref())
+                .and_then(|e| e.first())
+                .and_then(|e| e.message.clone())
+                .unwrap_or_default();
+            return Err(WarehouseError::Invalid(format!(
+                "{}: {} row(s) refused by insertAll: {first}",
+                schema.name,
+                errors.len()
+            )));
+        }
         Ok(rows.len() as u64)
     }
 

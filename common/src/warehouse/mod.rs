@@ -206,6 +206,21 @@ pub trait Warehouse: Send + Sync + 'static {
     /// Inserts rows (canonical JSON form, keyed by column) into a table described by `schema`.
     /// Missing columns are NULL; unknown columns are refused. All rows land or none do.
     async fn insert_rows(&self, dataset: &str, schema: &TableSchema, rows: &[Row]) -> WarehouseResult<u64>;
+    /// Appends rows to an insert-only table (run and step events, data-quality results, audit):
+    /// rows are never updated or deleted afterwards, so on BigQuery they are streamed
+    /// (`tabledata.insertAll`: no DML statement spent against the per-table DML limits, readable
+    /// at once) with `id_column`'s value as each row's insert id, which makes a retried append
+    /// land once. Other backends insert them as [`Warehouse::insert_rows`] does.
+    async fn append_rows(
+        &self,
+        dataset: &str,
+        schema: &TableSchema,
+        id_column: &str,
+        rows: &[Row],
+    ) -> WarehouseResult<u64> {
+        let _ = id_column;
+        self.insert_rows(dataset, schema, rows).await
+    }
     /// Deletes the rows matching `predicate` (a boolean SQL expression over the table's columns
     /// with `@name` parameters) and inserts `rows`, atomically: readers see the old slice or the
     /// new one, never neither. Returns (deleted, inserted).

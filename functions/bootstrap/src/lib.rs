@@ -174,15 +174,18 @@ pub async fn run(state: &AppState, request: &BootstrapRequest) -> ApiResult<Boot
         }
         report.columns_added.insert(table, fields.into_iter().map(|f| f.name).collect());
     }
-    let table_names = configs.central_table_names();
+    // A view reads the tables and the views before it. Views hold no data, so every bootstrap
+    // replaces them: a changed view file reaches an existing deployment.
+    let mut known = configs.central_table_names();
     for (view, template) in &configs.central_views {
+        let sql = render_table_refs(warehouse, &dataset, template, &known)?;
+        warehouse.create_view(&dataset, view, &sql).await?;
         if existing.contains(view) {
             report.views_existing.push(view.clone());
-            continue;
+        } else {
+            report.views_created.push(view.clone());
         }
-        let sql = render_table_refs(warehouse, &dataset, template, &table_names)?;
-        warehouse.create_view(&dataset, view, &sql).await?;
-        report.views_created.push(view.clone());
+        known.push(view.as_str());
     }
     Ok(report)
 }

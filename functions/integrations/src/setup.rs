@@ -139,7 +139,11 @@ async fn seed_price_book(state: &AppState, caller: &Caller, slug: &OrgSlug, prov
 
 /// The organization's directory view, or 404.
 pub async fn require_org_exists(state: &AppState, org_slug: &str) -> ApiResult<std::sync::Arc<Value>> {
-    state.orgs.get(state, org_slug).await?.ok_or_else(|| ApiError::not_found(format!("no organization {org_slug}")))
+    state
+        .orgs
+        .get(state.warehouse.as_ref(), &state.configs, org_slug)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no organization {org_slug}")))
 }
 
 /// The plan's `max_integrations`: a new provider beyond it is refused with 403; replacing the

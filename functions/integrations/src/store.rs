@@ -34,7 +34,9 @@ pub async fn find(state: &AppState, org_slug: &str, provider: &str) -> ApiResult
 
 /// The stored ciphertext and metadata of one provider, for re-validation.
 pub async fn find_secret(state: &AppState, org_slug: &str, provider: &str) -> ApiResult<Option<(Vec<u8>, Value)>> {
-    Ok(common::credentials::find_secret(state, org_slug, provider).await?.map(|c| (c.ciphertext, c.metadata)))
+    Ok(common::credentials::find_secret(state.warehouse.as_ref(), &state.configs, org_slug, provider)
+        .await?
+        .map(|c| (c.ciphertext, c.metadata)))
 }
 
 /// Every stored row of the organization (view columns).

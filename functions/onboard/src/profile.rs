@@ -18,7 +18,7 @@ pub async fn get_organization(
     let slug = OrgSlug::parse(&org).map_err(ApiError::bad_request)?;
     state
         .orgs
-        .get(&state, slug.as_str())
+        .get(state.warehouse.as_ref(), &state.configs, slug.as_str())
         .await?
         .map(|view| Json(view.as_ref()).into_response())
         .ok_or_else(|| ApiError::not_found(format!("no organization {slug}")))

@@ -126,7 +126,7 @@ pub async fn update_subscription(
     state.orgs.invalidate(slug.as_str());
     let org = state
         .orgs
-        .get(&state, slug.as_str())
+        .get(state.warehouse.as_ref(), &state.configs, slug.as_str())
         .await?
         .ok_or_else(|| ApiError::not_found(format!("no organization {slug}")))?;
     Ok(Json(json!({

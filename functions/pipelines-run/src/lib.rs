@@ -1,14 +1,14 @@
-//! The pipelines-run function: ad-hoc pipeline runs and their history (DESIGN §8).
+//! The pipelines-run function: pipeline runs, their history, and their execution (DESIGN §8, §12).
 //!
 //! - `POST /api/v1/pipelines/run/{org}/{provider}/{domain}[/{pipeline}]` with `{"date"}` or
-//!   `{"start_date", "end_date"}`: checks the window, the organization's subscription, its
-//!   integration with the provider and its quotas, writes a PENDING run and enqueues it → 202.
+//!   `{"start_date", "end_date"}`: submits an ad-hoc run through the pipeline layer → 202.
 //!   The path is a key into the pipeline catalog: `/run/acme/openai/usage_cost` runs
 //!   `configs/openai/usage_cost.yml`, `/run/acme/gcp/cost/billing` would run `configs/gcp/cost/billing.yml`.
 //! - `GET /api/v1/pipelines/runs/{org}/{run_id}`: one run with its steps, totals and errors.
 //! - `GET /api/v1/pipelines/runs/{org}?status=&limit=&offset=`: the run history, newest first.
+//! - `POST /api/v1/pipelines/push`: Pub/Sub's push delivery of a run, executed in the request.
 
-mod gates;
+mod push;
 mod run;
 mod runs;
 mod window;
@@ -27,6 +27,7 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v1/pipelines/run/{org}/{provider}/{domain}/{pipeline}", post(run::run_pipeline))
         .route("/api/v1/pipelines/runs/{org}", get(runs::list))
         .route("/api/v1/pipelines/runs/{org}/{run_id}", get(runs::get_one))
+        .route("/api/v1/pipelines/push", post(push::push))
 }
 
 /// The function as a complete app: routes, `/health` and the shared plumbing.

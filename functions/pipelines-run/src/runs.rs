@@ -10,7 +10,7 @@ use common::auth::Caller;
 use common::domain::OrgSlug;
 use common::http::error::ApiResult;
 use common::http::ApiPath;
-use common::pipeline::runlog::{self, json_column, STATUSES};
+use common::pipeline::runlog::{json_column, RunRow, STATUSES};
 use common::warehouse::Row;
 use common::{ApiError, AppState};
 use serde_json::{json, Map, Value};
@@ -22,41 +22,58 @@ fn field(row: &Row, name: &str) -> Value {
     row.get(name).cloned().unwrap_or(Value::Null)
 }
 
-/// A run row as the API shows it.
-fn run_view(row: &Row) -> Map<String, Value> {
-    let parameters = json_column(row, "parameters");
-    let mut view = Map::new();
-    for name in ["run_id", "org_slug", "pipeline_id", "provider", "domain"] {
-        view.insert(name.into(), field(row, name));
+/// A run as the API shows it.
+fn run_view(run: &RunRow) -> Map<String, Value> {
+    let ts = |t: Option<chrono::DateTime<chrono::Utc>>| {
+        t.map_or(Value::Null, |t| json!(common::warehouse::format_timestamp(&t)))
+    };
+    let view = json!({
+        "run_id": run.run_id,
+        "org_slug": run.org_slug,
+        "pipeline_id": run.pipeline_id,
+        "provider": run.provider,
+        "domain": run.domain,
+        "pipeline": run.pipeline,
+        "trigger": run.trigger.as_str(),
+        "status": run.status.as_str(),
+        "attempt": run.attempt,
+        "start_date": run.window.start,
+        "end_date": run.window.end,
+        "rows_written": run.rows_written,
+        "warnings": run.warnings,
+        "error_message": run.error_message,
+        "created_at": ts(Some(run.created_at)),
+        "started_at": ts(run.started_at),
+        "finished_at": ts(run.finished_at),
+        "duration_ms": run.duration_ms,
+        "lease_expires_at": ts(run.lease_expires_at.filter(|_| run.status.is_active())),
+    });
+    match view {
+        Value::Object(map) => map,
+        _ => Map::new(),
     }
-    view.insert("pipeline".into(), parameters.get("pipeline").cloned().unwrap_or(Value::Null));
-    for name in [
-        "trigger",
-        "status",
-        "start_date",
-        "end_date",
-        "rows_written",
-        "warnings",
-        "error_message",
-        "created_at",
-        "started_at",
-        "finished_at",
-        "duration_ms",
-    ] {
-        view.insert(name.into(), field(row, name));
-    }
-    view
 }
 
-fn step_view(row: &Row) -> Value {
+/// A step as the API shows it. A step still RUNNING in a run that has ended (its process
+/// stopped) reads FAILED, like `step_logs_view`.
+fn step_view(row: &Row, run: &RunRow) -> Value {
     let metadata = json_column(row, "metadata");
+    let orphaned = field(row, "status") == "RUNNING" && !run.status.is_active();
+    let (status, error) = if orphaned {
+        (
+            json!("FAILED"),
+            json!(run.error_message.clone().unwrap_or_else(|| "the run ended before this step did".into())),
+        )
+    } else {
+        (field(row, "status"), field(row, "error_message"))
+    };
     json!({
         "step_index": field(row, "step_index"),
         "step_id": field(row, "step_id"),
         "ps_type": field(row, "ps_type"),
-        "status": field(row, "status"),
+        "status": status,
         "rows_written": field(row, "rows_processed"),
-        "error_message": field(row, "error_message"),
+        "error_message": error,
         "warnings": metadata.get("warnings").cloned().unwrap_or(json!([])),
         "metrics": metadata.get("metrics").cloned().unwrap_or(Value::Null),
         "started_at": field(row, "started_at"),
@@ -76,11 +93,12 @@ pub async fn get_one(
     if run_id.len() > 64 || !run_id.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-') {
         return Err(not_found());
     }
-    let Some(row) = runlog::find(&state, slug.as_str(), &run_id).await? else { return Err(not_found()) };
-    let steps = runlog::steps_of(&state, slug.as_str(), &run_id).await?;
-    let mut view = run_view(&row);
-    view.insert("parameters".into(), json_column(&row, "parameters"));
-    let steps: Vec<Value> = steps.iter().map(step_view).collect();
+    let log = state.pipelines.run_log();
+    let Some(run) = log.find(slug.as_str(), &run_id).await? else { return Err(not_found()) };
+    let steps = log.steps_of(slug.as_str(), &run_id).await?;
+    let mut view = run_view(&run);
+    view.insert("parameters".into(), run.parameters.clone());
+    let steps: Vec<Value> = steps.iter().map(|s| step_view(s, &run)).collect();
     let metrics: Map<String, Value> = steps
         .iter()
         .filter(|s| !s["metrics"].is_null())
@@ -90,11 +108,11 @@ pub async fn get_one(
     view.insert(
         "totals".into(),
         json!({
-            "rows_written": field(&row, "rows_written"),
+            "rows_written": run.rows_written,
             "steps": steps.len(),
             "steps_succeeded": count("SUCCESS"),
             "steps_failed": count("FAILED"),
-            "duration_ms": field(&row, "duration_ms"),
+            "duration_ms": run.duration_ms,
             "metrics": metrics,
         }),
     );
@@ -137,7 +155,7 @@ pub async fn list(
     };
     let limit = number("limit", DEFAULT_LIMIT, MAX_LIMIT)?;
     let offset = number("offset", 0, 1_000_000)?;
-    let rows = runlog::list(&state, slug.as_str(), status.as_deref(), limit, offset).await?;
+    let rows = state.pipelines.run_log().list(slug.as_str(), status.as_deref(), limit, offset).await?;
     let next_offset = (rows.len() == limit as usize).then_some(offset + limit);
     let runs: Vec<Value> = rows.iter().map(|r| Value::Object(run_view(r))).collect();
     Ok(Json(json!({

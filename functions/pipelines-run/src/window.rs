@@ -1,7 +1,9 @@
-//! The run request body: one day or a window, checked at the edge. Every message names the field.
+//! The run request body: one day or a window, its shape checked here (every message names the
+//! field); its range (the provider's first usable day to today, the pipeline's longest window)
+//! is checked by the pipeline layer when the run is submitted.
 
-use chrono::{NaiveDate, Utc};
-use common::pipeline::Pipeline;
+use chrono::NaiveDate;
+use common::pipeline::runlog::Window;
 use common::ApiError;
 use serde::Deserialize;
 
@@ -20,23 +22,11 @@ pub struct RunBody {
     pub end_date: Option<String>,
 }
 
-/// Both ends inclusive.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Window {
-    pub start: NaiveDate,
-    pub end: NaiveDate,
-}
-
-impl Window {
-    pub fn days(&self) -> i64 {
-        (self.end - self.start).num_days() + 1
-    }
-}
-
 fn parse_date(field: &str, raw: &str) -> Result<NaiveDate, ApiError> {
     let raw = raw.trim();
-    // chrono accepts unpadded fields; the API promises YYYY-MM-DD exactly.
-    let shaped = raw.len() == 10 && raw.as_bytes()[4] == b'-' && raw.as_bytes()[7] == b'-';
+    // chrono accepts unpadded fields and signed years; the API promises YYYY-MM-DD exactly.
+    let shaped = raw.len() == 10
+        && raw.bytes().enumerate().all(|(i, b)| if i == 4 || i == 7 { b == b'-' } else { b.is_ascii_digit() });
     match NaiveDate::parse_from_str(raw, "%Y-%m-%d") {
         Ok(d) if shaped => Ok(d),
         _ => Err(ApiError::bad_request(format!("{field} must be a date in the form YYYY-MM-DD, not {raw:?}"))),
@@ -44,13 +34,12 @@ fn parse_date(field: &str, raw: &str) -> Result<NaiveDate, ApiError> {
 }
 
 impl RunBody {
-    /// The window, checked: format, order, not in the future (UTC), at most the pipeline's
-    /// `max_window_days`.
-    pub fn window(&self, pipeline: &Pipeline, today: NaiveDate) -> Result<Window, ApiError> {
-        let (window, end_field) = match (&self.date, &self.start_date, &self.end_date) {
+    /// The window the body names, in order.
+    pub fn window(&self) -> Result<Window, ApiError> {
+        match (&self.date, &self.start_date, &self.end_date) {
             (Some(date), None, None) => {
                 let d = parse_date("date", date)?;
-                (Window { start: d, end: d }, "date")
+                Ok(Window { start: d, end: d })
             }
             (None, Some(start), Some(end)) => {
                 let window = Window { start: parse_date("start_date", start)?, end: parse_date("end_date", end)? };
@@ -60,39 +49,34 @@ impl RunBody {
                         window.end, window.start
                     )));
                 }
-                (window, "end_date")
+                Ok(window)
             }
-            (Some(_), _, _) => {
-                return Err(ApiError::bad_request("send either date or start_date and end_date, not both"));
-            }
-            (None, Some(_), None) => return Err(ApiError::bad_request("end_date is missing (start_date was sent)")),
-            (None, None, Some(_)) => return Err(ApiError::bad_request("start_date is missing (end_date was sent)")),
-            (None, None, None) => {
-                return Err(ApiError::bad_request(
-                    "send {\"date\": \"YYYY-MM-DD\"} or {\"start_date\": \"YYYY-MM-DD\", \"end_date\": \"YYYY-MM-DD\"}",
-                ))
-            }
-        };
-        if window.end > today {
-            return Err(ApiError::bad_request(format!(
-                "{end_field} ({}) is in the future; the latest day that can be run is today ({today}, UTC)",
-                window.end
-            )));
+            (Some(_), _, _) => Err(ApiError::bad_request("send either date or start_date and end_date, not both")),
+            (None, Some(_), None) => Err(ApiError::bad_request("end_date is missing (start_date was sent)")),
+            (None, None, Some(_)) => Err(ApiError::bad_request("start_date is missing (end_date was sent)")),
+            (None, None, None) => Err(ApiError::bad_request(
+                "send {\"date\": \"YYYY-MM-DD\"} or {\"start_date\": \"YYYY-MM-DD\", \"end_date\": \"YYYY-MM-DD\"}",
+            )),
         }
-        if window.days() > i64::from(pipeline.max_window_days) {
-            return Err(ApiError::bad_request(format!(
-                "the window from start_date {} to end_date {} is {} days; {} accepts at most {} (max_window_days)",
-                window.start,
-                window.end,
-                window.days(),
-                pipeline.file,
-                pipeline.max_window_days
-            )));
-        }
-        Ok(window)
     }
 }
 
-pub fn today() -> NaiveDate {
-    Utc::now().date_naive()
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn body(start: &str, end: &str) -> RunBody {
+        RunBody { date: None, start_date: Some(start.into()), end_date: Some(end.into()) }
+    }
+
+    #[test]
+    fn dates_must_be_plain_four_digit_years() {
+        for bad in ["-999-01-01", "+2026-1-01", "2026-1-01", "26-01-01", "2026/01/01", "2026-01-1x"] {
+            let e = body(bad, "2026-01-07").window().unwrap_err();
+            assert_eq!(e.status, 400, "{bad}");
+            assert!(e.message.contains("start_date"), "{bad}: {}", e.message);
+        }
+        assert!(body("2026-01-01", "2026-01-07").window().is_ok());
+        assert!(body("2026-01-08", "2026-01-07").window().unwrap_err().message.contains("before"));
+    }
 }

@@ -34,7 +34,7 @@ async fn open<'a>(
     caller.require_org(org)?;
     let slug = OrgSlug::parse(org).map_err(ApiError::bad_request)?;
     let book = Book::open(state, org, provider, kind)?;
-    if state.orgs.get(state, slug.as_str()).await?.is_none() {
+    if state.orgs.get(state.warehouse.as_ref(), &state.configs, slug.as_str()).await?.is_none() {
         return Err(ApiError::not_found(format!("no organization {slug}")));
     }
     Ok(book)

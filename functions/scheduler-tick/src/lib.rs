@@ -1,6 +1,11 @@
-//! The scheduler-tick function. Its routes (DESIGN §2) arrive in their own issue; until then it builds,
-//! starts and serves `GET /health` like every function.
+//! The scheduler-tick function (DESIGN §2, §8, §12): `POST /api/v1/scheduler/tick`, called by
+//! Cloud Scheduler, optional body `{"as_of": "YYYY-MM-DD"}` (default: today, UTC). It submits
+//! every due run of every organization that may run pipelines and answers with the counts per
+//! organization and pipeline; execution is the run queue's.
 
+mod tick;
+
+use axum::routing::post;
 use axum::Router;
 use common::http::{health_router, with_plumbing};
 use common::AppState;
@@ -9,7 +14,7 @@ pub const SERVICE: &str = "convergence-scheduler-tick";
 
 /// The function's routes, without the shared plumbing (`convergence-local` merges them).
 pub fn routes() -> Router<AppState> {
-    Router::new()
+    Router::new().route("/api/v1/scheduler/tick", post(tick::tick))
 }
 
 /// The function as a complete app: routes, `/health` and the shared plumbing.

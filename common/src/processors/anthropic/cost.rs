@@ -169,8 +169,8 @@ impl Processor for AnthropicCost {
 
     async fn run(config: &Config, ctx: &StepContext<'_>) -> Result<StepOutcome, StepError> {
         check_retry(&config.retry)?;
-        let raw_schema = table_schema(ctx.state, PROVIDER, usage::TABLE)?;
-        let schema = table_schema(ctx.state, PROVIDER, TABLE)?;
+        let raw_schema = table_schema(ctx.configs, PROVIDER, usage::TABLE)?;
+        let schema = table_schema(ctx.configs, PROVIDER, TABLE)?;
         let layout = Layout::new(&raw_schema, &schema)?;
         let mut raw = read_window(ctx, &raw_schema, usage::AnthropicUsage::TYPE).await?;
         let mut book = load_book(ctx, PROVIDER).await?;

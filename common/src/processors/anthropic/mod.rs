@@ -13,5 +13,5 @@ use crate::providers::ProviderHttp;
 pub const PROVIDER: &str = "anthropic";
 
 pub(crate) fn client<'a>(ctx: &'a StepContext<'_>, http: &'a ProviderHttp) -> Anthropic<'a> {
-    Anthropic { http, base: ctx.state.settings.anthropic_api_base.trim_end_matches('/') }
+    Anthropic { http, base: ctx.settings.anthropic_api_base.trim_end_matches('/') }
 }

@@ -76,7 +76,7 @@ impl Processor for AnthropicUsage {
     async fn run(config: &Config, ctx: &StepContext<'_>) -> Result<StepOutcome, StepError> {
         check_retry(&config.retry)?;
         let key = credential(ctx, PROVIDER)?;
-        let schema = table_schema(ctx.state, PROVIDER, TABLE)?;
+        let schema = table_schema(ctx.configs, PROVIDER, TABLE)?;
         let columns = RawColumns::new(&schema)?;
         let mut names = Interner::default();
         let http = http(ctx)?;

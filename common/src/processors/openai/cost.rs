@@ -175,7 +175,8 @@ impl Priced {
 /// The provider's pricing book over the window, or a clear error.
 pub(crate) async fn load_book(ctx: &StepContext<'_>, provider: &str) -> Result<PriceBook, StepError> {
     let rows = crate::pricebook::versions_between(
-        ctx.state,
+        ctx.warehouse,
+        ctx.configs,
         ctx.dataset,
         ctx.org_slug,
         provider,
@@ -201,8 +202,8 @@ impl Processor for OpenAiCost {
 
     async fn run(config: &Config, ctx: &StepContext<'_>) -> Result<StepOutcome, StepError> {
         check_retry(&config.retry)?;
-        let raw_schema = table_schema(ctx.state, PROVIDER, usage::TABLE)?;
-        let schema = table_schema(ctx.state, PROVIDER, TABLE)?;
+        let raw_schema = table_schema(ctx.configs, PROVIDER, usage::TABLE)?;
+        let schema = table_schema(ctx.configs, PROVIDER, TABLE)?;
         let layout = Layout::new(&raw_schema, &schema)?;
         let mut raw = read_window(ctx, &raw_schema, usage::OpenAiUsage::TYPE).await?;
         let mut book = load_book(ctx, PROVIDER).await?;

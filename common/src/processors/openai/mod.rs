@@ -15,9 +15,9 @@ pub const PROVIDER: &str = "openai";
 
 /// The HTTP client of a step, aimed at the configured base (the real API, or the sandbox).
 pub(crate) fn http(ctx: &StepContext<'_>) -> Result<ProviderHttp, crate::pipeline::StepError> {
-    ProviderHttp::from_settings(&ctx.state.settings).map_err(crate::pipeline::StepError::Failed)
+    ProviderHttp::from_settings(ctx.settings).map_err(crate::pipeline::StepError::Failed)
 }
 
 pub(crate) fn client<'a>(ctx: &'a StepContext<'_>, http: &'a ProviderHttp) -> OpenAi<'a> {
-    OpenAi { http, base: ctx.state.settings.openai_api_base.trim_end_matches('/') }
+    OpenAi { http, base: ctx.settings.openai_api_base.trim_end_matches('/') }
 }

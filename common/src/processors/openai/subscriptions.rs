@@ -129,11 +129,12 @@ impl Processor for OpenAiSubscriptions {
     type Config = Config;
 
     async fn run(config: &Config, ctx: &StepContext<'_>) -> Result<StepOutcome, StepError> {
-        let schema = table_schema(ctx.state, PROVIDER, TABLE)?;
+        let schema = table_schema(ctx.configs, PROVIDER, TABLE)?;
         // Whole months: the window's first month from its 1st.
         let start = month_start(ctx.start_date);
         let versions = crate::pricebook::versions_between(
-            ctx.state,
+            ctx.warehouse,
+            ctx.configs,
             ctx.dataset,
             ctx.org_slug,
             PROVIDER,

@@ -1,4 +1,5 @@
--- Pipeline runs with the organization's company name, columns ordered for a log listing.
+-- Pipeline runs (their current state) with the organization's company name, columns ordered
+-- for a log listing.
 -- Portable subset of SQL (runs unchanged on BigQuery and DuckDB).
 SELECT
   r.created_at,
@@ -19,6 +20,6 @@ SELECT
   r.error_message,
   r.warnings,
   r.parameters
-FROM {{org_meta_pipeline_runs}} AS r
+FROM {{pipeline_runs_current}} AS r
 LEFT JOIN {{org_profiles}} AS p
   ON r.org_slug = p.org_slug

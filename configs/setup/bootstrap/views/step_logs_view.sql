@@ -1,4 +1,5 @@
--- Step logs joined with their run's pipeline, trigger and run status.
+-- Steps (their current state) joined with their run's pipeline, trigger and current status. A
+-- step still RUNNING in a run that has ended (its process died) reads FAILED.
 -- Portable subset of SQL (runs unchanged on BigQuery and DuckDB).
 SELECT
   st.created_at,
@@ -13,13 +14,13 @@ SELECT
   st.step_index,
   st.step_id,
   st.ps_type,
-  st.status,
+  CASE WHEN st.status = 'RUNNING' AND r.status IN ('SUCCESS', 'FAILED') THEN 'FAILED' ELSE st.status END AS status,
   st.rows_processed,
   st.error_message,
   st.started_at,
   st.finished_at,
   st.duration_ms,
   st.metadata
-FROM {{org_meta_step_logs}} AS st
-LEFT JOIN {{org_meta_pipeline_runs}} AS r
+FROM {{step_logs_current}} AS st
+LEFT JOIN {{pipeline_runs_current}} AS r
   ON st.run_id = r.run_id AND st.org_slug = r.org_slug
