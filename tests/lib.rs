@@ -85,6 +85,8 @@ impl TestApp {
             ("RATE_LIMIT_BURST".into(), "1000".into()),
             ("CORS_ORIGINS".into(), "https://app.example.com".into()),
             ("CONFIGS_DIR".into(), concat!(env!("CARGO_MANIFEST_DIR"), "/../configs").into()),
+            // No background ticks: a test ticks by hand (POST /api/v1/scheduler/tick) when it means to.
+            ("SCHEDULER_INTERVAL".into(), "0".into()),
         ]);
         for (k, v) in extra {
             vars.insert((*k).into(), (*v).into());
