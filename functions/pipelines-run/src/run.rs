@@ -112,7 +112,7 @@ async fn accept(
     };
     runlog::insert_pending(state, &new).await?;
     if let Err(e) = state.queue.enqueue(RunRequest { org_slug: org.to_string(), run_id: run_id.clone() }).await {
-        runlog::fail_pending(state, org, &run_id, "the run could not be queued").await?;
+        runlog::fail_pending(state, org, &run_id, &format!("the run could not be queued: {e}")).await?;
         return Err(ApiError::unavailable(e.to_string()));
     }
     audit::record(
