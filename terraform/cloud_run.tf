@@ -81,6 +81,7 @@ locals {
     KMS_BACKEND        = "gcp"
     KMS_KEY_NAME       = google_kms_crypto_key.secrets.id
     QUEUE_BACKEND      = "pubsub"
+    PUBSUB_TOPIC       = google_pubsub_topic.runs.id
     CORS_ORIGINS       = join(",", var.cors_origins)
     RATE_LIMIT_ENABLED = "true"
     DISABLE_AUTH       = "false"

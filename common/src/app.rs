@@ -15,7 +15,8 @@ use crate::kms::{CloudKms, Kms, LocalKms};
 use crate::orgs::OrgDirectory;
 use crate::pipeline::{Delivery, Pipelines};
 use crate::queue::local::LocalRunQueue;
-use crate::queue::{NotImplementedQueue, RunQueue};
+use crate::queue::pubsub::PubSubRunQueue;
+use crate::queue::RunQueue;
 use crate::settings::{BackendDefaults, KmsBackend, QueueBackend, RootKeySource, Settings, WarehouseBackend};
 use crate::warehouse::Warehouse;
 
@@ -61,7 +62,13 @@ impl AppState {
             .then(|| Arc::new(LocalRunQueue::new(settings.run_workers, settings.run_workers_per_org)));
         let queue: Arc<dyn RunQueue> = match &local_queue {
             Some(q) => q.clone(),
-            None => Arc::new(NotImplementedQueue),
+            // Runs are executed by the push endpoint the topic's subscription calls, not here.
+            None => {
+                // Settings guarantee the topic when QUEUE_BACKEND=pubsub.
+                let topic =
+                    settings.pubsub_topic.as_deref().context("PUBSUB_TOPIC is required when QUEUE_BACKEND=pubsub")?;
+                Arc::new(PubSubRunQueue::new(topic, settings.pubsub_api_base.as_deref())?)
+            }
         };
         let settings = Arc::new(settings);
         let configs = Arc::new(configs);
@@ -192,6 +199,7 @@ async fn start(
         environment = settings.environment.as_str(),
         warehouse = state.warehouse.backend_name(),
         kms = state.kms.backend_name(),
+        queue = state.queue.backend_name(),
         root_key_from = %root_key_from,
         "listening"
     );

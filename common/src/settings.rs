@@ -113,6 +113,9 @@ pub struct Settings {
     /// Timeout of every call to a provider API (validation, pipelines), in seconds.
     pub provider_timeout_secs: u64,
     pub kms_api_base: Option<String>,
+    /// The run queue's topic, always the full `projects/{project}/topics/{topic}` name
+    /// (`PUBSUB_TOPIC`, a topic id expanded with `GCP_PROJECT_ID`); set when `QUEUE_BACKEND=pubsub`.
+    pub pubsub_topic: Option<String>,
     pub pubsub_api_base: Option<String>,
     pub log_format: LogFormat,
 }
@@ -411,6 +414,24 @@ impl Settings {
                 Some(_) => {}
             }
         }
+        let pubsub_topic = match (queue_backend, get("PUBSUB_TOPIC")) {
+            (QueueBackend::PubSub, None) => {
+                problems.push(
+                    "PUBSUB_TOPIC is required when QUEUE_BACKEND=pubsub (a topic id, or projects/{project}/topics/{topic})"
+                        .into(),
+                );
+                None
+            }
+            (QueueBackend::PubSub, Some(value)) => match pubsub_topic_name(&value, gcp_project_id.as_deref()) {
+                Ok(name) => Some(name),
+                Err(problem) => {
+                    problems.push(problem);
+                    None
+                }
+            },
+            // Only the Pub/Sub queue reads it.
+            (QueueBackend::Local, _) => None,
+        };
 
         if !problems.is_empty() {
             return Err(SettingsErrors(problems));
@@ -449,6 +470,7 @@ impl Settings {
             bigquery_api_base,
             provider_timeout_secs,
             kms_api_base,
+            pubsub_topic,
             pubsub_api_base,
             log_format,
         };
@@ -509,6 +531,47 @@ pub fn is_kms_key_name(name: &str) -> bool {
             segment(project) && location(loc) && segment(ring) && segment(key)
         }
         _ => false,
+    }
+}
+
+/// What a Pub/Sub topic id may be: 3 to 255 characters, letters, digits and `-._~%+`, starting
+/// with a letter, not with `goog`.
+const TOPIC_ID_RULE: &str = "3 to 255 letters, digits and - . _ ~ % +, starting with a letter, not with goog";
+
+fn is_pubsub_topic_id(id: &str) -> bool {
+    (3..=255).contains(&id.len())
+        && id.starts_with(|c: char| c.is_ascii_alphabetic())
+        && !id.starts_with("goog")
+        && id.chars().all(|c| c.is_ascii_alphanumeric() || "-._~%+".contains(c))
+}
+
+/// The full topic name for `PUBSUB_TOPIC`: `projects/{project}/topics/{topic}` as given, or a
+/// topic id expanded with `project` (`GCP_PROJECT_ID`). The error is the problem to report.
+pub fn pubsub_topic_name(value: &str, project: Option<&str>) -> Result<String, String> {
+    if value.contains('/') {
+        return match value.split('/').collect::<Vec<_>>().as_slice() {
+            ["projects", p, "topics", topic]
+                if crate::warehouse::bigquery::is_project_id(p) && is_pubsub_topic_id(topic) =>
+            {
+                Ok(value.to_string())
+            }
+            _ => Err(format!(
+                "PUBSUB_TOPIC={value:?} is not a Pub/Sub topic name; expected projects/{{project}}/topics/{{topic}} \
+                 (a project id, and a topic id of {TOPIC_ID_RULE}) or a topic id"
+            )),
+        };
+    }
+    if !is_pubsub_topic_id(value) {
+        return Err(format!(
+            "PUBSUB_TOPIC={value:?} is not a Pub/Sub topic id ({TOPIC_ID_RULE}) nor a full name projects/{{project}}/topics/{{topic}}"
+        ));
+    }
+    match project {
+        Some(project) => Ok(format!("projects/{project}/topics/{value}")),
+        None => Err(format!(
+            "PUBSUB_TOPIC={value:?} is a topic id: set GCP_PROJECT_ID to expand it to projects/{{project}}/topics/{value}, \
+             or give the full name"
+        )),
     }
 }
 
@@ -589,7 +652,7 @@ mod tests {
         let off = Settings::from_vars(&vars(&[("SANDBOX_PROVIDERS", "false")]), BackendDefaults::Embedded).unwrap();
         assert_eq!(off.openai_api_base, "https://api.openai.com/v1");
         let cloud = Settings::from_vars(
-            &vars(&[("KMS_BACKEND", "local"), ("WAREHOUSE_BACKEND", "duckdb")]),
+            &vars(&[("KMS_BACKEND", "local"), ("WAREHOUSE_BACKEND", "duckdb"), ("QUEUE_BACKEND", "local")]),
             BackendDefaults::Cloud,
         )
         .unwrap();
@@ -670,6 +733,54 @@ mod tests {
         assert!(Settings::from_vars(&vars(&[("KMS_KEY_NAME", "my-key")]), BackendDefaults::Embedded).is_ok());
         let err = Settings::from_vars(&vars(&[("KMS_BACKEND", "gcp")]), BackendDefaults::Embedded).unwrap_err();
         assert!(err.to_string().contains("KMS_KEY_NAME is required"), "{err}");
+    }
+
+    #[test]
+    fn pubsub_topic_is_expanded_and_checked_when_the_queue_is_pubsub() {
+        let pubsub = |extra: &[(&str, &str)]| {
+            let mut pairs = vec![("QUEUE_BACKEND", "pubsub")];
+            pairs.extend_from_slice(extra);
+            Settings::from_vars(&vars(&pairs), BackendDefaults::Embedded)
+        };
+        let s = pubsub(&[("PUBSUB_TOPIC", "convergence-pipeline-runs"), ("GCP_PROJECT_ID", "acme-prod-1")]).unwrap();
+        assert_eq!(s.pubsub_topic.as_deref(), Some("projects/acme-prod-1/topics/convergence-pipeline-runs"));
+        let full = "projects/other-project/topics/runs";
+        let s = pubsub(&[("PUBSUB_TOPIC", full), ("GCP_PROJECT_ID", "acme-prod-1")]).unwrap();
+        assert_eq!(s.pubsub_topic.as_deref(), Some(full), "a full name is kept, not re-expanded");
+        assert_eq!(pubsub(&[("PUBSUB_TOPIC", full)]).unwrap().pubsub_topic.as_deref(), Some(full));
+
+        let err = pubsub(&[]).unwrap_err();
+        assert!(err.to_string().contains("PUBSUB_TOPIC is required when QUEUE_BACKEND=pubsub"), "{err}");
+        let err = pubsub(&[("PUBSUB_TOPIC", "runs")]).unwrap_err();
+        assert!(err.to_string().contains("PUBSUB_TOPIC=\"runs\" is a topic id: set GCP_PROJECT_ID"), "{err}");
+        // Every problem at once: a bad topic beside another bad setting.
+        let err = pubsub(&[("PUBSUB_TOPIC", "projects/acme-prod-1/topics/goog-runs"), ("PORT", "x")]).unwrap_err();
+        assert_eq!(err.0.len(), 2, "{err}");
+        assert!(err.to_string().contains("is not a Pub/Sub topic name; expected projects/{project}/topics/{topic}"));
+        let err = pubsub(&[("PUBSUB_TOPIC", "9runs"), ("GCP_PROJECT_ID", "acme-prod-1")]).unwrap_err();
+        assert!(err.to_string().contains("PUBSUB_TOPIC=\"9runs\" is not a Pub/Sub topic id"), "{err}");
+        // Only checked when the Pub/Sub queue is selected.
+        let local = Settings::from_vars(&vars(&[("PUBSUB_TOPIC", "9runs")]), BackendDefaults::Embedded).unwrap();
+        assert_eq!(local.pubsub_topic, None);
+
+        for good in ["runs", "convergence-pipeline-runs", "a.b_c~d%e+f", &"r".repeat(255)] {
+            assert_eq!(pubsub_topic_name(good, Some("acme-prod-1")), Ok(format!("projects/acme-prod-1/topics/{good}")));
+        }
+        for bad in [
+            "ab",
+            "9runs",
+            "goog-runs",
+            "runs!",
+            "ru ns",
+            &"r".repeat(256),
+            "projects/acme-prod-1/topics/",
+            "projects/acme-prod-1/subscriptions/runs",
+            "projects/Acme/topics/runs",
+            "projects/acme-prod-1/topics/runs/extra",
+            "topics/runs",
+        ] {
+            assert!(pubsub_topic_name(bad, Some("acme-prod-1")).is_err(), "{bad}");
+        }
     }
 
     #[test]

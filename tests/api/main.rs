@@ -12,6 +12,7 @@ mod organizations;
 mod pipelines;
 mod pricing;
 mod processors;
+mod pubsub;
 mod readme;
 mod sandbox;
 mod terraform;

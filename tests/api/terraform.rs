@@ -672,6 +672,7 @@ fn terraform_sets_only_settings_the_code_reads_and_they_pass_production_validati
         "KMS_BACKEND",
         "KMS_KEY_NAME",
         "QUEUE_BACKEND",
+        "PUBSUB_TOPIC",
         "CORS_ORIGINS",
         "RATE_LIMIT_ENABLED",
         "CA_ROOT_API_KEY",
@@ -704,6 +705,11 @@ fn terraform_sets_only_settings_the_code_reads_and_they_pass_production_validati
                     assert!(expr.starts_with("google_kms_crypto_key.") && expr.ends_with(".id"), "{expr}");
                     "projects/acme-prod-1/locations/us-central1/keyRings/convergence/cryptoKeys/secrets".into()
                 }
+                "PUBSUB_TOPIC" => {
+                    // The full id (projects/…/topics/…) of the topic the push subscription reads.
+                    assert!(expr.starts_with("google_pubsub_topic.") && expr.ends_with(".id"), "{expr}");
+                    "projects/acme-prod-1/topics/convergence-pipeline-runs".into()
+                }
                 "CORS_ORIGINS" => {
                     assert_eq!(expr, "join(\",\", var.cors_origins)");
                     "https://app.example.com,https://admin.example.com".into()
@@ -730,6 +736,7 @@ fn terraform_sets_only_settings_the_code_reads_and_they_pass_production_validati
     assert_eq!(settings.warehouse_backend, WarehouseBackend::BigQuery);
     assert_eq!(settings.kms_backend, KmsBackend::Gcp);
     assert_eq!(settings.queue_backend, QueueBackend::PubSub);
+    assert_eq!(settings.pubsub_topic.as_deref(), Some("projects/acme-prod-1/topics/convergence-pipeline-runs"));
     assert!(settings.rate_limit_enabled && !settings.disable_auth && !settings.sandbox_providers);
     assert!(!settings.cors_origins.is_empty());
 }

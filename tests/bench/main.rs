@@ -436,6 +436,8 @@ fn main() {
             .expect("run through scripts/bench.sh (starts the BigQuery emulator)");
         let key = "projects/bench-project/locations/global/keyRings/bench/cryptoKeys/keys";
         let kms = rt.block_on(convergence_tests::fakes::kms::FakeKms::start(&[key]));
+        let topic = "projects/bench-project/topics/runs";
+        let pubsub = rt.block_on(convergence_tests::fakes::pubsub::FakePubSub::start(&[topic]));
         let cloud = [
             ("WAREHOUSE_BACKEND", "bigquery"),
             ("GCP_PROJECT_ID", "bench-project"),
@@ -443,14 +445,12 @@ fn main() {
             ("KMS_BACKEND", "gcp"),
             ("KMS_KEY_NAME", key),
             ("KMS_API_BASE", kms.base_url()),
+            ("QUEUE_BACKEND", "pubsub"),
+            ("PUBSUB_TOPIC", topic),
+            ("PUBSUB_API_BASE", pubsub.base_url()),
         ];
         for name in FUNCTIONS {
-            // pipelines-run needs a run queue; Pub/Sub is a later issue, so it runs the in-process one.
-            let mut env = cloud.to_vec();
-            if name == "convergence-pipelines-run" {
-                env.push(("QUEUE_BACKEND", "local"));
-            }
-            startup(name, "BigQuery emulator + fake Cloud KMS", &release.join(name), &env, runs);
+            startup(name, "BigQuery emulator + fake Cloud KMS", &release.join(name), &cloud, runs);
         }
         startup("convergence-local", "DuckDB + local KMS", &release.join("convergence-local"), &[], runs);
     }

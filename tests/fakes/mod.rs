@@ -2,3 +2,4 @@
 
 pub mod kms;
 pub mod providers;
+pub mod pubsub;

@@ -4,10 +4,11 @@
 //! second delivery of the same run does nothing.
 //!
 //! Backends (DESIGN §3): [`local::LocalRunQueue`] (in-process tokio workers, the embedded
-//! default) and Pub/Sub (its own issue: selecting it is refused at start-up by the services that
-//! enqueue).
+//! default) and [`pubsub::PubSubRunQueue`] (one Pub/Sub message per run; the topic's push
+//! subscription delivers it to pipelines-run, which executes it: nothing runs in-process).
 
 pub mod local;
+pub mod pubsub;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -37,36 +38,7 @@ pub type RunHandler = Arc<dyn Fn(RunRequest) -> Pin<Box<dyn Future<Output = ()> 
 pub trait RunQueue: Send + Sync + 'static {
     /// `local` or `pubsub`, for logs and health.
     fn backend_name(&self) -> &'static str;
-    /// Accepts a run for delivery (at least once) to the handler the queue was started with.
+    /// Accepts a run for delivery at least once: to the handler the local queue was started
+    /// with, or through Pub/Sub's push subscription to pipelines-run.
     async fn enqueue(&self, request: RunRequest) -> Result<(), QueueError>;
-}
-
-/// Stands in for the Pub/Sub queue until it exists: services that enqueue refuse to start with
-/// it ([`unsupported_backend`]); any other service never calls it.
-pub struct NotImplementedQueue;
-
-#[async_trait]
-impl RunQueue for NotImplementedQueue {
-    fn backend_name(&self) -> &'static str {
-        "pubsub"
-    }
-
-    async fn enqueue(&self, _request: RunRequest) -> Result<(), QueueError> {
-        Err(QueueError::Unavailable(PUBSUB_NOT_IMPLEMENTED.into()))
-    }
-}
-
-pub const PUBSUB_NOT_IMPLEMENTED: &str =
-    "QUEUE_BACKEND=pubsub: the Pub/Sub run queue is not implemented yet; use QUEUE_BACKEND=local";
-
-/// [`unsupported_backend`] for the settings in the process environment (a `main` calls it
-/// before `run_service`; settings problems themselves are reported by `run_service`).
-pub fn unsupported_backend_in_env(defaults: crate::settings::BackendDefaults) -> Option<&'static str> {
-    crate::settings::Settings::from_env(defaults).ok().as_ref().and_then(unsupported_backend)
-}
-
-/// For the binaries that enqueue runs (`convergence-pipelines-run`, `convergence-local`): the
-/// reason to refuse to start when the selected queue backend cannot deliver runs.
-pub fn unsupported_backend(settings: &crate::settings::Settings) -> Option<&'static str> {
-    (settings.queue_backend == crate::settings::QueueBackend::PubSub).then_some(PUBSUB_NOT_IMPLEMENTED)
 }

@@ -4,10 +4,5 @@
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> std::process::ExitCode {
-    let defaults = common::settings::BackendDefaults::Embedded;
-    if let Some(reason) = common::queue::unsupported_backend_in_env(defaults) {
-        eprintln!("{}: {reason}", local::SERVICE);
-        return std::process::ExitCode::FAILURE;
-    }
-    common::app::run_service(local::SERVICE, defaults, local::router)
+    common::app::run_service(local::SERVICE, common::settings::BackendDefaults::Embedded, local::router)
 }

@@ -1,9 +1,4 @@
 //! `convergence-pipelines-run`: one Cloud Run service.
 fn main() -> std::process::ExitCode {
-    let defaults = common::settings::BackendDefaults::Cloud;
-    if let Some(reason) = common::queue::unsupported_backend_in_env(defaults) {
-        eprintln!("{}: {reason}", pipelines_run::SERVICE);
-        return std::process::ExitCode::FAILURE;
-    }
-    common::app::run_service(pipelines_run::SERVICE, defaults, pipelines_run::router)
+    common::app::run_service(pipelines_run::SERVICE, common::settings::BackendDefaults::Cloud, pipelines_run::router)
 }
