@@ -9,5 +9,6 @@ fn main() -> std::process::ExitCode {
         eprintln!("{}: {reason}", local::SERVICE);
         return std::process::ExitCode::FAILURE;
     }
-    common::app::run_service(local::SERVICE, defaults, local::router)
+    let needs = common::settings::ServiceNeeds::INTERNAL_ENDPOINTS;
+    common::app::run_service_needing(local::SERVICE, defaults, needs, local::router)
 }

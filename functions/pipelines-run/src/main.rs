@@ -5,5 +5,6 @@ fn main() -> std::process::ExitCode {
         eprintln!("{}: {reason}", pipelines_run::SERVICE);
         return std::process::ExitCode::FAILURE;
     }
-    common::app::run_service(pipelines_run::SERVICE, defaults, pipelines_run::router)
+    let needs = common::settings::ServiceNeeds::INTERNAL_ENDPOINTS;
+    common::app::run_service_needing(pipelines_run::SERVICE, defaults, needs, pipelines_run::router)
 }
