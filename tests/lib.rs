@@ -179,6 +179,19 @@ impl TestApp {
     }
 }
 
+/// Serves `routes` with the shared plumbing over `state` on a port of its own, for routes a test
+/// mounts itself (a probe for an extractor, say). Returns the base URL; the server runs until the
+/// test's runtime ends.
+pub async fn serve_routes(state: AppState, routes: axum::Router<AppState>) -> String {
+    let listener = common::http::server::bind(0).await.expect("bind");
+    let port = listener.local_addr().unwrap().port();
+    let app = common::http::with_plumbing(routes, state);
+    tokio::spawn(async move {
+        let _ = common::http::serve(listener, app).await;
+    });
+    format!("http://127.0.0.1:{port}")
+}
+
 /// A valid onboarding request for `slug`.
 pub fn onboard_body(slug: &str) -> Value {
     json!({

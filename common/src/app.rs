@@ -12,12 +12,15 @@ use crate::auth::Authenticator;
 use crate::configs::Configs;
 use crate::http::middleware::Limiter;
 use crate::kms::{CloudKms, Kms, LocalKms};
+use crate::oidc::{OidcConfig, OidcVerifier};
 use crate::orgs::OrgDirectory;
 use crate::pipeline::{Delivery, Pipelines};
 use crate::queue::local::LocalRunQueue;
 use crate::queue::pubsub::PubSubRunQueue;
 use crate::queue::RunQueue;
-use crate::settings::{BackendDefaults, KmsBackend, QueueBackend, RootKeySource, Settings, WarehouseBackend};
+use crate::settings::{
+    BackendDefaults, KmsBackend, QueueBackend, RootKeySource, ServiceNeeds, Settings, WarehouseBackend,
+};
 use crate::warehouse::Warehouse;
 
 #[derive(Clone)]
@@ -31,6 +34,8 @@ pub struct AppState {
     pub orgs: Arc<OrgDirectory>,
     /// Where accepted pipeline runs go (DESIGN §8); started with the state.
     pub queue: Arc<dyn RunQueue>,
+    /// Verifies the Google OIDC tokens internal endpoints accept; present when `OIDC_AUDIENCE` is set.
+    pub oidc: Option<Arc<OidcVerifier>>,
     /// The pipeline layer: submit, execute, tick (built from the parts above).
     pub pipelines: Pipelines,
 }
@@ -58,6 +63,14 @@ impl AppState {
         let rate_limiter = settings
             .rate_limit_enabled
             .then(|| Arc::new(Limiter::new(settings.rate_limit_per_second, settings.rate_limit_burst)));
+        let oidc = match &settings.oidc_audience {
+            Some(audience) => Some(Arc::new(OidcVerifier::new(OidcConfig {
+                audience: audience.clone(),
+                invokers: settings.oidc_invokers.clone(),
+                jwks_url: settings.oidc_jwks_url.clone().unwrap_or_else(|| crate::oidc::GOOGLE_JWKS_URL.into()),
+            })?)),
+            None => None,
+        };
         let local_queue = (settings.queue_backend == QueueBackend::Local)
             .then(|| Arc::new(LocalRunQueue::new(settings.run_workers, settings.run_workers_per_org)));
         let queue: Arc<dyn RunQueue> = match &local_queue {
@@ -82,7 +95,7 @@ impl AppState {
             queue: queue.clone(),
         };
         let state =
-            AppState { settings, configs, warehouse, kms, auth: Arc::new(auth), rate_limiter, orgs, queue, pipelines };
+            AppState { settings, configs, warehouse, kms, auth: Arc::new(auth), rate_limiter, orgs, queue, oidc, pipelines };
         if let Some(q) = local_queue {
             // The process owns every run of its data directory: workers execute them, runs a
             // previous process left behind are recovered, and its own scheduler ticks.
@@ -146,6 +159,17 @@ async fn open_warehouse(settings: &Settings) -> anyhow::Result<Arc<dyn Warehouse
 /// Everything a binary's `main` does: read settings (printing every problem and exiting
 /// non-zero when any), build state, bind `$PORT`, serve `app(state)` until SIGTERM.
 pub fn run_service(service: &'static str, defaults: BackendDefaults, app: fn(AppState) -> Router) -> ExitCode {
+    run_service_needing(service, defaults, ServiceNeeds::PUBLIC_API, app)
+}
+
+/// [`run_service`] for a service that needs more than the shared settings (internal endpoints:
+/// OIDC settings in staging and production), refused at start-up with every other problem.
+pub fn run_service_needing(
+    service: &'static str,
+    defaults: BackendDefaults,
+    needs: ServiceNeeds,
+    app: fn(AppState) -> Router,
+) -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -154,7 +178,7 @@ pub fn run_service(service: &'static str, defaults: BackendDefaults, app: fn(App
         }
     };
     runtime.block_on(async move {
-        let mut settings = match Settings::from_env(defaults) {
+        let mut settings = match Settings::from_env_for(defaults, needs) {
             Ok(s) => s,
             Err(problems) => {
                 eprintln!("{service}: {problems}");

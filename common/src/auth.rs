@@ -88,10 +88,16 @@ impl Authenticator {
         }
     }
 
-    fn is_root(&self, presented: &[u8]) -> bool {
+    /// Whether `presented` is the root key (compared in constant time on SHA-256 digests).
+    pub fn is_root(&self, presented: &[u8]) -> bool {
         let Some(expected) = &self.root_digest else { return false };
         let digest: [u8; 32] = Sha256::digest(presented).into();
         digest.ct_eq(expected).into()
+    }
+
+    /// `DISABLE_AUTH=true` (development only): every caller is treated as root.
+    pub fn is_disabled(&self) -> bool {
+        self.disabled
     }
 
     /// Forgets a key at once (rotation, revocation).

@@ -64,6 +64,19 @@ pub enum BackendDefaults {
     Cloud,
 }
 
+/// What a service serves beyond the public API, so start-up can demand the settings that needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ServiceNeeds {
+    /// Serves internal endpoints (the Pub/Sub push, the scheduler tick): staging and production
+    /// need `OIDC_AUDIENCE` and `OIDC_INVOKERS` to authenticate their callers.
+    pub internal_endpoints: bool,
+}
+
+impl ServiceNeeds {
+    pub const PUBLIC_API: ServiceNeeds = ServiceNeeds { internal_endpoints: false };
+    pub const INTERNAL_ENDPOINTS: ServiceNeeds = ServiceNeeds { internal_endpoints: true };
+}
+
 #[derive(Clone)]
 pub struct Settings {
     pub environment: Environment,
@@ -117,6 +130,13 @@ pub struct Settings {
     /// (`PUBSUB_TOPIC`, a topic id expanded with `GCP_PROJECT_ID`); set when `QUEUE_BACKEND=pubsub`.
     pub pubsub_topic: Option<String>,
     pub pubsub_api_base: Option<String>,
+    /// The `aud` of the Google OIDC tokens internal endpoints accept (`OIDC_AUDIENCE`).
+    pub oidc_audience: Option<String>,
+    /// Service-account emails allowed to call internal endpoints (`OIDC_INVOKERS`), lowercase.
+    pub oidc_invokers: Vec<String>,
+    /// Where Google's token-signing keys are fetched instead of Google's URL (`OIDC_JWKS_URL`;
+    /// development only, for tests).
+    pub oidc_jwks_url: Option<String>,
     pub log_format: LogFormat,
 }
 
@@ -192,8 +212,23 @@ impl Settings {
         Self::from_vars(&std::env::vars().collect(), defaults)
     }
 
+    /// Reads the process environment for a service with `needs`.
+    pub fn from_env_for(defaults: BackendDefaults, needs: ServiceNeeds) -> Result<Settings, SettingsErrors> {
+        Self::from_vars_for(&std::env::vars().collect(), defaults, needs)
+    }
+
     /// Reads settings from a map of variables (the environment, or a test's own map).
     pub fn from_vars(vars: &HashMap<String, String>, defaults: BackendDefaults) -> Result<Settings, SettingsErrors> {
+        Self::from_vars_for(vars, defaults, ServiceNeeds::PUBLIC_API)
+    }
+
+    /// Reads settings for a service with `needs`: its own requirements are listed with every
+    /// other problem.
+    pub fn from_vars_for(
+        vars: &HashMap<String, String>,
+        defaults: BackendDefaults,
+        needs: ServiceNeeds,
+    ) -> Result<Settings, SettingsErrors> {
         let mut problems = Vec::new();
         let get = |name: &str| vars.get(name).map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
         let flag = |name: &str, default: bool, problems: &mut Vec<String>| match get(name)
@@ -351,6 +386,37 @@ impl Settings {
         let kms_api_base = url("KMS_API_BASE", None, &mut problems);
         let pubsub_api_base = url("PUBSUB_API_BASE", None, &mut problems);
 
+        let oidc_audience = get("OIDC_AUDIENCE");
+        let mut oidc_invokers = Vec::new();
+        for raw in get("OIDC_INVOKERS").iter().flat_map(|v| v.split(',')).map(str::trim).filter(|e| !e.is_empty()) {
+            match crate::domain::Email::parse(raw) {
+                Ok(email) => oidc_invokers.push(email.as_str().to_string()),
+                Err(_) => problems.push(format!("OIDC_INVOKERS entry {raw:?} is not a service-account email")),
+            }
+        }
+        let invokers_given = get("OIDC_INVOKERS").is_some_and(|v| v.split(',').any(|e| !e.trim().is_empty()));
+        let oidc_jwks_url = url("OIDC_JWKS_URL", None, &mut problems);
+        let env = environment.as_str();
+        // Staging and production serve internal endpoints only to tokens signed by Google's keys.
+        let oidc_required = needs.internal_endpoints && environment != Environment::Development;
+        if oidc_audience.is_none() && (oidc_required || invokers_given) {
+            problems.push(if oidc_required {
+                format!("OIDC_AUDIENCE is required in {env}: the audience of the OIDC tokens Pub/Sub and Cloud Scheduler send")
+            } else {
+                "OIDC_AUDIENCE must be set when OIDC_INVOKERS is".into()
+            });
+        }
+        if !invokers_given && (oidc_required || oidc_audience.is_some()) {
+            problems.push(if oidc_required {
+                format!("OIDC_INVOKERS is required in {env}: the service accounts allowed to call internal endpoints")
+            } else {
+                "OIDC_INVOKERS must list the service accounts allowed to call when OIDC_AUDIENCE is set".into()
+            });
+        }
+        if oidc_jwks_url.is_some() && environment != Environment::Development {
+            problems.push(format!("OIDC_JWKS_URL (an override of Google's signing keys) is not allowed in {env}"));
+        }
+
         let root_api_key = get("CA_ROOT_API_KEY").map(SecretString::from);
         let root_key_source = root_api_key.as_ref().map(|_| RootKeySource::Environment);
 
@@ -472,6 +538,9 @@ impl Settings {
             kms_api_base,
             pubsub_topic,
             pubsub_api_base,
+            oidc_audience,
+            oidc_invokers,
+            oidc_jwks_url,
             log_format,
         };
         settings.point_providers_at_sandbox(port);
@@ -810,6 +879,79 @@ mod tests {
         for bad in ["us", "us-central", "central1", "us-central1-a", "", "US-EAST1"] {
             assert!(!is_bigquery_location(bad), "{bad}");
         }
+    }
+
+    #[test]
+    fn internal_endpoints_need_oidc_outside_development() {
+        let key = "projects/acme-stg/locations/us-central1/keyRings/convergence/cryptoKeys/secrets";
+        let staging = [("ENVIRONMENT", "staging"), ("GCP_PROJECT_ID", "acme-stg-1"), ("KMS_KEY_NAME", key)];
+        let public = Settings::from_vars_for(&vars(&staging), BackendDefaults::Cloud, ServiceNeeds::PUBLIC_API);
+        assert!(public.is_ok(), "services without internal endpoints start as before: {:?}", public.err());
+        let err = Settings::from_vars_for(&vars(&staging), BackendDefaults::Cloud, ServiceNeeds::INTERNAL_ENDPOINTS)
+            .unwrap_err();
+        assert_eq!(err.0.len(), 2, "{err}");
+        assert!(err.to_string().contains("OIDC_AUDIENCE is required in staging"), "{err}");
+        assert!(err.to_string().contains("OIDC_INVOKERS is required in staging"), "{err}");
+
+        let mut configured = staging.to_vec();
+        configured.push(("OIDC_AUDIENCE", "https://pipelines-run.example.com/api/v1/pipelines/push"));
+        configured
+            .push(("OIDC_INVOKERS", " Push@acme-stg.iam.gserviceaccount.com, tick@acme-stg.iam.gserviceaccount.com,"));
+        let s = Settings::from_vars_for(&vars(&configured), BackendDefaults::Cloud, ServiceNeeds::INTERNAL_ENDPOINTS)
+            .unwrap();
+        assert_eq!(s.oidc_invokers, ["push@acme-stg.iam.gserviceaccount.com", "tick@acme-stg.iam.gserviceaccount.com"]);
+        assert_eq!(s.oidc_jwks_url, None, "Google's keys unless overridden");
+
+        // Production lists the OIDC problems with every other one, and refuses a key override.
+        let err = Settings::from_vars_for(
+            &vars(&[("ENVIRONMENT", "production"), ("OIDC_JWKS_URL", "http://127.0.0.1:1/certs")]),
+            BackendDefaults::Embedded,
+            ServiceNeeds::INTERNAL_ENDPOINTS,
+        )
+        .unwrap_err();
+        for needle in [
+            "CA_ROOT_API_KEY is required",
+            "OIDC_AUDIENCE is required in production",
+            "OIDC_INVOKERS is required in production",
+            "OIDC_JWKS_URL (an override of Google's signing keys) is not allowed in production",
+        ] {
+            assert!(err.to_string().contains(needle), "missing {needle:?} in {err}");
+        }
+        // Staging refuses the override too, whatever the service.
+        configured.push(("OIDC_JWKS_URL", "http://127.0.0.1:1/certs"));
+        let err =
+            Settings::from_vars_for(&vars(&configured), BackendDefaults::Cloud, ServiceNeeds::PUBLIC_API).unwrap_err();
+        assert_eq!(err.0, ["OIDC_JWKS_URL (an override of Google's signing keys) is not allowed in staging"]);
+
+        // Development needs none of it, and takes the override (tests serve their own keys).
+        let dev = Settings::from_vars_for(
+            &vars(&[("OIDC_JWKS_URL", "http://127.0.0.1:1/certs")]),
+            BackendDefaults::Embedded,
+            ServiceNeeds::INTERNAL_ENDPOINTS,
+        )
+        .unwrap();
+        assert_eq!((dev.oidc_audience, dev.oidc_jwks_url.as_deref()), (None, Some("http://127.0.0.1:1/certs")));
+    }
+
+    #[test]
+    fn oidc_invokers_are_emails_and_come_with_an_audience() {
+        let err = Settings::from_vars(
+            &vars(&[("OIDC_AUDIENCE", "aud"), ("OIDC_INVOKERS", "push@p.iam.gserviceaccount.com, not-an-email")]),
+            BackendDefaults::Embedded,
+        )
+        .unwrap_err();
+        assert_eq!(err.0, ["OIDC_INVOKERS entry \"not-an-email\" is not a service-account email"]);
+        let err = Settings::from_vars(&vars(&[("OIDC_AUDIENCE", "aud")]), BackendDefaults::Embedded).unwrap_err();
+        assert!(err.to_string().contains("OIDC_INVOKERS must list"), "{err}");
+        let err = Settings::from_vars(
+            &vars(&[("OIDC_INVOKERS", "push@p.iam.gserviceaccount.com")]),
+            BackendDefaults::Embedded,
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("OIDC_AUDIENCE must be set"), "{err}");
+        let err = Settings::from_vars(&vars(&[("OIDC_JWKS_URL", "file:///etc/keys")]), BackendDefaults::Embedded)
+            .unwrap_err();
+        assert!(err.to_string().contains("OIDC_JWKS_URL=\"file:///etc/keys\" must be an http(s) URL"), "{err}");
     }
 
     #[test]

@@ -7,6 +7,7 @@ mod bootstrap;
 mod http;
 mod integrations;
 mod kms_gcp;
+mod oidc;
 mod onboarding;
 mod organizations;
 mod pipelines;

@@ -1,5 +1,6 @@
 //! Local fakes of the cloud services the production backends call, for tests without an account.
 
 pub mod kms;
+pub mod oidc;
 pub mod providers;
 pub mod pubsub;

@@ -3,9 +3,11 @@
 
 pub mod error;
 pub mod extract;
+pub mod internal;
 pub mod middleware;
 pub mod server;
 
 pub use error::ApiError;
 pub use extract::{ApiJson, ApiPath, OptionalJson};
+pub use internal::InternalCaller;
 pub use server::{health_router, serve, with_plumbing};

@@ -4,5 +4,7 @@
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> std::process::ExitCode {
-    common::app::run_service(local::SERVICE, common::settings::BackendDefaults::Embedded, local::router)
+    let defaults = common::settings::BackendDefaults::Embedded;
+    let needs = common::settings::ServiceNeeds::INTERNAL_ENDPOINTS;
+    common::app::run_service_needing(local::SERVICE, defaults, needs, local::router)
 }

@@ -1,4 +1,6 @@
 //! `convergence-pipelines-run`: one Cloud Run service.
 fn main() -> std::process::ExitCode {
-    common::app::run_service(pipelines_run::SERVICE, common::settings::BackendDefaults::Cloud, pipelines_run::router)
+    let defaults = common::settings::BackendDefaults::Cloud;
+    let needs = common::settings::ServiceNeeds::INTERNAL_ENDPOINTS;
+    common::app::run_service_needing(pipelines_run::SERVICE, defaults, needs, pipelines_run::router)
 }

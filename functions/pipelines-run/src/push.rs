@@ -19,7 +19,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
-use common::auth::Caller;
+use common::http::InternalCaller;
 use common::domain::OrgSlug;
 use common::http::error::ApiResult;
 use common::http::ApiJson;
@@ -77,16 +77,18 @@ fn run_request(message: &PushMessage) -> ApiResult<RunRequest> {
 }
 
 pub async fn push(
+    caller: InternalCaller,
     State(state): State<AppState>,
-    caller: Caller,
     ApiJson(envelope): ApiJson<PushEnvelope>,
 ) -> Result<Response, ApiError> {
-    caller.require_root()?;
     let request = run_request(&envelope.message)?;
     let (org, run_id) = (request.org_slug.as_str(), request.run_id.as_str());
+    let (caller_type, caller_id) = caller.actor();
     tracing::info!(
         org,
         run_id,
+        caller = caller_type,
+        caller_id = caller_id.as_deref().unwrap_or(""),
         message_id = envelope.message.message_id.as_deref().unwrap_or(""),
         subscription = envelope.subscription.as_deref().unwrap_or(""),
         delivery_attempt = envelope.delivery_attempt.unwrap_or(0),

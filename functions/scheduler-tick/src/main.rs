@@ -1,4 +1,6 @@
 //! `convergence-scheduler-tick`: one Cloud Run service.
 fn main() -> std::process::ExitCode {
-    common::app::run_service(scheduler_tick::SERVICE, common::settings::BackendDefaults::Cloud, scheduler_tick::router)
+    let defaults = common::settings::BackendDefaults::Cloud;
+    let needs = common::settings::ServiceNeeds::INTERNAL_ENDPOINTS;
+    common::app::run_service_needing(scheduler_tick::SERVICE, defaults, needs, scheduler_tick::router)
 }

@@ -3,9 +3,8 @@
 use axum::extract::State;
 use axum::Json;
 use chrono::{NaiveDate, Utc};
-use common::auth::Caller;
 use common::http::error::ApiResult;
-use common::http::OptionalJson;
+use common::http::{InternalCaller, OptionalJson};
 use common::{ApiError, AppState};
 use serde::Deserialize;
 use serde_json::Value;
@@ -35,11 +34,12 @@ fn as_of(body: &TickBody, today: NaiveDate) -> ApiResult<NaiveDate> {
 }
 
 pub async fn tick(
+    caller: InternalCaller,
     State(state): State<AppState>,
-    caller: Caller,
     OptionalJson(body): OptionalJson<TickBody>,
 ) -> ApiResult<Json<Value>> {
-    caller.require_root()?;
+    let (caller_type, caller_id) = caller.actor();
+    tracing::info!(caller = caller_type, caller_id = caller_id.as_deref().unwrap_or(""), "scheduler tick requested");
     let now = Utc::now();
     let day = as_of(&body, now.date_naive())?;
     let report = state.pipelines.tick(day, now).await?;
