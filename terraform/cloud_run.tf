@@ -13,6 +13,8 @@ locals {
   #                   of the internet). scheduler-tick is invoked only by Cloud Scheduler's OIDC token.
   #   kms:            encrypts/decrypts with the Cloud KMS key (API keys, provider credentials).
   #   publishes_runs: enqueues pipeline runs on the Pub/Sub topic.
+  #   executes_runs:  runs pipelines inside its requests (Pub/Sub push): sized by run_memory and
+  #                   run_concurrency instead of memory and max_concurrency.
   #   timeout_seconds: Cloud Run request timeout and the service's own REQUEST_TIMEOUT_SECS.
   services = {
     "bootstrap" = {
@@ -21,6 +23,7 @@ locals {
       public          = true
       kms             = false
       publishes_runs  = false
+      executes_runs   = false
       timeout_seconds = 300
     }
     "onboard" = {
@@ -29,6 +32,7 @@ locals {
       public          = true
       kms             = true
       publishes_runs  = false
+      executes_runs   = false
       timeout_seconds = 60
     }
     "integrations" = {
@@ -37,6 +41,7 @@ locals {
       public          = true
       kms             = true
       publishes_runs  = false
+      executes_runs   = false
       timeout_seconds = 60
     }
     "pricing" = {
@@ -50,14 +55,18 @@ locals {
       public          = true
       kms             = false
       publishes_runs  = false
+      executes_runs   = false
       timeout_seconds = 60
     }
     "pipelines-run" = {
+      # timeout_seconds: > RUN_LEASE_SECS, = the push subscription's ack deadline (see
+      # run_lease_seconds below).
       path_templates  = []
       path_prefixes   = ["/api/v1/pipelines/"]
       public          = true
       kms             = true
       publishes_runs  = true
+      executes_runs   = true
       timeout_seconds = 600
     }
     "scheduler-tick" = {
@@ -66,13 +75,27 @@ locals {
       public          = false
       kms             = false
       publishes_runs  = true
+      executes_runs   = false
       timeout_seconds = 120
     }
   }
 
+  # A pushed run executes inside the push request (Cloud Run gives CPU only while a request is
+  # open), so three limits line up, shortest first:
+  #   RUN_LEASE_SECS (540 s) < pipelines-run's request timeout (600 s) = the push subscription's
+  #   ack deadline (600 s, Pub/Sub's maximum; pubsub.tf).
+  # The lease is the longest run allowed: a run that outlives it is stopped and recorded FAILED by
+  # the service itself, inside the request, 60 s before Cloud Run would cut the request and
+  # Pub/Sub would redeliver. So a delivery never times out while its run is still going, and a
+  # redelivery after a timeout finds the lease expired, not a live run. Every service gets the
+  # same lease: the run API and the tick judge "still running" or "stale" by it too.
+  run_lease_seconds = 540
+
   # Settings every service reads at start-up (common/src/settings.rs; tests/api/terraform.rs
-  # checks each name is one the code reads and that the set passes production validation).
-  # CA_ROOT_API_KEY comes from Secret Manager (secrets.tf); PORT is set by Cloud Run.
+  # checks each name is one the code reads and that each service's set passes production
+  # validation; tests/api/cloud_binaries.rs starts every binary with it). CA_ROOT_API_KEY comes
+  # from Secret Manager (secrets.tf); PORT is set by Cloud Run. Every service builds the run
+  # queue, so all get the topic; only publishes_runs services may publish on it (iam.tf).
   service_env = {
     ENVIRONMENT        = var.environment
     GCP_PROJECT_ID     = var.project_id
@@ -82,11 +105,36 @@ locals {
     KMS_KEY_NAME       = google_kms_crypto_key.secrets.id
     QUEUE_BACKEND      = "pubsub"
     PUBSUB_TOPIC       = google_pubsub_topic.runs.id
+    RUN_LEASE_SECS     = tostring(local.run_lease_seconds)
     CORS_ORIGINS       = join(",", var.cors_origins)
     RATE_LIMIT_ENABLED = "true"
     DISABLE_AUTH       = "false"
     SANDBOX_PROVIDERS  = "false"
     LOG_FORMAT         = "json"
+  }
+
+  # The internal endpoints (DESIGN §6): Pub/Sub pushes runs to pipelines-run and Cloud Scheduler
+  # calls scheduler-tick, each with a Google-signed OIDC token for this audience. A fixed string,
+  # not the service's run.app URL: a service's settings cannot hold its own `.uri` (a cycle).
+  # The same value is the service's OIDC_AUDIENCE, the audience of the token requests
+  # (pubsub.tf, scheduler.tf) and a custom audience of the service (Cloud Run's own IAM check
+  # accepts only the run.app URL or a custom audience; scheduler-tick is IAM-protected).
+  oidc_audiences = {
+    "pipelines-run"  = "https://${var.domain}/api/v1/pipelines/push"
+    "scheduler-tick" = "https://${var.domain}/api/v1/scheduler/tick"
+  }
+
+  # Settings of the services with an internal endpoint: the audience above, and the only caller
+  # accepted (OIDC_INVOKERS, comma-separated), the account whose token the caller presents.
+  oidc_env = {
+    "pipelines-run" = {
+      OIDC_AUDIENCE = local.oidc_audiences["pipelines-run"]
+      OIDC_INVOKERS = google_service_account.pubsub_push.email
+    }
+    "scheduler-tick" = {
+      OIDC_AUDIENCE = local.oidc_audiences["scheduler-tick"]
+      OIDC_INVOKERS = google_service_account.scheduler.email
+    }
   }
 }
 
@@ -105,9 +153,13 @@ resource "google_cloud_run_v2_service" "service" {
     environment = var.environment
   }
 
+  custom_audiences = contains(keys(local.oidc_audiences), each.key) ? [local.oidc_audiences[each.key]] : []
+
   template {
-    service_account                  = google_service_account.service[each.key].email
-    max_instance_request_concurrency = var.max_concurrency
+    service_account = google_service_account.service[each.key].email
+    # A push request holds one run's working set (peak < 200 MB, docs/BENCHMARKS.md) until the
+    # run ends: run_concurrency runs at once must fit in run_memory (4 x 200 MB of 1 GiB).
+    max_instance_request_concurrency = each.value.executes_runs ? var.run_concurrency : var.max_concurrency
     timeout                          = "${each.value.timeout_seconds}s"
 
     scaling {
@@ -127,7 +179,7 @@ resource "google_cloud_run_v2_service" "service" {
       resources {
         limits = {
           cpu    = var.cpu
-          memory = var.memory
+          memory = each.value.executes_runs ? var.run_memory : var.memory
         }
         cpu_idle          = true
         startup_cpu_boost = true
@@ -137,6 +189,7 @@ resource "google_cloud_run_v2_service" "service" {
         for_each = merge(
           local.service_env,
           { REQUEST_TIMEOUT_SECS = tostring(each.value.timeout_seconds) },
+          lookup(local.oidc_env, each.key, {}),
           var.extra_env,
         )
         content {

@@ -38,11 +38,11 @@ output "oidc_callers" {
   value = {
     scheduler_tick = {
       service_account = google_service_account.scheduler.email
-      audience        = google_cloud_run_v2_service.service["scheduler-tick"].uri
+      audience        = local.oidc_audiences["scheduler-tick"]
     }
     pipelines_push = {
       service_account = google_service_account.pubsub_push.email
-      audience        = google_cloud_run_v2_service.service["pipelines-run"].uri
+      audience        = local.oidc_audiences["pipelines-run"]
     }
   }
 }

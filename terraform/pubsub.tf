@@ -28,16 +28,18 @@ resource "google_pubsub_subscription" "runs_push" {
   name  = "${local.name}-pipeline-runs-push"
   topic = google_pubsub_topic.runs.id
 
-  # A run may take as long as pipelines-run's request timeout; Pub/Sub's maximum is 600 s.
+  # Pub/Sub's maximum, and pipelines-run's request timeout: a delivery is redelivered only once
+  # its request is over (the run inside it ends earlier, at its lease; cloud_run.tf).
   ack_deadline_seconds       = 600
   message_retention_duration = "604800s" # 7 days
 
   push_config {
     push_endpoint = "${google_cloud_run_v2_service.service["pipelines-run"].uri}/api/v1/pipelines/push"
 
+    # The account and audience pipelines-run accepts (OIDC_INVOKERS, OIDC_AUDIENCE: cloud_run.tf).
     oidc_token {
       service_account_email = google_service_account.pubsub_push.email
-      audience              = google_cloud_run_v2_service.service["pipelines-run"].uri
+      audience              = local.oidc_audiences["pipelines-run"]
     }
   }
 

@@ -1,5 +1,6 @@
 # Cloud Scheduler calls scheduler-tick's POST /api/v1/scheduler/tick on its run.app URL with a
-# Google-signed OIDC token (DESIGN §6); the tick enqueues every due run on the Pub/Sub topic.
+# Google-signed OIDC token (DESIGN §6); the tick submits every due run and publishes it on the
+# Pub/Sub topic, which pushes each to pipelines-run (pubsub.tf). The body {} means "as of now".
 
 resource "google_cloud_scheduler_job" "tick" {
   name             = "${local.name}-scheduler-tick"
@@ -23,9 +24,10 @@ resource "google_cloud_scheduler_job" "tick" {
     }
     body = base64encode("{}")
 
+    # The account and audience scheduler-tick accepts (OIDC_INVOKERS, OIDC_AUDIENCE: cloud_run.tf).
     oidc_token {
       service_account_email = google_service_account.scheduler.email
-      audience              = google_cloud_run_v2_service.service["scheduler-tick"].uri
+      audience              = local.oidc_audiences["scheduler-tick"]
     }
   }
 

@@ -138,7 +138,7 @@ variable "max_instances" {
 }
 
 variable "max_concurrency" {
-  description = "Concurrent requests per Cloud Run instance."
+  description = "Concurrent requests per Cloud Run instance (pipelines-run: run_concurrency)."
   type        = number
   default     = 80
 
@@ -155,13 +155,35 @@ variable "cpu" {
 }
 
 variable "memory" {
-  description = "Memory limit per instance (the binaries measure ~12 MB RSS; headroom for request bodies and BigQuery results)."
+  description = "Memory limit per instance (the binaries measure ~12 MB RSS; headroom for request bodies and BigQuery results). pipelines-run: run_memory."
   type        = string
   default     = "256Mi"
 
   validation {
     condition     = can(regex("^[0-9]+(Mi|Gi)$", var.memory))
     error_message = "memory must be a Kubernetes quantity such as 256Mi or 1Gi."
+  }
+}
+
+variable "run_memory" {
+  description = "Memory limit per instance of the services that execute pipeline runs (pipelines-run). A run peaks below 200 MB RSS (docs/BENCHMARKS.md); keep run_concurrency x 200 MB well inside it."
+  type        = string
+  default     = "1Gi"
+
+  validation {
+    condition     = can(regex("^[0-9]+(Mi|Gi)$", var.run_memory))
+    error_message = "run_memory must be a Kubernetes quantity such as 512Mi or 1Gi."
+  }
+}
+
+variable "run_concurrency" {
+  description = "Concurrent requests per instance of pipelines-run. Each push request executes a whole run and holds its working set until it ends, so this is runs per instance, not light API calls."
+  type        = number
+  default     = 4
+
+  validation {
+    condition     = var.run_concurrency >= 1 && var.run_concurrency <= 8 && floor(var.run_concurrency) == var.run_concurrency
+    error_message = "run_concurrency must be a whole number between 1 and 8 (each run holds up to ~200 MB)."
   }
 }
 

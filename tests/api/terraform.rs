@@ -1,284 +1,20 @@
 //! terraform/ kept in step with the code, by reading the .tf files as text (no provider, no
-//! network): every function crate has its Cloud Run service; every route the code serves and
-//! every route of DESIGN §2 goes through the load balancer's URL map to the function that serves
-//! it; every environment variable Terraform sets is one `common/src/settings.rs` reads, and the
-//! whole set passes the production start-up validation; and `terraform fmt -check` is clean when
-//! the `terraform` binary is installed.
-//!
-//! The parsing is deliberately small: HCL strings and comments are blanked out (byte for byte, so
-//! positions still line up with the original text) before brackets are matched.
+//! network; the reading is `terraform_text.rs`): every function crate has its Cloud Run service;
+//! every route the code serves and every route of DESIGN §2 goes through the load balancer's URL
+//! map to the function that serves it; every environment variable Terraform sets is one
+//! `common/src/settings.rs` reads, and each service's set passes the production start-up
+//! validation; the daily loop (Cloud Scheduler → tick → Pub/Sub → push) calls the routes the
+//! code serves, with the audience and caller each service expects; pipelines-run is sized for
+//! runs; and `terraform fmt -check` is clean when the `terraform` binary is installed.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::ops::Range;
-use std::path::{Path, PathBuf};
 
 use common::settings::{BackendDefaults, KmsBackend, QueueBackend, Settings, WarehouseBackend};
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-fn read(path: &Path) -> String {
-    std::fs::read_to_string(path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
-}
-
-/// One .tf file: the original text and the same bytes with string contents and comments blanked.
-struct Tf {
-    name: String,
-    text: String,
-    code: Vec<u8>,
-}
-
-impl Tf {
-    fn new(name: String, text: String) -> Tf {
-        let code = blank_strings_and_comments(text.as_bytes());
-        Tf { name, text, code }
-    }
-
-    fn src(&self, range: Range<usize>) -> &str {
-        &self.text[range]
-    }
-
-    /// The index of the bracket closing the one at `open` (`{`, `[` or `(`).
-    fn closing(&self, open: usize) -> usize {
-        let mut depth = 0usize;
-        for (i, &b) in self.code.iter().enumerate().skip(open) {
-            match b {
-                b'{' | b'[' | b'(' => depth += 1,
-                b'}' | b']' | b')' => {
-                    depth -= 1;
-                    if depth == 0 {
-                        return i;
-                    }
-                }
-                _ => {}
-            }
-        }
-        panic!("{}: unbalanced bracket at byte {open}", self.name)
-    }
-
-    /// Where `key = {` (or `[`) opens, for an unquoted key in code (not in a string or comment).
-    fn assignment_open(&self, key: &str) -> Option<usize> {
-        let code = std::str::from_utf8(&self.code).expect("blanked code is ASCII");
-        let mut from = 0;
-        while let Some(found) = code[from..].find(key) {
-            let at = from + found;
-            from = at + key.len();
-            let before_ok = at == 0 || !is_ident(self.code[at - 1]);
-            let rest = code[from..].trim_start();
-            if before_ok && rest.starts_with('=') && !rest.starts_with("==") {
-                let value = rest[1..].trim_start();
-                if value.starts_with('{') || value.starts_with('[') {
-                    return Some(code.len() - value.len());
-                }
-            }
-        }
-        None
-    }
-
-    /// The top-level `key = value` entries of the block whose bracket opens at `open`: each key
-    /// (quotes removed) with the byte range of its value.
-    fn entries(&self, open: usize) -> Vec<(String, Range<usize>)> {
-        let close = self.closing(open);
-        let mut out = Vec::new();
-        let mut line_start = open + 1;
-        let mut i = open + 1;
-        while i < close {
-            match self.code[i] {
-                b'\n' => line_start = i + 1,
-                b'{' | b'[' | b'(' => i = self.closing(i),
-                b'=' if self.code.get(i + 1) != Some(&b'=') => {
-                    let key = self.text[line_start..i].trim().trim_matches('"').to_string();
-                    let mut start = i + 1;
-                    while self.code[start] == b' ' {
-                        start += 1;
-                    }
-                    let end = match self.code[start] {
-                        b'{' | b'[' | b'(' => self.closing(start) + 1,
-                        _ => start + self.code[start..].iter().position(|&b| b == b'\n').unwrap_or(0),
-                    };
-                    out.push((key, start..end));
-                    i = end;
-                    continue;
-                }
-                _ => {}
-            }
-            i += 1;
-        }
-        out
-    }
-
-    /// The string literals (contents) inside a byte range of the original text.
-    fn strings_in(&self, range: Range<usize>) -> Vec<String> {
-        let mut out = Vec::new();
-        let mut i = range.start;
-        while i < range.end {
-            if self.code[i] == b'"' {
-                let end = i + 1 + self.code[i + 1..].iter().position(|&b| b == b'"').expect("closed string");
-                out.push(self.text[i + 1..end].to_string());
-                i = end;
-            }
-            i += 1;
-        }
-        out
-    }
-}
-
-fn is_ident(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.'
-}
-
-/// Blanks (with spaces, keeping newlines and the quotes themselves) every string literal's
-/// contents and every comment; `${ ... }` interpolations stay code, nested strings included.
-fn blank_strings_and_comments(src: &[u8]) -> Vec<u8> {
-    let mut out = src.to_vec();
-    // Stack of open interpolations inside strings: the brace depth within each.
-    let mut interpolations: Vec<usize> = Vec::new();
-    let mut in_string = false;
-    let mut i = 0;
-    let blank = |out: &mut Vec<u8>, i: usize| {
-        if out[i] != b'\n' {
-            out[i] = b' ';
-        }
-    };
-    while i < src.len() {
-        let b = src[i];
-        if in_string {
-            match b {
-                b'\\' => {
-                    blank(&mut out, i);
-                    if i + 1 < src.len() {
-                        blank(&mut out, i + 1);
-                    }
-                    i += 2;
-                    continue;
-                }
-                b'"' => in_string = false,
-                b'$' if src.get(i + 1) == Some(&b'{') => {
-                    interpolations.push(0);
-                    in_string = false;
-                    i += 2;
-                    continue;
-                }
-                _ => blank(&mut out, i),
-            }
-            i += 1;
-            continue;
-        }
-        match b {
-            b'"' => in_string = true,
-            b'#' => {
-                while i < src.len() && src[i] != b'\n' {
-                    blank(&mut out, i);
-                    i += 1;
-                }
-                continue;
-            }
-            b'/' if src.get(i + 1) == Some(&b'/') => {
-                while i < src.len() && src[i] != b'\n' {
-                    blank(&mut out, i);
-                    i += 1;
-                }
-                continue;
-            }
-            b'/' if src.get(i + 1) == Some(&b'*') => {
-                while i < src.len() && !(src[i] == b'*' && src.get(i + 1) == Some(&b'/')) {
-                    blank(&mut out, i);
-                    i += 1;
-                }
-                blank(&mut out, i);
-                if i + 1 < src.len() {
-                    blank(&mut out, i + 1);
-                }
-                i += 2;
-                continue;
-            }
-            b'{' => {
-                if let Some(depth) = interpolations.last_mut() {
-                    *depth += 1;
-                }
-            }
-            b'}' => match interpolations.last_mut() {
-                Some(0) => {
-                    // The `}` ending an interpolation: back inside the string.
-                    interpolations.pop();
-                    out[i] = b' ';
-                    in_string = true;
-                }
-                Some(depth) => *depth -= 1,
-                None => {}
-            },
-            _ => {}
-        }
-        i += 1;
-    }
-    // Interpolation braces are not blocks: blank the `${` openers too.
-    let mut j = 0;
-    while j + 1 < out.len() {
-        if out[j] == b'$' && out[j + 1] == b'{' {
-            out[j] = b' ';
-            out[j + 1] = b' ';
-        }
-        j += 1;
-    }
-    out
-}
-
-fn terraform_files() -> Vec<Tf> {
-    let dir = repo().join("terraform");
-    let mut files: Vec<Tf> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("cannot list {}: {e}", dir.display()))
-        .map(|entry| entry.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "tf"))
-        .map(|p| Tf::new(p.file_name().unwrap().to_string_lossy().into_owned(), read(&p)))
-        .collect();
-    files.sort_by(|a, b| a.name.cmp(&b.name));
-    assert!(files.len() >= 5, "terraform/ should hold the deployment's .tf files");
-    files
-}
-
-/// The one file defining `key = {` (or `[`) in code, and where the bracket opens.
-fn find_assignment<'a>(files: &'a [Tf], key: &str) -> (&'a Tf, usize) {
-    let found: Vec<_> = files.iter().filter_map(|f| f.assignment_open(key).map(|open| (f, open))).collect();
-    assert_eq!(found.len(), 1, "expected exactly one `{key} = {{ ... }}` in terraform/, found {}", found.len());
-    found[0]
-}
-
-/// `variable "name" { ... }`: the file and the range of its body.
-fn variable_block<'a>(files: &'a [Tf], name: &str) -> (&'a Tf, Range<usize>) {
-    let header = format!("variable \"{name}\"");
-    for f in files {
-        if let Some(at) = f.text.find(&header) {
-            let open = at + f.code[at..].iter().position(|&b| b == b'{').expect("a block");
-            return (f, open..f.closing(open) + 1);
-        }
-    }
-    panic!("no {header} in terraform/")
-}
-
-/// What the URL map is generated from: each service's path templates and prefixes.
-struct Service {
-    templates: Vec<String>,
-    prefixes: Vec<String>,
-}
-
-/// `local.services` (cloud_run.tf), in Terraform's iteration order (keys sorted).
-fn services(files: &[Tf]) -> BTreeMap<String, Service> {
-    let (tf, open) = find_assignment(files, "services");
-    let mut out = BTreeMap::new();
-    for (name, value) in tf.entries(open) {
-        assert!(tf.code[value.start] == b'{', "local.services.{name} should be an object");
-        let fields: HashMap<String, Range<usize>> = tf.entries(value.start).into_iter().collect();
-        let list = |field: &str| {
-            let range = fields.get(field).unwrap_or_else(|| panic!("local.services.{name} has no {field}"));
-            tf.strings_in(range.clone())
-        };
-        let service = Service { templates: list("path_templates"), prefixes: list("path_prefixes") };
-        assert!(out.insert(name.clone(), service).is_none(), "service {name} defined twice");
-    }
-    assert!(!out.is_empty(), "local.services is empty");
-    out
-}
+use crate::terraform_text::{
+    default_of, deployed_env, is_ident, local_literal, parse_value, read, repo, resource, service_env, services,
+    squash, terraform_files, variable_block, Samples, Service, Tf, Value,
+};
 
 /// The URL map's route rules as load_balancer.tf builds them: every template (services in key
 /// order), then every prefix; first match wins.
@@ -350,9 +86,10 @@ fn function_crates() -> BTreeSet<String> {
         .collect()
 }
 
-/// The paths a function crate registers with `.route(...)`: literals, or `&format!(...)` over
-/// `const NAME: &str = "..."` of the same file.
-fn code_routes(function: &str) -> Vec<String> {
+/// The routes a function crate registers with `.route(path, method_router)`: the path (a literal,
+/// or `&format!(...)` over `const NAME: &str = "..."` of the same file) and the method router as
+/// written (`post(run::push)`).
+fn code_routes(function: &str) -> Vec<(String, String)> {
     let mut routes = Vec::new();
     let mut dirs = vec![repo().join("functions").join(function).join("src")];
     let mut sources = Vec::new();
@@ -393,7 +130,21 @@ fn code_routes(function: &str) -> Vec<String> {
                 }
                 route = route.replace("{{", "{").replace("}}", "}");
             }
-            routes.push(route);
+            // The method router: after the path's comma, to the parenthesis closing `.route(`.
+            let after_path = &rest[rest.find(',').map_or(rest.len(), |c| c + 1)..];
+            let mut depth = 1usize;
+            let end = after_path
+                .char_indices()
+                .find(|&(_, c)| {
+                    match c {
+                        '(' => depth += 1,
+                        ')' => depth -= 1,
+                        _ => {}
+                    }
+                    depth == 0
+                })
+                .map_or(after_path.len(), |(i, _)| i);
+            routes.push((route, squash(&after_path[..end])));
         }
     }
     routes
@@ -518,7 +269,7 @@ fn the_url_map_routes_every_path_to_the_function_that_serves_it() {
     let mut checked = 0;
     let mut wrong = Vec::new();
     for function in function_crates() {
-        for pattern in code_routes(&function) {
+        for (pattern, _) in code_routes(&function) {
             if pattern == "/health" {
                 continue;
             }
@@ -549,17 +300,11 @@ fn the_url_map_routes_every_path_to_the_function_that_serves_it() {
     assert!(services.contains_key(default), "default service {default:?} is not one of local.services");
 }
 
-/// How an environment variable gets its value in the .tf files.
-#[derive(Debug)]
-enum Value {
-    Literal(String),
-    Expression(String),
-}
-
-/// Every environment variable set in terraform/: upper-case keys in code (env maps such as
-/// `local.service_env`) and `name = "UPPER"` (env blocks).
-fn terraform_env(files: &[Tf]) -> Vec<(String, Value)> {
-    let mut out = Vec::new();
+/// Every environment variable name set in terraform/'s code: upper-case keys (env maps such as
+/// `local.service_env`) and `name = "UPPER"` (env blocks). Each must be part of some service's
+/// environment as `service_env` evaluates it, so nothing is set where that evaluation is blind.
+fn env_names_in_code(files: &[Tf]) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
     for f in files.iter().filter(|f| f.name != "variables.tf") {
         let code = &f.code;
         let mut i = 0;
@@ -578,8 +323,7 @@ fn terraform_env(files: &[Tf]) -> Vec<(String, Value)> {
                 j += 1;
             }
             if code[j] == b'=' && code[j + 1] != b'=' && end - i > 1 {
-                let raw = f.text[j + 1..].lines().next().unwrap().trim();
-                out.push((f.text[i..end].to_string(), parse_value(raw)));
+                out.insert(f.text[i..end].to_string());
             }
             i = end;
         }
@@ -592,47 +336,43 @@ fn terraform_env(files: &[Tf]) -> Vec<(String, Value)> {
             };
             let name = value.split('"').next().unwrap();
             if !name.is_empty() && name.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_') {
-                // The value is the env block's: describe it by what follows (value or value_source).
-                let block: String = after.chars().take(400).collect();
-                out.push((name.to_string(), Value::Expression(squash(&block))));
+                out.insert(name.to_string());
             }
         }
     }
     out
 }
 
-fn parse_value(raw: &str) -> Value {
-    let raw = raw.trim_end_matches([',', ' ', '}']).trim();
-    match raw.strip_prefix('"').and_then(|r| r.strip_suffix('"')) {
-        Some(literal) if !literal.contains("${") && !literal.contains('"') => Value::Literal(literal.to_string()),
-        _ => Value::Expression(raw.to_string()),
-    }
-}
-
-/// The names `common/src/settings.rs` reads (outside its unit tests).
+/// The names `common/src/settings.rs` reads (outside its unit tests): every string literal there
+/// that is a variable name (`get("PORT")`, `flag("DISABLE_AUTH", ...)`, `url("KMS_API_BASE", ...)`).
 fn settings_names() -> BTreeSet<String> {
     let src = read(&repo().join("common/src/settings.rs"));
     let code = src.split("#[cfg(test)]").next().unwrap();
-    let mut names = BTreeSet::new();
-    for reader in ["get(\"", "flag(\"", "url(\"", "number(vars, \""] {
-        for (at, _) in code.match_indices(reader) {
-            let name = code[at + reader.len()..].split('"').next().unwrap();
-            names.insert(name.to_string());
-        }
-    }
+    let names: BTreeSet<String> = code
+        .split('"')
+        .skip(1)
+        .step_by(2)
+        .filter(|s| {
+            s.len() > 1
+                && s.starts_with(|c: char| c.is_ascii_uppercase())
+                && s.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
+        })
+        .map(str::to_string)
+        .collect();
     for expected in ["ENVIRONMENT", "CA_ROOT_API_KEY", "KMS_KEY_NAME", "CORS_ORIGINS", "RATE_LIMIT_ENABLED", "PORT"] {
         assert!(names.contains(expected), "settings.rs reader not recognised: {expected} missing from {names:?}");
     }
     names
 }
 
-fn default_of(files: &[Tf], variable: &str) -> String {
-    let (tf, body) = variable_block(files, variable);
-    let text = tf.src(body);
-    let line = text.lines().find(|l| l.trim_start().starts_with("default")).expect("a default");
-    match parse_value(line.split_once('=').unwrap().1.trim()) {
-        Value::Literal(v) => v,
-        other => panic!("variable {variable}: default should be a literal, is {other:?}"),
+/// What a deployment would put in for Terraform's references (a project of 6–30 characters, a
+/// root key of at least 32).
+fn samples() -> Samples {
+    Samples {
+        project_id: "acme-prod-1".into(),
+        domain: "api.example.com".into(),
+        cors_origins: "https://app.example.com,https://admin.example.com".into(),
+        root_key: "r".repeat(48),
     }
 }
 
@@ -640,11 +380,13 @@ fn default_of(files: &[Tf], variable: &str) -> String {
 fn terraform_sets_only_settings_the_code_reads_and_they_pass_production_validation() {
     let files = terraform_files();
     let known = settings_names();
-    let env = terraform_env(&files);
+    let services = services(&files);
 
-    let mut seen = BTreeSet::new();
-    for (name, _) in &env {
-        assert!(seen.insert(name.clone()), "{name} is set twice in terraform/");
+    let envs: BTreeMap<&String, BTreeMap<String, Value>> =
+        services.keys().map(|name| (name, service_env(&files, name).into_iter().collect())).collect();
+    let seen: BTreeSet<String> = envs.values().flat_map(|env| env.keys().cloned()).collect();
+    for name in env_names_in_code(&files) {
+        assert!(seen.contains(&name), "{name} is set in terraform/ outside the services' environment");
     }
     let unknown: Vec<&String> = seen.iter().filter(|n| !known.contains(*n)).collect();
     assert!(unknown.is_empty(), "terraform/ sets {unknown:?}, which common/src/settings.rs does not read");
@@ -664,81 +406,189 @@ fn terraform_sets_only_settings_the_code_reads_and_they_pass_production_validati
         assert!(name != "PORT", "extra_env must not accept PORT");
     }
 
-    for required in [
-        "ENVIRONMENT",
-        "GCP_PROJECT_ID",
-        "BIGQUERY_LOCATION",
-        "WAREHOUSE_BACKEND",
-        "KMS_BACKEND",
-        "KMS_KEY_NAME",
-        "QUEUE_BACKEND",
-        "PUBSUB_TOPIC",
-        "CORS_ORIGINS",
-        "RATE_LIMIT_ENABLED",
-        "CA_ROOT_API_KEY",
-    ] {
-        assert!(seen.contains(required), "terraform/ must set {required} (production requires it)");
+    for (service, env) in &envs {
+        for required in [
+            "ENVIRONMENT",
+            "GCP_PROJECT_ID",
+            "BIGQUERY_LOCATION",
+            "WAREHOUSE_BACKEND",
+            "KMS_BACKEND",
+            "KMS_KEY_NAME",
+            "QUEUE_BACKEND",
+            "CORS_ORIGINS",
+            "RATE_LIMIT_ENABLED",
+            "CA_ROOT_API_KEY",
+            "REQUEST_TIMEOUT_SECS",
+        ] {
+            assert!(
+                env.contains_key(required),
+                "terraform/ must set {required} for {service} (production requires it)"
+            );
+        }
     }
 
-    // Build the environment a deployed service sees, with a sample for every expression.
-    let environment = default_of(&files, "environment");
-    assert_eq!(environment, "production", "var.environment should default to production");
-    let mut vars = HashMap::new();
-    for (name, value) in &env {
-        let sample = match value {
-            Value::Literal(v) => v.clone(),
-            Value::Expression(expr) => match name.as_str() {
-                "ENVIRONMENT" => {
-                    assert_eq!(expr, "var.environment");
-                    environment.clone()
-                }
-                "GCP_PROJECT_ID" => {
-                    assert_eq!(expr, "var.project_id");
-                    "acme-prod-1".into()
-                }
-                "BIGQUERY_LOCATION" => {
-                    assert_eq!(expr, "var.bigquery_location");
-                    default_of(&files, "bigquery_location")
-                }
-                "KMS_KEY_NAME" => {
-                    // The full id (projects/…/cryptoKeys/…), not `.name` (just the key's name).
-                    assert!(expr.starts_with("google_kms_crypto_key.") && expr.ends_with(".id"), "{expr}");
-                    "projects/acme-prod-1/locations/us-central1/keyRings/convergence/cryptoKeys/secrets".into()
-                }
-                "PUBSUB_TOPIC" => {
-                    // The full id (projects/…/topics/…) of the topic the push subscription reads.
-                    assert!(expr.starts_with("google_pubsub_topic.") && expr.ends_with(".id"), "{expr}");
-                    "projects/acme-prod-1/topics/convergence-pipeline-runs".into()
-                }
-                "CORS_ORIGINS" => {
-                    assert_eq!(expr, "join(\",\", var.cors_origins)");
-                    "https://app.example.com,https://admin.example.com".into()
-                }
-                "REQUEST_TIMEOUT_SECS" => {
-                    assert!(expr.contains("timeout_seconds"), "{expr}");
-                    "60".into()
-                }
-                "CA_ROOT_API_KEY" => {
-                    assert!(
-                        expr.contains("secret_key_ref {") && expr.contains("google_secret_manager_secret."),
-                        "CA_ROOT_API_KEY must come from Secret Manager, not a literal: {expr}"
-                    );
-                    "r".repeat(48)
-                }
-                other => panic!("{other} = {expr}: add a sample value for it to this test"),
-            },
-        };
-        vars.insert(name.clone(), sample);
+    assert_eq!(default_of(&files, "environment"), "production", "var.environment should default to production");
+    for service in services.keys() {
+        let vars = deployed_env(&files, service, &samples()).into_iter().collect();
+        let settings = Settings::from_vars(&vars, BackendDefaults::Cloud)
+            .unwrap_or_else(|e| panic!("the environment terraform/ gives {service} fails start-up validation:\n{e}"));
+        assert!(settings.is_production());
+        assert_eq!(settings.warehouse_backend, WarehouseBackend::BigQuery);
+        assert_eq!(settings.kms_backend, KmsBackend::Gcp);
+        assert_eq!(settings.queue_backend, QueueBackend::PubSub);
+        assert!(settings.rate_limit_enabled && !settings.disable_auth && !settings.sandbox_providers);
+        assert!(!settings.cors_origins.is_empty());
+        assert_eq!(settings.request_timeout_secs, services[service].number("timeout_seconds"));
     }
-    let settings = Settings::from_vars(&vars, BackendDefaults::Cloud)
-        .unwrap_or_else(|e| panic!("the environment terraform/ gives the services fails start-up validation:\n{e}"));
-    assert!(settings.is_production());
-    assert_eq!(settings.warehouse_backend, WarehouseBackend::BigQuery);
-    assert_eq!(settings.kms_backend, KmsBackend::Gcp);
-    assert_eq!(settings.queue_backend, QueueBackend::PubSub);
-    assert_eq!(settings.pubsub_topic.as_deref(), Some("projects/acme-prod-1/topics/convergence-pipeline-runs"));
-    assert!(settings.rate_limit_enabled && !settings.disable_auth && !settings.sandbox_providers);
-    assert!(!settings.cors_origins.is_empty());
+}
+
+/// The internal endpoints of the daily loop: the service, the resource that calls it, the block
+/// holding the call and the attribute holding its URL.
+const INTERNAL_CALLS: &[(&str, &str, &str, &str, &str)] = &[
+    ("scheduler-tick", "google_cloud_scheduler_job", "tick", "http_target", "uri"),
+    ("pipelines-run", "google_pubsub_subscription", "runs_push", "push_config", "push_endpoint"),
+];
+
+#[test]
+fn the_daily_loop_calls_the_routes_the_code_serves_with_the_audience_and_caller_each_service_expects() {
+    let files = terraform_files();
+    let services = services(&files);
+    let cloud_run = squash(&files.iter().find(|f| f.name == "cloud_run.tf").expect("cloud_run.tf").text);
+    assert!(
+        cloud_run.contains(
+            "custom_audiences = contains(keys(local.oidc_audiences), each.key) ? [local.oidc_audiences[each.key]] : []"
+        ),
+        "each service with an internal endpoint should list its audience in custom_audiences (Cloud Run's IAM \
+         check accepts only the run.app URL or a custom audience)"
+    );
+
+    for &(service, kind, name, target_block, url_attribute) in INTERNAL_CALLS {
+        let what = format!("{kind}.{name}");
+        let env: BTreeMap<String, Value> = service_env(&files, service).into_iter().collect();
+        let (tf, body) = resource(&files, kind, name);
+        let target = tf.block(body, target_block);
+
+        // The route: the service's run.app URL and a path the service's code serves with POST.
+        let url = tf.attribute(target, url_attribute).unwrap_or_else(|| panic!("{what} has no {url_attribute}"));
+        let prefix = format!("\"${{google_cloud_run_v2_service.service[\"{service}\"].uri}}");
+        let path = url
+            .strip_prefix(prefix.as_str())
+            .and_then(|p| p.strip_suffix('"'))
+            .unwrap_or_else(|| panic!("{what}.{url_attribute} should be {service}'s URL and a path: {url}"));
+        let served = code_routes(service);
+        assert!(
+            served.iter().any(|(p, methods)| p == path && serves_post(methods)),
+            "{what} POSTs {path}, which functions/{service} does not serve with POST; it serves {served:?}"
+        );
+        assert!(DESIGN_ROUTES.contains(&(service, path)), "{path} should be one of DESIGN §2's routes of {service}");
+        if kind == "google_cloud_scheduler_job" {
+            assert_eq!(tf.attribute(target, "http_method"), Some("\"POST\""), "{what}");
+            assert_eq!(tf.attribute(target, "body"), Some("base64encode(\"{}\")"), "{what}: the tick's body is {{}}");
+        }
+
+        // The token: the audience the service expects and the account it accepts.
+        let oidc = tf.block(target, "oidc_token");
+        let audience = parse_value(tf.attribute(oidc, "audience").expect("oidc_token.audience"));
+        let expected_audience = Value::Expression(format!("local.oidc_audiences[\"{service}\"]"));
+        assert_eq!(audience, expected_audience, "{what}: the token's audience should be {service}'s audience");
+        assert_eq!(env.get("OIDC_AUDIENCE"), Some(&expected_audience), "{service}'s OIDC_AUDIENCE");
+        let caller = parse_value(tf.attribute(oidc, "service_account_email").expect("service_account_email"));
+        assert_eq!(env.get("OIDC_INVOKERS"), Some(&caller), "{service}'s OIDC_INVOKERS should be {what}'s caller");
+        let Value::Expression(caller) = caller else { panic!("{what}: the caller should be a service account") };
+        assert!(caller.starts_with("google_service_account.") && caller.ends_with(".email"), "{what}: {caller}");
+        let deployed = deployed_env(&files, service, &samples());
+        let audience = &deployed["OIDC_AUDIENCE"];
+        assert!(audience.starts_with("https://api.example.com/"), "{service}'s audience: {audience}");
+
+        // The caller may invoke the service through Cloud Run's IAM.
+        let member = format!("\"serviceAccount:${{{caller}}}\"");
+        let target_name = format!("google_cloud_run_v2_service.service[\"{service}\"].name");
+        let granted = crate::terraform_text::resources(&files, "google_cloud_run_v2_service_iam_member")
+            .into_iter()
+            .any(|(f, body)| {
+                f.attribute(body, "member") == Some(member.as_str())
+                    && f.attribute(body, "name") == Some(target_name.as_str())
+                    && f.attribute(body, "role") == Some("\"roles/run.invoker\"")
+            });
+        assert!(granted, "{caller} should have roles/run.invoker on {service}");
+
+        // The run queue: the topic the subscription reads, and the right to publish on it.
+        assert_eq!(env.get("QUEUE_BACKEND"), Some(&Value::Literal("pubsub".into())), "{service}");
+        assert_eq!(
+            env.get("PUBSUB_TOPIC"),
+            Some(&Value::Expression("google_pubsub_topic.runs.id".into())),
+            "{service}"
+        );
+        assert!(services[service].flag("publishes_runs"), "{service} publishes runs: publishes_runs should be true");
+    }
+    let (tf, body) = resource(&files, "google_pubsub_subscription", "runs_push");
+    assert_eq!(tf.attribute(body, "topic"), Some("google_pubsub_topic.runs.id"));
+    let (tf, body) = resource(&files, "google_pubsub_topic_iam_member", "runs_publisher");
+    assert_eq!(tf.attribute(body, "topic"), Some("google_pubsub_topic.runs.name"));
+    assert_eq!(tf.attribute(body, "role"), Some("\"roles/pubsub.publisher\""));
+    assert_eq!(
+        tf.attribute(body, "for_each").map(squash).as_deref(),
+        Some("{ for name, svc in local.services : name => svc if svc.publishes_runs }")
+    );
+}
+
+/// Whether a method router as written (`post(h)`, `get(a).post(b)`, `routing::post(h)`) takes POST.
+fn serves_post(methods: &str) -> bool {
+    methods.match_indices("post(").any(|(at, _)| {
+        let before = methods[..at].chars().next_back();
+        before.is_none_or(|c| !(c.is_alphanumeric() || c == '_'))
+    })
+}
+
+/// Memory as Cloud Run takes it (`512Mi`, `1Gi`), in MiB.
+fn mebibytes(quantity: &str) -> u64 {
+    match quantity.strip_suffix("Gi") {
+        Some(gi) => gi.parse::<u64>().unwrap() * 1024,
+        None => quantity.strip_suffix("Mi").expect("Mi or Gi").parse().unwrap(),
+    }
+}
+
+#[test]
+fn pipelines_run_is_sized_for_runs_executed_inside_push_requests() {
+    let files = terraform_files();
+    let services = services(&files);
+    for (name, svc) in &services {
+        assert_eq!(svc.flag("executes_runs"), name == "pipelines-run", "executes_runs of {name}");
+    }
+    let cloud_run = squash(&files.iter().find(|f| f.name == "cloud_run.tf").expect("cloud_run.tf").text);
+    for needle in [
+        "max_instance_request_concurrency = each.value.executes_runs ? var.run_concurrency : var.max_concurrency",
+        "memory = each.value.executes_runs ? var.run_memory : var.memory",
+        "timeout = \"${each.value.timeout_seconds}s\"",
+    ] {
+        assert!(cloud_run.contains(needle), "cloud_run.tf should contain `{needle}`");
+    }
+
+    // Each request holds one run (peak < 200 MB, docs/BENCHMARKS.md): the runs one instance
+    // takes at once, plus the process, must fit.
+    let run_peak_mib = 200;
+    let concurrency: u64 = default_of(&files, "run_concurrency").parse().unwrap();
+    let memory = mebibytes(&default_of(&files, "run_memory"));
+    assert!(
+        concurrency * run_peak_mib + 100 <= memory,
+        "run_concurrency {concurrency} x {run_peak_mib} MiB + 100 MiB does not fit run_memory {memory} MiB"
+    );
+    let api_concurrency: u64 = default_of(&files, "max_concurrency").parse().unwrap();
+    assert!(concurrency < api_concurrency && concurrency <= 8, "runs per instance should stay low: {concurrency}");
+
+    // lease (the longest run) < request timeout <= ack deadline <= 600 s: the run ends inside its
+    // request, and Pub/Sub redelivers only after the request is over.
+    let timeout = services["pipelines-run"].number("timeout_seconds");
+    let (tf, body) = resource(&files, "google_pubsub_subscription", "runs_push");
+    let ack: u64 = tf.attribute(body, "ack_deadline_seconds").expect("ack_deadline_seconds").parse().unwrap();
+    let leases: BTreeSet<String> =
+        services.keys().map(|s| deployed_env(&files, s, &samples())["RUN_LEASE_SECS"].clone()).collect();
+    assert_eq!(leases.len(), 1, "every service should judge runs by the same RUN_LEASE_SECS: {leases:?}");
+    let lease: u64 = local_literal(&files, "run_lease_seconds").parse().unwrap();
+    assert!(leases.contains(&lease.to_string()));
+    assert!(ack <= 600, "Pub/Sub's ack deadline is at most 600 s, not {ack}");
+    assert!(lease < timeout, "RUN_LEASE_SECS {lease} should end a run before the request timeout {timeout}");
+    assert!(timeout <= ack, "pipelines-run's timeout {timeout} s should not outlast the ack deadline {ack} s");
 }
 
 #[test]
@@ -762,9 +612,4 @@ fn terraform_fmt_is_clean() {
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     );
-}
-
-/// Whitespace runs collapsed to one space, so checks do not depend on `terraform fmt` alignment.
-fn squash(text: &str) -> String {
-    text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
