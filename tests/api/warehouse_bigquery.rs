@@ -80,10 +80,18 @@ async fn staging_table_is_permanent_and_tagged() {
         w.query(&sql, &Params::new()).await.unwrap().iter().map(|r| r["id"].as_i64().unwrap()).collect::<Vec<_>>()
     };
 
+    // Small batches are buffered and written a few MB at a time: a window of them is a few
+    // INSERTs, not one per batch.
+    let long = "x".repeat(300);
     let mut first = w.stage(ds, &s, "day = @day", &slice).await.unwrap();
-    first.append(vec![fact(&s, 1, json!({})), fact(&s, 2, json!({}))]).await.unwrap();
-    assert_eq!(staged_rows().await, 2, "rows are staged in the permanent staging table");
-    first.commit().await.unwrap();
+    for batch in 0..3 {
+        let records = (0..3000).map(|i| fact(&s, batch * 10_000 + i, json!({"label": long}))).collect();
+        assert_eq!(first.append(records).await.unwrap(), 3000);
+    }
+    let written = staged_rows().await;
+    assert!(written > 0 && written < 9000, "a full buffer is written before commit, the rest at it: {written}");
+    assert_eq!(first.commit().await.unwrap(), (0, 9000));
+    assert_eq!(ids().await.len(), 9000);
     assert_eq!(staged_rows().await, 0, "a committed staging's rows are deleted");
     assert_eq!(w.list_all_tables(ds).await.unwrap(), vec!["facts", "facts__staging"]);
 
@@ -95,7 +103,7 @@ async fn staging_table_is_permanent_and_tagged() {
     assert_eq!(w.execute(&leftover, &slice).await.unwrap(), 1);
     let mut next = w.stage(ds, &s, "day = @day", &slice).await.unwrap();
     next.append(vec![fact(&s, 5, json!({}))]).await.unwrap();
-    assert_eq!(next.commit().await.unwrap(), (2, 1));
+    assert_eq!(next.commit().await.unwrap(), (9000, 1));
     assert_eq!(ids().await, vec![5], "the leftover was not committed");
     assert_eq!(staged_rows().await, 1, "the leftover stays (until its partition expires); nothing else");
 

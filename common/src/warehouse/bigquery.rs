@@ -542,6 +542,10 @@ fn staging_schema(schema: &TableSchema) -> WarehouseResult<TableSchema> {
 /// 1,500 modifications a table may have a day, which DML does not). Commit is one MERGE that
 /// deletes the slice and inserts the rows of this tag only, so stagings of one table can run at
 /// once; then the tag's rows are deleted.
+///
+/// Appended rows are buffered up to [`STAGE_FLUSH_BYTES`] and go out as one INSERT: callers
+/// append small batches (500 rows), and BigQuery allows 25 DML statements per table per 10 s
+/// (DESIGN §12), which a window's worth of small INSERTs into one staging table would queue on.
 struct BigQueryStaging {
     warehouse: BigQueryWarehouse,
     dataset: String,
@@ -552,14 +556,59 @@ struct BigQueryStaging {
     /// The slice the MERGE replaces.
     predicate: String,
     params: Params,
+    /// Rows appended but not yet written, and their estimated size in the request.
+    pending: Vec<Row>,
+    pending_bytes: usize,
+    /// Rows appended (written or pending).
     staged: u64,
+    /// Rows written to the staging table.
+    written: u64,
     /// Committed or discarded: nothing left to clean up.
     finished: bool,
+}
+
+/// Estimated request bytes of buffered rows that make an INSERT: a few MB, well under the 10 MB
+/// a BigQuery API request may have, and a few thousand typical rows.
+const STAGE_FLUSH_BYTES: usize = 2 * 1024 * 1024;
+
+/// The rough size of a value as a query parameter value (each cell also carries its column name
+/// and some JSON around it).
+fn param_size(value: &Value) -> usize {
+    const CELL: usize = 24;
+    match value {
+        Value::String(s) => s.len() + CELL,
+        Value::Array(items) => items.iter().map(param_size).sum::<usize>() + CELL,
+        Value::Object(fields) => fields.iter().map(|(k, v)| k.len() + param_size(v)).sum::<usize>() + CELL,
+        _ => 32,
+    }
 }
 
 impl BigQueryStaging {
     fn id_param(&self) -> QueryParameter {
         query_parameter(STAGING_ID_PARAM, &Param::String(self.id.clone()))
+    }
+
+    /// Writes the buffered rows to the staging table with one INSERT job.
+    async fn flush(&mut self) -> WarehouseResult<()> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let rows = std::mem::take(&mut self.pending);
+        self.pending_bytes = 0;
+        let tag = format!("@{STAGING_ID_PARAM} AS {STAGING_ID_COLUMN}");
+        let staged_at = format!("CURRENT_TIMESTAMP() AS {STAGED_AT_COLUMN}");
+        let (source, rows_param) = self.warehouse.rows_source(&self.schema, &rows, "", &[&tag, &staged_at])?;
+        let columns: Vec<&str> = self.schema.fields.iter().map(|f| f.name.as_str()).collect();
+        let sql = format!(
+            "INSERT INTO {} ({}, {STAGING_ID_COLUMN}, {STAGED_AT_COLUMN}) {source}",
+            self.warehouse.quoted(&self.dataset, &self.staging.name)?,
+            columns.join(", ")
+        );
+        // Counted as written before the answer: a failed INSERT may still have landed, and the
+        // cleanup must then run.
+        self.written += rows.len() as u64;
+        self.warehouse.run_query(&sql, vec![rows_param, self.id_param()]).await?;
+        Ok(())
     }
 }
 
@@ -580,26 +629,22 @@ async fn delete_staged(
 #[async_trait]
 impl Staging for BigQueryStaging {
     async fn append(&mut self, records: Vec<Record>) -> WarehouseResult<u64> {
+        // Every record is checked before any is taken: a refused batch adds nothing.
         let mut rows = Vec::with_capacity(records.len());
         for (i, record) in records.iter().enumerate() {
             check_record(&self.schema, record).map_err(|e| at_row(i, e))?;
             rows.push(to_keyed_row(&self.schema, record));
         }
-        if rows.is_empty() {
-            return Ok(0);
+        let appended = rows.len() as u64;
+        for row in rows {
+            self.pending_bytes += row.iter().map(|(k, v)| k.len() + param_size(v)).sum::<usize>();
+            self.pending.push(row);
         }
-        let tag = format!("@{STAGING_ID_PARAM} AS {STAGING_ID_COLUMN}");
-        let staged_at = format!("CURRENT_TIMESTAMP() AS {STAGED_AT_COLUMN}");
-        let (source, rows_param) = self.warehouse.rows_source(&self.schema, &rows, "", &[&tag, &staged_at])?;
-        let columns: Vec<&str> = self.schema.fields.iter().map(|f| f.name.as_str()).collect();
-        let sql = format!(
-            "INSERT INTO {} ({}, {STAGING_ID_COLUMN}, {STAGED_AT_COLUMN}) {source}",
-            self.warehouse.quoted(&self.dataset, &self.staging.name)?,
-            columns.join(", ")
-        );
-        self.warehouse.run_query(&sql, vec![rows_param, self.id_param()]).await?;
-        self.staged += rows.len() as u64;
-        Ok(rows.len() as u64)
+        self.staged += appended;
+        if self.pending_bytes >= STAGE_FLUSH_BYTES {
+            self.flush().await?;
+        }
+        Ok(appended)
     }
 
     fn staged(&self) -> u64 {
@@ -607,6 +652,7 @@ impl Staging for BigQueryStaging {
     }
 
     async fn commit(mut self: Box<Self>) -> WarehouseResult<(u64, u64)> {
+        self.flush().await?;
         let source = self.schema.fields.iter().map(|f| format!("{n} AS {MERGE_SOURCE_PREFIX}{n}", n = f.name));
         let source = format!(
             "SELECT {} FROM {} WHERE {STAGING_ID_COLUMN} = @{STAGING_ID_PARAM}",
@@ -625,6 +671,9 @@ impl Staging for BigQueryStaging {
         let affected = self.warehouse.run_query(&sql, params).await?.affected.unwrap_or(0);
         self.finished = true;
         // The replace is done: a failed cleanup only leaves rows no one reads, which expire.
+        if self.written == 0 {
+            return Ok((affected, 0));
+        }
         if let Err(e) = delete_staged(&self.warehouse, &self.dataset, &self.staging.name, self.id_param()).await {
             tracing::warn!(dataset = self.dataset, table = self.staging.name, error = %e, "could not delete committed staged rows; they expire within two days");
         }
@@ -633,13 +682,16 @@ impl Staging for BigQueryStaging {
 
     async fn discard(mut self: Box<Self>) -> WarehouseResult<()> {
         self.finished = true;
+        if self.written == 0 {
+            return Ok(());
+        }
         delete_staged(&self.warehouse, &self.dataset, &self.staging.name, self.id_param()).await
     }
 }
 
 impl Drop for BigQueryStaging {
     fn drop(&mut self) {
-        if self.finished || self.staged == 0 {
+        if self.finished || self.written == 0 {
             return;
         }
         // Not committed (an error or a panic on the way): delete the staged rows in the
@@ -1218,7 +1270,10 @@ impl Warehouse for BigQueryWarehouse {
             id: uuid::Uuid::new_v4().simple().to_string(),
             predicate: predicate.to_string(),
             params: params.clone(),
+            pending: Vec::new(),
+            pending_bytes: 0,
             staged: 0,
+            written: 0,
             finished: false,
         }))
     }

@@ -8,6 +8,11 @@
 //! write whose target cannot be read is recorded with no table, never with a guessed one. A text
 //! with several statements is recorded as one entry per statement. Calls that name a dataset and
 //! table (`insert_rows`, `stage`, DDL methods) are recorded with those names.
+//!
+//! Trait calls are what is recorded, not the backend's own requests under them: on BigQuery a
+//! `StageCommit` is one MERGE into the table plus one DELETE on its staging table, appends are
+//! buffered into INSERTs of about 2 MB, and `stage` reads table metadata; on DuckDB a `Stage`
+//! deletes the slice inside its transaction and `StageCommit` commits it.
 
 use std::collections::BTreeMap;
 use std::fmt;
