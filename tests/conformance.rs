@@ -8,8 +8,8 @@
 //! run in parallel on one warehouse. `run_all` runs them in turn with names derived from a prefix.
 
 use common::warehouse::{
-    render_table_refs, to_record, to_records, to_row, Cell, DatasetOptions, Field, FieldType, Param, Params, Record,
-    Row, TableSchema, Warehouse, WarehouseError, WarehouseResult,
+    render_table_refs, to_keyed_row, to_record, to_records, to_row, Cell, DatasetOptions, Field, FieldType, Param,
+    Params, Record, Row, TableSchema, Warehouse, WarehouseError, WarehouseResult,
 };
 use serde_json::{json, Value};
 
@@ -29,6 +29,9 @@ pub async fn run_all(warehouse: &dyn Warehouse, prefix: &str) {
     replace_slice(warehouse, &ds("replace")).await;
     staged_replace(warehouse, &ds("staged")).await;
     staged_types(warehouse, &ds("staged_types")).await;
+    concurrent_stagings(warehouse, &ds("staged_concurrent")).await;
+    abandoned_stagings(warehouse, &ds("staged_abandoned")).await;
+    no_table_per_staging(warehouse, &ds("staged_tables")).await;
     query_batches(warehouse, &ds("batches")).await;
     render_refs(warehouse, &ds("render")).await;
     evolve_columns(warehouse, &ds("evolve")).await;
@@ -1133,6 +1136,147 @@ pub async fn staged_replace(w: &dyn Warehouse, ds: &str) {
     let staging = w.stage(ds, &s, "day = @day", &slice).await.expect("stage");
     assert_eq!(staging.commit().await.expect("empty commit"), (702, 0));
     assert_eq!(all_rows(w, ds, "facts", "day, id").await, &after[702..]);
+    cleanup(w, ds).await;
+}
+
+/// The table the staging cases write: one day's facts per slice.
+fn facts_schema() -> TableSchema {
+    schema(
+        "facts",
+        r#"{"description": "daily facts", "fields": [
+            {"name": "day", "type": "DATE", "mode": "REQUIRED"},
+            {"name": "id", "type": "INT64", "mode": "REQUIRED"},
+            {"name": "amount", "type": "NUMERIC"},
+            {"name": "label", "type": "STRING"}
+        ]}"#,
+    )
+}
+
+fn fact(s: &TableSchema, day: &str, id: i64, label: &str) -> Record {
+    to_record(s, &row(json!({"day": day, "id": id, "amount": "1.5", "label": label}))).expect("a record")
+}
+
+/// (id, label) of a day's rows, by id.
+async fn day_rows(w: &dyn Warehouse, ds: &str, day: &str) -> Vec<(i64, String)> {
+    let sql = format!("SELECT id, label FROM {} WHERE day = @day ORDER BY id", tref(w, ds, "facts"));
+    query(w, &sql, &Params::new().bind("day", date(day)))
+        .await
+        .iter()
+        .map(|r| (r["id"].as_i64().expect("id"), r["label"].as_str().unwrap_or_default().to_string()))
+        .collect()
+}
+
+fn labelled(ids: std::ops::Range<i64>, label: &str) -> Vec<(i64, String)> {
+    ids.map(|i| (i, label.to_string())).collect()
+}
+
+/// Two stagings of one table at once (two runs of one organization, different windows), their
+/// batches interleaved and their commits concurrent: each slice ends with exactly its own
+/// staging's rows, and neither staging's rows show before its commit.
+pub async fn concurrent_stagings(w: &dyn Warehouse, ds: &str) {
+    fresh_dataset(w, ds).await;
+    let s = facts_schema();
+    create(w, ds, &s).await;
+    let (d1, d2, d3) = ("2024-05-01", "2024-05-02", "2024-05-03");
+    let old: Vec<Record> = [d1, d2, d3].iter().flat_map(|d| (1..3).map(|i| fact(&s, d, i, "old"))).collect();
+    insert(w, ds, &s, &old.iter().map(|r| to_keyed_row(&s, r)).collect::<Vec<_>>()).await;
+
+    let mut a = w.stage(ds, &s, "day = @day", &Params::new().bind("day", date(d1))).await.expect("stage a");
+    let mut b = w.stage(ds, &s, "day = @day", &Params::new().bind("day", date(d2))).await.expect("stage b");
+    assert_eq!(a.append((10..15).map(|i| fact(&s, d1, i, "a")).collect()).await.expect("append a"), 5);
+    assert_eq!(b.append((20..23).map(|i| fact(&s, d2, i, "b")).collect()).await.expect("append b"), 3);
+    assert_eq!(a.append((15..17).map(|i| fact(&s, d1, i, "a")).collect()).await.expect("append a again"), 2);
+    for d in [d1, d2, d3] {
+        assert_eq!(day_rows(w, ds, d).await, labelled(1..3, "old"), "{d} before any commit");
+    }
+    let (a_done, b_done) = tokio::join!(a.commit(), b.commit());
+    assert_eq!(a_done.expect("commit a"), (2, 7));
+    assert_eq!(b_done.expect("commit b"), (2, 3));
+    assert_eq!(day_rows(w, ds, d1).await, labelled(10..17, "a"), "slice a holds a's rows only");
+    assert_eq!(day_rows(w, ds, d2).await, labelled(20..23, "b"), "slice b holds b's rows only");
+    assert_eq!(day_rows(w, ds, d3).await, labelled(1..3, "old"), "the other slice is untouched");
+
+    // A staging opened while another is open and committed after it: each commit holds exactly
+    // its own rows. (Two stagings of one slice at once are not a case: on DuckDB the second to
+    // delete the slice's rows conflicts.)
+    let slice = Params::new().bind("day", date(d3));
+    let mut first = w.stage(ds, &s, "day = @day", &slice).await.expect("stage first");
+    first.append((30..32).map(|i| fact(&s, d3, i, "first")).collect()).await.expect("append first");
+    let mut second = w.stage(ds, &s, "day = @day", &Params::new().bind("day", date(d2))).await.expect("stage second");
+    second.append(vec![fact(&s, d2, 40, "second")]).await.expect("append second");
+    assert_eq!(first.commit().await.expect("commit first"), (2, 2));
+    assert_eq!(day_rows(w, ds, d3).await, labelled(30..32, "first"));
+    assert_eq!(day_rows(w, ds, d2).await, labelled(20..23, "b"), "an open staging's rows stay out of sight");
+    assert_eq!(second.commit().await.expect("commit second"), (3, 1));
+    assert_eq!(day_rows(w, ds, d2).await, labelled(40..41, "second"));
+    assert_eq!(day_rows(w, ds, d3).await, labelled(30..32, "first"));
+    cleanup(w, ds).await;
+}
+
+/// Stagings that end without a commit (discarded, or dropped as a failed run drops them) leave
+/// nothing visible, and a later staging of the same slice never takes their rows.
+pub async fn abandoned_stagings(w: &dyn Warehouse, ds: &str) {
+    fresh_dataset(w, ds).await;
+    let s = facts_schema();
+    create(w, ds, &s).await;
+    let d1 = "2024-06-01";
+    let slice = Params::new().bind("day", date(d1));
+    let mut kept = w.stage(ds, &s, "day = @day", &slice).await.expect("stage");
+    kept.append((1..4).map(|i| fact(&s, d1, i, "kept")).collect()).await.expect("append");
+    kept.commit().await.expect("commit");
+    let tables = w.list_tables(ds).await.expect("list_tables");
+
+    let mut discarded = w.stage(ds, &s, "day = @day", &slice).await.expect("stage");
+    discarded.append((10..20).map(|i| fact(&s, d1, i, "discarded")).collect()).await.expect("append");
+    discarded.discard().await.expect("discard");
+    // Dropped on another slice: DuckDB rolls a dropped staging back in the background, and a
+    // staging of the same slice meanwhile would conflict with it.
+    let d2 = "2024-06-02";
+    let mut dropped = w.stage(ds, &s, "day = @day", &Params::new().bind("day", date(d2))).await.expect("stage");
+    dropped.append((20..30).map(|i| fact(&s, d2, i, "dropped")).collect()).await.expect("append");
+    drop(dropped);
+    assert_eq!(day_rows(w, ds, d1).await, labelled(1..4, "kept"), "abandoned stagings changed the table");
+    assert_eq!(day_rows(w, ds, d2).await, Vec::new(), "a dropped staging changed the table");
+    assert_eq!(w.list_tables(ds).await.expect("list_tables"), tables, "abandoned stagings left tables behind");
+
+    // The next staging of the slice commits its own rows, none of the abandoned ones.
+    let mut next = w.stage(ds, &s, "day = @day", &slice).await.expect("stage");
+    next.append(vec![fact(&s, d1, 50, "next")]).await.expect("append");
+    assert_eq!(next.commit().await.expect("commit"), (3, 1));
+    assert_eq!(day_rows(w, ds, d1).await, labelled(50..51, "next"));
+    let everything = query(w, &format!("SELECT COUNT(*) AS n FROM {}", tref(w, ds, "facts")), &Params::new()).await;
+    assert_eq!(everything[0]["n"], json!(1), "no abandoned row reached the table");
+    cleanup(w, ds).await;
+}
+
+/// Staging creates no table per use: what the dataset holds (staging tables included) is the
+/// same while a second staging is open and after it as after the first.
+pub async fn no_table_per_staging(w: &dyn Warehouse, ds: &str) {
+    fresh_dataset(w, ds).await;
+    let s = facts_schema();
+    create(w, ds, &s).await;
+    let d1 = "2024-07-01";
+    let slice = Params::new().bind("day", date(d1));
+    let mut first = w.stage(ds, &s, "day = @day", &slice).await.expect("stage");
+    first.append(vec![fact(&s, d1, 1, "first")]).await.expect("append");
+    first.commit().await.expect("commit");
+    let after_first = w.list_all_tables(ds).await.expect("list_all_tables");
+    assert!(after_first.contains(&"facts".to_string()), "{after_first:?}");
+
+    for round in 0..2 {
+        let mut staging = w.stage(ds, &s, "day = @day", &slice).await.expect("stage");
+        assert_eq!(w.list_all_tables(ds).await.expect("list"), after_first, "round {round}: a table per staging");
+        staging.append(vec![fact(&s, d1, 2, "again")]).await.expect("append");
+        assert_eq!(w.list_all_tables(ds).await.expect("list"), after_first, "round {round}: a table per append");
+        if round == 0 {
+            staging.commit().await.expect("commit");
+        } else {
+            staging.discard().await.expect("discard");
+        }
+        assert_eq!(w.list_all_tables(ds).await.expect("list"), after_first, "round {round}: tables changed");
+    }
+    assert_eq!(w.list_tables(ds).await.expect("list_tables"), vec!["facts".to_string()], "staging tables are hidden");
+    assert_eq!(day_rows(w, ds, d1).await, labelled(2..3, "again"));
     cleanup(w, ds).await;
 }
 

@@ -43,10 +43,20 @@ pub struct AppState {
 impl AppState {
     /// Loads configs and opens the backends the settings select.
     pub async fn build(settings: Settings) -> anyhow::Result<AppState> {
+        AppState::build_with_warehouse(settings, |warehouse| warehouse).await
+    }
+
+    /// As `build`, with the warehouse the settings select passed through `wrap` before anything
+    /// uses it (the run workers included): tests and the benchmark count its statements with
+    /// `warehouse::counting::CountingWarehouse::wrap`.
+    pub async fn build_with_warehouse(
+        settings: Settings,
+        wrap: impl FnOnce(Arc<dyn Warehouse>) -> Arc<dyn Warehouse>,
+    ) -> anyhow::Result<AppState> {
         let t = std::time::Instant::now();
         let configs = Configs::load(&settings.configs_dir)?;
         let configs_ms = t.elapsed().as_secs_f64() * 1000.0;
-        let warehouse = open_warehouse(&settings).await?;
+        let warehouse = wrap(open_warehouse(&settings).await?);
         let warehouse_ms = t.elapsed().as_secs_f64() * 1000.0 - configs_ms;
         let kms: Arc<dyn Kms> = match settings.kms_backend {
             KmsBackend::Local => Arc::new(LocalKms::open_or_create(&settings.data_dir.join("kms.key"))?),

@@ -1,6 +1,10 @@
 //! The warehouse conformance suite (`convergence_tests::conformance`) on the embedded DuckDB
 //! warehouse, one test per case so a failure names its case, plus persistence across reopening.
 
+use std::sync::Arc;
+
+use common::settings::{BackendDefaults, Settings};
+use common::warehouse::counting::{CountingWarehouse, StatementKind, StatementLog};
 use common::warehouse::duckdb::DuckDbWarehouse;
 use common::warehouse::{DatasetOptions, Params, Warehouse};
 use convergence_tests::conformance;
@@ -37,6 +41,9 @@ conformance_case!(
     replace_slice,
     staged_replace,
     staged_types,
+    concurrent_stagings,
+    abandoned_stagings,
+    no_table_per_staging,
     query_batches,
     render_refs,
     evolve_columns,
@@ -93,4 +100,49 @@ async fn data_survives_reopening() {
     let n = w.query("SELECT COUNT(*) AS n FROM \"persist\".\"v\"", &Params::new()).await.unwrap();
     assert_eq!(n[0]["n"], json!(2), "the view still works");
     assert!(!w.create_table("persist", &schema).await.unwrap(), "the table is known after reopening");
+}
+
+/// The counting decorator changes nothing (the whole suite passes through it) and records what
+/// reached the warehouse by kind and table.
+#[tokio::test(flavor = "multi_thread")]
+async fn conformance_through_the_counting_warehouse() {
+    let (_dir, warehouse) = open();
+    let (counting, log) = CountingWarehouse::wrap(Arc::new(warehouse));
+    conformance::run_all(counting.as_ref(), "counted").await;
+    let summary = log.summary();
+    // no_table_per_staging: the table created once, staged three times, committed twice.
+    assert_eq!(summary.count(StatementKind::Ddl, "counted_staged_tables.facts"), 1, "{summary}");
+    assert_eq!(summary.count(StatementKind::Stage, "counted_staged_tables.facts"), 3, "{summary}");
+    assert_eq!(summary.count(StatementKind::StageAppend, "counted_staged_tables.facts"), 3, "{summary}");
+    assert_eq!(summary.count(StatementKind::StageCommit, "counted_staged_tables.facts"), 2, "{summary}");
+    assert_eq!(summary.count(StatementKind::StageDiscard, "counted_staged_tables.facts"), 1, "{summary}");
+    // The one read of the rows at the end, its table read from the SQL.
+    assert_eq!(summary.count(StatementKind::Select, "counted_staged_tables.facts"), 1, "{summary}");
+    assert!(summary.count_kind(StatementKind::ReplaceSlice) > 0 && summary.count_kind(StatementKind::InsertRows) > 0);
+    log.reset();
+    assert!(log.snapshot().is_empty());
+}
+
+/// `AppState::build_with_warehouse` puts the wrapped warehouse in the state: what the app does
+/// is counted.
+#[tokio::test(flavor = "multi_thread")]
+async fn app_state_takes_a_wrapped_warehouse() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let vars = std::collections::HashMap::from([
+        ("CA_ROOT_API_KEY".to_string(), convergence_tests::ROOT_KEY.to_string()),
+        ("DATA_DIR".to_string(), dir.path().display().to_string()),
+        ("CONFIGS_DIR".to_string(), concat!(env!("CARGO_MANIFEST_DIR"), "/../configs").to_string()),
+    ]);
+    let settings = Settings::from_vars(&vars, BackendDefaults::Embedded).expect("settings");
+    let log = StatementLog::new();
+    let wrap = {
+        let log = log.clone();
+        move |inner: Arc<dyn Warehouse>| -> Arc<dyn Warehouse> { Arc::new(CountingWarehouse::with_log(inner, log)) }
+    };
+    let state = common::AppState::build_with_warehouse(settings, wrap).await.expect("state");
+    // The app may already be busy in the background (its scheduler): look for this call only.
+    assert!(state.warehouse.table_columns("probe", "probed").await.is_err(), "no such table");
+    let probes: Vec<_> = log.snapshot().into_iter().filter(|s| s.touches("probe", "probed")).collect();
+    assert_eq!(probes.len(), 1, "{probes:?}");
+    assert_eq!(probes[0].kind, StatementKind::Metadata);
 }

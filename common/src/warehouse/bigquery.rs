@@ -8,9 +8,11 @@
 //!   insert is one INSERT, a slice replace one `MERGE ... ON FALSE` that deletes the old slice and
 //!   inserts the new rows together. (Scripts with parameters are also not supported by the
 //!   emulator the tests use; see docs/bqemulator-notes.md.)
-//! - A staged replace (a pipeline's window, written page by page) goes to a staging table beside
-//!   the target with those same INSERT jobs and moves in with one MERGE from it; the staging
-//!   table is dropped after, and expires within a day if its run died.
+//! - A staged replace (a pipeline's window, written page by page) goes to the target's permanent
+//!   staging table `{table}__staging` with those same INSERT jobs, its rows tagged with the
+//!   staging's id, and moves in with one MERGE that reads that tag only; the tag's rows are then
+//!   deleted. No table is created or dropped per run: BigQuery allows about 10 `tables.insert` a
+//!   second per service account and 1,500 modifications per table a day (DESIGN §12).
 //! - Query jobs may answer `jobComplete: false`: results are polled, and paged, to the end;
 //!   `query_batches` hands each page over as it arrives.
 //! - 429, 5xx and quota/rate errors are retried with exponential backoff and jitter; what is
@@ -48,6 +50,7 @@ use gcp_bigquery_client::Client;
 use serde_json::Value;
 
 use super::record::{at_row, check_record};
+use super::schema::Partitioning;
 use super::{
     check_new_column, check_params_bound, check_rows, check_schema, format_timestamp, is_identifier, is_staging_table,
     scan_named_params, staging_table_name, to_keyed_row, Cell, DatasetOptions, Field, FieldType, Mode, Param, Params,
@@ -135,12 +138,13 @@ impl BigQueryWarehouse {
         Ok(format!("`{}.{dataset}.{table}`", self.project))
     }
 
-    /// tables.insert for `schema`, expiring at `expires` when given. `Ok(false)`: it existed.
-    async fn create_table_expiring(
+    /// tables.insert for `schema`, its partitions expiring after `partition_expiry` when given.
+    /// `Ok(false)`: it existed.
+    async fn insert_table(
         &self,
         dataset: &str,
         schema: &TableSchema,
-        expires: Option<std::time::SystemTime>,
+        partition_expiry: Option<Duration>,
     ) -> WarehouseResult<bool> {
         check_schema(schema)?;
         self.quoted(dataset, &schema.name)?;
@@ -152,13 +156,12 @@ impl BigQueryWarehouse {
             .location(&self.location)
             .description(&schema.description);
         if let Some(p) = &schema.partitioning {
-            spec = spec.time_partitioning(TimePartitioning::new(p.kind.clone()).field(&p.field));
+            let mut partitioning = TimePartitioning::new(p.kind.clone()).field(&p.field);
+            partitioning.expiration_ms = partition_expiry.map(|d| d.as_millis().to_string());
+            spec = spec.time_partitioning(partitioning);
         }
         if !schema.clustering.is_empty() {
             spec = spec.clustering(Clustering { fields: Some(schema.clustering.clone()) });
-        }
-        if let Some(at) = expires {
-            spec = spec.expiration_time(at);
         }
         let tables = self.client.table();
         match self.retry("tables.insert", || tables.create(spec.clone())).await {
@@ -166,6 +169,30 @@ impl BigQueryWarehouse {
             Err(WarehouseError::AlreadyExists(_)) => Ok(false),
             Err(e) => Err(e),
         }
+    }
+
+    /// The permanent staging table of the table `schema` describes, created when missing and
+    /// given the columns it lacks (the table gained some since). Two stagings creating it at
+    /// once is fine: the loser's `tables.insert` answers "already exists".
+    async fn ensure_staging_table(&self, dataset: &str, schema: &TableSchema) -> WarehouseResult<TableSchema> {
+        let staging = staging_schema(schema)?;
+        let tables = self.client.table();
+        match self.retry("tables.get", || tables.get(&self.project, dataset, &staging.name, None)).await {
+            Ok(found) => {
+                let present: Vec<String> =
+                    found.schema.fields.unwrap_or_default().into_iter().map(|f| f.name).collect();
+                for field in &staging.fields {
+                    if !present.contains(&field.name) {
+                        self.add_column(dataset, &staging.name, field).await?;
+                    }
+                }
+            }
+            Err(WarehouseError::NotFound(_)) => {
+                self.insert_table(dataset, &staging, Some(STAGING_PARTITION_EXPIRY)).await?;
+            }
+            Err(e) => return Err(e),
+        }
+        Ok(staging)
     }
 
     /// Tables and views of a dataset with their kind (`TABLE`, `VIEW`, …), every page.
@@ -197,10 +224,6 @@ impl BigQueryWarehouse {
         Ok(names)
     }
 
-    async fn table_kind(&self, dataset: &str, table: &str) -> WarehouseResult<Option<String>> {
-        Ok(self.list_with_kinds(dataset).await?.into_iter().find(|(name, _)| name == table).map(|(_, kind)| kind))
-    }
-
     /// Runs a query job to completion and returns its schema and every row.
     async fn run_query(&self, sql: &str, params: Vec<QueryParameter>) -> WarehouseResult<QueryOutcome> {
         let mut pager = QueryPager::start(self, sql, params, None).await?;
@@ -221,11 +244,13 @@ impl BigQueryWarehouse {
     /// BYTES columns travel as base64 STRING fields decoded with `FROM_BASE64`: the REST API
     /// takes base64 for BYTES parameters, but the emulator does not decode it, and this form
     /// means the same on both.
+    /// `extra` items are added to the SELECT list as they are.
     fn rows_source(
         &self,
         schema: &TableSchema,
         rows: &[Row],
         prefix: &str,
+        extra: &[&str],
     ) -> WarehouseResult<(String, QueryParameter)> {
         let select: Vec<String> = schema
             .fields
@@ -239,6 +264,7 @@ impl BigQueryWarehouse {
                 }
                 _ => format!("r.{n} AS {prefix}{n}", n = f.name),
             })
+            .chain(extra.iter().map(|item| item.to_string()))
             .collect();
         let element_type = QueryParameterType {
             r#type: "STRUCT".to_string(),
@@ -449,36 +475,176 @@ impl QueryPager {
     }
 }
 
-/// A staged replace: a table next to the target, `{table}__staging_{id}`, written with the same
-/// INSERT jobs as `insert_rows` and moved in with one MERGE that also deletes the slice. It
-/// expires after a day, so one that a crash left behind goes away on its own.
+/// Column of a staging table naming the staging that wrote the row.
+const STAGING_ID_COLUMN: &str = "convergence_staging_id";
+/// Column of a staging table saying when the row was staged: the partitioning column, whose
+/// partitions expire (see [`STAGING_PARTITION_EXPIRY`]).
+const STAGED_AT_COLUMN: &str = "convergence_staged_at";
+/// The parameter that carries a staging's id.
+const STAGING_ID_PARAM: &str = "convergence_staging_id";
+
+/// How long a day's partition of a staging table is kept after the day began: its rows live
+/// between one and two days. Rows of a staging that never finished (its process was killed
+/// between append and cleanup) go away this way, at no cost: no statement, no table
+/// modification. A cleanup statement ("delete tags older than a day") was the alternative, but
+/// it is one more mutating DML per run on a table that runs two of those at once (DESIGN §12).
+/// One day is far longer than any run (Cloud Run ends a request within an hour), so a live
+/// staging never loses rows; until they expire, leftovers are only ever read through their own
+/// tag, which nothing else uses.
+const STAGING_PARTITION_EXPIRY: Duration = Duration::from_secs(2 * 24 * 3600);
+
+/// The permanent staging table of a table: the same columns, REQUIRED relaxed to NULLABLE (so a
+/// column the table gains can be added to a staging table that has rows; records are checked
+/// against the table's schema before they are staged, and the MERGE into the table enforces
+/// REQUIRED again), plus the staging id and time; partitioned by day of staging, clustered by
+/// staging id, so reading or deleting one staging's rows touches little else.
+fn staging_schema(schema: &TableSchema) -> WarehouseResult<TableSchema> {
+    let name = staging_table_name(&schema.name);
+    if !is_identifier(&name) || is_staging_table(&schema.name) {
+        return Err(WarehouseError::Invalid(format!(
+            "table {} cannot be staged: its name is too long or reserved",
+            schema.name
+        )));
+    }
+    if let Some(f) = schema.fields.iter().find(|f| f.name == STAGING_ID_COLUMN || f.name == STAGED_AT_COLUMN) {
+        return Err(WarehouseError::Invalid(format!("column {} of {} is reserved for staging", f.name, schema.name)));
+    }
+    let meta = |name: &str, field_type: FieldType, description: &str| Field {
+        name: name.to_string(),
+        field_type,
+        mode: Mode::Required,
+        description: description.to_string(),
+        fields: Vec::new(),
+    };
+    let fields = schema
+        .fields
+        .iter()
+        .map(|f| Field { mode: if f.mode == Mode::Required { Mode::Nullable } else { f.mode }, ..f.clone() })
+        .chain([
+            meta(STAGING_ID_COLUMN, FieldType::String, "The staging that wrote the row."),
+            meta(STAGED_AT_COLUMN, FieldType::Timestamp, "When the row was staged; old partitions expire."),
+        ])
+        .collect();
+    Ok(TableSchema {
+        name,
+        description: format!(
+            "Rows staged for replaces of {}, tagged by staging; a staging's rows are deleted when it ends.",
+            schema.name
+        ),
+        partitioning: Some(Partitioning { kind: "DAY".into(), field: STAGED_AT_COLUMN.into() }),
+        clustering: vec![STAGING_ID_COLUMN.to_string()],
+        fields,
+    })
+}
+
+/// A staged replace: rows go into the target's permanent staging table, `{table}__staging`,
+/// tagged with this staging's id, with the same INSERT jobs as `insert_rows` (not `insertAll`:
+/// streamed rows cannot be deleted for about 30 minutes; not load jobs: each counts against the
+/// 1,500 modifications a table may have a day, which DML does not). Commit is one MERGE that
+/// deletes the slice and inserts the rows of this tag only, so stagings of one table can run at
+/// once; then the tag's rows are deleted.
+///
+/// Appended rows are buffered up to [`STAGE_FLUSH_BYTES`] and go out as one INSERT: callers
+/// append small batches (500 rows), and BigQuery allows 25 DML statements per table per 10 s
+/// (DESIGN §12), which a window's worth of small INSERTs into one staging table would queue on.
 struct BigQueryStaging {
     warehouse: BigQueryWarehouse,
     dataset: String,
     schema: TableSchema,
     staging: TableSchema,
+    /// This staging's tag on its rows in the staging table.
+    id: String,
     /// The slice the MERGE replaces.
     predicate: String,
     params: Params,
+    /// Rows appended but not yet written, and their estimated size in the request.
+    pending: Vec<Row>,
+    pending_bytes: usize,
+    /// Rows appended (written or pending).
     staged: u64,
+    /// Rows written to the staging table.
+    written: u64,
     /// Committed or discarded: nothing left to clean up.
     finished: bool,
 }
 
-/// How long a staging table may outlive a run that never finished it.
-const STAGING_EXPIRY: Duration = Duration::from_secs(24 * 3600);
+/// Estimated request bytes of buffered rows that make an INSERT: a few MB, well under the 10 MB
+/// a BigQuery API request may have, and a few thousand typical rows.
+const STAGE_FLUSH_BYTES: usize = 2 * 1024 * 1024;
+
+/// The rough size of a value as a query parameter value (each cell also carries its column name
+/// and some JSON around it).
+fn param_size(value: &Value) -> usize {
+    const CELL: usize = 24;
+    match value {
+        Value::String(s) => s.len() + CELL,
+        Value::Array(items) => items.iter().map(param_size).sum::<usize>() + CELL,
+        Value::Object(fields) => fields.iter().map(|(k, v)| k.len() + param_size(v)).sum::<usize>() + CELL,
+        _ => 32,
+    }
+}
+
+impl BigQueryStaging {
+    fn id_param(&self) -> QueryParameter {
+        query_parameter(STAGING_ID_PARAM, &Param::String(self.id.clone()))
+    }
+
+    /// Writes the buffered rows to the staging table with one INSERT job.
+    async fn flush(&mut self) -> WarehouseResult<()> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let rows = std::mem::take(&mut self.pending);
+        self.pending_bytes = 0;
+        let tag = format!("@{STAGING_ID_PARAM} AS {STAGING_ID_COLUMN}");
+        let staged_at = format!("CURRENT_TIMESTAMP() AS {STAGED_AT_COLUMN}");
+        let (source, rows_param) = self.warehouse.rows_source(&self.schema, &rows, "", &[&tag, &staged_at])?;
+        let columns: Vec<&str> = self.schema.fields.iter().map(|f| f.name.as_str()).collect();
+        let sql = format!(
+            "INSERT INTO {} ({}, {STAGING_ID_COLUMN}, {STAGED_AT_COLUMN}) {source}",
+            self.warehouse.quoted(&self.dataset, &self.staging.name)?,
+            columns.join(", ")
+        );
+        // Counted as written before the answer: a failed INSERT may still have landed, and the
+        // cleanup must then run.
+        self.written += rows.len() as u64;
+        self.warehouse.run_query(&sql, vec![rows_param, self.id_param()]).await?;
+        Ok(())
+    }
+}
+
+/// Deletes a staging's rows from the staging table.
+async fn delete_staged(
+    warehouse: &BigQueryWarehouse,
+    dataset: &str,
+    staging_table: &str,
+    id: QueryParameter,
+) -> WarehouseResult<()> {
+    let sql = format!(
+        "DELETE FROM {} WHERE {STAGING_ID_COLUMN} = @{STAGING_ID_PARAM}",
+        warehouse.quoted(dataset, staging_table)?
+    );
+    warehouse.run_query(&sql, vec![id]).await.map(|_| ())
+}
 
 #[async_trait]
 impl Staging for BigQueryStaging {
     async fn append(&mut self, records: Vec<Record>) -> WarehouseResult<u64> {
-        // The staging table is filled like any insert, from keyed rows.
+        // Every record is checked before any is taken: a refused batch adds nothing.
         let mut rows = Vec::with_capacity(records.len());
         for (i, record) in records.iter().enumerate() {
             check_record(&self.schema, record).map_err(|e| at_row(i, e))?;
             rows.push(to_keyed_row(&self.schema, record));
         }
-        let appended = self.warehouse.insert_rows(&self.dataset, &self.staging, &rows).await?;
+        let appended = rows.len() as u64;
+        for row in rows {
+            self.pending_bytes += row.iter().map(|(k, v)| k.len() + param_size(v)).sum::<usize>();
+            self.pending.push(row);
+        }
         self.staged += appended;
+        if self.pending_bytes >= STAGE_FLUSH_BYTES {
+            self.flush().await?;
+        }
         Ok(appended)
     }
 
@@ -487,9 +653,10 @@ impl Staging for BigQueryStaging {
     }
 
     async fn commit(mut self: Box<Self>) -> WarehouseResult<(u64, u64)> {
+        self.flush().await?;
         let source = self.schema.fields.iter().map(|f| format!("{n} AS {MERGE_SOURCE_PREFIX}{n}", n = f.name));
         let source = format!(
-            "SELECT {} FROM {}",
+            "SELECT {} FROM {} WHERE {STAGING_ID_COLUMN} = @{STAGING_ID_PARAM}",
             source.collect::<Vec<_>>().join(", "),
             self.warehouse.quoted(&self.dataset, &self.staging.name)?
         );
@@ -500,30 +667,42 @@ impl Staging for BigQueryStaging {
             &self.predicate,
         );
         let sql = decode_bytes_params(&sql, &self.params)?;
-        let affected = self.warehouse.run_query(&sql, query_parameters(&self.params)).await?.affected.unwrap_or(0);
+        let mut params = query_parameters(&self.params);
+        params.push(self.id_param());
+        let affected = self.warehouse.run_query(&sql, params).await?.affected.unwrap_or(0);
         self.finished = true;
-        self.warehouse.drop_table(&self.dataset, &self.staging.name).await?;
+        // The replace is done: a failed cleanup only leaves rows no one reads, which expire.
+        if self.written == 0 {
+            return Ok((affected, 0));
+        }
+        if let Err(e) = delete_staged(&self.warehouse, &self.dataset, &self.staging.name, self.id_param()).await {
+            tracing::warn!(dataset = self.dataset, table = self.staging.name, error = %e, "could not delete committed staged rows; they expire within two days");
+        }
         Ok((affected.saturating_sub(self.staged), self.staged))
     }
 
     async fn discard(mut self: Box<Self>) -> WarehouseResult<()> {
         self.finished = true;
-        self.warehouse.drop_table(&self.dataset, &self.staging.name).await
+        if self.written == 0 {
+            return Ok(());
+        }
+        delete_staged(&self.warehouse, &self.dataset, &self.staging.name, self.id_param()).await
     }
 }
 
 impl Drop for BigQueryStaging {
     fn drop(&mut self) {
-        if self.finished {
+        if self.finished || self.written == 0 {
             return;
         }
-        // Not committed (an error or a panic on the way): drop the staging table in the
-        // background; its expiry covers a process that is gone before this runs.
+        // Not committed (an error or a panic on the way): delete the staged rows in the
+        // background; partition expiry covers a process that is gone before this runs.
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            let (warehouse, dataset, table) = (self.warehouse.clone(), self.dataset.clone(), self.staging.name.clone());
+            let (warehouse, dataset, table, id) =
+                (self.warehouse.clone(), self.dataset.clone(), self.staging.name.clone(), self.id_param());
             runtime.spawn(async move {
-                if let Err(e) = warehouse.drop_table(&dataset, &table).await {
-                    tracing::warn!(dataset, table, error = %e, "could not drop an abandoned staging table; it expires within a day");
+                if let Err(e) = delete_staged(&warehouse, &dataset, &table, id).await {
+                    tracing::warn!(dataset, table, error = %e, "could not delete abandoned staged rows; they expire within two days");
                 }
             });
         }
@@ -939,22 +1118,34 @@ impl Warehouse for BigQueryWarehouse {
         Ok(names)
     }
 
+    async fn list_all_tables(&self, dataset: &str) -> WarehouseResult<Vec<String>> {
+        let mut names: Vec<String> = self.list_with_kinds(dataset).await?.into_iter().map(|(name, _)| name).collect();
+        names.sort();
+        Ok(names)
+    }
+
     async fn create_table(&self, dataset: &str, schema: &TableSchema) -> WarehouseResult<bool> {
-        self.create_table_expiring(dataset, schema, None).await
+        self.insert_table(dataset, schema, None).await
     }
 
     async fn drop_table(&self, dataset: &str, table: &str) -> WarehouseResult<()> {
-        let quoted = self.quoted(dataset, table)?;
-        // DDL rather than tables.delete, which the emulator cannot do for views.
-        let kind = match self.table_kind(dataset, table).await? {
-            None => return Ok(()),
-            Some(kind) if kind == "VIEW" => "VIEW",
-            Some(_) => "TABLE",
-        };
-        match self.run_query(&format!("DROP {kind} IF EXISTS {quoted}"), Vec::new()).await {
-            Ok(_) | Err(WarehouseError::NotFound(_)) => Ok(()),
-            Err(e) => Err(e),
+        self.quoted(dataset, table)?;
+        // A table's staging table goes with it: a table created again under that name, perhaps
+        // with other columns, starts with a staging table of its own.
+        let staging = (!is_staging_table(table)).then(|| staging_table_name(table));
+        let present = self.list_with_kinds(dataset).await?;
+        for (name, kind) in present {
+            if name != table && Some(&name) != staging.as_ref() {
+                continue;
+            }
+            // DDL rather than tables.delete, which the emulator cannot do for views.
+            let kind = if kind == "VIEW" { "VIEW" } else { "TABLE" };
+            match self.run_query(&format!("DROP {kind} IF EXISTS {}", self.quoted(dataset, &name)?), Vec::new()).await {
+                Ok(_) | Err(WarehouseError::NotFound(_)) => {}
+                Err(e) => return Err(e),
+            }
         }
+        Ok(())
     }
 
     async fn table_columns(&self, dataset: &str, table: &str) -> WarehouseResult<Vec<String>> {
@@ -1009,7 +1200,7 @@ impl Warehouse for BigQueryWarehouse {
         if rows.is_empty() {
             return Ok(0);
         }
-        let (source, param) = self.rows_source(schema, rows, "")?;
+        let (source, param) = self.rows_source(schema, rows, "", &[])?;
         let columns: Vec<&str> = schema.fields.iter().map(|f| f.name.as_str()).collect();
         let sql = format!("INSERT INTO {} ({}) {source}", self.quoted(dataset, &schema.name)?, columns.join(", "));
         self.run_query(&sql, vec![param]).await?;
@@ -1107,25 +1298,31 @@ impl Warehouse for BigQueryWarehouse {
         // The slice is deleted by the MERGE at commit: refuse a predicate that cannot run now,
         // before anything is staged.
         check_params_bound(predicate, params)?;
-        if self.table_kind(dataset, &schema.name).await?.is_none() {
-            return Err(WarehouseError::NotFound(format!("table {dataset}.{}", schema.name)));
+        if params.get(STAGING_ID_PARAM).is_some() {
+            return Err(WarehouseError::Invalid(format!("@{STAGING_ID_PARAM} is reserved for the staging")));
         }
-        let staging = TableSchema {
-            name: staging_table_name(&schema.name),
-            description: format!("Rows staged for one replace of {}; dropped when it ends.", schema.name),
-            partitioning: None,
-            clustering: Vec::new(),
-            fields: schema.fields.clone(),
-        };
-        self.create_table_expiring(dataset, &staging, Some(std::time::SystemTime::now() + STAGING_EXPIRY)).await?;
+        let tables = self.client.table();
+        self.retry("tables.get", || tables.get(&self.project, dataset, &schema.name, None)).await.map_err(
+            |e| match e {
+                WarehouseError::NotFound(_) => WarehouseError::NotFound(format!("table {dataset}.{}", schema.name)),
+                e => e,
+            },
+        )?;
+        let staging = self.ensure_staging_table(dataset, schema).await?;
         Ok(Box::new(BigQueryStaging {
             warehouse: self.clone(),
             dataset: dataset.to_string(),
             schema: schema.clone(),
             staging,
+            // Unique per staging, not per run: two executions of one run (a redelivery while the
+            // first still runs) must not commit each other's rows either.
+            id: uuid::Uuid::new_v4().simple().to_string(),
             predicate: predicate.to_string(),
             params: params.clone(),
+            pending: Vec::new(),
+            pending_bytes: 0,
             staged: 0,
+            written: 0,
             finished: false,
         }))
     }
@@ -1143,7 +1340,7 @@ impl Warehouse for BigQueryWarehouse {
         if params.get(ROWS_PARAM).is_some() {
             return Err(WarehouseError::Invalid(format!("@{ROWS_PARAM} is reserved for the rows")));
         }
-        let (source, rows_param) = self.rows_source(schema, rows, MERGE_SOURCE_PREFIX)?;
+        let (source, rows_param) = self.rows_source(schema, rows, MERGE_SOURCE_PREFIX, &[])?;
         let sql = merge_replace_sql(&self.quoted(dataset, &schema.name)?, schema, &source, predicate);
         let sql = decode_bytes_params(&sql, params)?;
         let mut all = query_parameters(params);

@@ -796,6 +796,11 @@ impl Warehouse for DuckDbWarehouse {
         .await
     }
 
+    async fn list_all_tables(&self, dataset: &str) -> WarehouseResult<Vec<String>> {
+        // Staging here is an open transaction: there are no staging tables to add.
+        self.list_tables(dataset).await
+    }
+
     async fn create_table(&self, dataset: &str, schema: &TableSchema) -> WarehouseResult<bool> {
         let sql = create_table_sql(dataset, schema)?;
         let (dataset, table) = (dataset.to_string(), schema.name.clone());

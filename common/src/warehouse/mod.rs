@@ -3,8 +3,8 @@
 //! and BigQuery in production; one conformance suite holds both to the same behaviour.
 //!
 //! Large writes are staged: [`Warehouse::stage`] starts replacing a slice of a table and takes
-//! its new rows batch by batch out of readers' sight (DuckDB: an open transaction; BigQuery: a
-//! staging table), and `commit` makes the replacement visible at once, so a pipeline never holds
+//! its new rows batch by batch out of readers' sight (DuckDB: an open transaction; BigQuery: rows
+//! tagged with the staging in the table's permanent staging table), and `commit` makes the replacement visible at once, so a pipeline never holds
 //! a whole window in memory and a failed run never leaves half a window.
 //! [`Warehouse::query_batches`] reads large results the same way, a batch at a time. Both move
 //! [`Record`]s (positional, typed cells) rather than keyed rows: no column names or value text
@@ -17,6 +17,7 @@ pub mod record;
 pub mod schema;
 
 pub mod bigquery;
+pub mod counting;
 #[cfg(feature = "duckdb")]
 pub mod duckdb;
 
@@ -185,8 +186,12 @@ pub trait Warehouse: Send + Sync + 'static {
     /// Drops the dataset with everything in it; absent is not an error.
     async fn drop_dataset(&self, dataset: &str) -> WarehouseResult<()>;
 
-    /// Tables and views of a dataset, sorted by name (staging tables of unfinished writes left out).
+    /// Tables and views of a dataset, sorted by name (the backend's staging tables left out).
     async fn list_tables(&self, dataset: &str) -> WarehouseResult<Vec<String>>;
+    /// Every table and view the dataset really holds, the backend's own staging tables included,
+    /// sorted by name: for tests and operations (does staging create tables?). Callers that
+    /// want the dataset's tables use `list_tables`.
+    async fn list_all_tables(&self, dataset: &str) -> WarehouseResult<Vec<String>>;
     /// Creates the table; `Ok(false)` when a table of that name already existed.
     async fn create_table(&self, dataset: &str, schema: &TableSchema) -> WarehouseResult<bool>;
     /// Drops a table or view; absent is not an error.
@@ -242,9 +247,10 @@ pub trait Warehouse: Send + Sync + 'static {
     /// Starts replacing the rows of the table `schema` describes (which must exist) that match
     /// `predicate` (as in `replace_slice`): rows are then appended in batches out of readers'
     /// sight, and [`Staging::commit`] makes the whole replacement visible at once. Readers see the
-    /// old slice until then. A staging area that is neither committed nor discarded changes
-    /// nothing (DuckDB: its transaction rolls back with its connection; BigQuery: its staging
-    /// table is dropped in the background, and it expires within a day in any case).
+    /// old slice until then. Stagings of one table may run at once; none sees another's rows. A
+    /// staging area that is neither committed nor discarded changes nothing (DuckDB: its
+    /// transaction rolls back with its connection; BigQuery: its rows in the table's permanent
+    /// staging table are deleted in the background, and expire within two days in any case).
     async fn stage(
         &self,
         dataset: &str,
@@ -293,17 +299,20 @@ impl RecordBatches {
     }
 }
 
-const STAGING_MARK: &str = "__staging_";
+/// Suffix of a table's permanent staging table (BigQuery): `{table}__staging`.
+const STAGING_SUFFIX: &str = "__staging";
+/// Mark of the per-use staging tables earlier versions created (`{table}__staging_{id}`); any
+/// left behind expire within a day of their creation, and are hidden like the permanent ones.
+const LEGACY_STAGING_MARK: &str = "__staging_";
 
-/// The name of a staging table for `table`: unique per use, recognisable in a listing.
+/// The name of the permanent staging table of `table`, recognisable in a listing.
 pub(crate) fn staging_table_name(table: &str) -> String {
-    let unique = uuid::Uuid::new_v4().simple().to_string();
-    format!("{table}{STAGING_MARK}{}", &unique[..16])
+    format!("{table}{STAGING_SUFFIX}")
 }
 
 /// Whether a table is a staging table (which `list_tables` leaves out: it is not the dataset's).
 pub(crate) fn is_staging_table(name: &str) -> bool {
-    name.contains(STAGING_MARK)
+    name.ends_with(STAGING_SUFFIX) || name.contains(LEGACY_STAGING_MARK)
 }
 
 /// Replaces `{{table}}` placeholders in a view or query template with this backend's quoted
