@@ -104,8 +104,18 @@ impl AppState {
             orgs: orgs.clone(),
             queue: queue.clone(),
         };
-        let state =
-            AppState { settings, configs, warehouse, kms, auth: Arc::new(auth), rate_limiter, orgs, queue, oidc, pipelines };
+        let state = AppState {
+            settings,
+            configs,
+            warehouse,
+            kms,
+            auth: Arc::new(auth),
+            rate_limiter,
+            orgs,
+            queue,
+            oidc,
+            pipelines,
+        };
         if let Some(q) = local_queue {
             // The process owns every run of its data directory: workers execute them, runs a
             // previous process left behind are recovered, and its own scheduler ticks.

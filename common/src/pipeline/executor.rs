@@ -167,26 +167,27 @@ impl Pipelines {
     async fn credential(&self, run: &RunRow) -> Result<SecretString, (String, bool)> {
         let (org, provider) = (run.org_slug.as_str(), run.provider.as_str());
         let stored = crate::credentials::find_secret(self.warehouse.as_ref(), &self.configs, org, provider).await;
-        let cipher =
-            match stored {
-                Ok(Some(stored)) if stored.status == "VALID" => stored.ciphertext,
-                Ok(Some(stored)) => {
-                    return Err((
-                        format!(
-                            "the {provider} integration is {}; validate or set it up again before running",
-                            stored.status
-                        ),
-                        false,
-                    ))
-                }
-                Ok(None) => return Err((
+        let cipher = match stored {
+            Ok(Some(stored)) if stored.status == "VALID" => stored.ciphertext,
+            Ok(Some(stored)) => {
+                return Err((
+                    format!(
+                        "the {provider} integration is {}; validate or set it up again before running",
+                        stored.status
+                    ),
+                    false,
+                ))
+            }
+            Ok(None) => {
+                return Err((
                     format!(
                         "no {provider} integration: set it up with POST /api/v1/integrations/{org}/{provider}/setup"
                     ),
                     false,
-                )),
-                Err(e) => return Err(credential_failure(provider, &e)),
-            };
+                ))
+            }
+            Err(e) => return Err(credential_failure(provider, &e)),
+        };
         crate::credentials::decrypt(self.kms.as_ref(), org, provider, &cipher)
             .await
             .map_err(|e| credential_failure(provider, &e))

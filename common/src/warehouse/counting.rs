@@ -42,6 +42,9 @@ pub enum StatementKind {
     /// `insert_rows`: a batch of rows into a table (one INSERT job on BigQuery, plain inserts on
     /// DuckDB).
     InsertRows,
+    /// `append_rows`: rows appended to an insert-only table (a streaming insert on BigQuery: no
+    /// DML statement).
+    AppendRows,
     /// `replace_slice`: the slice's rows deleted and new ones inserted, atomically.
     ReplaceSlice,
     /// `stage`: a staged replace begins.
@@ -83,6 +86,7 @@ impl StatementKind {
             StatementKind::Ddl => "DDL",
             StatementKind::Transaction => "TRANSACTION",
             StatementKind::InsertRows => "insert_rows",
+            StatementKind::AppendRows => "append_rows",
             StatementKind::ReplaceSlice => "replace_slice",
             StatementKind::Stage => "stage",
             StatementKind::StageAppend => "stage_append",
@@ -334,6 +338,17 @@ impl Warehouse for CountingWarehouse {
     async fn insert_rows(&self, dataset: &str, schema: &TableSchema, rows: &[Row]) -> WarehouseResult<u64> {
         self.record(StatementKind::InsertRows, dataset, Some(&schema.name));
         self.inner.insert_rows(dataset, schema, rows).await
+    }
+
+    async fn append_rows(
+        &self,
+        dataset: &str,
+        schema: &TableSchema,
+        id_column: &str,
+        rows: &[Row],
+    ) -> WarehouseResult<u64> {
+        self.record(StatementKind::AppendRows, dataset, Some(&schema.name));
+        self.inner.append_rows(dataset, schema, id_column, rows).await
     }
 
     async fn replace_slice(
@@ -768,7 +783,11 @@ mod tests {
         assert_eq!(classify_sql("PRAGMA version", Select)[0].0, Select);
         assert!(Merge.mutates_rows() && Delete.mutates_rows() && Update.mutates_rows() && StageCommit.mutates_rows());
         assert!(
-            !Insert.mutates_rows() && !InsertRows.mutates_rows() && !StageAppend.mutates_rows() && !Ddl.mutates_rows()
+            !Insert.mutates_rows()
+                && !InsertRows.mutates_rows()
+                && !AppendRows.mutates_rows()
+                && !StageAppend.mutates_rows()
+                && !Ddl.mutates_rows()
         );
     }
 
