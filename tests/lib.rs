@@ -8,6 +8,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use common::settings::{BackendDefaults, Settings};
+use common::warehouse::counting::{CountingWarehouse, StatementLog};
 use common::warehouse::{Params, Warehouse};
 use common::AppState;
 use reqwest::{Method, StatusCode};
@@ -76,6 +77,12 @@ impl TestApp {
 
     /// Starts the app with extra environment settings (e.g. a low rate limit).
     pub async fn spawn_with(extra: &[(&str, &str)]) -> TestApp {
+        Self::spawn_counting(extra, StatementLog::new()).await
+    }
+
+    /// As [`TestApp::spawn_with`], with every warehouse statement recorded in `log` (the run
+    /// workers' too): what a test asserts about the statements a run or a tick issues.
+    pub async fn spawn_counting(extra: &[(&str, &str)], log: StatementLog) -> TestApp {
         let data_dir = tempfile::tempdir().expect("temp dir");
         let mut vars: HashMap<String, String> = HashMap::from([
             ("CA_ROOT_API_KEY".into(), ROOT_KEY.into()),
@@ -97,7 +104,11 @@ impl TestApp {
         let listener = common::http::server::bind(0).await.expect("bind");
         let port = listener.local_addr().unwrap().port();
         settings.point_providers_at_sandbox(port);
-        let state = AppState::build(settings).await.expect("state");
+        let state = AppState::build_with_warehouse(settings, |w| -> Arc<dyn Warehouse> {
+            Arc::new(CountingWarehouse::with_log(w, log))
+        })
+        .await
+        .expect("state");
         let app = local::router(state.clone());
         tokio::spawn(async move {
             let _ = common::http::serve(listener, app).await;

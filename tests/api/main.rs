@@ -5,6 +5,7 @@ mod bigquery_e2e;
 mod bigquery_errors;
 mod bootstrap;
 mod cloud_binaries;
+mod daily_loop;
 mod http;
 mod integrations;
 mod kms_gcp;
