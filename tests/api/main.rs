@@ -17,6 +17,7 @@ mod pricing;
 mod processors;
 mod pubsub;
 mod readme;
+mod recovery;
 mod sandbox;
 mod terraform;
 mod terraform_text;
