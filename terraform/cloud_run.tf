@@ -59,15 +59,14 @@ locals {
       timeout_seconds = 60
     }
     "pipelines-run" = {
-      # timeout_seconds: > RUN_LEASE_SECS, = the push subscription's ack deadline (see
-      # run_lease_seconds below).
+      # timeout_seconds: > RUN_TIMEOUT_SECS, Cloud Run's maximum (see run_lease_seconds below).
       path_templates  = []
       path_prefixes   = ["/api/v1/pipelines/"]
       public          = true
       kms             = true
       publishes_runs  = true
       executes_runs   = true
-      timeout_seconds = 600
+      timeout_seconds = 3600
     }
     "scheduler-tick" = {
       path_templates  = []
@@ -81,15 +80,18 @@ locals {
   }
 
   # A pushed run executes inside the push request (Cloud Run gives CPU only while a request is
-  # open), so three limits line up, shortest first:
-  #   RUN_LEASE_SECS (540 s) < pipelines-run's request timeout (600 s) = the push subscription's
-  #   ack deadline (600 s, Pub/Sub's maximum; pubsub.tf).
-  # The lease is the longest run allowed: a run that outlives it is stopped and recorded FAILED by
-  # the service itself, inside the request, 60 s before Cloud Run would cut the request and
-  # Pub/Sub would redeliver. So a delivery never times out while its run is still going, and a
-  # redelivery after a timeout finds the lease expired, not a live run. Every service gets the
-  # same lease: the run API and the tick judge "still running" or "stale" by it too.
-  run_lease_seconds = 540
+  # open). Its claim is a lease renewed by heartbeats every third of RUN_LEASE_SECS, so:
+  #   RUN_LEASE_SECS (300 s) < the push subscription's ack deadline (600 s, Pub/Sub's maximum):
+  #     a worker that died is noticed within a lease, and the redelivery that follows the ack
+  #     deadline claims the run again;
+  #   RUN_TIMEOUT_SECS (3300 s) < pipelines-run's request timeout (3600 s, Cloud Run's maximum):
+  #     a run may outlast the ack deadline; the redeliveries meanwhile find its lease alive and
+  #     are answered 429 (retried with backoff), and the run's outcome is recorded inside its own
+  #     request before Cloud Run would cut it.
+  # Every service gets the same values: the run API and the tick judge "still running" or
+  # "stale" by the lease too.
+  run_lease_seconds   = 300
+  run_timeout_seconds = 3300
 
   # Settings every service reads at start-up (common/src/settings.rs; tests/api/terraform.rs
   # checks each name is one the code reads and that each service's set passes production
@@ -106,6 +108,7 @@ locals {
     QUEUE_BACKEND      = "pubsub"
     PUBSUB_TOPIC       = google_pubsub_topic.runs.id
     RUN_LEASE_SECS     = tostring(local.run_lease_seconds)
+    RUN_TIMEOUT_SECS   = tostring(local.run_timeout_seconds)
     CORS_ORIGINS       = join(",", var.cors_origins)
     RATE_LIMIT_ENABLED = "true"
     DISABLE_AUTH       = "false"

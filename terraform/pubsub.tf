@@ -28,8 +28,9 @@ resource "google_pubsub_subscription" "runs_push" {
   name  = "${local.name}-pipeline-runs-push"
   topic = google_pubsub_topic.runs.id
 
-  # Pub/Sub's maximum, and pipelines-run's request timeout: a delivery is redelivered only once
-  # its request is over (the run inside it ends earlier, at its lease; cloud_run.tf).
+  # Pub/Sub's maximum. A run may take longer (up to RUN_TIMEOUT_SECS): the redeliveries that
+  # follow find its lease renewed by heartbeats and are answered 429 until it has finished; then
+  # 200 (cloud_run.tf, run_lease_seconds).
   ack_deadline_seconds       = 600
   message_retention_duration = "604800s" # 7 days
 

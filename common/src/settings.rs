@@ -105,6 +105,9 @@ pub struct Settings {
     /// A PENDING or RUNNING run older than this is presumed dead: marked FAILED, and a new run of
     /// its window may start (`RUN_LEASE_SECS`). A run is also stopped when it outlives its lease.
     pub run_lease_secs: u64,
+    /// The longest a run may execute before it is stopped and FAILED (`RUN_TIMEOUT_SECS`); its
+    /// lease is renewed by heartbeats meanwhile.
+    pub run_timeout_secs: u64,
     /// How many days back the scheduler tick catches up on a pipeline that missed days
     /// (`SCHEDULER_CATCHUP_DAYS`, 1–31).
     pub scheduler_catchup_days: u32,
@@ -151,7 +154,7 @@ pub struct SandboxBases {
 /// Largest `SANDBOX_ROWS_PER_DAY` accepted.
 pub const MAX_SANDBOX_ROWS_PER_DAY: u32 = 200_000;
 
-/// The longest lease a run may have: runs are cut to day-sized windows long before this.
+/// The longest lease or run time a run may have.
 pub const MAX_RUN_LEASE_SECS: u64 = 86_400;
 
 /// `SCHEDULER_INTERVAL`: seconds, or a whole number with `s`, `m` or `h`; at most a week.
@@ -307,6 +310,10 @@ impl Settings {
         }
         if run_lease_secs > MAX_RUN_LEASE_SECS {
             problems.push(format!("RUN_LEASE_SECS={run_lease_secs} is more than a day ({MAX_RUN_LEASE_SECS})"));
+        }
+        let run_timeout_secs = number(vars, "RUN_TIMEOUT_SECS", 3600u64, &mut problems);
+        if run_timeout_secs == 0 || run_timeout_secs > MAX_RUN_LEASE_SECS {
+            problems.push(format!("RUN_TIMEOUT_SECS={run_timeout_secs} must be from 1 to {MAX_RUN_LEASE_SECS}"));
         }
         let scheduler_catchup_days = number(vars, "SCHEDULER_CATCHUP_DAYS", 7u32, &mut problems);
         if !(1..=31).contains(&scheduler_catchup_days) {
@@ -523,6 +530,7 @@ impl Settings {
             run_workers,
             run_workers_per_org,
             run_lease_secs,
+            run_timeout_secs,
             scheduler_catchup_days,
             scheduler_interval_secs,
             sandbox_providers,

@@ -423,3 +423,38 @@ async fn a_run_writes_its_state_with_inserts_only() {
         assert!(statements.iter().any(|s| s.kind.mutates_rows() && s.touches_dataset(&app.state.org_dataset("acme"))));
     }
 }
+
+#[tokio::test]
+async fn heartbeats_keep_a_claim_past_its_first_lease_and_a_dead_claim_passes_on() {
+    let app = TestApp::spawn().await;
+    org_ready(&app, "acme").await;
+    let log = app.state.pipelines.run_log();
+    let pipeline_id = "acme-openai-usage-cost";
+    let new = NewRun {
+        org_slug: "acme",
+        pipeline_id,
+        provider: "openai",
+        domain: "usage_cost",
+        pipeline: None,
+        file: "openai/usage_cost.yml",
+        trigger: Trigger::Adhoc,
+        window: Window { start: day(2).parse().unwrap(), end: day(2).parse().unwrap() },
+        attempt: 1,
+    };
+    let t0 = Utc::now() - Days::minutes(10);
+    let run = new.pending(t0, Days::hours(1));
+    log.submit(&run).await.unwrap();
+    let lease = Days::seconds(60);
+    // A claims at t0 (lease to t0+60 s) and beats at t0+50 s (lease to t0+110 s).
+    let a = match log.claim(&run, t0, lease).await.unwrap() {
+        common::pipeline::runlog::Claim::Won(a) => a,
+        other => panic!("the first claim wins: {other:?}"),
+    };
+    log.heartbeat(&a, t0 + Days::seconds(50), lease).await.unwrap();
+    // B comes after A's first lease but inside the extended one: it loses.
+    let b = log.claim(&run, t0 + Days::seconds(90), lease).await.unwrap();
+    assert!(matches!(b, common::pipeline::runlog::Claim::Held(_)), "{b:?}");
+    // A stops beating (its process died). C, after the extended lease (and B's void claim), wins.
+    let c = log.claim(&run, t0 + Days::seconds(200), lease).await.unwrap();
+    assert!(matches!(c, common::pipeline::runlog::Claim::Won(_)), "{c:?}");
+}

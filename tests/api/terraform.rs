@@ -576,19 +576,27 @@ fn pipelines_run_is_sized_for_runs_executed_inside_push_requests() {
     let api_concurrency: u64 = default_of(&files, "max_concurrency").parse().unwrap();
     assert!(concurrency < api_concurrency && concurrency <= 8, "runs per instance should stay low: {concurrency}");
 
-    // lease (the longest run) < request timeout <= ack deadline <= 600 s: the run ends inside its
-    // request, and Pub/Sub redelivers only after the request is over.
+    // lease < ack deadline <= 600 s: the redelivery after a dead worker's delivery can claim the
+    // run again. run timeout < request timeout <= 3600 s: a run ends, and is recorded, inside its
+    // own request, however many ack deadlines it outlasts (heartbeats keep its lease alive).
     let timeout = services["pipelines-run"].number("timeout_seconds");
     let (tf, body) = resource(&files, "google_pubsub_subscription", "runs_push");
     let ack: u64 = tf.attribute(body, "ack_deadline_seconds").expect("ack_deadline_seconds").parse().unwrap();
-    let leases: BTreeSet<String> =
-        services.keys().map(|s| deployed_env(&files, s, &samples())["RUN_LEASE_SECS"].clone()).collect();
-    assert_eq!(leases.len(), 1, "every service should judge runs by the same RUN_LEASE_SECS: {leases:?}");
+    for (setting, local) in [("RUN_LEASE_SECS", "run_lease_seconds"), ("RUN_TIMEOUT_SECS", "run_timeout_seconds")] {
+        let values: BTreeSet<String> =
+            services.keys().map(|s| deployed_env(&files, s, &samples())[setting].clone()).collect();
+        assert_eq!(values.len(), 1, "every service should get the same {setting}: {values:?}");
+        assert!(values.contains(local_literal(&files, local).as_str()), "{setting} should be local.{local}");
+    }
     let lease: u64 = local_literal(&files, "run_lease_seconds").parse().unwrap();
-    assert!(leases.contains(&lease.to_string()));
+    let run_timeout: u64 = local_literal(&files, "run_timeout_seconds").parse().unwrap();
     assert!(ack <= 600, "Pub/Sub's ack deadline is at most 600 s, not {ack}");
-    assert!(lease < timeout, "RUN_LEASE_SECS {lease} should end a run before the request timeout {timeout}");
-    assert!(timeout <= ack, "pipelines-run's timeout {timeout} s should not outlast the ack deadline {ack} s");
+    assert!(lease < ack, "RUN_LEASE_SECS {lease} should be shorter than the ack deadline {ack}");
+    assert!(timeout <= 3600, "Cloud Run's request timeout is at most 3600 s, not {timeout}");
+    assert!(
+        run_timeout < timeout,
+        "RUN_TIMEOUT_SECS {run_timeout} should end a run before the request timeout {timeout}"
+    );
 }
 
 #[test]

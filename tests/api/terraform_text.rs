@@ -484,9 +484,9 @@ pub fn deployed_env(files: &[Tf], service: &str, samples: &Samples) -> BTreeMap<
                 let topic = interpolate(files, tf.attribute(body, "name").expect("name").trim_matches('"'), samples);
                 format!("projects/{}/topics/{topic}", samples.project_id)
             }
-            "RUN_LEASE_SECS" => {
+            "RUN_LEASE_SECS" | "RUN_TIMEOUT_SECS" => {
                 let key = expr.strip_prefix("tostring(local.").and_then(|r| r.strip_suffix(')'));
-                local_literal(files, key.unwrap_or_else(|| panic!("RUN_LEASE_SECS = {expr}")))
+                local_literal(files, key.unwrap_or_else(|| panic!("{name} = {expr}")))
             }
             "CORS_ORIGINS" => {
                 assert_eq!(expr, "join(\",\", var.cors_origins)");

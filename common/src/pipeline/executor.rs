@@ -1,7 +1,8 @@
 //! Runs one delivered pipeline run: reads the run once, claims it, checks the provider credential
 //! once, substitutes variables, runs the steps in order (a step event each), and records the end.
-//! A failed step stops the run with its message. A run that outlives its lease
-//! (`RUN_LEASE_SECS`) is stopped and FAILED, so a live run is never mistaken for a dead one.
+//! A failed step stops the run with its message. While it runs, heartbeats extend its lease
+//! (`RUN_LEASE_SECS`), so a live run is never mistaken for a dead one and a dead one is noticed
+//! within a lease; a run longer than `RUN_TIMEOUT_SECS` is stopped and FAILED.
 //!
 //! The answer ([`Execution`]) tells a Pub/Sub push delivery what to reply: done (now or before),
 //! still running elsewhere, or failed transiently (the run went back to PENDING for a redelivery).
@@ -122,14 +123,7 @@ impl Pipelines {
                 });
             }
         };
-        let budget = lease.to_std().unwrap_or_default();
-        let outcome = match tokio::time::timeout(budget, self.run_steps(&log, &run)).await {
-            Ok(outcome) => outcome,
-            Err(_) => Outcome::failed(
-                format!("the run took longer than its lease of {} s and was stopped", budget.as_secs()),
-                false,
-            ),
-        };
+        let outcome = self.run_with_heartbeats(&log, &run, lease).await;
         if let (Some(reason), true, Delivery::Push) = (&outcome.error, outcome.transient, delivery) {
             log.release(&run, reason, Utc::now(), lease).await?;
             tracing::warn!(org = org_slug, run_id, reason = %reason, "run failed transiently; released for a redelivery");
@@ -152,6 +146,38 @@ impl Pipelines {
             "run finished"
         );
         Ok(Execution::Finished(done))
+    }
+
+    /// Runs the steps while keeping the claim alive: a heartbeat every third of the lease extends
+    /// it, so a run may outlast its lease (and Pub/Sub's 600 s ack deadline: a redelivery meanwhile
+    /// finds a live lease and is answered 429), while a run whose process died is free to be
+    /// claimed again one lease after its last heartbeat. The run is stopped at `RUN_TIMEOUT_SECS`.
+    async fn run_with_heartbeats(&self, log: &RunLog<'_>, run: &RunRow, lease: Duration) -> Outcome {
+        let budget = std::time::Duration::from_secs(self.settings.run_timeout_secs);
+        let every = (lease / 3).to_std().unwrap_or_default().max(std::time::Duration::from_secs(1));
+        let steps = self.run_steps(log, run);
+        tokio::pin!(steps);
+        let deadline = tokio::time::sleep(budget);
+        tokio::pin!(deadline);
+        let mut beat = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        loop {
+            tokio::select! {
+                outcome = &mut steps => return outcome,
+                () = &mut deadline => {
+                    return Outcome::failed(
+                        format!("the run took longer than RUN_TIMEOUT_SECS ({} s) and was stopped", budget.as_secs()),
+                        false,
+                    )
+                }
+                _ = beat.tick() => {
+                    if let Err(e) = log.heartbeat(run, Utc::now(), lease).await {
+                        // The run goes on; if its lease lapses meanwhile, a second execution may
+                        // start, and the window's atomic replace keeps that harmless.
+                        tracing::warn!(run_id = %run.run_id, error = %e, "heartbeat not recorded");
+                    }
+                }
+            }
+        }
     }
 
     /// `Some(seconds to wait)` when the organization already runs as many runs as its plan allows.

@@ -39,7 +39,7 @@ impl Pipelines {
         let mut report = Recovery::default();
         let mut interrupted = Vec::new();
         for run in unfinished.into_iter().filter(|r| r.event_at < started) {
-            if run.event == RunEvent::Claimed {
+            if matches!(run.event, RunEvent::Claimed | RunEvent::Heartbeat) {
                 interrupted.push(RunLog::failed(&run, RunEvent::Interrupted, INTERRUPTED, Utc::now()));
             } else {
                 let request = RunRequest { org_slug: run.org_slug.clone(), run_id: run.run_id.clone() };

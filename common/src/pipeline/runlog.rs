@@ -112,6 +112,9 @@ pub enum RunEvent {
     Submitted,
     /// A delivery took it: RUNNING under a lease.
     Claimed,
+    /// The execution holding the claim is alive: its lease is extended (a run may last longer
+    /// than a lease, and longer than Pub/Sub's ack deadline).
+    Heartbeat,
     /// Failed transiently; PENDING again, for the queue to deliver again.
     Retrying,
     /// Ended: SUCCESS or FAILED.
@@ -127,6 +130,7 @@ impl RunEvent {
         match self {
             RunEvent::Submitted => "submitted",
             RunEvent::Claimed => "claimed",
+            RunEvent::Heartbeat => "heartbeat",
             RunEvent::Retrying => "retrying",
             RunEvent::Finished => "finished",
             RunEvent::Expired => "expired",
@@ -137,6 +141,7 @@ impl RunEvent {
     fn parse(text: &str) -> RunEvent {
         match text {
             "claimed" => RunEvent::Claimed,
+            "heartbeat" => RunEvent::Heartbeat,
             "retrying" => RunEvent::Retrying,
             "finished" => RunEvent::Finished,
             "expired" => RunEvent::Expired,
@@ -247,7 +252,7 @@ impl RunRow {
                 self.status.is_active()
                     || (self.status == RunStatus::Failed && self.finished_at == self.lease_expires_at)
             }
-            RunEvent::Claimed => self.lease_expires_at.is_some_and(|l| l < now),
+            RunEvent::Claimed | RunEvent::Heartbeat => self.lease_expires_at.is_some_and(|l| l < now),
             RunEvent::Finished | RunEvent::Expired | RunEvent::Interrupted => false,
         }
     }
@@ -288,6 +293,7 @@ fn event_id(run_id: &str, event: RunEvent, at: DateTime<Utc>, claim: Option<&str
     match (event, claim) {
         (RunEvent::Submitted, _) => format!("{run_id}:submitted"),
         (RunEvent::Claimed, Some(claim)) => format!("{run_id}:claimed:{claim}"),
+        (RunEvent::Heartbeat, Some(claim)) => format!("{run_id}:heartbeat:{claim}:{}", at.timestamp_micros()),
         _ => format!("{run_id}:{}:{}", event.as_str(), at.timestamp_micros()),
     }
 }
@@ -526,7 +532,7 @@ impl<'a> RunLog<'a> {
         self.append(RUNS, &[claimed.event_row(RunEvent::Claimed, now)]).await?;
         let sql = format!(
             "SELECT claim_id, event_at, lease_expires_at FROM {} WHERE org_slug = @org_slug AND run_id = @run_id \
-             AND event = 'claimed'",
+             AND event IN ('claimed', 'heartbeat')",
             self.central(RUNS)?
         );
         let params = Params::new().bind("org_slug", run.org_slug.as_str()).bind("run_id", run.run_id.as_str());
@@ -538,17 +544,29 @@ impl<'a> RunLog<'a> {
             .filter_map(|r| Some((timestamp(r, "event_at")?, text(r, "claim_id")?, timestamp(r, "lease_expires_at")?)))
             .collect();
         claims.sort();
-        let mut winner: Option<&(DateTime<Utc>, String, DateTime<Utc>)> = None;
-        for claim in &claims {
-            match winner {
-                Some((_, _, lease_end)) if claim.0 <= *lease_end => {}
-                _ => winner = Some(claim),
+        // The chain: a claim made while the holder's lease runs is void; the holder's own
+        // heartbeats extend its lease.
+        let mut winner: Option<(String, DateTime<Utc>)> = None;
+        for (at, id, lease_end) in claims {
+            match &mut winner {
+                Some((holder, end)) if *holder == id => *end = (*end).max(lease_end),
+                Some((_, end)) if at <= *end => {}
+                _ => winner = Some((id, lease_end)),
             }
         }
         match winner {
-            Some((_, id, _)) if *id == claim_id => Ok(Claim::Won(claimed)),
+            Some((id, _)) if id == claim_id => Ok(Claim::Won(claimed)),
             _ => Ok(Claim::Held(self.find(&run.org_slug, &run.run_id).await?.unwrap_or(claimed))),
         }
+    }
+
+    /// Extends the lease of a run this execution holds (`run` is its claimed state).
+    pub async fn heartbeat(&self, run: &RunRow, now: DateTime<Utc>, lease: Duration) -> RunLogResult<()> {
+        let mut alive = run.clone();
+        alive.event = RunEvent::Heartbeat;
+        alive.event_at = now;
+        alive.lease_expires_at = Some(now + lease);
+        self.append(RUNS, &[alive.event_row(RunEvent::Heartbeat, now)]).await
     }
 
     /// RUNNING → SUCCESS | FAILED. Always appended: a finish after an expiry is the later event,
@@ -595,11 +613,11 @@ impl<'a> RunLog<'a> {
         self.append(RUNS, &[pending.event_row(RunEvent::Retrying, now)]).await
     }
 
-    /// Runs of every organization whose latest event leaves them unfinished (submitted, claimed
-    /// or retrying), lease alive or not: what `convergence-local` recovers at start-up.
+    /// Runs of every organization whose latest event leaves them unfinished (submitted, claimed,
+    /// heartbeat or retrying), lease alive or not: what `convergence-local` recovers at start-up.
     pub async fn unfinished(&self) -> RunLogResult<Vec<RunRow>> {
         let sql = format!(
-            "SELECT * FROM {} WHERE event IN ('submitted', 'claimed', 'retrying') \
+            "SELECT * FROM {} WHERE event IN ('submitted', 'claimed', 'heartbeat', 'retrying') \
              OR (event IS NULL AND status IN ('PENDING', 'RUNNING')) ORDER BY created_at, run_id",
             self.central(RUNS_CURRENT)?
         );

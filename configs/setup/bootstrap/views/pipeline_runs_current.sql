@@ -48,6 +48,7 @@ QUALIFY ROW_NUMBER() OVER (
       WHEN 'expired' THEN 4
       WHEN 'interrupted' THEN 4
       WHEN 'retrying' THEN 3
+      WHEN 'heartbeat' THEN 2
       WHEN 'claimed' THEN 2
       ELSE 1
     END DESC,
