@@ -22,7 +22,7 @@ async fn the_readme_walkthrough_works_as_written() {
     assert!(out.status.success(), "walkthrough failed:\n{stdout}\n{stderr}");
     assert!(!stdout.contains("\"error\""), "a step failed:\n{stdout}");
     let lines: Vec<&str> = stdout.lines().collect();
-    assert_eq!(lines.len(), 10, "one line per step:\n{stdout}");
+    assert_eq!(lines.len(), 11, "one line per step:\n{stdout}");
     assert!(lines[3].starts_with("acme_corp_api_"), "the key was captured: {}", lines[3]);
     assert!(lines[6].contains("revoked_fingerprints"), "{}", lines[6]);
     assert!(lines[7].contains("\"status\":\"VALID\""), "the sandbox key was validated: {}", lines[7]);
@@ -30,5 +30,9 @@ async fn the_readme_walkthrough_works_as_written() {
     let run: serde_json::Value = serde_json::from_str(lines[9]).expect("the run as JSON");
     assert_eq!(run["status"], "SUCCESS", "{run}");
     assert!(run["totals"]["rows_written"].as_i64().unwrap_or(0) > 0, "{run}");
+    let tick: serde_json::Value = serde_json::from_str(lines[10]).expect("the tick's report as JSON");
+    let submitted = &tick["organizations"]["acme_corp"];
+    assert_eq!(submitted["acme_corp-openai-usage-cost"]["status"], "submitted", "{tick}");
+    assert_eq!(submitted["acme_corp-openai-subscriptions"]["status"], "submitted", "{tick}");
     assert_eq!(app.count("org_api_keys", Some("acme_corp")).await, 2);
 }
