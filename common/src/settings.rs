@@ -892,7 +892,12 @@ mod tests {
     #[test]
     fn internal_endpoints_need_oidc_outside_development() {
         let key = "projects/acme-stg/locations/us-central1/keyRings/convergence/cryptoKeys/secrets";
-        let staging = [("ENVIRONMENT", "staging"), ("GCP_PROJECT_ID", "acme-stg-1"), ("KMS_KEY_NAME", key)];
+        let staging = [
+            ("ENVIRONMENT", "staging"),
+            ("GCP_PROJECT_ID", "acme-stg-1"),
+            ("KMS_KEY_NAME", key),
+            ("PUBSUB_TOPIC", "runs"),
+        ];
         let public = Settings::from_vars_for(&vars(&staging), BackendDefaults::Cloud, ServiceNeeds::PUBLIC_API);
         assert!(public.is_ok(), "services without internal endpoints start as before: {:?}", public.err());
         let err = Settings::from_vars_for(&vars(&staging), BackendDefaults::Cloud, ServiceNeeds::INTERNAL_ENDPOINTS)

@@ -367,6 +367,12 @@ async fn the_tick_submits_each_due_window_once_for_eligible_organizations() {
     assert_eq!(a["submitted"].as_u64().unwrap() + b["submitted"].as_u64().unwrap(), expected, "{a} {b}");
     settle(&app).await;
 
+    // A plan change keeps the organization scheduled.
+    app.put("/api/v1/organizations/acme/subscription", Key::Root, json!({"status": "active", "plan_name": "STARTER"}))
+        .await;
+    let after_plan_change = tick(&app, &day(1)).await;
+    assert!(after_plan_change["organizations"]["acme"].is_object(), "{after_plan_change}");
+
     // Suspended: nothing; reactivated: due again. A deleted integration is not ticked.
     app.put("/api/v1/organizations/acme/subscription", Key::Root, json!({"status": "past_due"})).await;
     let two_days_ago = day(2);
@@ -421,6 +427,21 @@ async fn a_run_writes_its_state_with_inserts_only() {
         assert!(mutating.is_empty(), "bigquery={bigquery}: mutating statements on central tables: {mutating:?}");
         // The run's data did get replaced in its own dataset.
         assert!(statements.iter().any(|s| s.kind.mutates_rows() && s.touches_dataset(&app.state.org_dataset("acme"))));
+
+        // A tick and the runs it submits: the same, and a bounded number of statements.
+        log.reset();
+        let report = tick(&app, &Utc::now().date_naive().to_string()).await;
+        assert_eq!(report["submitted"], 2, "bigquery={bigquery}: {report}");
+        assert!(report["statements"].as_u64().unwrap() <= 8, "{report}");
+        settle(&app).await;
+        let runs = app.get("/api/v1/pipelines/runs/acme?status=SUCCESS", Key::Root).await.body;
+        assert_eq!(runs["runs"].as_array().unwrap().len(), 3, "bigquery={bigquery}: {runs}");
+        let mutating: Vec<_> = log
+            .snapshot()
+            .into_iter()
+            .filter(|s| s.kind.mutates_rows() && (s.touches_dataset(central) || s.tables.is_empty()))
+            .collect();
+        assert!(mutating.is_empty(), "bigquery={bigquery}: mutating statements on central tables: {mutating:?}");
     }
 }
 

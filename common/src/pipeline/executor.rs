@@ -98,6 +98,11 @@ impl Pipelines {
     /// cannot record anything): every failure of the run is recorded on it.
     pub async fn execute(&self, org_slug: &str, run_id: &str, delivery: Delivery) -> Result<Execution, RunLogError> {
         let log = RunLog::new(self.warehouse.as_ref(), &self.configs);
+        // Deliveries of one run to this instance take turns from reading it to claiming it, so
+        // only one of them claims. Across instances the claim chain decides; in the rare case
+        // that two claims both read back as winners (their clocks and writes crossed), the run
+        // executes twice and its atomic window replace writes the same rows twice.
+        let claiming = crate::locks::lock(&format!("run-claim:{org_slug}:{run_id}")).await;
         let Some(run) = log.find(org_slug, run_id).await? else {
             tracing::warn!(org = org_slug, run_id, "delivered run does not exist; dropped");
             return Ok(Execution::Missing);
@@ -123,6 +128,7 @@ impl Pipelines {
                 });
             }
         };
+        drop(claiming);
         let outcome = self.run_with_heartbeats(&log, &run, lease).await;
         if let (Some(reason), true, Delivery::Push) = (&outcome.error, outcome.transient, delivery) {
             log.release(&run, reason, Utc::now(), lease).await?;

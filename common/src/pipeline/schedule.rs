@@ -406,6 +406,44 @@ mod tests {
     }
 
     #[test]
+    fn a_month_of_ticks_with_gaps_covers_every_day_and_re_pulls_the_settling_ones() {
+        let p = pipeline(Schedule::Daily, 31);
+        let first_tick = day("2026-10-01");
+        // Days the tick did not run (an outage), and days whose run failed.
+        let skipped = ["2026-10-05", "2026-10-06", "2026-10-07", "2026-10-20"];
+        let failed = ["2026-10-12", "2026-10-13"];
+        let mut history = PipelineHistory { last_success_end: Some(day("2026-09-30")) };
+        let mut pulled: BTreeMap<NaiveDate, u32> = BTreeMap::new();
+        for offset in 0..31 {
+            let as_of = first_tick + Duration::days(offset);
+            if skipped.contains(&as_of.to_string().as_str()) {
+                continue;
+            }
+            let window = due_window(&p, as_of, 2, 7, day(FIRST), &history).expect("a window every day");
+            assert_eq!(window.end, as_of - Duration::days(1), "the newest complete day");
+            assert!(window.days() <= 7, "{window:?}");
+            if failed.contains(&as_of.to_string().as_str()) {
+                continue;
+            }
+            let mut d = window.start;
+            while d <= window.end {
+                *pulled.entry(d).or_default() += 1;
+                d = d.succ_opt().unwrap();
+            }
+            history.last_success_end = Some(window.end);
+        }
+        // Every day of the month (up to the last tick's newest day) was pulled, gaps included...
+        let mut d = day("2026-09-30");
+        while d <= day("2026-10-30") {
+            assert!(pulled.get(&d).copied().unwrap_or(0) >= 1, "{d} never pulled");
+            d = d.succ_opt().unwrap();
+        }
+        // ...and a day in steady state is pulled three times: as the newest day and in the two
+        // re-pulls while it settles.
+        assert_eq!(pulled[&day("2026-10-25")], 3);
+    }
+
+    #[test]
     fn monthly_windows_are_the_previous_month() {
         let p = pipeline(Schedule::Monthly, 31);
         let none = PipelineHistory::default();
