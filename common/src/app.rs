@@ -8,11 +8,11 @@ use std::time::Duration;
 use anyhow::Context;
 use axum::Router;
 
+use crate::auth::oidc::{OidcConfig, OidcVerifier};
 use crate::auth::Authenticator;
 use crate::configs::Configs;
 use crate::http::middleware::Limiter;
 use crate::kms::{CloudKms, Kms, LocalKms};
-use crate::oidc::{OidcConfig, OidcVerifier};
 use crate::orgs::OrgDirectory;
 use crate::pipeline::{Delivery, Pipelines};
 use crate::queue::local::LocalRunQueue;
@@ -41,6 +41,14 @@ pub struct AppState {
 }
 
 impl AppState {
+    /// Writes the audit row of a change `caller` made in this request (see [`crate::audit::record`]).
+    pub async fn audit(&self, caller: &crate::auth::Caller, event: crate::audit::AuditEvent<'_>) {
+        let (actor_type, actor_id) = caller.actor();
+        let actor = crate::audit::Actor { actor_type, actor_id };
+        let request_id = crate::http::middleware::current_request_id();
+        crate::audit::record(self.warehouse.as_ref(), &self.configs, actor, request_id, event).await;
+    }
+
     /// Loads configs and opens the backends the settings select.
     pub async fn build(settings: Settings) -> anyhow::Result<AppState> {
         AppState::build_with_warehouse(settings, |warehouse| warehouse).await
@@ -77,7 +85,7 @@ impl AppState {
             Some(audience) => Some(Arc::new(OidcVerifier::new(OidcConfig {
                 audience: audience.clone(),
                 invokers: settings.oidc_invokers.clone(),
-                jwks_url: settings.oidc_jwks_url.clone().unwrap_or_else(|| crate::oidc::GOOGLE_JWKS_URL.into()),
+                jwks_url: settings.oidc_jwks_url.clone().unwrap_or_else(|| crate::auth::oidc::GOOGLE_JWKS_URL.into()),
             })?)),
             None => None,
         };

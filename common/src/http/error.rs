@@ -8,6 +8,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use super::middleware::current_request_id;
+use crate::auth::AuthError;
 use crate::credentials::CredentialError;
 use crate::kms::KmsError;
 use crate::pipeline::runlog::RunLogError;
@@ -72,6 +73,16 @@ impl From<WarehouseError> for ApiError {
         match e {
             WarehouseError::Unavailable(_) => ApiError::unavailable(e.to_string()),
             other => ApiError::internal(other.to_string()),
+        }
+    }
+}
+
+impl From<AuthError> for ApiError {
+    fn from(e: AuthError) -> ApiError {
+        match e {
+            AuthError::Unauthorized(m) => ApiError::unauthorized(m),
+            AuthError::Forbidden(m) => ApiError::forbidden(m),
+            AuthError::Warehouse(w) => w.into(),
         }
     }
 }
