@@ -40,6 +40,17 @@ pub struct AppState {
     pub pipelines: Pipelines,
 }
 
+/// The parts of the state price books use.
+impl<'a> From<&'a AppState> for crate::pricebook::Books<'a> {
+    fn from(state: &'a AppState) -> Self {
+        crate::pricebook::Books {
+            warehouse: state.warehouse.as_ref(),
+            configs: &state.configs,
+            environment: state.settings.environment,
+        }
+    }
+}
+
 impl AppState {
     /// Writes the audit row of a change `caller` made in this request (see [`crate::audit::record`]).
     pub async fn audit(&self, caller: &crate::auth::Caller, event: crate::audit::AuditEvent<'_>) {

@@ -13,6 +13,7 @@ use crate::credentials::CredentialError;
 use crate::kms::KmsError;
 use crate::pipeline::runlog::RunLogError;
 use crate::pipeline::SubmitError;
+use crate::pricebook::PriceBookError;
 use crate::warehouse::WarehouseError;
 
 #[derive(Debug, Clone)]
@@ -83,6 +84,18 @@ impl From<AuthError> for ApiError {
             AuthError::Unauthorized(m) => ApiError::unauthorized(m),
             AuthError::Forbidden(m) => ApiError::forbidden(m),
             AuthError::Warehouse(w) => w.into(),
+        }
+    }
+}
+
+impl From<PriceBookError> for ApiError {
+    fn from(e: PriceBookError) -> ApiError {
+        match e {
+            PriceBookError::Invalid(m) => ApiError::bad_request(m),
+            PriceBookError::NotFound(m) => ApiError::not_found(m),
+            PriceBookError::NoBook(m) => ApiError::new(StatusCode::NOT_FOUND, "price_book_not_found", m),
+            PriceBookError::Exists(m) => ApiError::conflict(m),
+            PriceBookError::Warehouse(w) => w.into(),
         }
     }
 }

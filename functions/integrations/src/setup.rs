@@ -119,6 +119,7 @@ async fn seed_price_book(state: &AppState, caller: &Caller, slug: &OrgSlug, prov
     match common::pricebook::seed(state, slug.as_str(), provider, &actor).await {
         Ok(report) => json!({"seeded": true, "report": report}),
         Err(e) => {
+            let e = ApiError::from(e);
             tracing::warn!(
                 provider,
                 status = e.status.as_u16(),
