@@ -73,7 +73,7 @@ impl AppState {
         wrap: impl FnOnce(Arc<dyn Warehouse>) -> Arc<dyn Warehouse>,
     ) -> anyhow::Result<AppState> {
         let t = std::time::Instant::now();
-        let configs = Configs::load(&settings.configs_dir)?;
+        let configs = Configs::load(&settings.configs_dir, &crate::processors::REGISTRY)?;
         let configs_ms = t.elapsed().as_secs_f64() * 1000.0;
         let warehouse = wrap(open_warehouse(&settings).await?);
         let warehouse_ms = t.elapsed().as_secs_f64() * 1000.0 - configs_ms;
@@ -122,6 +122,7 @@ impl AppState {
             kms: kms.clone(),
             orgs: orgs.clone(),
             queue: queue.clone(),
+            registry: &crate::processors::REGISTRY,
         };
         let state = AppState {
             settings,

@@ -19,7 +19,8 @@
 //! the new version), so readers never see an entry with no version or two current ones. Writers to
 //! one book are serialised in this process; the API is an operator tool, not a hot path.
 
-pub mod records;
+/// The rules of a price-book row, shared with the seed files that `configs` checks at start-up.
+pub use crate::configs::price_records as records;
 
 use std::collections::BTreeMap;
 

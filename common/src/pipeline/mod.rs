@@ -8,7 +8,8 @@
 //! claimed or done), runs the steps in order (step events), and records SUCCESS or FAILED. A run
 //! that outlives its lease reads FAILED and its window may run again.
 
-pub mod catalog;
+/// Pipeline files are parsed and checked with the rest of `configs/`.
+pub use crate::configs::pipelines as catalog;
 pub mod executor;
 pub mod local;
 pub mod processor;
@@ -41,6 +42,8 @@ pub struct Pipelines {
     pub kms: Arc<dyn Kms>,
     pub orgs: Arc<OrgDirectory>,
     pub queue: Arc<dyn RunQueue>,
+    /// The processors steps run with (assembled in the work layer).
+    pub registry: &'static registry::Registry,
 }
 
 impl Pipelines {
