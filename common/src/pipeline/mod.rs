@@ -1,7 +1,8 @@
-//! The pipeline engine (DESIGN §8): the catalog of pipeline files under `configs/`, the one
-//! registry of processors, the one way to start a run ([`Pipelines::submit`]), the executor that
-//! runs a pipeline's steps for one window ([`Pipelines::execute`]), the scheduler tick's due
-//! windows, and the run log (insert-only events) they write.
+//! The pipeline engine (DESIGN §8): the catalog of pipeline files under `configs/` (parsed with
+//! the rest of the configs, [`crate::configs::pipelines`]), the processor registry it is handed
+//! ([`crate::processors::REGISTRY`]), the one way to start a run ([`Pipelines::submit`]), the
+//! executor that runs a pipeline's steps for one window ([`Pipelines::execute`]), the scheduler
+//! tick's due windows, and the run log (insert-only events) they write.
 //!
 //! Lifecycle of a run: a submission writes a PENDING run event and enqueues it
 //! ([`crate::queue`]); a delivery claims it (first live claim wins: a duplicate delivery finds it
