@@ -1,26 +1,22 @@
-//! Application state shared by every function's handlers, and the start-up sequence every binary
-//! runs: settings → configs → backends → listener.
+//! Application state shared by every function's handlers: the composition root that builds the
+//! configs and backends from settings (the listener and `main`'s start-up are in
+//! [`crate::http::server`]).
 
-use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use axum::Router;
 
+use crate::auth::oidc::{OidcConfig, OidcVerifier};
 use crate::auth::Authenticator;
 use crate::configs::Configs;
-use crate::http::middleware::Limiter;
 use crate::kms::{CloudKms, Kms, LocalKms};
-use crate::oidc::{OidcConfig, OidcVerifier};
 use crate::orgs::OrgDirectory;
 use crate::pipeline::{Delivery, Pipelines};
 use crate::queue::local::LocalRunQueue;
 use crate::queue::pubsub::PubSubRunQueue;
 use crate::queue::RunQueue;
-use crate::settings::{
-    BackendDefaults, KmsBackend, QueueBackend, RootKeySource, ServiceNeeds, Settings, WarehouseBackend,
-};
+use crate::settings::{KmsBackend, QueueBackend, Settings, WarehouseBackend};
 use crate::warehouse::Warehouse;
 
 #[derive(Clone)]
@@ -30,7 +26,6 @@ pub struct AppState {
     pub warehouse: Arc<dyn Warehouse>,
     pub kms: Arc<dyn Kms>,
     pub auth: Arc<Authenticator>,
-    pub rate_limiter: Option<Arc<Limiter>>,
     pub orgs: Arc<OrgDirectory>,
     /// Where accepted pipeline runs go (DESIGN §8); started with the state.
     pub queue: Arc<dyn RunQueue>,
@@ -38,6 +33,17 @@ pub struct AppState {
     pub oidc: Option<Arc<OidcVerifier>>,
     /// The pipeline layer: submit, execute, tick (built from the parts above).
     pub pipelines: Pipelines,
+}
+
+/// The parts of the state price books use.
+impl<'a> From<&'a AppState> for crate::pricebook::Books<'a> {
+    fn from(state: &'a AppState) -> Self {
+        crate::pricebook::Books {
+            warehouse: state.warehouse.as_ref(),
+            configs: &state.configs,
+            environment: state.settings.environment,
+        }
+    }
 }
 
 impl AppState {
@@ -54,7 +60,7 @@ impl AppState {
         wrap: impl FnOnce(Arc<dyn Warehouse>) -> Arc<dyn Warehouse>,
     ) -> anyhow::Result<AppState> {
         let t = std::time::Instant::now();
-        let configs = Configs::load(&settings.configs_dir)?;
+        let configs = Configs::load(&settings.configs_dir, &crate::processors::REGISTRY)?;
         let configs_ms = t.elapsed().as_secs_f64() * 1000.0;
         let warehouse = wrap(open_warehouse(&settings).await?);
         let warehouse_ms = t.elapsed().as_secs_f64() * 1000.0 - configs_ms;
@@ -70,14 +76,11 @@ impl AppState {
         let cache_ttl = Duration::from_secs(settings.cache_ttl_secs);
         let auth = Authenticator::new(settings.root_api_key.as_ref(), settings.disable_auth, cache_ttl);
         tracing::debug!(configs_ms, warehouse_ms, total_ms = t.elapsed().as_secs_f64() * 1000.0, "state built");
-        let rate_limiter = settings
-            .rate_limit_enabled
-            .then(|| Arc::new(Limiter::new(settings.rate_limit_per_second, settings.rate_limit_burst)));
         let oidc = match &settings.oidc_audience {
             Some(audience) => Some(Arc::new(OidcVerifier::new(OidcConfig {
                 audience: audience.clone(),
                 invokers: settings.oidc_invokers.clone(),
-                jwks_url: settings.oidc_jwks_url.clone().unwrap_or_else(|| crate::oidc::GOOGLE_JWKS_URL.into()),
+                jwks_url: settings.oidc_jwks_url.clone().unwrap_or_else(|| crate::auth::oidc::GOOGLE_JWKS_URL.into()),
             })?)),
             None => None,
         };
@@ -103,19 +106,9 @@ impl AppState {
             kms: kms.clone(),
             orgs: orgs.clone(),
             queue: queue.clone(),
+            registry: &crate::processors::REGISTRY,
         };
-        let state = AppState {
-            settings,
-            configs,
-            warehouse,
-            kms,
-            auth: Arc::new(auth),
-            rate_limiter,
-            orgs,
-            queue,
-            oidc,
-            pipelines,
-        };
+        let state = AppState { settings, configs, warehouse, kms, auth: Arc::new(auth), orgs, queue, oidc, pipelines };
         if let Some(q) = local_queue {
             // The process owns every run of its data directory: workers execute them, runs a
             // previous process left behind are recovered, and its own scheduler ticks.
@@ -173,116 +166,5 @@ async fn open_warehouse(settings: &Settings) -> anyhow::Result<Arc<dyn Warehouse
             .await?;
             Ok(Arc::new(warehouse))
         }
-    }
-}
-
-/// Everything a binary's `main` does: read settings (printing every problem and exiting
-/// non-zero when any), build state, bind `$PORT`, serve `app(state)` until SIGTERM.
-pub fn run_service(service: &'static str, defaults: BackendDefaults, app: fn(AppState) -> Router) -> ExitCode {
-    run_service_needing(service, defaults, ServiceNeeds::PUBLIC_API, app)
-}
-
-/// [`run_service`] for a service that needs more than the shared settings (internal endpoints:
-/// OIDC settings in staging and production), refused at start-up with every other problem.
-pub fn run_service_needing(
-    service: &'static str,
-    defaults: BackendDefaults,
-    needs: ServiceNeeds,
-    app: fn(AppState) -> Router,
-) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("{service}: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    runtime.block_on(async move {
-        let mut settings = match Settings::from_env_for(defaults, needs) {
-            Ok(s) => s,
-            Err(problems) => {
-                eprintln!("{service}: {problems}");
-                return ExitCode::FAILURE;
-            }
-        };
-        crate::logging::init(settings.log_format);
-        match start(service, defaults, &mut settings, app).await {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("{service}: {e:#}");
-                tracing::error!(service, error = %format!("{e:#}"), "start-up failed");
-                ExitCode::FAILURE
-            }
-        }
-    })
-}
-
-async fn start(
-    service: &'static str,
-    defaults: BackendDefaults,
-    settings: &mut Settings,
-    app: fn(AppState) -> Router,
-) -> anyhow::Result<()> {
-    settings.ensure_root_key().context("cannot prepare the development root key")?;
-    let listener = crate::http::server::bind(settings.port)
-        .await
-        .with_context(|| format!("cannot listen on port {}", settings.port))?;
-    let addr = listener.local_addr()?;
-    // With PORT=0 the bound port is only known now: provider bases defaulting to the sandbox follow it.
-    settings.point_providers_at_sandbox(addr.port());
-    let state = AppState::build(settings.clone()).await?;
-    let root_key_from = match &settings.root_key_source {
-        Some(RootKeySource::Environment) => "CA_ROOT_API_KEY".to_string(),
-        Some(RootKeySource::GeneratedFile(p)) => format!("generated development key saved in {}", p.display()),
-        Some(RootKeySource::ExistingFile(p)) => format!("development key read from {}", p.display()),
-        None => "none (root routes are refused)".to_string(),
-    };
-    tracing::info!(
-        service,
-        port = addr.port(),
-        environment = settings.environment.as_str(),
-        warehouse = state.warehouse.backend_name(),
-        kms = state.kms.backend_name(),
-        queue = state.queue.backend_name(),
-        root_key_from = %root_key_from,
-        "listening"
-    );
-    if defaults == BackendDefaults::Embedded {
-        print_local_banner(service, addr.port(), settings);
-    }
-    // The warehouse may still be opening (DuckDB opens its file in the background so /health
-    // answers at once). If it cannot be reached at all, stop instead of serving errors.
-    let warehouse = state.warehouse.clone();
-    let reachable = tokio::spawn(async move { warehouse.ping().await });
-    tokio::select! {
-        served = crate::http::serve(listener, app(state)) => served?,
-        Ok(Err(e)) = reachable => anyhow::bail!("the warehouse cannot be used: {e}"),
-    }
-    Ok(())
-}
-
-/// What a developer needs after `make run`: the URL, and which root key to use. A development key
-/// is printed here, on the terminal, never in a log line; a key from the environment is not.
-#[allow(clippy::print_stdout)]
-fn print_local_banner(service: &str, port: u16, settings: &Settings) {
-    use secrecy::ExposeSecret;
-    println!("{service} listening on http://localhost:{port}  (data in {})", settings.data_dir.display());
-    match (&settings.root_key_source, &settings.root_api_key) {
-        (Some(RootKeySource::Environment), _) => println!("root key: from CA_ROOT_API_KEY"),
-        (Some(RootKeySource::GeneratedFile(path)), Some(key)) => println!(
-            "root key: generated development key, saved (0600) in {}:\n  {}",
-            path.display(),
-            key.expose_secret()
-        ),
-        (Some(RootKeySource::ExistingFile(path)), Some(key)) => {
-            println!("root key: development key from {}:\n  {}", path.display(), key.expose_secret())
-        }
-        _ => println!("root key: none configured; root routes are refused"),
-    }
-    if settings.sandbox_providers {
-        println!(
-            "provider sandbox: {base}/sandbox/openai/v1 (keys sk-admin-sandbox-…), {base}/sandbox/anthropic (keys sk-ant-admin01-sandbox-…)",
-            base = format_args!("http://localhost:{port}")
-        );
     }
 }

@@ -3,10 +3,16 @@
 
 use serde_json::{json, Value};
 
-use crate::app::AppState;
-use crate::auth::Caller;
-use crate::http::middleware::current_request_id;
-use crate::warehouse::{format_timestamp, to_row};
+use crate::configs::Configs;
+use crate::warehouse::{format_timestamp, to_row, Warehouse};
+
+/// Who made a change: `actor_type` ("root", "api_key", "service_account") and an id that
+/// identifies without being a secret (a key fingerprint, an email).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Actor {
+    pub actor_type: &'static str,
+    pub actor_id: Option<String>,
+}
 
 pub struct AuditEvent<'a> {
     pub org_slug: Option<&'a str>,
@@ -19,8 +25,14 @@ pub struct AuditEvent<'a> {
 
 /// Writes the row. An audit write that fails is logged loudly but does not undo the change it
 /// describes (the change already happened; failing the request would only invite a retry).
-pub async fn record(state: &AppState, caller: &Caller, event: AuditEvent<'_>) {
-    let (actor_type, actor_id) = caller.actor();
+pub async fn record(
+    warehouse: &dyn Warehouse,
+    configs: &Configs,
+    actor: Actor,
+    request_id: Option<String>,
+    event: AuditEvent<'_>,
+) {
+    let Actor { actor_type, actor_id } = actor;
     let row = to_row(json!({
         "audit_id": uuid::Uuid::new_v4().to_string(),
         "org_slug": event.org_slug,
@@ -30,12 +42,12 @@ pub async fn record(state: &AppState, caller: &Caller, event: AuditEvent<'_>) {
         "resource_type": event.resource_type,
         "resource_id": event.resource_id,
         "status": if event.success { "SUCCESS" } else { "FAILURE" },
-        "request_id": current_request_id(),
+        "request_id": request_id,
         "details": event.details.to_string(),
         "created_at": format_timestamp(&chrono::Utc::now()),
     }));
-    let schema = state.configs.central_table("org_audit_logs");
-    if let Err(e) = state.warehouse.insert_rows(state.configs.central_dataset(), schema, &[row]).await {
+    let schema = configs.central_table("org_audit_logs");
+    if let Err(e) = warehouse.insert_rows(configs.central_dataset(), schema, &[row]).await {
         tracing::error!(action = event.action, error = %e, "audit row could not be written");
     }
 }

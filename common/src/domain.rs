@@ -73,6 +73,23 @@ impl Email {
 }
 
 /// `bytes` random bytes from the OS, hex-encoded (so `2 * bytes` characters).
+static IDENT_RE: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^[A-Za-z_][A-Za-z0-9_]{0,299}$").unwrap());
+
+/// Whether `name` is safe to use as a dataset, table or column name on both backends.
+pub fn is_identifier(name: &str) -> bool {
+    IDENT_RE.is_match(name)
+}
+
+/// BigQuery project ids: 6–30 lowercase letters, digits and hyphens, starting with a letter
+/// (optionally `domain:` scoped).
+pub fn is_project_id(project: &str) -> bool {
+    let id = project.rsplit_once(':').map_or(project, |(_, id)| id);
+    (6..=30).contains(&id.len())
+        && id.starts_with(|c: char| c.is_ascii_lowercase())
+        && !id.ends_with('-')
+        && id.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+}
+
 pub fn random_token(bytes: usize) -> String {
     let mut buf = vec![0u8; bytes];
     OsRng.fill_bytes(&mut buf);

@@ -14,7 +14,6 @@ pub mod http;
 pub mod kms;
 pub mod locks;
 pub mod logging;
-pub mod oidc;
 pub mod orgs;
 pub mod pipeline;
 pub mod pricebook;

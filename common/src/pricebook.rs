@@ -19,23 +19,57 @@
 //! the new version), so readers never see an entry with no version or two current ones. Writers to
 //! one book are serialised in this process; the API is an operator tool, not a hot path.
 
-pub mod records;
+/// The rules of a price-book row, shared with the seed files that `configs` checks at start-up.
+pub use crate::configs::price_records as records;
 
 use std::collections::BTreeMap;
 
-use axum::http::StatusCode;
 use chrono::{NaiveDate, Utc};
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::app::AppState;
 use crate::configs::{Configs, PriceBookSeed};
 use crate::domain::OrgSlug;
-use crate::http::error::ApiResult;
+use crate::settings::Environment;
 use crate::warehouse::{format_timestamp, Params, Row, TableSchema, Warehouse, WarehouseError};
-use crate::ApiError;
 
 pub use records::{BookKind, Entry, Input};
+
+/// Why a price-book read or change was refused or failed; the edge maps each to its status.
+#[derive(Debug, thiserror::Error)]
+pub enum PriceBookError {
+    /// A request that cannot be applied as given (a date, an entry, a slug).
+    #[error("{0}")]
+    Invalid(String),
+    /// The provider, the organization's dataset or the entry does not exist.
+    #[error("{0}")]
+    NotFound(String),
+    /// The book's table does not exist yet (the integration was not set up).
+    #[error("{0}")]
+    NoBook(String),
+    /// The entry already has a current version.
+    #[error("{0}")]
+    Exists(String),
+    #[error(transparent)]
+    Warehouse(#[from] WarehouseError),
+}
+
+pub type PriceBookResult<T> = Result<T, PriceBookError>;
+
+/// The parts price books read and write (DESIGN §1): the warehouse, the configs (seeds, dataset
+/// naming) and the environment that names the organization's dataset.
+#[derive(Clone, Copy)]
+pub struct Books<'a> {
+    pub warehouse: &'a dyn Warehouse,
+    pub configs: &'a Configs,
+    pub environment: Environment,
+}
+
+impl Books<'_> {
+    fn org_dataset(&self, org_slug: &str) -> String {
+        self.configs.org_dataset(org_slug, self.environment)
+    }
+}
 
 /// What seeding did in the organization's dataset.
 #[derive(Debug, Clone, Serialize, Default)]
@@ -70,46 +104,52 @@ fn date_text(d: NaiveDate) -> String {
     d.format("%Y-%m-%d").to_string()
 }
 
-/// The provider's seed, or a 404 naming the providers that have a price book.
-pub fn price_book_seed<'a>(state: &'a AppState, provider: &str) -> ApiResult<&'a PriceBookSeed> {
-    state.configs.price_books.get(provider).ok_or_else(|| {
-        let known: Vec<&str> = state.configs.price_books.keys().map(String::as_str).collect();
-        let msg = if state.configs.providers.providers.contains_key(provider) {
+/// The provider's seed, or NotFound naming the providers that have a price book.
+pub fn price_book_seed<'a>(configs: &'a Configs, provider: &str) -> PriceBookResult<&'a PriceBookSeed> {
+    configs.price_books.get(provider).ok_or_else(|| {
+        let known: Vec<&str> = configs.price_books.keys().map(String::as_str).collect();
+        let msg = if configs.providers.providers.contains_key(provider) {
             format!("provider {provider} has no price book; price books exist for {}", known.join(", "))
         } else {
             format!("unknown provider {provider:?}; price books exist for {}", known.join(", "))
         };
-        ApiError::not_found(msg)
+        PriceBookError::NotFound(msg)
     })
 }
 
 /// Creates the provider's pricing and subscription tables in the organization's dataset (if
 /// missing) and loads the default CSVs into each book that is empty. Idempotent: a second call
 /// creates and loads nothing, and a book with history (even all closed) is left as it is.
-pub async fn seed(state: &AppState, org_slug: &str, provider: &str, actor: &str) -> ApiResult<SeedReport> {
-    let slug = OrgSlug::parse(org_slug).map_err(ApiError::bad_request)?;
-    let seed = price_book_seed(state, provider)?;
-    let _guard = book_lock(&state.org_dataset(slug.as_str()), provider).await;
-    seed_locked(state, slug.as_str(), provider, seed, actor).await
+pub async fn seed<'a>(
+    books: impl Into<Books<'a>>,
+    org_slug: &str,
+    provider: &str,
+    actor: &str,
+) -> PriceBookResult<SeedReport> {
+    let books = books.into();
+    let slug = OrgSlug::parse(org_slug).map_err(PriceBookError::Invalid)?;
+    let seed = price_book_seed(books.configs, provider)?;
+    let _guard = book_lock(&books.org_dataset(slug.as_str()), provider).await;
+    seed_locked(books, slug.as_str(), provider, seed, actor).await
 }
 
 async fn seed_locked(
-    state: &AppState,
+    books: Books<'_>,
     org_slug: &str,
     provider: &str,
     seed: &PriceBookSeed,
     actor: &str,
-) -> ApiResult<SeedReport> {
-    let dataset = state.org_dataset(org_slug);
-    if !state.warehouse.dataset_exists(&dataset).await? {
-        return Err(ApiError::not_found(format!(
+) -> PriceBookResult<SeedReport> {
+    let dataset = books.org_dataset(org_slug);
+    if !books.warehouse.dataset_exists(&dataset).await? {
+        return Err(PriceBookError::NotFound(format!(
             "organization {org_slug} has no dataset {dataset}: onboard the organization first"
         )));
     }
     let mut report = SeedReport::default();
     for kind in [BookKind::Pricing, BookKind::Subscriptions] {
-        let book = Book { state, org: org_slug, provider, kind, seed, dataset: dataset.clone() };
-        if state.warehouse.create_table(&dataset, book.schema()).await? {
+        let book = Book { books, org: org_slug, provider, kind, seed, dataset: dataset.clone() };
+        if books.warehouse.create_table(&dataset, book.schema()).await? {
             report.tables_created.push(book.schema().name.clone());
         }
         if book.row_count().await? == 0 {
@@ -118,7 +158,7 @@ async fn seed_locked(
                 .iter()
                 .map(|entry| book.new_version(entry, 1, seed_effective_from(), "default", actor))
                 .collect();
-            let n = state.warehouse.insert_rows(&dataset, book.schema(), &rows).await?;
+            let n = books.warehouse.insert_rows(&dataset, book.schema(), &rows).await?;
             match kind {
                 BookKind::Pricing => report.pricing_rows = n,
                 BookKind::Subscriptions => report.subscription_rows = n,
@@ -145,7 +185,7 @@ async fn book_lock(dataset: &str, provider: &str) -> tokio::sync::OwnedMutexGuar
 
 /// One book (pricing or subscriptions) of one provider in one organization's dataset.
 pub struct Book<'a> {
-    state: &'a AppState,
+    books: Books<'a>,
     org: &'a str,
     provider: &'a str,
     kind: BookKind,
@@ -154,11 +194,17 @@ pub struct Book<'a> {
 }
 
 impl<'a> Book<'a> {
-    /// The book, if the provider has one (404 naming the known providers otherwise). The org
-    /// slug must already be validated.
-    pub fn open(state: &'a AppState, org: &'a str, provider: &'a str, kind: BookKind) -> ApiResult<Book<'a>> {
-        let seed = price_book_seed(state, provider)?;
-        Ok(Book { state, org, provider, kind, seed, dataset: state.org_dataset(org) })
+    /// The book, if the provider has one (NotFound naming the known providers otherwise). The
+    /// org slug must already be validated.
+    pub fn open(
+        books: impl Into<Books<'a>>,
+        org: &'a str,
+        provider: &'a str,
+        kind: BookKind,
+    ) -> PriceBookResult<Book<'a>> {
+        let books = books.into();
+        let seed = price_book_seed(books.configs, provider)?;
+        Ok(Book { books, org, provider, kind, seed, dataset: books.org_dataset(org) })
     }
 
     pub fn kind(&self) -> BookKind {
@@ -169,22 +215,22 @@ impl<'a> Book<'a> {
         self.seed.schema(self.kind)
     }
 
-    fn table(&self) -> ApiResult<String> {
-        Ok(self.state.warehouse.table_ref(&self.dataset, &self.schema().name)?)
+    fn table(&self) -> PriceBookResult<String> {
+        Ok(self.books.warehouse.table_ref(&self.dataset, &self.schema().name)?)
     }
 
     fn key(&self) -> &'static str {
         self.kind.key_column()
     }
 
-    fn select(&self) -> ApiResult<String> {
+    fn select(&self) -> PriceBookResult<String> {
         let columns: Vec<&str> = self.schema().fields.iter().map(|f| f.name.as_str()).collect();
         Ok(format!("SELECT {} FROM {}", columns.join(", "), self.table()?))
     }
 
     /// Whether the book's table exists (the integration was set up, or a reset created it).
-    pub async fn exists(&self) -> ApiResult<bool> {
-        match self.state.warehouse.list_tables(&self.dataset).await {
+    pub async fn exists(&self) -> PriceBookResult<bool> {
+        match self.books.warehouse.list_tables(&self.dataset).await {
             Ok(tables) => Ok(tables.iter().any(|t| *t == self.schema().name)),
             Err(WarehouseError::NotFound(_)) => Ok(false),
             Err(e) => Err(e.into()),
@@ -192,33 +238,29 @@ impl<'a> Book<'a> {
     }
 
     /// 404 until the book exists, saying how to create it.
-    pub async fn require_exists(&self) -> ApiResult<()> {
+    pub async fn require_exists(&self) -> PriceBookResult<()> {
         if self.exists().await? {
             return Ok(());
         }
-        Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            "price_book_not_found",
-            format!(
-                "organization {org} has no {provider} price book yet: set up the integration \
+        Err(PriceBookError::NoBook(format!(
+            "organization {org} has no {provider} price book yet: set up the integration \
                  (POST /api/v1/integrations/{org}/{provider}/setup) or load the defaults with \
                  POST /api/v1/integrations/{org}/{provider}/{noun}/reset",
-                org = self.org,
-                provider = self.provider,
-                noun = self.kind.noun()
-            ),
-        ))
+            org = self.org,
+            provider = self.provider,
+            noun = self.kind.noun()
+        )))
     }
 
-    async fn row_count(&self) -> ApiResult<i64> {
+    async fn row_count(&self) -> PriceBookResult<i64> {
         let sql = format!("SELECT COUNT(*) AS n FROM {} WHERE org_slug = @org_slug", self.table()?);
-        let rows = self.state.warehouse.query(&sql, &Params::new().bind("org_slug", self.org)).await?;
+        let rows = self.books.warehouse.query(&sql, &Params::new().bind("org_slug", self.org)).await?;
         Ok(rows.first().and_then(|r| r.get("n")).and_then(Value::as_i64).unwrap_or(0))
     }
 
     /// Versions of the book, ordered by entry and version: those in force on `as_of`, or every
     /// version ever written when `as_of` is None (history). `key` narrows to one entry.
-    pub async fn list(&self, key: Option<&str>, as_of: Option<NaiveDate>) -> ApiResult<Vec<Row>> {
+    pub async fn list(&self, key: Option<&str>, as_of: Option<NaiveDate>) -> PriceBookResult<Vec<Row>> {
         let mut sql = format!("{} WHERE org_slug = @org_slug", self.select()?);
         let mut params = Params::new().bind("org_slug", self.org);
         if let Some(key) = key {
@@ -230,7 +272,7 @@ impl<'a> Book<'a> {
             params = params.bind("as_of", day);
         }
         sql.push_str(&format!(" ORDER BY {}, version", self.key()));
-        Ok(self.state.warehouse.query(&sql, &params).await?)
+        Ok(self.books.warehouse.query(&sql, &params).await?)
     }
 
     /// A version row for `entry`.
@@ -260,7 +302,7 @@ impl<'a> Book<'a> {
     }
 
     /// Swaps the rows whose `version_id` is in `replaced` for `rows`, in one statement.
-    async fn swap(&self, replaced: &[&str], rows: &[Row]) -> ApiResult<()> {
+    async fn swap(&self, replaced: &[&str], rows: &[Row]) -> PriceBookResult<()> {
         let mut params = Params::new().bind("org_slug", self.org);
         let mut names = Vec::new();
         for (i, id) in replaced.iter().enumerate() {
@@ -273,7 +315,7 @@ impl<'a> Book<'a> {
         } else {
             format!("org_slug = @org_slug AND version_id IN ({})", names.join(", "))
         };
-        self.state.warehouse.replace_slice(&self.dataset, self.schema(), &predicate, &params, rows).await?;
+        self.books.warehouse.replace_slice(&self.dataset, self.schema(), &predicate, &params, rows).await?;
         Ok(())
     }
 
@@ -288,13 +330,13 @@ impl<'a> Book<'a> {
     /// Adds an entry that has no current version (409 otherwise). Its history, if any (an entry
     /// deleted earlier), is continued: the next version number, starting no earlier than the
     /// last version ended.
-    pub async fn add(&self, entry: Entry, effective_from: Option<NaiveDate>, actor: &str) -> ApiResult<Row> {
+    pub async fn add(&self, entry: Entry, effective_from: Option<NaiveDate>, actor: &str) -> PriceBookResult<Row> {
         let key = entry.get(self.key()).and_then(Value::as_str).unwrap_or_default().to_string();
         let _guard = book_lock(&self.dataset, self.provider).await;
         self.require_exists().await?;
         let history = self.list(Some(&key), None).await?;
         if history.iter().any(|r| r.get("effective_to").is_none_or(Value::is_null)) {
-            return Err(ApiError::conflict(format!(
+            return Err(PriceBookError::Exists(format!(
                 "{} {key} is already in the {} price book: change it with PUT .../{}/{key}",
                 self.kind.entry(),
                 self.provider,
@@ -304,7 +346,7 @@ impl<'a> Book<'a> {
         let from = effective_from.unwrap_or_else(today);
         if let Some(last_end) = history.iter().filter_map(|r| Self::effective_date(r, "effective_to")).max() {
             if from < last_end {
-                return Err(ApiError::bad_request(format!(
+                return Err(PriceBookError::Invalid(format!(
                     "effective_from must be on or after {} (when the previous version of {key} ended)",
                     date_text(last_end)
                 )));
@@ -312,7 +354,7 @@ impl<'a> Book<'a> {
         }
         let version = history.iter().map(Self::version_of).max().unwrap_or(0) + 1;
         let row = self.new_version(&entry, version, from, "custom", actor);
-        self.state.warehouse.insert_rows(&self.dataset, self.schema(), std::slice::from_ref(&row)).await?;
+        self.books.warehouse.insert_rows(&self.dataset, self.schema(), std::slice::from_ref(&row)).await?;
         Ok(row)
     }
 
@@ -324,14 +366,14 @@ impl<'a> Book<'a> {
         changes: &BTreeMap<String, Input>,
         effective_from: Option<NaiveDate>,
         actor: &str,
-    ) -> ApiResult<(Row, Row)> {
+    ) -> PriceBookResult<(Row, Row)> {
         let _guard = book_lock(&self.dataset, self.provider).await;
         self.require_exists().await?;
         let current = self.current(key).await?;
         let start = Self::effective_date(&current, "effective_from").unwrap_or_else(seed_effective_from);
         let from = effective_from.unwrap_or_else(today);
         if from < start {
-            return Err(ApiError::bad_request(format!(
+            return Err(PriceBookError::Invalid(format!(
                 "effective_from must be on or after {} (the start of the current version of {key})",
                 date_text(start)
             )));
@@ -343,7 +385,7 @@ impl<'a> Book<'a> {
             merged.insert(name.clone(), input.clone());
         }
         let entry = records::check_entry(self.kind, merged.iter().map(|(k, v)| (k.as_str(), v.clone())))
-            .map_err(|problems| ApiError::bad_request(problems.join("; ")))?;
+            .map_err(|problems| PriceBookError::Invalid(problems.join("; ")))?;
         let closed = Self::closed(&current, from, actor);
         let new = self.new_version(&entry, Self::version_of(&current) + 1, from, "custom", actor);
         let id = current.get("version_id").and_then(Value::as_str).unwrap_or_default();
@@ -352,7 +394,7 @@ impl<'a> Book<'a> {
     }
 
     /// Closes the entry's current version at today (or its start, when it starts later).
-    pub async fn delete(&self, key: &str, actor: &str) -> ApiResult<Row> {
+    pub async fn delete(&self, key: &str, actor: &str) -> PriceBookResult<Row> {
         let _guard = book_lock(&self.dataset, self.provider).await;
         self.require_exists().await?;
         let current = self.current(key).await?;
@@ -363,13 +405,13 @@ impl<'a> Book<'a> {
         Ok(closed)
     }
 
-    async fn current(&self, key: &str) -> ApiResult<Row> {
+    async fn current(&self, key: &str) -> PriceBookResult<Row> {
         self.list(Some(key), None)
             .await?
             .into_iter()
             .find(|r| r.get("effective_to").is_none_or(Value::is_null))
             .ok_or_else(|| {
-                ApiError::not_found(format!(
+                PriceBookError::NotFound(format!(
                     "{} {key} is not in the {} price book of {}",
                     self.kind.entry(),
                     self.provider,
@@ -382,11 +424,11 @@ impl<'a> Book<'a> {
     /// the entry's next version (custom entries not in the defaults end at E). When the book's
     /// tables do not exist or the book is empty, they are created and the defaults loaded as
     /// version 1 instead (what setting up the integration does).
-    pub async fn reset(&self, effective_from: Option<NaiveDate>, actor: &str) -> ApiResult<ResetReport> {
+    pub async fn reset(&self, effective_from: Option<NaiveDate>, actor: &str) -> PriceBookResult<ResetReport> {
         let _guard = book_lock(&self.dataset, self.provider).await;
         let from = effective_from.unwrap_or_else(today);
         if !self.exists().await? || self.row_count().await? == 0 {
-            let report = seed_locked(self.state, self.org, self.provider, self.seed, actor).await?;
+            let report = seed_locked(self.books, self.org, self.provider, self.seed, actor).await?;
             let opened = match self.kind {
                 BookKind::Pricing => report.pricing_rows,
                 BookKind::Subscriptions => report.subscription_rows,
@@ -402,7 +444,7 @@ impl<'a> Book<'a> {
         let current: Vec<&Row> = all.iter().filter(|r| r.get("effective_to").is_none_or(Value::is_null)).collect();
         if let Some(latest) = current.iter().filter_map(|r| Self::effective_date(r, "effective_from")).max() {
             if from < latest {
-                return Err(ApiError::bad_request(format!(
+                return Err(PriceBookError::Invalid(format!(
                     "effective_from must be on or after {} (the latest start of a current version)",
                     date_text(latest)
                 )));

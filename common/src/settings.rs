@@ -466,7 +466,7 @@ impl Settings {
             None if warehouse_backend == WarehouseBackend::BigQuery => {
                 problems.push("GCP_PROJECT_ID is required when WAREHOUSE_BACKEND=bigquery".into())
             }
-            Some(id) if !crate::warehouse::bigquery::is_project_id(id) => problems.push(format!(
+            Some(id) if !crate::domain::is_project_id(id) => problems.push(format!(
                 "GCP_PROJECT_ID={id:?} is not a project id (6 to 30 lowercase letters, digits and hyphens, starting with a letter)"
             )),
             _ => {}
@@ -627,9 +627,7 @@ fn is_pubsub_topic_id(id: &str) -> bool {
 pub fn pubsub_topic_name(value: &str, project: Option<&str>) -> Result<String, String> {
     if value.contains('/') {
         return match value.split('/').collect::<Vec<_>>().as_slice() {
-            ["projects", p, "topics", topic]
-                if crate::warehouse::bigquery::is_project_id(p) && is_pubsub_topic_id(topic) =>
-            {
+            ["projects", p, "topics", topic] if crate::domain::is_project_id(p) && is_pubsub_topic_id(topic) => {
                 Ok(value.to_string())
             }
             _ => Err(format!(

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use axum::routing::post;
 use axum::{Json, Router};
+use common::auth::oidc::{OidcConfig, OidcVerifier};
 use common::http::InternalCaller;
-use common::oidc::{OidcConfig, OidcVerifier};
 use common::settings::Environment;
 use common::AppState;
 use convergence_tests::fakes::oidc::{google_claims, sign, sign_hs256, unsigned, FakeJwks, KEY_A, KEY_B};

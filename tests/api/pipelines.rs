@@ -149,7 +149,7 @@ fn copy_dir(from: &Path, to: &Path) {
 
 #[tokio::test]
 async fn the_catalog_holds_the_shipped_pipelines() {
-    let configs = Configs::load(&repo_configs()).unwrap_or_else(|e| panic!("{e}"));
+    let configs = Configs::load(&repo_configs(), &common::processors::REGISTRY).unwrap_or_else(|e| panic!("{e}"));
     let paths = configs.pipelines.paths();
     for expected in ["anthropic/usage_cost", "openai/subscriptions", "openai/usage_cost"] {
         assert!(paths.contains(&expected.to_string()), "{expected} missing from {paths:?}");
@@ -158,7 +158,7 @@ async fn the_catalog_holds_the_shipped_pipelines() {
         assert!(p.pipeline_id("acme").starts_with(&format!("acme-{}-", p.key.provider)), "{}", p.file);
         assert!(!p.steps.is_empty());
         for s in &p.steps {
-            assert!(common::pipeline::registry::find(&s.ps_type).is_some(), "{}: {}", p.file, s.ps_type);
+            assert!(common::processors::REGISTRY.find(&s.ps_type).is_some(), "{}: {}", p.file, s.ps_type);
         }
     }
 }
@@ -203,7 +203,7 @@ steps:
         "openai/extra_key.yml",
         "pipeline_id: \"{org_slug}-openai-x\"\ndescription: x\nschedule: daily\nmax_window_days: 1\nsteps: []\nowner: me\n",
     );
-    let err = Configs::load(dir.path()).unwrap_err().to_string();
+    let err = Configs::load(dir.path(), &common::processors::REGISTRY).unwrap_err().to_string();
     for expected in [
         "openai/broken_steps.yml: step extract_usage: ps_type \"openai.nope\" is not a registered processor",
         "openai/broken_steps.yml: step extract_more (openai.usage): unknown field `no_such_key`",

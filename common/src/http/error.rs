@@ -8,10 +8,12 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use super::middleware::current_request_id;
+use crate::auth::AuthError;
 use crate::credentials::CredentialError;
 use crate::kms::KmsError;
 use crate::pipeline::runlog::RunLogError;
 use crate::pipeline::SubmitError;
+use crate::pricebook::PriceBookError;
 use crate::warehouse::WarehouseError;
 
 #[derive(Debug, Clone)]
@@ -72,6 +74,28 @@ impl From<WarehouseError> for ApiError {
         match e {
             WarehouseError::Unavailable(_) => ApiError::unavailable(e.to_string()),
             other => ApiError::internal(other.to_string()),
+        }
+    }
+}
+
+impl From<AuthError> for ApiError {
+    fn from(e: AuthError) -> ApiError {
+        match e {
+            AuthError::Unauthorized(m) => ApiError::unauthorized(m),
+            AuthError::Forbidden(m) => ApiError::forbidden(m),
+            AuthError::Warehouse(w) => w.into(),
+        }
+    }
+}
+
+impl From<PriceBookError> for ApiError {
+    fn from(e: PriceBookError) -> ApiError {
+        match e {
+            PriceBookError::Invalid(m) => ApiError::bad_request(m),
+            PriceBookError::NotFound(m) => ApiError::not_found(m),
+            PriceBookError::NoBook(m) => ApiError::new(StatusCode::NOT_FOUND, "price_book_not_found", m),
+            PriceBookError::Exists(m) => ApiError::conflict(m),
+            PriceBookError::Warehouse(w) => w.into(),
         }
     }
 }

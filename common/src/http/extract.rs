@@ -8,6 +8,8 @@ use axum::http::{header, StatusCode};
 use serde::de::DeserializeOwned;
 
 use super::error::ApiError;
+use crate::app::AppState;
+use crate::auth::Caller;
 
 /// `axum::Json`, rejecting with [`ApiError`].
 pub struct ApiJson<T>(pub T);
@@ -75,5 +77,15 @@ impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for ApiPath
             .await
             .map(|axum::extract::Path(v)| ApiPath(v))
             .map_err(|e: PathRejection| ApiError::bad_request(format!("invalid path: {}", e.body_text())))
+    }
+}
+
+/// The authenticated caller of a public route (keys in the headers, org keys looked up in the
+/// central dataset); see [`crate::auth`].
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        Ok(state.auth.authenticate(state.warehouse.as_ref(), state.configs.central_dataset(), &parts.headers).await?)
     }
 }

@@ -2,7 +2,7 @@
 //!
 //! - Staging and production: only `Authorization: Bearer <token>` with a Google-signed OIDC token
 //!   for `OIDC_AUDIENCE` from one of `OIDC_INVOKERS` (Pub/Sub's and Cloud Scheduler's service
-//!   accounts), checked by [`OidcVerifier`](crate::oidc::OidcVerifier). The root key is refused:
+//!   accounts), checked by [`OidcVerifier`](crate::auth::oidc::OidcVerifier). The root key is refused:
 //!   nothing but Google's own callers has a reason to call these routes there.
 //! - Development: the root key (`X-CA-Root-Key`), or a bearer token when `OIDC_AUDIENCE` is set
 //!   (so tests exercise tokens against a local key server).

@@ -6,6 +6,7 @@
 use std::net::SocketAddr;
 use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Instant;
 
 use axum::body::Body;
@@ -17,7 +18,6 @@ use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
 use super::error::{code_for, ApiError, InternalCause};
-use crate::app::AppState;
 use crate::auth::{API_KEY_HEADER, ROOT_KEY_HEADER};
 
 tokio::task_local! {
@@ -139,10 +139,7 @@ impl Limiter {
 }
 
 /// Rate limits by key (hashed: raw keys are not kept as map keys) or by client address.
-pub async fn rate_limit(State(state): State<AppState>, req: Request<Body>, next: Next) -> Response {
-    let Some(limiter) = state.rate_limiter.as_ref() else {
-        return next.run(req).await;
-    };
+pub async fn rate_limit(State(limiter): State<Arc<Limiter>>, req: Request<Body>, next: Next) -> Response {
     let headers = req.headers();
     let key = if let Some(k) = headers.get(API_KEY_HEADER).or_else(|| headers.get(ROOT_KEY_HEADER)) {
         format!("key:{}", &crate::domain::sha256_hex(k.as_bytes())[..32])

@@ -1,6 +1,7 @@
 //! HTTP plumbing shared by every function: the JSON error shape, extractors whose rejections are
 //! API errors, request ids, logging, rate limiting, CORS, body limits and the server loop.
 
+pub mod audit;
 pub mod error;
 pub mod extract;
 pub mod internal;
@@ -10,4 +11,4 @@ pub mod server;
 pub use error::ApiError;
 pub use extract::{ApiJson, ApiPath, OptionalJson};
 pub use internal::InternalCaller;
-pub use server::{health_router, serve, with_plumbing};
+pub use server::{health_router, run_service, run_service_needing, serve, with_plumbing};

@@ -15,7 +15,6 @@ use serde_json::{json, Value};
 
 use super::catalog::{substitute, substitute_value, Pipeline};
 use super::processor::{StepContext, StepError};
-use super::registry;
 use super::runlog::{Claim, Finished, NewStep, RunLog, RunLogError, RunRow, RunStatus, StepEnd};
 use super::Pipelines;
 use crate::credentials::CredentialError;
@@ -274,7 +273,7 @@ impl Pipelines {
                 credential: Some(&credential),
             };
             let config = substitute_value(&step.config, &vars);
-            let result = match registry::find(&step.ps_type) {
+            let result = match self.registry.find(&step.ps_type) {
                 Some(runner) => runner.run(&config, &ctx).await,
                 None => Err(StepError::Failed(format!("ps_type {} is not registered", step.ps_type))),
             };

@@ -1,14 +1,16 @@
-//! The pipeline engine (DESIGN §8): the catalog of pipeline files under `configs/`, the one
-//! registry of processors, the one way to start a run ([`Pipelines::submit`]), the executor that
-//! runs a pipeline's steps for one window ([`Pipelines::execute`]), the scheduler tick's due
-//! windows, and the run log (insert-only events) they write.
+//! The pipeline engine (DESIGN §8): the catalog of pipeline files under `configs/` (parsed with
+//! the rest of the configs, [`crate::configs::pipelines`]), the processor registry it is handed
+//! ([`crate::processors::REGISTRY`]), the one way to start a run ([`Pipelines::submit`]), the
+//! executor that runs a pipeline's steps for one window ([`Pipelines::execute`]), the scheduler
+//! tick's due windows, and the run log (insert-only events) they write.
 //!
 //! Lifecycle of a run: a submission writes a PENDING run event and enqueues it
 //! ([`crate::queue`]); a delivery claims it (first live claim wins: a duplicate delivery finds it
 //! claimed or done), runs the steps in order (step events), and records SUCCESS or FAILED. A run
 //! that outlives its lease reads FAILED and its window may run again.
 
-pub mod catalog;
+/// Pipeline files are parsed and checked with the rest of `configs/`.
+pub use crate::configs::pipelines as catalog;
 pub mod executor;
 pub mod local;
 pub mod processor;
@@ -41,6 +43,8 @@ pub struct Pipelines {
     pub kms: Arc<dyn Kms>,
     pub orgs: Arc<OrgDirectory>,
     pub queue: Arc<dyn RunQueue>,
+    /// The processors steps run with (assembled in the work layer).
+    pub registry: &'static registry::Registry,
 }
 
 impl Pipelines {

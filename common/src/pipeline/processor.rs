@@ -3,8 +3,9 @@
 //! A processor is a type implementing [`Processor`]: a `TYPE` constant (`"openai.usage"`, the
 //! `ps_type` of the steps it runs; its module path mirrors it, `processors/openai/usage.rs`), a
 //! typed `Config` parsed and checked when the pipeline file is loaded (unknown keys refused), and
-//! `run`, which does one step of one run. The engine lists every processor in one explicit
-//! registry (`pipeline::registry`).
+//! `run`, which does one step of one run. Every processor is listed once, in
+//! [`crate::processors::REGISTRY`] (the work layer), which is handed to the engine and to config
+//! loading as a [`Registry`](super::registry::Registry).
 
 use std::collections::BTreeMap;
 

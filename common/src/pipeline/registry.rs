@@ -1,4 +1,6 @@
-//! The one explicit list of processors, keyed by `ps_type`. A step's settings are parsed into the
+//! The processor registry: processors keyed by `ps_type`, with their typed `Config` erased. The
+//! list itself is assembled in the work layer ([`crate::processors::REGISTRY`]) and handed to the
+//! engine, so the engine never imports a processor. A step's settings are parsed into the
 //! processor's typed `Config` when the pipeline file is loaded (unknown keys refused), and again,
 //! after variable substitution, when the step runs.
 
@@ -7,20 +9,7 @@ use std::marker::PhantomData;
 use async_trait::async_trait;
 
 use super::processor::{Processor, StepContext, StepError, StepOutcome};
-use crate::processors::anthropic::cost::AnthropicCost;
-use crate::processors::anthropic::usage::AnthropicUsage;
-use crate::processors::openai::cost::OpenAiCost;
-use crate::processors::openai::subscriptions::OpenAiSubscriptions;
-use crate::processors::openai::usage::OpenAiUsage;
-
-/// Every processor, by type. Adding a processor is adding a line here.
-static PROCESSORS: &[&dyn StepRunner] = &[
-    &Typed::<OpenAiUsage>(PhantomData),
-    &Typed::<OpenAiCost>(PhantomData),
-    &Typed::<OpenAiSubscriptions>(PhantomData),
-    &Typed::<AnthropicUsage>(PhantomData),
-    &Typed::<AnthropicCost>(PhantomData),
-];
+use crate::configs::pipelines::StepTypes;
 
 /// A [`Processor`] with its `Config` type erased: the step's settings travel as YAML.
 #[async_trait]
@@ -32,7 +21,12 @@ pub trait StepRunner: Send + Sync {
     async fn run(&self, config: &serde_yaml::Value, ctx: &StepContext<'_>) -> Result<StepOutcome, StepError>;
 }
 
-struct Typed<P>(PhantomData<fn() -> P>);
+/// The [`StepRunner`] of processor `P`: `&Typed::<P>::NEW` in a registry's list.
+pub struct Typed<P>(PhantomData<fn() -> P>);
+
+impl<P> Typed<P> {
+    pub const NEW: Typed<P> = Typed(PhantomData);
+}
 
 fn parse<P: Processor>(config: &serde_yaml::Value) -> Result<P::Config, String> {
     serde_yaml::from_value::<P::Config>(config.clone()).map_err(|e| e.to_string())
@@ -54,31 +48,35 @@ impl<P: Processor> StepRunner for Typed<P> {
     }
 }
 
-/// The processor of `ps_type`.
-pub fn find(ps_type: &str) -> Option<&'static dyn StepRunner> {
-    PROCESSORS.iter().copied().find(|p| p.ps_type() == ps_type)
+/// Every processor a pipeline step may name.
+pub struct Registry {
+    runners: &'static [&'static dyn StepRunner],
 }
 
-/// Every registered `ps_type`, sorted.
-pub fn types() -> Vec<&'static str> {
-    let mut types: Vec<&'static str> = PROCESSORS.iter().map(|p| p.ps_type()).collect();
-    types.sort_unstable();
-    types
+impl Registry {
+    pub const fn new(runners: &'static [&'static dyn StepRunner]) -> Registry {
+        Registry { runners }
+    }
+
+    /// The processor of `ps_type`.
+    pub fn find(&self, ps_type: &str) -> Option<&'static dyn StepRunner> {
+        self.runners.iter().copied().find(|p| p.ps_type() == ps_type)
+    }
+
+    /// Every registered `ps_type`, sorted.
+    pub fn types(&self) -> Vec<&'static str> {
+        let mut types: Vec<&'static str> = self.runners.iter().map(|p| p.ps_type()).collect();
+        types.sort_unstable();
+        types
+    }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+impl StepTypes for Registry {
+    fn check(&self, ps_type: &str, config: &serde_yaml::Value) -> Option<Result<(), String>> {
+        self.find(ps_type).map(|runner| runner.check(config))
+    }
 
-    #[test]
-    fn types_are_unique_and_dotted() {
-        let types = types();
-        let mut unique = types.clone();
-        unique.dedup();
-        assert_eq!(types, unique, "a ps_type is registered twice");
-        for t in types {
-            let (provider, domain) = t.split_once('.').unwrap_or_else(|| panic!("{t} is not provider.domain"));
-            assert!(crate::warehouse::is_identifier(provider) && crate::warehouse::is_identifier(domain), "{t}");
-        }
+    fn types(&self) -> Vec<&'static str> {
+        Registry::types(self)
     }
 }

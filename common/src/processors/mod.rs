@@ -25,6 +25,7 @@ use serde::{Deserialize, Deserializer};
 use serde_json::{json, Value};
 
 use crate::configs::Configs;
+use crate::pipeline::registry::{Registry, Typed};
 use crate::pipeline::{StepContext, StepError, StepOutcome};
 use crate::providers::retry::{ProviderError, RetryPolicy};
 use crate::warehouse::{
@@ -665,8 +666,30 @@ impl Unpriced {
     }
 }
 
+/// Every processor, by type: the registry handed to the pipeline engine and to config loading.
+/// Adding a processor is adding a line here.
+pub static REGISTRY: Registry = Registry::new(&[
+    &Typed::<openai::usage::OpenAiUsage>::NEW,
+    &Typed::<openai::cost::OpenAiCost>::NEW,
+    &Typed::<openai::subscriptions::OpenAiSubscriptions>::NEW,
+    &Typed::<anthropic::usage::AnthropicUsage>::NEW,
+    &Typed::<anthropic::cost::AnthropicCost>::NEW,
+]);
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn registered_types_are_unique_and_dotted() {
+        let types = REGISTRY.types();
+        let mut unique = types.clone();
+        unique.dedup();
+        assert_eq!(types, unique, "a ps_type is registered twice");
+        for t in types {
+            let (provider, domain) = t.split_once('.').unwrap_or_else(|| panic!("{t} is not provider.domain"));
+            assert!(crate::domain::is_identifier(provider) && crate::domain::is_identifier(domain), "{t}");
+        }
+    }
+
     use super::*;
 
     fn configs_root() -> std::path::PathBuf {

@@ -726,15 +726,7 @@ fn merge_replace_sql(target: &str, schema: &TableSchema, source: &str, predicate
     )
 }
 
-/// BigQuery project ids: 6–30 lowercase letters, digits and hyphens, starting with a letter
-/// (optionally `domain:` scoped).
-pub fn is_project_id(project: &str) -> bool {
-    let id = project.rsplit_once(':').map_or(project, |(_, id)| id);
-    (6..=30).contains(&id.len())
-        && id.starts_with(|c: char| c.is_ascii_lowercase())
-        && !id.ends_with('-')
-        && id.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
-}
+pub use crate::domain::is_project_id;
 
 fn backoff(attempt: u32) -> Duration {
     let base = 200u64 << attempt.min(6);

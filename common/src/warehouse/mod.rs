@@ -14,7 +14,8 @@
 //! backend binds them. Identifiers (datasets, tables, columns) are validated and quoted.
 
 pub mod record;
-pub mod schema;
+/// Table schemas are config files (`configs/.../schemas/*.json`); the warehouse creates tables from them.
+pub use crate::configs::schema;
 
 pub mod bigquery;
 pub mod counting;

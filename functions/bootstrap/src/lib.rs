@@ -8,7 +8,7 @@ use std::sync::LazyLock;
 use axum::extract::State;
 use axum::routing::post;
 use axum::{Json, Router};
-use common::audit::{self, AuditEvent};
+use common::audit::AuditEvent;
 use common::auth::Caller;
 use common::http::error::ApiResult;
 use common::http::{health_router, with_plumbing, OptionalJson};
@@ -69,26 +69,26 @@ async fn bootstrap(
         state.clear_caches();
     }
     let report = report?;
-    audit::record(
-        &state,
-        &caller,
-        AuditEvent {
-            org_slug: None,
-            action: "bootstrap",
-            resource_type: "dataset",
-            resource_id: Some(&report.dataset),
-            success: true,
-            details: json!({
-                "force_recreate_dataset": request.force_recreate_dataset,
-                "force_recreate_tables": request.force_recreate_tables,
-                "dataset_created": report.dataset_created,
-                "tables_created": report.tables_created,
-                "columns_added": report.columns_added,
-                "views_created": report.views_created,
-            }),
-        },
-    )
-    .await;
+    state
+        .audit(
+            &caller,
+            AuditEvent {
+                org_slug: None,
+                action: "bootstrap",
+                resource_type: "dataset",
+                resource_id: Some(&report.dataset),
+                success: true,
+                details: json!({
+                    "force_recreate_dataset": request.force_recreate_dataset,
+                    "force_recreate_tables": request.force_recreate_tables,
+                    "dataset_created": report.dataset_created,
+                    "tables_created": report.tables_created,
+                    "columns_added": report.columns_added,
+                    "views_created": report.views_created,
+                }),
+            },
+        )
+        .await;
     tracing::info!(
         dataset = %report.dataset,
         tables_created = report.tables_created.len(),

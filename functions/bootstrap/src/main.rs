@@ -1,4 +1,4 @@
 //! `convergence-bootstrap`: one Cloud Run service.
 fn main() -> std::process::ExitCode {
-    common::app::run_service(bootstrap::SERVICE, common::settings::BackendDefaults::Cloud, bootstrap::router)
+    common::http::run_service(bootstrap::SERVICE, common::settings::BackendDefaults::Cloud, bootstrap::router)
 }

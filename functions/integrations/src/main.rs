@@ -1,4 +1,4 @@
 //! `convergence-integrations`: one Cloud Run service.
 fn main() -> std::process::ExitCode {
-    common::app::run_service(integrations::SERVICE, common::settings::BackendDefaults::Cloud, integrations::router)
+    common::http::run_service(integrations::SERVICE, common::settings::BackendDefaults::Cloud, integrations::router)
 }

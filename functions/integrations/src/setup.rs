@@ -6,7 +6,7 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
-use common::audit::{self, AuditEvent};
+use common::audit::AuditEvent;
 use common::auth::Caller;
 use common::domain::OrgSlug;
 use common::http::error::ApiResult;
@@ -37,24 +37,24 @@ pub async fn setup(
     let new_fingerprint = credential.fingerprint();
     let details = match (check::refusal(&outcome), &outcome) {
         (Some(error), _) => {
-            audit::record(
-                &state,
-                &caller,
-                AuditEvent {
-                    org_slug: Some(slug.as_str()),
-                    action: "integration.setup",
-                    resource_type: "integration",
-                    resource_id: Some(&provider),
-                    success: false,
-                    details: json!({
-                        "provider": provider,
-                        "fingerprint": new_fingerprint,
-                        "outcome": check::outcome_name(&outcome),
-                        "message": outcome.error_message(),
-                    }),
-                },
-            )
-            .await;
+            state
+                .audit(
+                    &caller,
+                    AuditEvent {
+                        org_slug: Some(slug.as_str()),
+                        action: "integration.setup",
+                        resource_type: "integration",
+                        resource_id: Some(&provider),
+                        success: false,
+                        details: json!({
+                            "provider": provider,
+                            "fingerprint": new_fingerprint,
+                            "outcome": check::outcome_name(&outcome),
+                            "message": outcome.error_message(),
+                        }),
+                    },
+                )
+                .await;
             return Err(error);
         }
         (None, Validation::Valid { details }) => details.clone(),
@@ -78,24 +78,24 @@ pub async fn setup(
     )
     .await?;
     let previous_fingerprint = previous.as_ref().and_then(|r| r.get("fingerprint")).cloned();
-    audit::record(
-        &state,
-        &caller,
-        AuditEvent {
-            org_slug: Some(slug.as_str()),
-            action: if replaced > 0 { "integration.replace" } else { "integration.setup" },
-            resource_type: "integration",
-            resource_id: Some(&credential_id),
-            success: true,
-            details: json!({
-                "provider": provider,
-                "credential_name": credential_name,
-                "fingerprint": new_fingerprint,
-                "replaced_fingerprint": previous_fingerprint,
-            }),
-        },
-    )
-    .await;
+    state
+        .audit(
+            &caller,
+            AuditEvent {
+                org_slug: Some(slug.as_str()),
+                action: if replaced > 0 { "integration.replace" } else { "integration.setup" },
+                resource_type: "integration",
+                resource_id: Some(&credential_id),
+                success: true,
+                details: json!({
+                    "provider": provider,
+                    "credential_name": credential_name,
+                    "fingerprint": new_fingerprint,
+                    "replaced_fingerprint": previous_fingerprint,
+                }),
+            },
+        )
+        .await;
 
     let price_book =
         if config.category == "llm" { Some(seed_price_book(&state, &caller, &slug, &provider).await) } else { None };
@@ -119,6 +119,7 @@ async fn seed_price_book(state: &AppState, caller: &Caller, slug: &OrgSlug, prov
     match common::pricebook::seed(state, slug.as_str(), provider, &actor).await {
         Ok(report) => json!({"seeded": true, "report": report}),
         Err(e) => {
+            let e = ApiError::from(e);
             tracing::warn!(
                 provider,
                 status = e.status.as_u16(),

@@ -6,7 +6,7 @@
 use axum::extract::State;
 use axum::Json;
 use chrono::Utc;
-use common::audit::{self, AuditEvent};
+use common::audit::AuditEvent;
 use common::auth::Caller;
 use common::domain::OrgSlug;
 use common::http::error::ApiResult;
@@ -56,19 +56,19 @@ pub async fn validate(
         new_metadata.as_ref(),
     )
     .await?;
-    audit::record(
-        &state,
-        &caller,
-        AuditEvent {
-            org_slug: Some(slug.as_str()),
-            action: "integration.validate",
-            resource_type: "integration",
-            resource_id: Some(&provider),
-            success: true,
-            details: json!({"provider": provider, "status": status, "outcome": check::outcome_name(&outcome)}),
-        },
-    )
-    .await;
+    state
+        .audit(
+            &caller,
+            AuditEvent {
+                org_slug: Some(slug.as_str()),
+                action: "integration.validate",
+                resource_type: "integration",
+                resource_id: Some(&provider),
+                success: true,
+                details: json!({"provider": provider, "status": status, "outcome": check::outcome_name(&outcome)}),
+            },
+        )
+        .await;
     let row = store::find(&state, slug.as_str(), &provider).await?;
     let mut response = store::view(&provider, config, row.as_ref());
     response["org_slug"] = json!(slug);

@@ -5,7 +5,7 @@
 
 use axum::extract::State;
 use axum::Json;
-use common::audit::{self, AuditEvent};
+use common::audit::AuditEvent;
 use common::auth::Caller;
 use common::domain::OrgSlug;
 use common::http::error::ApiResult;
@@ -75,19 +75,19 @@ pub async fn delete(
     };
     let deleted = store::scrub_and_delete(&state, slug.as_str(), &provider).await?;
     let fingerprint = row.get("fingerprint").cloned().unwrap_or(Value::Null);
-    audit::record(
-        &state,
-        &caller,
-        AuditEvent {
-            org_slug: Some(slug.as_str()),
-            action: "integration.delete",
-            resource_type: "integration",
-            resource_id: row.get("credential_id").and_then(Value::as_str),
-            success: true,
-            details: json!({"provider": provider, "fingerprint": fingerprint, "rows": deleted}),
-        },
-    )
-    .await;
+    state
+        .audit(
+            &caller,
+            AuditEvent {
+                org_slug: Some(slug.as_str()),
+                action: "integration.delete",
+                resource_type: "integration",
+                resource_id: row.get("credential_id").and_then(Value::as_str),
+                success: true,
+                details: json!({"provider": provider, "fingerprint": fingerprint, "rows": deleted}),
+            },
+        )
+        .await;
     Ok(Json(json!({
         "org_slug": slug,
         "provider": provider,

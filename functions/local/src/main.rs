@@ -6,5 +6,5 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 fn main() -> std::process::ExitCode {
     let defaults = common::settings::BackendDefaults::Embedded;
     let needs = common::settings::ServiceNeeds::INTERNAL_ENDPOINTS;
-    common::app::run_service_needing(local::SERVICE, defaults, needs, local::router)
+    common::http::run_service_needing(local::SERVICE, defaults, needs, local::router)
 }

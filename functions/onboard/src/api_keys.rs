@@ -6,7 +6,7 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
-use common::audit::{self, AuditEvent};
+use common::audit::AuditEvent;
 use common::auth::Caller;
 use common::domain::OrgSlug;
 use common::http::error::ApiResult;
@@ -46,19 +46,19 @@ pub async fn rotate(
     state.orgs.invalidate(slug.as_str());
     state.auth.remember(&new_key.key_hash, new_key.key.clone());
     let revoked: Vec<&str> = old.iter().map(|k| k.fingerprint.as_str()).collect();
-    audit::record(
-        &state,
-        &caller,
-        AuditEvent {
-            org_slug: Some(slug.as_str()),
-            action: "api_key.rotate",
-            resource_type: "api_key",
-            resource_id: Some(&new_key.key.api_key_id),
-            success: true,
-            details: json!({"new_fingerprint": new_key.key.fingerprint, "revoked_fingerprints": revoked}),
-        },
-    )
-    .await;
+    state
+        .audit(
+            &caller,
+            AuditEvent {
+                org_slug: Some(slug.as_str()),
+                action: "api_key.rotate",
+                resource_type: "api_key",
+                resource_id: Some(&new_key.key.api_key_id),
+                success: true,
+                details: json!({"new_fingerprint": new_key.key.fingerprint, "revoked_fingerprints": revoked}),
+            },
+        )
+        .await;
     Ok((
         StatusCode::CREATED,
         Json(json!({
@@ -89,19 +89,19 @@ pub async fn revoke(
     }
     state.orgs.invalidate(slug.as_str());
     let revoked: Vec<&str> = old.iter().map(|k| k.fingerprint.as_str()).collect();
-    audit::record(
-        &state,
-        &caller,
-        AuditEvent {
-            org_slug: Some(slug.as_str()),
-            action: "api_key.revoke",
-            resource_type: "api_key",
-            resource_id: None,
-            success: true,
-            details: json!({"revoked_fingerprints": revoked}),
-        },
-    )
-    .await;
+    state
+        .audit(
+            &caller,
+            AuditEvent {
+                org_slug: Some(slug.as_str()),
+                action: "api_key.revoke",
+                resource_type: "api_key",
+                resource_id: None,
+                success: true,
+                details: json!({"revoked_fingerprints": revoked}),
+            },
+        )
+        .await;
     Ok(Json(json!({
         "org_slug": slug,
         "revoked_fingerprints": revoked,

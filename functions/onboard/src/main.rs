@@ -1,4 +1,4 @@
 //! `convergence-onboard`: one Cloud Run service.
 fn main() -> std::process::ExitCode {
-    common::app::run_service(onboard::SERVICE, common::settings::BackendDefaults::Cloud, onboard::router)
+    common::http::run_service(onboard::SERVICE, common::settings::BackendDefaults::Cloud, onboard::router)
 }

@@ -6,7 +6,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use chrono::{Duration, Utc};
-use common::audit::{self, AuditEvent};
+use common::audit::AuditEvent;
 use common::auth::Caller;
 use common::http::error::ApiResult;
 use common::http::ApiJson;
@@ -72,7 +72,7 @@ async fn audit_onboard(state: &AppState, caller: &Caller, slug: &str, success: b
         success,
         details,
     };
-    audit::record(state, caller, event).await;
+    state.audit(caller, event).await;
 }
 
 struct Created {

@@ -5,7 +5,7 @@
 use axum::extract::State;
 use axum::Json;
 use chrono::{DateTime, Utc};
-use common::audit::{self, AuditEvent};
+use common::audit::AuditEvent;
 use common::auth::Caller;
 use common::domain::OrgSlug;
 use common::http::error::ApiResult;
@@ -110,9 +110,7 @@ pub async fn update_subscription(
             .bind("org_slug", slug.as_str());
         state.warehouse.execute(&sql, &params).await?;
     }
-    audit::record(
-        &state,
-        &caller,
+    state.audit(&caller,
         AuditEvent {
             org_slug: Some(slug.as_str()),
             action: "subscription.update",

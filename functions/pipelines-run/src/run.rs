@@ -10,7 +10,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::Utc;
-use common::audit::{self, AuditEvent};
+use common::audit::AuditEvent;
 use common::auth::Caller;
 use common::domain::OrgSlug;
 use common::http::error::ApiResult;
@@ -72,9 +72,7 @@ async fn accept(
         Submitted::Accepted(run) => run,
         Submitted::AlreadyActive(running) => return Ok(duplicate(org, &running)),
     };
-    audit::record(
-        state,
-        caller,
+    state.audit(caller,
         AuditEvent {
             org_slug: Some(org),
             action: "pipeline.run",

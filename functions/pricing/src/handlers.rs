@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::Json;
-use common::audit::{self, AuditEvent};
+use common::audit::AuditEvent;
 use common::auth::Caller;
 use common::domain::OrgSlug;
 use common::http::error::ApiResult;
@@ -51,12 +51,19 @@ fn invalid(problems: Vec<String>) -> ApiError {
 
 async fn record(state: &AppState, caller: &Caller, org: &str, action: &str, resource: &str, details: Value) {
     let resource_type = if action.starts_with("pricing") { "model_pricing" } else { "subscription_plan" };
-    audit::record(
-        state,
-        caller,
-        AuditEvent { org_slug: Some(org), action, resource_type, resource_id: Some(resource), success: true, details },
-    )
-    .await;
+    state
+        .audit(
+            caller,
+            AuditEvent {
+                org_slug: Some(org),
+                action,
+                resource_type,
+                resource_id: Some(resource),
+                success: true,
+                details,
+            },
+        )
+        .await;
 }
 
 async fn list(

@@ -1,4 +1,4 @@
 //! `convergence-pricing`: one Cloud Run service.
 fn main() -> std::process::ExitCode {
-    common::app::run_service(pricing::SERVICE, common::settings::BackendDefaults::Cloud, pricing::router)
+    common::http::run_service(pricing::SERVICE, common::settings::BackendDefaults::Cloud, pricing::router)
 }

@@ -2,5 +2,5 @@
 fn main() -> std::process::ExitCode {
     let defaults = common::settings::BackendDefaults::Cloud;
     let needs = common::settings::ServiceNeeds::INTERNAL_ENDPOINTS;
-    common::app::run_service_needing(scheduler_tick::SERVICE, defaults, needs, scheduler_tick::router)
+    common::http::run_service_needing(scheduler_tick::SERVICE, defaults, needs, scheduler_tick::router)
 }

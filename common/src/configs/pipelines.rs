@@ -29,7 +29,16 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use super::registry;
+/// The processors a step may name, for checking a step's settings when its file is loaded. The
+/// processor registry implements it; it is assembled in the work layer and handed in, so loading
+/// configs imports no processor.
+pub trait StepTypes {
+    /// `None` when no processor has this `ps_type`; otherwise whether `config` parses into the
+    /// processor's typed settings (the error names the key).
+    fn check(&self, ps_type: &str, config: &serde_yaml::Value) -> Option<Result<(), String>>;
+    /// Every registered `ps_type`, sorted (for messages).
+    fn types(&self) -> Vec<&'static str>;
+}
 
 /// Variables every run defines.
 pub const BUILTIN_VARIABLES: [&str; 6] = ["org_slug", "dataset", "date", "start_date", "end_date", "env"];
@@ -132,7 +141,7 @@ pub struct Catalog {
 impl Catalog {
     /// Loads every pipeline file of `providers` under `root`. Returns the valid pipelines and
     /// every problem as (file relative to `root`, reason); a file with a problem is left out.
-    pub fn load(root: &Path, providers: &[&str]) -> (Catalog, Vec<(String, String)>) {
+    pub fn load(root: &Path, providers: &[&str], step_types: &dyn StepTypes) -> (Catalog, Vec<(String, String)>) {
         let mut problems = Vec::new();
         let mut pipelines = BTreeMap::new();
         for provider in providers {
@@ -144,7 +153,7 @@ impl Catalog {
                         continue;
                     }
                 };
-                match parse(&rel, key.clone(), &text) {
+                match parse(&rel, key.clone(), &text, step_types) {
                     Ok(p) => {
                         pipelines.insert(key, p);
                     }
@@ -257,7 +266,12 @@ fn is_snake(s: &str) -> bool {
 }
 
 /// Parses and validates one file; every problem is reported, each naming the file.
-fn parse(rel: &str, key: PipelineKey, text: &str) -> Result<Pipeline, Vec<(String, String)>> {
+fn parse(
+    rel: &str,
+    key: PipelineKey,
+    text: &str,
+    step_types: &dyn StepTypes,
+) -> Result<Pipeline, Vec<(String, String)>> {
     let mut problems = Vec::new();
     let mut problem = |msg: String| problems.push((rel.to_string(), msg));
     let file: PipelineFile = match serde_yaml::from_str(text) {
@@ -324,16 +338,13 @@ fn parse(rel: &str, key: PipelineKey, text: &str) -> Result<Pipeline, Vec<(Strin
             problem(format!("{label}: step_id is used twice"));
         }
         let config = serde_yaml::Value::Mapping(map);
-        match registry::find(&ps_type) {
+        match step_types.check(&ps_type, &config) {
             None => problem(format!(
                 "{label}: ps_type {ps_type:?} is not a registered processor ({})",
-                registry::types().join(", ")
+                step_types.types().join(", ")
             )),
-            Some(runner) => {
-                if let Err(e) = runner.check(&config) {
-                    problem(format!("{label} ({ps_type}): {e}"));
-                }
-            }
+            Some(Err(e)) => problem(format!("{label} ({ps_type}): {e}")),
+            Some(Ok(())) => {}
         }
         let mut strings = Vec::new();
         collect_strings(&config, "", &mut strings);

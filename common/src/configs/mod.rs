@@ -7,9 +7,13 @@ use std::path::{Path, PathBuf};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
-use crate::pricebook::records::{self, BookKind, Entry};
+pub mod pipelines;
+pub mod price_records;
+pub mod schema;
+
 use crate::settings::Environment;
-use crate::warehouse::TableSchema;
+use price_records::{self as records, BookKind, Entry};
+use schema::TableSchema;
 
 /// `configs/setup/bootstrap/config.yml`: the central dataset.
 #[derive(Debug, Clone, Deserialize)]
@@ -122,7 +126,7 @@ pub struct Configs {
     pub price_books: BTreeMap<String, PriceBookSeed>,
     /// Every pipeline file (`configs/{provider}/{domain}[/{pipeline}].yml`), steps checked
     /// against their processors.
-    pub pipelines: crate::pipeline::Catalog,
+    pub pipelines: pipelines::Catalog,
 }
 
 /// `configs/{provider}/seed/`: an LLM provider's price-book tables (`schemas/<table>.json`) and
@@ -203,8 +207,9 @@ impl Loader {
 }
 
 impl Configs {
-    /// Loads and validates every config file under `root`.
-    pub fn load(root: &Path) -> Result<Configs, ConfigErrors> {
+    /// Loads and validates every config file under `root`; pipeline steps are checked against
+    /// `step_types` (the processor registry).
+    pub fn load(root: &Path, step_types: &dyn pipelines::StepTypes) -> Result<Configs, ConfigErrors> {
         let mut l = Loader { root: root.to_path_buf(), problems: Vec::new() };
         let bootstrap: Option<BootstrapConfig> = l.yaml("setup/bootstrap/config.yml");
         let onboarding: Option<OnboardingConfig> = l.yaml("setup/organizations/onboarding/config.yml");
@@ -216,7 +221,7 @@ impl Configs {
         let mut central_views = Vec::new();
         if let Some(b) = &bootstrap {
             let rel = "setup/bootstrap/config.yml";
-            if !crate::warehouse::is_identifier(&b.dataset) {
+            if !crate::domain::is_identifier(&b.dataset) {
                 l.problem(rel, format!("dataset {:?} is not a valid identifier", b.dataset));
             }
             check_unique(&mut l, rel, "tables", &b.tables);
@@ -235,7 +240,7 @@ impl Configs {
             let mut table_names: Vec<&str> = b.tables.iter().map(String::as_str).collect();
             for view in &b.views {
                 let file = format!("setup/bootstrap/views/{view}.sql");
-                if !crate::warehouse::is_identifier(view) {
+                if !crate::domain::is_identifier(view) {
                     l.problem(rel, format!("view name {view:?} is not a valid identifier"));
                 }
                 if let Some(sql) = l.read(&file) {
@@ -312,7 +317,7 @@ impl Configs {
         if let Some(o) = &onboarding {
             let rel = "setup/organizations/onboarding/config.yml";
             let probe = o.dataset_name_template.replace("{org_slug}", "abc").replace("{env}", "dev");
-            if !o.dataset_name_template.contains("{org_slug}") || !crate::warehouse::is_identifier(&probe) {
+            if !o.dataset_name_template.contains("{org_slug}") || !crate::domain::is_identifier(&probe) {
                 l.problem(rel, "dataset_name_template must contain {org_slug} and produce an identifier");
             }
             if o.default_currency.len() != 3 || !o.default_currency.chars().all(|c| c.is_ascii_uppercase()) {
@@ -322,7 +327,7 @@ impl Configs {
         if let Some(d) = &dataset_types {
             for env in [Environment::Development, Environment::Staging, Environment::Production] {
                 match d.environments.get(env.as_str()) {
-                    Some(suffix) if crate::warehouse::is_identifier(suffix) => {}
+                    Some(suffix) if crate::domain::is_identifier(suffix) => {}
                     _ => l.problem(
                         "system/dataset_types.yml",
                         format!("environments.{} needs an identifier suffix", env.as_str()),
@@ -354,7 +359,7 @@ impl Configs {
 
         let provider_names: Vec<&str> =
             providers.as_ref().map(|p| p.providers.keys().map(String::as_str).collect()).unwrap_or_default();
-        let (pipelines, pipeline_problems) = crate::pipeline::Catalog::load(root, &provider_names);
+        let (pipelines, pipeline_problems) = pipelines::Catalog::load(root, &provider_names, step_types);
         for (file, problem) in pipeline_problems {
             l.problem(&file, problem);
         }
@@ -473,7 +478,7 @@ fn check_unique(l: &mut Loader, rel: &str, what: &str, names: &[String]) {
         if !seen.insert(n) {
             l.problem(rel, format!("{what} lists {n} twice"));
         }
-        if !crate::warehouse::is_identifier(n) {
+        if !crate::domain::is_identifier(n) {
             l.problem(rel, format!("{what} entry {n:?} is not a valid identifier"));
         }
     }
@@ -509,7 +514,7 @@ mod tests {
 
     #[test]
     fn shipped_configs_are_valid() {
-        let c = Configs::load(&repo_configs()).unwrap_or_else(|e| panic!("{e}"));
+        let c = Configs::load(&repo_configs(), &crate::processors::REGISTRY).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(c.central_tables.len(), 14);
         assert_eq!(c.central_views.len(), 6);
         assert_eq!(c.plan_names(), vec!["PROFESSIONAL", "SCALE", "STARTER"]);
@@ -519,7 +524,7 @@ mod tests {
 
     #[test]
     fn shipped_price_books_are_valid() {
-        let c = Configs::load(&repo_configs()).unwrap_or_else(|e| panic!("{e}"));
+        let c = Configs::load(&repo_configs(), &crate::processors::REGISTRY).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(c.price_books.keys().collect::<Vec<_>>(), vec!["anthropic", "openai"]);
         let openai = &c.price_books["openai"];
         assert_eq!(openai.pricing_schema.name, "openai_model_pricing");
@@ -552,7 +557,7 @@ mod tests {
         std::fs::write(&csv, text).unwrap();
         let plans = dir.path().join("anthropic/seed/data/default_subscriptions.csv");
         std::fs::write(&plans, "plan_name,plan_type\n").unwrap();
-        let err = Configs::load(dir.path()).unwrap_err().to_string();
+        let err = Configs::load(dir.path(), &crate::processors::REGISTRY).unwrap_err().to_string();
         assert!(
             err.contains("openai/seed/data/default_pricing.csv: line 3: input_per_1m must not be negative"),
             "{err}"
@@ -588,7 +593,7 @@ mod tests {
         std::fs::write(dir.path().join("system/providers.yml"), "providers: {openai: {oops: 1}}\n").unwrap();
         let view = dir.path().join("setup/bootstrap/views/pipeline_logs_view.sql");
         std::fs::write(&view, "SELECT * FROM {{no_such_table}}").unwrap();
-        let err = Configs::load(dir.path()).unwrap_err().to_string();
+        let err = Configs::load(dir.path(), &crate::processors::REGISTRY).unwrap_err().to_string();
         assert!(err.contains("org_profiles.json"), "{err}");
         assert!(err.contains("GEOGRAPHY"), "{err}");
         assert!(err.contains("providers.yml"), "{err}");

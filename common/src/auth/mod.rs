@@ -7,22 +7,35 @@
 //! The org always comes from the key, never from the request: a key for org A on a path for org
 //! B is refused (403) before any data is read.
 
-use std::sync::Arc;
+pub mod oidc;
+
 use std::time::Duration;
 
-use axum::extract::FromRequestParts;
-use axum::http::request::Parts;
+use axum::http::HeaderMap;
 use moka::sync::Cache;
 use secrecy::ExposeSecret;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use crate::app::AppState;
-use crate::http::ApiError;
-use crate::warehouse::{Params, Warehouse};
+use crate::warehouse::{Params, Warehouse, WarehouseError};
 
 pub const ROOT_KEY_HEADER: &str = "x-ca-root-key";
 pub const API_KEY_HEADER: &str = "x-api-key";
+
+/// Why a caller was refused, or why it could not be checked. The edge turns these into 401, 403
+/// and 5xx responses.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    /// No credential, or one that is not valid.
+    #[error("{0}")]
+    Unauthorized(&'static str),
+    /// A valid credential that may not do this.
+    #[error("{0}")]
+    Forbidden(&'static str),
+    /// The key could not be looked up.
+    #[error(transparent)]
+    Warehouse(#[from] WarehouseError),
+}
 
 /// Who is calling, established before a handler reads anything.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,19 +56,19 @@ pub struct OrgKey {
 
 impl Caller {
     /// Root only (admin routes).
-    pub fn require_root(&self) -> Result<(), ApiError> {
+    pub fn require_root(&self) -> Result<(), AuthError> {
         match self {
             Caller::Root | Caller::AuthDisabled => Ok(()),
-            Caller::Org(_) => Err(ApiError::forbidden("this route needs the root key (X-CA-Root-Key)")),
+            Caller::Org(_) => Err(AuthError::Forbidden("this route needs the root key (X-CA-Root-Key)")),
         }
     }
 
     /// Root, or the key of `org_slug` itself.
-    pub fn require_org(&self, org_slug: &str) -> Result<(), ApiError> {
+    pub fn require_org(&self, org_slug: &str) -> Result<(), AuthError> {
         match self {
             Caller::Root | Caller::AuthDisabled => Ok(()),
             Caller::Org(key) if key.org_slug == org_slug => Ok(()),
-            Caller::Org(_) => Err(ApiError::forbidden("this API key belongs to another organization")),
+            Caller::Org(_) => Err(AuthError::Forbidden("this API key belongs to another organization")),
         }
     }
 
@@ -117,7 +130,12 @@ impl Authenticator {
         self.known.insert(key_hash.to_string(), key);
     }
 
-    async fn lookup(&self, state: &AppState, presented: &str) -> Result<Option<OrgKey>, ApiError> {
+    async fn lookup(
+        &self,
+        warehouse: &dyn Warehouse,
+        central_dataset: &str,
+        presented: &str,
+    ) -> Result<Option<OrgKey>, WarehouseError> {
         if !looks_like_org_key(presented) {
             return Ok(None);
         }
@@ -128,7 +146,7 @@ impl Authenticator {
         if self.unknown.contains_key(&hash) {
             return Ok(None);
         }
-        let found = find_active_key(state.warehouse.as_ref(), state.configs.central_dataset(), &hash).await?;
+        let found = find_active_key(warehouse, central_dataset, &hash).await?;
         match &found {
             Some(key) => self.known.insert(hash, key.clone()),
             None => self.unknown.insert(hash, ()),
@@ -136,27 +154,32 @@ impl Authenticator {
         Ok(found)
     }
 
-    /// Authenticates a request's headers.
-    pub async fn authenticate(&self, state: &AppState, parts: &Parts) -> Result<Caller, ApiError> {
+    /// Authenticates a request's headers; org keys are looked up in `central_dataset`.
+    pub async fn authenticate(
+        &self,
+        warehouse: &dyn Warehouse,
+        central_dataset: &str,
+        headers: &HeaderMap,
+    ) -> Result<Caller, AuthError> {
         if self.disabled {
             return Ok(Caller::AuthDisabled);
         }
-        if let Some(root) = parts.headers.get(ROOT_KEY_HEADER) {
+        if let Some(root) = headers.get(ROOT_KEY_HEADER) {
             return if self.is_root(root.as_bytes()) {
                 Ok(Caller::Root)
             } else {
-                Err(ApiError::unauthorized("the root key is not valid"))
+                Err(AuthError::Unauthorized("the root key is not valid"))
             };
         }
-        let Some(api_key) = parts.headers.get(API_KEY_HEADER) else {
-            return Err(ApiError::unauthorized(
+        let Some(api_key) = headers.get(API_KEY_HEADER) else {
+            return Err(AuthError::Unauthorized(
                 "send an API key in the X-API-Key header (or the root key in X-CA-Root-Key)",
             ));
         };
-        let presented = api_key.to_str().map_err(|_| ApiError::unauthorized("the API key is not valid"))?;
-        match self.lookup(state, presented).await? {
+        let presented = api_key.to_str().map_err(|_| AuthError::Unauthorized("the API key is not valid"))?;
+        match self.lookup(warehouse, central_dataset, presented).await? {
             Some(key) => Ok(Caller::Org(key)),
-            None => Err(ApiError::unauthorized("the API key is not valid or has been revoked")),
+            None => Err(AuthError::Unauthorized("the API key is not valid or has been revoked")),
         }
     }
 }
@@ -174,7 +197,11 @@ fn looks_like_org_key(key: &str) -> bool {
     }
 }
 
-async fn find_active_key(warehouse: &dyn Warehouse, dataset: &str, hash: &str) -> Result<Option<OrgKey>, ApiError> {
+async fn find_active_key(
+    warehouse: &dyn Warehouse,
+    dataset: &str,
+    hash: &str,
+) -> Result<Option<OrgKey>, WarehouseError> {
     let sql = format!(
         "SELECT api_key_id, org_slug, fingerprint FROM {} WHERE key_hash = @key_hash AND status = 'ACTIVE' LIMIT 1",
         warehouse.table_ref(dataset, "org_api_keys")?
@@ -184,15 +211,6 @@ async fn find_active_key(warehouse: &dyn Warehouse, dataset: &str, hash: &str) -
         let text = |name: &str| row.get(name).and_then(|v| v.as_str()).unwrap_or_default().to_string();
         OrgKey { org_slug: text("org_slug"), api_key_id: text("api_key_id"), fingerprint: text("fingerprint") }
     }))
-}
-
-impl FromRequestParts<AppState> for Caller {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        let auth: Arc<Authenticator> = state.auth.clone();
-        auth.authenticate(state, parts).await
-    }
 }
 
 #[cfg(test)]

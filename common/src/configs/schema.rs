@@ -1,11 +1,10 @@
 //! Table schemas in BigQuery's table-schema JSON, as kept under `configs/`. DuckDB types are
 //! derived from the same file, so there is one definition of every table.
 
-use std::collections::HashSet;
-use std::sync::LazyLock;
-
-use regex::Regex;
 use serde::{Deserialize, Serialize};
+use std::collections::HashSet;
+
+pub use crate::domain::is_identifier;
 
 /// A table definition: the file `configs/.../schemas/<table>.json`.
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
@@ -76,13 +75,6 @@ pub enum Mode {
     Nullable,
     Required,
     Repeated,
-}
-
-static IDENT_RE: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^[A-Za-z_][A-Za-z0-9_]{0,299}$").unwrap());
-
-/// Whether `name` is safe to use as a dataset, table or column name on both backends.
-pub fn is_identifier(name: &str) -> bool {
-    IDENT_RE.is_match(name)
 }
 
 impl TableSchema {

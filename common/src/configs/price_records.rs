@@ -9,7 +9,7 @@ use regex::Regex;
 use rust_decimal::Decimal;
 use serde_json::{Map, Value};
 
-use crate::warehouse::{FieldType, Mode, TableSchema};
+use super::schema::{FieldType, Mode, TableSchema};
 
 /// The two books each LLM provider has.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
