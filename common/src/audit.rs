@@ -23,7 +23,7 @@ pub struct AuditEvent<'a> {
     pub details: Value,
 }
 
-/// Writes the row. An audit write that fails is logged loudly but does not undo the change it
+/// Appends the row. An audit write that fails is logged loudly but does not undo the change it
 /// describes (the change already happened; failing the request would only invite a retry).
 pub async fn record(
     warehouse: &dyn Warehouse,
@@ -47,7 +47,9 @@ pub async fn record(
         "created_at": format_timestamp(&chrono::Utc::now()),
     }));
     let schema = configs.central_table("org_audit_logs");
-    if let Err(e) = warehouse.insert_rows(configs.central_dataset(), schema, &[row]).await {
+    // Appended (streamed on BigQuery): the audit log is insert only, and a DML INSERT per state
+    // change would spend the central table's DML budget (DESIGN §12).
+    if let Err(e) = warehouse.append_rows(configs.central_dataset(), schema, "audit_id", &[row]).await {
         tracing::error!(action = event.action, error = %e, "audit row could not be written");
     }
 }
