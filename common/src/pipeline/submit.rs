@@ -1,7 +1,9 @@
-//! The one way a run starts (the run API, the scheduler tick and anything later call it): the
-//! window's range, the organization's subscription, its integration with the pipeline's provider,
-//! a run of an overlapping window still going, the plan's quotas, then the PENDING run and the
-//! enqueue. Every refusal is a [`SubmitError`] saying what to do; the HTTP edge maps it to a status.
+//! The one way a single run starts (the run API and anything later call it): the window's range,
+//! the organization's subscription, its integration with the pipeline's provider, a run of an
+//! overlapping window still going, the plan's quotas, then the PENDING run and the enqueue. Every
+//! refusal is a [`SubmitError`] saying what to do; the HTTP edge maps it to a status. The
+//! scheduler tick applies the same rules to every organization at once, in a few set-based
+//! queries (`schedule.rs`), and records the same run events.
 
 use chrono::{DateTime, Datelike, Duration, NaiveDate, TimeZone, Utc};
 use serde_json::Value;
