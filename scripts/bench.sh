@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # `make bench`: builds the release binaries and the benchmark driver, then measures start-up
-# (exec → first 200 on /health), RSS, and authenticated API latency/throughput on loopback.
+# (exec → first 200 on /health), RSS, authenticated API latency/throughput on loopback, the
+# scheduler tick over 10,000 organizations and the warehouse statements of one run.
 # Results go to stdout as Markdown tables; docs/BENCHMARKS.md keeps the latest run.
-# BENCH_ONLY=pipeline,cost (sections: binaries, startup, cost, pipeline, load) runs only those;
-# BENCH_PIPELINE_RUNS=N sets how many end-to-end pipeline runs are made (default 5).
+# BENCH_ONLY=pipeline,cost (sections: binaries, startup, cost, pipeline, load, tick, statements)
+# runs only those; BENCH_PIPELINE_RUNS=N sets how many end-to-end pipeline runs are made
+# (default 5); BENCH_TICK_ORGS=N how many organizations the tick covers (default 10,000).
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"

@@ -3,11 +3,15 @@
 //! 1. exec → first 200 on `/health` (N runs per binary) and RSS once healthy.
 //! 2. Authenticated `GET /api/v1/organizations/{org}` from a load generator on loopback:
 //!    p50/p99 latency at concurrency 1, throughput at higher concurrency.
+//! 3. The scheduler tick over 10,000 organizations × 3 integrations, and the warehouse statements
+//!    one pipeline run issues, in this process on DuckDB (`daily.rs`, issue 11).
 //!
 //! Usage: convergence-bench <target-dir> [runs] [requests]
 
 // A report printed to stdout is this program's output.
 #![allow(clippy::print_stdout)]
+
+mod daily;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -400,7 +404,7 @@ const FUNCTIONS: [&str; 6] = [
 ];
 
 /// Whether a section runs: all by default, or those named in `BENCH_ONLY` (comma-separated:
-/// `binaries`, `startup`, `cost`, `pipeline`, `load`).
+/// `binaries`, `startup`, `cost`, `pipeline`, `load`, `tick`, `statements`).
 fn section(name: &str) -> bool {
     match std::env::var("BENCH_ONLY") {
         Ok(only) if !only.trim().is_empty() => only.split(',').any(|s| s.trim() == name),
@@ -472,5 +476,16 @@ fn main() {
         println!("| concurrency | requests | p50 | p99 | max | throughput |");
         println!("|---|---|---|---|---|---|");
         rt.block_on(load(&release.join("convergence-local"), requests));
+    }
+
+    if section("tick") {
+        let orgs = std::env::var("BENCH_TICK_ORGS").ok().and_then(|v| v.parse().ok()).unwrap_or(10_000);
+        println!("\n### Scheduler tick: {orgs} organizations × 3 integrations on DuckDB (in this process)\n");
+        rt.block_on(daily::tick_at_scale(orgs));
+    }
+
+    if section("statements") {
+        println!("\n### Warehouse statements of one run: 7-day openai/usage_cost on DuckDB (in this process)\n");
+        rt.block_on(daily::run_statements());
     }
 }
