@@ -25,6 +25,7 @@ conformance_case!(
     tables,
     insert_and_query,
     large_batch,
+    large_inserts_match_small_ones,
     insert_refusals,
     parameters,
     execute_counts,

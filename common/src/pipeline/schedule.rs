@@ -118,6 +118,9 @@ impl Pipelines {
         let earliest = as_of - Duration::days(i64::from(self.settings.scheduler_catchup_days.max(1)) + 62);
         let attempts = self.scheduled_attempts(earliest).await?;
         report.statements += 4;
+        // (organization, pipeline, last day) of every scheduled success: one lookup per due window.
+        let covered_days: std::collections::HashSet<(&(String, String), NaiveDate)> =
+            attempts.iter().filter(|(_, a)| a.succeeded).map(|((key, w), _)| (key, w.end)).collect();
 
         // Runs whose lease passed are recorded as expired; live ones block overlapping windows.
         let mut events: Vec<RunRow> = Vec::new();
@@ -156,7 +159,7 @@ impl Pipelines {
                 // One run per pipeline per day: a scheduled success of any window ending on the
                 // newest day covers this tick (the window itself may differ: it was computed
                 // before that success moved the catch-up start).
-                let covered = attempts.iter().any(|((k, w), a)| a.succeeded && w.end == window.end && *k == key);
+                let covered = covered_days.contains(&(&key, window.end));
                 if live.get(&key).is_some_and(|w| w.iter().any(|w| w.overlaps(&window))) {
                     report.already_active += 1;
                     outcome.insert(
