@@ -228,3 +228,48 @@ pub fn bigquery_emulator() -> String {
 pub fn unique_project() -> String {
     format!("t-{}", &uuid::Uuid::new_v4().simple().to_string()[..20])
 }
+
+/// A PENDING OpenAI usage/cost run of `org` over `[start, end]` submitted at `at` (its events
+/// not yet written): what tests seed to stand for a run of another process.
+pub fn openai_run(
+    org: &str,
+    (start, end): (&str, &str),
+    trigger: common::pipeline::runlog::Trigger,
+    attempt: u32,
+    at: chrono::DateTime<chrono::Utc>,
+) -> common::pipeline::runlog::RunRow {
+    let pipeline_id = format!("{org}-openai-usage-cost");
+    let new = common::pipeline::runlog::NewRun {
+        org_slug: org,
+        pipeline_id: &pipeline_id,
+        provider: "openai",
+        domain: "usage_cost",
+        pipeline: None,
+        file: "openai/usage_cost.yml",
+        trigger,
+        window: common::pipeline::runlog::Window {
+            start: start.parse().expect("start date"),
+            end: end.parse().expect("end date"),
+        },
+        attempt,
+    };
+    new.pending(at, chrono::Duration::hours(1))
+}
+
+/// `run` as claimed at `at` by `claim_id` under a lease of `lease`: the event another process
+/// writes when it takes the run.
+pub fn claimed(
+    run: &common::pipeline::runlog::RunRow,
+    at: chrono::DateTime<chrono::Utc>,
+    lease: chrono::Duration,
+    claim_id: &str,
+) -> common::pipeline::runlog::RunRow {
+    let mut claimed = run.clone();
+    claimed.status = common::pipeline::runlog::RunStatus::Running;
+    claimed.event = common::pipeline::runlog::RunEvent::Claimed;
+    claimed.event_at = at;
+    claimed.started_at = Some(at);
+    claimed.claim_id = Some(claim_id.into());
+    claimed.lease_expires_at = Some(at + lease);
+    claimed
+}

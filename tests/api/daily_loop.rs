@@ -9,7 +9,7 @@ use std::time::Duration;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use chrono::{Duration as Days, Utc};
-use common::pipeline::runlog::{NewRun, RunEvent, RunStatus, Trigger, Window};
+use common::pipeline::runlog::Trigger;
 use common::warehouse::counting::StatementLog;
 use common::warehouse::Params;
 use convergence_tests::fakes::oidc::{google_claims, sign, FakeJwks, KEY_A};
@@ -203,27 +203,9 @@ async fn a_pushed_run_executes_once_however_often_it_is_delivered() {
 /// Writes a run's events as another process would have: submitted `ago` and claimed just after,
 /// its claim leased for `lease`.
 async fn claimed_elsewhere(app: &TestApp, org: &str, start: &str, end: &str, ago: Days, lease: Days) -> String {
-    let pipeline_id = format!("{org}-openai-usage-cost");
-    let new = NewRun {
-        org_slug: org,
-        pipeline_id: &pipeline_id,
-        provider: "openai",
-        domain: "usage_cost",
-        pipeline: None,
-        file: "openai/usage_cost.yml",
-        trigger: Trigger::Adhoc,
-        window: Window { start: start.parse().unwrap(), end: end.parse().unwrap() },
-        attempt: 1,
-    };
     let at = Utc::now() - ago;
-    let submitted = new.pending(at, Days::hours(1));
-    let mut claimed = submitted.clone();
-    claimed.status = RunStatus::Running;
-    claimed.event = RunEvent::Claimed;
-    claimed.event_at = at + Days::seconds(1);
-    claimed.started_at = Some(claimed.event_at);
-    claimed.claim_id = Some("a-worker-elsewhere".into());
-    claimed.lease_expires_at = Some(claimed.event_at + lease);
+    let submitted = convergence_tests::openai_run(org, (start, end), Trigger::Adhoc, 1, at);
+    let claimed = convergence_tests::claimed(&submitted, at + Days::seconds(1), lease, "a-worker-elsewhere");
     app.state.pipelines.run_log().append_events(&[submitted, claimed.clone()]).await.unwrap();
     claimed.run_id
 }
@@ -450,20 +432,9 @@ async fn heartbeats_keep_a_claim_past_its_first_lease_and_a_dead_claim_passes_on
     let app = TestApp::spawn().await;
     org_ready(&app, "acme").await;
     let log = app.state.pipelines.run_log();
-    let pipeline_id = "acme-openai-usage-cost";
-    let new = NewRun {
-        org_slug: "acme",
-        pipeline_id,
-        provider: "openai",
-        domain: "usage_cost",
-        pipeline: None,
-        file: "openai/usage_cost.yml",
-        trigger: Trigger::Adhoc,
-        window: Window { start: day(2).parse().unwrap(), end: day(2).parse().unwrap() },
-        attempt: 1,
-    };
     let t0 = Utc::now() - Days::minutes(10);
-    let run = new.pending(t0, Days::hours(1));
+    let two_days_ago = day(2);
+    let run = convergence_tests::openai_run("acme", (&two_days_ago, &two_days_ago), Trigger::Adhoc, 1, t0);
     log.submit(&run).await.unwrap();
     let lease = Days::seconds(60);
     // A claims at t0 (lease to t0+60 s) and beats at t0+50 s (lease to t0+110 s).

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use chrono::{Duration as Days, Utc};
 use common::configs::Configs;
-use common::pipeline::runlog::{NewRun, RunEvent, RunLog, RunStatus, Trigger, Window};
+use common::pipeline::runlog::{RunEvent, RunLog, Trigger};
 use common::queue::RunRequest;
 use common::settings::{BackendDefaults, Settings};
 use common::warehouse::Params;
@@ -88,30 +88,13 @@ async fn accepted(app: &TestApp, org: &str, key: Key<'_>, body: Value) -> String
 /// Writes a run's events directly (a run of another process, or one that died): submitted
 /// `started_ago_secs` ago and, for RUNNING, claimed then, under the app's lease (3600 s).
 async fn seed_run(app: &TestApp, org: &str, status: &str, start: &str, end: &str, started_ago_secs: i64) -> String {
-    let pipeline_id = format!("{org}-openai-usage-cost");
-    let new = NewRun {
-        org_slug: org,
-        pipeline_id: &pipeline_id,
-        provider: "openai",
-        domain: "usage_cost",
-        pipeline: None,
-        file: "openai/usage_cost.yml",
-        trigger: Trigger::Backfill,
-        window: Window { start: start.parse().unwrap(), end: end.parse().unwrap() },
-        // A fresh attempt number per seeded run, so each has its own id.
-        attempt: u32::try_from(uuid::Uuid::new_v4().as_u128() % 1_000_000).unwrap() + 1,
-    };
     let at = Utc::now() - Days::seconds(started_ago_secs);
-    let mut run = new.pending(at, Days::seconds(3600));
+    // A fresh attempt number per seeded run, so each has its own id.
+    let attempt = u32::try_from(uuid::Uuid::new_v4().as_u128() % 1_000_000).unwrap() + 1;
+    let run = convergence_tests::openai_run(org, (start, end), Trigger::Backfill, attempt, at);
     let mut events = vec![run.clone()];
     if status == "RUNNING" {
-        run.status = RunStatus::Running;
-        run.event = RunEvent::Claimed;
-        run.started_at = Some(at);
-        run.claim_id = Some("seeded".into());
-        run.event_at = at + Days::milliseconds(1);
-        run.lease_expires_at = Some(at + Days::seconds(3600));
-        events.push(run.clone());
+        events.push(convergence_tests::claimed(&run, at + Days::milliseconds(1), Days::seconds(3600), "seeded"));
     }
     app.state.pipelines.run_log().append_events(&events).await.unwrap();
     run.run_id
