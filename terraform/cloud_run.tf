@@ -172,7 +172,7 @@ resource "google_cloud_run_v2_service" "service" {
 
     containers {
       name  = each.key
-      image = "${var.image_repository}/convergence-${each.key}:${lookup(var.image_tags, each.key, var.image_tag)}"
+      image = "${local.image_repository}/convergence-${each.key}:${lookup(var.image_tags, each.key, var.image_tag)}"
 
       ports {
         name           = "http1"

@@ -12,7 +12,18 @@ locals {
     "${pair[0]} ${pair[1]}" => { service = pair[0], role = pair[1] }
   }
 
-  pubsub_agent = "serviceAccount:service-${data.google_project.this.number}@gcp-sa-pubsub.iam.gserviceaccount.com"
+  # The Pub/Sub service agent signs push tokens and dead-letters messages. It is created lazily by
+  # Google, so on a new project the grants below would name an account that does not exist yet:
+  # google_project_service_identity makes it exist first.
+  pubsub_agent = "serviceAccount:${google_project_service_identity.pubsub.email}"
+}
+
+resource "google_project_service_identity" "pubsub" {
+  provider = google-beta
+  project  = var.project_id
+  service  = "pubsub.googleapis.com"
+
+  depends_on = [google_project_service.enabled]
 }
 
 resource "google_service_account" "service" {

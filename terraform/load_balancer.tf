@@ -95,7 +95,9 @@ resource "google_compute_url_map" "api" {
 }
 
 resource "google_compute_managed_ssl_certificate" "api" {
-  name = "${local.name}-api"
+  # Named after the domain: a new domain makes a new certificate (created before the old one is
+  # destroyed, while the proxy still uses it), instead of a name clash on the replacement.
+  name = "${local.name}-api-${substr(sha256(var.domain), 0, 8)}"
 
   managed {
     domains = [var.domain]

@@ -46,3 +46,8 @@ output "oidc_callers" {
     }
   }
 }
+
+output "image_repository" {
+  description = "Where to push the images (convergence-<service>:<tag>): the Artifact Registry repository, or var.image_repository when set."
+  value       = local.image_repository
+}

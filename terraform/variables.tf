@@ -42,11 +42,12 @@ variable "domain" {
 }
 
 variable "image_repository" {
-  description = "Container registry path holding one image per service, named convergence-<service>, e.g. us-central1-docker.pkg.dev/acme-prod/convergence."
+  description = "Container registry path holding one image per service, named convergence-<service>, e.g. us-central1-docker.pkg.dev/acme-prod/convergence. Empty (the default): the Artifact Registry repository this configuration creates (output image_repository)."
   type        = string
+  default     = ""
 
   validation {
-    condition     = length(var.image_repository) > 0 && !endswith(var.image_repository, "/")
+    condition     = !endswith(var.image_repository, "/")
     error_message = "image_repository must be a registry path without a trailing slash."
   }
 }

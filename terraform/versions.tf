@@ -9,6 +9,11 @@ terraform {
       source  = "hashicorp/google"
       version = "~> 6.0"
     }
+    # google_project_service_identity (the Pub/Sub service agent) exists only in the beta provider.
+    google-beta = {
+      source  = "hashicorp/google-beta"
+      version = "~> 6.0"
+    }
   }
 
   # State: configure a GCS backend per environment at `terraform init` time, e.g.
@@ -21,15 +26,23 @@ provider "google" {
   region  = var.region
 }
 
+provider "google-beta" {
+  project = var.project_id
+  region  = var.region
+}
+
 data "google_project" "this" {
   project_id = var.project_id
 }
 
-# The APIs everything below needs. Never disabled on destroy: other things in the project may use them.
+# The APIs everything below needs. Never disabled on destroy: other things in the project may use
+# them. Cloud Resource Manager serves the project lookups and IAM bindings a first apply makes.
 resource "google_project_service" "enabled" {
   for_each = toset([
+    "artifactregistry.googleapis.com",
     "bigquery.googleapis.com",
     "cloudkms.googleapis.com",
+    "cloudresourcemanager.googleapis.com",
     "cloudscheduler.googleapis.com",
     "compute.googleapis.com",
     "iam.googleapis.com",

@@ -599,6 +599,97 @@ fn pipelines_run_is_sized_for_runs_executed_inside_push_requests() {
     );
 }
 
+/// The API each resource family needs enabled (a first apply fails at the first resource whose
+/// API is off).
+const RESOURCE_APIS: [(&str, &str); 10] = [
+    ("google_artifact_registry_", "artifactregistry.googleapis.com"),
+    ("google_bigquery_", "bigquery.googleapis.com"),
+    ("google_kms_", "cloudkms.googleapis.com"),
+    ("google_cloud_scheduler_", "cloudscheduler.googleapis.com"),
+    ("google_compute_", "compute.googleapis.com"),
+    ("google_service_account", "iam.googleapis.com"),
+    ("google_pubsub_", "pubsub.googleapis.com"),
+    ("google_cloud_run_", "run.googleapis.com"),
+    ("google_secret_manager_", "secretmanager.googleapis.com"),
+    ("google_project_iam_", "cloudresourcemanager.googleapis.com"),
+];
+
+#[test]
+fn a_first_apply_finds_its_apis_registry_service_agent_and_certificate() {
+    let files = terraform_files();
+    let all: String = files.iter().map(|f| f.text.as_str()).collect::<Vec<_>>().join("\n");
+
+    // Every API a resource needs is enabled.
+    let (tf, body) = resource(&files, "google_project_service", "enabled");
+    let enabled = tf.strings_in(body..tf.closing(body));
+    for (prefix, api) in RESOURCE_APIS {
+        let used = all.lines().any(|l| l.starts_with(&format!("resource \"{prefix}")));
+        assert!(!used || enabled.iter().any(|e| e == api), "resources {prefix}* need {api} enabled: {enabled:?}");
+    }
+    assert!(enabled.iter().any(|e| e == "cloudresourcemanager.googleapis.com"), "{enabled:?}");
+
+    // The images have a registry, its path is an output, and the services pull from it.
+    let (tf, body) = resource(&files, "google_artifact_registry_repository", "images");
+    assert_eq!(tf.attribute(body, "format"), Some("\"DOCKER\""));
+    assert!(all.contains("output \"image_repository\""), "output image_repository");
+    assert!(
+        squash(&all).contains("image = \"${local.image_repository}/convergence-${each.key}:"),
+        "images pulled from local.image_repository"
+    );
+
+    // The Pub/Sub service agent is made to exist before roles are granted to it.
+    let (tf, body) = resource(&files, "google_project_service_identity", "pubsub");
+    assert_eq!(tf.attribute(body, "service"), Some("\"pubsub.googleapis.com\""));
+    assert_eq!(tf.attribute(body, "provider"), Some("google-beta"));
+    assert!(all.contains("google_project_service_identity.pubsub.email"), "grants name the agent through the identity");
+    assert!(!all.contains("@gcp-sa-pubsub.iam.gserviceaccount.com"), "no hand-built service agent address");
+
+    // The managed certificate is named after the domain and replaced before it is destroyed.
+    let (tf, body) = resource(&files, "google_compute_managed_ssl_certificate", "api");
+    let name = tf.attribute(body, "name").unwrap_or_default();
+    assert!(name.contains("sha256(var.domain)"), "certificate name should follow the domain: {name}");
+    let lifecycle = tf.block(body, "lifecycle");
+    assert_eq!(tf.attribute(lifecycle, "create_before_destroy"), Some("true"));
+}
+
+#[test]
+fn environment_examples_set_declared_variables_and_every_required_one() {
+    let files = terraform_files();
+    let all: String = files.iter().map(|f| f.text.as_str()).collect::<Vec<_>>().join("\n");
+    let declared: BTreeMap<String, bool> = all
+        .lines()
+        .filter_map(|l| l.strip_prefix("variable \"").and_then(|r| r.split('"').next()))
+        .map(|name| {
+            let (tf, body) = variable_block(&files, name);
+            (name.to_string(), tf.attribute(body.start, "default").is_some())
+        })
+        .collect();
+    for environment in ["staging", "production"] {
+        let path = repo().join(format!("terraform/environments/{environment}.tfvars"));
+        let text = read(&path);
+        let set: BTreeMap<String, String> = text
+            .lines()
+            .map(|l| l.split('#').next().unwrap_or("").trim())
+            .filter_map(|l| l.split_once('='))
+            .map(|(k, v)| (k.trim().to_string(), v.trim().trim_matches('"').to_string()))
+            .collect();
+        for name in set.keys() {
+            assert!(
+                declared.contains_key(name),
+                "{environment}.tfvars sets {name}, which variables.tf does not declare"
+            );
+        }
+        // image_tag is given on the command line (the commit being deployed).
+        for (name, has_default) in &declared {
+            assert!(
+                *has_default || name == "image_tag" || set.contains_key(name),
+                "{environment}.tfvars must set the required variable {name}"
+            );
+        }
+        assert_eq!(set.get("environment").map(String::as_str), Some(environment), "{environment}.tfvars");
+    }
+}
+
 #[test]
 fn terraform_fmt_is_clean() {
     let dir = repo().join("terraform");
