@@ -503,7 +503,7 @@ fn capture_logs() -> Capture {
             let capture = Capture::default();
             let writer = capture.clone();
             let subscriber = tracing_subscriber::fmt()
-                .event_format(common::logging::CloudLoggingJson)
+                .event_format(common::logging::CloudLoggingJson { project: None })
                 .with_max_level(tracing::Level::TRACE)
                 .with_writer(move || writer.clone())
                 .finish();

@@ -52,25 +52,58 @@ pub async fn request_context(req: Request<Body>, next: Next) -> Response {
     let method = req.method().clone();
     // The path only: a query string could carry something that must not be logged.
     let path = req.uri().path().to_string();
+    // Read before the request moves on (the body is not Sync: nothing borrowed may cross an await).
+    let (trace, user_agent) = {
+        let header_text = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
+        let trace = crate::logging::TraceContext::from_headers(
+            header_text("x-cloud-trace-context"),
+            header_text("traceparent"),
+        );
+        (trace, header_text("user-agent").map(|ua| ua.chars().take(256).collect::<String>()))
+    };
     let mut response = REQUEST_ID
-        .scope(request_id.clone(), async move {
-            let response = next.run(req).await;
-            normalize_error_body(response)
-        })
+        .scope(
+            request_id.clone(),
+            crate::logging::with_trace(trace.clone(), async move {
+                let response = next.run(req).await;
+                normalize_error_body(response)
+            }),
+        )
         .await;
     if let Ok(value) = HeaderValue::from_str(&request_id) {
         response.headers_mut().insert(REQUEST_ID_HEADER, value);
     }
     let status = response.status().as_u16();
     let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+    // Cloud Logging's request fields, so the console shows the line as a request.
+    let http_request = serde_json::json!({
+        "requestMethod": method.as_str(),
+        "requestUrl": path,
+        "status": status,
+        "latency": format!("{:.6}s", latency_ms / 1000.0),
+        "userAgent": user_agent,
+        "protocol": "HTTP/1.1",
+    });
+    let (trace_id, span_id) = match &trace {
+        Some(t) => (Some(t.trace_id.as_str()), t.span_id.as_deref()),
+        None => (None, None),
+    };
+    macro_rules! request_line {
+        ($level:ident, $($extra:tt)*) => {
+            tracing::$level!(
+                request_id = %request_id, %method, %path, status, latency_ms, trace_id, span_id,
+                http_request = %http_request, $($extra)*
+            )
+        };
+    }
     if let Some(InternalCause(cause)) = response.extensions().get::<InternalCause>() {
-        tracing::error!(request_id = %request_id, %method, %path, status, latency_ms, cause = %cause, "request failed");
+        request_line!(error, cause = %cause, "request failed");
     } else if status >= 500 {
-        tracing::error!(request_id = %request_id, %method, %path, status, latency_ms, "request failed");
+        request_line!(error, "request failed");
     } else if path == "/health" {
-        tracing::debug!(request_id = %request_id, %method, %path, status, latency_ms, "request");
+        request_line!(debug, "request");
     } else {
-        tracing::info!(request_id = %request_id, %method, %path, status, latency_ms, "request");
+        request_line!(info, "request");
     }
     response
 }

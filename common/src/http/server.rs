@@ -147,7 +147,7 @@ pub fn run_service_needing(
                 return ExitCode::FAILURE;
             }
         };
-        crate::logging::init(settings.log_format);
+        crate::logging::init(settings.log_format, settings.gcp_project_id.clone());
         match start(service, defaults, &mut settings, app).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {

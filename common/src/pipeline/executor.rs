@@ -96,6 +96,11 @@ impl Pipelines {
     /// Executes a delivered run. Errors are only those of the run log itself (the warehouse
     /// cannot record anything): every failure of the run is recorded on it.
     pub async fn execute(&self, org_slug: &str, run_id: &str, delivery: Delivery) -> Result<Execution, RunLogError> {
+        // Every line the run writes carries its organization and run id (Cloud Logging labels).
+        crate::logging::in_run(org_slug, run_id, self.execute_in_run(org_slug, run_id, delivery)).await
+    }
+
+    async fn execute_in_run(&self, org_slug: &str, run_id: &str, delivery: Delivery) -> Result<Execution, RunLogError> {
         let log = RunLog::new(self.warehouse.as_ref(), &self.configs);
         // Deliveries of one run to this instance take turns from reading it to claiming it, so
         // only one of them claims. Across instances the claim chain decides; in the rare case
