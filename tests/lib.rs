@@ -273,3 +273,14 @@ pub fn claimed(
     claimed.lease_expires_at = Some(at + lease);
     claimed
 }
+
+/// The directory cargo put the workspace's binaries in: a test runs from `<dir>/deps/`.
+pub fn binaries_dir() -> std::path::PathBuf {
+    let exe = std::env::current_exe().expect("the test's own path");
+    exe.parent().and_then(|deps| deps.parent()).expect("target/<profile>/deps/<test>").to_path_buf()
+}
+
+/// A loopback port nothing listens on (for a process started by the test).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}

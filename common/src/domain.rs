@@ -90,6 +90,17 @@ pub fn is_project_id(project: &str) -> bool {
         && id.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
 }
 
+/// A plain `YYYY-MM-DD` date (surrounding spaces ignored) between 1970 and 9999: exactly four
+/// year digits, two month and two day digits. chrono alone also takes signs (`-999-01-01`,
+/// `+2026-…`) and unpadded fields, which no API of ours promises.
+pub fn parse_date(text: &str) -> Option<chrono::NaiveDate> {
+    let text = text.trim();
+    let shaped = text.len() == 10
+        && text.bytes().enumerate().all(|(i, b)| if i == 4 || i == 7 { b == b'-' } else { b.is_ascii_digit() });
+    let day = chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d").ok().filter(|_| shaped)?;
+    (1970..=9999).contains(&chrono::Datelike::year(&day)).then_some(day)
+}
+
 pub fn random_token(bytes: usize) -> String {
     let mut buf = vec![0u8; bytes];
     OsRng.fill_bytes(&mut buf);

@@ -9,7 +9,6 @@
 //! they are found beside this test's own executable.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -17,7 +16,7 @@ use axum::extract::Path;
 use axum::routing::get;
 use axum::{Json, Router};
 use convergence_tests::fakes::kms::FakeKms;
-use convergence_tests::{bigquery_emulator, unique_project};
+use convergence_tests::{bigquery_emulator, binaries_dir, free_port, unique_project};
 use serde_json::{json, Value};
 use tokio::process::{Child, Command};
 
@@ -32,16 +31,6 @@ const START_TIMEOUT: Duration = Duration::from_secs(20);
 /// How long a healthy binary must then keep running: the warehouse is pinged in the background
 /// after the listener is up, and a binary that cannot use it stops.
 const SETTLE: Duration = Duration::from_secs(1);
-
-/// The directory cargo put the workspace's binaries in: this test runs from `<dir>/deps/`.
-fn binaries_dir() -> PathBuf {
-    let exe = std::env::current_exe().expect("the test's own path");
-    exe.parent().and_then(|deps| deps.parent()).expect("target/<profile>/deps/<test>").to_path_buf()
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
 
 /// Stands in for Pub/Sub's REST API (`projects.topics.get` and `.publish`) so `PUBSUB_API_BASE`
 /// points at something local; the binaries publish nothing while starting.

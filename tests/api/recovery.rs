@@ -8,18 +8,12 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use chrono::{Duration as Days, Utc};
-use convergence_tests::ROOT_KEY;
+use convergence_tests::{binaries_dir, free_port, ROOT_KEY};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
 fn binary() -> PathBuf {
-    let exe = std::env::current_exe().expect("the test's own path");
-    let dir = exe.parent().and_then(|deps| deps.parent()).expect("target/<profile>/deps/<test>");
-    dir.join("convergence-local")
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    binaries_dir().join("convergence-local")
 }
 
 struct Local {

@@ -13,7 +13,6 @@
 
 mod daily;
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -21,10 +20,6 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 const ROOT_KEY: &str = "bench-root-key-0123456789-abcdefghijklmnopq";
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
 
 struct Server {
     child: Child,
@@ -41,7 +36,7 @@ impl Drop for Server {
 
 fn spawn(bin: &Path, extra: &[(&str, &str)]) -> (Server, Instant) {
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
+    let port = convergence_tests::free_port();
     let mut cmd = Command::new(bin);
     cmd.env("PORT", port.to_string())
         .env("DATA_DIR", dir.path())

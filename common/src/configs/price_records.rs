@@ -4,7 +4,6 @@
 
 use std::sync::LazyLock;
 
-use chrono::NaiveDate;
 use regex::Regex;
 use rust_decimal::Decimal;
 use serde_json::{Map, Value};
@@ -297,12 +296,8 @@ pub fn check_value(kind: BookKind, column: &Column, input: &Input) -> Result<Val
     }
 }
 
-/// A `YYYY-MM-DD` date between 1970 and 9999.
-pub fn parse_date(text: &str) -> Option<NaiveDate> {
-    let d = NaiveDate::parse_from_str(text.trim(), "%Y-%m-%d").ok()?;
-    let year = chrono::Datelike::year(&d);
-    (text.trim().len() == 10 && (1970..=9999).contains(&year)).then_some(d)
-}
+/// A `YYYY-MM-DD` date between 1970 and 9999 (the one date rule of every API and file).
+pub use crate::domain::parse_date;
 
 /// The canonical text of an amount: exact, trailing zeros dropped, at least two decimals
 /// (`2.5` → `"2.50"`, `0.075` → `"0.075"`, `0` → `"0.00"`).
@@ -547,6 +542,9 @@ mod tests {
         assert!(parse_date("2026-02-30").is_none());
         assert!(parse_date("2026-2-3").is_none());
         assert!(parse_date("2026-02-03").is_some());
+        for signed in ["-999-01-01", "+2026-2-03", "2026-02-3 "] {
+            assert!(parse_date(signed).is_none(), "{signed}");
+        }
     }
 
     #[test]

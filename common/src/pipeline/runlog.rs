@@ -307,6 +307,12 @@ pub fn run_id(org_slug: &str, pipeline_id: &str, window: Window, trigger: Trigge
     format!("{}-{}-{}-{}-{}", &hex[0..8], &hex[8..12], &hex[12..16], &hex[16..20], &hex[20..32])
 }
 
+/// Whether `text` can be a run id: what [`run_id`] makes (and the random ids of older runs):
+/// hex digits and dashes, at most 64. Checked before a delivered or requested id reaches a query.
+pub fn is_run_id(text: &str) -> bool {
+    !text.is_empty() && text.len() <= 64 && text.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-')
+}
+
 /// A run about to be submitted.
 pub struct NewRun<'a> {
     pub org_slug: &'a str,
@@ -758,7 +764,8 @@ mod tests {
         let a = run_id("acme", "acme-openai-usage-cost", w, Trigger::Scheduled, 1);
         assert_eq!(a, run_id("acme", "acme-openai-usage-cost", w, Trigger::Scheduled, 1));
         assert_eq!(a.len(), 36);
-        assert!(a.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-'));
+        assert!(is_run_id(&a));
+        assert!(!is_run_id("") && !is_run_id("'; DROP") && !is_run_id(&"a".repeat(65)));
         let others = [
             run_id("acme2", "acme-openai-usage-cost", w, Trigger::Scheduled, 1),
             run_id("acme", "acme-anthropic-usage-cost", w, Trigger::Scheduled, 1),

@@ -67,10 +67,7 @@ fn run_request(message: &PushMessage) -> ApiResult<RunRequest> {
         )
     })?;
     OrgSlug::parse(&request.org_slug).map_err(ApiError::bad_request)?;
-    if request.run_id.is_empty()
-        || request.run_id.len() > 64
-        || !request.run_id.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-')
-    {
+    if !common::pipeline::runlog::is_run_id(&request.run_id) {
         return Err(ApiError::bad_request(format!("run_id {:?} is not a run id", request.run_id)));
     }
     Ok(request)

@@ -90,7 +90,7 @@ pub async fn get_one(
     caller.require_org(&org)?;
     let slug = OrgSlug::parse(&org).map_err(ApiError::bad_request)?;
     let not_found = || ApiError::not_found(format!("no run {run_id} in organization {slug}"));
-    if run_id.len() > 64 || !run_id.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-') {
+    if !common::pipeline::runlog::is_run_id(&run_id) {
         return Err(not_found());
     }
     let log = state.pipelines.run_log();

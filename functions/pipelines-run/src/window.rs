@@ -23,14 +23,9 @@ pub struct RunBody {
 }
 
 fn parse_date(field: &str, raw: &str) -> Result<NaiveDate, ApiError> {
-    let raw = raw.trim();
-    // chrono accepts unpadded fields and signed years; the API promises YYYY-MM-DD exactly.
-    let shaped = raw.len() == 10
-        && raw.bytes().enumerate().all(|(i, b)| if i == 4 || i == 7 { b == b'-' } else { b.is_ascii_digit() });
-    match NaiveDate::parse_from_str(raw, "%Y-%m-%d") {
-        Ok(d) if shaped => Ok(d),
-        _ => Err(ApiError::bad_request(format!("{field} must be a date in the form YYYY-MM-DD, not {raw:?}"))),
-    }
+    common::domain::parse_date(raw).ok_or_else(|| {
+        ApiError::bad_request(format!("{field} must be a date in the form YYYY-MM-DD, not {:?}", raw.trim()))
+    })
 }
 
 impl RunBody {

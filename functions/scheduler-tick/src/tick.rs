@@ -21,11 +21,7 @@ pub struct TickBody {
 /// windows that have not happened).
 fn as_of(body: &TickBody, today: NaiveDate) -> ApiResult<NaiveDate> {
     let Some(raw) = body.as_of.as_deref().map(str::trim) else { return Ok(today) };
-    let shaped = raw.len() == 10
-        && raw.bytes().enumerate().all(|(i, b)| if i == 4 || i == 7 { b == b'-' } else { b.is_ascii_digit() });
-    let day = NaiveDate::parse_from_str(raw, "%Y-%m-%d")
-        .ok()
-        .filter(|_| shaped)
+    let day = common::domain::parse_date(raw)
         .ok_or_else(|| ApiError::bad_request(format!("as_of must be a date in the form YYYY-MM-DD, not {raw:?}")))?;
     if day > today {
         return Err(ApiError::bad_request(format!("as_of ({day}) is after today ({today}, UTC)")));
