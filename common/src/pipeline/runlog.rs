@@ -138,16 +138,18 @@ impl RunEvent {
         }
     }
 
-    fn parse(text: &str) -> RunEvent {
+    /// The event of a stored row. Rows written before run events existed have none: an ended
+    /// one reads as finished, one still PENDING or RUNNING as its submission.
+    fn of_row(text: Option<&str>, status: RunStatus) -> RunEvent {
         match text {
-            "claimed" => RunEvent::Claimed,
-            "heartbeat" => RunEvent::Heartbeat,
-            "retrying" => RunEvent::Retrying,
-            "finished" => RunEvent::Finished,
-            "expired" => RunEvent::Expired,
-            "interrupted" => RunEvent::Interrupted,
-            // Rows from before run events existed read as their own submission.
-            _ => RunEvent::Submitted,
+            Some("claimed") => RunEvent::Claimed,
+            Some("heartbeat") => RunEvent::Heartbeat,
+            Some("retrying") => RunEvent::Retrying,
+            Some("finished") => RunEvent::Finished,
+            Some("expired") => RunEvent::Expired,
+            Some("interrupted") => RunEvent::Interrupted,
+            _ if status.is_active() => RunEvent::Submitted,
+            Some(_) | None => RunEvent::Finished,
         }
     }
 }
@@ -209,6 +211,7 @@ impl RunRow {
             |name: &str| required(name)?.parse::<NaiveDate>().map_err(|_| corrupt(format!("{name} is not a date")));
         let parameters = json_column(row, "parameters");
         let status = required("status")?;
+        let status = RunStatus::parse(&status).ok_or_else(|| corrupt(format!("unknown status {status:?}")))?;
         let trigger = required("trigger")?;
         let created_at = timestamp(row, "created_at").ok_or_else(|| corrupt("created_at is missing".into()))?;
         Ok(RunRow {
@@ -218,7 +221,7 @@ impl RunRow {
             domain: required("domain")?,
             pipeline: parameters.get("pipeline").and_then(Value::as_str).map(str::to_string),
             trigger: Trigger::parse(&trigger).ok_or_else(|| corrupt(format!("unknown trigger {trigger:?}")))?,
-            status: RunStatus::parse(&status).ok_or_else(|| corrupt(format!("unknown status {status:?}")))?,
+            status,
             window: Window { start: date("start_date")?, end: date("end_date")? },
             attempt: parameters.get("attempt").and_then(Value::as_u64).and_then(|a| u32::try_from(a).ok()).unwrap_or(1),
             rows_written: row.get("rows_written").and_then(Value::as_u64).unwrap_or(0),
@@ -230,7 +233,7 @@ impl RunRow {
             started_at: timestamp(row, "started_at"),
             finished_at: timestamp(row, "finished_at"),
             duration_ms: row.get("duration_ms").and_then(Value::as_i64),
-            event: RunEvent::parse(text(row, "event").as_deref().unwrap_or("")),
+            event: RunEvent::of_row(text(row, "event").as_deref(), status),
             event_at: timestamp(row, "event_at").unwrap_or(created_at),
             lease_expires_at: timestamp(row, "lease_expires_at"),
             claim_id: text(row, "claim_id"),
@@ -246,12 +249,9 @@ impl RunRow {
     /// its window is submitted anew instead.
     pub fn is_claimable(&self, now: DateTime<Utc>) -> bool {
         match self.event {
-            // Waiting; or its lease passed before anyone claimed it (the view reads it FAILED, with
-            // finished_at at the lease's end): a late delivery still runs it.
-            RunEvent::Submitted | RunEvent::Retrying => {
-                self.status.is_active()
-                    || (self.status == RunStatus::Failed && self.finished_at == self.lease_expires_at)
-            }
+            // Waiting, even past its lease (the view then reads it FAILED): a late delivery still
+            // runs it, unless the tick recorded it expired and submitted its window again.
+            RunEvent::Submitted | RunEvent::Retrying => true,
             RunEvent::Claimed | RunEvent::Heartbeat => self.lease_expires_at.is_some_and(|l| l < now),
             RunEvent::Finished | RunEvent::Expired | RunEvent::Interrupted => false,
         }
