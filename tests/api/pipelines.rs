@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use chrono::{Duration as Days, Utc};
 use common::configs::Configs;
-use common::pipeline::runlog::{RunEvent, RunLog, Trigger};
+use common::pipeline::runlog::{RunEvent, Trigger};
 use common::queue::RunRequest;
 use common::settings::{BackendDefaults, Settings};
 use common::warehouse::Params;
@@ -104,7 +104,7 @@ async fn seed_run(app: &TestApp, org: &str, status: &str, start: &str, end: &str
 async fn fail_run(app: &TestApp, org: &str, run_id: &str) {
     let log = app.state.pipelines.run_log();
     let run = log.find(org, run_id).await.unwrap().expect("run");
-    log.append_events(&[RunLog::failed(&run, RunEvent::Finished, "test", Utc::now())]).await.unwrap();
+    log.append_events(&[run.failed(RunEvent::Finished, "test", Utc::now())]).await.unwrap();
 }
 
 async fn run_row(app: &TestApp, org: &str, run_id: &str) -> Value {

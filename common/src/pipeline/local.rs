@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use super::runlog::{RunEvent, RunLog, RunLogError};
+use super::runlog::{RunEvent, RunLogError};
 use super::Pipelines;
 use crate::queue::RunRequest;
 use crate::warehouse::WarehouseError;
@@ -40,7 +40,7 @@ impl Pipelines {
         let mut interrupted = Vec::new();
         for run in unfinished.into_iter().filter(|r| r.event_at < started) {
             if matches!(run.event, RunEvent::Claimed | RunEvent::Heartbeat) {
-                interrupted.push(RunLog::failed(&run, RunEvent::Interrupted, INTERRUPTED, Utc::now()));
+                interrupted.push(run.failed(RunEvent::Interrupted, INTERRUPTED, Utc::now()));
             } else {
                 let request = RunRequest { org_slug: run.org_slug.clone(), run_id: run.run_id.clone() };
                 if let Err(e) = self.queue.enqueue(request).await {

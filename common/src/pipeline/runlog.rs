@@ -257,6 +257,20 @@ impl RunRow {
         }
     }
 
+    /// Ends a run that never started or whose process is gone: FAILED with `message` as `event`
+    /// (`Finished` for a refused submission, `Expired`, `Interrupted`).
+    pub fn failed(&self, event: RunEvent, message: &str, now: DateTime<Utc>) -> RunRow {
+        let mut failed = self.clone();
+        failed.status = RunStatus::Failed;
+        failed.error_message = Some(message.to_string());
+        failed.finished_at = Some(now);
+        failed.duration_ms = self.started_at.map(|s| (now - s).num_milliseconds().max(0));
+        failed.event = event;
+        failed.event_at = now;
+        failed.lease_expires_at = None;
+        failed
+    }
+
     /// The event row recording this state, as `event` at `at`.
     fn event_row(&self, event: RunEvent, at: DateTime<Utc>) -> Row {
         let ts = |t: &Option<DateTime<Utc>>| t.as_ref().map(format_timestamp);
@@ -590,20 +604,6 @@ impl<'a> RunLog<'a> {
         done.lease_expires_at = None;
         self.append(RUNS, &[done.event_row(RunEvent::Finished, end.finished_at)]).await?;
         Ok(done)
-    }
-
-    /// Ends a run that never started or whose process is gone: FAILED with `message` as `event`
-    /// (`Finished` for a refused submission, `Expired`, `Interrupted`).
-    pub fn failed(run: &RunRow, event: RunEvent, message: &str, now: DateTime<Utc>) -> RunRow {
-        let mut failed = run.clone();
-        failed.status = RunStatus::Failed;
-        failed.error_message = Some(message.to_string());
-        failed.finished_at = Some(now);
-        failed.duration_ms = run.started_at.map(|s| (now - s).num_milliseconds().max(0));
-        failed.event = event;
-        failed.event_at = now;
-        failed.lease_expires_at = None;
-        failed
     }
 
     /// Returns a claimed run to PENDING after a transient failure, so a redelivery may run it

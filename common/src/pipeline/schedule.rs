@@ -23,7 +23,7 @@ use serde::Serialize;
 use serde_json::{json, Value};
 
 use super::catalog::{Pipeline, Schedule};
-use super::runlog::{NewRun, RunEvent, RunLog, RunLogError, RunRow, Trigger, Window};
+use super::runlog::{NewRun, RunEvent, RunLogError, RunRow, Trigger, Window};
 use super::Pipelines;
 use crate::warehouse::{format_timestamp, to_row, Params, Row};
 
@@ -131,7 +131,7 @@ impl Pipelines {
             } else {
                 let when = run.lease_expires_at.map_or_else(|| "unknown".to_string(), |t| t.to_rfc3339());
                 let message = format!("lease expired at {when}: the run stopped reporting; its window is due again");
-                events.push(RunLog::failed(&run, RunEvent::Expired, &message, now));
+                events.push(run.failed(RunEvent::Expired, &message, now));
                 report.expired += 1;
             }
         }
@@ -214,7 +214,7 @@ impl Pipelines {
             let request = crate::queue::RunRequest { org_slug: run.org_slug.clone(), run_id: run.run_id.clone() };
             if let Err(e) = self.queue.enqueue(request).await {
                 let message = format!("the run could not be queued: {e}");
-                not_queued.push(RunLog::failed(run, RunEvent::Finished, &message, Utc::now()));
+                not_queued.push(run.failed(RunEvent::Finished, &message, Utc::now()));
             }
         }
         if !not_queued.is_empty() {

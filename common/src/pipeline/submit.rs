@@ -9,7 +9,7 @@ use chrono::{DateTime, Datelike, Duration, NaiveDate, TimeZone, Utc};
 use serde_json::Value;
 
 use super::catalog::Pipeline;
-use super::runlog::{NewRun, RunEvent, RunLog, RunLogError, RunRow, Trigger, Window};
+use super::runlog::{NewRun, RunEvent, RunLogError, RunRow, Trigger, Window};
 use super::Pipelines;
 use crate::credentials::CredentialError;
 use crate::queue::RunRequest;
@@ -250,8 +250,7 @@ impl Pipelines {
         let request = RunRequest { org_slug: run.org_slug.clone(), run_id: run.run_id.clone() };
         if let Err(e) = self.queue.enqueue(request).await {
             let reason = e.to_string();
-            let failed =
-                RunLog::failed(run, RunEvent::Finished, &format!("the run could not be queued: {reason}"), Utc::now());
+            let failed = run.failed(RunEvent::Finished, &format!("the run could not be queued: {reason}"), Utc::now());
             self.run_log().append_events(&[failed]).await?;
             return Err(SubmitError::Queue(reason));
         }
