@@ -120,7 +120,7 @@ impl Pipelines {
                 return Ok(Execution::Busy { retry_after_secs });
             }
         }
-        let lease = Duration::seconds(i64::try_from(self.settings.run_lease_secs).unwrap_or(i64::MAX / 1_000_000));
+        let lease = self.run_lease();
         let run = match log.claim(&run, now, lease).await? {
             Claim::Won(run) => run,
             Claim::Held(other) => {

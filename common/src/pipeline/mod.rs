@@ -53,6 +53,11 @@ impl Pipelines {
         self.configs.org_dataset(org_slug, self.settings.environment)
     }
 
+    /// A claimed run's lease (`RUN_LEASE_SECS`, at most a day by the settings' check).
+    pub fn run_lease(&self) -> chrono::Duration {
+        chrono::Duration::seconds(i64::try_from(self.settings.run_lease_secs).unwrap_or(86_400))
+    }
+
     /// The run log of the central dataset.
     pub fn run_log(&self) -> runlog::RunLog<'_> {
         runlog::RunLog::new(self.warehouse.as_ref(), &self.configs)

@@ -136,7 +136,7 @@ impl Pipelines {
             }
         }
 
-        let lease = Duration::seconds(i64::try_from(self.settings.run_lease_secs).unwrap_or(i64::MAX / 1_000_000));
+        let lease = self.run_lease();
         let mut submitted: Vec<RunRow> = Vec::new();
         for Eligible { org_slug, provider } in &eligible {
             let Some(spec) = self.configs.providers.providers.get(provider) else { continue };

@@ -133,10 +133,6 @@ fn seconds_until(now: DateTime<Utc>, then: DateTime<Utc>) -> u64 {
 }
 
 impl Pipelines {
-    fn lease(&self) -> Duration {
-        Duration::seconds(i64::try_from(self.settings.run_lease_secs).unwrap_or(i64::MAX / 1_000_000))
-    }
-
     /// The organization has a `VALID` credential for `provider`.
     async fn check_integration(&self, org_slug: &str, provider: &str) -> Result<(), SubmitError> {
         let stored =
@@ -238,7 +234,7 @@ impl Pipelines {
             window: s.window,
             attempt,
         };
-        let run = new.pending(s.now, self.lease());
+        let run = new.pending(s.now, self.run_lease());
         log.submit(&run).await?;
         self.enqueue(&run).await?;
         Ok(Submitted::Accepted(run))
