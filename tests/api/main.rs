@@ -19,6 +19,7 @@ mod pubsub;
 mod readme;
 mod recovery;
 mod sandbox;
+mod shutdown;
 mod terraform;
 mod terraform_text;
 mod warehouse_bigquery;
