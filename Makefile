@@ -22,7 +22,7 @@ endif
 FUNCTIONS := bootstrap onboard integrations pricing pipelines-run scheduler-tick
 FUNCTION_PKGS := $(addprefix -p convergence-,$(FUNCTIONS))
 
-.PHONY: help run test build build-functions build-local bench fmt fmt-check lint duckdb-lib clean
+.PHONY: help run test build build-functions build-local bench fmt fmt-check lint duckdb-lib clean deploy
 
 help:
 	@echo "make run      build and start convergence-local on PORT=$(PORT) (data in DATA_DIR=$(DATA_DIR))"
@@ -30,6 +30,7 @@ help:
 	@echo "make build    release binaries: the six Cloud Run functions and convergence-local"
 	@echo "make bench    start-up, memory and latency benchmarks (docs/BENCHMARKS.md)"
 	@echo "make fmt | fmt-check | lint"
+	@echo "make deploy TFVARS=terraform/prod.tfvars STATE_BUCKET=<bucket>   images, push, terraform apply, bootstrap (README \"Deploy\"; DRY_RUN=1 prints it)"
 
 duckdb-lib:
 	@./scripts/fetch-duckdb.sh
@@ -63,6 +64,12 @@ fmt-check:
 lint: $(DUCKDB_DEP)
 	$(CARGO) clippy --workspace --all-targets $(LOCAL_FEATURES) -- -D warnings
 	$(CARGO) clippy $(FUNCTION_PKGS) -- -D warnings
+
+# scripts/deploy.sh: build and push the images, apply Terraform with image_tag = the commit,
+# bootstrap. STATE_BUCKET, IMAGE_TAG, AUTO_APPROVE and DRY_RUN pass through the environment.
+deploy:
+	@test -n "$(TFVARS)" || { echo "make deploy: set TFVARS to your environment's .tfvars (see README \"Deploy\")" >&2; exit 2; }
+	./scripts/deploy.sh $(TFVARS)
 
 clean:
 	$(CARGO) clean

@@ -6,6 +6,7 @@ mod bigquery_errors;
 mod bootstrap;
 mod cloud_binaries;
 mod daily_loop;
+mod deploy;
 mod http;
 mod integrations;
 mod kms_gcp;

@@ -114,7 +114,11 @@ async fn sigterm_finishes_the_request_in_flight_refuses_new_connections_and_exit
     reader.read_exact(&mut answer).await.expect("the whole response body");
     let answer: serde_json::Value = serde_json::from_slice(&answer).expect("a JSON body");
     assert_eq!(status, 200, "the bootstrap in flight at SIGTERM: {text}{answer}");
-    assert_eq!((answer["dataset"].as_str(), answer["dataset_created"].as_bool()), (Some("organizations"), Some(true)), "{answer}");
+    assert_eq!(
+        (answer["dataset"].as_str(), answer["dataset_created"].as_bool()),
+        (Some("organizations"), Some(true)),
+        "{answer}"
+    );
 
     // And the process exits, cleanly, inside the grace period.
     let remaining = GRACE.saturating_sub(signalled.elapsed());
