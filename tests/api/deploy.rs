@@ -150,3 +150,24 @@ fn every_shell_script_is_shellcheck_clean() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn the_readme_deploy_section_names_what_terraform_and_the_script_use() {
+    let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
+    let section = readme.split("\n## Deploy\n").nth(1).expect("a Deploy section").split("\n## ").next().unwrap();
+    let files = terraform_files();
+    let secret = resource(&files, "google_secret_manager_secret", "root_api_key");
+    let body = &secret.0.text[secret.1..secret.0.closing(secret.1)];
+    assert!(body.contains("secret_id = \"${local.name}-root-api-key\""), "{body}");
+    let name = crate::terraform_text::local_literal(&files, "name");
+    for needed in [
+        format!("gcloud secrets versions add {name}-root-api-key"),
+        "STATE_BUCKET=".into(),
+        "make deploy TFVARS=".into(),
+        "scripts/deploy.sh terraform/prod.tfvars bootstrap".into(),
+        "output -raw lb_ip_address".into(),
+        "cp terraform/environments/production.tfvars terraform/prod.tfvars".into(),
+    ] {
+        assert!(section.contains(&needed), "README \"Deploy\" should contain {needed:?}");
+    }
+}
