@@ -110,7 +110,9 @@ fn the_deploy_refuses_missing_inputs_with_what_to_do() {
     let tools = tempfile::tempdir().unwrap();
     let calls = recording_tools(tools.path());
     let tfvars = repo().join("terraform/environments/staging.tfvars");
-    let cases: [(&[&str], &[(&str, &str)], &str); 3] = [
+    /// Arguments, environment, and what the refusal must say.
+    type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a str);
+    let cases: [Case; 3] = [
         (&[], &[("STATE_BUCKET", "b")], "usage:"),
         (&["terraform/environments/nope.tfvars"], &[("STATE_BUCKET", "b")], "does not exist"),
         (&[tfvars.to_str().unwrap()], &[], "set STATE_BUCKET"),
