@@ -141,7 +141,7 @@ async fn the_catalog_holds_the_shipped_pipelines() {
         assert!(p.pipeline_id("acme").starts_with(&format!("acme-{}-", p.key.provider)), "{}", p.file);
         assert!(!p.steps.is_empty());
         for s in &p.steps {
-            assert!(common::processors::REGISTRY.find(&s.ps_type).is_some(), "{}: {}", p.file, s.ps_type);
+            assert!(common::processors::REGISTRY.has(&s.ps_type), "{}: {}", p.file, s.ps_type);
         }
     }
 }

@@ -9,10 +9,8 @@ use serde_json::json;
 
 use super::{client, PROVIDER};
 use crate::pipeline::{Processor, StepContext, StepError, StepOutcome};
-use crate::processors::openai::http;
-use crate::processors::{
-    check_retry, credential, default_page_size, page_size, provider_failed, table_columns, table_schema, WindowWriter,
-};
+use crate::processors::llm::{credential, http, provider_failed};
+use crate::processors::{check_retry, default_page_size, page_size, table_columns, table_schema, WindowWriter};
 use crate::providers::anthropic::{ReportQuery, UsageResult};
 use crate::providers::retry::RetryPolicy;
 use crate::warehouse::{Cell, Interner, Record};

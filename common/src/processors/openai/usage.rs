@@ -8,11 +8,10 @@ use chrono::NaiveDate;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{client, http, PROVIDER};
+use super::{client, PROVIDER};
 use crate::pipeline::{Processor, StepContext, StepError, StepOutcome};
-use crate::processors::{
-    check_retry, credential, default_page_size, page_size, provider_failed, table_columns, table_schema, WindowWriter,
-};
+use crate::processors::llm::{credential, http, provider_failed};
+use crate::processors::{check_retry, default_page_size, page_size, table_columns, table_schema, WindowWriter};
 use crate::providers::openai::{Bucket, CompletionsResult, EmbeddingsResult, ReportQuery};
 use crate::providers::retry::RetryPolicy;
 use crate::warehouse::{Cell, Interner, Record};
@@ -229,8 +228,7 @@ mod tests {
             "num_model_requests": 412, "project_id": "proj_abc123", "model": "gpt-4o-mini-2024-07-18"
         }))
         .unwrap();
-        let root = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../configs"));
-        let schema = crate::processors::load_schema(root, PROVIDER, TABLE).unwrap();
+        let schema = crate::processors::shipped_schema(PROVIDER, TABLE);
         let columns = (&RawColumns::new(&schema).unwrap(), &mut Interner::default());
         let record = completions_row(columns, "acme", NaiveDate::from_ymd_opt(2026, 11, 1).unwrap(), &r);
         let row = crate::warehouse::to_keyed_row(&schema, &record);
