@@ -173,6 +173,8 @@ steps:
     target: "{dataset}.{no_such_variable}"
 "#,
     );
+    // A table schema that does not parse: its file, and the steps that need it, are named.
+    write("openai/schemas/openai_cost_daily.json", r#"{"description": "cost", "fields": [{"name": "usage_date"}]}"#);
     write(
         "anthropic/broken_header.yml",
         "pipeline_id: \"acme_usage\"\ndescription: x\nschedule: hourly\nmax_window_days: 0\nsteps: []\n",
@@ -198,6 +200,8 @@ steps:
         "anthropic/bad_ids.yml: steps must list at least one step",
         "openai/Not-Snake.yml: \"Not-Snake\" must be snake_case",
         "openai/extra_key.yml: unknown field `owner`",
+        "openai/schemas/openai_cost_daily.json: missing field `type`",
+        "openai/usage_cost.yml: step transform_cost (openai.cost): table openai_cost_daily needs a valid schema",
     ] {
         assert!(err.contains(expected), "missing {expected:?} in:\n{err}");
     }
@@ -217,6 +221,7 @@ steps:
         Err(e) => format!("{e:#}"),
     };
     assert!(err.contains("broken_steps.yml") && err.contains("openai.nope"), "{err}");
+    assert!(err.contains("openai_cost_daily.json"), "{err}");
 }
 
 // ---------------------------------------------------------------------------------------------

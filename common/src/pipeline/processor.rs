@@ -1,11 +1,11 @@
 //! The contract between the pipeline engine and the work it runs.
 //!
 //! A processor is a type implementing [`Processor`]: a `TYPE` constant (`"openai.usage"`, the
-//! `ps_type` of the steps it runs; its module path in the work layer mirrors it), a typed
-//! `Config` parsed and checked when the pipeline file is loaded (unknown keys refused), and
-//! `run`, which does one step of one run. Every processor is listed once, in the registry the
-//! work layer assembles; it reaches the catalog as [`StepTypes`] and the engine as
-//! [`StepRunners`], so the engine knows no processor.
+//! `ps_type` of the steps it runs; its module path in the work layer mirrors it), the tables it
+//! reads or writes, a typed `Config` parsed and checked when the pipeline file is loaded (unknown
+//! keys refused), and `run`, which does one step of one run. Every processor is listed once, in
+//! the registry the work layer assembles; it reaches the catalog as [`StepTypes`] and the engine
+//! as [`StepRunners`], so the engine knows no processor.
 
 use std::collections::BTreeMap;
 
@@ -79,6 +79,10 @@ impl StepError {
 pub trait Processor: Send + Sync + 'static {
     /// The `ps_type` this processor runs.
     const TYPE: &'static str;
+    /// The tables the processor reads or writes, each defined by
+    /// `configs/{provider}/schemas/<table>.json` (`provider`: `TYPE` before the dot). A pipeline
+    /// file naming the processor is refused at start-up when one of them has no valid schema.
+    const TABLES: &'static [&'static str];
     /// The step's own settings from the pipeline file (everything but `step_id` and `ps_type`).
     type Config: DeserializeOwned + Send + Sync + 'static;
 

@@ -2,7 +2,7 @@
 //! mirroring it (`openai.usage` is [`openai::usage::OpenAiUsage`]), all listed in [`REGISTRY`]
 //! ([`registry`]), which is handed to the pipeline catalog and the engine. What they share has a
 //! file each: column positions (`columns`), their table schemas ([`schemas`]:
-//! `configs/{provider}/schemas/<table>.json`), fields of
+//! `configs/{provider}/schemas/<table>.json`, loaded with the configs at start-up), fields of
 //! step settings (`step_config`), the window write and read (`window`), data-quality and
 //! reconciliation rows (`quality`), what cost steps share (`cost_step`), keyed-row values
 //! (`values`), and what both LLM providers' steps use (`llm`).

@@ -16,6 +16,7 @@ use crate::pipeline::{Processor, StepContext, StepError, StepOutcome, StepRunner
 #[async_trait]
 trait StepRunner: Send + Sync {
     fn ps_type(&self) -> &'static str;
+    fn tables(&self) -> &'static [&'static str];
     /// Parses the step's settings into the processor's `Config`; the error names the key.
     fn check(&self, config: &serde_yaml::Value) -> Result<(), String>;
     /// Parses the settings and runs the step.
@@ -37,6 +38,10 @@ fn parse<P: Processor>(config: &serde_yaml::Value) -> Result<P::Config, String> 
 impl<P: Processor> StepRunner for Typed<P> {
     fn ps_type(&self) -> &'static str {
         P::TYPE
+    }
+
+    fn tables(&self) -> &'static [&'static str] {
+        P::TABLES
     }
 
     fn check(&self, config: &serde_yaml::Value) -> Result<(), String> {
@@ -80,6 +85,10 @@ impl StepTypes for Registry {
 
     fn types(&self) -> Vec<&'static str> {
         Registry::types(self)
+    }
+
+    fn tables(&self, ps_type: &str) -> &'static [&'static str] {
+        self.find(ps_type).map_or(&[], |runner| runner.tables())
     }
 }
 

@@ -69,20 +69,21 @@ pub(crate) fn usage_row(
 #[async_trait]
 impl Processor for AnthropicUsage {
     const TYPE: &'static str = "anthropic.usage";
+    const TABLES: &'static [&'static str] = &[TABLE];
     type Config = Config;
 
     async fn run(config: &Config, ctx: &StepContext<'_>) -> Result<StepOutcome, StepError> {
         check_retry(&config.retry)?;
         let key = credential(ctx, PROVIDER)?;
         let schema = table_schema(ctx.configs, PROVIDER, TABLE)?;
-        let columns = RawColumns::new(&schema)?;
+        let columns = RawColumns::new(schema)?;
         let mut names = Interner::default();
         let http = http(ctx)?;
         let api = client(ctx, &http);
         let (start, end) = (ctx.start_date, ctx.end_date);
         let q = ReportQuery { start, end, group_by: &GROUPS, limit: config.page_size };
         let (mut input, mut output) = (0u64, 0u64);
-        let mut writer = WindowWriter::start(ctx, &schema).await?;
+        let mut writer = WindowWriter::start(ctx, schema).await?;
         let mut report = api.usage_report(key, &config.retry, &q);
         // Each page is turned into rows and staged as it arrives; the window lands after the last.
         while let Some(buckets) = report.next().await.map_err(provider_failed)? {

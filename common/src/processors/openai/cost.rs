@@ -171,17 +171,18 @@ impl Priced {
 #[async_trait]
 impl Processor for OpenAiCost {
     const TYPE: &'static str = "openai.cost";
+    const TABLES: &'static [&'static str] = &[usage::TABLE, TABLE];
     type Config = Config;
 
     async fn run(config: &Config, ctx: &StepContext<'_>) -> Result<StepOutcome, StepError> {
         check_retry(&config.retry)?;
         let raw_schema = table_schema(ctx.configs, PROVIDER, usage::TABLE)?;
         let schema = table_schema(ctx.configs, PROVIDER, TABLE)?;
-        let layout = Layout::new(&raw_schema, &schema)?;
-        let mut raw = read_window(ctx, &raw_schema, usage::OpenAiUsage::TYPE).await?;
+        let layout = Layout::new(raw_schema, schema)?;
+        let mut raw = read_window(ctx, raw_schema, usage::OpenAiUsage::TYPE).await?;
         let mut book = load_book(ctx, PROVIDER).await?;
         // Each batch read back is priced and staged; the window lands after reconciliation.
-        let mut writer = WindowWriter::start(ctx, &schema).await?;
+        let mut writer = WindowWriter::start(ctx, schema).await?;
         let mut priced = Priced::default();
         while let Some(batch) = raw.next().await {
             writer.append(priced.add(ctx.org_slug, batch?, &layout, &mut book)).await?;

@@ -135,13 +135,14 @@ pub(crate) fn embeddings_row(
 #[async_trait]
 impl Processor for OpenAiUsage {
     const TYPE: &'static str = "openai.usage";
+    const TABLES: &'static [&'static str] = &[TABLE];
     type Config = Config;
 
     async fn run(config: &Config, ctx: &StepContext<'_>) -> Result<StepOutcome, StepError> {
         check_retry(&config.retry)?;
         let key = credential(ctx, PROVIDER)?;
         let schema = table_schema(ctx.configs, PROVIDER, TABLE)?;
-        let columns = RawColumns::new(&schema)?;
+        let columns = RawColumns::new(schema)?;
         let mut names = Interner::default();
         let http = http(ctx)?;
         let api = client(ctx, &http);
@@ -150,7 +151,7 @@ impl Processor for OpenAiUsage {
         let mut pages = 0;
         let mut endpoints = config.endpoints.clone();
         endpoints.dedup();
-        let mut writer = WindowWriter::start(ctx, &schema).await?;
+        let mut writer = WindowWriter::start(ctx, schema).await?;
         for endpoint in endpoints {
             // Each page is turned into rows and staged as it arrives; the window lands after the last.
             match endpoint {
