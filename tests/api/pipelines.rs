@@ -171,6 +171,9 @@ steps:
   - step_id: Bad
     ps_type: anthropic.usage
     target: "{dataset}.{no_such_variable}"
+  - step_id: extract_again
+    ps_type: openai.usage
+    retry: {max_attempts: 50}
 "#,
     );
     // A table schema that does not parse: its file, and the steps that need it, are named.
@@ -200,6 +203,7 @@ steps:
         "anthropic/bad_ids.yml: steps must list at least one step",
         "openai/Not-Snake.yml: \"Not-Snake\" must be snake_case",
         "openai/extra_key.yml: unknown field `owner`",
+        "openai/broken_steps.yml: step extract_again (openai.usage): retry.max_attempts must be between 1 and 20",
         "openai/schemas/openai_cost_daily.json: missing field `type`",
         "openai/usage_cost.yml: step transform_cost (openai.cost): table openai_cost_daily needs a valid schema",
     ] {
@@ -221,7 +225,7 @@ steps:
         Err(e) => format!("{e:#}"),
     };
     assert!(err.contains("broken_steps.yml") && err.contains("openai.nope"), "{err}");
-    assert!(err.contains("openai_cost_daily.json"), "{err}");
+    assert!(err.contains("openai_cost_daily.json") && err.contains("retry.max_attempts"), "{err}");
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -668,7 +668,7 @@ mod tests {
     }
 
     #[test]
-    fn broken_table_schemas_are_named_with_the_rest() {
+    fn broken_table_schemas_and_retry_policies_are_named_with_the_rest() {
         let dir = tempfile::tempdir().unwrap();
         copy_dir(&repo_configs(), dir.path());
         let write = |rel: &str, text: &str| std::fs::write(dir.path().join(rel), text).unwrap();
@@ -683,6 +683,18 @@ mod tests {
         edit("anthropic/schemas/anthropic_cost_daily.json", r#""type": "DATE""#, r#""type": "DATE", "mode": "TWICE""#);
         std::fs::remove_file(dir.path().join("openai/schemas/openai_subscriptions_monthly.json")).unwrap();
         write("openai/schemas/notes.txt", "not a schema");
+        // Retry policies the provider calls could not follow.
+        let retry = "retry: {max_attempts: 5, initial_backoff_ms: 500, max_backoff_ms: 30000}";
+        edit(
+            "anthropic/usage_cost.yml",
+            retry,
+            "retry: {max_attempts: 0, initial_backoff_ms: 500, max_backoff_ms: 30000}",
+        );
+        edit(
+            "anthropic/usage_cost.yml",
+            retry,
+            "retry: {max_attempts: 3, initial_backoff_ms: 9000, max_backoff_ms: 10}",
+        );
         // And a problem of another kind, reported with them.
         write("setup/bootstrap/views/pipeline_logs_view.sql", "SELECT * FROM {{no_such_table}}");
         let err = Configs::load(dir.path(), &crate::processors::REGISTRY).unwrap_err().to_string();
@@ -695,7 +707,9 @@ mod tests {
             "openai/usage_cost.yml: step transform_cost (openai.cost): table openai_usage_daily_raw needs",
             "openai/subscriptions.yml: step transform_subscriptions (openai.subscriptions): table \
              openai_subscriptions_monthly needs a valid schema in openai/schemas/openai_subscriptions_monthly.json",
-            "anthropic/usage_cost.yml: step transform_cost (anthropic.cost): table anthropic_cost_daily needs",
+            "anthropic/usage_cost.yml: step extract_usage (anthropic.usage): retry.max_attempts must be between 1 and 20",
+            "anthropic/usage_cost.yml: step transform_cost (anthropic.cost): \
+             retry.initial_backoff_ms must not exceed retry.max_backoff_ms",
             "pipeline_logs_view.sql: {{no_such_table}}",
         ] {
             assert!(err.contains(expected), "missing {expected:?} in:\n{err}");

@@ -40,8 +40,6 @@ pub use registry::{Registry, REGISTRY};
 #[cfg(test)]
 pub(crate) use schemas::shipped_schema;
 pub use schemas::table_schema;
-pub(crate) use step_config::{
-    check_retry, decimal_text, default_page_size, default_tolerance, optional_decimal_text, page_size,
-};
+pub(crate) use step_config::{decimal_text, default_page_size, default_tolerance, optional_decimal_text, page_size};
 pub(crate) use values::{col_date, col_str, date_text, numeric};
 pub(crate) use window::{read_window, write_window, WindowWriter};

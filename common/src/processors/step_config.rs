@@ -1,22 +1,9 @@
 //! Fields the processors' step settings share (`#[serde(deserialize_with = ...)]` and defaults):
 //! page sizes within the providers' limits, exact decimals written as text, the reconciliation
-//! tolerance of a cost step, a retry policy's limits.
+//! tolerance of a cost step. Checked when the pipeline files are loaded at start-up.
 
 use rust_decimal::Decimal;
 use serde::{Deserialize, Deserializer};
-
-use crate::pipeline::StepError;
-use crate::providers::retry::RetryPolicy;
-
-/// Checks a step's retry settings.
-pub(crate) fn check_retry(policy: &RetryPolicy) -> Result<(), StepError> {
-    let problems = policy.problems();
-    if problems.is_empty() {
-        Ok(())
-    } else {
-        Err(StepError::Failed(format!("step settings: {}", problems.join("; "))))
-    }
-}
 
 /// Buckets per page: 1 to 31 (the providers' maximum for daily buckets).
 pub(crate) fn page_size<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {

@@ -24,9 +24,9 @@ use crate::cost::{Context, PriceBook, Tier, TokenType, Tokens};
 use crate::pipeline::{Processor, StepContext, StepError, StepOutcome};
 use crate::processors::llm::{credential, http, load_book, provider_failed};
 use crate::processors::{
-    check_retry, date_text, decimal_text, default_page_size, default_tolerance, finish_cost_step, numeric,
-    optional_decimal_text, page_size, read_window, reconcile, table_columns, table_schema, Amounts, CostLayout,
-    CostSummary, DimensionAmounts, DqResult, DqStatus, Tolerance, Unpriced, WindowWriter,
+    date_text, decimal_text, default_page_size, default_tolerance, finish_cost_step, numeric, optional_decimal_text,
+    page_size, read_window, reconcile, table_columns, table_schema, Amounts, CostLayout, CostSummary, DimensionAmounts,
+    DqResult, DqStatus, Tolerance, Unpriced, WindowWriter,
 };
 use crate::processors::{mark_priced, mark_unpriced, set_price_version};
 use crate::providers::anthropic::ReportQuery;
@@ -168,7 +168,6 @@ impl Processor for AnthropicCost {
     type Config = Config;
 
     async fn run(config: &Config, ctx: &StepContext<'_>) -> Result<StepOutcome, StepError> {
-        check_retry(&config.retry)?;
         let raw_schema = table_schema(ctx.configs, PROVIDER, usage::TABLE)?;
         let schema = table_schema(ctx.configs, PROVIDER, TABLE)?;
         let layout = Layout::new(raw_schema, schema)?;

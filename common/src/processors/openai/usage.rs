@@ -11,7 +11,7 @@ use serde_json::json;
 use super::{client, PROVIDER};
 use crate::pipeline::{Processor, StepContext, StepError, StepOutcome};
 use crate::processors::llm::{credential, http, provider_failed};
-use crate::processors::{check_retry, default_page_size, page_size, table_columns, table_schema, WindowWriter};
+use crate::processors::{default_page_size, page_size, table_columns, table_schema, WindowWriter};
 use crate::providers::openai::{Bucket, CompletionsResult, EmbeddingsResult, ReportQuery};
 use crate::providers::retry::RetryPolicy;
 use crate::warehouse::{Cell, Interner, Record};
@@ -139,7 +139,6 @@ impl Processor for OpenAiUsage {
     type Config = Config;
 
     async fn run(config: &Config, ctx: &StepContext<'_>) -> Result<StepOutcome, StepError> {
-        check_retry(&config.retry)?;
         let key = credential(ctx, PROVIDER)?;
         let schema = table_schema(ctx.configs, PROVIDER, TABLE)?;
         let columns = RawColumns::new(schema)?;
