@@ -141,7 +141,7 @@ async fn the_catalog_holds_the_shipped_pipelines() {
         assert!(p.pipeline_id("acme").starts_with(&format!("acme-{}-", p.key.provider)), "{}", p.file);
         assert!(!p.steps.is_empty());
         for s in &p.steps {
-            assert!(common::processors::REGISTRY.find(&s.ps_type).is_some(), "{}: {}", p.file, s.ps_type);
+            assert!(common::processors::REGISTRY.has(&s.ps_type), "{}: {}", p.file, s.ps_type);
         }
     }
 }
@@ -171,8 +171,13 @@ steps:
   - step_id: Bad
     ps_type: anthropic.usage
     target: "{dataset}.{no_such_variable}"
+  - step_id: extract_again
+    ps_type: openai.usage
+    retry: {max_attempts: 50}
 "#,
     );
+    // A table schema that does not parse: its file, and the steps that need it, are named.
+    write("openai/schemas/openai_cost_daily.json", r#"{"description": "cost", "fields": [{"name": "usage_date"}]}"#);
     write(
         "anthropic/broken_header.yml",
         "pipeline_id: \"acme_usage\"\ndescription: x\nschedule: hourly\nmax_window_days: 0\nsteps: []\n",
@@ -198,6 +203,9 @@ steps:
         "anthropic/bad_ids.yml: steps must list at least one step",
         "openai/Not-Snake.yml: \"Not-Snake\" must be snake_case",
         "openai/extra_key.yml: unknown field `owner`",
+        "openai/broken_steps.yml: step extract_again (openai.usage): retry.max_attempts must be between 1 and 20",
+        "openai/schemas/openai_cost_daily.json: missing field `type`",
+        "openai/usage_cost.yml: step transform_cost (openai.cost): table openai_cost_daily needs a valid schema",
     ] {
         assert!(err.contains(expected), "missing {expected:?} in:\n{err}");
     }
@@ -217,6 +225,7 @@ steps:
         Err(e) => format!("{e:#}"),
     };
     assert!(err.contains("broken_steps.yml") && err.contains("openai.nope"), "{err}");
+    assert!(err.contains("openai_cost_daily.json") && err.contains("retry.max_attempts"), "{err}");
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -124,6 +124,9 @@ pub struct Configs {
     pub plans: PlansConfig,
     /// LLM provider → its price-book seed (`configs/{provider}/seed/`), checked row by row.
     pub price_books: BTreeMap<String, PriceBookSeed>,
+    /// Provider → table → the schema of a table its processors read or write
+    /// (`configs/{provider}/schemas/<table>.json`), checked; see [`Configs::table_schema`].
+    pub table_schemas: BTreeMap<String, BTreeMap<String, TableSchema>>,
     /// Every pipeline file (`configs/{provider}/{domain}[/{pipeline}].yml`), steps checked
     /// against their processors.
     pub pipelines: pipelines::Catalog,
@@ -359,10 +362,13 @@ impl Configs {
 
         let provider_names: Vec<&str> =
             providers.as_ref().map(|p| p.providers.keys().map(String::as_str).collect()).unwrap_or_default();
+        let table_schemas: BTreeMap<String, BTreeMap<String, TableSchema>> =
+            provider_names.iter().map(|p| (p.to_string(), load_table_schemas(&mut l, p))).collect();
         let (pipelines, pipeline_problems) = pipelines::Catalog::load(root, &provider_names, step_types);
         for (file, problem) in pipeline_problems {
             l.problem(&file, problem);
         }
+        check_step_tables(&mut l, &pipelines, &table_schemas, step_types);
 
         match (bootstrap, onboarding, dataset_types, providers, plans) {
             (Some(bootstrap), Some(onboarding), Some(dataset_types), Some(providers), Some(plans))
@@ -378,6 +384,7 @@ impl Configs {
                     providers,
                     plans,
                     price_books,
+                    table_schemas,
                     pipelines,
                 })
             }
@@ -405,6 +412,12 @@ impl Configs {
     pub fn org_dataset(&self, org_slug: &str, environment: Environment) -> String {
         let suffix = self.dataset_types.environments.get(environment.as_str()).map(String::as_str).unwrap_or("dev");
         self.onboarding.dataset_name_template.replace("{org_slug}", org_slug).replace("{env}", suffix)
+    }
+
+    /// The schema of a provider table (`configs/{provider}/schemas/{table}.json`), loaded and
+    /// checked at start-up; every table a pipeline's processors name has one.
+    pub fn table_schema(&self, provider: &str, table: &str) -> Option<&TableSchema> {
+        self.table_schemas.get(provider)?.get(table)
     }
 
     pub fn plan(&self, name: &str) -> Option<&Plan> {
@@ -470,6 +483,60 @@ fn load_price_book(l: &mut Loader, provider: &str) -> Option<PriceBookSeed> {
         pricing: pricing?,
         subscriptions: subscriptions?,
     })
+}
+
+/// Every `configs/{provider}/schemas/<table>.json` (the tables the provider's processors read or
+/// write), each checked; a file with a problem is reported and left out.
+fn load_table_schemas(l: &mut Loader, provider: &str) -> BTreeMap<String, TableSchema> {
+    let mut schemas = BTreeMap::new();
+    let dir = format!("{provider}/schemas");
+    let Ok(entries) = std::fs::read_dir(l.path(&dir)) else { return schemas };
+    let mut names: Vec<String> = entries.flatten().map(|e| e.file_name().to_string_lossy().to_string()).collect();
+    names.sort();
+    for name in names {
+        let file = format!("{dir}/{name}");
+        let Some(table) = name.strip_suffix(".json") else {
+            l.problem(&file, "unexpected file: this folder holds table schemas, <table>.json");
+            continue;
+        };
+        if let Some(mut schema) = l.json::<TableSchema>(&file) {
+            schema.name = table.to_string();
+            let problems = schema.problems();
+            for p in &problems {
+                l.problem(&file, p);
+            }
+            if problems.is_empty() {
+                schemas.insert(schema.name.clone(), schema);
+            }
+        }
+    }
+    schemas
+}
+
+/// Every table a pipeline step's processor reads or writes has a valid schema under its
+/// provider (`ps_type` before the dot), so no step meets a missing one at run time.
+fn check_step_tables(
+    l: &mut Loader,
+    catalog: &pipelines::Catalog,
+    schemas: &BTreeMap<String, BTreeMap<String, TableSchema>>,
+    step_types: &dyn pipelines::StepTypes,
+) {
+    for pipeline in catalog.iter() {
+        for step in &pipeline.steps {
+            let provider = step.ps_type.split('.').next().unwrap_or_default();
+            for table in step_types.tables(&step.ps_type) {
+                if schemas.get(provider).and_then(|s| s.get(*table)).is_none() {
+                    l.problem(
+                        &pipeline.file,
+                        format!(
+                            "step {} ({}): table {table} needs a valid schema in {provider}/schemas/{table}.json",
+                            step.step_id, step.ps_type
+                        ),
+                    );
+                }
+            }
+        }
+    }
 }
 
 fn check_unique(l: &mut Loader, rel: &str, what: &str, names: &[String]) {
@@ -598,5 +665,63 @@ mod tests {
         assert!(err.contains("GEOGRAPHY"), "{err}");
         assert!(err.contains("providers.yml"), "{err}");
         assert!(err.contains("no_such_table"), "{err}");
+    }
+
+    #[test]
+    fn broken_table_schemas_and_retry_policies_are_named_with_the_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        copy_dir(&repo_configs(), dir.path());
+        let write = |rel: &str, text: &str| std::fs::write(dir.path().join(rel), text).unwrap();
+        let edit = |rel: &str, from: &str, to: &str| {
+            let text = std::fs::read_to_string(dir.path().join(rel)).unwrap();
+            assert!(text.contains(from), "{rel} has no {from:?}");
+            write(rel, &text.replacen(from, to, 1));
+        };
+        // A provider table's schema that is not JSON, one with a wrong field, one missing, and a
+        // stray file among them.
+        write("openai/schemas/openai_usage_daily_raw.json", r#"{"description": "raw", "fields": ["#);
+        edit("anthropic/schemas/anthropic_cost_daily.json", r#""type": "DATE""#, r#""type": "DATE", "mode": "TWICE""#);
+        std::fs::remove_file(dir.path().join("openai/schemas/openai_subscriptions_monthly.json")).unwrap();
+        write("openai/schemas/notes.txt", "not a schema");
+        // Retry policies the provider calls could not follow.
+        let retry = "retry: {max_attempts: 5, initial_backoff_ms: 500, max_backoff_ms: 30000}";
+        edit(
+            "anthropic/usage_cost.yml",
+            retry,
+            "retry: {max_attempts: 0, initial_backoff_ms: 500, max_backoff_ms: 30000}",
+        );
+        edit(
+            "anthropic/usage_cost.yml",
+            retry,
+            "retry: {max_attempts: 3, initial_backoff_ms: 9000, max_backoff_ms: 10}",
+        );
+        // And a problem of another kind, reported with them.
+        write("setup/bootstrap/views/pipeline_logs_view.sql", "SELECT * FROM {{no_such_table}}");
+        let err = Configs::load(dir.path(), &crate::processors::REGISTRY).unwrap_err().to_string();
+        for expected in [
+            "openai/schemas/openai_usage_daily_raw.json: EOF while parsing",
+            "anthropic/schemas/anthropic_cost_daily.json: unknown variant `TWICE`",
+            "openai/schemas/notes.txt: unexpected file: this folder holds table schemas, <table>.json",
+            "openai/usage_cost.yml: step extract_usage (openai.usage): table openai_usage_daily_raw needs a valid \
+             schema in openai/schemas/openai_usage_daily_raw.json",
+            "openai/usage_cost.yml: step transform_cost (openai.cost): table openai_usage_daily_raw needs",
+            "openai/subscriptions.yml: step transform_subscriptions (openai.subscriptions): table \
+             openai_subscriptions_monthly needs a valid schema in openai/schemas/openai_subscriptions_monthly.json",
+            "anthropic/usage_cost.yml: step extract_usage (anthropic.usage): retry.max_attempts must be between 1 and 20",
+            "anthropic/usage_cost.yml: step transform_cost (anthropic.cost): \
+             retry.initial_backoff_ms must not exceed retry.max_backoff_ms",
+            "pipeline_logs_view.sql: {{no_such_table}}",
+        ] {
+            assert!(err.contains(expected), "missing {expected:?} in:\n{err}");
+        }
+    }
+
+    #[test]
+    fn provider_table_schemas_are_loaded_per_provider() {
+        let c = Configs::load(&repo_configs(), &crate::processors::REGISTRY).unwrap_or_else(|e| panic!("{e}"));
+        let raw = c.table_schema("anthropic", "anthropic_usage_daily_raw").expect("loaded at start-up");
+        assert_eq!(raw.name, "anthropic_usage_daily_raw", "named after its file");
+        assert!(c.table_schema("anthropic", "openai_usage_daily_raw").is_none(), "tables are per provider");
+        assert_eq!(c.table_schemas["openai"].len(), 3);
     }
 }

@@ -38,6 +38,9 @@ pub trait StepTypes {
     fn check(&self, ps_type: &str, config: &serde_yaml::Value) -> Option<Result<(), String>>;
     /// Every registered `ps_type`, sorted (for messages).
     fn types(&self) -> Vec<&'static str>;
+    /// The tables the processor of `ps_type` reads or writes, each defined by
+    /// `configs/{provider}/schemas/<table>.json` (none for an unknown `ps_type`).
+    fn tables(&self, ps_type: &str) -> &'static [&'static str];
 }
 
 /// Variables every run defines.

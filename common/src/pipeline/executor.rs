@@ -278,8 +278,8 @@ impl Pipelines {
                 credential: Some(&credential),
             };
             let config = substitute_value(&step.config, &vars);
-            let result = match self.registry.find(&step.ps_type) {
-                Some(runner) => runner.run(&config, &ctx).await,
+            let result = match self.registry.run(&step.ps_type, &config, &ctx).await {
+                Some(result) => result,
                 None => Err(StepError::Failed(format!("ps_type {} is not registered", step.ps_type))),
             };
             tracing::info!(org = %run.org_slug, run_id = %run.run_id, step = %step.step_id, ok = result.is_ok(), "step finished");

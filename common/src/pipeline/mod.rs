@@ -1,8 +1,9 @@
 //! The pipeline engine (DESIGN §8): the catalog of pipeline files under `configs/` (parsed with
 //! the rest of the configs, [`crate::configs::pipelines`]), the processor registry it is handed
-//! ([`crate::processors::REGISTRY`]), the one way to start a run ([`Pipelines::submit`]), the
-//! executor that runs a pipeline's steps for one window ([`Pipelines::execute`]), the scheduler
-//! tick's due windows, and the run log (insert-only events) they write.
+//! ([`StepRunners`], assembled in the work layer), the one way to start a run
+//! ([`Pipelines::submit`]), the executor that runs a pipeline's steps for one window
+//! ([`Pipelines::execute`]), the scheduler tick's due windows, and the run log (insert-only
+//! events) they write.
 //!
 //! Lifecycle of a run: a submission writes a PENDING run event and enqueues it
 //! ([`crate::queue`]); a delivery claims it (first live claim wins: a duplicate delivery finds it
@@ -14,7 +15,6 @@ pub use crate::configs::pipelines as catalog;
 pub mod executor;
 pub mod local;
 pub mod processor;
-pub mod registry;
 pub mod runlog;
 pub mod schedule;
 pub mod submit;
@@ -23,7 +23,7 @@ use std::sync::Arc;
 
 pub use catalog::{Catalog, Pipeline, PipelineKey, Schedule, Step};
 pub use executor::{Delivery, Execution};
-pub use processor::{Processor, StepContext, StepError, StepOutcome};
+pub use processor::{Processor, StepContext, StepError, StepOutcome, StepRunners};
 pub use submit::{Submission, SubmitError, Submitted};
 
 use crate::configs::Configs;
@@ -43,8 +43,8 @@ pub struct Pipelines {
     pub kms: Arc<dyn Kms>,
     pub orgs: Arc<OrgDirectory>,
     pub queue: Arc<dyn RunQueue>,
-    /// The processors steps run with (assembled in the work layer).
-    pub registry: &'static registry::Registry,
+    /// What steps run with: the registry assembled in the work layer and handed down.
+    pub registry: &'static dyn StepRunners,
 }
 
 impl Pipelines {

@@ -1,11 +1,11 @@
-//! The contract between the pipeline engine and its processors.
+//! The contract between the pipeline engine and the work it runs.
 //!
 //! A processor is a type implementing [`Processor`]: a `TYPE` constant (`"openai.usage"`, the
-//! `ps_type` of the steps it runs; its module path mirrors it, `processors/openai/usage.rs`), a
-//! typed `Config` parsed and checked when the pipeline file is loaded (unknown keys refused), and
-//! `run`, which does one step of one run. Every processor is listed once, in
-//! [`crate::processors::REGISTRY`] (the work layer), which is handed to the engine and to config
-//! loading as a [`Registry`](super::registry::Registry).
+//! `ps_type` of the steps it runs; its module path in the work layer mirrors it), the tables it
+//! reads or writes, a typed `Config` parsed and checked when the pipeline file is loaded (unknown
+//! keys refused), and `run`, which does one step of one run. Every processor is listed once, in
+//! the registry the work layer assembles; it reaches the catalog as [`StepTypes`] and the engine
+//! as [`StepRunners`], so the engine knows no processor.
 
 use std::collections::BTreeMap;
 
@@ -14,6 +14,7 @@ use chrono::NaiveDate;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
+use crate::configs::pipelines::StepTypes;
 use crate::configs::Configs;
 use crate::settings::Settings;
 use crate::warehouse::{Warehouse, WarehouseError};
@@ -78,8 +79,26 @@ impl StepError {
 pub trait Processor: Send + Sync + 'static {
     /// The `ps_type` this processor runs.
     const TYPE: &'static str;
+    /// The tables the processor reads or writes, each defined by
+    /// `configs/{provider}/schemas/<table>.json` (`provider`: `TYPE` before the dot). A pipeline
+    /// file naming the processor is refused at start-up when one of them has no valid schema.
+    const TABLES: &'static [&'static str];
     /// The step's own settings from the pipeline file (everything but `step_id` and `ps_type`).
     type Config: DeserializeOwned + Send + Sync + 'static;
 
     async fn run(config: &Self::Config, ctx: &StepContext<'_>) -> Result<StepOutcome, StepError>;
+}
+
+/// The processor registry as the engine sees it: a step's settings parsed into its
+/// processor's `Config` and run, by `ps_type`.
+#[async_trait]
+pub trait StepRunners: StepTypes + Send + Sync {
+    /// Parses `config` into the settings of `ps_type`'s processor and runs the step; `None` when
+    /// no processor has this `ps_type`.
+    async fn run(
+        &self,
+        ps_type: &str,
+        config: &serde_yaml::Value,
+        ctx: &StepContext<'_>,
+    ) -> Option<Result<StepOutcome, StepError>>;
 }

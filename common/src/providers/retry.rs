@@ -9,9 +9,11 @@ use serde::Deserialize;
 
 use super::{provider_message, redact, ProviderHttp};
 
-/// How a pipeline step retries provider calls (the `retry:` key of a step's config).
+/// How a pipeline step retries provider calls (the `retry:` key of a step's config). Checked as
+/// it is parsed (see the `Deserialize` impl), so a pipeline file with a bad policy is refused at
+/// start-up, when its steps' settings are parsed, and a step never runs with one.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(remote = "Self", deny_unknown_fields)]
 pub struct RetryPolicy {
     /// Attempts per call, the first included (1 = no retry).
     #[serde(default = "default_max_attempts")]
@@ -45,6 +47,19 @@ impl Default for RetryPolicy {
             initial_backoff_ms: default_initial_backoff_ms(),
             max_backoff_ms: default_max_backoff_ms(),
             timeout_secs: None,
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for RetryPolicy {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        // The derived parse (`remote = "Self"`), then every problem at once.
+        let policy = RetryPolicy::deserialize(d)?;
+        let problems = policy.problems();
+        if problems.is_empty() {
+            Ok(policy)
+        } else {
+            Err(serde::de::Error::custom(problems.join("; ")))
         }
     }
 }
@@ -384,5 +399,10 @@ mod tests {
         assert_eq!((p.max_attempts, p.initial_backoff_ms), (3, 500));
         assert!(serde_yaml::from_str::<RetryPolicy>("attempts: 3").is_err());
         assert!(!RetryPolicy { max_attempts: 0, ..RetryPolicy::default() }.problems().is_empty());
+        let err = serde_yaml::from_str::<RetryPolicy>("{max_attempts: 0, initial_backoff_ms: 10, max_backoff_ms: 1}")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("retry.max_attempts must be between 1 and 20"), "{err}");
+        assert!(err.contains("retry.initial_backoff_ms must not exceed retry.max_backoff_ms"), "{err}");
     }
 }

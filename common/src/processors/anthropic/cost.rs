@@ -22,12 +22,11 @@ use super::usage;
 use super::{client, PROVIDER};
 use crate::cost::{Context, PriceBook, Tier, TokenType, Tokens};
 use crate::pipeline::{Processor, StepContext, StepError, StepOutcome};
-use crate::processors::openai::cost::{default_tolerance, load_book};
-use crate::processors::openai::http;
+use crate::processors::llm::{credential, http, load_book, provider_failed};
 use crate::processors::{
-    check_retry, credential, date_text, decimal_text, default_page_size, finish_cost_step, numeric,
-    optional_decimal_text, page_size, provider_failed, read_window, reconcile, table_columns, table_schema, Amounts,
-    CostLayout, CostSummary, DimensionAmounts, DqResult, DqStatus, Tolerance, Unpriced, WindowWriter,
+    date_text, decimal_text, default_page_size, default_tolerance, finish_cost_step, numeric, optional_decimal_text,
+    page_size, read_window, reconcile, table_columns, table_schema, Amounts, CostLayout, CostSummary, DimensionAmounts,
+    DqResult, DqStatus, Tolerance, Unpriced, WindowWriter,
 };
 use crate::processors::{mark_priced, mark_unpriced, set_price_version};
 use crate::providers::anthropic::ReportQuery;
@@ -165,17 +164,17 @@ impl Priced {
 #[async_trait]
 impl Processor for AnthropicCost {
     const TYPE: &'static str = "anthropic.cost";
+    const TABLES: &'static [&'static str] = &[usage::TABLE, TABLE];
     type Config = Config;
 
     async fn run(config: &Config, ctx: &StepContext<'_>) -> Result<StepOutcome, StepError> {
-        check_retry(&config.retry)?;
         let raw_schema = table_schema(ctx.configs, PROVIDER, usage::TABLE)?;
         let schema = table_schema(ctx.configs, PROVIDER, TABLE)?;
-        let layout = Layout::new(&raw_schema, &schema)?;
-        let mut raw = read_window(ctx, &raw_schema, usage::AnthropicUsage::TYPE).await?;
+        let layout = Layout::new(raw_schema, schema)?;
+        let mut raw = read_window(ctx, raw_schema, usage::AnthropicUsage::TYPE).await?;
         let mut book = load_book(ctx, PROVIDER).await?;
         // Each batch read back is priced and staged; the window lands after reconciliation.
-        let mut writer = WindowWriter::start(ctx, &schema).await?;
+        let mut writer = WindowWriter::start(ctx, schema).await?;
         let mut priced = Priced::default();
         while let Some(batch) = raw.next().await {
             writer.append(priced.add(ctx.org_slug, batch?, &layout, &mut book)).await?;
@@ -312,9 +311,8 @@ mod tests {
 
     #[test]
     fn golden_anthropic_day() {
-        let root = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../configs"));
-        let raw = crate::processors::load_schema(root, PROVIDER, super::usage::TABLE).unwrap();
-        let cost = crate::processors::load_schema(root, PROVIDER, TABLE).unwrap();
+        let raw = crate::processors::shipped_schema(PROVIDER, super::usage::TABLE);
+        let cost = crate::processors::shipped_schema(PROVIDER, TABLE);
         let page: Page<UsageResult> = serde_json::from_str(USAGE).unwrap();
         let bucket = page.data.into_iter().next().unwrap();
         let (day, columns) = (bucket.day().unwrap(), super::usage::RawColumns::new(&raw).unwrap());

@@ -9,10 +9,8 @@ use serde_json::json;
 
 use super::{client, PROVIDER};
 use crate::pipeline::{Processor, StepContext, StepError, StepOutcome};
-use crate::processors::openai::http;
-use crate::processors::{
-    check_retry, credential, default_page_size, page_size, provider_failed, table_columns, table_schema, WindowWriter,
-};
+use crate::processors::llm::{credential, http, provider_failed};
+use crate::processors::{default_page_size, page_size, table_columns, table_schema, WindowWriter};
 use crate::providers::anthropic::{ReportQuery, UsageResult};
 use crate::providers::retry::RetryPolicy;
 use crate::warehouse::{Cell, Interner, Record};
@@ -71,20 +69,20 @@ pub(crate) fn usage_row(
 #[async_trait]
 impl Processor for AnthropicUsage {
     const TYPE: &'static str = "anthropic.usage";
+    const TABLES: &'static [&'static str] = &[TABLE];
     type Config = Config;
 
     async fn run(config: &Config, ctx: &StepContext<'_>) -> Result<StepOutcome, StepError> {
-        check_retry(&config.retry)?;
         let key = credential(ctx, PROVIDER)?;
         let schema = table_schema(ctx.configs, PROVIDER, TABLE)?;
-        let columns = RawColumns::new(&schema)?;
+        let columns = RawColumns::new(schema)?;
         let mut names = Interner::default();
         let http = http(ctx)?;
         let api = client(ctx, &http);
         let (start, end) = (ctx.start_date, ctx.end_date);
         let q = ReportQuery { start, end, group_by: &GROUPS, limit: config.page_size };
         let (mut input, mut output) = (0u64, 0u64);
-        let mut writer = WindowWriter::start(ctx, &schema).await?;
+        let mut writer = WindowWriter::start(ctx, schema).await?;
         let mut report = api.usage_report(key, &config.retry, &q);
         // Each page is turned into rows and staged as it arrives; the window lands after the last.
         while let Some(buckets) = report.next().await.map_err(provider_failed)? {

@@ -17,14 +17,14 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::usage;
-use super::{client, http, PROVIDER};
+use super::{client, PROVIDER};
 use crate::cost::{Context, PriceBook, Tier, TokenType, Tokens, Unpriced as Why};
 use crate::pipeline::{Processor, StepContext, StepError, StepOutcome};
-use crate::pricebook::BookKind;
+use crate::processors::llm::{credential, http, load_book, provider_failed};
 use crate::processors::{
-    check_retry, credential, decimal_text, default_page_size, finish_cost_step, optional_decimal_text, page_size,
-    provider_failed, read_window, reconcile, table_columns, table_schema, Amounts, CostLayout, CostSummary,
-    DimensionAmounts, DqResult, Tolerance, Unpriced, WindowWriter,
+    decimal_text, default_page_size, default_tolerance, finish_cost_step, optional_decimal_text, page_size,
+    read_window, reconcile, table_columns, table_schema, Amounts, CostLayout, CostSummary, DimensionAmounts, DqResult,
+    Tolerance, Unpriced, WindowWriter,
 };
 use crate::processors::{mark_priced, mark_unpriced, set_price_version};
 use crate::providers::openai::ReportQuery;
@@ -69,10 +69,6 @@ pub struct Config {
 
 fn yes() -> bool {
     true
-}
-
-pub(crate) fn default_tolerance() -> Decimal {
-    Decimal::new(1, 2)
 }
 
 pub struct OpenAiCost;
@@ -172,43 +168,20 @@ impl Priced {
     }
 }
 
-/// The provider's pricing book over the window, or a clear error.
-pub(crate) async fn load_book(ctx: &StepContext<'_>, provider: &str) -> Result<PriceBook, StepError> {
-    let rows = crate::pricebook::versions_between(
-        ctx.warehouse,
-        ctx.configs,
-        ctx.dataset,
-        ctx.org_slug,
-        provider,
-        BookKind::Pricing,
-        ctx.start_date,
-        ctx.end_date,
-    )
-    .await?
-    .ok_or_else(|| {
-        StepError::Failed(format!(
-            "organization {} has no {provider} price book: set up the {provider} integration or \
-             POST /api/v1/integrations/{}/{provider}/pricing/reset",
-            ctx.org_slug, ctx.org_slug
-        ))
-    })?;
-    PriceBook::from_rows(&rows).map_err(|e| StepError::Failed(format!("the {provider} price book: {e}")))
-}
-
 #[async_trait]
 impl Processor for OpenAiCost {
     const TYPE: &'static str = "openai.cost";
+    const TABLES: &'static [&'static str] = &[usage::TABLE, TABLE];
     type Config = Config;
 
     async fn run(config: &Config, ctx: &StepContext<'_>) -> Result<StepOutcome, StepError> {
-        check_retry(&config.retry)?;
         let raw_schema = table_schema(ctx.configs, PROVIDER, usage::TABLE)?;
         let schema = table_schema(ctx.configs, PROVIDER, TABLE)?;
-        let layout = Layout::new(&raw_schema, &schema)?;
-        let mut raw = read_window(ctx, &raw_schema, usage::OpenAiUsage::TYPE).await?;
+        let layout = Layout::new(raw_schema, schema)?;
+        let mut raw = read_window(ctx, raw_schema, usage::OpenAiUsage::TYPE).await?;
         let mut book = load_book(ctx, PROVIDER).await?;
         // Each batch read back is priced and staged; the window lands after reconciliation.
-        let mut writer = WindowWriter::start(ctx, &schema).await?;
+        let mut writer = WindowWriter::start(ctx, schema).await?;
         let mut priced = Priced::default();
         while let Some(batch) = raw.next().await {
             writer.append(priced.add(ctx.org_slug, batch?, &layout, &mut book)).await?;
@@ -315,8 +288,7 @@ mod tests {
 
     /// The raw and cost tables' shipped schemas.
     fn schemas() -> (TableSchema, TableSchema) {
-        let root = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../configs"));
-        let load = |table| crate::processors::load_schema(root, PROVIDER, table).unwrap();
+        let load = |table| crate::processors::shipped_schema(PROVIDER, table);
         (load(super::usage::TABLE), load(TABLE))
     }
 

@@ -13,11 +13,6 @@ use crate::providers::ProviderHttp;
 /// The provider name used for tables, books and messages.
 pub const PROVIDER: &str = "openai";
 
-/// The HTTP client of a step, aimed at the configured base (the real API, or the sandbox).
-pub(crate) fn http(ctx: &StepContext<'_>) -> Result<ProviderHttp, crate::pipeline::StepError> {
-    ProviderHttp::from_settings(ctx.settings).map_err(crate::pipeline::StepError::Failed)
-}
-
 pub(crate) fn client<'a>(ctx: &'a StepContext<'_>, http: &'a ProviderHttp) -> OpenAi<'a> {
     OpenAi { http, base: ctx.settings.openai_api_base.trim_end_matches('/') }
 }

@@ -126,6 +126,7 @@ pub(crate) fn month_rows(
 #[async_trait]
 impl Processor for OpenAiSubscriptions {
     const TYPE: &'static str = "openai.subscriptions";
+    const TABLES: &'static [&'static str] = &[TABLE];
     type Config = Config;
 
     async fn run(config: &Config, ctx: &StepContext<'_>) -> Result<StepOutcome, StepError> {
@@ -158,7 +159,7 @@ impl Processor for OpenAiSubscriptions {
                 ));
             }
         }
-        let written = write_window(ctx, &schema, start, ctx.end_date, &rows).await?;
+        let written = write_window(ctx, schema, start, ctx.end_date, &rows).await?;
         Ok(StepOutcome {
             rows_written: written,
             warnings,

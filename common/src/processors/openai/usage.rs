@@ -8,11 +8,10 @@ use chrono::NaiveDate;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{client, http, PROVIDER};
+use super::{client, PROVIDER};
 use crate::pipeline::{Processor, StepContext, StepError, StepOutcome};
-use crate::processors::{
-    check_retry, credential, default_page_size, page_size, provider_failed, table_columns, table_schema, WindowWriter,
-};
+use crate::processors::llm::{credential, http, provider_failed};
+use crate::processors::{default_page_size, page_size, table_columns, table_schema, WindowWriter};
 use crate::providers::openai::{Bucket, CompletionsResult, EmbeddingsResult, ReportQuery};
 use crate::providers::retry::RetryPolicy;
 use crate::warehouse::{Cell, Interner, Record};
@@ -136,13 +135,13 @@ pub(crate) fn embeddings_row(
 #[async_trait]
 impl Processor for OpenAiUsage {
     const TYPE: &'static str = "openai.usage";
+    const TABLES: &'static [&'static str] = &[TABLE];
     type Config = Config;
 
     async fn run(config: &Config, ctx: &StepContext<'_>) -> Result<StepOutcome, StepError> {
-        check_retry(&config.retry)?;
         let key = credential(ctx, PROVIDER)?;
         let schema = table_schema(ctx.configs, PROVIDER, TABLE)?;
-        let columns = RawColumns::new(&schema)?;
+        let columns = RawColumns::new(schema)?;
         let mut names = Interner::default();
         let http = http(ctx)?;
         let api = client(ctx, &http);
@@ -151,7 +150,7 @@ impl Processor for OpenAiUsage {
         let mut pages = 0;
         let mut endpoints = config.endpoints.clone();
         endpoints.dedup();
-        let mut writer = WindowWriter::start(ctx, &schema).await?;
+        let mut writer = WindowWriter::start(ctx, schema).await?;
         for endpoint in endpoints {
             // Each page is turned into rows and staged as it arrives; the window lands after the last.
             match endpoint {
@@ -229,8 +228,7 @@ mod tests {
             "num_model_requests": 412, "project_id": "proj_abc123", "model": "gpt-4o-mini-2024-07-18"
         }))
         .unwrap();
-        let root = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../configs"));
-        let schema = crate::processors::load_schema(root, PROVIDER, TABLE).unwrap();
+        let schema = crate::processors::shipped_schema(PROVIDER, TABLE);
         let columns = (&RawColumns::new(&schema).unwrap(), &mut Interner::default());
         let record = completions_row(columns, "acme", NaiveDate::from_ymd_opt(2026, 11, 1).unwrap(), &r);
         let row = crate::warehouse::to_keyed_row(&schema, &record);
