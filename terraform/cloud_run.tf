@@ -281,6 +281,7 @@ resource "google_cloud_run_v2_service" "service" {
           local.service_env,
           { REQUEST_TIMEOUT_SECS = tostring(local.sizing[each.key].timeout_seconds) },
           lookup(local.oidc_env, each.key, {}),
+          lookup(local.org_dataset_env, each.key, {}),
           var.extra_env,
         )
         content {
@@ -352,6 +353,7 @@ resource "google_cloud_run_v2_service" "service" {
   depends_on = [
     google_project_service.enabled,
     google_project_iam_member.bigquery,
+    google_bigquery_dataset_iam_member.central,
     google_secret_manager_secret_iam_member.root_api_key,
   ]
 }

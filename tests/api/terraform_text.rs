@@ -495,6 +495,16 @@ fn service_account_email(files: &[Tf], expr: &str, samples: &Samples) -> String 
     format!("{account_id}@{}.iam.gserviceaccount.com", samples.project_id)
 }
 
+/// The email of a service's runtime account, `google_service_account.service["<service>"]`
+/// (account_id `${local.name}-${each.key}`).
+pub fn runtime_account_email(files: &[Tf], service: &str, samples: &Samples) -> String {
+    let (tf, body) = resource(files, "google_service_account", "service");
+    assert_eq!(tf.attribute(body, "for_each"), Some("local.services"));
+    let account_id = tf.attribute(body, "account_id").expect("account_id").trim_matches('"');
+    let account_id = interpolate(files, &account_id.replace("${each.key}", service), samples);
+    format!("{account_id}@{}.iam.gserviceaccount.com", samples.project_id)
+}
+
 /// `local.<map>["<key>"]`, resolved to the entry's value.
 fn local_entry(files: &[Tf], expr: &str) -> Option<Value> {
     let (map, rest) = expr.strip_prefix("local.")?.split_once("[\"")?;
@@ -557,6 +567,29 @@ pub fn deployed_env(files: &[Tf], service: &str, samples: &Samples) -> BTreeMap<
                 None => panic!("OIDC_AUDIENCE = {expr}: expected an entry of a local map (local.oidc_audiences)"),
             },
             "OIDC_INVOKERS" => service_account_email(files, &expr, samples),
+            "ORG_DATASET_OWNERS" => {
+                let owner = expr
+                    .strip_prefix("google_service_account.service[\"")
+                    .and_then(|r| r.strip_suffix("\"].email"))
+                    .unwrap_or_else(|| panic!("ORG_DATASET_OWNERS = {expr}: expected a service's runtime account"));
+                runtime_account_email(files, owner, samples)
+            }
+            "ORG_DATASET_WRITERS" | "ORG_DATASET_READERS" => {
+                let role = if name == "ORG_DATASET_WRITERS" { "write" } else { "read" };
+                let expected = format!(
+                    "join(\",\", [for name, svc in local.services : google_service_account.service[name].email if svc.bigquery_org_datasets == \"{role}\"])"
+                );
+                assert_eq!(
+                    expr, expected,
+                    "{name} should list the runtime accounts of the services that {role} org datasets"
+                );
+                let services = services(files);
+                let emails = services
+                    .iter()
+                    .filter(|(_, svc)| svc.field("bigquery_org_datasets") == format!("\"{role}\""))
+                    .map(|(name, _)| runtime_account_email(files, name, samples));
+                emails.collect::<Vec<_>>().join(",")
+            }
             "CA_ROOT_API_KEY" => {
                 assert!(
                     expr.contains("secret_key_ref {") && expr.contains("google_secret_manager_secret."),
