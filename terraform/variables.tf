@@ -89,7 +89,7 @@ variable "cors_origins" {
 }
 
 variable "bigquery_location" {
-  description = "BIGQUERY_LOCATION of the datasets the services create: US, EU or a region such as europe-west1."
+  description = "Location of the central dataset (bigquery.tf) and BIGQUERY_LOCATION, where onboard creates each organization's dataset: US, EU or a region such as europe-west1."
   type        = string
   default     = "US"
 
@@ -221,7 +221,7 @@ variable "scheduler_schedule" {
 }
 
 variable "deletion_protection" {
-  description = "Protect the Cloud Run services from `terraform destroy` (the KMS key is always protected: losing it loses every stored credential)."
+  description = "Protect the Cloud Run services from `terraform destroy`, and the central dataset from losing its tables to it (the KMS key is always protected: losing it loses every stored credential)."
   type        = bool
   default     = true
 }

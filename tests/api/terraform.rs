@@ -4,8 +4,10 @@
 //! map to the function that serves it; every environment variable Terraform sets is one
 //! `common/src/settings.rs` reads, and each service's set passes the production start-up
 //! validation; the daily loop (Cloud Scheduler → tick → Pub/Sub → push) calls the routes the
-//! code serves, with the audience and caller each service expects; pipelines-run is sized for
-//! runs; and `terraform fmt -check` is clean (Terraform must be installed).
+//! code serves, with the audience and caller each service expects; every service is sized within
+//! Cloud Run's limits for what it does (pipelines-run for runs); each service's BigQuery grants
+//! are what its code uses; checkov passes with every skip justified; and `terraform fmt -check`
+//! is clean (Terraform must be installed).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -693,6 +695,21 @@ fn every_service_is_sized_for_what_it_does_within_cloud_runs_limits() {
         defaults["scheduler-tick"]
     );
     assert_eq!(defaults["bootstrap"]["max_instances"], "1");
+
+    // terraform/README.md's table says the same sizes.
+    let readme = read(&repo().join("terraform/README.md"));
+    for (name, size) in &defaults {
+        let row = format!(
+            "| {name} | {} | {} | {} | {}–{} | {} s |",
+            size["memory"],
+            size["cpu"],
+            size["concurrency"],
+            size["min_instances"],
+            size["max_instances"],
+            size["timeout_seconds"]
+        );
+        assert!(readme.contains(&row), "terraform/README.md's sizing table should have `{row}`");
+    }
 
     // Startup and liveness probes on /health, on every service (one container per service).
     let (tf, body) = resource(&files, "google_cloud_run_v2_service", "service");
