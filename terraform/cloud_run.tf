@@ -156,7 +156,7 @@ locals {
   }
   sizing_numbers = {
     for name, size in local.sizing : name => {
-      memory_mib = endswith(size.memory, "Gi") ? tonumber(trimsuffix(size.memory, "Gi")) * 1024 : tonumber(trimsuffix(size.memory, "Mi"))
+      memory_mib = tonumber(regex("^[0-9]+", size.memory)) * (endswith(size.memory, "Gi") ? 1024 : 1)
       cpu_count  = tonumber(size.cpu)
     }
   }
