@@ -17,6 +17,9 @@
 //!   `query_batches` hands each page over as it arrives.
 //! - 429, 5xx and quota/rate errors are retried with exponential backoff and jitter; what is
 //!   still failing after that is `Unavailable`.
+//! - `datasets.insert` is sent as plain REST (same endpoint, Application Default Credentials
+//!   through google-cloud-auth): the client's `Dataset` has no description or `access` list, and
+//!   organization datasets are created with their services' access (`DatasetOptions::access`).
 //! - `BIGQUERY_API_BASE` points the client at an emulator (with a dummy token); without it the
 //!   real service is used with Application Default Credentials.
 
