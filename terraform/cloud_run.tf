@@ -5,7 +5,7 @@ locals {
   name           = "convergence"
   container_port = 8080
 
-  # name => what the load balancer routes to it (DESIGN §2) and what it may touch.
+  # name => what the load balancer routes to it (DESIGN §2), what it may touch and its size.
   #   path_templates: URL-map path templates, matched before every prefix (so pricing's
   #                   /api/v1/integrations/{org}/{provider}/pricing... wins over integrations).
   #   path_prefixes:  URL-map prefix matches; they must not overlap between services.
@@ -13,69 +13,151 @@ locals {
   #                   of the internet). scheduler-tick is invoked only by Cloud Scheduler's OIDC token.
   #   kms:            encrypts/decrypts with the Cloud KMS key (API keys, provider credentials).
   #   publishes_runs: enqueues pipeline runs on the Pub/Sub topic.
-  #   executes_runs:  runs pipelines inside its requests (Pub/Sub push): sized by run_memory and
-  #                   run_concurrency instead of memory and max_concurrency.
+  #   executes_runs:  runs pipelines inside its requests (Pub/Sub push), so its concurrency is
+  #                   runs per instance and its memory holds that many runs' working sets.
+  #   bigquery_central, bigquery_org_datasets: what it does in the central dataset and in the
+  #                   per-organization datasets (iam.tf grants exactly that).
+  # Sizing (defaults; var.service_overrides changes them per environment, see local.sizing):
+  #   memory, cpu:     Cloud Run limits. Cloud Run needs cpu >= 1 for memory above 512Mi and
+  #                    for concurrency above 1 (checked by a precondition below). The binaries
+  #                    measure ~14 MB RSS once healthy (docs/BENCHMARKS.md).
+  #   concurrency:     requests per instance.
+  #   min_instances, max_instances: scaling bounds (0: scale to zero; a cold start is ~10 ms).
   #   timeout_seconds: Cloud Run request timeout and the service's own REQUEST_TIMEOUT_SECS.
   services = {
     "bootstrap" = {
-      path_templates  = []
-      path_prefixes   = ["/api/v1/admin/"]
-      public          = true
-      kms             = false
-      publishes_runs  = false
-      executes_runs   = false
-      timeout_seconds = 300
+      # Rarely called (once per environment and release). One instance, so its in-process lock
+      # serializes every bootstrap; a bootstrap creates tables one by one (up to 300 s).
+      path_templates        = []
+      path_prefixes         = ["/api/v1/admin/"]
+      public                = true
+      kms                   = false
+      publishes_runs        = false
+      executes_runs         = false
+      bigquery_central      = "write"
+      bigquery_org_datasets = "none"
+      memory                = "512Mi"
+      cpu                   = "1"
+      concurrency           = 8
+      min_instances         = 0
+      max_instances         = 1
+      timeout_seconds       = 300
     }
     "onboard" = {
-      path_templates  = []
-      path_prefixes   = ["/api/v1/organizations/"]
-      public          = true
-      kms             = true
-      publishes_runs  = false
-      executes_runs   = false
-      timeout_seconds = 60
+      # Small JSON requests; creates each organization's dataset (and owns it).
+      path_templates        = []
+      path_prefixes         = ["/api/v1/organizations/"]
+      public                = true
+      kms                   = true
+      publishes_runs        = false
+      executes_runs         = false
+      bigquery_central      = "write"
+      bigquery_org_datasets = "create"
+      memory                = "512Mi"
+      cpu                   = "1"
+      concurrency           = 80
+      min_instances         = 0
+      max_instances         = 10
+      timeout_seconds       = 60
     }
     "integrations" = {
-      path_templates  = []
-      path_prefixes   = ["/api/v1/integrations/"]
-      public          = true
-      kms             = true
-      publishes_runs  = false
-      executes_runs   = false
-      timeout_seconds = 60
+      # Small JSON requests, plus a provider round trip when validating a credential.
+      path_templates        = []
+      path_prefixes         = ["/api/v1/integrations/"]
+      public                = true
+      kms                   = true
+      publishes_runs        = false
+      executes_runs         = false
+      bigquery_central      = "write"
+      bigquery_org_datasets = "write"
+      memory                = "512Mi"
+      cpu                   = "1"
+      concurrency           = 80
+      min_instances         = 0
+      max_instances         = 10
+      timeout_seconds       = 60
     }
     "pricing" = {
+      # Small JSON requests over one organization's price books.
       path_templates = [
         "/api/v1/integrations/{org=*}/{provider=*}/pricing",
         "/api/v1/integrations/{org=*}/{provider=*}/pricing/**",
         "/api/v1/integrations/{org=*}/{provider=*}/subscriptions",
         "/api/v1/integrations/{org=*}/{provider=*}/subscriptions/**",
       ]
-      path_prefixes   = []
-      public          = true
-      kms             = false
-      publishes_runs  = false
-      executes_runs   = false
-      timeout_seconds = 60
+      path_prefixes         = []
+      public                = true
+      kms                   = false
+      publishes_runs        = false
+      executes_runs         = false
+      bigquery_central      = "write"
+      bigquery_org_datasets = "write"
+      memory                = "512Mi"
+      cpu                   = "1"
+      concurrency           = 80
+      min_instances         = 0
+      max_instances         = 10
+      timeout_seconds       = 60
     }
     "pipelines-run" = {
-      # timeout_seconds: > RUN_TIMEOUT_SECS, Cloud Run's maximum (see run_lease_seconds below).
-      path_templates  = []
-      path_prefixes   = ["/api/v1/pipelines/"]
-      public          = true
-      kms             = true
-      publishes_runs  = true
-      executes_runs   = true
-      timeout_seconds = 3600
+      # A pushed run holds its working set until it ends (peak < 200 MB RSS, docs/BENCHMARKS.md
+      # "pipeline end to end") and uses about one core while it transforms (server CPU ~ wall
+      # time there): 4 runs per instance in 2 GiB (4 x 200 MB + the process and the run API's
+      # light requests) on 2 CPUs; more runs scale out. timeout_seconds: > RUN_TIMEOUT_SECS,
+      # Cloud Run's maximum (see run_timeout_seconds below).
+      path_templates        = []
+      path_prefixes         = ["/api/v1/pipelines/"]
+      public                = true
+      kms                   = true
+      publishes_runs        = true
+      executes_runs         = true
+      bigquery_central      = "write"
+      bigquery_org_datasets = "write"
+      memory                = "2Gi"
+      cpu                   = "2"
+      concurrency           = 4
+      min_instances         = 0
+      max_instances         = 10
+      timeout_seconds       = 3600
     }
     "scheduler-tick" = {
-      path_templates  = []
-      path_prefixes   = ["/api/v1/scheduler/"]
-      public          = false
-      kms             = false
-      publishes_runs  = true
-      executes_runs   = false
-      timeout_seconds = 120
+      # A tick is set-based (one query for every due run, one append for all submissions): one
+      # tick per instance, and a few instances at most (Cloud Scheduler calls it hourly; a retry
+      # or a manual tick may overlap). Its peak RSS is ~400-500 MB at 17,000 due runs
+      # (docs/BENCHMARKS.md "scheduler tick"), hence 1 GiB.
+      path_templates        = []
+      path_prefixes         = ["/api/v1/scheduler/"]
+      public                = false
+      kms                   = false
+      publishes_runs        = true
+      executes_runs         = false
+      bigquery_central      = "write"
+      bigquery_org_datasets = "none"
+      memory                = "1Gi"
+      cpu                   = "1"
+      concurrency           = 1
+      min_instances         = 0
+      max_instances         = 3
+      timeout_seconds       = 120
+    }
+  }
+
+  # Each service's size: its entry's defaults, with what var.service_overrides sets for it.
+  # memory_mib and cpu_count are the same limits as numbers, for the preconditions below.
+  sizing = {
+    for name, svc in local.services : name => {
+      memory          = coalesce(try(var.service_overrides[name].memory, null), svc.memory)
+      cpu             = coalesce(try(var.service_overrides[name].cpu, null), svc.cpu)
+      concurrency     = coalesce(try(var.service_overrides[name].concurrency, null), svc.concurrency)
+      min_instances   = coalesce(try(var.service_overrides[name].min_instances, null), svc.min_instances)
+      max_instances   = coalesce(try(var.service_overrides[name].max_instances, null), svc.max_instances)
+      timeout_seconds = coalesce(try(var.service_overrides[name].timeout_seconds, null), svc.timeout_seconds)
+    }
+  }
+  sizing_numbers = {
+    for name, size in local.sizing : name => {
+      memory_mib = tonumber(regex("^[0-9]+", size.memory)) * (endswith(size.memory, "Gi") ? 1024 : 1)
+      cpu_count  = tonumber(size.cpu)
     }
   }
 
@@ -92,6 +174,12 @@ locals {
   # "stale" by the lease too.
   run_lease_seconds   = 300
   run_timeout_seconds = 3300
+
+  # A run's peak RSS, rounded up (every measured run peaked below 200 MB, docs/BENCHMARKS.md
+  # "pipeline end to end"), and what the process holds besides its runs: an instance that
+  # executes runs needs concurrency x run_peak_mib + process_mib of memory.
+  run_peak_mib = 200
+  process_mib  = 100
 
   # Settings every service reads at start-up (common/src/settings.rs; tests/api/terraform.rs
   # checks each name is one the code reads and that each service's set passes production
@@ -160,14 +248,13 @@ resource "google_cloud_run_v2_service" "service" {
 
   template {
     service_account = google_service_account.service[each.key].email
-    # A push request holds one run's working set (peak < 200 MB, docs/BENCHMARKS.md) until the
-    # run ends: run_concurrency runs at once must fit in run_memory (4 x 200 MB of 1 GiB).
-    max_instance_request_concurrency = each.value.executes_runs ? var.run_concurrency : var.max_concurrency
-    timeout                          = "${each.value.timeout_seconds}s"
+    # Sizes per service: local.services (why each is what it is) and var.service_overrides.
+    max_instance_request_concurrency = local.sizing[each.key].concurrency
+    timeout                          = "${local.sizing[each.key].timeout_seconds}s"
 
     scaling {
-      min_instance_count = var.min_instances
-      max_instance_count = var.max_instances
+      min_instance_count = local.sizing[each.key].min_instances
+      max_instance_count = local.sizing[each.key].max_instances
     }
 
     containers {
@@ -181,9 +268,10 @@ resource "google_cloud_run_v2_service" "service" {
 
       resources {
         limits = {
-          cpu    = var.cpu
-          memory = each.value.executes_runs ? var.run_memory : var.memory
+          cpu    = local.sizing[each.key].cpu
+          memory = local.sizing[each.key].memory
         }
+        # CPU only while a request is open (what allows a CPU below 1), boosted at start-up.
         cpu_idle          = true
         startup_cpu_boost = true
       }
@@ -191,8 +279,9 @@ resource "google_cloud_run_v2_service" "service" {
       dynamic "env" {
         for_each = merge(
           local.service_env,
-          { REQUEST_TIMEOUT_SECS = tostring(each.value.timeout_seconds) },
+          { REQUEST_TIMEOUT_SECS = tostring(local.sizing[each.key].timeout_seconds) },
           lookup(local.oidc_env, each.key, {}),
+          lookup(local.org_dataset_env, each.key, {}),
           var.extra_env,
         )
         content {
@@ -236,9 +325,35 @@ resource "google_cloud_run_v2_service" "service" {
     }
   }
 
+  lifecycle {
+    # Cloud Run's rules on the limits, checked at plan time on the sizes after overrides.
+    precondition {
+      condition     = local.sizing_numbers[each.key].memory_mib <= 512 || local.sizing_numbers[each.key].cpu_count >= 1
+      error_message = "${each.key}: Cloud Run needs cpu >= 1 for memory above 512Mi (memory ${local.sizing[each.key].memory}, cpu ${local.sizing[each.key].cpu})."
+    }
+    precondition {
+      condition     = local.sizing[each.key].concurrency == 1 || local.sizing_numbers[each.key].cpu_count >= 1
+      error_message = "${each.key}: Cloud Run needs cpu >= 1 for a concurrency above 1 (concurrency ${local.sizing[each.key].concurrency}, cpu ${local.sizing[each.key].cpu})."
+    }
+    precondition {
+      condition     = local.sizing[each.key].min_instances <= local.sizing[each.key].max_instances
+      error_message = "${each.key}: min_instances ${local.sizing[each.key].min_instances} is above max_instances ${local.sizing[each.key].max_instances}."
+    }
+    precondition {
+      condition     = !each.value.executes_runs || local.sizing_numbers[each.key].memory_mib >= local.sizing[each.key].concurrency * local.run_peak_mib + local.process_mib
+      error_message = "${each.key}: ${local.sizing[each.key].concurrency} runs at once need ${local.sizing[each.key].concurrency} x ${local.run_peak_mib} MiB + ${local.process_mib} MiB; memory is ${local.sizing[each.key].memory}."
+    }
+    # A pushed run's outcome is recorded inside its own request: the request must outlast it.
+    precondition {
+      condition     = !each.value.executes_runs || local.sizing[each.key].timeout_seconds > local.run_timeout_seconds
+      error_message = "${each.key}: timeout_seconds ${local.sizing[each.key].timeout_seconds} must exceed RUN_TIMEOUT_SECS (${local.run_timeout_seconds})."
+    }
+  }
+
   depends_on = [
     google_project_service.enabled,
     google_project_iam_member.bigquery,
+    google_bigquery_dataset_iam_member.central,
     google_secret_manager_secret_iam_member.root_api_key,
   ]
 }

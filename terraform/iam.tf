@@ -3,13 +3,34 @@
 # Pub/Sub push, allowed to invoke only their target service.
 
 locals {
-  # Every service reads and writes the warehouse (key lookups, audit rows, per-org datasets) and
-  # runs query jobs (start-up ping, DML). dataEditor on the project is what lets onboard create
-  # the per-organization datasets.
-  bigquery_roles = ["roles/bigquery.dataEditor", "roles/bigquery.jobUser"]
-  bigquery_grants = {
-    for pair in setproduct(keys(local.services), local.bigquery_roles) :
-    "${pair[0]} ${pair[1]}" => { service = pair[0], role = pair[1] }
+  # BigQuery, from what each service does (bigquery_central and bigquery_org_datasets in
+  # local.services). No service holds a data role on the project:
+  #   - every service runs query jobs (reads, DML, the start-up ping): Job User on the project;
+  #   - the central dataset (bigquery.tf) grants Data Editor to the services that write it
+  #     (all six today: audit rows at least) and Data Viewer to those that only read it;
+  #   - the per-organization datasets (`{org}_{env}`) are created by onboard, which therefore
+  #     holds BigQuery User on the project (bigquery.datasets.create; nothing in any dataset)
+  #     and owns each dataset it creates. At creation it grants the services that use them
+  #     their role on that dataset (ORG_DATASET_* settings, below), so a new organization needs
+  #     no Terraform change. terraform/README.md says how to grant datasets made before.
+  bigquery_project_grants = merge(
+    { for name, svc in local.services : "${name} roles/bigquery.jobUser" => { service = name, role = "roles/bigquery.jobUser" } },
+    {
+      for name, svc in local.services : "${name} roles/bigquery.user" => { service = name, role = "roles/bigquery.user" }
+      if svc.bigquery_org_datasets == "create"
+    },
+  )
+
+  # Onboard's settings (the service whose bigquery_org_datasets is "create"): who gets which
+  # role on each organization dataset it creates. Onboard itself is the owner (an explicit
+  # access list replaces BigQuery's default, which made the creator the owner; it drops the
+  # dataset of a failed onboarding).
+  org_dataset_env = {
+    "onboard" = {
+      ORG_DATASET_OWNERS  = google_service_account.service["onboard"].email
+      ORG_DATASET_WRITERS = join(",", [for name, svc in local.services : google_service_account.service[name].email if svc.bigquery_org_datasets == "write"])
+      ORG_DATASET_READERS = join(",", [for name, svc in local.services : google_service_account.service[name].email if svc.bigquery_org_datasets == "read"])
+    }
   }
 
   # The Pub/Sub service agent signs push tokens and dead-letters messages. It is created lazily by
@@ -36,11 +57,19 @@ resource "google_service_account" "service" {
 }
 
 resource "google_project_iam_member" "bigquery" {
-  for_each = local.bigquery_grants
+  for_each = local.bigquery_project_grants
 
   project = var.project_id
   role    = each.value.role
   member  = "serviceAccount:${google_service_account.service[each.value.service].email}"
+}
+
+resource "google_bigquery_dataset_iam_member" "central" {
+  for_each = local.services
+
+  dataset_id = google_bigquery_dataset.central.dataset_id
+  role       = each.value.bigquery_central == "write" ? "roles/bigquery.dataEditor" : "roles/bigquery.dataViewer"
+  member     = "serviceAccount:${google_service_account.service[each.key].email}"
 }
 
 resource "google_kms_crypto_key_iam_member" "service" {

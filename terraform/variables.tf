@@ -89,7 +89,7 @@ variable "cors_origins" {
 }
 
 variable "bigquery_location" {
-  description = "BIGQUERY_LOCATION of the datasets the services create: US, EU or a region such as europe-west1."
+  description = "Location of the central dataset (bigquery.tf) and BIGQUERY_LOCATION, where onboard creates each organization's dataset: US, EU or a region such as europe-west1."
   type        = string
   default     = "US"
 
@@ -116,75 +116,68 @@ variable "kms_key_rotation_period" {
   default     = "7776000s" # 90 days
 }
 
-variable "min_instances" {
-  description = "Minimum Cloud Run instances per service (0 scales to zero; the binaries are healthy in ~10 ms, so cold starts are cheap)."
-  type        = number
-  default     = 0
+variable "service_overrides" {
+  description = <<-EOT
+    Per-service sizing overrides, keyed by service name (bootstrap, onboard, integrations, pricing,
+    pipelines-run, scheduler-tick); a field left out keeps the default of the service's entry in
+    local.services (cloud_run.tf, with the reasons for each). Fields: memory (256Mi, 1Gi, ...),
+    cpu ("1", "2", or a fraction such as "0.5"), concurrency (requests per instance;
+    pipelines-run: runs per instance), min_instances, max_instances, timeout_seconds (request
+    timeout, also REQUEST_TIMEOUT_SECS). Cloud Run's rules are checked at plan time: memory above
+    512Mi and concurrency above 1 need cpu >= 1; pipelines-run's memory must hold concurrency runs
+    (~200 MB each, docs/BENCHMARKS.md) and its timeout exceed RUN_TIMEOUT_SECS (3300 s).
+    EOT
+  type = map(object({
+    memory          = optional(string)
+    cpu             = optional(string)
+    concurrency     = optional(number)
+    min_instances   = optional(number)
+    max_instances   = optional(number)
+    timeout_seconds = optional(number)
+  }))
+  default = {}
 
   validation {
-    condition     = var.min_instances >= 0 && floor(var.min_instances) == var.min_instances
-    error_message = "min_instances must be a whole number >= 0."
+    condition = alltrue([
+      for name in keys(var.service_overrides) :
+      contains(["bootstrap", "onboard", "integrations", "pricing", "pipelines-run", "scheduler-tick"], name)
+    ])
+    error_message = "service_overrides keys must be service names: bootstrap, onboard, integrations, pricing, pipelines-run, scheduler-tick."
   }
-}
-
-variable "max_instances" {
-  description = "Maximum Cloud Run instances per service."
-  type        = number
-  default     = 10
-
   validation {
-    condition     = var.max_instances >= 1 && floor(var.max_instances) == var.max_instances
-    error_message = "max_instances must be a whole number >= 1."
+    condition = alltrue([
+      for o in values(var.service_overrides) : o.memory == null || can(regex("^[1-9][0-9]*(Mi|Gi)$", o.memory))
+    ])
+    error_message = "service_overrides: memory must be a quantity such as 512Mi or 2Gi."
   }
-}
-
-variable "max_concurrency" {
-  description = "Concurrent requests per Cloud Run instance (pipelines-run: run_concurrency)."
-  type        = number
-  default     = 80
-
   validation {
-    condition     = var.max_concurrency >= 1 && var.max_concurrency <= 1000
-    error_message = "max_concurrency must be between 1 and 1000."
+    # Cloud Run: 0.08 to 8 vCPU; whole numbers above 1 are 2, 4, 6 or 8.
+    condition = alltrue([
+      for o in values(var.service_overrides) : o.cpu == null || contains(["1", "2", "4", "6", "8"], coalesce(o.cpu, "1")) || can(regex("^0\\.[0-9]+$", o.cpu))
+    ])
+    error_message = "service_overrides: cpu must be 1, 2, 4, 6, 8 or a fraction below 1 such as 0.5."
   }
-}
-
-variable "cpu" {
-  description = "CPU limit per instance. The binaries use ~12 MB and little CPU; 1 is the smallest value that allows concurrency above 1."
-  type        = string
-  default     = "1"
-}
-
-variable "memory" {
-  description = "Memory limit per instance (the binaries measure ~12 MB RSS; headroom for request bodies and BigQuery results). pipelines-run: run_memory."
-  type        = string
-  default     = "256Mi"
-
   validation {
-    condition     = can(regex("^[0-9]+(Mi|Gi)$", var.memory))
-    error_message = "memory must be a Kubernetes quantity such as 256Mi or 1Gi."
+    condition = alltrue([
+      for o in values(var.service_overrides) : o.concurrency == null || (
+        try(o.concurrency >= 1 && o.concurrency <= 1000 && floor(o.concurrency) == o.concurrency, false)
+      )
+    ])
+    error_message = "service_overrides: concurrency must be a whole number from 1 to 1000."
   }
-}
-
-variable "run_memory" {
-  description = "Memory limit per instance of the services that execute pipeline runs (pipelines-run). A run peaks below 200 MB RSS (docs/BENCHMARKS.md); keep run_concurrency x 200 MB well inside it."
-  type        = string
-  default     = "1Gi"
-
   validation {
-    condition     = can(regex("^[0-9]+(Mi|Gi)$", var.run_memory))
-    error_message = "run_memory must be a Kubernetes quantity such as 512Mi or 1Gi."
+    condition = alltrue([
+      for o in values(var.service_overrides) :
+      (o.min_instances == null || try(o.min_instances >= 0 && floor(o.min_instances) == o.min_instances, false)) &&
+      (o.max_instances == null || try(o.max_instances >= 1 && floor(o.max_instances) == o.max_instances, false))
+    ])
+    error_message = "service_overrides: min_instances must be a whole number >= 0 and max_instances one >= 1."
   }
-}
-
-variable "run_concurrency" {
-  description = "Concurrent requests per instance of pipelines-run. Each push request executes a whole run and holds its working set until it ends, so this is runs per instance, not light API calls."
-  type        = number
-  default     = 4
-
   validation {
-    condition     = var.run_concurrency >= 1 && var.run_concurrency <= 8 && floor(var.run_concurrency) == var.run_concurrency
-    error_message = "run_concurrency must be a whole number between 1 and 8 (each run holds up to ~200 MB)."
+    condition = alltrue([
+      for o in values(var.service_overrides) : o.timeout_seconds == null || try(o.timeout_seconds >= 1 && o.timeout_seconds <= 3600, false)
+    ])
+    error_message = "service_overrides: timeout_seconds must be between 1 and 3600 (Cloud Run's maximum)."
   }
 }
 
@@ -228,7 +221,7 @@ variable "scheduler_schedule" {
 }
 
 variable "deletion_protection" {
-  description = "Protect the Cloud Run services from `terraform destroy` (the KMS key is always protected: losing it loses every stored credential)."
+  description = "Protect the Cloud Run services from `terraform destroy`, and the central dataset from losing its tables to it (the KMS key is always protected: losing it loses every stored credential)."
   type        = bool
   default     = true
 }

@@ -8,8 +8,8 @@
 //! run in parallel on one warehouse. `run_all` runs them in turn with names derived from a prefix.
 
 use common::warehouse::{
-    render_table_refs, to_keyed_row, to_record, to_records, to_row, Cell, DatasetOptions, Field, FieldType, Param,
-    Params, Record, Row, TableSchema, Warehouse, WarehouseError, WarehouseResult,
+    render_table_refs, to_keyed_row, to_record, to_records, to_row, Cell, DatasetAccess, DatasetOptions, Field,
+    FieldType, Param, Params, Record, Row, TableSchema, Warehouse, WarehouseError, WarehouseResult,
 };
 use serde_json::{json, Value};
 
@@ -194,8 +194,17 @@ pub async fn datasets(w: &dyn Warehouse, ds: &str) {
     w.drop_dataset(ds).await.expect("dropping a leftover (or absent) dataset");
     assert!(!w.dataset_exists(ds).await.expect("dataset_exists"), "{ds} should not exist yet");
 
-    let options =
-        DatasetOptions { description: "conformance".into(), labels: vec![("suite".into(), "conformance".into())] };
+    // Access entries as onboard sends them (BigQuery grants them; DuckDB has no access control).
+    let access = DatasetAccess::list(
+        &["owner@acme-prod-1.iam.gserviceaccount.com".into()],
+        &["writer@acme-prod-1.iam.gserviceaccount.com".into()],
+        &["reader@acme-prod-1.iam.gserviceaccount.com".into()],
+    );
+    let options = DatasetOptions {
+        description: "conformance".into(),
+        labels: vec![("suite".into(), "conformance".into())],
+        access,
+    };
     assert!(
         w.create_dataset(ds, &options).await.expect("create_dataset"),
         "create_dataset of a new dataset returns true"

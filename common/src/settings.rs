@@ -140,6 +140,9 @@ pub struct Settings {
     /// Where Google's token-signing keys are fetched instead of Google's URL (`OIDC_JWKS_URL`;
     /// development only, for tests).
     pub oidc_jwks_url: Option<String>,
+    /// Who gets access to each organization's dataset when it is created
+    /// (`ORG_DATASET_OWNERS`, `ORG_DATASET_WRITERS`, `ORG_DATASET_READERS`).
+    pub org_dataset_access: OrgDatasetAccess,
     pub log_format: LogFormat,
 }
 
@@ -152,6 +155,23 @@ pub struct SandboxBases {
 }
 
 /// Largest `SANDBOX_ROWS_PER_DAY` accepted.
+/// Service-account emails (lowercase) given access to every organization's dataset at its
+/// creation, so each service holds only the grants it needs (terraform/iam.tf). Empty (local,
+/// tests): the warehouse's defaults. The owners must include the creating service itself:
+/// an explicit access list replaces BigQuery's default, which made the creator the owner.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OrgDatasetAccess {
+    pub owners: Vec<String>,
+    pub writers: Vec<String>,
+    pub readers: Vec<String>,
+}
+
+impl OrgDatasetAccess {
+    pub fn is_empty(&self) -> bool {
+        self.owners.is_empty() && self.writers.is_empty() && self.readers.is_empty()
+    }
+}
+
 pub const MAX_SANDBOX_ROWS_PER_DAY: u32 = 200_000;
 
 /// The longest lease or run time a run may have.
@@ -403,6 +423,28 @@ impl Settings {
         }
         let invokers_given = get("OIDC_INVOKERS").is_some_and(|v| v.split(',').any(|e| !e.trim().is_empty()));
         let oidc_jwks_url = url("OIDC_JWKS_URL", None, &mut problems);
+        let emails = |name: &str, problems: &mut Vec<String>| -> Vec<String> {
+            let mut out = Vec::new();
+            for raw in get(name).iter().flat_map(|v| v.split(',')).map(str::trim).filter(|e| !e.is_empty()) {
+                match crate::domain::Email::parse(raw) {
+                    Ok(email) => out.push(email.as_str().to_string()),
+                    Err(_) => problems.push(format!("{name} entry {raw:?} is not a service-account email")),
+                }
+            }
+            out
+        };
+        let org_dataset_access = OrgDatasetAccess {
+            owners: emails("ORG_DATASET_OWNERS", &mut problems),
+            writers: emails("ORG_DATASET_WRITERS", &mut problems),
+            readers: emails("ORG_DATASET_READERS", &mut problems),
+        };
+        if org_dataset_access.owners.is_empty() && !org_dataset_access.is_empty() {
+            problems.push(
+                "ORG_DATASET_OWNERS must list the service account that creates organization datasets when \
+                 ORG_DATASET_WRITERS or ORG_DATASET_READERS is set (an access list replaces the default one)"
+                    .into(),
+            );
+        }
         let env = environment.as_str();
         // Staging and production serve internal endpoints only to tokens signed by Google's keys.
         let oidc_required = needs.internal_endpoints && environment != Environment::Development;
@@ -549,6 +591,7 @@ impl Settings {
             oidc_audience,
             oidc_invokers,
             oidc_jwks_url,
+            org_dataset_access,
             log_format,
         };
         settings.point_providers_at_sandbox(port);
@@ -963,6 +1006,37 @@ mod tests {
         let err = Settings::from_vars(&vars(&[("OIDC_JWKS_URL", "file:///etc/keys")]), BackendDefaults::Embedded)
             .unwrap_err();
         assert!(err.to_string().contains("OIDC_JWKS_URL=\"file:///etc/keys\" must be an http(s) URL"), "{err}");
+    }
+
+    #[test]
+    fn org_dataset_access_lists_emails_with_an_owner() {
+        let s = Settings::from_vars(&vars(&[]), BackendDefaults::Embedded).unwrap();
+        assert!(s.org_dataset_access.is_empty(), "unset: the warehouse's default access");
+        let s = Settings::from_vars(
+            &vars(&[
+                ("ORG_DATASET_OWNERS", "Onboard@p.iam.gserviceaccount.com"),
+                ("ORG_DATASET_WRITERS", "pricing@p.iam.gserviceaccount.com, run@p.iam.gserviceaccount.com,"),
+            ]),
+            BackendDefaults::Embedded,
+        )
+        .unwrap();
+        assert_eq!(s.org_dataset_access.owners, ["onboard@p.iam.gserviceaccount.com"]);
+        assert_eq!(
+            s.org_dataset_access.writers,
+            ["pricing@p.iam.gserviceaccount.com", "run@p.iam.gserviceaccount.com"]
+        );
+        assert!(s.org_dataset_access.readers.is_empty());
+
+        // Every problem at once: each bad entry, and writers without the owner.
+        let err = Settings::from_vars(
+            &vars(&[("ORG_DATASET_WRITERS", "pricing@p.iam.gserviceaccount.com, nope"), ("ORG_DATASET_READERS", "x@")]),
+            BackendDefaults::Embedded,
+        )
+        .unwrap_err();
+        assert_eq!(err.0.len(), 3, "{err}");
+        assert!(err.0[0].contains("ORG_DATASET_WRITERS entry \"nope\""), "{err}");
+        assert!(err.0[1].contains("ORG_DATASET_READERS entry \"x@\""), "{err}");
+        assert!(err.0[2].starts_with("ORG_DATASET_OWNERS must list"), "{err}");
     }
 
     #[test]

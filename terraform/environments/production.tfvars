@@ -11,10 +11,15 @@ cors_origins = ["https://app.convergence.example.com"]
 # configuration creates (output image_repository). image_tag is given on the command line.
 
 bigquery_location = "US"
-min_instances     = 1 # one warm instance per service: no cold start on the first request of the day
-max_instances     = 20
-run_concurrency   = 4 # runs per pipelines-run instance; 4 x 200 MB peak fits run_memory
-run_memory        = "1Gi"
+
+# Sizes: the defaults of local.services (cloud_run.tf) unless set here. One warm instance of
+# each public API service (no cold start on the first request of the day), and room to grow.
+service_overrides = {
+  "onboard"       = { min_instances = 1 }
+  "integrations"  = { min_instances = 1, max_instances = 20 }
+  "pricing"       = { min_instances = 1, max_instances = 20 }
+  "pipelines-run" = { max_instances = 20 } # 4 runs per instance in 2Gi (the default)
+}
 
 edge_rate_limit_per_minute = 1200
 scheduler_schedule         = "0 * * * *"

@@ -12,10 +12,16 @@ cors_origins = ["https://app.staging.convergence.example.com"]
 # configuration creates (output image_repository). image_tag is given on the command line.
 
 bigquery_location = "US"
-min_instances     = 0 # scale to zero: the binaries are healthy in ~10 ms
-max_instances     = 3
-run_concurrency   = 2
-run_memory        = "512Mi"
+
+# Sizes: the defaults of local.services (cloud_run.tf) unless set here. Every service scales to
+# zero by default (the binaries are healthy in ~10 ms); staging caps the instances and runs two
+# pipelines per smaller instance (2 x 200 MB + 100 MB fits 1Gi).
+service_overrides = {
+  "onboard"       = { max_instances = 3 }
+  "integrations"  = { max_instances = 3 }
+  "pricing"       = { max_instances = 3 }
+  "pipelines-run" = { memory = "1Gi", cpu = "1", concurrency = 2, max_instances = 3 }
+}
 
 # Ticks every hour, like production, so staging exercises the same daily loop.
 scheduler_schedule = "0 * * * *"

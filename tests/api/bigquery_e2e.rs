@@ -88,3 +88,61 @@ async fn bigquery_unreachable_is_a_clear_503() {
     r.assert_error(503, "unavailable");
     assert!(!r.body.to_string().contains("127.0.0.1"), "a 5xx says nothing internal: {}", r.body);
 }
+
+/// Onboarding gives the services named by `ORG_DATASET_*` their access on the new dataset itself
+/// (terraform/iam.tf grants no project-wide data role), next to the project's special groups,
+/// with onboard's own account as owner (an explicit list replaces BigQuery's default, which
+/// made the creator the owner). Read back with datasets.get.
+#[tokio::test(flavor = "multi_thread")]
+async fn onboarding_grants_the_services_access_to_the_new_dataset() {
+    let owner = "convergence-onboard@acme-prod-1.iam.gserviceaccount.com";
+    let writers = "convergence-pricing@acme-prod-1.iam.gserviceaccount.com,convergence-pipelines-run@acme-prod-1.iam.gserviceaccount.com";
+    let reader = "looker@acme-prod-1.iam.gserviceaccount.com";
+    let app = TestApp::spawn_bigquery(&[
+        ("ORG_DATASET_OWNERS", owner),
+        ("ORG_DATASET_WRITERS", writers),
+        ("ORG_DATASET_READERS", reader),
+    ])
+    .await;
+    app.bootstrap().await;
+    app.onboard("acme").await;
+
+    let project = app.state.settings.gcp_project_id.clone().unwrap();
+    let url = format!("{}/bigquery/v2/projects/{project}/datasets/acme_dev", convergence_tests::bigquery_emulator());
+    let dataset: serde_json::Value = reqwest::get(&url).await.unwrap().json().await.unwrap();
+    let mut access: Vec<(String, String)> = dataset["access"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no access list: {dataset}"))
+        .iter()
+        .map(|a| {
+            let who = a["userByEmail"].as_str().or(a["specialGroup"].as_str()).unwrap();
+            (a["role"].as_str().unwrap().to_string(), who.to_string())
+        })
+        .collect();
+    access.sort();
+    let expected: Vec<(String, String)> = [
+        ("OWNER", owner),
+        ("OWNER", "projectOwners"),
+        ("READER", reader),
+        ("READER", "projectReaders"),
+        ("WRITER", "convergence-pipelines-run@acme-prod-1.iam.gserviceaccount.com"),
+        ("WRITER", "convergence-pricing@acme-prod-1.iam.gserviceaccount.com"),
+        ("WRITER", "projectWriters"),
+    ]
+    .iter()
+    .map(|(r, w)| (r.to_string(), w.to_string()))
+    .collect();
+    assert_eq!(access, expected, "{dataset}");
+    // The description and labels of configs/ reach BigQuery too.
+    assert!(dataset["description"].as_str().is_some_and(|d| d.contains("acme")), "{dataset}");
+    assert_eq!(dataset["labels"]["org_slug"], "acme", "{dataset}");
+
+    // Without the settings (local, tests), BigQuery's default access: no list is sent.
+    let plain = TestApp::spawn_bigquery(&[]).await;
+    plain.bootstrap().await;
+    plain.onboard("acme").await;
+    let project = plain.state.settings.gcp_project_id.clone().unwrap();
+    let url = format!("{}/bigquery/v2/projects/{project}/datasets/acme_dev", convergence_tests::bigquery_emulator());
+    let dataset: serde_json::Value = reqwest::get(&url).await.unwrap().json().await.unwrap();
+    assert!(dataset["access"].as_array().is_none_or(|a| a.is_empty()), "{dataset}");
+}

@@ -118,3 +118,40 @@ async fn not_found_and_already_exists_are_told_apart() {
     let err = warehouse(&url).await.query("SELECT * FROM `test-project.d.x`", &Params::new()).await.unwrap_err();
     assert!(matches!(err, WarehouseError::NotFound(_)), "{err:?}");
 }
+
+/// `datasets.insert` (sent as plain REST, for its access list): retried like the other calls;
+/// 409 is "already there"; 403 (no `bigquery.datasets.create`, which BigQuery answers even for a
+/// dataset that exists) is an error, not "already there".
+#[tokio::test]
+async fn dataset_inserts_are_retried_and_a_refusal_is_not_taken_for_existing() {
+    /// The scripted replies and how many calls were answered.
+    type Replies = (Arc<Vec<(u16, Value)>>, Arc<AtomicUsize>);
+    async fn serve(replies: Vec<(u16, Value)>) -> (String, Arc<AtomicUsize>) {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let state = (Arc::new(replies), calls.clone());
+        async fn insert(State((replies, calls)): State<Replies>) -> impl IntoResponse {
+            let n = calls.fetch_add(1, Ordering::SeqCst);
+            let (status, body) = replies[n.min(replies.len() - 1)].clone();
+            (StatusCode::from_u16(status).unwrap(), Json(body))
+        }
+        let app = Router::new().route("/bigquery/v2/projects/{p}/datasets", post(insert)).with_state(state);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        (url, calls)
+    }
+    let created = json!({"datasetReference": {"projectId": "test-project", "datasetId": "d"}});
+    let options = common::warehouse::DatasetOptions::default();
+
+    let (url, calls) = serve(vec![(503, google_error(503, "backendError", "UNAVAILABLE")), (200, created)]).await;
+    assert!(warehouse(&url).await.create_dataset("d", &options).await.unwrap());
+    assert_eq!(calls.load(Ordering::SeqCst), 2, "one retry, then the answer");
+
+    let (url, _) = serve(vec![(409, google_error(409, "duplicate", "ALREADY_EXISTS"))]).await;
+    assert!(!warehouse(&url).await.create_dataset("d", &options).await.unwrap(), "409: it existed");
+
+    let (url, calls) = serve(vec![(403, google_error(403, "accessDenied", "PERMISSION_DENIED"))]).await;
+    let err = warehouse(&url).await.create_dataset("d", &options).await.unwrap_err();
+    assert!(matches!(&err, WarehouseError::Backend(m) if m.contains("403")), "{err:?}");
+    assert_eq!(calls.load(Ordering::SeqCst), 1, "a refusal is not retried");
+}

@@ -1,6 +1,7 @@
 //! `POST /api/v1/admin/bootstrap`: creates the central dataset, 14 tables and 6 views; a second
 //! call creates nothing and keeps every row; the force flags do what they say.
 
+use common::warehouse::counting::{StatementKind, StatementLog};
 use convergence_tests::{Key, TestApp};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -91,12 +92,48 @@ async fn force_recreate_dataset_starts_over() {
     let app = TestApp::spawn().await;
     app.bootstrap().await;
     app.onboard("acme").await;
+    // A table the configs do not name goes too.
+    let stray = common::warehouse::TableSchema {
+        name: "stray".into(),
+        description: String::new(),
+        partitioning: None,
+        clustering: Vec::new(),
+        fields: app.state.configs.central_tables[0].fields.clone(),
+    };
+    assert!(app.warehouse().create_table("organizations", &stray).await.unwrap());
     let r = app.post("/api/v1/admin/bootstrap", Key::Root, json!({"force_recreate_dataset": true})).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
-    assert_eq!(r.body["dataset_created"], true);
+    // The dataset stays (in production Terraform made it, with the services' access); what
+    // was in it is created again.
+    assert_eq!(r.body["dataset_created"], false);
+    assert_eq!(names(&r.body["tables_created"]).len(), 14);
+    assert_eq!(names(&r.body["views_created"]).len(), 6);
+    assert!(!app.warehouse().list_tables("organizations").await.unwrap().contains(&"stray".to_string()));
     assert_eq!(app.count("org_profiles", None).await, 0);
     // The audit row of this very bootstrap is in the new dataset.
     assert_eq!(app.count("org_audit_logs", None).await, 1);
+}
+
+/// In production Terraform creates the central dataset and bootstrap may not create datasets
+/// (BigQuery answers datasets.insert 403 then, even for one that exists): bootstrap fills the
+/// dataset it finds without a dataset-level create or drop, also when forced to start over.
+#[tokio::test]
+async fn a_dataset_made_by_terraform_is_filled_without_creating_or_dropping_datasets() {
+    let log = StatementLog::new();
+    let app = TestApp::spawn_counting(&[], log.clone()).await;
+    let options = common::warehouse::DatasetOptions::default();
+    assert!(app.warehouse().create_dataset("organizations", &options).await.unwrap());
+    for body in [json!({}), json!({"force_recreate_dataset": true})] {
+        log.reset();
+        let r = app.post("/api/v1/admin/bootstrap", Key::Root, body.clone()).await;
+        assert_eq!(r.status, StatusCode::OK, "{body}: {}", r.body);
+        assert_eq!(r.body["dataset_created"], false, "{body}");
+        assert_eq!(names(&r.body["tables_created"]).len(), 14, "{body}");
+        // Dataset calls are the DDL naming no table (create_dataset, drop_dataset).
+        let dataset_ddl: Vec<_> =
+            log.snapshot().into_iter().filter(|s| s.kind == StatementKind::Ddl && s.tables.is_empty()).collect();
+        assert!(dataset_ddl.is_empty(), "{body}: bootstrap created or dropped a dataset: {dataset_ddl:?}");
+    }
 }
 
 #[tokio::test]

@@ -146,7 +146,7 @@ impl Tf {
     }
 
     /// The ranges of the comma-separated arguments inside the brackets opening at `open`.
-    fn arguments(&self, open: usize) -> Vec<Range<usize>> {
+    pub fn arguments(&self, open: usize) -> Vec<Range<usize>> {
         let close = self.closing(open);
         let mut out = Vec::new();
         let mut start = open + 1;
@@ -386,13 +386,72 @@ pub fn service_env(files: &[Tf], service: &str) -> Vec<(String, Value)> {
     env
 }
 
-/// A value of an inline env map: `tostring(each.value.<field>)` is the service's field.
+/// A value of an inline env map: `tostring(each.value.<field>)` is the service's field, and so
+/// is `tostring(local.sizing[each.key].<field>)` without overrides (`sizes` checks local.sizing
+/// is the entry's value unless var.service_overrides sets it).
 fn each_value(raw: &str, service: &Service) -> Value {
     let raw = squash(raw);
-    match raw.strip_prefix("tostring(each.value.").and_then(|r| r.strip_suffix(')')) {
+    let field = raw
+        .strip_prefix("tostring(each.value.")
+        .or_else(|| raw.strip_prefix("tostring(local.sizing[each.key]."))
+        .and_then(|r| r.strip_suffix(')'));
+    match field {
         Some(field) => parse_value(service.field(field)),
         None => parse_value(&raw),
     }
+}
+
+/// The sizing fields of every `local.services` entry, each overridable per service through
+/// `var.service_overrides` (cloud_run.tf's `local.sizing`).
+pub const SIZING_FIELDS: [&str; 6] =
+    ["memory", "cpu", "concurrency", "min_instances", "max_instances", "timeout_seconds"];
+
+/// An environment's example variables (`terraform/environments/{environment}.tfvars`), read as
+/// the body of one block: its top-level assignments are `entries(0)`.
+pub fn tfvars(environment: &str) -> Tf {
+    let path = repo().join(format!("terraform/environments/{environment}.tfvars"));
+    Tf::new(format!("{environment}.tfvars"), format!("{{\n{}\n}}", read(&path)))
+}
+
+/// `key = value` pairs of an object written inline (`{ a = 1, b = "x" }`) or one per line.
+pub fn object_fields(tf: &Tf, open: usize) -> Vec<(String, String)> {
+    tf.arguments(open)
+        .into_iter()
+        .flat_map(|arg| tf.src(arg).lines().map(str::to_string).collect::<Vec<_>>())
+        .filter_map(|line| {
+            let line = line.split('#').next().unwrap_or("").to_string();
+            let (key, value) = line.split_once('=')?;
+            Some((key.trim().trim_matches('"').to_string(), value.trim().trim_matches('"').to_string()))
+        })
+        .collect()
+}
+
+/// Each service's size (field -> value, quotes removed): its `local.services` entry, with the
+/// `service_overrides` of `environment`'s .tfvars when given.
+pub fn sizes(files: &[Tf], environment: Option<&str>) -> BTreeMap<String, BTreeMap<String, String>> {
+    let mut out: BTreeMap<String, BTreeMap<String, String>> = services(files)
+        .into_iter()
+        .map(|(name, svc)| {
+            let size = SIZING_FIELDS.iter().map(|f| (f.to_string(), svc.field(f).trim_matches('"').to_string()));
+            (name, size.collect())
+        })
+        .collect();
+    let Some(environment) = environment else { return out };
+    let vars = tfvars(environment);
+    let Some((_, range)) = vars.entries(0).into_iter().find(|(k, _)| k == "service_overrides") else { return out };
+    for (service, entry) in vars.entries(range.start) {
+        let size = out
+            .get_mut(&service)
+            .unwrap_or_else(|| panic!("{environment}.tfvars overrides {service:?}, not a service"));
+        for (field, value) in object_fields(&vars, entry.start) {
+            assert!(
+                SIZING_FIELDS.contains(&field.as_str()),
+                "{environment}.tfvars: {service}.{field} is not a sizing field"
+            );
+            size.insert(field, value);
+        }
+    }
+    out
 }
 
 fn is_name(s: &str) -> bool {
@@ -433,6 +492,16 @@ fn service_account_email(files: &[Tf], expr: &str, samples: &Samples) -> String 
     let (tf, body) = resource(files, "google_service_account", name);
     let account_id = tf.attribute(body, "account_id").expect("account_id");
     let account_id = interpolate(files, account_id.trim_matches('"'), samples);
+    format!("{account_id}@{}.iam.gserviceaccount.com", samples.project_id)
+}
+
+/// The email of a service's runtime account, `google_service_account.service["<service>"]`
+/// (account_id `${local.name}-${each.key}`).
+pub fn runtime_account_email(files: &[Tf], service: &str, samples: &Samples) -> String {
+    let (tf, body) = resource(files, "google_service_account", "service");
+    assert_eq!(tf.attribute(body, "for_each"), Some("local.services"));
+    let account_id = tf.attribute(body, "account_id").expect("account_id").trim_matches('"');
+    let account_id = interpolate(files, &account_id.replace("${each.key}", service), samples);
     format!("{account_id}@{}.iam.gserviceaccount.com", samples.project_id)
 }
 
@@ -498,6 +567,29 @@ pub fn deployed_env(files: &[Tf], service: &str, samples: &Samples) -> BTreeMap<
                 None => panic!("OIDC_AUDIENCE = {expr}: expected an entry of a local map (local.oidc_audiences)"),
             },
             "OIDC_INVOKERS" => service_account_email(files, &expr, samples),
+            "ORG_DATASET_OWNERS" => {
+                let owner = expr
+                    .strip_prefix("google_service_account.service[\"")
+                    .and_then(|r| r.strip_suffix("\"].email"))
+                    .unwrap_or_else(|| panic!("ORG_DATASET_OWNERS = {expr}: expected a service's runtime account"));
+                runtime_account_email(files, owner, samples)
+            }
+            "ORG_DATASET_WRITERS" | "ORG_DATASET_READERS" => {
+                let role = if name == "ORG_DATASET_WRITERS" { "write" } else { "read" };
+                let expected = format!(
+                    "join(\",\", [for name, svc in local.services : google_service_account.service[name].email if svc.bigquery_org_datasets == \"{role}\"])"
+                );
+                assert_eq!(
+                    expr, expected,
+                    "{name} should list the runtime accounts of the services that {role} org datasets"
+                );
+                let services = services(files);
+                let emails = services
+                    .iter()
+                    .filter(|(_, svc)| svc.field("bigquery_org_datasets") == format!("\"{role}\""))
+                    .map(|(name, _)| runtime_account_email(files, name, samples));
+                emails.collect::<Vec<_>>().join(",")
+            }
             "CA_ROOT_API_KEY" => {
                 assert!(
                     expr.contains("secret_key_ref {") && expr.contains("google_secret_manager_secret."),

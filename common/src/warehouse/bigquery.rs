@@ -17,6 +17,9 @@
 //!   `query_batches` hands each page over as it arrives.
 //! - 429, 5xx and quota/rate errors are retried with exponential backoff and jitter; what is
 //!   still failing after that is `Unavailable`.
+//! - `datasets.insert` is sent as plain REST (same endpoint, Application Default Credentials
+//!   through google-cloud-auth): the client's `Dataset` has no description or `access` list, and
+//!   organization datasets are created with their services' access (`DatasetOptions::access`).
 //! - `BIGQUERY_API_BASE` points the client at an emulator (with a dummy token); without it the
 //!   real service is used with Application Default Credentials.
 
@@ -32,7 +35,6 @@ use gcp_bigquery_client::client_builder::ClientBuilder;
 use gcp_bigquery_client::error::BQError;
 use gcp_bigquery_client::model::clustering::Clustering;
 use gcp_bigquery_client::model::data_format_options::DataFormatOptions;
-use gcp_bigquery_client::model::dataset::Dataset;
 use gcp_bigquery_client::model::get_query_results_parameters::GetQueryResultsParameters;
 use gcp_bigquery_client::model::query_parameter::QueryParameter;
 use gcp_bigquery_client::model::query_parameter_type::QueryParameterType;
@@ -69,6 +71,107 @@ pub struct BigQueryWarehouse {
     client: Client,
     project: String,
     location: String,
+    /// The REST calls the client cannot make (its `Dataset` has no `access` list).
+    rest: Rest,
+}
+
+/// Plain HTTP to the BigQuery v2 API, with the same endpoint and identity as the client.
+#[derive(Clone)]
+struct Rest {
+    http: reqwest::Client,
+    /// `.../bigquery/v2`.
+    base: String,
+    /// None: an emulator, which takes any token.
+    credentials: Option<google_cloud_auth::credentials::Credentials>,
+}
+
+impl Rest {
+    fn new(api_base: Option<&str>) -> WarehouseResult<Rest> {
+        let credentials = match api_base {
+            Some(_) => None,
+            None => {
+                // google-cloud-auth is built without its default TLS provider: install one
+                // (already installed is fine).
+                let _ = rustls::crypto::ring::default_provider().install_default();
+                let credentials = google_cloud_auth::credentials::Builder::default()
+                    .build()
+                    .map_err(|e| WarehouseError::Unavailable(format!("BigQuery credentials: {e}")))?;
+                Some(credentials)
+            }
+        };
+        let base = match api_base {
+            Some(base) => format!("{}/bigquery/v2", base.trim_end_matches('/')),
+            None => "https://bigquery.googleapis.com/bigquery/v2".to_string(),
+        };
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(60))
+            .build()
+            .map_err(|e| WarehouseError::Unavailable(format!("BigQuery HTTP client: {e}")))?;
+        Ok(Rest { http, base, credentials })
+    }
+
+    /// The Authorization header for one call.
+    async fn auth(&self) -> WarehouseResult<reqwest::header::HeaderMap> {
+        use google_cloud_auth::credentials::CacheableResource;
+        let Some(credentials) = &self.credentials else {
+            let mut headers = reqwest::header::HeaderMap::new();
+            headers
+                .insert(reqwest::header::AUTHORIZATION, reqwest::header::HeaderValue::from_static("Bearer emulator"));
+            return Ok(headers);
+        };
+        match credentials.headers(axum::http::Extensions::new()).await {
+            Ok(CacheableResource::New { data, .. }) => Ok(data),
+            // Only answered to a caller that sent an entity tag; this one never does.
+            Ok(CacheableResource::NotModified) => Ok(reqwest::header::HeaderMap::new()),
+            Err(e) => Err(WarehouseError::Unavailable(format!("cannot get a Google access token for BigQuery: {e}"))),
+        }
+    }
+
+    /// POSTs `body` to `path` (under the v2 base); BigQuery's error answers become
+    /// `BQError::ResponseError`, as the client reports them, so `classify` applies.
+    async fn post(&self, path: &str, auth: &reqwest::header::HeaderMap, body: &Value) -> Result<Value, BQError> {
+        let response = self.http.post(format!("{}{path}", self.base)).headers(auth.clone()).json(body).send().await?;
+        if response.status().is_success() {
+            return Ok(response.json().await?);
+        }
+        let status = response.error_for_status_ref().err();
+        let text = response.text().await?;
+        Err(match (serde_json::from_str::<gcp_bigquery_client::error::ResponseError>(&text), status) {
+            (Ok(error), _) => BQError::ResponseError { error },
+            (Err(_), Some(status)) => BQError::RequestError(status),
+            (Err(e), None) => BQError::SerializationError(e),
+        })
+    }
+}
+
+/// The body of `datasets.insert` (the REST `Dataset` resource). With access entries, the
+/// dataset's access list is the project's three special groups (what BigQuery grants by
+/// default) plus the entries; the creator is owner only if listed (`DatasetOptions::access`).
+fn dataset_resource(project: &str, dataset: &str, location: &str, options: &DatasetOptions) -> Value {
+    let mut body = serde_json::json!({
+        "datasetReference": { "projectId": project, "datasetId": dataset },
+        "location": location,
+    });
+    if !options.description.is_empty() {
+        body["description"] = Value::from(options.description.as_str());
+    }
+    if !options.labels.is_empty() {
+        let labels: serde_json::Map<String, Value> =
+            options.labels.iter().map(|(k, v)| (k.clone(), Value::from(v.as_str()))).collect();
+        body["labels"] = Value::Object(labels);
+    }
+    if !options.access.is_empty() {
+        let mut access = vec![
+            serde_json::json!({ "role": "OWNER", "specialGroup": "projectOwners" }),
+            serde_json::json!({ "role": "WRITER", "specialGroup": "projectWriters" }),
+            serde_json::json!({ "role": "READER", "specialGroup": "projectReaders" }),
+        ];
+        access.extend(
+            options.access.iter().map(|a| serde_json::json!({ "role": a.role.as_str(), "userByEmail": a.email })),
+        );
+        body["access"] = Value::Array(access);
+    }
+    body
 }
 
 /// The token an emulator accepts: any.
@@ -100,7 +203,8 @@ impl BigQueryWarehouse {
                 .await
                 .map_err(|e| WarehouseError::Unavailable(format!("BigQuery credentials: {e}")))?,
         };
-        Ok(BigQueryWarehouse { client, project: project.to_string(), location: location.to_string() })
+        let rest = Rest::new(api_base)?;
+        Ok(BigQueryWarehouse { client, project: project.to_string(), location: location.to_string(), rest })
     }
 
     /// Runs `call` until it succeeds, fails for good, or runs out of attempts.
@@ -1077,12 +1181,11 @@ impl Warehouse for BigQueryWarehouse {
 
     async fn create_dataset(&self, dataset: &str, options: &DatasetOptions) -> WarehouseResult<bool> {
         self.quoted(dataset, "t")?;
-        let mut spec = Dataset::new(&self.project, dataset).location(&self.location);
-        for (k, v) in &options.labels {
-            spec = spec.label(k, v);
-        }
-        let datasets = self.client.dataset();
-        match self.retry("datasets.insert", || datasets.create(spec.clone())).await {
+        // Plain REST: the client's Dataset has no description or access list.
+        let body = dataset_resource(&self.project, dataset, &self.location, options);
+        let path = format!("/projects/{}/datasets", self.project);
+        let auth = self.rest.auth().await?;
+        match self.retry("datasets.insert", || self.rest.post(&path, &auth, &body)).await {
             Ok(_) => Ok(true),
             Err(WarehouseError::AlreadyExists(_)) => Ok(false),
             Err(e) => Err(e),

@@ -166,6 +166,55 @@ impl Params {
 pub struct DatasetOptions {
     pub description: String,
     pub labels: Vec<(String, String)>,
+    /// Service accounts given a role on the new dataset. Empty: the backend's default access
+    /// (BigQuery: the project's owners, writers and readers, and the creator as owner). Not
+    /// empty (BigQuery): exactly the project's three special groups and these entries, so the
+    /// creator must be among them to keep owning the dataset. DuckDB has no access control and
+    /// ignores them.
+    pub access: Vec<DatasetAccess>,
+}
+
+/// A dataset role (BigQuery's basic dataset roles: dataOwner, dataEditor, dataViewer).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DatasetRole {
+    Owner,
+    Writer,
+    Reader,
+}
+
+impl DatasetRole {
+    /// The name BigQuery's dataset `access` list uses.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DatasetRole::Owner => "OWNER",
+            DatasetRole::Writer => "WRITER",
+            DatasetRole::Reader => "READER",
+        }
+    }
+}
+
+/// One service account's role on a dataset.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DatasetAccess {
+    pub role: DatasetRole,
+    pub email: String,
+}
+
+impl DatasetAccess {
+    /// Owners, then writers, then readers; an account listed twice keeps its first (strongest) role.
+    pub fn list(owners: &[String], writers: &[String], readers: &[String]) -> Vec<DatasetAccess> {
+        let mut out: Vec<DatasetAccess> = Vec::new();
+        for (role, emails) in
+            [(DatasetRole::Owner, owners), (DatasetRole::Writer, writers), (DatasetRole::Reader, readers)]
+        {
+            for email in emails {
+                if !out.iter().any(|a| &a.email == email) {
+                    out.push(DatasetAccess { role, email: email.clone() });
+                }
+            }
+        }
+        out
+    }
 }
 
 #[async_trait]

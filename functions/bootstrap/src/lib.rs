@@ -33,7 +33,9 @@ pub fn router(state: AppState) -> Router {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BootstrapRequest {
-    /// Drop the whole central dataset (every row in it) and create it again.
+    /// Drop everything in the central dataset (every table and view, every row, also of tables
+    /// the configs no longer name) and create it again. The dataset itself, and the access
+    /// Terraform gave it, stay.
     #[serde(default)]
     pub force_recreate_dataset: bool,
     /// Drop and re-create every central table and view (their rows are lost).
@@ -130,17 +132,32 @@ pub async fn run(state: &AppState, request: &BootstrapRequest) -> ApiResult<Boot
     let warehouse = state.warehouse.as_ref();
     let configs = &state.configs;
     let dataset = configs.central_dataset().to_string();
-    if request.force_recreate_dataset {
-        warehouse.drop_dataset(&dataset).await?;
-    }
-    let options = DatasetOptions {
-        description: configs.bootstrap.description.clone(),
-        labels: vec![("managed_by".into(), "convergence".into())],
+    // In production Terraform creates the central dataset (with the services' access to it) and
+    // bootstrap may not create datasets: BigQuery answers such a datasets.insert 403, even for
+    // a dataset that exists, so it is only attempted when the dataset is missing.
+    let dataset_created = if warehouse.dataset_exists(&dataset).await? {
+        false
+    } else {
+        let options = DatasetOptions {
+            description: configs.bootstrap.description.clone(),
+            labels: vec![("managed_by".into(), "convergence".into())],
+            access: Vec::new(),
+        };
+        warehouse.create_dataset(&dataset, &options).await?
     };
-    let dataset_created = warehouse.create_dataset(&dataset, &options).await?;
 
     let existing = warehouse.list_tables(&dataset).await?;
-    if request.force_recreate_tables {
+    if request.force_recreate_dataset {
+        // Everything in the dataset goes, the dataset itself stays: dropping it would also drop
+        // the access Terraform gave the services, and bootstrap could not create it again.
+        // Views first (later views read earlier ones), then every other table and view.
+        for (view, _) in configs.central_views.iter().rev() {
+            warehouse.drop_table(&dataset, view).await?;
+        }
+        for name in warehouse.list_all_tables(&dataset).await? {
+            warehouse.drop_table(&dataset, &name).await?;
+        }
+    } else if request.force_recreate_tables {
         // Views first: they depend on the tables.
         for (view, _) in &configs.central_views {
             warehouse.drop_table(&dataset, view).await?;
@@ -149,7 +166,8 @@ pub async fn run(state: &AppState, request: &BootstrapRequest) -> ApiResult<Boot
             warehouse.drop_table(&dataset, &table.name).await?;
         }
     }
-    let existing: Vec<String> = if request.force_recreate_tables { Vec::new() } else { existing };
+    let emptied = request.force_recreate_dataset || request.force_recreate_tables;
+    let existing: Vec<String> = if emptied { Vec::new() } else { existing };
 
     let mut report = BootstrapReport {
         dataset: dataset.clone(),

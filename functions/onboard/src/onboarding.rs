@@ -10,7 +10,7 @@ use common::audit::AuditEvent;
 use common::auth::Caller;
 use common::http::error::ApiResult;
 use common::http::ApiJson;
-use common::warehouse::{format_timestamp, DatasetOptions};
+use common::warehouse::{format_timestamp, DatasetAccess, DatasetOptions};
 use common::{ApiError, AppState};
 use serde_json::{json, Value};
 
@@ -90,6 +90,7 @@ async fn create_everything(
 ) -> Result<Created, (ApiError, bool)> {
     let slug = org.org_slug.as_str();
     let onboarding = &state.configs.onboarding;
+    let access = &state.settings.org_dataset_access;
     let options = DatasetOptions {
         description: onboarding.dataset_description.replace("{org_slug}", slug),
         labels: onboarding
@@ -98,6 +99,9 @@ async fn create_everything(
             .map(|(k, v)| (k.clone(), v.clone()))
             .chain([("org_slug".to_string(), slug.to_string())])
             .collect(),
+        // The services that use organization datasets get their access here, on each dataset,
+        // instead of a project-wide role (terraform/iam.tf sets who).
+        access: DatasetAccess::list(&access.owners, &access.writers, &access.readers),
     };
     let dataset_created = state.warehouse.create_dataset(dataset_id, &options).await.map_err(|e| (e.into(), false))?;
     let fail = |e: ApiError| (e, dataset_created);
