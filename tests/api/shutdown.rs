@@ -10,6 +10,7 @@
 //! after the signal.
 
 use std::process::Stdio;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use convergence_tests::{bigquery_emulator, binaries_dir, free_port, unique_project};
@@ -26,19 +27,21 @@ const ROOT_KEY: &str = "shutdown-test-root-key-0123456789-abcdef";
 
 /// Reads one HTTP/1.1 response head (status line and headers) and returns the status code and the
 /// head's text.
-async fn read_head(reader: &mut BufReader<TcpStream>) -> (u16, String) {
+async fn read_head(reader: &mut BufReader<TcpStream>) -> Result<(u16, String), String> {
     let mut head = String::new();
     loop {
         let mut line = String::new();
-        let n = reader.read_line(&mut line).await.expect("read a response line");
-        assert!(n > 0, "the connection closed in the middle of a response head: {head:?}");
+        let n = reader.read_line(&mut line).await.map_err(|e| format!("reading a response: {e}"))?;
+        if n == 0 {
+            return Err(format!("the connection closed before a whole response head: {head:?}"));
+        }
         head.push_str(&line);
         if line == "\r\n" {
             break;
         }
     }
-    let status = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or_else(|| panic!("{head:?}"));
-    (status, head)
+    let status = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).ok_or(format!("not HTTP: {head:?}"))?;
+    Ok((status, head))
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -65,6 +68,28 @@ async fn sigterm_finishes_the_request_in_flight_refuses_new_connections_and_exit
         .spawn()
         .expect("start convergence-bootstrap");
     let pid = child.id().expect("pid");
+    // Its log, read as it is written (a full pipe would stall it): the test waits for the
+    // warehouse to be reachable, so a slow emulator cannot pass for a bad shutdown.
+    let log = Arc::new(Mutex::new(String::new()));
+    let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
+    let reader_log = log.clone();
+    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+    let log_reader = tokio::spawn(async move {
+        let mut ready = Some(ready_tx);
+        while let Ok(Some(line)) = lines.next_line().await {
+            if line.contains("warehouse reachable") {
+                if let Some(ready) = ready.take() {
+                    let _ = ready.send(());
+                }
+            }
+            reader_log.lock().unwrap().push_str(&(line + "\n"));
+        }
+    });
+    let logged = || log.lock().unwrap().clone();
+    if tokio::time::timeout(Duration::from_secs(30), ready_rx).await.is_err() {
+        let _ = child.start_kill();
+        panic!("convergence-bootstrap did not reach the warehouse within 30 s; stderr:\n{}", logged());
+    }
 
     // Up: the first connection that is accepted.
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -84,7 +109,10 @@ async fn sigterm_finishes_the_request_in_flight_refuses_new_connections_and_exit
         body.len()
     );
     reader.get_mut().write_all(head.as_bytes()).await.unwrap();
-    let (status, text) = read_head(&mut reader).await;
+    let (status, text) = match read_head(&mut reader).await {
+        Ok(head) => head,
+        Err(e) => panic!("before SIGTERM: {e}; stderr:\n{}", logged()),
+    };
     assert_eq!(status, 100, "the handler should ask for the body (authenticated, reading it); got {text}");
 
     // The request is in the handler. Cloud Run stops the instance.
@@ -105,7 +133,12 @@ async fn sigterm_finishes_the_request_in_flight_refuses_new_connections_and_exit
 
     // The request in flight completes: body sent after the signal, full answer received.
     reader.get_mut().write_all(body).await.unwrap();
-    let (status, text) = read_head(&mut reader).await;
+    let (status, text) = match read_head(&mut reader).await {
+        Ok(head) => head,
+        Err(e) => {
+            panic!("the request in flight at SIGTERM was not answered: {e}; stderr:\n{}", logged())
+        }
+    };
     let length: usize = text
         .lines()
         .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse().unwrap()))
@@ -123,10 +156,8 @@ async fn sigterm_finishes_the_request_in_flight_refuses_new_connections_and_exit
     // And the process exits, cleanly, inside the grace period.
     let remaining = GRACE.saturating_sub(signalled.elapsed());
     let exited = tokio::time::timeout(remaining, child.wait()).await;
-    let mut stderr = String::new();
-    if let Some(mut err) = child.stderr.take() {
-        let _ = tokio::time::timeout(Duration::from_secs(1), err.read_to_string(&mut stderr)).await;
-    }
+    let _ = tokio::time::timeout(Duration::from_secs(2), log_reader).await;
+    let stderr = logged();
     match exited {
         Ok(Ok(status)) => assert!(status.success(), "exited with {status} after SIGTERM; stderr:\n{stderr}"),
         Ok(Err(e)) => panic!("waiting for the process: {e}"),

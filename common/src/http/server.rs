@@ -193,7 +193,13 @@ async fn start(
     // The warehouse may still be opening (DuckDB opens its file in the background so /health
     // answers at once). If it cannot be reached at all, stop instead of serving errors.
     let warehouse = state.warehouse.clone();
-    let reachable = tokio::spawn(async move { warehouse.ping().await });
+    let reachable = tokio::spawn(async move {
+        let pinged = warehouse.ping().await;
+        if pinged.is_ok() {
+            tracing::info!(warehouse = warehouse.backend_name(), "warehouse reachable");
+        }
+        pinged
+    });
     tokio::select! {
         served = serve(listener, app(state)) => served?,
         Ok(Err(e)) = reachable => anyhow::bail!("the warehouse cannot be used: {e}"),
