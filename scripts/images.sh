@@ -38,11 +38,13 @@ user=65532:65532
 buildah_bin="$("$root/scripts/debian-tool.sh" buildah buildah)"
 buildah() { "$buildah_bin" --storage-driver vfs "$@"; }
 
+# All six, whichever are asked for, as `make build-functions` builds them (and without DuckDB):
+# cargo unifies the features of the packages built together, so building one alone would rebuild
+# most dependencies, and the next build of all six would rebuild them again.
 packages=()
-for function in "${functions[@]}"; do
+for function in "${all_functions[@]}"; do
   packages+=(-p "convergence-$function")
 done
-# Cloud Run builds leave DuckDB out, as `make build-functions` does.
 "$cargo" build --release --locked "${packages[@]}"
 target_dir="$("$cargo" metadata --format-version 1 --no-deps --locked |
   python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')"
