@@ -155,6 +155,27 @@ fn the_dockerfile_is_hadolint_clean() {
 }
 
 #[test]
+fn make_images_names_the_images_as_terraform_pulls_them() {
+    let script = read(&repo().join("scripts/images.sh"));
+    assert!(
+        script.contains("image=\"localhost/convergence-$function:$tag\""),
+        "scripts/images.sh names its images convergence-<function>:<tag>"
+    );
+    let cloud_run = read(&repo().join("terraform/cloud_run.tf"));
+    assert!(
+        cloud_run.contains("image = \"${local.image_repository}/convergence-${each.key}:"),
+        "terraform/cloud_run.tf pulls <image_repository>/convergence-<service>:<tag>, the names make images gives"
+    );
+    let listed = script
+        .lines()
+        .find_map(|l| l.strip_prefix("all_functions=(").and_then(|rest| rest.strip_suffix(')')))
+        .expect("all_functions=(...) in scripts/images.sh");
+    let mut listed: Vec<String> = listed.split_whitespace().map(String::from).collect();
+    listed.sort();
+    assert_eq!(listed, function_crates(), "scripts/images.sh builds every function");
+}
+
+#[test]
 fn the_dockerfile_builds_every_function_into_a_non_root_image_with_configs() {
     let stages = dockerfile_stages();
     assert_eq!(stages.len(), 2, "a build stage and a runtime stage");
