@@ -40,9 +40,11 @@ run: $(DUCKDB_DEP)
 	PORT=$(PORT) DATA_DIR=$(DATA_DIR) $(CARGO) run -q -p convergence-local $(LOCAL_FEATURES)
 
 # The BigQuery tests run against the bqemulator package (a Python venv in .venv/, made on first
-# use); scripts/with-bqemulator.sh starts it around the run and stops it after.
+# use); scripts/with-bqemulator.sh starts it around the run and stops it after. The image test
+# (tests/api/images.rs) packs release binaries: they are built first, not while tests share the cores.
 test: $(DUCKDB_DEP)
 	$(CARGO) build $(FUNCTION_PKGS)
+	$(CARGO) build --release $(FUNCTION_PKGS)
 	./scripts/with-bqemulator.sh $(CARGO) test --workspace $(LOCAL_FEATURES) --no-fail-fast
 
 build: build-functions build-local
