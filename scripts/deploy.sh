@@ -150,7 +150,7 @@ if [ "$dry_run" != 1 ]; then
   gcloud auth print-access-token | buildah --storage-driver vfs login --username oauth2accesstoken --password-stdin "$registry_host"
 fi
 for function in "${functions[@]}"; do
-  run buildah --storage-driver vfs push "convergence-$function:$IMAGE_TAG" "docker://$registry/convergence-$function:$IMAGE_TAG"
+  run buildah --storage-driver vfs push "localhost/convergence-$function:$IMAGE_TAG" "docker://$registry/convergence-$function:$IMAGE_TAG"
 done
 
 # 3. The services on the new images, and everything else.

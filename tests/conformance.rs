@@ -32,6 +32,7 @@ pub async fn run_all(warehouse: &dyn Warehouse, prefix: &str) {
     staged_types(warehouse, &ds("staged_types")).await;
     concurrent_stagings(warehouse, &ds("staged_concurrent")).await;
     abandoned_stagings(warehouse, &ds("staged_abandoned")).await;
+    a_staging_waits_for_one_of_its_slice(warehouse, &ds("staged_wait")).await;
     no_table_per_staging(warehouse, &ds("staged_tables")).await;
     query_batches(warehouse, &ds("batches")).await;
     render_refs(warehouse, &ds("render")).await;
@@ -1207,8 +1208,7 @@ pub async fn concurrent_stagings(w: &dyn Warehouse, ds: &str) {
     assert_eq!(day_rows(w, ds, d3).await, labelled(1..3, "old"), "the other slice is untouched");
 
     // A staging opened while another is open and committed after it: each commit holds exactly
-    // its own rows. (Two stagings of one slice at once are not a case: on DuckDB the second to
-    // delete the slice's rows conflicts.)
+    // its own rows. (Two stagings of one slice at once: `a_staging_waits_for_one_of_its_slice`.)
     let slice = Params::new().bind("day", date(d3));
     let mut first = w.stage(ds, &s, "day = @day", &slice).await.expect("stage first");
     first.append((30..32).map(|i| fact(&s, d3, i, "first")).collect()).await.expect("append first");
@@ -1239,8 +1239,8 @@ pub async fn abandoned_stagings(w: &dyn Warehouse, ds: &str) {
     let mut discarded = w.stage(ds, &s, "day = @day", &slice).await.expect("stage");
     discarded.append((10..20).map(|i| fact(&s, d1, i, "discarded")).collect()).await.expect("append");
     discarded.discard().await.expect("discard");
-    // Dropped on another slice: DuckDB rolls a dropped staging back in the background, and a
-    // staging of the same slice meanwhile would conflict with it.
+    // Dropped on another slice (DuckDB rolls a dropped staging back in the background; a staging
+    // of its slice meanwhile waits for that: `a_staging_waits_for_one_of_its_slice`).
     let d2 = "2024-06-02";
     let mut dropped = w.stage(ds, &s, "day = @day", &Params::new().bind("day", date(d2))).await.expect("stage");
     dropped.append((20..30).map(|i| fact(&s, d2, i, "dropped")).collect()).await.expect("append");
@@ -1256,6 +1256,35 @@ pub async fn abandoned_stagings(w: &dyn Warehouse, ds: &str) {
     assert_eq!(day_rows(w, ds, d1).await, labelled(50..51, "next"));
     let everything = query(w, &format!("SELECT COUNT(*) AS n FROM {}", tref(w, ds, "facts")), &Params::new()).await;
     assert_eq!(everything[0]["n"], json!(1), "no abandoned row reached the table");
+    cleanup(w, ds).await;
+}
+
+/// A staging of a slice another open staging holds (a run that failed mid-window, whose
+/// staging is still being rolled back, then rerun at once) waits for that one to end instead of
+/// failing: here the first is discarded 300 ms after the second started, and the second commits
+/// its own rows.
+pub async fn a_staging_waits_for_one_of_its_slice(w: &dyn Warehouse, ds: &str) {
+    fresh_dataset(w, ds).await;
+    let s = facts_schema();
+    create(w, ds, &s).await;
+    let d1 = "2024-07-01";
+    insert(w, ds, &s, &[to_keyed_row(&s, &fact(&s, d1, 1, "old"))]).await;
+    let slice = Params::new().bind("day", date(d1));
+    let mut open = w.stage(ds, &s, "day = @day", &slice).await.expect("stage");
+    open.append((10..12).map(|i| fact(&s, d1, i, "abandoned")).collect()).await.expect("append");
+
+    let rerun = async {
+        let mut rerun = w.stage(ds, &s, "day = @day", &slice).await.expect("a second staging of the slice");
+        rerun.append(vec![fact(&s, d1, 20, "rerun")]).await.expect("append");
+        rerun.commit().await.expect("commit the rerun")
+    };
+    let abandon = async {
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        open.discard().await.expect("discard");
+    };
+    let (committed, ()) = tokio::join!(rerun, abandon);
+    assert_eq!(committed, (1, 1), "the rerun replaced the slice's committed row");
+    assert_eq!(day_rows(w, ds, d1).await, labelled(20..21, "rerun"));
     cleanup(w, ds).await;
 }
 

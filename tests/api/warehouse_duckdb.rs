@@ -44,6 +44,7 @@ conformance_case!(
     staged_types,
     concurrent_stagings,
     abandoned_stagings,
+    a_staging_waits_for_one_of_its_slice,
     no_table_per_staging,
     query_batches,
     render_refs,

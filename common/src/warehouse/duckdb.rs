@@ -398,12 +398,38 @@ fn append_through_temp(
     copied
 }
 
-/// Runs `f` inside a transaction, rolling back on any error.
-fn transaction<T>(conn: &mut Connection, f: impl FnOnce(&Connection) -> WarehouseResult<T>) -> WarehouseResult<T> {
-    let tx = conn.transaction().map_err(backend)?;
-    let out = f(&tx)?;
-    tx.commit().map_err(backend)?;
-    Ok(out)
+/// Runs `f` inside a transaction, rolling back on any error; a write-write conflict (see
+/// [`conflict_backoff`]) rolls back and runs `f` again in a new transaction.
+fn transaction<T>(conn: &mut Connection, f: impl Fn(&Connection) -> WarehouseResult<T>) -> WarehouseResult<T> {
+    let mut attempt = 0;
+    loop {
+        let tx = conn.transaction().map_err(backend)?;
+        let out = f(&tx).and_then(|out| tx.commit().map(|()| out).map_err(backend));
+        match out {
+            Err(e) if is_write_conflict(&e.to_string()) && attempt < CONFLICT_RETRIES => {
+                attempt += 1;
+                std::thread::sleep(conflict_backoff(attempt));
+            }
+            out => return out,
+        }
+    }
+}
+
+/// DuckDB does not make a write wait for another open transaction that changed the same rows: it
+/// fails it at once ("Conflict on tuple deletion!"). The transactions that hold window rows are
+/// short, and one is always on its way out when this happens in practice: a step that failed
+/// mid-window leaves its staging transaction to be rolled back on the staging thread, after the
+/// error has already reached the caller, who may rerun the window at once. So a conflicting write
+/// is retried for a few seconds before it is an error.
+const CONFLICT_RETRIES: u32 = 40;
+
+fn is_write_conflict(message: &str) -> bool {
+    message.contains("Conflict on") || message.contains("write-write conflict")
+}
+
+/// 10 ms doubling to 200 ms: about 7 s over [`CONFLICT_RETRIES`] attempts.
+fn conflict_backoff(attempt: u32) -> std::time::Duration {
+    std::time::Duration::from_millis((10u64 << attempt.min(5)).min(200))
 }
 
 /// A DuckDB value in the canonical row form.
@@ -1008,15 +1034,24 @@ impl Warehouse for DuckDbWarehouse {
                 pool.give_back(conn);
                 return Err(WarehouseError::NotFound(format!("table {}.{}", table.dataset, table.schema.name)));
             }
-            conn.execute_batch("BEGIN TRANSACTION").map_err(backend)?;
-            match conn.execute(&delete, params_from_iter(values)) {
-                Ok(deleted) => Ok((conn, table, deleted as u64)),
-                Err(e) => {
-                    // The connection goes back only once its transaction is over.
-                    if conn.execute_batch("ROLLBACK").is_ok() {
+            let mut attempt = 0;
+            loop {
+                conn.execute_batch("BEGIN TRANSACTION").map_err(backend)?;
+                match conn.execute(&delete, params_from_iter(values.iter())) {
+                    Ok(deleted) => return Ok((conn, table, deleted as u64)),
+                    Err(e) => {
+                        // The connection goes back only once its transaction is over.
+                        if conn.execute_batch("ROLLBACK").is_err() {
+                            return Err(backend(e));
+                        }
+                        if is_write_conflict(&e.to_string()) && attempt < CONFLICT_RETRIES {
+                            attempt += 1;
+                            std::thread::sleep(conflict_backoff(attempt));
+                            continue;
+                        }
                         pool.give_back(conn);
+                        return Err(backend(e));
                     }
-                    Err(backend(e))
                 }
             }
         })
@@ -1044,7 +1079,7 @@ impl Warehouse for DuckDbWarehouse {
         let (schema, rows) = (schema.clone(), rows.to_vec());
         self.with_conn(move |c| {
             transaction(c, |tx| {
-                let deleted = tx.execute(&delete, params_from_iter(values)).map_err(backend)? as u64;
+                let deleted = tx.execute(&delete, params_from_iter(values.iter())).map_err(backend)? as u64;
                 let inserted = insert_in_tx(tx, &table, &schema, &rows)?;
                 Ok((deleted, inserted))
             })

@@ -297,7 +297,10 @@ pub trait Warehouse: Send + Sync + 'static {
     /// Starts replacing the rows of the table `schema` describes (which must exist) that match
     /// `predicate` (as in `replace_slice`): rows are then appended in batches out of readers'
     /// sight, and [`Staging::commit`] makes the whole replacement visible at once. Readers see the
-    /// old slice until then. Stagings of one table may run at once; none sees another's rows. A
+    /// old slice until then. Stagings of one table may run at once; none sees another's rows.
+    /// Two of one slice at once (a failed run's staging still ending when the rerun starts) do
+    /// not fail: on DuckDB, where they would conflict, the second waits for the first to end (a
+    /// few seconds at most, then it fails). A
     /// staging area that is neither committed nor discarded changes nothing (DuckDB: its
     /// transaction rolls back with its connection; BigQuery: its rows in the table's permanent
     /// staging table are deleted in the background, and expire within two days in any case).
