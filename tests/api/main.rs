@@ -10,6 +10,7 @@ mod deploy;
 mod http;
 mod integrations;
 mod kms_gcp;
+mod notifications;
 mod oidc;
 mod onboarding;
 mod organizations;
