@@ -267,6 +267,43 @@ async fn a_run_is_emailed_through_smtp_and_posted_to_slack() {
     let after = app.get(&format!("/api/v1/pipelines/runs/acme/{run_id}"), Key::Root).await.body;
     assert_eq!(after["status"], "SUCCESS");
     assert_eq!((smtp.messages().len(), slack.received().len()), (1, 1), "one message per channel");
+
+    // The expectations the run's checks failed are listed (its data-quality results in force).
+    let schema = app.state.configs.central_table("org_meta_dq_results");
+    // One check run's results share its time (the view keeps the latest check run's).
+    let at = common::warehouse::format_timestamp(&Utc::now());
+    let dq = |check: &str, observed: &str| {
+        common::warehouse::to_row(json!({
+            "dq_id": uuid::Uuid::new_v4().to_string(), "run_id": run_id, "org_slug": "acme",
+            "pipeline_id": "acme-openai-usage-cost", "check_name": check, "table_name": "openai_cost_daily",
+            "usage_date": date, "status": "FAIL", "expected_value": "10", "observed_value": observed,
+            "created_at": at,
+        }))
+    };
+    let rows = [dq("row_count_in_bounds", "3"), dq("cost_not_null", "1")];
+    app.warehouse().insert_rows(app.state.configs.central_dataset(), schema, &rows).await.unwrap();
+    let run_row = app.state.pipelines.run_log().find("acme", run_id).await.unwrap().expect("run");
+    let s = &app.state;
+    let notifier = common::notify::Notifier::new(
+        s.settings.clone(),
+        s.configs.clone(),
+        s.warehouse.clone(),
+        s.kms.clone(),
+        s.orgs.clone(),
+    )
+    .unwrap();
+    common::pipeline::RunNotifier::run_ended(&notifier, &run_row, true).await;
+    let body = smtp.wait_for(2).await[1]["body"].as_str().unwrap().to_string();
+    assert!(body.contains("Failed expectations (2):"), "{body}");
+    assert!(
+        body.contains(&format!("- row_count_in_bounds on openai_cost_daily ({date}): observed 3, expected 10")),
+        "{body}"
+    );
+    let post = slack.wait_for(2).await.remove(1).to_string();
+    assert!(
+        post.contains("*Failed expectations (2)*") && post.contains("cost_not_null on openai_cost_daily"),
+        "{post}"
+    );
 }
 
 #[tokio::test]
@@ -320,4 +357,35 @@ async fn a_dead_smtp_server_and_a_failing_slack_leave_each_run_as_it_ended() {
         assert!(slack_error.starts_with("slack notification not sent: Slack webhook answered 500"), "{slack_error}");
     }
     assert_eq!(slack.received().len(), 6, "three attempts per run");
+}
+
+#[tokio::test]
+async fn settings_round_trip_on_bigquery() {
+    let app = TestApp::spawn_bigquery(&[]).await;
+    app.bootstrap().await;
+    let key = app.onboard("acme").await;
+    let webhook = "http://127.0.0.1:9/hook/services/T000/B000/sekrit-token-wxyz";
+    let body =
+        json!({"email_recipients": ["ops@acme.example.com"], "slack_webhook_url": webhook, "triggers": ["always"]});
+    assert_eq!(app.put(PATH, Key::Api(&key), body).await.status, StatusCode::OK);
+    let r = app.put(PATH, Key::Api(&key), json!({"triggers": ["on_failure"]})).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let got = app.get(PATH, Key::Api(&key)).await.body;
+    assert_eq!(got["email_recipients"], json!(["ops@acme.example.com"]), "{got}");
+    assert_eq!(
+        (got["slack_webhook_configured"].clone(), got["slack_webhook_fingerprint"].clone()),
+        (json!(true), json!("…wxyz"))
+    );
+    assert_eq!(got["triggers"], json!(["on_failure"]));
+    assert_eq!(app.count("org_notification_settings", Some("acme")).await, 1, "replaced, not appended");
+    // The stored webhook still decrypts as this organization's.
+    let stored = common::notify::org_settings::find(app.warehouse().as_ref(), &app.state.configs, "acme")
+        .await
+        .unwrap()
+        .expect("stored");
+    let url =
+        common::notify::org_settings::decrypt_webhook(app.state.kms.as_ref(), "acme", &stored.slack_webhook.unwrap())
+            .await
+            .unwrap();
+    assert_eq!(secrecy::ExposeSecret::expose_secret(&url), webhook);
 }

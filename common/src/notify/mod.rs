@@ -293,8 +293,8 @@ impl Notifier {
                 table_name: text(r.get("table_name")).unwrap_or_default(),
                 usage_date: text(r.get("usage_date")),
                 dimension: text(r.get("dimension")),
-                observed: text(r.get("observed_value")),
-                expected: text(r.get("expected_value")),
+                observed: text(r.get("observed_value")).map(|v| number(&v)),
+                expected: text(r.get("expected_value")).map(|v| number(&v)),
             })
             .collect();
         Ok((listed, rows.len()))
@@ -334,6 +334,11 @@ impl Notifier {
             tracing::error!(channel, error = %e, "run notification result not recorded");
         }
     }
+}
+
+/// A NUMERIC as people write it (`3`, not `3.000000000`); other text as it is.
+fn number(text: &str) -> String {
+    text.parse::<Decimal>().map_or_else(|_| text.to_string(), |d| d.normalize().to_string())
 }
 
 #[async_trait]
