@@ -84,7 +84,8 @@ impl RunMessage {
 
     fn duration(&self) -> String {
         match self.duration_ms {
-            None => "not started".into(),
+            // A run released for a redelivery has not finished yet.
+            None => "not finished".into(),
             Some(ms) if ms < 1000 => format!("{ms} ms"),
             Some(ms) if ms < 60_000 => format!("{:.1} s", ms as f64 / 1000.0),
             Some(ms) => format!("{} min {} s", ms / 60_000, (ms % 60_000) / 1000),
