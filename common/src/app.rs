@@ -11,6 +11,7 @@ use crate::auth::oidc::{OidcConfig, OidcVerifier};
 use crate::auth::Authenticator;
 use crate::configs::Configs;
 use crate::kms::{CloudKms, Kms, LocalKms};
+use crate::notify::Notifier;
 use crate::orgs::OrgDirectory;
 use crate::pipeline::{Delivery, Pipelines};
 use crate::queue::local::LocalRunQueue;
@@ -99,6 +100,8 @@ impl AppState {
         let settings = Arc::new(settings);
         let configs = Arc::new(configs);
         let orgs = Arc::new(OrgDirectory::new(cache_ttl));
+        let notifier = Notifier::new(settings.clone(), configs.clone(), warehouse.clone(), kms.clone(), orgs.clone())
+            .map_err(|e| anyhow::anyhow!("notifications: {e}"))?;
         let pipelines = Pipelines {
             settings: settings.clone(),
             configs: configs.clone(),
@@ -107,6 +110,7 @@ impl AppState {
             orgs: orgs.clone(),
             queue: queue.clone(),
             registry: &crate::processors::REGISTRY,
+            notifier: Some(Arc::new(notifier)),
         };
         let state = AppState { settings, configs, warehouse, kms, auth: Arc::new(auth), orgs, queue, oidc, pipelines };
         if let Some(q) = local_queue {

@@ -14,6 +14,7 @@ pub mod http;
 pub mod kms;
 pub mod locks;
 pub mod logging;
+pub mod notify;
 pub mod orgs;
 pub mod pipeline;
 pub mod pricebook;

@@ -144,6 +144,37 @@ pub struct Settings {
     /// (`ORG_DATASET_OWNERS`, `ORG_DATASET_WRITERS`, `ORG_DATASET_READERS`).
     pub org_dataset_access: OrgDatasetAccess,
     pub log_format: LogFormat,
+    /// The SMTP server run notifications are emailed through (`SMTP_*`); `None` when `SMTP_HOST`
+    /// is unset (email notifications off).
+    pub smtp: Option<SmtpSettings>,
+    /// The public address of the API, for the run links in notifications (`PUBLIC_BASE_URL`,
+    /// e.g. `https://api.example.com`); unset: `http://localhost:{PORT}` in development, and a
+    /// path without host elsewhere.
+    pub public_base_url: Option<String>,
+}
+
+/// How the SMTP connection is secured (`SMTP_TLS`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SmtpTls {
+    /// Plain connection upgraded with STARTTLS, which is required (default; port 587).
+    StartTls,
+    /// TLS from the first byte (SMTPS; port 465).
+    Tls,
+    /// No encryption: development only (a local test server).
+    None,
+}
+
+/// The SMTP server of email notifications. `Debug` never shows the password.
+#[derive(Debug, Clone)]
+pub struct SmtpSettings {
+    pub host: String,
+    pub port: u16,
+    pub tls: SmtpTls,
+    /// With `password`, or neither (a relay that needs no login).
+    pub username: Option<String>,
+    pub password: Option<SecretString>,
+    /// The sender, `notifications@example.com` or `Convergence <notifications@example.com>`.
+    pub from: String,
 }
 
 /// Provider bases that default to the in-process sandbox (`SANDBOX_PROVIDERS=true` and the
@@ -466,6 +497,14 @@ impl Settings {
             problems.push(format!("OIDC_JWKS_URL (an override of Google's signing keys) is not allowed in {env}"));
         }
 
+        let smtp = smtp_settings(&get, environment, &mut problems);
+        let public_base_url = url("PUBLIC_BASE_URL", None, &mut problems);
+        if public_base_url.as_deref().is_some_and(|u| !u.starts_with("https://"))
+            && environment != Environment::Development
+        {
+            problems.push(format!("PUBLIC_BASE_URL must be https in {env}"));
+        }
+
         let root_api_key = get("CA_ROOT_API_KEY").map(SecretString::from);
         let root_key_source = root_api_key.as_ref().map(|_| RootKeySource::Environment);
 
@@ -593,6 +632,8 @@ impl Settings {
             oidc_jwks_url,
             org_dataset_access,
             log_format,
+            smtp,
+            public_base_url,
         };
         settings.point_providers_at_sandbox(port);
         Ok(settings)
@@ -706,6 +747,81 @@ fn is_bigquery_location(location: &str) -> bool {
         && digits.len() < region.len()
         && !digits.is_empty()
         && digits.chars().all(|c| c.is_ascii_digit())
+}
+
+/// `SMTP_HOST`, `SMTP_PORT`, `SMTP_TLS`, `SMTP_USERNAME`, `SMTP_PASSWORD`, `SMTP_FROM`: `None`
+/// when none is set; every problem is added to `problems` (never the password's value).
+fn smtp_settings(
+    get: &dyn Fn(&str) -> Option<String>,
+    environment: Environment,
+    problems: &mut Vec<String>,
+) -> Option<SmtpSettings> {
+    const OTHERS: [&str; 5] = ["SMTP_PORT", "SMTP_TLS", "SMTP_USERNAME", "SMTP_PASSWORD", "SMTP_FROM"];
+    let Some(host) = get("SMTP_HOST") else {
+        let set: Vec<&str> = OTHERS.into_iter().filter(|name| get(name).is_some()).collect();
+        if !set.is_empty() {
+            problems.push(format!("SMTP_HOST is required when {} is set", set.join(", ")));
+        }
+        return None;
+    };
+    let before = problems.len();
+    if host.contains(|c: char| c.is_whitespace() || c == '/' || c == ':') {
+        problems.push(format!("SMTP_HOST={host:?} must be a host name or an IP address, without scheme or port"));
+    }
+    let tls = match get("SMTP_TLS").as_deref().map(str::to_ascii_lowercase).as_deref() {
+        None | Some("starttls") => SmtpTls::StartTls,
+        Some("tls") => SmtpTls::Tls,
+        Some("none") => SmtpTls::None,
+        Some(other) => {
+            problems.push(format!("SMTP_TLS={other:?} is not one of starttls, tls, none"));
+            SmtpTls::StartTls
+        }
+    };
+    if tls == SmtpTls::None && environment != Environment::Development {
+        problems.push(format!(
+            "SMTP_TLS=none (unencrypted) is not allowed in {}; use starttls or tls",
+            environment.as_str()
+        ));
+    }
+    let default_port = match tls {
+        SmtpTls::StartTls => 587,
+        SmtpTls::Tls => 465,
+        SmtpTls::None => 25,
+    };
+    let port = match get("SMTP_PORT") {
+        None => default_port,
+        Some(raw) => match raw.parse::<u16>() {
+            Ok(port) if port > 0 => port,
+            _ => {
+                problems.push(format!("SMTP_PORT={raw:?} is not a port (1 to 65535)"));
+                default_port
+            }
+        },
+    };
+    let username = get("SMTP_USERNAME");
+    let password = get("SMTP_PASSWORD").map(SecretString::from);
+    if username.is_some() != password.is_some() {
+        problems.push("SMTP_USERNAME and SMTP_PASSWORD go together: set both, or neither".into());
+    }
+    let from = match get("SMTP_FROM") {
+        None => {
+            problems.push(
+                "SMTP_FROM is required with SMTP_HOST: the sender, such as Convergence <notifications@example.com>"
+                    .into(),
+            );
+            String::new()
+        }
+        Some(from) => {
+            if from.parse::<lettre::message::Mailbox>().is_err() {
+                problems.push(format!(
+                    "SMTP_FROM={from:?} is not a sender address such as notifications@example.com or \
+                     Convergence <notifications@example.com>"
+                ));
+            }
+            from
+        }
+    };
+    (problems.len() == before).then_some(SmtpSettings { host, port, tls, username, password, from })
 }
 
 /// `./configs` when started from the repository root, else the copy beside the sources.
@@ -1037,6 +1153,65 @@ mod tests {
         assert!(err.0[0].contains("ORG_DATASET_WRITERS entry \"nope\""), "{err}");
         assert!(err.0[1].contains("ORG_DATASET_READERS entry \"x@\""), "{err}");
         assert!(err.0[2].starts_with("ORG_DATASET_OWNERS must list"), "{err}");
+    }
+
+    #[test]
+    fn smtp_settings_are_checked_together() {
+        let s = Settings::from_vars(&vars(&[]), BackendDefaults::Embedded).unwrap();
+        assert!(s.smtp.is_none() && s.public_base_url.is_none());
+        let s = Settings::from_vars(
+            &vars(&[
+                ("SMTP_HOST", "smtp.example.com"),
+                ("SMTP_FROM", "Convergence <notifications@example.com>"),
+                ("SMTP_USERNAME", "apikey"),
+                ("SMTP_PASSWORD", "smtp-secret-value"),
+                ("PUBLIC_BASE_URL", "https://api.example.com/"),
+            ]),
+            BackendDefaults::Embedded,
+        )
+        .unwrap();
+        let smtp = s.smtp.as_ref().expect("smtp");
+        assert_eq!((smtp.port, smtp.tls), (587, SmtpTls::StartTls));
+        assert_eq!(s.public_base_url.as_deref(), Some("https://api.example.com"));
+        assert!(!format!("{s:?} {smtp:?}").contains("smtp-secret-value"));
+        let tls = Settings::from_vars(
+            &vars(&[("SMTP_HOST", "smtp.example.com"), ("SMTP_FROM", "a@example.com"), ("SMTP_TLS", "tls")]),
+            BackendDefaults::Embedded,
+        )
+        .unwrap();
+        assert_eq!(tls.smtp.map(|s| (s.port, s.tls)), Some((465, SmtpTls::Tls)));
+
+        let err = Settings::from_vars(
+            &vars(&[
+                ("ENVIRONMENT", "staging"),
+                ("SMTP_HOST", "smtp://smtp.example.com"),
+                ("SMTP_PORT", "0"),
+                ("SMTP_TLS", "none"),
+                ("SMTP_PASSWORD", "smtp-secret-value"),
+                ("SMTP_FROM", "not an address"),
+                ("PUBLIC_BASE_URL", "http://api.example.com"),
+            ]),
+            BackendDefaults::Embedded,
+        )
+        .unwrap_err()
+        .to_string();
+        for needle in [
+            "SMTP_HOST=\"smtp://smtp.example.com\" must be a host name",
+            "SMTP_TLS=none (unencrypted) is not allowed in staging",
+            "SMTP_PORT=\"0\" is not a port",
+            "SMTP_USERNAME and SMTP_PASSWORD go together",
+            "SMTP_FROM=\"not an address\" is not a sender address",
+            "PUBLIC_BASE_URL must be https in staging",
+        ] {
+            assert!(err.contains(needle), "missing {needle:?} in {err}");
+        }
+        assert!(!err.contains("smtp-secret-value"), "{err}");
+        let err = Settings::from_vars(
+            &vars(&[("SMTP_PORT", "2525"), ("SMTP_FROM", "a@example.com")]),
+            BackendDefaults::Embedded,
+        )
+        .unwrap_err();
+        assert_eq!(err.0, ["SMTP_HOST is required when SMTP_PORT, SMTP_FROM is set"]);
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! `POST /api/v1/admin/bootstrap`: creates the central dataset, 14 tables and 6 views; a second
+//! `POST /api/v1/admin/bootstrap`: creates the central dataset, 15 tables and 6 views; a second
 //! call creates nothing and keeps every row; the force flags do what they say.
 
 use common::warehouse::counting::{StatementKind, StatementLog};
@@ -16,7 +16,7 @@ async fn first_call_creates_everything_second_creates_nothing() {
     let first = app.bootstrap().await;
     assert_eq!(first.body["dataset"], "organizations");
     assert_eq!(first.body["dataset_created"], true);
-    assert_eq!(names(&first.body["tables_created"]).len(), 14);
+    assert_eq!(names(&first.body["tables_created"]).len(), 15);
     assert_eq!(
         names(&first.body["views_created"]),
         vec![
@@ -29,7 +29,7 @@ async fn first_call_creates_everything_second_creates_nothing() {
         ]
     );
     let present = app.warehouse().list_tables("organizations").await.unwrap();
-    assert_eq!(present.len(), 20, "{present:?}");
+    assert_eq!(present.len(), 21, "{present:?}");
 
     app.onboard("acme").await;
     let before = app.all_counts().await;
@@ -37,7 +37,7 @@ async fn first_call_creates_everything_second_creates_nothing() {
     assert_eq!(second.body["dataset_created"], false);
     assert!(names(&second.body["tables_created"]).is_empty());
     assert!(names(&second.body["views_created"]).is_empty());
-    assert_eq!(names(&second.body["tables_existing"]).len(), 14);
+    assert_eq!(names(&second.body["tables_existing"]).len(), 15);
     assert_eq!(names(&second.body["views_existing"]).len(), 6);
     let after = app.all_counts().await;
     // Only the audit log grows (the bootstrap itself is audited).
@@ -78,7 +78,7 @@ async fn force_recreate_tables_empties_them() {
     let r = app.post("/api/v1/admin/bootstrap", Key::Root, json!({"force_recreate_tables": true})).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     assert_eq!(r.body["dataset_created"], false);
-    assert_eq!(names(&r.body["tables_created"]).len(), 14);
+    assert_eq!(names(&r.body["tables_created"]).len(), 15);
     assert_eq!(names(&r.body["views_created"]).len(), 6);
     assert_eq!(app.count("org_profiles", None).await, 0);
     // Nothing cached from the old tables survives.

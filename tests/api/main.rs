@@ -12,6 +12,7 @@ mod http;
 mod images;
 mod integrations;
 mod kms_gcp;
+mod notifications;
 mod oidc;
 mod onboarding;
 mod organizations;

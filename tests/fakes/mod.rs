@@ -4,3 +4,5 @@ pub mod kms;
 pub mod oidc;
 pub mod providers;
 pub mod pubsub;
+pub mod slack;
+pub mod smtp;

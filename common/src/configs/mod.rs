@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
+pub mod notify;
 pub mod pipelines;
 pub mod price_records;
 pub mod schema;
@@ -130,6 +131,8 @@ pub struct Configs {
     /// Every pipeline file (`configs/{provider}/{domain}[/{pipeline}].yml`), steps checked
     /// against their processors.
     pub pipelines: pipelines::Catalog,
+    /// How run notifications are delivered (`configs/notify_systems/`).
+    pub notify: notify::NotifySystems,
 }
 
 /// `configs/{provider}/seed/`: an LLM provider's price-book tables (`schemas/<table>.json`) and
@@ -219,6 +222,11 @@ impl Configs {
         let dataset_types: Option<DatasetTypesConfig> = l.yaml("system/dataset_types.yml");
         let providers: Option<ProvidersConfig> = l.yaml("system/providers.yml");
         let plans: Option<PlansConfig> = l.yaml("system/subscription_plans.yml");
+        let email: Option<notify::EmailNotificationConfig> = l.yaml(notify::EMAIL_CONFIG);
+        let slack: Option<notify::SlackNotificationConfig> = l.yaml(notify::SLACK_CONFIG);
+        for (file, problem) in notify::NotifySystems::problems(email.as_ref(), slack.as_ref()) {
+            l.problem(file, problem);
+        }
 
         let mut central_tables = Vec::new();
         let mut central_views = Vec::new();
@@ -370,24 +378,29 @@ impl Configs {
         }
         check_step_tables(&mut l, &pipelines, &table_schemas, step_types);
 
-        match (bootstrap, onboarding, dataset_types, providers, plans) {
-            (Some(bootstrap), Some(onboarding), Some(dataset_types), Some(providers), Some(plans))
-                if l.problems.is_empty() =>
-            {
-                Ok(Configs {
-                    root: root.to_path_buf(),
-                    bootstrap,
-                    central_tables,
-                    central_views,
-                    onboarding,
-                    dataset_types,
-                    providers,
-                    plans,
-                    price_books,
-                    table_schemas,
-                    pipelines,
-                })
-            }
+        match (bootstrap, onboarding, dataset_types, providers, plans, email, slack) {
+            (
+                Some(bootstrap),
+                Some(onboarding),
+                Some(dataset_types),
+                Some(providers),
+                Some(plans),
+                Some(email),
+                Some(slack),
+            ) if l.problems.is_empty() => Ok(Configs {
+                root: root.to_path_buf(),
+                bootstrap,
+                central_tables,
+                central_views,
+                onboarding,
+                dataset_types,
+                providers,
+                plans,
+                price_books,
+                table_schemas,
+                pipelines,
+                notify: notify::NotifySystems { email, slack },
+            }),
             _ => Err(ConfigErrors(l.problems)),
         }
     }
@@ -582,7 +595,7 @@ mod tests {
     #[test]
     fn shipped_configs_are_valid() {
         let c = Configs::load(&repo_configs(), &crate::processors::REGISTRY).unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(c.central_tables.len(), 14);
+        assert_eq!(c.central_tables.len(), 15);
         assert_eq!(c.central_views.len(), 6);
         assert_eq!(c.plan_names(), vec!["PROFESSIONAL", "SCALE", "STARTER"]);
         assert_eq!(c.org_dataset("acme", Environment::Production), "acme_prod");
@@ -714,6 +727,31 @@ mod tests {
         ] {
             assert!(err.contains(expected), "missing {expected:?} in:\n{err}");
         }
+    }
+
+    #[test]
+    fn broken_notification_configs_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        copy_dir(&repo_configs(), dir.path());
+        let email = dir.path().join(notify::EMAIL_CONFIG);
+        let text = std::fs::read_to_string(&email).unwrap().replace("max_attempts: 3", "max_attempts: 9");
+        std::fs::write(&email, text.replace("max_recipients: 20", "max_recipients: 0")).unwrap();
+        std::fs::write(dir.path().join(notify::SLACK_CONFIG), "enabled: true\nwebhook: x\n").unwrap();
+        let pipeline = dir.path().join("openai/subscriptions.yml");
+        let text = std::fs::read_to_string(&pipeline).unwrap();
+        std::fs::write(&pipeline, text.replace("on_failure: [email, slack]", "on_failure: [pager]")).unwrap();
+        let err = Configs::load(dir.path(), &crate::processors::REGISTRY).unwrap_err().to_string();
+        for expected in [
+            "notify_systems/email_notification/config.yml: max_recipients must be from 1 to 50",
+            "notify_systems/email_notification/config.yml: delivery.max_attempts must be from 1 to 5",
+            "notify_systems/slack_notification/config.yml: unknown field `webhook`",
+            "openai/subscriptions.yml",
+            "unknown variant `pager`",
+        ] {
+            assert!(err.contains(expected), "missing {expected:?} in:\n{err}");
+        }
+        let c = Configs::load(&repo_configs(), &crate::processors::REGISTRY).unwrap_or_else(|e| panic!("{e}"));
+        assert!(c.notify.email.enabled && c.notify.slack.enabled);
     }
 
     #[test]

@@ -18,7 +18,7 @@
 //!   - step_id: extract_usage # snake_case {action}_{target}
 //!     ps_type: openai.usage  # a registered processor type
 //!     # ...the processor's own settings, checked against its Config (unknown keys refused)
-//! notifications: {}          # on_failure / on_success / on_completion / always -> list
+//! notifications: {}          # on_failure / on_success / on_completion / always -> [email, slack]
 //! ```
 //!
 //! Strings in step settings may use `{name}` variables: the built-in [`BUILTIN_VARIABLES`] and the
@@ -89,18 +89,32 @@ struct PipelineFile {
     notifications: Notifications,
 }
 
-/// Who hears about a run, per trigger. Validated and kept; sending is a later issue.
+/// Who hears about a run, per trigger: the channels (`email`, `slack`) each trigger sends to.
+/// An organization's own triggers override these (`crate::notify`).
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Notifications {
     #[serde(default)]
-    pub on_failure: Vec<serde_yaml::Value>,
+    pub on_failure: Vec<super::notify::Channel>,
     #[serde(default)]
-    pub on_success: Vec<serde_yaml::Value>,
+    pub on_success: Vec<super::notify::Channel>,
     #[serde(default)]
-    pub on_completion: Vec<serde_yaml::Value>,
+    pub on_completion: Vec<super::notify::Channel>,
     #[serde(default)]
-    pub always: Vec<serde_yaml::Value>,
+    pub always: Vec<super::notify::Channel>,
+}
+
+impl Notifications {
+    /// The channels `trigger` sends to.
+    pub fn channels(&self, trigger: super::notify::NotifyTrigger) -> &[super::notify::Channel] {
+        use super::notify::NotifyTrigger;
+        match trigger {
+            NotifyTrigger::OnFailure => &self.on_failure,
+            NotifyTrigger::OnSuccess => &self.on_success,
+            NotifyTrigger::OnCompletion => &self.on_completion,
+            NotifyTrigger::Always => &self.always,
+        }
+    }
 }
 
 /// One validated pipeline file.

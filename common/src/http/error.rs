@@ -119,6 +119,17 @@ impl From<CredentialError> for ApiError {
     }
 }
 
+impl From<crate::notify::NotifyError> for ApiError {
+    fn from(e: crate::notify::NotifyError) -> ApiError {
+        match e {
+            crate::notify::NotifyError::Warehouse(w) => w.into(),
+            crate::notify::NotifyError::Kms(k) => k.into(),
+            crate::notify::NotifyError::RunLog(r) => r.into(),
+            crate::notify::NotifyError::Corrupt { .. } => ApiError::internal(e.to_string()),
+        }
+    }
+}
+
 impl From<RunLogError> for ApiError {
     fn from(e: RunLogError) -> ApiError {
         match e {

@@ -137,6 +137,10 @@ impl Pipelines {
         if let (Some(reason), true, Delivery::Push) = (&outcome.error, outcome.transient, delivery) {
             log.release(&run, reason, Utc::now(), lease).await?;
             tracing::warn!(org = org_slug, run_id, reason = %reason, "run failed transiently; released for a redelivery");
+            let mut pending = run.clone();
+            pending.status = RunStatus::Pending;
+            pending.error_message = Some(reason.clone());
+            self.notify(&pending, false, delivery).await;
             return Ok(Execution::Retry { run, reason: reason.clone() });
         }
         let end = Finished {
@@ -155,7 +159,26 @@ impl Pipelines {
             duration_ms = done.duration_ms.unwrap_or_default(),
             "run finished"
         );
+        self.notify(&done, true, delivery).await;
         Ok(Execution::Finished(done))
+    }
+
+    /// Hands a run whose end is recorded to the notifier, on a task of its own so a notifier's
+    /// failure (a panic included) cannot touch the outcome. A push delivery waits for it (bounded
+    /// by the channels' own delivery budgets) before answering, because Cloud Run gives no CPU
+    /// once the request is answered; the in-process queue lets it run on.
+    async fn notify(&self, run: &RunRow, finished: bool, delivery: Delivery) {
+        let Some(notifier) = self.notifier.clone() else { return };
+        let run = run.clone();
+        let task = tokio::spawn(async move {
+            let (org, id) = (run.org_slug.clone(), run.run_id.clone());
+            crate::logging::in_run(&org, &id, notifier.run_ended(&run, finished)).await
+        });
+        if delivery == Delivery::Push {
+            if let Err(e) = task.await {
+                tracing::error!(error = %e, "run notification task failed");
+            }
+        }
     }
 
     /// Runs the steps while keeping the claim alive: a heartbeat every third of the lease extends

@@ -14,6 +14,7 @@
 pub use crate::configs::pipelines as catalog;
 pub mod executor;
 pub mod local;
+pub mod notifier;
 pub mod processor;
 pub mod runlog;
 pub mod schedule;
@@ -23,6 +24,7 @@ use std::sync::Arc;
 
 pub use catalog::{Catalog, Pipeline, PipelineKey, Schedule, Step};
 pub use executor::{Delivery, Execution};
+pub use notifier::RunNotifier;
 pub use processor::{Processor, StepContext, StepError, StepOutcome, StepRunners};
 pub use submit::{Submission, SubmitError, Submitted};
 
@@ -45,6 +47,8 @@ pub struct Pipelines {
     pub queue: Arc<dyn RunQueue>,
     /// What steps run with: the registry assembled in the work layer and handed down.
     pub registry: &'static dyn StepRunners,
+    /// Told about every run's end once it is recorded (email, Slack); `None`: nobody is.
+    pub notifier: Option<Arc<dyn RunNotifier>>,
 }
 
 impl Pipelines {

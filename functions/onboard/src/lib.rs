@@ -1,9 +1,11 @@
 //! The onboard function: organization lifecycle. Dry-run and onboarding (root key), the
 //! subscription status pushed by the frontend's billing (root key), the organization's own view
-//! of itself (its key), and API-key rotation (its key or root) and revocation (root).
+//! of itself (its key), its run notification settings (its key or root), and API-key rotation
+//! (its key or root) and revocation (root).
 
 mod api_keys;
 mod dryrun;
+mod notifications;
 mod onboarding;
 mod profile;
 mod request;
@@ -24,6 +26,10 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v1/organizations/onboard", post(onboarding::onboard))
         .route("/api/v1/organizations/{org}", get(profile::get_organization))
         .route("/api/v1/organizations/{org}/subscription", put(subscription::update_subscription))
+        .route(
+            "/api/v1/organizations/{org}/notifications",
+            get(notifications::get_notifications).put(notifications::put_notifications),
+        )
         .route("/api/v1/organizations/{org}/api-key/rotate", post(api_keys::rotate))
         .route("/api/v1/organizations/{org}/api-key/revoke", post(api_keys::revoke))
 }
