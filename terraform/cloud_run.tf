@@ -202,6 +202,8 @@ locals {
     DISABLE_AUTH       = "false"
     SANDBOX_PROVIDERS  = "false"
     LOG_FORMAT         = "json"
+    # Run notifications link to the run's status URL under the API's public address.
+    PUBLIC_BASE_URL = "https://${var.domain}"
   }
 
   # The internal endpoints (DESIGN §6): Pub/Sub pushes runs to pipelines-run and Cloud Scheduler

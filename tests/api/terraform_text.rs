@@ -590,6 +590,10 @@ pub fn deployed_env(files: &[Tf], service: &str, samples: &Samples) -> BTreeMap<
                     .map(|(name, _)| runtime_account_email(files, name, samples));
                 emails.collect::<Vec<_>>().join(",")
             }
+            "PUBLIC_BASE_URL" => {
+                assert_eq!(expr, "\"https://${var.domain}\"", "the API's public address: the load balancer's domain");
+                interpolate(files, expr.trim_matches('"'), samples)
+            }
             "CA_ROOT_API_KEY" => {
                 assert!(
                     expr.contains("secret_key_ref {") && expr.contains("google_secret_manager_secret."),
