@@ -7,6 +7,7 @@ mod bootstrap;
 mod cloud_binaries;
 mod daily_loop;
 mod deploy;
+mod gcp_billing;
 mod http;
 mod integrations;
 mod kms_gcp;

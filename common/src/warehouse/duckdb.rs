@@ -1051,6 +1051,30 @@ impl Warehouse for DuckDbWarehouse {
         })
         .await
     }
+    async fn replace_slice_from_select(
+        &self,
+        dataset: &str,
+        schema: &TableSchema,
+        predicate: &str,
+        params: &Params,
+        select_sql: &str,
+    ) -> WarehouseResult<(u64, u64)> {
+        check_schema(schema)?;
+        let (where_sql, where_values) = positional(predicate, params)?;
+        let (select, select_values) = positional(select_sql, params)?;
+        let table = format!("{}.{}", quote(dataset)?, quote(&schema.name)?);
+        let columns = schema.fields.iter().map(|f| quote(&f.name)).collect::<WarehouseResult<Vec<_>>>()?;
+        let delete = format!("DELETE FROM {table} WHERE {where_sql}");
+        let insert = format!("INSERT INTO {table} ({}) {select}", columns.join(", "));
+        self.with_conn(move |c| {
+            transaction(c, |tx| {
+                let deleted = tx.execute(&delete, params_from_iter(where_values)).map_err(backend)? as u64;
+                let inserted = tx.execute(&insert, params_from_iter(select_values)).map_err(backend)? as u64;
+                Ok((deleted, inserted))
+            })
+        })
+        .await
+    }
 }
 
 #[cfg(test)]
