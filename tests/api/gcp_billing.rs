@@ -347,3 +347,231 @@ async fn the_detailed_export_brings_resources_and_sandbox_keys_need_the_sandbox(
 fn sandbox_midnight(day: NaiveDate) -> chrono::DateTime<Utc> {
     common::providers::gcp_sandbox::midnight(day)
 }
+
+mod on_bigquery {
+    //! The export seeded in the BigQuery emulator. The emulator rewrites `_PARTITIONTIME` to
+    //! the current time (every row in today's partition), so the seeded table is partitioned
+    //! by a real column, `export_partition_time`, which the step finds in its table metadata
+    //! (docs/bqemulator-notes.md).
+
+    use super::*;
+    use common::warehouse::bigquery::BigQueryWarehouse;
+    use common::warehouse::schema::Partitioning;
+    use common::warehouse::{to_row, DatasetOptions, Field, FieldType, Mode, TableSchema};
+    use convergence_tests::fakes::providers::{Behaviour, FakeProviders};
+
+    const EXPORT_DATASET: &str = "billing_export";
+    const EXPORT_TABLE: &str = "gcp_billing_export_v1_0A1B2C_3D4E5F_6A7B8C";
+
+    fn export_schema(app: &TestApp) -> TableSchema {
+        let template = &app.state.configs.gcp_bq_etl.as_ref().expect("bq_etl config").export_template;
+        let mut schema = template.clone();
+        schema.name = EXPORT_TABLE.into();
+        schema.fields.retain(|f| f.name != "_PARTITIONTIME" && f.name != "resource");
+        schema.fields.push(Field {
+            name: "export_partition_time".into(),
+            field_type: FieldType::Timestamp,
+            mode: Mode::Nullable,
+            description: "Stands for _PARTITIONTIME.".into(),
+            fields: vec![],
+        });
+        schema.partitioning = Some(Partitioning { kind: "DAY".into(), field: "export_partition_time".into() });
+        schema
+    }
+
+    fn ts(day: NaiveDate, hours: i64) -> String {
+        (sandbox_midnight(day) + Days::hours(hours)).format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
+    }
+
+    /// One export row of usage day `day`: `cost` in `currency`, exported into the partition
+    /// `partition_days` after the day.
+    fn export_row(
+        day: NaiveDate,
+        cost_type: &str,
+        cost: &str,
+        currency: &str,
+        credits: Value,
+        partition_days: i64,
+    ) -> Value {
+        let part = day + Days::days(partition_days);
+        json!({
+            "billing_account_id": "0A1B2C-3D4E5F-6A7B8C",
+            "service": {"id": "6F81-5844-456A", "description": "Compute Engine"},
+            "sku": {"id": "2E27-4F75-95CD", "description": format!("{cost_type} {cost} {currency} +{partition_days}")},
+            "usage_start_time": ts(day, 3), "usage_end_time": ts(day, 4),
+            "project": {"id": "acme-prod-281", "number": "100000007919", "name": "Acme Production",
+                        "labels": [{"key": "env", "value": "prod"}], "ancestry_numbers": "/1/"},
+            "labels": [{"key": "app", "value": "web"}],
+            "system_labels": [],
+            "location": {"location": "us-central1", "country": "US", "region": "us-central1", "zone": "us-central1-a"},
+            "export_time": ts(part, 6),
+            "cost": cost.parse::<f64>().unwrap(),
+            "currency": currency,
+            "currency_conversion_rate": if currency == "EUR" { 0.92 } else { 1.0 },
+            "usage": {"amount": 3600.0, "unit": "seconds", "amount_in_pricing_units": 1.0, "pricing_unit": "hour"},
+            "credits": credits,
+            "invoice": {"month": day.format("%Y%m").to_string(), "publisher_type": "GOOGLE"},
+            "cost_type": cost_type,
+            "adjustment_info": if cost_type == "adjustment" {
+                json!({"id": "adj-1", "description": "Goodwill", "mode": "MANUAL_ADJUSTMENT", "type": "GOODWILL"})
+            } else { Value::Null },
+            "cost_at_list": if cost_type == "regular" { json!(cost.parse::<f64>().unwrap() * 1.25) } else { Value::Null },
+            "export_partition_time": ts(part, 0),
+        })
+    }
+
+    fn credit(kind: &str, amount: f64) -> Value {
+        json!({"name": kind, "amount": amount, "full_name": kind, "id": kind, "type": kind})
+    }
+
+    /// An app on the emulator (in a project of its own, where the export is seeded), with
+    /// `acme`'s gcp integration on it through the fake token endpoint.
+    async fn app_on(project: &str, configs: &str) -> TestApp {
+        let url = convergence_tests::bigquery_emulator();
+        let vars = [
+            ("WAREHOUSE_BACKEND", "bigquery"),
+            ("GCP_PROJECT_ID", project),
+            ("BIGQUERY_API_BASE", url.as_str()),
+            ("CONFIGS_DIR", configs),
+        ];
+        let app = TestApp::spawn_with(&vars).await;
+        app.bootstrap().await;
+        app
+    }
+
+    async fn set_up_gcp(app: &TestApp, fake: &FakeProviders) {
+        let table = format!("{}.{EXPORT_DATASET}.{EXPORT_TABLE}", export_project());
+        org_with_gcp(app, "acme", fake.service_account(Behaviour::Admin), &table).await;
+    }
+
+    fn export_project() -> &'static str {
+        static PROJECT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+        PROJECT.get_or_init(convergence_tests::unique_project)
+    }
+
+    #[tokio::test]
+    async fn the_export_moves_server_side_and_pages_in_alike() {
+        let url = convergence_tests::bigquery_emulator();
+        let fake = FakeProviders::start().await;
+        let day = today() - Days::days(3);
+        // The export, seeded in a project of its own.
+        let source = BigQueryWarehouse::connect(export_project(), "US", Some(&url)).await.unwrap();
+        source.create_dataset(EXPORT_DATASET, &DatasetOptions::default()).await.unwrap();
+        let repo_configs = concat!(env!("CARGO_MANIFEST_DIR"), "/../configs");
+        let project = convergence_tests::unique_project();
+        let app = app_on(&project, repo_configs).await;
+        let schema = export_schema(&app);
+        source.create_table(EXPORT_DATASET, &schema).await.unwrap();
+        let rows: Vec<_> = [
+            export_row(
+                day,
+                "regular",
+                "10.5",
+                "USD",
+                json!([credit("SUSTAINED_USAGE_DISCOUNT", -2.1), credit("FREE_TIER", -0.5)]),
+                0,
+            ),
+            export_row(day, "regular", "3.25", "USD", json!([]), 0),
+            export_row(day, "tax", "1.2", "USD", json!([]), 0),
+            export_row(day, "adjustment", "-4", "USD", json!([]), 0),
+            export_row(day, "rounding_error", "0.003", "USD", json!([]), 0),
+            export_row(day, "regular", "7", "EUR", json!([credit("COMMITTED_USAGE_DISCOUNT", -0.7)]), 0),
+            // Arrived a day late: in the late-arrival window.
+            export_row(day, "regular", "2.5", "USD", json!([credit("PROMOTION", -0.25)]), 1),
+            // Eight days late: past the window (7 days).
+            export_row(day, "regular", "99", "USD", json!([]), 8),
+            // The day before: not this day's.
+            export_row(day - Days::days(1), "regular", "50", "USD", json!([]), 0),
+        ]
+        .into_iter()
+        .map(to_row)
+        .collect();
+        source.insert_rows(EXPORT_DATASET, &schema, &rows).await.unwrap();
+        set_up_gcp(&app, &fake).await;
+
+        let first = run(&app, "acme", day, day).await;
+        assert_eq!(first["status"], "SUCCESS", "{first}");
+        let m = step_metrics(&first);
+        assert_eq!((m["transfer"].as_str(), m["rows"].as_i64()), (Some("server_side"), Some(7)), "{first}");
+        let totals = &m["totals"];
+        let find = |currency: &str, cost_type: &str| {
+            totals
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|t| t["currency"] == currency && t["cost_type"] == cost_type)
+                .cloned()
+                .unwrap_or_else(|| panic!("no {currency} {cost_type} in {totals}"))
+        };
+        let regular = find("USD", "regular");
+        assert_eq!(
+            (
+                regular["rows"].as_i64(),
+                regular["cost"].as_str(),
+                regular["credits"].as_str(),
+                regular["net_cost"].as_str()
+            ),
+            (Some(3), Some("16.25"), Some("-2.85"), Some("13.4")),
+            "{totals}"
+        );
+        for (cost_type, cost) in [("tax", "1.2"), ("adjustment", "-4"), ("rounding_error", "0.003")] {
+            let t = find("USD", cost_type);
+            assert_eq!(
+                (t["rows"].as_i64(), t["cost"].as_str(), t["net_cost"].as_str()),
+                (Some(1), Some(cost), Some(cost)),
+                "{totals}"
+            );
+        }
+        let eur = find("EUR", "regular");
+        assert_eq!((eur["cost"].as_str(), eur["net_cost"].as_str()), (Some("7"), Some("6.3")), "{totals}");
+
+        let dataset = "acme_dev";
+        let before = dump(&app, dataset, day, day).await;
+        assert_eq!(run(&app, "acme", day, day).await["status"], "SUCCESS");
+        assert_eq!(dump(&app, dataset, day, day).await, before, "a rerun changes nothing");
+        // A correction exported three days later is picked up by the next rerun.
+        source
+            .insert_rows(EXPORT_DATASET, &schema, &[to_row(export_row(day, "adjustment", "-1.5", "USD", json!([]), 3))])
+            .await
+            .unwrap();
+        let third = run(&app, "acme", day, day).await;
+        assert_eq!(step_metrics(&third)["rows"], 8, "{third}");
+        let server_side = dump(&app, dataset, day, day).await;
+
+        // The same day paged in as the organization's service account: the same rows.
+        let dir = tempfile::tempdir().unwrap();
+        copy_dir(std::path::Path::new(repo_configs), dir.path());
+        let config = dir.path().join("gcp/bq_etl/config.yml");
+        let text = std::fs::read_to_string(&config).unwrap();
+        std::fs::write(
+            &config,
+            text.replace("transfer: auto", "transfer: paged").replace("page_rows: 5000", "page_rows: 100"),
+        )
+        .unwrap();
+        let paged_app = app_on(&convergence_tests::unique_project(), dir.path().to_str().unwrap()).await;
+        set_up_gcp(&paged_app, &fake).await;
+        let paged = run(&paged_app, "acme", day, day).await;
+        assert_eq!(paged["status"], "SUCCESS", "{paged}");
+        assert_eq!(
+            (step_metrics(&paged)["transfer"].as_str(), step_metrics(&paged)["rows"].as_i64()),
+            (Some("paged"), Some(8))
+        );
+        assert_eq!(dump(&paged_app, dataset, day, day).await, server_side, "paged and server-side store the same rows");
+        assert!(
+            fake.requests().iter().any(|r| r.contains("/google/token")),
+            "the organization's service account was used"
+        );
+    }
+
+    fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+        std::fs::create_dir_all(to).unwrap();
+        for entry in std::fs::read_dir(from).unwrap().flatten() {
+            let target = to.join(entry.file_name());
+            if entry.file_type().unwrap().is_dir() {
+                copy_dir(&entry.path(), &target);
+            } else {
+                std::fs::copy(entry.path(), target).unwrap();
+            }
+        }
+    }
+}

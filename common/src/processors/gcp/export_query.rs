@@ -13,6 +13,9 @@
 use crate::pipeline::StepError;
 use crate::warehouse::TableSchema;
 
+/// The export table's alias in the query.
+const SRC: &str = "src";
+
 /// Where the query runs: the fragments that differ.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Dialect {
@@ -32,7 +35,9 @@ impl Dialect {
 
     fn numeric(self, expr: &str) -> String {
         match self {
-            Dialect::BigQuery => format!("CAST({expr} AS NUMERIC)"),
+            // NUMERIC's own precision, spelt out: the same on BigQuery, and what keeps the
+            // emulator (DuckDB underneath, whose bare NUMERIC is DECIMAL(18,3)) exact.
+            Dialect::BigQuery => format!("CAST({expr} AS NUMERIC(38, 9))"),
             // DuckDB's NUMERIC is DECIMAL(18,3); BigQuery's is (38,9).
             Dialect::DuckDb => format!("CAST({expr} AS DECIMAL(38,9))"),
         }
@@ -58,7 +63,8 @@ impl Dialect {
     fn credits_total(self) -> String {
         match self {
             Dialect::BigQuery => {
-                "IFNULL((SELECT SUM(CAST(c.amount AS NUMERIC)) FROM UNNEST(credits) AS c), CAST(0 AS NUMERIC))".into()
+                "IFNULL((SELECT SUM(CAST(c.amount AS NUMERIC(38, 9))) FROM UNNEST(credits) AS c), CAST(0 AS NUMERIC(38, 9)))"
+                    .into()
             }
             Dialect::DuckDb => {
                 "COALESCE(list_sum([CAST(c.amount AS DECIMAL(38,9)) FOR c IN credits]), CAST(0 AS DECIMAL(38,9)))"
@@ -77,6 +83,7 @@ impl Dialect {
     fn null_of(self, sql_type: &str) -> String {
         match (self, sql_type) {
             (Dialect::DuckDb, "NUMERIC") => "CAST(NULL AS DECIMAL(38,9))".into(),
+            (Dialect::BigQuery, "NUMERIC") => "CAST(NULL AS NUMERIC(38, 9))".into(),
             (Dialect::DuckDb, "FLOAT64") => "CAST(NULL AS DOUBLE)".into(),
             (Dialect::DuckDb, "STRING") => "CAST(NULL AS VARCHAR)".into(),
             (Dialect::DuckDb, "TIMESTAMP") => "CAST(NULL AS TIMESTAMPTZ)".into(),
@@ -121,7 +128,9 @@ pub fn day_select(dialect: Dialect, source: &ExportSource<'_>, target: &TableSch
     let has = |c: &str| source.columns.iter().any(|have| have.eq_ignore_ascii_case(c));
     let d = dialect;
     // A nested column when its top-level column exists, else NULL of its type.
-    let sub = |col: &str, field: &str, ty: &str| if has(col) { format!("{col}.{field}") } else { d.null_of(ty) };
+    // A RECORD's field is qualified with the table's alias (`src.location.location`): unqualified,
+    // `location.location` reads as table.column to the emulator's SQL translation in a MERGE.
+    let sub = |col: &str, field: &str, ty: &str| if has(col) { format!("{SRC}.{col}.{field}") } else { d.null_of(ty) };
     let plain = |col: &str, ty: &str| if has(col) { col.to_string() } else { d.null_of(ty) };
     let json = |expr: String, present: bool| if present { d.json_text(&expr) } else { d.null_of("STRING") };
 
@@ -145,7 +154,7 @@ pub fn day_select(dialect: Dialect, source: &ExportSource<'_>, target: &TableSch
         ("export_time", None),
     ] {
         if has(col) {
-            let expr = nested.map_or_else(|| col.to_string(), |f| format!("{col}.{f}"));
+            let expr = nested.map_or_else(|| col.to_string(), |f| format!("{SRC}.{col}.{f}"));
             identity.push(format!("COALESCE(CAST({expr} AS STRING), '~')"));
         }
     }
@@ -157,48 +166,50 @@ pub fn day_select(dialect: Dialect, source: &ExportSource<'_>, target: &TableSch
     let fingerprint = format!("CONCAT({})", identity.join(", '|', "));
 
     let inner: Vec<String> = vec![
-        format!("{} AS billing_account_id", plain("billing_account_id", "STRING")),
-        format!("{} AS invoice_month", sub("invoice", "month", "STRING")),
-        format!("{} AS cost_type", plain("cost_type", "STRING")),
-        format!("{} AS service_id", sub("service", "id", "STRING")),
-        format!("{} AS service_description", sub("service", "description", "STRING")),
-        format!("{} AS sku_id", sub("sku", "id", "STRING")),
-        format!("{} AS sku_description", sub("sku", "description", "STRING")),
-        format!("{} AS usage_start_time", plain("usage_start_time", "TIMESTAMP")),
-        format!("{} AS usage_end_time", plain("usage_end_time", "TIMESTAMP")),
-        format!("{} AS project_id", sub("project", "id", "STRING")),
-        format!("{} AS project_name", sub("project", "name", "STRING")),
-        format!("{} AS project_number", sub("project", "number", "STRING")),
-        format!("{} AS project_labels", json("project.labels".into(), has("project"))),
-        format!("{} AS location", sub("location", "location", "STRING")),
-        format!("{} AS country", sub("location", "country", "STRING")),
-        format!("{} AS region", sub("location", "region", "STRING")),
-        format!("{} AS zone", sub("location", "zone", "STRING")),
-        format!("{} AS resource_name", sub("resource", "name", "STRING")),
-        format!("{} AS resource_global_name", sub("resource", "global_name", "STRING")),
-        format!("{} AS usage_amount", sub("usage", "amount", "FLOAT64")),
-        format!("{} AS usage_unit", sub("usage", "unit", "STRING")),
-        format!("{} AS usage_amount_in_pricing_units", sub("usage", "amount_in_pricing_units", "FLOAT64")),
-        format!("{} AS pricing_unit", sub("usage", "pricing_unit", "STRING")),
-        format!("{} AS cost", d.numeric("cost")),
-        format!("{} AS credits", json("credits".into(), has("credits"))),
+        format!("{} AS e_billing_account_id", plain("billing_account_id", "STRING")),
+        format!("{} AS e_invoice_month", sub("invoice", "month", "STRING")),
+        format!("{} AS e_cost_type", plain("cost_type", "STRING")),
+        format!("{} AS e_service_id", sub("service", "id", "STRING")),
+        format!("{} AS e_service_description", sub("service", "description", "STRING")),
+        format!("{} AS e_sku_id", sub("sku", "id", "STRING")),
+        format!("{} AS e_sku_description", sub("sku", "description", "STRING")),
+        format!("{} AS e_usage_start_time", plain("usage_start_time", "TIMESTAMP")),
+        format!("{} AS e_usage_end_time", plain("usage_end_time", "TIMESTAMP")),
+        format!("{} AS e_project_id", sub("project", "id", "STRING")),
+        format!("{} AS e_project_name", sub("project", "name", "STRING")),
+        format!("{} AS e_project_number", sub("project", "number", "STRING")),
+        format!("{} AS e_project_labels", json(format!("{SRC}.project.labels"), has("project"))),
+        format!("{} AS e_location", sub("location", "location", "STRING")),
+        format!("{} AS e_country", sub("location", "country", "STRING")),
+        format!("{} AS e_region", sub("location", "region", "STRING")),
+        format!("{} AS e_zone", sub("location", "zone", "STRING")),
+        format!("{} AS e_resource_name", sub("resource", "name", "STRING")),
+        format!("{} AS e_resource_global_name", sub("resource", "global_name", "STRING")),
+        format!("{} AS e_usage_amount", sub("usage", "amount", "FLOAT64")),
+        format!("{} AS e_usage_unit", sub("usage", "unit", "STRING")),
+        format!("{} AS e_usage_amount_in_pricing_units", sub("usage", "amount_in_pricing_units", "FLOAT64")),
+        format!("{} AS e_pricing_unit", sub("usage", "pricing_unit", "STRING")),
+        format!("{} AS e_cost", d.numeric("cost")),
+        format!("{} AS e_credits", json("credits".into(), has("credits"))),
         format!(
-            "{} AS credits_total",
+            "{} AS e_credits_total",
             if has("credits") { d.credits_total() } else { format!("CAST(0 AS {})", numeric_type(d)) }
         ),
         format!(
-            "{} AS cost_at_list",
+            "{} AS e_cost_at_list",
             if has("cost_at_list") { d.numeric("cost_at_list") } else { d.null_of("NUMERIC") }
         ),
-        format!("{} AS currency", plain("currency", "STRING")),
-        format!("{} AS currency_conversion_rate", plain("currency_conversion_rate", "FLOAT64")),
-        format!("{} AS labels", json("labels".into(), has("labels"))),
-        format!("{} AS system_labels", json("system_labels".into(), has("system_labels"))),
-        format!("{} AS adjustment_info", json("adjustment_info".into(), has("adjustment_info"))),
-        format!("{} AS export_time", plain("export_time", "TIMESTAMP")),
-        format!("{} AS partition_time", source.partition_time),
-        format!("{} AS row_hash", d.sha256_hex(&fingerprint)),
+        format!("{} AS e_currency", plain("currency", "STRING")),
+        format!("{} AS e_currency_conversion_rate", plain("currency_conversion_rate", "FLOAT64")),
+        format!("{} AS e_labels", json("labels".into(), has("labels"))),
+        format!("{} AS e_system_labels", json("system_labels".into(), has("system_labels"))),
+        format!("{} AS e_adjustment_info", json("adjustment_info".into(), has("adjustment_info"))),
+        format!("{} AS e_export_time", plain("export_time", "TIMESTAMP")),
+        format!("{} AS e_partition_time", source.partition_time),
+        format!("{} AS e_row_hash", d.sha256_hex(&fingerprint)),
     ];
+    // Inner names carry `e_`: a name shared with a RECORD of the export (`location`) is
+    // ambiguous to the emulator's SQL translation once the query is a MERGE's source.
     let json_columns = ["project_labels", "credits", "labels", "system_labels", "adjustment_info"];
     let mut outer = Vec::with_capacity(target.fields.len());
     for field in &target.fields {
@@ -209,12 +220,12 @@ pub fn day_select(dialect: Dialect, source: &ExportSource<'_>, target: &TableSch
             // Identical export rows (the same text in every identifying column) are told apart
             // by their occurrence, so every stored row has its own key.
             "source_key" => {
-                "CONCAT(row_hash, '-', CAST(ROW_NUMBER() OVER (PARTITION BY row_hash ORDER BY row_hash) AS STRING))"
+                "CONCAT(e_row_hash, '-', CAST(ROW_NUMBER() OVER (PARTITION BY e_row_hash ORDER BY e_row_hash) AS STRING))"
                     .to_string()
             }
-            "net_cost" => "cost + credits_total".to_string(),
-            c if json_columns.contains(&c) => d.parse_json(c),
-            c if inner.iter().any(|i| i.ends_with(&format!(" AS {c}"))) => c.to_string(),
+            "net_cost" => "e_cost + e_credits_total".to_string(),
+            c if json_columns.contains(&c) => d.parse_json(&format!("e_{c}")),
+            c if inner.iter().any(|i| i.ends_with(&format!(" AS e_{c}"))) => format!("e_{c}"),
             other => {
                 return Err(StepError::Failed(format!(
                     "table {} has a column {other} that gcp.bq_etl does not fill",
@@ -225,7 +236,7 @@ pub fn day_select(dialect: Dialect, source: &ExportSource<'_>, target: &TableSch
         outer.push(format!("{expr} AS {name}"));
     }
     Ok(format!(
-        "SELECT {} FROM (SELECT {} FROM {} WHERE usage_start_time >= @day_start AND usage_start_time < @next_day \
+        "SELECT {} FROM (SELECT {} FROM {} AS {SRC} WHERE usage_start_time >= @day_start AND usage_start_time < @next_day \
          AND {p} >= @partition_start AND {p} < @partition_end) AS export_rows",
         outer.join(", "),
         inner.join(", "),
@@ -236,7 +247,7 @@ pub fn day_select(dialect: Dialect, source: &ExportSource<'_>, target: &TableSch
 
 fn numeric_type(d: Dialect) -> &'static str {
     match d {
-        Dialect::BigQuery => "NUMERIC",
+        Dialect::BigQuery => "NUMERIC(38, 9)",
         Dialect::DuckDb => "DECIMAL(38,9)",
     }
 }
@@ -285,11 +296,11 @@ mod tests {
         ]);
         let source = ExportSource { table_ref: "\"s\".\"t\"", columns: &standard, partition_time: "_PARTITIONTIME" };
         let sql = day_select(Dialect::DuckDb, &source, &target).unwrap();
-        assert!(sql.contains("CAST(NULL AS VARCHAR) AS resource_name"), "{sql}");
-        assert!(sql.contains("CAST(NULL AS DECIMAL(38,9)) AS cost_at_list"), "{sql}");
+        assert!(sql.contains("CAST(NULL AS VARCHAR) AS e_resource_name"), "{sql}");
+        assert!(sql.contains("CAST(NULL AS DECIMAL(38,9)) AS e_cost_at_list"), "{sql}");
         assert!(!sql.contains("resource.name"), "{sql}");
         let bq = day_select(Dialect::BigQuery, &source, &target).unwrap();
-        assert!(bq.contains("CAST(cost AS NUMERIC) AS cost") && bq.contains("FROM UNNEST(credits)"), "{bq}");
+        assert!(bq.contains("CAST(cost AS NUMERIC(38, 9)) AS e_cost") && bq.contains("FROM UNNEST(credits)"), "{bq}");
         let mut extra = target.clone();
         extra.fields.push(crate::warehouse::Field {
             name: "surprise".into(),
