@@ -231,8 +231,7 @@ SELECT
     'mode': 'MANUAL_ADJUSTMENT', 'type': 'GOODWILL'}} END,
   CASE WHEN cost_type = 'regular' THEN round(row_cost * 1.25, 6) END,
   CASE WHEN late_row THEN @next_day ELSE @day_start END
-FROM priced, names
-ORDER BY i"
+FROM priced, names"
         )
     }
 }

@@ -3,7 +3,7 @@
 //! row's partition (`_PARTITIONTIME`) lies in [D, D + late_arrival_days]
 //! (`configs/gcp/bq_etl/config.yml`), and the organization's rows of D are replaced with what
 //! was read in one atomic step, so a rerun picks up rows that arrived late and never duplicates
-//! one (each row carries a `source_key` derived from its content).
+//! one (each row carries a `source_key` derived from its identifying columns and export time).
 //!
 //! How rows travel (`transfer` in the config):
 //! - server-side: one statement inside the warehouse per day (`replace_slice_from_select`:

@@ -43,19 +43,32 @@ impl Dialect {
         }
     }
 
-    /// A nested value (array, struct) as JSON text; NULL stays NULL.
-    fn json_text(self, expr: &str) -> String {
+    /// A nested value (array, struct) as JSON: text on BigQuery (made a JSON value by
+    /// [`Dialect::json_value`] at the end), already a JSON value (stored as text) on DuckDB.
+    /// NULL stays NULL.
+    fn json(self, expr: &str) -> String {
         match self {
             Dialect::BigQuery => format!("IF({expr} IS NULL, NULL, TO_JSON_STRING({expr}))"),
-            Dialect::DuckDb => format!("CAST(to_json({expr}) AS VARCHAR)"),
+            Dialect::DuckDb => format!("to_json({expr})"),
         }
     }
 
-    /// JSON text as a JSON value.
-    fn parse_json(self, expr: &str) -> String {
+    /// What [`Dialect::json`] made, as the JSON column's value.
+    fn json_value(self, expr: &str) -> String {
         match self {
             Dialect::BigQuery => format!("PARSE_JSON({expr})"),
-            Dialect::DuckDb => format!("CAST({expr} AS JSON)"),
+            Dialect::DuckDb => expr.to_string(),
+        }
+    }
+
+    /// A value as text for the row's fingerprint: timestamps as epoch microseconds (formatting
+    /// a DuckDB TIMESTAMPTZ goes through the time-zone library, several times slower).
+    fn text(self, expr: &str, timestamp: bool) -> String {
+        match (self, timestamp) {
+            (Dialect::BigQuery, true) => format!("CAST(UNIX_MICROS({expr}) AS STRING)"),
+            (Dialect::DuckDb, true) => format!("CAST(epoch_us({expr}) AS VARCHAR)"),
+            (Dialect::BigQuery, false) => format!("CAST({expr} AS STRING)"),
+            (Dialect::DuckDb, false) => format!("CAST({expr} AS VARCHAR)"),
         }
     }
 
@@ -132,38 +145,7 @@ pub fn day_select(dialect: Dialect, source: &ExportSource<'_>, target: &TableSch
     // `location.location` reads as table.column to the emulator's SQL translation in a MERGE.
     let sub = |col: &str, field: &str, ty: &str| if has(col) { format!("{SRC}.{col}.{field}") } else { d.null_of(ty) };
     let plain = |col: &str, ty: &str| if has(col) { col.to_string() } else { d.null_of(ty) };
-    let json = |expr: String, present: bool| if present { d.json_text(&expr) } else { d.null_of("STRING") };
-
-    // What one export row is: its identifying columns and export_time, as text (NULL as '~').
-    let mut identity: Vec<String> = Vec::new();
-    for (col, nested) in [
-        ("billing_account_id", None),
-        ("service", Some("id")),
-        ("sku", Some("id")),
-        ("usage_start_time", None),
-        ("usage_end_time", None),
-        ("project", Some("id")),
-        ("location", Some("location")),
-        ("resource", Some("name")),
-        ("cost_type", None),
-        ("invoice", Some("month")),
-        ("adjustment_info", Some("id")),
-        ("currency", None),
-        ("cost", None),
-        ("usage", Some("amount")),
-        ("export_time", None),
-    ] {
-        if has(col) {
-            let expr = nested.map_or_else(|| col.to_string(), |f| format!("{SRC}.{col}.{f}"));
-            identity.push(format!("COALESCE(CAST({expr} AS STRING), '~')"));
-        }
-    }
-    for col in ["labels", "system_labels", "credits"] {
-        if has(col) {
-            identity.push(format!("COALESCE({}, '~')", d.json_text(col)));
-        }
-    }
-    let fingerprint = format!("CONCAT({})", identity.join(", '|', "));
+    let json = |expr: String, present: bool| if present { d.json(&expr) } else { d.null_of("STRING") };
 
     let inner: Vec<String> = vec![
         format!("{} AS e_billing_account_id", plain("billing_account_id", "STRING")),
@@ -206,25 +188,46 @@ pub fn day_select(dialect: Dialect, source: &ExportSource<'_>, target: &TableSch
         format!("{} AS e_adjustment_info", json("adjustment_info".into(), has("adjustment_info"))),
         format!("{} AS e_export_time", plain("export_time", "TIMESTAMP")),
         format!("{} AS e_partition_time", source.partition_time),
-        format!("{} AS e_row_hash", d.sha256_hex(&fingerprint)),
     ];
     // Inner names carry `e_`: a name shared with a RECORD of the export (`location`) is
     // ambiguous to the emulator's SQL translation once the query is a MERGE's source.
     let json_columns = ["project_labels", "credits", "labels", "system_labels", "adjustment_info"];
+    // What one export row is: its identifying columns and export time, as text (NULL as '~').
+    // Identical export rows (the same in every one of them) are one row to every reader; they
+    // share a key. Numbering them (ROW_NUMBER) would hold the whole day in memory to sort it.
+    let identity: Vec<String> = [
+        ("billing_account_id", false),
+        ("service_id", false),
+        ("sku_id", false),
+        ("usage_start_time", true),
+        ("usage_end_time", true),
+        ("project_id", false),
+        ("location", false),
+        ("resource_name", false),
+        ("cost_type", false),
+        ("invoice_month", false),
+        ("adjustment_info", false),
+        ("currency", false),
+        ("cost", false),
+        ("usage_amount", false),
+        ("labels", false),
+        ("system_labels", false),
+        ("credits", false),
+        ("export_time", true),
+    ]
+    .iter()
+    .map(|(c, ts)| format!("COALESCE({}, '~')", d.text(&format!("e_{c}"), *ts)))
+    .collect();
+    let fingerprint = format!("CONCAT({})", identity.join(", '|', "));
     let mut outer = Vec::with_capacity(target.fields.len());
     for field in &target.fields {
         let name = field.name.as_str();
         let expr = match name {
             "usage_date" => "@usage_date".to_string(),
             "org_slug" => "@org_slug".to_string(),
-            // Identical export rows (the same text in every identifying column) are told apart
-            // by their occurrence, so every stored row has its own key.
-            "source_key" => {
-                "CONCAT(e_row_hash, '-', CAST(ROW_NUMBER() OVER (PARTITION BY e_row_hash ORDER BY e_row_hash) AS STRING))"
-                    .to_string()
-            }
+            "source_key" => d.sha256_hex(&fingerprint),
             "net_cost" => "e_cost + e_credits_total".to_string(),
-            c if json_columns.contains(&c) => d.parse_json(&format!("e_{c}")),
+            c if json_columns.contains(&c) => d.json_value(&format!("e_{c}")),
             c if inner.iter().any(|i| i.ends_with(&format!(" AS e_{c}"))) => format!("e_{c}"),
             other => {
                 return Err(StepError::Failed(format!(
