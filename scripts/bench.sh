@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # `make bench`: builds the release binaries and the benchmark driver, then measures start-up
 # (exec → first 200 on /health), RSS, authenticated API latency/throughput on loopback, the
-# scheduler tick over 10,000 organizations and the warehouse statements of one run.
+# scheduler tick over 10,000 organizations, the warehouse statements of one run, and one day of
+# 1,000,000 Cloud Billing export rows through gcp.bq_etl.
 # Results go to stdout as Markdown tables; docs/BENCHMARKS.md keeps the latest run.
-# BENCH_ONLY=pipeline,cost (sections: binaries, startup, cost, pipeline, load, tick, statements)
+# BENCH_ONLY=pipeline,cost (sections: binaries, startup, cost, pipeline, gcp, load, tick, statements)
 # runs only those; BENCH_PIPELINE_RUNS=N sets how many end-to-end pipeline runs are made
-# (default 5); BENCH_TICK_ORGS=N how many organizations the tick covers (default 10,000).
+# (default 5); BENCH_TICK_ORGS=N how many organizations the tick covers (default 10,000);
+# BENCH_GCP_ROWS=N the billing export rows of the gcp.bq_etl day (default 1,000,000).
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"

@@ -149,7 +149,8 @@ async fn open_warehouse(settings: &Settings) -> anyhow::Result<Arc<dyn Warehouse
         #[cfg(feature = "duckdb")]
         WarehouseBackend::DuckDb => {
             let path = settings.data_dir.join("warehouse.duckdb");
-            Ok(Arc::new(crate::warehouse::duckdb::DuckDbWarehouse::open(&path)?))
+            let limit = settings.duckdb_memory_limit.as_deref();
+            Ok(Arc::new(crate::warehouse::duckdb::DuckDbWarehouse::open_with_limit(&path, limit)?))
         }
         #[cfg(not(feature = "duckdb"))]
         WarehouseBackend::DuckDb => {

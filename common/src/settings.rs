@@ -114,6 +114,9 @@ pub struct Settings {
     /// `convergence-local`'s own tick: every this many seconds (`SCHEDULER_INTERVAL`: seconds, or
     /// with `s`/`m`/`h`); 0 turns it off. The Cloud Run services are ticked by Cloud Scheduler.
     pub scheduler_interval_secs: u64,
+    /// The embedded warehouse's memory limit (`DUCKDB_MEMORY_LIMIT`, e.g. `256MB`; unset:
+    /// DuckDB's default, 80 % of the machine's memory, most of it cache it gives back).
+    pub duckdb_memory_limit: Option<String>,
     pub sandbox_providers: bool,
     /// Finest-grain usage rows the provider sandbox reports per day and key (`SANDBOX_ROWS_PER_DAY`).
     pub sandbox_rows_per_day: u32,
@@ -409,6 +412,12 @@ impl Settings {
         if !(1..=MAX_SANDBOX_ROWS_PER_DAY).contains(&sandbox_rows_per_day) {
             problems.push(format!("SANDBOX_ROWS_PER_DAY must be between 1 and {MAX_SANDBOX_ROWS_PER_DAY}"));
         }
+        let duckdb_memory_limit = get("DUCKDB_MEMORY_LIMIT").map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
+        if let Some(limit) = &duckdb_memory_limit {
+            if !is_memory_size(limit) {
+                problems.push(format!("DUCKDB_MEMORY_LIMIT={limit:?} must be a size such as 256MB or 2GB"));
+            }
+        }
         let bigquery_api_base = url("BIGQUERY_API_BASE", None, &mut problems);
         let kms_api_base = url("KMS_API_BASE", None, &mut problems);
         let pubsub_api_base = url("PUBSUB_API_BASE", None, &mut problems);
@@ -575,6 +584,7 @@ impl Settings {
             run_timeout_secs,
             scheduler_catchup_days,
             scheduler_interval_secs,
+            duckdb_memory_limit,
             sandbox_providers,
             sandbox_rows_per_day,
             sandbox_bases,
@@ -694,6 +704,15 @@ pub fn pubsub_topic_name(value: &str, project: Option<&str>) -> Result<String, S
 }
 
 /// A BigQuery location: the multi-regions `US` and `EU`, or a region such as `us-central1`.
+/// A DuckDB memory size: digits and a unit (`512MB`, `1.5GB`, `300MiB`); spliced into a SET
+/// statement, so nothing else gets through.
+pub fn is_memory_size(size: &str) -> bool {
+    static SIZE_RE: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+        regex::Regex::new(r"^[0-9]{1,6}(\.[0-9]{1,3})?\s?(KB|MB|GB|TB|KiB|MiB|GiB|TiB)$").unwrap()
+    });
+    SIZE_RE.is_match(size)
+}
+
 fn is_bigquery_location(location: &str) -> bool {
     if matches!(location, "US" | "EU") {
         return true;
@@ -1037,6 +1056,20 @@ mod tests {
         assert!(err.0[0].contains("ORG_DATASET_WRITERS entry \"nope\""), "{err}");
         assert!(err.0[1].contains("ORG_DATASET_READERS entry \"x@\""), "{err}");
         assert!(err.0[2].starts_with("ORG_DATASET_OWNERS must list"), "{err}");
+    }
+
+    #[test]
+    fn duckdb_memory_limits_are_sizes() {
+        for good in ["256MB", "1.5GB", "300 MiB", "64KB"] {
+            assert!(is_memory_size(good), "{good}");
+        }
+        for bad in ["", "256", "lots", "256MB'; DROP", "-1GB", "1e3MB"] {
+            assert!(!is_memory_size(bad), "{bad}");
+        }
+        let s = Settings::from_vars(&vars(&[("DUCKDB_MEMORY_LIMIT", "192MB")]), BackendDefaults::Embedded).unwrap();
+        assert_eq!(s.duckdb_memory_limit.as_deref(), Some("192MB"));
+        let e = Settings::from_vars(&vars(&[("DUCKDB_MEMORY_LIMIT", "much")]), BackendDefaults::Embedded).unwrap_err();
+        assert!(format!("{e:?}").contains("DUCKDB_MEMORY_LIMIT"), "{e:?}");
     }
 
     #[test]

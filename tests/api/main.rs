@@ -8,6 +8,7 @@ mod cloud_binaries;
 mod cloud_run;
 mod daily_loop;
 mod deploy;
+mod gcp_billing;
 mod http;
 mod images;
 mod integrations;

@@ -22,7 +22,7 @@ async fn the_readme_walkthrough_works_as_written() {
     assert!(out.status.success(), "walkthrough failed:\n{stdout}\n{stderr}");
     assert!(!stdout.contains("\"error\""), "a step failed:\n{stdout}");
     let lines: Vec<&str> = stdout.lines().collect();
-    assert_eq!(lines.len(), 11, "one line per step:\n{stdout}");
+    assert_eq!(lines.len(), 13, "one line per step:\n{stdout}");
     assert!(lines[3].starts_with("acme_corp_api_"), "the key was captured: {}", lines[3]);
     assert!(lines[6].contains("revoked_fingerprints"), "{}", lines[6]);
     assert!(lines[7].contains("\"status\":\"VALID\""), "the sandbox key was validated: {}", lines[7]);
@@ -30,9 +30,20 @@ async fn the_readme_walkthrough_works_as_written() {
     let run: serde_json::Value = serde_json::from_str(lines[9]).expect("the run as JSON");
     assert_eq!(run["status"], "SUCCESS", "{run}");
     assert!(run["totals"]["rows_written"].as_i64().unwrap_or(0) > 0, "{run}");
-    let tick: serde_json::Value = serde_json::from_str(lines[10]).expect("the tick's report as JSON");
+    assert!(lines[10].contains("\"status\":\"VALID\""), "the sandbox service account was accepted: {}", lines[10]);
+    let gcp: serde_json::Value = serde_json::from_str(lines[11]).expect("the gcp run as JSON");
+    assert_eq!(gcp["status"], "SUCCESS", "{gcp}");
+    let metrics = &gcp["steps"][0]["metrics"];
+    assert_eq!((metrics["transfer"].as_str(), metrics["rows"].as_i64()), (Some("server_side"), Some(1500)), "{gcp}");
+    let types: Vec<&str> =
+        metrics["totals"].as_array().unwrap().iter().filter_map(|t| t["cost_type"].as_str()).collect();
+    for cost_type in ["regular", "tax", "adjustment", "rounding_error"] {
+        assert!(types.contains(&cost_type), "{cost_type} in {metrics}");
+    }
+    let tick: serde_json::Value = serde_json::from_str(lines[12]).expect("the tick's report as JSON");
     let submitted = &tick["organizations"]["acme_corp"];
     assert_eq!(submitted["acme_corp-openai-usage-cost"]["status"], "submitted", "{tick}");
     assert_eq!(submitted["acme_corp-openai-subscriptions"]["status"], "submitted", "{tick}");
+    assert!(submitted["acme_corp-gcp-cost-billing"]["status"].is_string(), "the tick covers gcp billing: {tick}");
     assert_eq!(app.count("org_api_keys", Some("acme_corp")).await, 2);
 }

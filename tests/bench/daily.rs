@@ -281,6 +281,20 @@ impl Warehouse for Timed {
         self.record("replace_slice", format!("{dataset}.{}", schema.name), rows.len(), started);
         out
     }
+    async fn replace_slice_from_select(
+        &self,
+        dataset: &str,
+        schema: &TableSchema,
+        predicate: &str,
+        params: &Params,
+        select_sql: &str,
+    ) -> WarehouseResult<(u64, u64)> {
+        let started = Instant::now();
+        let out = self.inner.replace_slice_from_select(dataset, schema, predicate, params, select_sql).await;
+        let rows = out.as_ref().map_or(0, |(_, inserted)| *inserted as usize);
+        self.record("replace_slice_from_select", format!("{dataset}.{}", schema.name), rows, started);
+        out
+    }
     async fn query_batches(&self, sql: &str, params: &Params, batch_rows: usize) -> WarehouseResult<RecordBatches> {
         self.inner.query_batches(sql, params, batch_rows).await
     }

@@ -388,6 +388,118 @@ async fn pipeline_run(bin: &Path, number: usize) -> (f64, f64) {
     (rate, peak_mb)
 }
 
+/// Writes "5" to `/proc/<pid>/clear_refs`: the process's peak RSS (`VmHWM`) starts again from
+/// its current RSS, so a later reading is the peak of what ran since.
+fn reset_peak_rss(pid: u32) {
+    let _ = std::fs::write(format!("/proc/{pid}/clear_refs"), "5");
+}
+
+/// One usage day of `rows` sandbox billing export rows through `gcp.bq_etl`
+/// (`/run/{org}/gcp/cost/billing`) on convergence-local (DuckDB): the first run also generates
+/// the sandbox export's day (in SQL inside DuckDB), the reruns are the ETL alone (the day
+/// replaced server-side in one transaction). Wall time from the POST to SUCCESS, the step's own
+/// time, rows/s, and the server's peak RSS over each rerun and over the whole process.
+async fn gcp_billing(bin: &Path, rows: usize, reruns: usize) {
+    let limit = std::env::var("BENCH_GCP_DUCKDB_MEMORY_LIMIT").unwrap_or_else(|_| "200MB".into());
+    let extra =
+        [("RATE_LIMIT_ENABLED", "false"), ("SANDBOX_PROVIDERS", "true"), ("DUCKDB_MEMORY_LIMIT", limit.as_str())];
+    println!("DUCKDB_MEMORY_LIMIT={limit} (`BENCH_GCP_DUCKDB_MEMORY_LIMIT` sets it)\n");
+    let (server, started) = spawn(bin, &extra);
+    wait_healthy(server.port, started);
+    let base = format!("http://127.0.0.1:{}", server.port);
+    let client = reqwest::Client::new();
+    let call = |method: reqwest::Method, path: String, body: Option<Value>| {
+        let mut req = client.request(method, format!("{base}{path}")).header("X-CA-Root-Key", ROOT_KEY);
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        req.send()
+    };
+    let ok = |r: reqwest::Response| async move {
+        let status = r.status();
+        let body: Value = r.json().await.unwrap_or(Value::Null);
+        assert!(status.is_success(), "{status}: {body}");
+        body
+    };
+    ok(call(reqwest::Method::POST, "/api/v1/admin/bootstrap".into(), Some(json!({}))).await.unwrap()).await;
+    let onboard = json!({"org_slug": "bench_gcp", "company_name": "Bench", "admin_email": "a@bench.example", "subscription_plan": "SCALE"});
+    ok(call(reqwest::Method::POST, "/api/v1/organizations/onboard".into(), Some(onboard)).await.unwrap()).await;
+    let active = json!({"status": "active"});
+    ok(call(reqwest::Method::PUT, "/api/v1/organizations/bench_gcp/subscription".into(), Some(active)).await.unwrap())
+        .await;
+    let setup = json!({
+        "service_account_json": {"type": "service_account", "project_id": "sandbox", "private_key": "bench",
+                                 "client_email": "bench@sandbox.iam.gserviceaccount.com"},
+        "billing_export_table": format!("sandbox.billing.gcp_billing_export_v1_bench-rows{rows}"),
+    });
+    ok(call(reqwest::Method::POST, "/api/v1/integrations/bench_gcp/gcp/setup".into(), Some(setup)).await.unwrap())
+        .await;
+    let day = (chrono::Utc::now().date_naive() - chrono::Duration::days(2)).to_string();
+    let pid = server.child.id();
+    println!("| run | rows | wall (POST → SUCCESS) | step | rows/s (step) | rows/s (wall) | server peak RSS during the run | server CPU |");
+    println!("|---|---|---|---|---|---|---|---|");
+    let mut rates = Vec::new();
+    let mut peaks = Vec::new();
+    for run in 0..=reruns {
+        reset_peak_rss(pid);
+        let cpu_before = cpu_secs(pid);
+        let wall = Instant::now();
+        let accepted = ok(call(
+            reqwest::Method::POST,
+            "/api/v1/pipelines/run/bench_gcp/gcp/cost/billing".into(),
+            Some(json!({"start_date": day, "end_date": day})),
+        )
+        .await
+        .unwrap())
+        .await;
+        let run_id = accepted["run_id"].as_str().expect("run id").to_string();
+        let mut peak_kib = 0;
+        let body = loop {
+            peak_kib = peak_kib.max(rss_kib(pid));
+            let body = ok(call(reqwest::Method::GET, format!("/api/v1/pipelines/runs/bench_gcp/{run_id}"), None)
+                .await
+                .unwrap())
+            .await;
+            if matches!(body["status"].as_str(), Some("SUCCESS" | "FAILED")) {
+                break body;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        let secs = wall.elapsed().as_secs_f64();
+        assert_eq!(body["status"], "SUCCESS", "{body}");
+        let written = body["rows_written"].as_u64().unwrap_or(0);
+        assert_eq!(written, rows as u64, "the day's rows: {body}");
+        let step_secs = body["steps"][0]["duration_ms"].as_f64().unwrap_or(0.0) / 1000.0;
+        let peak_mb = peak_rss_kib(pid).max(peak_kib) as f64 / 1024.0;
+        let label = if run == 0 {
+            "1 (generates the sandbox day, then the ETL)".to_string()
+        } else {
+            format!("{} (rerun: ETL only)", run + 1)
+        };
+        println!(
+            "| {label} | {written} | {secs:.2} s | {step_secs:.2} s | {:.0} | {:.0} | {peak_mb:.1} MB | {:.2} s |",
+            written as f64 / step_secs,
+            written as f64 / secs,
+            cpu_secs(pid) - cpu_before
+        );
+        if run > 0 {
+            rates.push(written as f64 / secs);
+            peaks.push(peak_mb);
+        }
+    }
+    rates.sort_by(f64::total_cmp);
+    peaks.sort_by(f64::total_cmp);
+    if !rates.is_empty() {
+        println!(
+            "\n{} reruns: rows/s (wall) median {:.0}, lowest {:.0} (target ≥ 200,000); server peak RSS highest {:.1} MB (target < 300 MB)",
+            rates.len(),
+            rates[rates.len() / 2],
+            rates[0],
+            peaks[peaks.len() - 1],
+        );
+    }
+}
+
 /// The six Cloud Run services (built without DuckDB).
 const FUNCTIONS: [&str; 6] = [
     "convergence-bootstrap",
@@ -399,7 +511,7 @@ const FUNCTIONS: [&str; 6] = [
 ];
 
 /// Whether a section runs: all by default, or those named in `BENCH_ONLY` (comma-separated:
-/// `binaries`, `startup`, `cost`, `pipeline`, `load`, `tick`, `statements`).
+/// `binaries`, `startup`, `cost`, `pipeline`, `gcp`, `load`, `tick`, `statements`).
 fn section(name: &str) -> bool {
     match std::env::var("BENCH_ONLY") {
         Ok(only) if !only.trim().is_empty() => only.split(',').any(|s| s.trim() == name),
@@ -464,6 +576,12 @@ fn main() {
         let pipeline_runs = std::env::var("BENCH_PIPELINE_RUNS").ok().and_then(|v| v.parse().ok()).unwrap_or(5);
         println!("{pipeline_runs} runs, each with fresh processes (`BENCH_PIPELINE_RUNS` sets how many)\n");
         rt.block_on(pipeline_end_to_end(&release.join("convergence-local"), pipeline_runs));
+    }
+
+    if section("gcp") {
+        let rows = std::env::var("BENCH_GCP_ROWS").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000_000);
+        println!("\n### gcp.bq_etl: one day of {rows} sandbox billing export rows → gcp_billing_daily_raw on DuckDB (convergence-local)\n");
+        rt.block_on(gcp_billing(&release.join("convergence-local"), rows, 3));
     }
 
     if section("load") {

@@ -415,6 +415,7 @@ async fn google_token(State(state): State<Arc<FakeState>>, body: String) -> Resp
     let scopes = unverified.claims.scope;
     if !scopes.split(' ').any(|s| {
         s == "https://www.googleapis.com/auth/bigquery.readonly"
+            || s == "https://www.googleapis.com/auth/bigquery"
             || s == "https://www.googleapis.com/auth/cloud-platform"
     }) {
         return oauth_error("invalid_scope", "Invalid OAuth scope or ID token audience provided.");

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
+pub mod bq_etl;
 pub mod pipelines;
 pub mod price_records;
 pub mod schema;
@@ -130,6 +131,8 @@ pub struct Configs {
     /// Every pipeline file (`configs/{provider}/{domain}[/{pipeline}].yml`), steps checked
     /// against their processors.
     pub pipelines: pipelines::Catalog,
+    /// `configs/gcp/bq_etl/` (when the `gcp` provider is configured), checked.
+    pub gcp_bq_etl: Option<bq_etl::BqEtlConfig>,
 }
 
 /// `configs/{provider}/seed/`: an LLM provider's price-book tables (`schemas/<table>.json`) and
@@ -369,6 +372,7 @@ impl Configs {
             l.problem(&file, problem);
         }
         check_step_tables(&mut l, &pipelines, &table_schemas, step_types);
+        let gcp_bq_etl = provider_names.contains(&"gcp").then(|| load_bq_etl(&mut l)).flatten();
 
         match (bootstrap, onboarding, dataset_types, providers, plans) {
             (Some(bootstrap), Some(onboarding), Some(dataset_types), Some(providers), Some(plans))
@@ -386,6 +390,7 @@ impl Configs {
                     price_books,
                     table_schemas,
                     pipelines,
+                    gcp_bq_etl,
                 })
             }
             _ => Err(ConfigErrors(l.problems)),
@@ -483,6 +488,28 @@ fn load_price_book(l: &mut Loader, provider: &str) -> Option<PriceBookSeed> {
         pricing: pricing?,
         subscriptions: subscriptions?,
     })
+}
+
+/// `configs/gcp/bq_etl/`: the step's settings and the export table's template, both checked.
+fn load_bq_etl(l: &mut Loader) -> Option<bq_etl::BqEtlConfig> {
+    let settings: Option<bq_etl::BqEtlSettings> = l.yaml(bq_etl::CONFIG_FILE);
+    if let Some(s) = &settings {
+        for p in s.problems() {
+            l.problem(bq_etl::CONFIG_FILE, p);
+        }
+    }
+    let template = l.json::<TableSchema>(bq_etl::TEMPLATE_FILE).map(|mut t| {
+        t.name = "gcp_billing_export_v1_template".into();
+        t
+    });
+    if let Some(t) = &template {
+        for p in t.problems().into_iter().chain(bq_etl::template_problems(t)) {
+            l.problem(bq_etl::TEMPLATE_FILE, p);
+        }
+    }
+    let settings = settings.filter(|s| s.problems().is_empty())?;
+    let export_template = template.filter(|t| t.problems().is_empty() && bq_etl::template_problems(t).is_empty())?;
+    Some(bq_etl::BqEtlConfig { settings, export_template })
 }
 
 /// Every `configs/{provider}/schemas/<table>.json` (the tables the provider's processors read or

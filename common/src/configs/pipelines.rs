@@ -46,8 +46,9 @@ pub trait StepTypes {
 /// Variables every run defines.
 pub const BUILTIN_VARIABLES: [&str; 6] = ["org_slug", "dataset", "date", "start_date", "end_date", "env"];
 
-/// Directories under `configs/{provider}/` that hold no pipelines.
-const RESERVED_DIRS: [&str; 1] = ["seed"];
+/// Directories under `configs/{provider}/` that hold no pipelines: seed data, and a processor's
+/// own settings (`gcp/bq_etl/config.yml`, loaded with the configs, is not a pipeline).
+const RESERVED_DIRS: [&str; 2] = ["seed", "bq_etl"];
 
 /// How often the scheduler runs a pipeline.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]

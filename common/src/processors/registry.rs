@@ -8,7 +8,7 @@ use std::marker::PhantomData;
 
 use async_trait::async_trait;
 
-use super::{anthropic, openai};
+use super::{anthropic, gcp, openai};
 use crate::configs::pipelines::StepTypes;
 use crate::pipeline::{Processor, StepContext, StepError, StepOutcome, StepRunners};
 
@@ -113,6 +113,7 @@ pub static REGISTRY: Registry = Registry {
         &Typed::<openai::subscriptions::OpenAiSubscriptions>::NEW,
         &Typed::<anthropic::usage::AnthropicUsage>::NEW,
         &Typed::<anthropic::cost::AnthropicCost>::NEW,
+        &Typed::<gcp::bq_etl::GcpBqEtl>::NEW,
     ],
 };
 
@@ -143,7 +144,9 @@ mod tests {
             serde_yaml::from_value::<P::Config>(config.clone()).map(|_| ()).map_err(|e| e.to_string())
         }
         let mut seen = Vec::new();
-        for file in ["openai/usage_cost.yml", "openai/subscriptions.yml", "anthropic/usage_cost.yml"] {
+        for file in
+            ["openai/usage_cost.yml", "openai/subscriptions.yml", "anthropic/usage_cost.yml", "gcp/cost/billing.yml"]
+        {
             let text = std::fs::read_to_string(configs_root().join(file)).unwrap();
             let doc: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
             for step in doc["steps"].as_sequence().unwrap() {
@@ -157,13 +160,14 @@ mod tests {
                     "openai.subscriptions" => check::<openai::subscriptions::OpenAiSubscriptions>(&config),
                     "anthropic.usage" => check::<anthropic::usage::AnthropicUsage>(&config),
                     "anthropic.cost" => check::<anthropic::cost::AnthropicCost>(&config),
+                    "gcp.bq_etl" => check::<gcp::bq_etl::GcpBqEtl>(&config),
                     other => Err(format!("unknown ps_type {other}")),
                 };
                 checked.unwrap_or_else(|e| panic!("{file} {ps_type}: {e}"));
                 seen.push(ps_type);
             }
         }
-        assert_eq!(seen.len(), 5);
+        assert_eq!(seen.len(), 6);
         // The YAML text is read as a decimal, quoted or not: exact either way.
         let c: openai::cost::Config = serde_yaml::from_str("tolerance: 0.10").unwrap();
         assert_eq!(c.tolerance.to_string(), "0.10");

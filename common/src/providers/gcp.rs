@@ -72,7 +72,14 @@ impl ServiceAccountKey {
             problems.push("service_account_json.project_id is missing".into());
         }
         let private_key = field("private_key").unwrap_or_default().to_string();
-        if !(private_key.starts_with("-----BEGIN PRIVATE KEY-----")
+        // A sandbox key (outside production) reads the local sandbox export: it never signs a
+        // token, so any key material will do.
+        let sandbox = any_token_uri && project_id == SANDBOX_PROJECT;
+        if sandbox {
+            if private_key.is_empty() {
+                problems.push("service_account_json.private_key is missing (a sandbox key may hold any text)".into());
+            }
+        } else if !(private_key.starts_with("-----BEGIN PRIVATE KEY-----")
             || private_key.starts_with("-----BEGIN RSA PRIVATE KEY-----"))
         {
             problems.push("service_account_json.private_key must be the PEM private key of the key file (-----BEGIN PRIVATE KEY-----…)".into());
@@ -80,7 +87,9 @@ impl ServiceAccountKey {
             problems.push("service_account_json.private_key is not a readable RSA private key in PEM form".into());
         }
         let token_uri = field("token_uri").unwrap_or_default().to_string();
-        let uri_ok = if any_token_uri {
+        let uri_ok = if sandbox {
+            true
+        } else if any_token_uri {
             reqwest::Url::parse(&token_uri).is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
         } else {
             GOOGLE_TOKEN_URIS.contains(&token_uri.as_str())
@@ -121,6 +130,12 @@ impl ServiceAccountKey {
 
 static PROJECT_RE: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^[a-z][a-z0-9-]{4,28}[a-z0-9]$").unwrap());
 static DATASET_RE: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^[A-Za-z0-9_]{1,1024}$").unwrap());
+/// The project of sandbox service-account keys and billing export tables (local mode only).
+pub const SANDBOX_PROJECT: &str = "sandbox";
+
+/// A sandbox export table id may carry `-` knobs (`gcp_billing_export_v1_acme-rows1000`).
+static SANDBOX_TABLE_RE: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"^gcp_billing_export_(resource_)?v1_[A-Za-z0-9_-]{1,200}$").unwrap());
 static EXPORT_TABLE_RE: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"^gcp_billing_export_(resource_)?v1_[A-Za-z0-9_]{1,200}$").unwrap());
 
@@ -143,7 +158,9 @@ impl BillingExportTable {
         };
         let parts: Vec<&str> = raw.trim().split('.').collect();
         let [project, dataset, table] = parts.as_slice() else { return Err(bad()) };
-        if !PROJECT_RE.is_match(project) || !DATASET_RE.is_match(dataset) || !EXPORT_TABLE_RE.is_match(table) {
+        let table_ok =
+            EXPORT_TABLE_RE.is_match(table) || (*project == SANDBOX_PROJECT && SANDBOX_TABLE_RE.is_match(table));
+        if !PROJECT_RE.is_match(project) || !DATASET_RE.is_match(dataset) || !table_ok {
             return Err(bad());
         }
         Ok(BillingExportTable { project: project.to_string(), dataset: dataset.to_string(), table: table.to_string() })

@@ -8,6 +8,7 @@
 
 pub mod anthropic;
 pub mod gcp;
+pub mod gcp_sandbox;
 pub mod openai;
 pub mod retry;
 

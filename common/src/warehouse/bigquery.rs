@@ -30,8 +30,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::DateTime;
-use gcp_bigquery_client::auth::Authenticator;
+pub use gcp_bigquery_client::auth::Authenticator;
 use gcp_bigquery_client::client_builder::ClientBuilder;
+pub use gcp_bigquery_client::error::BQError as ClientError;
 use gcp_bigquery_client::error::BQError;
 use gcp_bigquery_client::model::clustering::Clustering;
 use gcp_bigquery_client::model::data_format_options::DataFormatOptions;
@@ -174,6 +175,18 @@ fn dataset_resource(project: &str, dataset: &str, location: &str, options: &Data
     body
 }
 
+/// What `tables.get` says about a table another project owns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableMetadata {
+    /// Top-level column names, in table order.
+    pub columns: Vec<String>,
+    pub location: Option<String>,
+    /// Partitioned by ingestion time: the `_PARTITIONTIME` pseudo-column exists.
+    pub ingestion_time_partitioned: bool,
+    /// Partitioned by this column instead.
+    pub partition_field: Option<String>,
+}
+
 /// The token an emulator accepts: any.
 #[derive(Clone)]
 struct EmulatorToken;
@@ -205,6 +218,44 @@ impl BigQueryWarehouse {
         };
         let rest = Rest::new(api_base)?;
         Ok(BigQueryWarehouse { client, project: project.to_string(), location: location.to_string(), rest })
+    }
+
+    /// A client for `project` in `location` that authenticates with `auth` instead of the
+    /// service's own credentials: an organization's service account reading its billing export
+    /// (`api_base` as in [`BigQueryWarehouse::connect`]). Query jobs run, and are billed, in
+    /// `project`.
+    pub async fn connect_as(
+        project: &str,
+        location: &str,
+        api_base: Option<&str>,
+        auth: Arc<dyn Authenticator>,
+    ) -> WarehouseResult<BigQueryWarehouse> {
+        if !is_project_id(project) {
+            return Err(WarehouseError::Invalid(format!("{project:?} is not a valid GCP project id")));
+        }
+        let base = api_base.unwrap_or("https://bigquery.googleapis.com").trim_end_matches('/');
+        let client = ClientBuilder::new()
+            .with_v2_base_url(format!("{base}/bigquery/v2"))
+            .build_from_authenticator(auth)
+            .await
+            .map_err(|e| WarehouseError::Unavailable(format!("BigQuery client: {e}")))?;
+        // The REST client only creates datasets, which this client (reading an export) never does.
+        let rest = Rest::new(api_base)?;
+        Ok(BigQueryWarehouse { client, project: project.to_string(), location: location.to_string(), rest })
+    }
+
+    /// `tables.get` on a table of any project this client's credentials can read: its
+    /// top-level columns, location and partitioning.
+    pub async fn table_metadata(&self, project: &str, dataset: &str, table: &str) -> WarehouseResult<TableMetadata> {
+        let tables = self.client.table();
+        let found = self.retry("tables.get", || tables.get(project, dataset, table, None)).await?;
+        let partitioning = found.time_partitioning.as_ref();
+        Ok(TableMetadata {
+            columns: found.schema.fields.unwrap_or_default().into_iter().map(|f| f.name).collect(),
+            location: found.location,
+            ingestion_time_partitioned: partitioning.is_some_and(|p| p.field.is_none()),
+            partition_field: partitioning.and_then(|p| p.field.clone()),
+        })
     }
 
     /// Runs `call` until it succeeds, fails for good, or runs out of attempts.
@@ -1443,6 +1494,31 @@ impl Warehouse for BigQueryWarehouse {
         let affected = self.run_query(&sql, all).await?.affected.unwrap_or(0);
         let inserted = rows.len() as u64;
         Ok((affected.saturating_sub(inserted), inserted))
+    }
+    async fn replace_slice_from_select(
+        &self,
+        dataset: &str,
+        schema: &TableSchema,
+        predicate: &str,
+        params: &Params,
+        select_sql: &str,
+    ) -> WarehouseResult<(u64, u64)> {
+        check_schema(schema)?;
+        check_params_bound(predicate, params)?;
+        check_params_bound(select_sql, params)?;
+        let source = schema.fields.iter().map(|f| format!("{n} AS {MERGE_SOURCE_PREFIX}{n}", n = f.name));
+        let source = format!("SELECT {} FROM ({select_sql})", source.collect::<Vec<_>>().join(", "));
+        let sql = merge_replace_sql(&self.quoted(dataset, &schema.name)?, schema, &source, predicate);
+        let sql = decode_bytes_params(&sql, params)?;
+        // A MERGE reports deleted and inserted rows together: count the slice first (a read of
+        // our own table's slice, not of the source) to tell them apart.
+        let target = self.quoted(dataset, &schema.name)?;
+        let counted = decode_bytes_params(&format!("SELECT COUNT(*) AS n FROM {target} WHERE {predicate}"), params)?;
+        let rows = self.run_query(&counted, query_parameters(params)).await?.into_rows()?;
+        let before = rows.first().and_then(|r| r.get("n")).and_then(Value::as_u64).unwrap_or(0);
+        let affected = self.run_query(&sql, query_parameters(params)).await?.affected.unwrap_or(0);
+        let deleted = before.min(affected);
+        Ok((deleted, affected - deleted))
     }
 }
 

@@ -363,6 +363,18 @@ impl Warehouse for CountingWarehouse {
         self.inner.replace_slice(dataset, schema, predicate, params, rows).await
     }
 
+    async fn replace_slice_from_select(
+        &self,
+        dataset: &str,
+        schema: &TableSchema,
+        predicate: &str,
+        params: &Params,
+        select_sql: &str,
+    ) -> WarehouseResult<(u64, u64)> {
+        self.record(StatementKind::ReplaceSlice, dataset, Some(&schema.name));
+        self.inner.replace_slice_from_select(dataset, schema, predicate, params, select_sql).await
+    }
+
     async fn query_batches(&self, sql: &str, params: &Params, batch_rows: usize) -> WarehouseResult<RecordBatches> {
         self.log.push_sql(sql, StatementKind::Select);
         self.inner.query_batches(sql, params, batch_rows).await

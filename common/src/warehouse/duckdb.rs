@@ -46,6 +46,8 @@ pub struct DuckDbWarehouse {
 struct Pool {
     /// The database file (`None`: in memory, opened eagerly).
     path: Option<PathBuf>,
+    /// `SET memory_limit` when the database is opened.
+    memory_limit: Option<String>,
     base: tokio::sync::OnceCell<Mutex<Connection>>,
     idle: Mutex<Vec<Connection>>,
 }
@@ -54,6 +56,17 @@ impl DuckDbWarehouse {
     /// Opens (or creates) the database file, on a background thread: this returns at once and the
     /// first query waits until the file is open.
     pub fn open(path: &Path) -> WarehouseResult<DuckDbWarehouse> {
+        Self::open_with_limit(path, None)
+    }
+
+    /// As [`DuckDbWarehouse::open`], with DuckDB's memory limit (`256MB`; checked by the
+    /// settings: [`crate::settings::is_memory_size`]). DuckDB keeps what it reads and writes
+    /// cached up to the limit and spills beyond it, so a day of a million billing rows written in
+    /// one transaction stays within it.
+    pub fn open_with_limit(path: &Path, memory_limit: Option<&str>) -> WarehouseResult<DuckDbWarehouse> {
+        if let Some(limit) = memory_limit.filter(|l| !crate::settings::is_memory_size(l)) {
+            return Err(WarehouseError::Invalid(format!("{limit:?} is not a memory size such as 256MB")));
+        }
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent)
                 .map_err(|e| WarehouseError::Unavailable(format!("cannot create {}: {e}", parent.display())))?;
@@ -61,6 +74,7 @@ impl DuckDbWarehouse {
         let warehouse = DuckDbWarehouse {
             pool: Arc::new(Pool {
                 path: Some(path.to_path_buf()),
+                memory_limit: memory_limit.map(str::to_string),
                 base: tokio::sync::OnceCell::new(),
                 idle: Mutex::new(Vec::new()),
             }),
@@ -80,6 +94,7 @@ impl DuckDbWarehouse {
         Ok(DuckDbWarehouse {
             pool: Arc::new(Pool {
                 path: None,
+                memory_limit: None,
                 base: tokio::sync::OnceCell::new_with(Some(Mutex::new(conn))),
                 idle: Mutex::new(Vec::new()),
             }),
@@ -132,11 +147,16 @@ impl Pool {
         self.base
             .get_or_try_init(|| async {
                 let path = self.path.clone().ok_or_else(|| WarehouseError::Unavailable("no database".into()))?;
+                let memory_limit = self.memory_limit.clone();
                 tokio::task::spawn_blocking(move || {
                     let conn = Connection::open(&path).map_err(|e| {
                         WarehouseError::Unavailable(format!("cannot open DuckDB file {}: {e}", path.display()))
                     })?;
                     conn.execute_batch(ALLOCATOR_SETTINGS).map_err(backend)?;
+                    if let Some(limit) = memory_limit {
+                        // A size the settings checked (digits and a unit): safe in the statement.
+                        conn.execute_batch(&format!("SET memory_limit = '{limit}'")).map_err(backend)?;
+                    }
                     Ok(Mutex::new(conn))
                 })
                 .await
@@ -1081,6 +1101,30 @@ impl Warehouse for DuckDbWarehouse {
             transaction(c, |tx| {
                 let deleted = tx.execute(&delete, params_from_iter(values.iter())).map_err(backend)? as u64;
                 let inserted = insert_in_tx(tx, &table, &schema, &rows)?;
+                Ok((deleted, inserted))
+            })
+        })
+        .await
+    }
+    async fn replace_slice_from_select(
+        &self,
+        dataset: &str,
+        schema: &TableSchema,
+        predicate: &str,
+        params: &Params,
+        select_sql: &str,
+    ) -> WarehouseResult<(u64, u64)> {
+        check_schema(schema)?;
+        let (where_sql, where_values) = positional(predicate, params)?;
+        let (select, select_values) = positional(select_sql, params)?;
+        let table = format!("{}.{}", quote(dataset)?, quote(&schema.name)?);
+        let columns = schema.fields.iter().map(|f| quote(&f.name)).collect::<WarehouseResult<Vec<_>>>()?;
+        let delete = format!("DELETE FROM {table} WHERE {where_sql}");
+        let insert = format!("INSERT INTO {table} ({}) {select}", columns.join(", "));
+        self.with_conn(move |c| {
+            transaction(c, |tx| {
+                let deleted = tx.execute(&delete, params_from_iter(where_values.iter())).map_err(backend)? as u64;
+                let inserted = tx.execute(&insert, params_from_iter(select_values.iter())).map_err(backend)? as u64;
                 Ok((deleted, inserted))
             })
         })

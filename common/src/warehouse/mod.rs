@@ -288,6 +288,20 @@ pub trait Warehouse: Send + Sync + 'static {
         rows: &[Row],
     ) -> WarehouseResult<(u64, u64)>;
 
+    /// As [`Warehouse::replace_slice`], with the new rows coming from `select_sql` (its columns
+    /// are the table's, in the schema's order and named like them) run inside the warehouse:
+    /// no row passes through this process, however many there are. `params` serve both the
+    /// predicate and the SELECT. Atomic (DuckDB: one transaction; BigQuery: one `MERGE … ON
+    /// FALSE` with the SELECT as its source). Returns (deleted, inserted).
+    async fn replace_slice_from_select(
+        &self,
+        dataset: &str,
+        schema: &TableSchema,
+        predicate: &str,
+        params: &Params,
+        select_sql: &str,
+    ) -> WarehouseResult<(u64, u64)>;
+
     /// Runs a SELECT and hands its rows over as records (one cell per selected column, in the
     /// SELECT's order) in batches of at most `batch_rows` as they are read, so a large result
     /// never sits in memory whole. The producer waits while a batch is not yet taken; dropping

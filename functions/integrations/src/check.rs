@@ -3,11 +3,13 @@
 use axum::http::StatusCode;
 use common::http::error::ApiResult;
 use common::providers::anthropic::Anthropic;
-use common::providers::gcp::{Gcp, DEFAULT_BIGQUERY_BASE};
+use common::providers::gcp::{BillingExportTable, Gcp, ServiceAccountKey, DEFAULT_BIGQUERY_BASE, SANDBOX_PROJECT};
+use common::providers::gcp_sandbox::SandboxExport;
 use common::providers::openai::OpenAi;
 use common::providers::{ProviderHttp, Validation};
 use common::{ApiError, AppState};
 use secrecy::ExposeSecret;
+use serde_json::json;
 
 use crate::request::Credential;
 
@@ -21,6 +23,11 @@ pub async fn run(state: &AppState, provider: &str, credential: &Credential) -> A
         }
         ("anthropic", Credential::ApiKey(key)) => {
             Anthropic { http: &http, base: &settings.anthropic_api_base }.validate_admin_key(key.expose_secret()).await
+        }
+        ("gcp", Credential::ServiceAccount { key, table, .. })
+            if key.project_id == SANDBOX_PROJECT && !settings.is_production() =>
+        {
+            sandbox_export(state, key, table).await
         }
         ("gcp", Credential::ServiceAccount { key, table, .. }) => {
             let base = settings.bigquery_api_base.as_deref().unwrap_or(DEFAULT_BIGQUERY_BASE);
@@ -37,6 +44,36 @@ pub async fn run(state: &AppState, provider: &str, credential: &Credential) -> A
     // The outcome is safe to log: no credential enters it.
     tracing::info!(provider, status = outcome.credential_status(), "provider validation");
     Ok(outcome)
+}
+
+/// A sandbox service-account key (local mode): its export table is created in the embedded
+/// warehouse (rows are generated when a day is first read), so setting it up works offline.
+async fn sandbox_export(state: &AppState, key: &ServiceAccountKey, table: &BillingExportTable) -> Validation {
+    let rejected = |reason: String| Validation::Rejected { provider_status: 0, reason };
+    if !state.settings.sandbox_providers {
+        return rejected("a service account of project \"sandbox\" reads the sandbox billing export, which needs SANDBOX_PROVIDERS=true".into());
+    }
+    let Some(etl) = state.configs.gcp_bq_etl.as_ref() else {
+        return rejected("configs/gcp/bq_etl/ is not loaded".into());
+    };
+    let sandbox = match SandboxExport::resolve(table, &etl.settings) {
+        Ok(s) => s,
+        Err(reason) => return rejected(reason),
+    };
+    match sandbox.ensure_table(state.warehouse.as_ref(), &etl.export_template).await {
+        Ok(()) => Validation::Valid {
+            details: json!({
+                "client_email": key.client_email,
+                "service_account_project_id": key.project_id,
+                "billing_export_table": table.to_string(),
+                "table_type": "TABLE",
+                "sandbox": true,
+                "sandbox_rows_per_day": sandbox.rows_per_day,
+                "export_kind": if sandbox.detailed { "detailed" } else { "standard" },
+            }),
+        },
+        Err(e) => rejected(format!("the sandbox billing export cannot be created: {e}")),
+    }
 }
 
 /// The error a setup answers when the provider did not accept the credential.
