@@ -281,10 +281,14 @@ async fn org_with_sandbox_gcp(app: &TestApp) {
 /// Runs the billing pipeline over the two days before yesterday; returns the finished run.
 async fn billing_run(app: &TestApp) -> Value {
     let today = Utc::now().date_naive();
-    let (start, end) = (today - Days::days(3), today - Days::days(2));
+    run_pipeline(app, "gcp/cost/billing", today - Days::days(3), today - Days::days(2)).await
+}
+
+/// Runs `pipeline` over `[start, end]`; returns the finished run.
+async fn run_pipeline(app: &TestApp, pipeline: &str, start: NaiveDate, end: NaiveDate) -> Value {
     let r = app
         .post(
-            &format!("/api/v1/pipelines/run/{ORG}/gcp/cost/billing"),
+            &format!("/api/v1/pipelines/run/{ORG}/{pipeline}"),
             Key::Root,
             json!({"start_date": start.to_string(), "end_date": end.to_string()}),
         )
@@ -364,6 +368,32 @@ async fn severity_fail_fails_the_run_and_warn_lets_it_succeed_with_the_failures_
     let failed = run["data_quality"]["failed"].as_array().unwrap();
     assert_eq!(failed.len(), 2, "{run}");
     assert!(failed.iter().all(|f| f["status"] == "WARN" && f["severity"] == "warn"), "{run}");
+}
+
+#[tokio::test]
+async fn the_shipped_llm_suites_hold_on_the_sandbox() {
+    let app = TestApp::spawn().await;
+    app.bootstrap().await;
+    let key = app.onboard(ORG).await;
+    for (provider, credential) in [("openai", "sk-admin-sandbox-dq"), ("anthropic", "sk-ant-admin01-sandbox-dq")] {
+        let r = app
+            .post(
+                &format!("/api/v1/integrations/{ORG}/{provider}/setup"),
+                Key::Api(&key),
+                json!({"credential": credential}),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{provider}: {}", r.body);
+        let run = run_pipeline(&app, &format!("{provider}/usage_cost"), day("2025-03-01"), day("2025-03-07")).await;
+        assert_eq!(run["status"], "SUCCESS", "{run}");
+        let validate = &run["steps"][2];
+        assert_eq!(validate["step_id"], "validate_cost", "{run}");
+        let m = &validate["metrics"];
+        assert_eq!((m["fail"].as_u64(), m["warn"].as_u64()), (Some(0), Some(0)), "{provider}: {m}");
+        assert_eq!(m["suite"], format!("{provider}_cost_suite"));
+        assert!(m["pass"].as_u64().unwrap() >= 7 * 8, "every expectation, every day: {m}");
+        assert_eq!(run["data_quality"]["failed_total"], 0, "{run}");
+    }
 }
 
 #[tokio::test]

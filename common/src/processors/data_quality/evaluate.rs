@@ -93,7 +93,7 @@ impl Profile {
 }
 
 /// A day's aggregates by alias.
-type Days_ = BTreeMap<NaiveDate, Row>;
+type ByDay = BTreeMap<NaiveDate, Row>;
 
 fn int(row: Option<&Row>, alias: &str) -> i64 {
     match row.and_then(|r| r.get(alias)) {
@@ -141,9 +141,9 @@ fn range_text(min: Option<impl std::fmt::Display>, max: Option<impl std::fmt::Di
 
 /// Runs a table's profile: its rows of the window by day (none when the table does not exist
 /// yet: the organization has not loaded it).
-async fn run_profile(scope: &Scope<'_>, table: &str, profile: &Profile, exists: bool) -> WarehouseResult<Days_> {
+async fn run_profile(scope: &Scope<'_>, table: &str, profile: &Profile, exists: bool) -> WarehouseResult<ByDay> {
     if !exists {
-        return Ok(Days_::new());
+        return Ok(ByDay::new());
     }
     let mut columns = vec!["usage_date".to_string(), "COUNT(*) AS row_count".to_string()];
     columns.extend(profile.aggregates.iter().cloned());
@@ -158,7 +158,7 @@ async fn run_profile(scope: &Scope<'_>, table: &str, profile: &Profile, exists: 
     by_day(scope.warehouse.query(&sql, &params).await?)
 }
 
-fn by_day(rows: Vec<Row>) -> WarehouseResult<Days_> {
+fn by_day(rows: Vec<Row>) -> WarehouseResult<ByDay> {
     rows.into_iter()
         .map(|r| {
             let day = r.get("usage_date").and_then(Value::as_str).and_then(|d| d.parse::<NaiveDate>().ok());
@@ -170,9 +170,9 @@ fn by_day(rows: Vec<Row>) -> WarehouseResult<Days_> {
 }
 
 /// Per day: keys of `columns` held by more than one row, and the rows beyond the first of each.
-async fn duplicates(scope: &Scope<'_>, table: &str, columns: &[String], exists: bool) -> WarehouseResult<Days_> {
+async fn duplicates(scope: &Scope<'_>, table: &str, columns: &[String], exists: bool) -> WarehouseResult<ByDay> {
     if !exists {
-        return Ok(Days_::new());
+        return Ok(ByDay::new());
     }
     let mut key = vec!["usage_date"];
     key.extend(columns.iter().map(String::as_str).filter(|c| *c != "usage_date"));
@@ -187,14 +187,35 @@ async fn duplicates(scope: &Scope<'_>, table: &str, columns: &[String], exists: 
     by_day(scope.warehouse.query(&sql, &scope.params()).await?)
 }
 
-/// What each expectation needs from the profiles, by alias.
-enum Plan {
+/// An expectation's check with the aliases of what it needs from the profiles.
+enum Plan<'s> {
     NotNull(Vec<(String, String)>),
-    Unique,
-    Between { out: String, lo: String, hi: String },
-    RowCount,
-    Freshness { newest: String },
-    Total { observed: Vec<String>, source: Vec<String> },
+    Unique(&'s [String]),
+    Between {
+        column: &'s str,
+        min: Option<Decimal>,
+        max: Option<Decimal>,
+        out: String,
+        lo: String,
+        hi: String,
+    },
+    RowCount {
+        min: Option<u64>,
+        max: Option<u64>,
+    },
+    Freshness {
+        column: &'s str,
+        max_lag_hours: u32,
+        newest: String,
+    },
+    Total {
+        what: String,
+        source_table: &'s str,
+        source_what: String,
+        tolerance: Decimal,
+        observed: Vec<String>,
+        source: Vec<String>,
+    },
 }
 
 /// Evaluates every expectation of `suite` over the scope: one finding per expectation, day and
@@ -210,7 +231,7 @@ pub(crate) async fn evaluate<'s>(scope: &Scope<'_>, suite: &'s Suite) -> Warehou
             Check::NotNull { columns } => {
                 Plan::NotNull(columns.iter().map(|c| (c.clone(), main.add(format!("COUNT(*) - COUNT({c})")))).collect())
             }
-            Check::Unique { .. } => Plan::Unique,
+            Check::Unique { columns } => Plan::Unique(columns),
             Check::Between { column, min, max } => {
                 let mut outside = Vec::new();
                 if let Some(min) = min {
@@ -220,23 +241,35 @@ pub(crate) async fn evaluate<'s>(scope: &Scope<'_>, suite: &'s Suite) -> Warehou
                     outside.push(format!("{column} > {}", main.bind(format!("e{i}_max"), *max)));
                 }
                 Plan::Between {
+                    column,
+                    min: *min,
+                    max: *max,
                     out: main.add(format!("COUNT(CASE WHEN {} THEN 1 END)", outside.join(" OR "))),
                     lo: main.add(format!("MIN({column})")),
                     hi: main.add(format!("MAX({column})")),
                 }
             }
-            Check::RowCount { .. } => Plan::RowCount,
-            Check::Freshness { column, .. } => Plan::Freshness { newest: main.add(format!("MAX({column})")) },
-            Check::TotalMatches { columns, source_table, source_columns, .. } => {
+            Check::RowCount { min, max } => Plan::RowCount { min: *min, max: *max },
+            Check::Freshness { column, max_lag_hours } => {
+                Plan::Freshness { column, max_lag_hours: *max_lag_hours, newest: main.add(format!("MAX({column})")) }
+            }
+            Check::TotalMatches { columns, source_table, source_columns, tolerance } => {
                 let observed = columns.iter().map(|c| main.add(format!("SUM({c})"))).collect();
                 let source_profile = profiles.entry(source_table.as_str()).or_default();
                 let source = source_columns.iter().map(|c| source_profile.add(format!("SUM({c})"))).collect();
-                Plan::Total { observed, source }
+                Plan::Total {
+                    what: columns.join(" + "),
+                    source_table,
+                    source_what: format!("{} of {source_table}", source_columns.join(" + ")),
+                    tolerance: *tolerance,
+                    observed,
+                    source,
+                }
             }
         };
         plans.push(plan);
     }
-    let mut results: BTreeMap<&str, Days_> = BTreeMap::new();
+    let mut results: BTreeMap<&str, ByDay> = BTreeMap::new();
     for (table, profile) in &profiles {
         results.insert(table, run_profile(scope, table, profile, exists(table)).await?);
     }
@@ -255,8 +288,8 @@ pub(crate) async fn evaluate<'s>(scope: &Scope<'_>, suite: &'s Suite) -> Warehou
             message: String::new(),
             details: json!({"type": e.check.type_name(), "suite": suite.name}),
         };
-        match (&e.check, plan) {
-            (Check::NotNull { .. }, Plan::NotNull(columns)) => {
+        match plan {
+            Plan::NotNull(columns) => {
                 for day in scope.days() {
                     let row = main.get(&day);
                     let rows = int(row, "row_count");
@@ -277,7 +310,7 @@ pub(crate) async fn evaluate<'s>(scope: &Scope<'_>, suite: &'s Suite) -> Warehou
                     }
                 }
             }
-            (Check::Unique { columns }, Plan::Unique) => {
+            Plan::Unique(columns) => {
                 let dups = duplicates(scope, &suite.table, columns, exists(&suite.table)).await?;
                 let key = columns.join(", ");
                 for day in scope.days() {
@@ -300,14 +333,14 @@ pub(crate) async fn evaluate<'s>(scope: &Scope<'_>, suite: &'s Suite) -> Warehou
                     findings.push(f);
                 }
             }
-            (Check::Between { column, min, max }, Plan::Between { out, lo, hi }) => {
-                let range = range_text(*min, *max);
+            Plan::Between { column, min, max, out, lo, hi } => {
+                let range = range_text(min, max);
                 for day in scope.days() {
                     let row = main.get(&day);
                     let (outside, rows) = (int(row, &out), int(row, "row_count"));
                     let (low, high) = (dec(row, &lo), dec(row, &hi));
                     let mut f = finding(day);
-                    f.dimension = Some(column.clone());
+                    f.dimension = Some(column.to_string());
                     f.passed = outside == 0;
                     (f.observed, f.expected) = (Some(outside.into()), Some(Decimal::ZERO));
                     f.expected_text = format!("{column} {range}");
@@ -327,8 +360,8 @@ pub(crate) async fn evaluate<'s>(scope: &Scope<'_>, suite: &'s Suite) -> Warehou
                     findings.push(f);
                 }
             }
-            (Check::RowCount { min, max }, Plan::RowCount) => {
-                let range = range_text(*min, *max);
+            Plan::RowCount { min, max } => {
+                let range = range_text(min, max);
                 for day in scope.days() {
                     let rows = int(main.get(&day), "row_count");
                     let n = u64::try_from(rows).unwrap_or_default();
@@ -338,7 +371,7 @@ pub(crate) async fn evaluate<'s>(scope: &Scope<'_>, suite: &'s Suite) -> Warehou
                     f.passed = !low && !high;
                     f.observed = Some(rows.into());
                     // The bound that was crossed, else the one that bounds from below.
-                    f.expected = if high { *max } else { min.or(*max) }.map(Decimal::from);
+                    f.expected = if high { max } else { min.or(max) }.map(Decimal::from);
                     f.expected_text = format!("{range} rows a day");
                     f.message = if f.passed {
                         format!("{}: {rows} rows on {day} ({range})", e.name)
@@ -348,7 +381,7 @@ pub(crate) async fn evaluate<'s>(scope: &Scope<'_>, suite: &'s Suite) -> Warehou
                     findings.push(f);
                 }
             }
-            (Check::Freshness { column, max_lag_hours }, Plan::Freshness { newest }) => {
+            Plan::Freshness { column, max_lag_hours, newest } => {
                 let newest = main.values().filter_map(|r| text(Some(r), &newest)).filter_map(|v| {
                     let at = instant(&v)?;
                     Some((at, v))
@@ -356,9 +389,9 @@ pub(crate) async fn evaluate<'s>(scope: &Scope<'_>, suite: &'s Suite) -> Warehou
                 let newest = newest.max_by_key(|(at, _)| *at);
                 let window_end = scope.end.checked_add_days(Days::new(1)).and_then(|d| d.and_hms_opt(0, 0, 0));
                 let window_end = window_end.map(|t| t.and_utc()).unwrap_or_default();
-                let limit = Decimal::from(*max_lag_hours);
+                let limit = Decimal::from(max_lag_hours);
                 let mut f = finding(scope.end);
-                f.dimension = Some(column.clone());
+                f.dimension = Some(column.to_string());
                 f.expected = Some(limit);
                 f.expected_text = format!("newest {column} at most {max_lag_hours} hours before the window's end");
                 let end_text = crate::warehouse::format_timestamp(&window_end);
@@ -386,21 +419,16 @@ pub(crate) async fn evaluate<'s>(scope: &Scope<'_>, suite: &'s Suite) -> Warehou
                 f.details["window_end"] = json!(end_text);
                 findings.push(f);
             }
-            (
-                Check::TotalMatches { columns, source_table, source_columns, tolerance },
-                Plan::Total { observed, source },
-            ) => {
-                let source_days = &results[source_table.as_str()];
-                let what = columns.join(" + ");
-                let source_what = format!("{} of {source_table}", source_columns.join(" + "));
+            Plan::Total { what, source_table, source_what, tolerance, observed, source } => {
+                let source_days = &results[source_table];
                 for day in scope.days() {
-                    let sum = |days: &Days_, aliases: &[String]| -> Decimal {
+                    let sum = |days: &ByDay, aliases: &[String]| -> Decimal {
                         aliases.iter().filter_map(|a| dec(days.get(&day), a)).sum()
                     };
                     let (got, want) = (sum(main, &observed), sum(source_days, &source));
                     let mut f = finding(day);
-                    f.passed = (got - want).abs() <= *tolerance;
-                    (f.observed, f.expected, f.tolerance) = (Some(got), Some(want), Some(*tolerance));
+                    f.passed = (got - want).abs() <= tolerance;
+                    (f.observed, f.expected, f.tolerance) = (Some(got), Some(want), Some(tolerance));
                     f.expected_text = format!("SUM({what}) equal to SUM({source_what}) within {tolerance}");
                     f.message = format!(
                         "{}: SUM({what}) {got} vs SUM({source_what}) {want} on {day}: difference {} ({} tolerance \
@@ -413,7 +441,6 @@ pub(crate) async fn evaluate<'s>(scope: &Scope<'_>, suite: &'s Suite) -> Warehou
                     findings.push(f);
                 }
             }
-            _ => unreachable!("each check has its plan"),
         }
     }
     Ok(findings)
