@@ -10,10 +10,8 @@ use std::time::Duration;
 use chrono::{Duration as Days, NaiveDate, Utc};
 use common::pipeline::{Processor, StepContext, StepError, StepOutcome};
 use common::processors::data_quality::validate::DataQualityValidate;
-use common::settings::{BackendDefaults, Settings};
 use common::warehouse::{Params, Row};
-use common::AppState;
-use convergence_tests::{Key, TestApp, ROOT_KEY};
+use convergence_tests::{Key, TestApp};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
@@ -23,23 +21,10 @@ fn configs_root() -> &'static Path {
     Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../configs"))
 }
 
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).unwrap();
-        }
-    }
-}
-
 /// The shipped configs, copied, with `edit` applied to the file at `rel` (from → to).
 fn configs_with(edits: &[(&str, &str, &str)], extra: &[(&str, &str)]) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
-    copy_dir(configs_root(), dir.path());
+    convergence_tests::copy_dir(configs_root(), dir.path());
     for (rel, from, to) in edits {
         let path = dir.path().join(rel);
         let text = std::fs::read_to_string(&path).unwrap();
@@ -409,20 +394,7 @@ async fn a_broken_suite_stops_start_up_naming_its_file() {
             r#"{"description": "d", "provider": "openai", "table": "openai_cost_daily", "expectations": [{"name": "a", "type": "not_nul", "columns": ["model"]}]}"#,
         )],
     );
-    let data = tempfile::tempdir().unwrap();
-    let vars = [
-        ("CA_ROOT_API_KEY", ROOT_KEY),
-        ("DATA_DIR", data.path().to_str().unwrap()),
-        ("CONFIGS_DIR", configs.path().to_str().unwrap()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v.to_string()))
-    .collect();
-    let settings = Settings::from_vars(&vars, BackendDefaults::Embedded).unwrap();
-    let err = match AppState::build(settings).await {
-        Ok(_) => panic!("a broken suite must stop start-up"),
-        Err(e) => format!("{e:#}"),
-    };
+    let err = convergence_tests::start_up_error(configs.path()).await;
     assert!(
         err.contains(
             "data_quality/expectations/openai_cost_suite.json: expectation cost_is_not_negative (between): \
