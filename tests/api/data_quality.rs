@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use chrono::{Duration as Days, NaiveDate, Utc};
 use common::pipeline::{Processor, StepContext, StepError, StepOutcome};
+use common::processors::data_quality::results::failed_expectations;
 use common::processors::data_quality::validate::DataQualityValidate;
 use common::warehouse::{Params, Row};
 use convergence_tests::{Key, TestApp};
@@ -198,6 +199,17 @@ async fn each_expectation_type_passes_and_fails(app: &TestApp) {
     assert_eq!(at("total_bad", D1, ""), s("FAIL", "13.5", "11"));
     assert_eq!(at("total_bad", D2, ""), s("FAIL", "4", "3"));
     assert_eq!(r.len(), 24, "one result per expectation, day and column (not_null_ok has two)");
+
+    // What the run API lists: the results that did not pass, FAIL first, each with its words.
+    let (listed, total) =
+        failed_expectations(app.warehouse().as_ref(), &app.state.configs, ORG, "dq-run-fail").await.unwrap();
+    assert_eq!((listed.len(), total), (7, 7));
+    let statuses: Vec<&str> = listed.iter().map(|r| r["status"].as_str().unwrap()).collect();
+    assert_eq!(statuses, ["FAIL", "FAIL", "FAIL", "FAIL", "FAIL", "FAIL", "WARN"]);
+    let rows_bad = &listed[6];
+    assert_eq!((rows_bad["expectation"].as_str(), rows_bad["usage_date"].as_str()), (Some("rows_bad"), Some(D2)));
+    assert_eq!(rows_bad["message"], "rows_bad: 1 rows on 2025-06-02 (expected at least 2)");
+    assert_eq!(rows_bad["expected"], "at least 2 rows a day");
 
     // Severity warn: the same findings, all warnings; the step succeeds with them in its metrics.
     let warned = validate(app, "dq_test_suite", "warn", "dq-run-warn").await.unwrap();
