@@ -284,3 +284,35 @@ pub fn binaries_dir() -> std::path::PathBuf {
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
+
+/// Copies a directory tree (a test's own copy of `configs/` to edit).
+pub fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+/// The error that stops start-up with the configs in `configs_dir` (panics if it starts).
+pub async fn start_up_error(configs_dir: &std::path::Path) -> String {
+    let data = tempfile::tempdir().unwrap();
+    let vars = [
+        ("CA_ROOT_API_KEY", ROOT_KEY),
+        ("DATA_DIR", data.path().to_str().unwrap()),
+        ("CONFIGS_DIR", configs_dir.to_str().unwrap()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    let settings = Settings::from_vars(&vars, BackendDefaults::Embedded).unwrap();
+    match AppState::build(settings).await {
+        Ok(_) => panic!("start-up with the configs in {} must fail", configs_dir.display()),
+        Err(e) => format!("{e:#}"),
+    }
+}

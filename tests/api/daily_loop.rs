@@ -168,7 +168,7 @@ async fn a_pushed_run_executes_once_however_often_it_is_delivered() {
     assert_eq!(usage_rows(&app, "acme").await, rows);
     let view = run_view(&app, "acme", &run_id).await;
     assert_eq!(view["status"], "SUCCESS");
-    assert_eq!(view["steps"].as_array().unwrap().len(), 2, "{view}");
+    assert_eq!(view["steps"].as_array().unwrap().len(), 3, "{view}");
 
     // Two deliveries at once: one executes; the other finds it claimed (429, retried later) or done.
     let run_id = submit(&app, "acme", &day(6), &day(5)).await;
@@ -187,7 +187,7 @@ async fn a_pushed_run_executes_once_however_often_it_is_delivered() {
     }
     let counted = events(&app, &run_id).await;
     assert_eq!(counted.get("finished"), Some(&1), "{counted:?}");
-    assert_eq!(run_view(&app, "acme", &run_id).await["steps"].as_array().unwrap().len(), 2);
+    assert_eq!(run_view(&app, "acme", &run_id).await["steps"].as_array().unwrap().len(), 3);
 
     // A message naming no run: 400 saying what the data must be (Pub/Sub dead-letters it).
     let bad = json!({"message": {"data": STANDARD.encode("hello"), "messageId": "1"}});

@@ -7,6 +7,7 @@ mod bootstrap;
 mod cloud_binaries;
 mod cloud_run;
 mod daily_loop;
+mod data_quality;
 mod deploy;
 mod gcp_billing;
 mod http;

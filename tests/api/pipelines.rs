@@ -3,17 +3,15 @@
 //! 202 to SUCCESS with its step rows, idempotency (409 for a window still running, a duplicate
 //! delivery doing nothing, a stale run expired), history paging, and one run on BigQuery.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use chrono::{Duration as Days, Utc};
 use common::configs::Configs;
 use common::pipeline::runlog::{RunEvent, Trigger};
 use common::queue::RunRequest;
-use common::settings::{BackendDefaults, Settings};
 use common::warehouse::Params;
-use common::AppState;
-use convergence_tests::{Key, Reply, TestApp, ROOT_KEY};
+use convergence_tests::{Key, Reply, TestApp};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
@@ -117,19 +115,6 @@ async fn run_row(app: &TestApp, org: &str, run_id: &str) -> Value {
 // ---------------------------------------------------------------------------------------------
 // The catalog
 
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).unwrap();
-        }
-    }
-}
-
 #[tokio::test]
 async fn the_catalog_holds_the_shipped_pipelines() {
     let configs = Configs::load(&repo_configs(), &common::processors::REGISTRY).unwrap_or_else(|e| panic!("{e}"));
@@ -149,7 +134,7 @@ async fn the_catalog_holds_the_shipped_pipelines() {
 #[tokio::test]
 async fn a_broken_pipeline_file_stops_start_up_naming_file_and_reason() {
     let dir = tempfile::tempdir().unwrap();
-    copy_dir(&repo_configs(), dir.path());
+    convergence_tests::copy_dir(&repo_configs(), dir.path());
     let write = |rel: &str, text: &str| {
         let path = dir.path().join(rel);
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
@@ -210,20 +195,7 @@ steps:
         assert!(err.contains(expected), "missing {expected:?} in:\n{err}");
     }
     // The process refuses to start: the state cannot be built.
-    let data = tempfile::tempdir().unwrap();
-    let vars = [
-        ("CA_ROOT_API_KEY", ROOT_KEY),
-        ("DATA_DIR", data.path().to_str().unwrap()),
-        ("CONFIGS_DIR", dir.path().to_str().unwrap()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v.to_string()))
-    .collect();
-    let settings = Settings::from_vars(&vars, BackendDefaults::Embedded).unwrap();
-    let err = match AppState::build(settings).await {
-        Ok(_) => panic!("a broken pipeline file must stop start-up"),
-        Err(e) => format!("{e:#}"),
-    };
+    let err = convergence_tests::start_up_error(dir.path()).await;
     assert!(err.contains("broken_steps.yml") && err.contains("openai.nope"), "{err}");
     assert!(err.contains("openai_cost_daily.json") && err.contains("retry.max_attempts"), "{err}");
 }

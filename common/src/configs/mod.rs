@@ -8,6 +8,7 @@ use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
 pub mod bq_etl;
+pub mod data_quality;
 pub mod notify;
 pub mod pipelines;
 pub mod price_records;
@@ -136,6 +137,9 @@ pub struct Configs {
     pub notify: notify::NotifySystems,
     /// `configs/gcp/bq_etl/` (when the `gcp` provider is configured), checked.
     pub gcp_bq_etl: Option<bq_etl::BqEtlConfig>,
+    /// Data-quality suites (`configs/data_quality/expectations/*.json`), checked against their
+    /// tables' schemas; every validate step names one.
+    pub dq_suites: data_quality::Suites,
 }
 
 /// `configs/{provider}/seed/`: an LLM provider's price-book tables (`schemas/<table>.json`) and
@@ -380,6 +384,10 @@ impl Configs {
             l.problem(&file, problem);
         }
         check_step_tables(&mut l, &pipelines, &table_schemas, step_types);
+        let (dq_suites, suite_problems) = data_quality::Suites::load(root, &table_schemas);
+        for (file, problem) in suite_problems.into_iter().chain(dq_suites.check_steps(&pipelines)) {
+            l.problem(&file, problem);
+        }
         let gcp_bq_etl = provider_names.contains(&"gcp").then(|| load_bq_etl(&mut l)).flatten();
 
         match (bootstrap, onboarding, dataset_types, providers, plans, email, slack) {
@@ -405,6 +413,7 @@ impl Configs {
                 pipelines,
                 notify: notify::NotifySystems { email, slack },
                 gcp_bq_etl,
+                dq_suites,
             }),
             _ => Err(ConfigErrors(l.problems)),
         }
@@ -779,6 +788,41 @@ mod tests {
         }
         let c = Configs::load(&repo_configs(), &crate::processors::REGISTRY).unwrap_or_else(|e| panic!("{e}"));
         assert!(c.notify.email.enabled && c.notify.slack.enabled);
+    }
+
+    #[test]
+    fn data_quality_suites_are_loaded_and_broken_ones_named_with_their_file() {
+        let c = Configs::load(&repo_configs(), &crate::processors::REGISTRY).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(c.dq_suites.names(), vec!["anthropic_cost_suite", "billing_cost_suite", "openai_cost_suite"]);
+        assert_eq!(c.dq_suites.get("billing_cost_suite").unwrap().table, "gcp_billing_daily_raw");
+
+        let dir = tempfile::tempdir().unwrap();
+        copy_dir(&repo_configs(), dir.path());
+        let suite = dir.path().join("data_quality/expectations/billing_cost_suite.json");
+        let text = std::fs::read_to_string(&suite).unwrap();
+        let text = text
+            .replacen(r#""type": "unique""#, r#""type": "distinct""#, 1)
+            .replacen(r#""column": "credits_total""#, r#""column": "credit_total""#, 1)
+            .replacen(r#""min": 1,"#, r#""min": 100,"#, 1)
+            .replacen(r#""max": 50000000"#, r#""max": 10"#, 1);
+        std::fs::write(&suite, text).unwrap();
+        let yml = dir.path().join("anthropic/usage_cost.yml");
+        let text =
+            std::fs::read_to_string(&yml).unwrap().replace("suite: anthropic_cost_suite", "suite: openai_cost_suite");
+        std::fs::write(&yml, text).unwrap();
+        let yml = dir.path().join("openai/usage_cost.yml");
+        let text = std::fs::read_to_string(&yml).unwrap().replace("suite: openai_cost_suite", "suite: nope");
+        std::fs::write(&yml, text).unwrap();
+        let err = Configs::load(dir.path(), &crate::processors::REGISTRY).unwrap_err().to_string();
+        for expected in [
+            "data_quality/expectations/billing_cost_suite.json: expectation one_row_per_export_row: unknown type \"distinct\"",
+            "billing_cost_suite.json: expectation credits_reduce_cost (between): column \"credit_total\" is not in gcp_billing_daily_raw",
+            "billing_cost_suite.json: expectation rows_every_day (row_count): min 100 is above max 10",
+            "anthropic/usage_cost.yml: step validate_cost (data_quality.validate): suite openai_cost_suite checks openai_cost_daily (a openai table), not one of this anthropic pipeline's",
+            "openai/usage_cost.yml: step validate_cost (data_quality.validate): suite \"nope\" is not in data_quality/expectations/",
+        ] {
+            assert!(err.contains(expected), "missing {expected:?} in:\n{err}");
+        }
     }
 
     #[test]

@@ -18,6 +18,7 @@
 //!   records pipelines stage, a decimal string in keyed rows).
 
 pub mod anthropic;
+pub mod data_quality;
 pub mod gcp;
 pub mod openai;
 

@@ -63,6 +63,7 @@ pub(crate) async fn write_dq(ctx: &StepContext<'_>, table: &str, results: &[DqRe
                 "run_id": ctx.run_id,
                 "org_slug": ctx.org_slug,
                 "pipeline_id": ctx.pipeline_id,
+                "step_id": ctx.step_id,
                 "check_name": r.check_name,
                 "table_name": table,
                 "usage_date": date_text(r.usage_date),

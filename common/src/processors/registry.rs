@@ -8,7 +8,7 @@ use std::marker::PhantomData;
 
 use async_trait::async_trait;
 
-use super::{anthropic, gcp, openai};
+use super::{anthropic, data_quality, gcp, openai};
 use crate::configs::pipelines::StepTypes;
 use crate::pipeline::{Processor, StepContext, StepError, StepOutcome, StepRunners};
 
@@ -114,6 +114,7 @@ pub static REGISTRY: Registry = Registry {
         &Typed::<anthropic::usage::AnthropicUsage>::NEW,
         &Typed::<anthropic::cost::AnthropicCost>::NEW,
         &Typed::<gcp::bq_etl::GcpBqEtl>::NEW,
+        &Typed::<data_quality::validate::DataQualityValidate>::NEW,
     ],
 };
 
@@ -161,13 +162,14 @@ mod tests {
                     "anthropic.usage" => check::<anthropic::usage::AnthropicUsage>(&config),
                     "anthropic.cost" => check::<anthropic::cost::AnthropicCost>(&config),
                     "gcp.bq_etl" => check::<gcp::bq_etl::GcpBqEtl>(&config),
+                    "data_quality.validate" => check::<data_quality::validate::DataQualityValidate>(&config),
                     other => Err(format!("unknown ps_type {other}")),
                 };
                 checked.unwrap_or_else(|e| panic!("{file} {ps_type}: {e}"));
                 seen.push(ps_type);
             }
         }
-        assert_eq!(seen.len(), 6);
+        assert_eq!(seen.len(), 9);
         // The YAML text is read as a decimal, quoted or not: exact either way.
         let c: openai::cost::Config = serde_yaml::from_str("tolerance: 0.10").unwrap();
         assert_eq!(c.tolerance.to_string(), "0.10");

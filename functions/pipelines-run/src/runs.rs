@@ -117,7 +117,25 @@ pub async fn get_one(
         }),
     );
     view.insert("steps".into(), Value::Array(steps));
+    view.insert("data_quality".into(), data_quality(&state, slug.as_str(), &run_id).await);
     Ok(Json(Value::Object(view)))
+}
+
+/// The run's data-quality results in force that did not pass (suite expectations and
+/// reconciliation alike). A read that fails leaves them out (logged) rather than the run.
+async fn data_quality(state: &AppState, org: &str, run_id: &str) -> Value {
+    use common::processors::data_quality::results::failed_expectations;
+    match failed_expectations(state.warehouse.as_ref(), &state.configs, org, run_id).await {
+        Ok((failed, total)) => json!({
+            "failed_total": total,
+            "failed": failed,
+            "truncated": failed.len() < total,
+        }),
+        Err(e) => {
+            tracing::warn!(org, run_id, error = %e, "data-quality results cannot be read");
+            Value::Null
+        }
+    }
 }
 
 pub async fn list(

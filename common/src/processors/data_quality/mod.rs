@@ -1,0 +1,8 @@
+//! Data-quality suites as pipeline steps: `data_quality.validate` evaluates a suite
+//! (`configs/data_quality/expectations/<suite>.json`, checked at start-up) inside the warehouse
+//! over the run's window and records one `org_meta_dq_results` row per expectation and day;
+//! [`results`] reads a run's failed expectations back for the run API.
+
+pub(crate) mod evaluate;
+pub mod results;
+pub mod validate;

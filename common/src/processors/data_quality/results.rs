@@ -1,0 +1,38 @@
+//! A run's data-quality results that did not pass, for the run API: read from
+//! `dq_results_current` (the results in force), suite expectations and processors' own checks
+//! (reconciliation) alike.
+
+use crate::configs::Configs;
+use crate::warehouse::{Params, Row, Warehouse, WarehouseResult};
+
+/// The view of the results in force.
+const DQ_CURRENT: &str = "dq_results_current";
+
+/// At most this many are listed; the rest are counted.
+pub const MAX_LISTED: usize = 100;
+
+/// The run's WARN and FAIL results in force (at most [`MAX_LISTED`], FAIL first) and how many
+/// there are.
+pub async fn failed_expectations(
+    warehouse: &dyn Warehouse,
+    configs: &Configs,
+    org_slug: &str,
+    run_id: &str,
+) -> WarehouseResult<(Vec<Row>, usize)> {
+    let sql = format!(
+        "SELECT step_id, check_name AS expectation, suite, expectation_type, severity, status, table_name, \
+         usage_date, dimension, observed_value, expected_value, tolerance, expected, message FROM {} \
+         WHERE org_slug = @org_slug AND run_id = @run_id AND status <> 'PASS' \
+         ORDER BY status, step_id NULLS FIRST, table_name, check_name, usage_date, dimension NULLS FIRST",
+        warehouse.table_ref(configs.central_dataset(), DQ_CURRENT)?
+    );
+    let params = Params::new().bind("org_slug", org_slug).bind("run_id", run_id);
+    let mut rows = warehouse.query(&sql, &params).await?;
+    let total = rows.len();
+    rows.truncate(MAX_LISTED);
+    // Text columns without a value (a reconciliation row has no suite) are left out.
+    for row in &mut rows {
+        row.retain(|_, v| !v.is_null());
+    }
+    Ok((rows, total))
+}
