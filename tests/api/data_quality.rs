@@ -8,8 +8,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use chrono::{Duration as Days, NaiveDate, Utc};
+use common::pipeline::dq_results::failed_expectations;
 use common::pipeline::{Processor, StepContext, StepError, StepOutcome};
-use common::processors::data_quality::results::failed_expectations;
 use common::processors::data_quality::validate::DataQualityValidate;
 use common::warehouse::{Params, Row};
 use convergence_tests::{Key, TestApp};
@@ -202,8 +202,13 @@ async fn each_expectation_type_passes_and_fails(app: &TestApp) {
 
     // What the run API lists: the results that did not pass, FAIL first, each with its words.
     let (listed, total) =
-        failed_expectations(app.warehouse().as_ref(), &app.state.configs, ORG, "dq-run-fail").await.unwrap();
+        failed_expectations(app.warehouse().as_ref(), &app.state.configs, ORG, "dq-run-fail", true).await.unwrap();
     assert_eq!((listed.len(), total), (7, 7));
+    // What a run notification lists: only what failed the run.
+    let (failing, failing_total) =
+        failed_expectations(app.warehouse().as_ref(), &app.state.configs, ORG, "dq-run-fail", false).await.unwrap();
+    assert_eq!(failing_total, 6);
+    assert!(failing.iter().all(|r| r["status"] == "FAIL"), "{failing:?}");
     let statuses: Vec<&str> = listed.iter().map(|r| r["status"].as_str().unwrap()).collect();
     assert_eq!(statuses, ["FAIL", "FAIL", "FAIL", "FAIL", "FAIL", "FAIL", "WARN"]);
     let rows_bad = &listed[6];

@@ -41,10 +41,7 @@ use crate::orgs::OrgDirectory;
 use crate::pipeline::runlog::{json_column, NewStep, RunLog, RunLogError, RunRow, RunStatus, StepEnd};
 use crate::pipeline::RunNotifier;
 use crate::settings::{Environment, Settings};
-use crate::warehouse::{Params, Warehouse, WarehouseError};
-
-/// The view of the data-quality results in force.
-const DQ_CURRENT: &str = "dq_results_current";
+use crate::warehouse::{Warehouse, WarehouseError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum NotifyError {
@@ -270,16 +267,16 @@ impl Notifier {
         }
     }
 
-    /// The expectations the run's checks failed (the first few) and how many there are.
+    /// The expectations that failed the run (the first few) and how many there are.
     async fn failed_expectations(&self, run: &RunRow) -> Result<(Vec<FailedExpectation>, usize), WarehouseError> {
-        let sql = format!(
-            "SELECT check_name, table_name, usage_date, dimension, observed_value, expected_value FROM {} \
-             WHERE org_slug = @org_slug AND run_id = @run_id AND status = 'FAIL' \
-             ORDER BY table_name, usage_date, check_name, dimension",
-            self.warehouse.table_ref(self.configs.central_dataset(), DQ_CURRENT)?
-        );
-        let params = Params::new().bind("org_slug", run.org_slug.as_str()).bind("run_id", run.run_id.as_str());
-        let rows = self.warehouse.query(&sql, &params).await?;
+        let (rows, total) = crate::pipeline::dq_results::failed_expectations(
+            self.warehouse.as_ref(),
+            &self.configs,
+            &run.org_slug,
+            &run.run_id,
+            false,
+        )
+        .await?;
         let text = |v: Option<&Value>| match v {
             Some(Value::String(s)) => Some(s.clone()),
             Some(Value::Number(n)) => Some(n.to_string()),
@@ -289,7 +286,7 @@ impl Notifier {
             .iter()
             .take(message::MAX_LISTED_EXPECTATIONS)
             .map(|r| FailedExpectation {
-                check_name: text(r.get("check_name")).unwrap_or_default(),
+                check_name: text(r.get("expectation")).unwrap_or_default(),
                 table_name: text(r.get("table_name")).unwrap_or_default(),
                 usage_date: text(r.get("usage_date")),
                 dimension: text(r.get("dimension")),
@@ -297,7 +294,7 @@ impl Notifier {
                 expected: text(r.get("expected_value")).map(|v| number(&v)),
             })
             .collect();
-        Ok((listed, rows.len()))
+        Ok((listed, total))
     }
 
     /// Records one channel's result on the run as a `notify_*` step row; a failure is logged

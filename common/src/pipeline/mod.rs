@@ -12,6 +12,7 @@
 
 /// Pipeline files are parsed and checked with the rest of `configs/`.
 pub use crate::configs::pipelines as catalog;
+pub mod dq_results;
 pub mod executor;
 pub mod local;
 pub mod notifier;

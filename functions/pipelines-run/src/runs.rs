@@ -124,8 +124,8 @@ pub async fn get_one(
 /// The run's data-quality results in force that did not pass (suite expectations and
 /// reconciliation alike). A read that fails leaves them out (logged) rather than the run.
 async fn data_quality(state: &AppState, org: &str, run_id: &str) -> Value {
-    use common::processors::data_quality::results::failed_expectations;
-    match failed_expectations(state.warehouse.as_ref(), &state.configs, org, run_id).await {
+    use common::pipeline::dq_results::failed_expectations;
+    match failed_expectations(state.warehouse.as_ref(), &state.configs, org, run_id, true).await {
         Ok((failed, total)) => json!({
             "failed_total": total,
             "failed": failed,

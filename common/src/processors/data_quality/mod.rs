@@ -1,8 +1,7 @@
 //! Data-quality suites as pipeline steps: `data_quality.validate` evaluates a suite
 //! (`configs/data_quality/expectations/<suite>.json`, checked at start-up) inside the warehouse
 //! over the run's window and records one `org_meta_dq_results` row per expectation and day;
-//! [`results`] reads a run's failed expectations back for the run API.
+//! `pipeline::dq_results` reads a run's failed expectations back (run API, notifications).
 
 pub(crate) mod evaluate;
-pub mod results;
 pub mod validate;
