@@ -284,6 +284,7 @@ resource "google_cloud_run_v2_service" "service" {
           { REQUEST_TIMEOUT_SECS = tostring(local.sizing[each.key].timeout_seconds) },
           lookup(local.oidc_env, each.key, {}),
           lookup(local.org_dataset_env, each.key, {}),
+          lookup(local.notify_env, each.key, {}),
           var.extra_env,
         )
         content {
@@ -298,6 +299,20 @@ resource "google_cloud_run_v2_service" "service" {
           secret_key_ref {
             secret  = google_secret_manager_secret.root_api_key.secret_id
             version = "latest"
+          }
+        }
+      }
+
+      # The SMTP password (notifications.tf), for the services that send email, when a login is set.
+      dynamic "env" {
+        for_each = var.smtp_username != "" && contains(keys(local.notify_env), each.key) ? ["SMTP_PASSWORD"] : []
+        content {
+          name = env.value
+          value_source {
+            secret_key_ref {
+              secret  = google_secret_manager_secret.smtp_password.secret_id
+              version = "latest"
+            }
           }
         }
       }
@@ -357,5 +372,6 @@ resource "google_cloud_run_v2_service" "service" {
     google_project_iam_member.bigquery,
     google_bigquery_dataset_iam_member.central,
     google_secret_manager_secret_iam_member.root_api_key,
+    google_secret_manager_secret_iam_member.smtp_password,
   ]
 }

@@ -28,6 +28,11 @@ output "root_api_key_secret" {
   value       = google_secret_manager_secret.root_api_key.id
 }
 
+output "smtp_password_secret" {
+  description = "Secret Manager secret holding SMTP_PASSWORD for email notifications (used when smtp_username is set; add versions with gcloud)."
+  value       = google_secret_manager_secret.smtp_password.id
+}
+
 output "pipeline_runs_topic" {
   description = "Pub/Sub topic of pipeline runs (pushed to pipelines-run)."
   value       = google_pubsub_topic.runs.id

@@ -225,3 +225,53 @@ variable "deletion_protection" {
   type        = bool
   default     = true
 }
+
+variable "smtp_host" {
+  description = "SMTP server that run notifications are emailed through (SMTP_HOST), e.g. smtp.sendgrid.net. Empty: email notifications off (Slack still works)."
+  type        = string
+  default     = ""
+
+  validation {
+    condition     = var.smtp_host == "" || can(regex("^[A-Za-z0-9.-]+$", var.smtp_host))
+    error_message = "smtp_host must be a host name or IP address, without scheme or port."
+  }
+}
+
+variable "smtp_port" {
+  description = "SMTP port (SMTP_PORT): 587 for starttls, 465 for tls."
+  type        = number
+  default     = 587
+
+  validation {
+    condition     = var.smtp_port >= 1 && var.smtp_port <= 65535
+    error_message = "smtp_port must be a port (1 to 65535)."
+  }
+}
+
+variable "smtp_tls" {
+  description = "How the SMTP connection is secured (SMTP_TLS): starttls or tls. none is for development only and refused here."
+  type        = string
+  default     = "starttls"
+
+  validation {
+    condition     = contains(["starttls", "tls"], var.smtp_tls)
+    error_message = "smtp_tls must be starttls or tls."
+  }
+}
+
+variable "smtp_username" {
+  description = "SMTP login (SMTP_USERNAME). When set, SMTP_PASSWORD is read from the Secret Manager secret <name>-smtp-password (output smtp_password_secret): add its version before applying."
+  type        = string
+  default     = ""
+}
+
+variable "smtp_from" {
+  description = "Sender of notification emails (SMTP_FROM), e.g. \"Convergence <notifications@example.com>\". Required with smtp_host."
+  type        = string
+  default     = ""
+
+  validation {
+    condition     = var.smtp_host == "" || var.smtp_from != ""
+    error_message = "smtp_from is required when smtp_host is set."
+  }
+}

@@ -359,6 +359,51 @@ async fn a_dead_smtp_server_and_a_failing_slack_leave_each_run_as_it_ended() {
     assert_eq!(slack.received().len(), 6, "three attempts per run");
 }
 
+/// A run whose worker died: the tick records it expired (FAILED) and its notifications go out
+/// then, as for a run that ended in its own execution.
+#[tokio::test]
+async fn a_run_ended_by_its_lease_expiring_is_notified_by_the_tick() {
+    let smtp = SmtpSink::start().await;
+    let slack = FakeSlack::start(StatusCode::OK).await;
+    let app = app_with_smtp(smtp.port).await;
+    // No integration: the tick has nothing to submit for acme, only the dead run to end.
+    let key = org_ready(&app, "acme", false).await;
+    let settings =
+        json!({"email_recipients": ["ops@acme.example.com"], "slack_webhook_url": slack.webhook("sekrit-t")});
+    let r = app.put(PATH, Key::Api(&key), settings).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    // Claimed two hours ago by a worker that died; its lease ran out an hour and fifty minutes ago.
+    let at = Utc::now() - chrono::Duration::hours(2);
+    let submitted = convergence_tests::openai_run("acme", (&day(3), &day(3)), Trigger::Adhoc, 1, at);
+    let claimed = convergence_tests::claimed(
+        &submitted,
+        at + chrono::Duration::seconds(1),
+        chrono::Duration::minutes(10),
+        "gone",
+    );
+    app.state.pipelines.run_log().append_events(&[submitted, claimed.clone()]).await.unwrap();
+    assert!(smtp.messages().is_empty() && slack.received().is_empty());
+
+    let r = app.post("/api/v1/scheduler/tick", Key::Root, json!({})).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.body["expired"], 1, "{}", r.body);
+    // The tick answers once its notifications are done (Cloud Run gives no CPU after).
+    let (mails, posts) = (smtp.messages(), slack.received());
+    assert_eq!((mails.len(), posts.len()), (1, 1), "one message per channel: {mails:?} {posts:?}");
+    let run_id = claimed.run_id.as_str();
+    assert_eq!(mails[0]["subject"], format!("[Convergence] FAILED: acme-openai-usage-cost ({})", day(3)));
+    let body = mails[0]["body"].as_str().unwrap();
+    for needle in [format!("Run id        {run_id}"), "Status        FAILED".into(), "lease expired at".into()] {
+        assert!(body.contains(&needle), "missing {needle:?} in:\n{body}");
+    }
+    assert!(posts[0]["text"].as_str().unwrap().contains(run_id), "{}", posts[0]);
+    let (email, slack_step) = notify_steps(&app, "acme", run_id).await;
+    assert_eq!((email["status"].as_str(), slack_step["status"].as_str()), (Some("SUCCESS"), Some("SUCCESS")));
+    let run = app.get(&format!("/api/v1/pipelines/runs/acme/{run_id}"), Key::Root).await.body;
+    assert_eq!(run["status"], "FAILED", "{run}");
+    assert!(run["error_message"].as_str().unwrap().starts_with("lease expired at"), "{run}");
+}
+
 #[tokio::test]
 async fn settings_round_trip_on_bigquery() {
     let app = TestApp::spawn_bigquery(&[]).await;

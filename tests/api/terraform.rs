@@ -898,6 +898,55 @@ const BIGQUERY_USE: &[(&str, &str, &str)] = &[
     ("scheduler-tick", "write", "none"),
 ];
 
+/// Run notifications by email: the services that end runs (pipelines-run executes them,
+/// scheduler-tick records expired ones) get the SMTP settings, only they may read the SMTP
+/// password's secret, and with email set up their environment passes production validation.
+#[test]
+fn the_services_that_end_runs_can_send_email_and_only_they_read_the_smtp_password() {
+    let files = terraform_files();
+    let senders = ["pipelines-run", "scheduler-tick"];
+    for name in services(&files).keys() {
+        let env: BTreeMap<String, Value> = service_env(&files, name).into_iter().collect();
+        let expected = senders.contains(&name.as_str());
+        for setting in ["SMTP_HOST", "SMTP_PORT", "SMTP_TLS", "SMTP_USERNAME", "SMTP_FROM"] {
+            assert_eq!(env.contains_key(setting), expected, "{name}: {setting}");
+        }
+    }
+    let cloud_run = squash(&read(&repo().join("terraform/cloud_run.tf")));
+    let password = squash(
+        r#"dynamic "env" { for_each = var.smtp_username != "" && contains(keys(local.notify_env), each.key) ? ["SMTP_PASSWORD"] : []
+           content { name = env.value value_source { secret_key_ref {
+             secret = google_secret_manager_secret.smtp_password.secret_id version = "latest" } } } }"#,
+    );
+    assert!(cloud_run.contains(&password), "SMTP_PASSWORD must come from Secret Manager, for the senders alone");
+    let notifications = squash(&read(&repo().join("terraform/notifications.tf")));
+    assert!(
+        notifications.contains(
+            r#"resource "google_secret_manager_secret_iam_member" "smtp_password" { for_each = local.notify_env"#
+        ),
+        "only the senders may read the SMTP password"
+    );
+    assert_eq!(default_of(&files, "smtp_host"), "", "email is off until an operator sets smtp_host");
+
+    // Email set up with the variables' defaults for port and TLS: production accepts it.
+    for sender in senders {
+        let mut vars: HashMap<String, String> = deployed_env(&files, sender, &samples()).into_iter().collect();
+        for (name, value) in [
+            ("SMTP_HOST", "smtp.example.com".to_string()),
+            ("SMTP_PORT", default_of(&files, "smtp_port")),
+            ("SMTP_TLS", default_of(&files, "smtp_tls")),
+            ("SMTP_USERNAME", "apikey".into()),
+            ("SMTP_PASSWORD", "smtp-password-from-secret-manager".into()),
+            ("SMTP_FROM", "Convergence <notifications@example.com>".into()),
+        ] {
+            vars.insert(name.to_string(), value);
+        }
+        let settings = Settings::from_vars(&vars, BackendDefaults::Cloud)
+            .unwrap_or_else(|e| panic!("{sender} with email set up fails start-up validation:\n{e}"));
+        assert!(settings.smtp.is_some(), "{sender}");
+    }
+}
+
 #[test]
 fn each_service_gets_the_bigquery_access_it_uses_and_no_more() {
     let files = terraform_files();

@@ -332,7 +332,8 @@ pub fn service_env(files: &[Tf], service: &str) -> Vec<(String, Value)> {
     let (tf, body) = resource(files, "google_cloud_run_v2_service", "service");
     let mut env: Vec<(String, Value)> = Vec::new();
 
-    let dynamic = tf.block(body, "dynamic \"env\"");
+    let dynamics = tf.blocks(body, "dynamic \"env\"");
+    let (&dynamic, secrets) = dynamics.split_first().expect("a dynamic \"env\" block");
     let for_each = tf.attribute(dynamic, "for_each").expect("dynamic \"env\" has a for_each");
     assert!(for_each.starts_with("merge("), "dynamic \"env\" should iterate over merge(...), not {for_each}");
     let merge_open = tf.entries(dynamic).into_iter().find(|(k, _)| k == "for_each").unwrap().1.start + "merge".len();
@@ -350,6 +351,11 @@ pub fn service_env(files: &[Tf], service: &str) -> Vec<(String, Value)> {
             // A map keyed by service name: this service's entry, if it has one.
             let (f, range) = local(files, key);
             match f.entries(range.start).into_iter().find(|(k, _)| k == service) {
+                // The entry names another local map (`"pipelines-run" = local.smtp_env`).
+                Some((_, entry)) if squash(f.src(entry.clone())).starts_with("local.") => {
+                    let (g, map) = local(files, squash(f.src(entry)).trim_start_matches("local."));
+                    g.entries(map.start).into_iter().map(|(k, r)| (k, parse_value(g.src(r)))).collect()
+                }
                 Some((_, entry)) => {
                     f.entries(entry.start).into_iter().map(|(k, r)| (k, parse_value(f.src(r)))).collect()
                 }
@@ -363,6 +369,27 @@ pub fn service_env(files: &[Tf], service: &str) -> Vec<(String, Value)> {
             panic!("cloud_run.tf: teach tests/api/terraform_text.rs the env map `{text}`");
         };
         env.extend(map);
+    }
+
+    // The other dynamic blocks each mount one secret when a condition on the variables (at their
+    // defaults) and the service holds: `var.V != "" && contains(keys(local.M), each.key) ? ["NAME"] : []`.
+    for &block in secrets {
+        let for_each = squash(tf.attribute(block, "for_each").expect("dynamic \"env\" has a for_each"));
+        let parsed = for_each.split_once(" != \"\" && contains(keys(local.").and_then(|(variable, rest)| {
+            let (map, rest) = rest.split_once("), each.key) ? [\"")?;
+            let (name, rest) = rest.split_once("\"]")?;
+            (rest == " : []").then_some((variable.strip_prefix("var.")?, map, name))
+        });
+        let Some((variable, map, name)) = parsed else {
+            panic!("cloud_run.tf: teach tests/api/terraform_text.rs the dynamic env `{for_each}`")
+        };
+        let content = tf.block(block, "content");
+        assert_eq!(tf.attribute(content, "name"), Some("env.value"), "{name}");
+        let (f, range) = local(files, map);
+        let in_map = f.entries(range.start).into_iter().any(|(k, _)| k == service);
+        if in_map && !default_of(files, variable).is_empty() {
+            env.push((name.to_string(), Value::Expression(squash(tf.src(content..tf.closing(content) + 1)))));
+        }
     }
 
     let container = tf.block(body, "containers");
@@ -593,6 +620,30 @@ pub fn deployed_env(files: &[Tf], service: &str, samples: &Samples) -> BTreeMap<
             "PUBLIC_BASE_URL" => {
                 assert_eq!(expr, "\"https://${var.domain}\"", "the API's public address: the load balancer's domain");
                 interpolate(files, expr.trim_matches('"'), samples)
+            }
+            // Email: off unless an operator sets var.smtp_host (the defaults are what is checked).
+            "SMTP_HOST" | "SMTP_USERNAME" | "SMTP_FROM" => {
+                let variable = name.to_ascii_lowercase();
+                assert_eq!(expr, format!("var.{variable}"));
+                default_of(files, &variable)
+            }
+            "SMTP_PORT" | "SMTP_TLS" => {
+                let variable = name.to_ascii_lowercase();
+                let value = if variable == "smtp_port" {
+                    format!("tostring(var.{variable})")
+                } else {
+                    format!("var.{variable}")
+                };
+                assert_eq!(
+                    expr,
+                    format!("var.smtp_host == \"\" ? \"\" : {value}"),
+                    "{name} is empty while email is off"
+                );
+                if default_of(files, "smtp_host").is_empty() {
+                    String::new()
+                } else {
+                    default_of(files, &variable)
+                }
             }
             "CA_ROOT_API_KEY" => {
                 assert!(

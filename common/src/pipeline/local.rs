@@ -52,6 +52,9 @@ impl Pipelines {
         }
         report.interrupted = interrupted.len();
         log.append_events(&interrupted).await?;
+        if let Some(notifier) = &self.notifier {
+            super::notifier::notify_ended(notifier, interrupted).await;
+        }
         Ok(report)
     }
 }

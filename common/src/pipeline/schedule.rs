@@ -196,6 +196,8 @@ impl Pipelines {
             }
         }
 
+        // The expired runs have ended: their notifications go once the end is recorded.
+        let mut ended = events.clone();
         events.extend(submitted.iter().cloned());
         if !events.is_empty() {
             log.append_events(&events).await?;
@@ -221,6 +223,10 @@ impl Pipelines {
             report.not_queued = not_queued.len();
             log.append_events(&not_queued).await?;
             report.statements += 1;
+            ended.extend(not_queued);
+        }
+        if let Some(notifier) = &self.notifier {
+            super::notifier::notify_ended(notifier, ended).await;
         }
         tracing::info!(
             as_of = %as_of,
