@@ -10,7 +10,6 @@ use common::pipeline::{Processor, StepContext, StepError, StepOutcome};
 use common::processors::anthropic::cost::AnthropicCost;
 use common::processors::anthropic::usage::AnthropicUsage;
 use common::processors::openai::cost::OpenAiCost;
-use common::processors::openai::subscriptions::OpenAiSubscriptions;
 use common::processors::openai::usage::OpenAiUsage;
 use common::warehouse::{Params, Row};
 use convergence_tests::{Key, TestApp};
@@ -352,34 +351,4 @@ async fn exhausted_retries_fail_the_step_and_leave_no_partial_window() {
     let err =
         run::<AnthropicUsage>(&app, json!({"retry": quick()}), "sk-ant-admin01-real-key", window()).await.unwrap_err();
     assert!(matches!(err, StepError::Provider { status: 401, .. }), "{err:?}");
-}
-
-#[tokio::test]
-async fn subscriptions_are_written_per_month() {
-    let app = setup().await;
-    let out = run::<OpenAiSubscriptions>(
-        &app,
-        json!({"seats": {"chatgpt_business_monthly": 12}}),
-        OPENAI_KEY,
-        (day("2025-01-15"), day("2025-03-10")),
-    )
-    .await
-    .unwrap();
-    let rows = rows(&app, "openai_subscriptions_monthly").await;
-    let months: std::collections::BTreeSet<&str> = rows.iter().map(|r| r["usage_date"].as_str().unwrap()).collect();
-    assert_eq!(months.into_iter().collect::<Vec<_>>(), vec!["2025-01-01", "2025-02-01", "2025-03-01"]);
-    let business: Vec<&Row> = rows.iter().filter(|r| r["plan_name"] == "chatgpt_business_monthly").collect();
-    // 12 seats × 25 = 300 a month, three months.
-    assert!(business.iter().all(|r| dec(&r["monthly_cost"]) == Decimal::from(300)));
-    assert_eq!(dec(&out.metrics["total_cost"]), Decimal::from(900));
-    let again = run::<OpenAiSubscriptions>(
-        &app,
-        json!({"seats": {"chatgpt_business_monthly": 12}}),
-        OPENAI_KEY,
-        (day("2025-01-15"), day("2025-03-10")),
-    )
-    .await
-    .unwrap();
-    assert_eq!(again.rows_written, out.rows_written);
-    assert_eq!(self::rows(&app, "openai_subscriptions_monthly").await.len(), rows.len());
 }
