@@ -308,7 +308,7 @@ impl Processor for OpenAiCost {
                 .collect();
             let billed: Amounts =
                 bill.lines.iter().map(|((day, k), line)| ((*day, Some(line_dimension(k))), line.amount)).collect();
-            let line_details = |(day, dimension): &(chrono::NaiveDate, Option<String>)| {
+            let line_details = |(day, dimension): &(NaiveDate, Option<String>)| {
                 let k = dimension.as_deref().and_then(|d| d.strip_prefix(LINE_DIMENSION)).unwrap_or_default();
                 let billed = bill.lines.get(&(*day, k.to_string()));
                 json!({
@@ -401,14 +401,14 @@ pub(crate) struct Bill {
     pub daily: Amounts,
     pub by_project: Amounts,
     /// Per (day, canonical line item).
-    pub lines: BTreeMap<(chrono::NaiveDate, String), BilledLine>,
+    pub lines: BTreeMap<(NaiveDate, String), BilledLine>,
     /// Every amount by currency, unpriced kinds included.
     pub currencies: BTreeMap<String, Decimal>,
 }
 
 impl Bill {
     /// Files one result: a kind we price into the comparisons, any other into `unpriced`.
-    pub(crate) fn add(&mut self, day: chrono::NaiveDate, r: CostsResult, unpriced: &mut UnpricedBill) {
+    pub(crate) fn add(&mut self, day: NaiveDate, r: CostsResult, unpriced: &mut UnpricedBill) {
         let amount = r.amount.value;
         *self.currencies.entry(r.amount.currency.to_ascii_uppercase()).or_default() += amount;
         let text = r.line_item.as_deref().unwrap_or("(no line item)");
@@ -427,7 +427,7 @@ impl Bill {
 /// Billed line items of kinds we do not price, per (day, billed text).
 #[derive(Default)]
 pub(crate) struct UnpricedBill {
-    pub lines: BTreeMap<(chrono::NaiveDate, String), BilledLine>,
+    pub lines: BTreeMap<(NaiveDate, String), BilledLine>,
 }
 
 impl UnpricedBill {
