@@ -254,7 +254,7 @@ impl<'a> Book<'a> {
 
     /// A book made before its schema gained a column (e.g. the subscriptions' `seats`) gets it.
     async fn add_new_columns(&self) -> PriceBookResult<()> {
-        crate::warehouse::create_or_extend_table(self.books.warehouse, &self.dataset, self.schema()).await?;
+        crate::warehouse::add_missing_columns(self.books.warehouse, &self.dataset, self.schema()).await?;
         Ok(())
     }
 

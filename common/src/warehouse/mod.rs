@@ -368,8 +368,7 @@ impl RecordBatches {
 
 /// Creates the table when it is missing, else adds the NULLABLE columns its schema gained since
 /// it was created (an organization's tables are made once, when first written, so a column added
-/// to configs would otherwise never reach them). Returns the columns added. A missing REQUIRED
-/// column is Invalid: rows already in the table could not hold it.
+/// to configs would otherwise never reach them). Returns the columns added.
 pub async fn create_or_extend_table(
     warehouse: &dyn Warehouse,
     dataset: &str,
@@ -378,6 +377,16 @@ pub async fn create_or_extend_table(
     if warehouse.create_table(dataset, schema).await? {
         return Ok(Vec::new());
     }
+    add_missing_columns(warehouse, dataset, schema).await
+}
+
+/// Adds to an existing table the columns of `schema` it lacks (one metadata read when it lacks
+/// none). A missing REQUIRED column is Invalid: rows already in the table could not hold it.
+pub async fn add_missing_columns(
+    warehouse: &dyn Warehouse,
+    dataset: &str,
+    schema: &TableSchema,
+) -> WarehouseResult<Vec<String>> {
     let present = warehouse.table_columns(dataset, &schema.name).await?;
     let mut added = Vec::new();
     for field in schema.fields.iter().filter(|f| !present.contains(&f.name)) {

@@ -30,7 +30,7 @@ use crate::pipeline::{Processor, StepContext, StepError, StepOutcome};
 use crate::pricebook::records::parse_decimal;
 use crate::pricebook::BookKind;
 use crate::processors::{col_date, col_str, date_text, numeric, table_schema, write_window};
-use crate::warehouse::{create_or_extend_table, to_row, Row, WarehouseError};
+use crate::warehouse::{add_missing_columns, create_or_extend_table, to_row, Row, WarehouseError};
 
 pub const TABLE: &str = "openai_subscriptions_monthly";
 
@@ -168,7 +168,7 @@ async fn extend_book(ctx: &StepContext<'_>) -> Result<(), StepError> {
     let schema = seed.schema(BookKind::Subscriptions);
     match ctx.warehouse.list_tables(ctx.dataset).await {
         Ok(tables) if tables.contains(&schema.name) => {
-            create_or_extend_table(ctx.warehouse, ctx.dataset, schema).await?;
+            add_missing_columns(ctx.warehouse, ctx.dataset, schema).await?;
             Ok(())
         }
         Ok(_) | Err(WarehouseError::NotFound(_)) => Ok(()),
