@@ -82,16 +82,18 @@ async fn seat_costs(app: &TestApp, org: &str) -> Vec<(String, String, String, De
 
 async fn two_organizations_are_billed_their_own_seats(app: TestApp) {
     app.bootstrap().await;
-    let (a, b) = ("seats_a", "seats_b");
-    let (key_a, key_b) = (app.onboard(a).await, app.onboard(b).await);
-    for (org, key) in [(a, &key_a), (b, &key_b)] {
+    let (a, b, c) = ("seats_a", "seats_b", "seats_c");
+    let (key_a, key_b, key_c) = (app.onboard(a).await, app.onboard(b).await, app.onboard(c).await);
+    for (org, key) in [(a, &key_a), (b, &key_b), (c, &key_c)] {
         // Loads the default book (no seats anywhere) without connecting the provider.
         let r =
             app.post(&format!("/api/v1/integrations/{org}/openai/subscriptions/reset"), Key::Api(key), json!({})).await;
         assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     }
-    // a: 12 seats all along. b: 5 seats, then 8 from 2025-03-11.
+    // a: 12 seats all along. b: 5 seats, then 8 from 2025-03-11. c: one seat, below the plan's
+    // minimum of 2.
     set_seats(&app, a, &key_a, 12, "1970-01-01").await;
+    set_seats(&app, c, &key_c, 1, "1970-01-01").await;
     set_seats(&app, b, &key_b, 5, "1970-01-01").await;
     set_seats(&app, b, &key_b, 8, "2025-03-11").await;
     let r = app
@@ -126,6 +128,12 @@ async fn two_organizations_are_billed_their_own_seats(app: TestApp) {
         ]
     );
     assert_eq!(dec(&text(&out_b.metrics["total_cost"])), dec("300.80"));
+    // c: billed for the minimum, 2 × 25 = 50 a month.
+    run(&app, c, "2025-02-01", "2025-03-31").await;
+    assert_eq!(
+        seat_costs(&app, c).await,
+        vec![s("2025-02-01", "2025-02-01", "1", "50"), s("2025-03-01", "2025-03-01", "1", "50")]
+    );
     // Plans without seats are listed, never costed.
     let dataset = app.state.org_dataset(b);
     let t = app.state.warehouse.table_ref(&dataset, TABLE).unwrap();
