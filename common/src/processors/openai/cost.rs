@@ -25,7 +25,7 @@ use serde_json::{json, Value};
 use super::line_items::{self, LineItem};
 use super::usage;
 use super::{client, PROVIDER};
-use crate::cost::{Context, PriceBook, Tier, TokenType, Tokens, Unpriced as Why};
+use crate::cost::{Context, PriceBook, RowCost, Tier, TokenType, Tokens, Unpriced as Why, TOKEN_TYPES};
 use crate::pipeline::{Processor, StepContext, StepError, StepOutcome};
 use crate::processors::llm::{credential, http, load_book, provider_failed};
 use crate::processors::DqStatus;
@@ -117,8 +117,9 @@ impl Priced {
                 (r[r_.input_tokens].as_u64(), r[r_.input_cached_tokens].as_u64(), r[r_.output_tokens].as_u64());
             let tier = Tier::openai(r[r_.batch].as_bool(), r[r_.service_tier].as_str());
             let model = r[r_.model].as_str().unwrap_or("(no model)");
-            let (version, cost) = match Tokens::openai(input, cached, output) {
-                Some(t) => book.price(model, day, tier, Context::Short, &t),
+            let tokens = Tokens::openai(input, cached, output);
+            let (version, cost) = match &tokens {
+                Some(t) => book.price(model, day, tier, Context::Short, t),
                 None => (None, Err(Why::RateMissing { basis: "standard", token_types: vec![TokenType::CachedInput] })),
             };
             let mut row = c_.record();
@@ -145,12 +146,9 @@ impl Priced {
                     *self.daily.entry((day, None)).or_default() += c.total;
                     let project = r[r_.project_id].as_str().unwrap_or("");
                     self.by_project.add(day, project, c.total);
-                    let token_counts = [
-                        (TokenType::UncachedInput, input.saturating_sub(cached)),
-                        (TokenType::CachedInput, cached),
-                        (TokenType::Output, output),
-                    ];
-                    self.add_lines(day, model, tier, token_counts.map(|(t, n)| (t, n, c.line(t))));
+                    if let Some(t) = &tokens {
+                        self.add_lines(day, model, tier, t, &c);
+                    }
                     self.total += c.total;
                     self.priced_rows += 1;
                 }
@@ -184,14 +182,15 @@ impl Priced {
 
     /// Adds a priced row's token lines to its day's line items (a model seen before costs a
     /// lookup, not an allocated key).
-    fn add_lines(&mut self, day: NaiveDate, model: &str, tier: Tier, lines: [(TokenType, u64, Option<Decimal>); 3]) {
+    fn add_lines(&mut self, day: NaiveDate, model: &str, tier: Tier, tokens: &Tokens, cost: &RowCost) {
         let models = self.by_line.entry(day).or_default();
         if !models.contains_key(model) {
             models.insert(model.to_string(), BTreeMap::new());
         }
         let Some(kinds) = models.get_mut(model) else { return };
-        for (token, n, cost) in lines {
-            if let Some(cost) = cost.filter(|_| n > 0) {
+        for token in TOKEN_TYPES {
+            let n = tokens.get(token);
+            if let Some(cost) = cost.line(token).filter(|_| n > 0) {
                 let e = kinds.entry((tier, token)).or_default();
                 e.0 += cost;
                 e.1 += n;

@@ -2,7 +2,8 @@
 //! text, `"{model}, {kind}"` (provider-apis.md §2: `"gpt-4o-mini-2024-07-18, input"`; the
 //! vocabulary is not documented). The kinds we price are read as (model, tier, token type):
 //! `input` (uncached input), `cached input`, `output`, each optionally qualified by a tier word
-//! (`batch input`, `output (batch)`, `flex output`, `priority cached input`…). Anything else
+//! (`batch input`, `output (batch)`, `flex output`, `priority cached input`…), and `cache write`
+//! (OpenAI's `input_cache_write_tokens`, one line whatever the cache's lifetime). Anything else
 //! (`Image models`, `gpt-image-1, image output`, web search calls, storage, fine-tuning training,
 //! audio tokens) is a charge we do not price: reconciled as such, never as a mismatch.
 //!
@@ -21,14 +22,14 @@ pub(crate) enum LineItem {
     Unpriced(String),
 }
 
-/// The canonical key of usage of `model` at `tier`, token type `token`; None for a tier or token
-/// type OpenAI's bill does not have (cache writes, an unknown tier).
+/// The canonical key of usage of `model` at `tier`, token type `token`; None for a tier OpenAI's
+/// bill does not have.
 pub(crate) fn line_key(model: &str, tier: Tier, token: TokenType) -> Option<String> {
     let kind = match token {
         TokenType::UncachedInput => "input",
         TokenType::CachedInput => "cached input",
         TokenType::Output => "output",
-        TokenType::CacheWrite5m | TokenType::CacheWrite1h => return None,
+        TokenType::CacheWrite5m | TokenType::CacheWrite1h => "cache write",
     };
     let tier = match tier {
         Tier::Standard => "",
@@ -69,6 +70,7 @@ pub(crate) fn parse(text: &str) -> LineItem {
         "input" | "uncached input" => TokenType::UncachedInput,
         "cached input" => TokenType::CachedInput,
         "output" => TokenType::Output,
+        "cache write" | "cache write input" | "cached write" => TokenType::CacheWrite5m,
         _ => return unpriced(),
     };
     line_key(model, tier, token).map_or_else(unpriced, LineItem::Priced)
@@ -99,7 +101,9 @@ mod tests {
             line_key("gpt-4.1-2025-04-14", Tier::Batch, TokenType::Output).as_deref(),
             Some("gpt-4.1-2025-04-14, batch output")
         );
-        assert_eq!(line_key("m", Tier::Standard, TokenType::CacheWrite5m), None);
+        assert_eq!(priced("gpt-5, Cache Write"), "gpt-5, cache write");
+        assert_eq!(line_key("gpt-5", Tier::Standard, TokenType::CacheWrite1h).as_deref(), Some("gpt-5, cache write"));
+        assert_eq!(line_key("m", Tier::Unknown, TokenType::Output), None);
     }
 
     #[test]
