@@ -240,7 +240,7 @@ impl<'a> Book<'a> {
     /// 404 until the book exists, saying how to create it.
     pub async fn require_exists(&self) -> PriceBookResult<()> {
         if self.exists().await? {
-            return Ok(());
+            return self.add_new_columns().await;
         }
         Err(PriceBookError::NoBook(format!(
             "organization {org} has no {provider} price book yet: set up the integration \
@@ -250,6 +250,12 @@ impl<'a> Book<'a> {
             provider = self.provider,
             noun = self.kind.noun()
         )))
+    }
+
+    /// A book made before its schema gained a column (e.g. the subscriptions' `seats`) gets it.
+    async fn add_new_columns(&self) -> PriceBookResult<()> {
+        crate::warehouse::add_missing_columns(self.books.warehouse, &self.dataset, self.schema()).await?;
+        Ok(())
     }
 
     async fn row_count(&self) -> PriceBookResult<i64> {
@@ -440,6 +446,7 @@ impl<'a> Book<'a> {
                 versions_opened: opened,
             });
         }
+        self.add_new_columns().await?;
         let all = self.list(None, None).await?;
         let current: Vec<&Row> = all.iter().filter(|r| r.get("effective_to").is_none_or(Value::is_null)).collect();
         if let Some(latest) = current.iter().filter_map(|r| Self::effective_date(r, "effective_from")).max() {

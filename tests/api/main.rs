@@ -25,6 +25,7 @@ mod pubsub;
 mod readme;
 mod recovery;
 mod sandbox;
+mod seats;
 mod shutdown;
 mod terraform;
 mod terraform_text;

@@ -1,5 +1,6 @@
 //! The processors run directly (`Processor::run` with a `StepContext`) against the real app and
-//! its provider sandbox: rows and totals, reconciliation against the sandbox's own bill,
+//! its provider sandbox: rows and totals, reconciliation against the sandbox's own bill (per day,
+//! project and line item: a planted 3 % error found, unpriced charges reported as such),
 //! idempotent reruns, a model missing from the price book, prices changing mid-window, 429s that
 //! clear, and retries that run out without leaving a partial window.
 
@@ -10,7 +11,6 @@ use common::pipeline::{Processor, StepContext, StepError, StepOutcome};
 use common::processors::anthropic::cost::AnthropicCost;
 use common::processors::anthropic::usage::AnthropicUsage;
 use common::processors::openai::cost::OpenAiCost;
-use common::processors::openai::subscriptions::OpenAiSubscriptions;
 use common::processors::openai::usage::OpenAiUsage;
 use common::warehouse::{Params, Row};
 use convergence_tests::{Key, TestApp};
@@ -34,7 +34,23 @@ fn window() -> (NaiveDate, NaiveDate) {
 /// The app with its sandbox, an onboarded organization, and both integrations set up with
 /// sandbox keys (which seeds the default price books).
 async fn setup() -> TestApp {
-    let app = crate::sandbox::spawn().await;
+    setup_on(crate::sandbox::spawn().await).await
+}
+
+/// The same on the BigQuery emulator.
+async fn setup_on_bigquery() -> TestApp {
+    let url = convergence_tests::bigquery_emulator();
+    let project = convergence_tests::unique_project();
+    let app = crate::sandbox::spawn_with(&[
+        ("WAREHOUSE_BACKEND", "bigquery"),
+        ("GCP_PROJECT_ID", &project),
+        ("BIGQUERY_API_BASE", &url),
+    ])
+    .await;
+    setup_on(app).await
+}
+
+async fn setup_on(app: TestApp) -> TestApp {
     app.bootstrap().await;
     let org_key = app.onboard(ORG).await;
     for (provider, key) in [("openai", OPENAI_KEY), ("anthropic", ANTHROPIC_KEY)] {
@@ -354,32 +370,114 @@ async fn exhausted_retries_fail_the_step_and_leave_no_partial_window() {
     assert!(matches!(err, StepError::Provider { status: 401, .. }), "{err:?}");
 }
 
+/// The OpenAI reconciliation rows of the last cost run, by check.
+async fn openai_checks(app: &TestApp, check: &str) -> Vec<Row> {
+    dq_rows(app, "openai_cost_daily").await.into_iter().filter(|r| r["check_name"] == check).collect()
+}
+
 #[tokio::test]
-async fn subscriptions_are_written_per_month() {
-    let app = setup().await;
-    let out = run::<OpenAiSubscriptions>(
-        &app,
-        json!({"seats": {"chatgpt_business_monthly": 12}}),
-        OPENAI_KEY,
-        (day("2025-01-15"), day("2025-03-10")),
-    )
-    .await
-    .unwrap();
-    let rows = rows(&app, "openai_subscriptions_monthly").await;
-    let months: std::collections::BTreeSet<&str> = rows.iter().map(|r| r["usage_date"].as_str().unwrap()).collect();
-    assert_eq!(months.into_iter().collect::<Vec<_>>(), vec!["2025-01-01", "2025-02-01", "2025-03-01"]);
-    let business: Vec<&Row> = rows.iter().filter(|r| r["plan_name"] == "chatgpt_business_monthly").collect();
-    // 12 seats × 25 = 300 a month, three months.
-    assert!(business.iter().all(|r| dec(&r["monthly_cost"]) == Decimal::from(300)));
-    assert_eq!(dec(&out.metrics["total_cost"]), Decimal::from(900));
-    let again = run::<OpenAiSubscriptions>(
-        &app,
-        json!({"seats": {"chatgpt_business_monthly": 12}}),
-        OPENAI_KEY,
-        (day("2025-01-15"), day("2025-03-10")),
-    )
-    .await
-    .unwrap();
-    assert_eq!(again.rows_written, out.rows_written);
-    assert_eq!(self::rows(&app, "openai_subscriptions_monthly").await.len(), rows.len());
+async fn line_item_reconciliation_finds_a_planted_error() {
+    planted_error_is_found(setup().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn line_item_reconciliation_on_bigquery() {
+    let app = setup_on_bigquery().await;
+    planted_error_is_found(app).await;
+}
+
+async fn planted_error_is_found(app: TestApp) {
+    // 1 % of each billed line, at least a tenth of a cent.
+    let config = json!({"tolerance": "0.001", "relative_tolerance": "0.01", "retry": quick()});
+
+    // The sandbox bills exactly what it used: every line item of every day passes.
+    run::<OpenAiUsage>(&app, json!({}), OPENAI_KEY, window()).await.unwrap();
+    let clean = run::<OpenAiCost>(&app, config.clone(), OPENAI_KEY, window()).await.unwrap();
+    assert!(clean.warnings.is_empty(), "{:?}", clean.warnings);
+    let lines = openai_checks(&app, "cost_reconciliation_daily_line_item").await;
+    let names: std::collections::BTreeSet<&str> = lines.iter().map(|r| r["dimension"].as_str().unwrap()).collect();
+    for kind in [", input", ", cached input", ", output", ", batch input", ", batch output"] {
+        assert!(names.iter().any(|n| n.ends_with(kind)), "a {kind:?} line item in {names:?}");
+    }
+    assert!(names.contains("line_item=text-embedding-3-small, input"), "{names:?}");
+    for r in &lines {
+        assert_eq!((r["status"].as_str(), dec(&r["difference"])), (Some("PASS"), Decimal::ZERO), "{r:?}");
+        assert!(r["details"].as_str().unwrap().contains("billed_quantity"), "{r:?}");
+    }
+    // The line items add up to the day.
+    let days = openai_checks(&app, "cost_reconciliation_daily").await;
+    for d in &days {
+        let day_lines = lines.iter().filter(|r| r["usage_date"] == d["usage_date"]);
+        assert_eq!(day_lines.map(|r| dec(&r["expected_value"])).sum::<Decimal>(), dec(&d["expected_value"]));
+    }
+
+    // The same usage billed 3 % too high on each day's largest line item.
+    let planted = "sk-admin-sandbox-proc-overbill3";
+    run::<OpenAiUsage>(&app, json!({}), planted, window()).await.unwrap();
+    let off = run::<OpenAiCost>(&app, config, planted, window()).await.unwrap();
+    let lines = openai_checks(&app, "cost_reconciliation_daily_line_item").await;
+    let flagged: Vec<&Row> = lines.iter().filter(|r| r["status"] != "PASS").collect();
+    assert_eq!(flagged.len(), 7, "one line item a day: {flagged:#?}");
+    for r in &flagged {
+        let (computed, billed) = (dec(&r["observed_value"]), dec(&r["expected_value"]));
+        assert_eq!(r["status"], "WARN");
+        // Billed = computed × 1.03, exactly; the difference is 3 % of what was used.
+        assert_eq!(billed, computed * "1.03".parse::<Decimal>().unwrap(), "{r:?}");
+        assert_eq!(dec(&r["difference"]), -(computed * "0.03".parse::<Decimal>().unwrap()));
+        // The day's largest line: the others of the day are smaller and passed.
+        let day_lines = lines.iter().filter(|o| o["usage_date"] == r["usage_date"]);
+        assert!(day_lines.filter(|o| o["dimension"] != r["dimension"]).all(|o| dec(&o["observed_value"]) <= computed));
+        // Enough to find it in the bill: the line item, how OpenAI wrote it, tokens on both sides.
+        let details: Value = serde_json::from_str(r["details"].as_str().unwrap()).unwrap();
+        let line = r["dimension"].as_str().unwrap().strip_prefix("line_item=").unwrap();
+        assert_eq!(details["line_item"], line);
+        assert_eq!(details["billed_as"][0], line);
+        assert_eq!(dec(&details["billed_quantity"]), Decimal::from(details["computed_tokens"].as_u64().unwrap()));
+    }
+    assert!(lines.iter().filter(|r| r["status"] == "PASS").all(|r| dec(&r["difference"]) == Decimal::ZERO));
+    assert!(
+        off.warnings.iter().any(|w| w.contains("reconciliation:") && w.contains("line_item=")),
+        "{:?}",
+        off.warnings
+    );
+}
+
+#[tokio::test]
+async fn billed_line_items_we_do_not_price_are_reported_as_unpriced() {
+    unpriced_line_items_are_reported(setup().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn billed_line_items_we_do_not_price_on_bigquery() {
+    unpriced_line_items_are_reported(setup_on_bigquery().await).await;
+}
+
+async fn unpriced_line_items_are_reported(app: TestApp) {
+    // Each day also bills 3 images ($0.12) and 10 web search calls ($0.25).
+    let key = "sk-admin-sandbox-proc-unpriced";
+    run::<OpenAiUsage>(&app, json!({}), key, window()).await.unwrap();
+    let out =
+        run::<OpenAiCost>(&app, json!({"relative_tolerance": "0.01", "retry": quick()}), key, window()).await.unwrap();
+    let unpriced = openai_checks(&app, "billed_line_item_unpriced").await;
+    assert_eq!(unpriced.len(), 14, "two a day for 7 days: {unpriced:#?}");
+    for r in &unpriced {
+        assert_eq!(r["status"], "UNPRICED");
+        assert!(r["observed_value"].is_null() && r["difference"].is_null(), "nothing computed: {r:?}");
+        let (line, billed) = (r["dimension"].as_str().unwrap(), dec(&r["expected_value"]));
+        match line {
+            "line_item=Image models" => assert_eq!(billed, "0.12".parse::<Decimal>().unwrap()),
+            "line_item=gpt-4o-mini, web search tool calls" => assert_eq!(billed, "0.25".parse::<Decimal>().unwrap()),
+            other => panic!("unexpected line item {other}"),
+        }
+    }
+    // Not a mismatch: the day, project and line-item checks compare what we price, and pass.
+    let dq = dq_rows(&app, "openai_cost_daily").await;
+    let checks: Vec<&Row> =
+        dq.iter().filter(|r| r["check_name"].as_str().unwrap().starts_with("cost_reconciliation")).collect();
+    assert!(!checks.is_empty() && checks.iter().all(|r| r["status"] == "PASS"), "{checks:#?}");
+    assert_eq!(out.metrics["reconciliation"]["warn"], 0);
+    assert_eq!(out.metrics["reconciliation"]["unpriced"], 14);
+    // 7 × (0.12 + 0.25) = 2.59, named in the step's warnings.
+    assert_eq!(dec(&out.metrics["billed_unpriced_cost"]), "2.59".parse::<Decimal>().unwrap());
+    assert!(out.warnings.iter().any(|w| w.contains("2.59 USD") && w.contains("Image models")), "{:?}", out.warnings);
 }

@@ -645,3 +645,26 @@ async fn the_sandbox_is_only_there_when_asked_for() {
     assert_eq!(r.status, 404);
     assert_eq!(r.body["error"]["type"], "invalid_request_error");
 }
+
+#[tokio::test]
+async fn openai_bill_carries_a_planted_error_and_unpriced_charges_in_every_grouping() {
+    let app = spawn().await;
+    // Each day's largest line item billed 3 % high, and two charges the price book cannot price.
+    let key = "sk-admin-sandbox-acme-overbill3-unpriced";
+    let window = format!("start_time={MARCH_1}&end_time={}&bucket_width=1d", MARCH_1 + 2 * DAY);
+    let (totals, _) = all_pages(&app, false, "/organization/costs", &window, key).await;
+    let grouped = format!("{window}&group_by=line_item&group_by=project_id");
+    let (lines, _) = all_pages(&app, false, "/organization/costs", &grouped, key).await;
+    assert_eq!((totals.len(), lines.len()), (2, 2));
+    for day in 0..2 {
+        let total = scaled(&totals[day]["results"][0]["amount"]["value"].to_string(), 9);
+        let results = lines[day]["results"].as_array().unwrap();
+        let sum: i128 = results.iter().map(|l| scaled(&l["amount"]["value"].to_string(), 9)).sum();
+        assert_eq!(sum, total, "day {day}: the planted error is in every grouping");
+        let line = |name: &str| results.iter().find(|l| l["line_item"] == name).unwrap_or_else(|| panic!("{name}"));
+        let images = line("Image models");
+        assert_eq!((images["quantity"].as_u64(), images["quantity_unit"].as_str()), (Some(3), Some("images")));
+        assert_eq!(scaled(&images["amount"]["value"].to_string(), 9), 120_000_000);
+        assert_eq!(scaled(&line("gpt-4o-mini, web search tool calls")["amount"]["value"].to_string(), 9), 250_000_000);
+    }
+}

@@ -134,6 +134,9 @@ static SUBSCRIPTION_COLUMNS: &[Column] = &[
     col("seat_price_monthly", Kind::Money, false),
     col("billing_cycle", Kind::OneOf(BILLING_CYCLES), false),
     col("min_seats", Kind::Count, false),
+    // The organization's own seat count, effective-dated like every value of the book: what the
+    // monthly subscriptions run bills (`openai.subscriptions`); empty in the defaults.
+    col("seats", Kind::Count, false),
     col("monthly_usage_limit", Kind::Money, false),
     col("qualification", Kind::Text, false),
     col("notes", Kind::Text, false),

@@ -21,7 +21,9 @@ pub async fn failed_expectations(
     run_id: &str,
     include_warnings: bool,
 ) -> WarehouseResult<(Vec<Row>, usize)> {
-    let not_passed = if include_warnings { "status <> 'PASS'" } else { "status = 'FAIL'" };
+    // Not PASS alone: an UNPRICED result (a charge billed that we do not price) is information,
+    // not a failed check.
+    let not_passed = if include_warnings { "status IN ('WARN', 'FAIL')" } else { "status = 'FAIL'" };
     let sql = format!(
         "SELECT step_id, check_name AS expectation, suite, expectation_type, severity, status, table_name, \
          usage_date, dimension, observed_value, expected_value, tolerance, expected, message FROM {} \

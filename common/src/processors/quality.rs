@@ -18,6 +18,10 @@ pub const DQ_TABLE: &str = "org_meta_dq_results";
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum DqStatus {
     Pass,
+    /// Not a check that passed or failed: something the provider billed that we do not price
+    /// (an OpenAI line item such as image generation or storage), reported so it is seen, never
+    /// counted as a mismatch.
+    Unpriced,
     Warn,
     Fail,
 }
@@ -26,6 +30,7 @@ impl DqStatus {
     pub fn as_str(self) -> &'static str {
         match self {
             DqStatus::Pass => "PASS",
+            DqStatus::Unpriced => "UNPRICED",
             DqStatus::Warn => "WARN",
             DqStatus::Fail => "FAIL",
         }
@@ -86,22 +91,35 @@ pub(crate) async fn write_dq(ctx: &StepContext<'_>, table: &str, results: &[DqRe
     Ok(ctx.warehouse.append_rows(central, schema, "dq_id", &rows).await?)
 }
 
-/// How computed cost is held against what the provider billed.
-#[derive(Debug, Clone)]
+/// How computed cost is held against what the provider billed. A difference passes up to the
+/// allowance: the larger of the absolute floor `warn` and `relative` × |reported| (so a large
+/// line may be off by its share, a small one by the floor: a fraction of a cent never fails on
+/// relative terms alone). Beyond it: WARN, or FAIL when also beyond `fail`.
+#[derive(Debug, Clone, Default)]
 pub(crate) struct Tolerance {
-    /// Beyond this absolute difference: WARN.
+    /// Absolute floor of the allowance.
     pub warn: Decimal,
-    /// Beyond this one (when set): FAIL.
+    /// Beyond this absolute difference (when set, and beyond the allowance): FAIL.
     pub fail: Option<Decimal>,
+    /// Share of the reported amount allowed (`0.01` = 1 %); zero: the floor alone.
+    pub relative: Decimal,
 }
 
 impl Tolerance {
-    pub fn status(&self, difference: Decimal) -> DqStatus {
+    /// The difference allowed against `reported`.
+    pub fn allowance(&self, reported: Decimal) -> Decimal {
+        // NUMERIC holds 9 decimal places (a share of an amount may have more).
+        self.warn.max(self.relative * reported.abs()).round_dp(9)
+    }
+
+    pub fn status(&self, difference: Decimal, reported: Decimal) -> DqStatus {
         let d = difference.abs();
+        if d <= self.allowance(reported) {
+            return DqStatus::Pass;
+        }
         match self.fail {
             Some(fail) if d > fail => DqStatus::Fail,
-            _ if d > self.warn => DqStatus::Warn,
-            _ => DqStatus::Pass,
+            _ => DqStatus::Warn,
         }
     }
 }
@@ -160,10 +178,10 @@ pub(crate) fn reconcile(
                 check_name,
                 usage_date: key.0,
                 dimension: key.1.clone(),
-                status: tolerance.status(observed - expected),
+                status: tolerance.status(observed - expected, expected),
                 expected: Some(expected),
                 observed: Some(observed),
-                tolerance: Some(tolerance.warn),
+                tolerance: Some(tolerance.allowance(expected)),
                 currency: Some(currency.to_string()),
                 details: details(key),
             }
@@ -171,16 +189,21 @@ pub(crate) fn reconcile(
         .collect()
 }
 
-/// Counts of PASS / WARN / FAIL.
+/// Counts of PASS / WARN / FAIL (and UNPRICED, when there are any).
 pub(crate) fn tally(results: &[DqResult]) -> Value {
     let count = |s: DqStatus| results.iter().filter(|r| r.status == s).count();
-    json!({"checks": results.len(), "pass": count(DqStatus::Pass), "warn": count(DqStatus::Warn), "fail": count(DqStatus::Fail)})
+    let mut out = json!({"checks": results.len(), "pass": count(DqStatus::Pass), "warn": count(DqStatus::Warn), "fail": count(DqStatus::Fail)});
+    if count(DqStatus::Unpriced) > 0 {
+        out["unpriced"] = json!(count(DqStatus::Unpriced));
+    }
+    out
 }
 
 /// The warning for reconciliation results beyond tolerance (None when all passed).
 pub(crate) fn reconciliation_warning(provider: &str, results: &[DqResult]) -> Option<String> {
     let checks: Vec<&DqResult> = results.iter().filter(|r| r.check_name.starts_with("cost_reconciliation")).collect();
-    let off: Vec<&DqResult> = checks.iter().copied().filter(|r| r.status != DqStatus::Pass).collect();
+    let off: Vec<&DqResult> =
+        checks.iter().copied().filter(|r| matches!(r.status, DqStatus::Warn | DqStatus::Fail)).collect();
     let worst = off.iter().max_by_key(|r| (r.observed.unwrap_or_default() - r.expected.unwrap_or_default()).abs())?;
     Some(format!(
         "reconciliation: {} of {} computed-vs-{provider} cost checks beyond tolerance {} {}; largest on {}{}: computed {} vs reported {}",
@@ -201,10 +224,18 @@ mod tests {
 
     #[test]
     fn tolerance_and_reconciliation() {
-        let t = Tolerance { warn: "0.01".parse().unwrap(), fail: Some("1".parse().unwrap()) };
-        assert_eq!(t.status("0.01".parse().unwrap()), DqStatus::Pass);
-        assert_eq!(t.status("-0.011".parse().unwrap()), DqStatus::Warn);
-        assert_eq!(t.status("1.5".parse().unwrap()), DqStatus::Fail);
+        let t = Tolerance { warn: "0.01".parse().unwrap(), fail: Some("1".parse().unwrap()), ..Default::default() };
+        let z = Decimal::ZERO;
+        assert_eq!(t.status("0.01".parse().unwrap(), z), DqStatus::Pass);
+        assert_eq!(t.status("-0.011".parse().unwrap(), z), DqStatus::Warn);
+        assert_eq!(t.status("1.5".parse().unwrap(), z), DqStatus::Fail);
+        // 1 % of the reported amount, at least the floor: 2 % off 10.00 is beyond 0.10, 0.5 % is
+        // within; on 0.50 the floor (0.01) is the allowance.
+        let r = Tolerance { relative: "0.01".parse().unwrap(), ..t.clone() };
+        let ten = Decimal::from(10);
+        assert_eq!((r.status("0.2".parse().unwrap(), ten), r.allowance(ten)), (DqStatus::Warn, "0.1".parse().unwrap()));
+        assert_eq!(r.status("0.05".parse().unwrap(), ten), DqStatus::Pass);
+        assert_eq!(r.allowance("0.5".parse().unwrap()), "0.01".parse().unwrap());
         let d = |s: &str| crate::pricebook::records::parse_date(s).unwrap();
         let computed: Amounts = [((d("2026-01-01"), None), "1.00".parse().unwrap())].into();
         let reported: Amounts =

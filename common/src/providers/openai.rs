@@ -168,6 +168,12 @@ pub struct CostsResult {
     pub project_id: Option<String>,
     #[serde(default)]
     pub api_key_id: Option<String>,
+    /// How much of the line item was billed (grouped by `line_item`), e.g. tokens.
+    #[serde(default, deserialize_with = "optional_exact_decimal")]
+    pub quantity: Option<Decimal>,
+    /// `tokens`, `images`, `gibibyte_hours`, … (other strings allowed).
+    #[serde(default)]
+    pub quantity_unit: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -186,6 +192,18 @@ fn exact_decimal<'de, D: Deserializer<'de>>(d: D) -> Result<Decimal, D::Error> {
     let text = raw.get().trim().trim_matches('"');
     crate::pricebook::records::parse_decimal(text)
         .ok_or_else(|| serde::de::Error::custom(format!("amount {text:?} is not a decimal number")))
+}
+
+fn optional_exact_decimal<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Decimal>, D::Error> {
+    let raw: Option<Box<serde_json::value::RawValue>> = Deserialize::deserialize(d)?;
+    let Some(raw) = raw else { return Ok(None) };
+    let text = raw.get().trim().trim_matches('"');
+    if text == "null" {
+        return Ok(None);
+    }
+    crate::pricebook::records::parse_decimal(text)
+        .map(Some)
+        .ok_or_else(|| serde::de::Error::custom(format!("quantity {text:?} is not a decimal number")))
 }
 
 /// A daily report over the UTC days `start..=end`.

@@ -366,6 +366,42 @@ impl RecordBatches {
     }
 }
 
+/// Creates the table when it is missing, else adds the NULLABLE columns its schema gained since
+/// it was created (an organization's tables are made once, when first written, so a column added
+/// to configs would otherwise never reach them). Returns the columns added.
+pub async fn create_or_extend_table(
+    warehouse: &dyn Warehouse,
+    dataset: &str,
+    schema: &TableSchema,
+) -> WarehouseResult<Vec<String>> {
+    if warehouse.create_table(dataset, schema).await? {
+        return Ok(Vec::new());
+    }
+    add_missing_columns(warehouse, dataset, schema).await
+}
+
+/// Adds to an existing table the columns of `schema` it lacks (one metadata read when it lacks
+/// none). A missing REQUIRED column is Invalid: rows already in the table could not hold it.
+pub async fn add_missing_columns(
+    warehouse: &dyn Warehouse,
+    dataset: &str,
+    schema: &TableSchema,
+) -> WarehouseResult<Vec<String>> {
+    let present = warehouse.table_columns(dataset, &schema.name).await?;
+    let mut added = Vec::new();
+    for field in schema.fields.iter().filter(|f| !present.contains(&f.name)) {
+        if field.mode == Mode::Required {
+            return Err(WarehouseError::Invalid(format!(
+                "table {dataset}.{} lacks the REQUIRED column {}: only NULLABLE columns can be added",
+                schema.name, field.name
+            )));
+        }
+        warehouse.add_column(dataset, &schema.name, field).await?;
+        added.push(field.name.clone());
+    }
+    Ok(added)
+}
+
 /// Suffix of a table's permanent staging table (BigQuery): `{table}__staging`.
 const STAGING_SUFFIX: &str = "__staging";
 /// Mark of the per-use staging tables earlier versions created (`{table}__staging_{id}`); any

@@ -179,7 +179,7 @@ impl Processor for AnthropicCost {
         while let Some(batch) = raw.next().await {
             writer.append(priced.add(ctx.org_slug, batch?, &layout, &mut book)).await?;
         }
-        let tolerance = Tolerance { warn: config.tolerance, fail: config.fail_tolerance };
+        let tolerance = Tolerance { warn: config.tolerance, fail: config.fail_tolerance, relative: Decimal::ZERO };
 
         // Anthropic's own bill, fetched in full before the window is committed.
         let mut dq: Vec<DqResult> = Vec::new();

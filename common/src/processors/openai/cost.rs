@@ -1,7 +1,12 @@
 //! `openai.cost`: `openai_usage_daily_raw` × the organization's price book → `openai_cost_daily`
 //! (one row per usage row, each token type priced with the version in force on its day), then
-//! reconciled with what OpenAI bills (Costs API, dollars) per day and per project into
-//! `org_meta_dq_results`. Beyond the tolerance the step succeeds with a warning.
+//! reconciled with what OpenAI bills (Costs API, dollars, grouped by `line_item` and
+//! `project_id`) into `org_meta_dq_results`: per day, per day and project, and per day and line
+//! item (model × tier × token type, [`line_items`](super::line_items)), each within the larger of
+//! the absolute `tolerance` and `relative_tolerance` × the billed amount. Billed line items of
+//! kinds we do not price (images, storage, web search, fine-tuning…) are left out of those
+//! comparisons and reported on their own (`billed_line_item_unpriced`, status UNPRICED). Beyond
+//! the tolerance the step succeeds with a warning.
 //!
 //! Formula per row (DESIGN §9; OpenAI's input includes its cached tokens):
 //! - standard: (input − cached) × input_per_1m + cached × cached_input_per_1m + output × output_per_1m, ÷ 1M;
@@ -9,27 +14,30 @@
 //!   no batch cached rate: a batch row with cache reads is reported, not priced);
 //! - embeddings: input × input_per_1m ÷ 1M.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use async_trait::async_trait;
+use chrono::NaiveDate;
 use rust_decimal::Decimal;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use super::line_items::{self, LineItem};
 use super::usage;
 use super::{client, PROVIDER};
-use crate::cost::{Context, PriceBook, Tier, TokenType, Tokens, Unpriced as Why};
+use crate::cost::{Context, PriceBook, RowCost, Tier, TokenType, Tokens, Unpriced as Why, TOKEN_TYPES};
 use crate::pipeline::{Processor, StepContext, StepError, StepOutcome};
 use crate::processors::llm::{credential, http, load_book, provider_failed};
+use crate::processors::DqStatus;
 use crate::processors::{
     decimal_text, default_page_size, default_tolerance, finish_cost_step, optional_decimal_text, page_size,
     read_window, reconcile, table_columns, table_schema, Amounts, CostLayout, CostSummary, DimensionAmounts, DqResult,
     Tolerance, Unpriced, WindowWriter,
 };
 use crate::processors::{mark_priced, mark_unpriced, set_price_version};
-use crate::providers::openai::ReportQuery;
+use crate::providers::openai::{CostsResult, ReportQuery};
 use crate::providers::retry::RetryPolicy;
-use crate::warehouse::{Cell, Interner, Record};
+use crate::warehouse::{numeric_text, Cell, Interner, Record};
 
 pub const TABLE: &str = "openai_cost_daily";
 
@@ -56,6 +64,11 @@ pub struct Config {
     /// book's currency, as a decimal string (default `"0.01"`).
     #[serde(default = "default_tolerance", deserialize_with = "decimal_text")]
     pub tolerance: Decimal,
+    /// Share of the billed amount a check may also differ by, as a decimal fraction string
+    /// (`"0.01"` = 1 %); the allowance is the larger of this share and `tolerance`, which is then
+    /// the absolute floor (default `"0"`: `tolerance` alone).
+    #[serde(default, deserialize_with = "decimal_text")]
+    pub relative_tolerance: Decimal,
     /// Beyond this difference a check is FAIL rather than WARN (decimal string; default: none).
     #[serde(default, deserialize_with = "optional_decimal_text")]
     pub fail_tolerance: Option<Decimal>,
@@ -73,6 +86,9 @@ fn yes() -> bool {
 
 pub struct OpenAiCost;
 
+/// One model's cost and tokens of a day, per tier and token type.
+pub(crate) type ModelLines = BTreeMap<(Tier, TokenType), (Decimal, u64)>;
+
 /// What pricing the window produced so far (the rows themselves go to the table batch by batch).
 #[derive(Default)]
 pub(crate) struct Priced {
@@ -80,6 +96,8 @@ pub(crate) struct Priced {
     /// Day totals and (day, project) totals of priced rows.
     pub daily: Amounts,
     pub by_project: DimensionAmounts,
+    /// Cost and tokens per day, model (as reported), tier and token type: the bill's line items.
+    pub by_line: BTreeMap<NaiveDate, HashMap<String, ModelLines>>,
     /// Text the cost records share (organization, price versions).
     pub names: Interner,
     pub currency: String,
@@ -99,8 +117,9 @@ impl Priced {
                 (r[r_.input_tokens].as_u64(), r[r_.input_cached_tokens].as_u64(), r[r_.output_tokens].as_u64());
             let tier = Tier::openai(r[r_.batch].as_bool(), r[r_.service_tier].as_str());
             let model = r[r_.model].as_str().unwrap_or("(no model)");
-            let (version, cost) = match Tokens::openai(input, cached, output) {
-                Some(t) => book.price(model, day, tier, Context::Short, &t),
+            let tokens = Tokens::openai(input, cached, output);
+            let (version, cost) = match &tokens {
+                Some(t) => book.price(model, day, tier, Context::Short, t),
                 None => (None, Err(Why::RateMissing { basis: "standard", token_types: vec![TokenType::CachedInput] })),
             };
             let mut row = c_.record();
@@ -127,6 +146,9 @@ impl Priced {
                     *self.daily.entry((day, None)).or_default() += c.total;
                     let project = r[r_.project_id].as_str().unwrap_or("");
                     self.by_project.add(day, project, c.total);
+                    if let Some(t) = &tokens {
+                        self.add_lines(day, model, tier, t, &c);
+                    }
                     self.total += c.total;
                     self.priced_rows += 1;
                 }
@@ -158,6 +180,41 @@ impl Priced {
         rows
     }
 
+    /// Adds a priced row's token lines to its day's line items (a model seen before costs a
+    /// lookup, not an allocated key).
+    fn add_lines(&mut self, day: NaiveDate, model: &str, tier: Tier, tokens: &Tokens, cost: &RowCost) {
+        let models = self.by_line.entry(day).or_default();
+        if !models.contains_key(model) {
+            models.insert(model.to_string(), BTreeMap::new());
+        }
+        let Some(kinds) = models.get_mut(model) else { return };
+        for token in TOKEN_TYPES {
+            let n = tokens.get(token);
+            if let Some(cost) = cost.line(token).filter(|_| n > 0) {
+                let e = kinds.entry((tier, token)).or_default();
+                e.0 += cost;
+                e.1 += n;
+            }
+        }
+    }
+
+    /// Computed cost and tokens per (day, canonical line item).
+    pub(crate) fn line_items(&self) -> BTreeMap<(NaiveDate, String), (Decimal, u64)> {
+        let mut out = BTreeMap::new();
+        for (day, models) in &self.by_line {
+            for (model, kinds) in models {
+                for ((tier, token), amount) in kinds {
+                    if let Some(key) = line_items::line_key(model, *tier, *token) {
+                        let e: &mut (Decimal, u64) = out.entry((*day, key)).or_default();
+                        e.0 += amount.0;
+                        e.1 += amount.1;
+                    }
+                }
+            }
+        }
+        out
+    }
+
     /// The book's currency (USD when nothing was priced).
     pub(crate) fn currency(&self) -> &str {
         if self.currency.is_empty() {
@@ -186,57 +243,98 @@ impl Processor for OpenAiCost {
         while let Some(batch) = raw.next().await {
             writer.append(priced.add(ctx.org_slug, batch?, &layout, &mut book)).await?;
         }
-        let tolerance = Tolerance { warn: config.tolerance, fail: config.fail_tolerance };
+        let tolerance =
+            Tolerance { warn: config.tolerance, fail: config.fail_tolerance, relative: config.relative_tolerance };
 
         // OpenAI's own bill, fetched in full before the window is committed.
         let mut dq: Vec<DqResult> = Vec::new();
         let mut reported_total = Decimal::ZERO;
+        let mut unpriced_bill = UnpricedBill::default();
         if config.reconcile {
             let key = credential(ctx, PROVIDER)?;
             let http = http(ctx)?;
             let api = client(ctx, &http);
             let (start, end) = (ctx.start_date, ctx.end_date);
-            let mut daily: Amounts = BTreeMap::new();
-            let mut by_project: Amounts = BTreeMap::new();
-            let mut currencies: BTreeMap<String, Decimal> = BTreeMap::new();
-            let q = ReportQuery { start, end, group_by: &["project_id"], limit: config.page_size };
+            let mut bill = Bill::default();
+            let q = ReportQuery { start, end, group_by: &["line_item", "project_id"], limit: config.page_size };
             let mut report = api.costs(key, &config.retry, &q);
             while let Some(buckets) = report.next().await.map_err(provider_failed)? {
                 for b in buckets {
                     let Some(day) = b.day().filter(|d| *d >= start && *d <= end) else { continue };
                     for r in b.results {
-                        let amount = r.amount.value;
-                        *currencies.entry(r.amount.currency.to_ascii_uppercase()).or_default() += amount;
-                        *daily.entry((day, None)).or_default() += amount;
-                        let project = r.project_id.unwrap_or_default();
-                        *by_project.entry((day, Some(format!("project_id={project}")))).or_default() += amount;
+                        bill.add(day, r, &mut unpriced_bill);
                     }
                 }
             }
-            reported_total = daily.values().copied().sum();
-            let foreign: Vec<&String> = currencies.keys().filter(|c| **c != priced.currency()).collect();
+            reported_total = bill.daily.values().copied().sum();
+            let foreign: Vec<&String> = bill.currencies.keys().filter(|c| **c != priced.currency()).collect();
             let note = if foreign.is_empty() {
                 Value::Null
             } else {
                 json!(format!("OpenAI billed in {foreign:?}, the price book is in {}", priced.currency()))
             };
-            let details = |_: &_| json!({"source": "openai costs api", "currency_mismatch": note});
-            let mut day_checks =
-                reconcile("cost_reconciliation_daily", &priced.daily, &daily, &tolerance, priced.currency(), details);
+            let tolerance_note =
+                json!({"absolute": numeric_text(tolerance.warn), "relative": numeric_text(tolerance.relative)});
+            let details =
+                |_: &_| json!({"source": "openai costs api", "currency_mismatch": note, "tolerance": tolerance_note});
+            let mut day_checks = reconcile(
+                "cost_reconciliation_daily",
+                &priced.daily,
+                &bill.daily,
+                &tolerance,
+                priced.currency(),
+                details,
+            );
             if !foreign.is_empty() {
                 for r in &mut day_checks {
-                    r.status = crate::processors::DqStatus::Fail;
+                    r.status = DqStatus::Fail;
                 }
             }
             dq.extend(day_checks);
             dq.extend(reconcile(
                 "cost_reconciliation_daily_project",
                 &priced.by_project.amounts("project_id"),
-                &by_project,
+                &bill.by_project,
                 &tolerance,
                 priced.currency(),
                 details,
             ));
+            // Per day and line item: where a wrong rate or a wrong token count shows.
+            let computed_lines = priced.line_items();
+            let computed: Amounts = computed_lines
+                .iter()
+                .map(|((day, k), (amount, _))| ((*day, Some(line_dimension(k))), *amount))
+                .collect();
+            let billed: Amounts =
+                bill.lines.iter().map(|((day, k), line)| ((*day, Some(line_dimension(k))), line.amount)).collect();
+            let line_details = |(day, dimension): &(NaiveDate, Option<String>)| {
+                let k = dimension.as_deref().and_then(|d| d.strip_prefix(LINE_DIMENSION)).unwrap_or_default();
+                let billed = bill.lines.get(&(*day, k.to_string()));
+                json!({
+                    "source": "openai costs api",
+                    "line_item": k,
+                    "billed_as": billed.map(|l| l.texts.iter().collect::<Vec<_>>()),
+                    "billed_quantity": billed.and_then(|l| l.quantity).map(numeric_text),
+                    "computed_tokens": computed_lines.get(&(*day, k.to_string())).map(|(_, n)| *n),
+                    "currency_mismatch": note,
+                    "tolerance": tolerance_note,
+                })
+            };
+            let mut line_checks = reconcile(
+                "cost_reconciliation_daily_line_item",
+                &computed,
+                &billed,
+                &tolerance,
+                priced.currency(),
+                line_details,
+            );
+            if !foreign.is_empty() {
+                for r in &mut line_checks {
+                    r.status = DqStatus::Fail;
+                }
+            }
+            dq.extend(line_checks);
+            dq.extend(unpriced_bill.dq_results(priced.currency()));
         }
         dq.extend(priced.unpriced.dq_results());
 
@@ -250,7 +348,130 @@ impl Processor for OpenAiCost {
             currency: priced.currency(),
             reported_total,
         };
-        finish_cost_step(ctx, writer, &dq, summary).await
+        let mut outcome = finish_cost_step(ctx, writer, &dq, summary).await?;
+        if let Some(warning) = unpriced_bill.warning(priced.currency()) {
+            outcome.warnings.push(warning);
+        }
+        outcome.metrics["billed_unpriced_cost"] = json!(numeric_text(unpriced_bill.total()));
+        Ok(outcome)
+    }
+}
+
+/// How a line item is written in a result's `dimension`.
+const LINE_DIMENSION: &str = "line_item=";
+
+fn line_dimension(key: &str) -> String {
+    format!("{LINE_DIMENSION}{key}")
+}
+
+/// One billed line item of a day (all projects).
+#[derive(Debug, Default)]
+pub(crate) struct BilledLine {
+    pub amount: Decimal,
+    /// OpenAI's `quantity` (tokens, for the kinds we price), when it gave one.
+    pub quantity: Option<Decimal>,
+    pub quantity_unit: Option<String>,
+    /// The texts the bill used for it (one, unless OpenAI spells one line two ways).
+    pub texts: std::collections::BTreeSet<String>,
+    pub projects: std::collections::BTreeSet<String>,
+}
+
+impl BilledLine {
+    fn add(&mut self, r: &CostsResult, text: &str) {
+        self.amount += r.amount.value;
+        if let Some(q) = r.quantity {
+            *self.quantity.get_or_insert(Decimal::ZERO) += q;
+        }
+        if self.quantity_unit.is_none() {
+            self.quantity_unit.clone_from(&r.quantity_unit);
+        }
+        if !self.texts.contains(text) {
+            self.texts.insert(text.to_string());
+        }
+        if let Some(p) = r.project_id.as_deref().filter(|p| !self.projects.contains(*p)) {
+            self.projects.insert(p.to_string());
+        }
+    }
+}
+
+/// What OpenAI billed for the kinds we price, per day, project and line item.
+#[derive(Default)]
+pub(crate) struct Bill {
+    pub daily: Amounts,
+    pub by_project: Amounts,
+    /// Per (day, canonical line item).
+    pub lines: BTreeMap<(NaiveDate, String), BilledLine>,
+    /// Every amount by currency, unpriced kinds included.
+    pub currencies: BTreeMap<String, Decimal>,
+}
+
+impl Bill {
+    /// Files one result: a kind we price into the comparisons, any other into `unpriced`.
+    pub(crate) fn add(&mut self, day: NaiveDate, r: CostsResult, unpriced: &mut UnpricedBill) {
+        let amount = r.amount.value;
+        *self.currencies.entry(r.amount.currency.to_ascii_uppercase()).or_default() += amount;
+        let text = r.line_item.as_deref().unwrap_or("(no line item)");
+        match line_items::parse(text) {
+            LineItem::Priced(key) => {
+                *self.daily.entry((day, None)).or_default() += amount;
+                let project = r.project_id.as_deref().unwrap_or_default();
+                *self.by_project.entry((day, Some(format!("project_id={project}")))).or_default() += amount;
+                self.lines.entry((day, key)).or_default().add(&r, text);
+            }
+            LineItem::Unpriced(text) => unpriced.lines.entry((day, text.clone())).or_default().add(&r, &text),
+        }
+    }
+}
+
+/// Billed line items of kinds we do not price, per (day, billed text).
+#[derive(Default)]
+pub(crate) struct UnpricedBill {
+    pub lines: BTreeMap<(NaiveDate, String), BilledLine>,
+}
+
+impl UnpricedBill {
+    pub fn total(&self) -> Decimal {
+        self.lines.values().map(|l| l.amount).sum()
+    }
+
+    /// One UNPRICED result per day and line item: what was billed, with no computed side.
+    pub fn dq_results(&self, currency: &str) -> Vec<DqResult> {
+        self.lines
+            .iter()
+            .map(|((day, text), line)| DqResult {
+                check_name: "billed_line_item_unpriced",
+                usage_date: *day,
+                dimension: Some(line_dimension(text)),
+                status: DqStatus::Unpriced,
+                expected: Some(line.amount),
+                observed: None,
+                tolerance: None,
+                currency: Some(currency.to_string()),
+                details: json!({
+                    "source": "openai costs api",
+                    "line_item": text,
+                    "reason": "OpenAI bills this line item; the price book prices token usage only, so it is reported, not reconciled",
+                    "billed_quantity": line.quantity.map(numeric_text),
+                    "quantity_unit": line.quantity_unit,
+                    "projects": line.projects,
+                }),
+            })
+            .collect()
+    }
+
+    pub fn warning(&self, currency: &str) -> Option<String> {
+        if self.lines.is_empty() {
+            return None;
+        }
+        let names: std::collections::BTreeSet<&str> = self.lines.keys().map(|(_, t)| t.as_str()).collect();
+        let shown: Vec<&str> = names.iter().copied().take(5).collect();
+        let more = names.len().saturating_sub(shown.len());
+        Some(format!(
+            "OpenAI billed {} {currency} on line items not priced here ({}{}): reported as billed_line_item_unpriced, not reconciled",
+            numeric_text(self.total()),
+            shown.join("; "),
+            if more > 0 { format!(" and {more} more") } else { String::new() },
+        ))
     }
 }
 
@@ -362,6 +583,62 @@ mod tests {
         let by_project = priced.by_project.amounts("project_id");
         assert_eq!(by_project[&(day, Some("project_id=proj_abc123".into()))], dec("2.0347376"));
         assert_eq!(by_project[&(day, Some("project_id=proj_xyz".into()))], dec("0.06913578"));
+    }
+
+    #[test]
+    fn golden_line_items_against_a_bill_with_a_planted_error() {
+        let (raw, cost) = schemas();
+        let layout = Layout::new(&raw, &cost).unwrap();
+        let mut priced = Priced::default();
+        priced.add("acme", raw_rows(&raw), &layout, &mut default_book("openai"));
+        let day = NaiveDate::from_ymd_opt(2026, 11, 1).unwrap();
+        let lines = priced.line_items();
+        let line = |k: &str| lines[&(day, k.to_string())];
+        // The golden day's lines (see golden_openai_day): tokens and cost.
+        assert_eq!(line("gpt-4o-mini-2024-07-18, input"), (dec("0.017751"), 118_340));
+        assert_eq!(line("gpt-4o-mini-2024-07-18, cached input"), (dec("0.0048"), 64_000));
+        assert_eq!(line("gpt-4o-mini-2024-07-18, output"), (dec("0.0121866"), 20_311));
+        assert_eq!(line("gpt-4.1-2025-04-14, batch input"), (dec("1"), 1_000_000));
+        assert_eq!(line("gpt-4.1-2025-04-14, batch output"), (dec("1"), 250_000));
+        assert_eq!(line("text-embedding-3-small, input"), (dec("0.06913578"), 3_456_789));
+        assert_eq!(lines.len(), 6, "no zero lines, nothing for the unpriced model: {lines:?}");
+
+        // OpenAI's bill for the day: every line as computed, but batch output 3 % high (1.03),
+        // plus image generation we do not price.
+        let page = r#"{"object":"page","has_more":false,"next_page":null,"data":[
+          {"object":"bucket","start_time":1793491200,"end_time":1793577600,"results":[
+            {"object":"organization.costs.result","amount":{"value":0.017751,"currency":"usd"},"line_item":"gpt-4o-mini-2024-07-18, input","project_id":"proj_abc123","quantity":118340,"quantity_unit":"tokens"},
+            {"object":"organization.costs.result","amount":{"value":0.0048,"currency":"usd"},"line_item":"gpt-4o-mini-2024-07-18, cached input","project_id":"proj_abc123","quantity":64000,"quantity_unit":"tokens"},
+            {"object":"organization.costs.result","amount":{"value":0.0121866,"currency":"usd"},"line_item":"gpt-4o-mini-2024-07-18, output","project_id":"proj_abc123","quantity":20311,"quantity_unit":"tokens"},
+            {"object":"organization.costs.result","amount":{"value":1,"currency":"usd"},"line_item":"gpt-4.1-2025-04-14, batch input","project_id":"proj_abc123","quantity":1000000,"quantity_unit":"tokens"},
+            {"object":"organization.costs.result","amount":{"value":1.03,"currency":"usd"},"line_item":"gpt-4.1-2025-04-14, output (batch)","project_id":"proj_abc123","quantity":250000,"quantity_unit":"tokens"},
+            {"object":"organization.costs.result","amount":{"value":0.06913578,"currency":"usd"},"line_item":"text-embedding-3-small, input","project_id":"proj_xyz","quantity":3456789,"quantity_unit":"tokens"},
+            {"object":"organization.costs.result","amount":{"value":0.12,"currency":"usd"},"line_item":"Image models","project_id":"proj_xyz","quantity":3,"quantity_unit":"images"}]}]}"#;
+        let page: Page<CostsResult> = serde_json::from_str(page).unwrap();
+        let (mut bill, mut unpriced) = (Bill::default(), UnpricedBill::default());
+        for r in page.data.into_iter().flat_map(|b| b.results) {
+            bill.add(day, r, &mut unpriced);
+        }
+        // 2.10387338 used; 2.13387338 billed for what we price; 0.12 for images, apart.
+        assert_eq!(bill.daily[&(day, None)], dec("2.13387338"));
+        assert_eq!(unpriced.total(), dec("0.12"));
+        let tolerance = Tolerance { warn: dec("0.001"), fail: None, relative: dec("0.01") };
+        let computed: Amounts = lines.iter().map(|((d, k), (a, _))| ((*d, Some(line_dimension(k))), *a)).collect();
+        let billed: Amounts = bill.lines.iter().map(|((d, k), l)| ((*d, Some(line_dimension(k))), l.amount)).collect();
+        let checks =
+            reconcile("cost_reconciliation_daily_line_item", &computed, &billed, &tolerance, "USD", |_| Value::Null);
+        let off: Vec<&DqResult> = checks.iter().filter(|r| r.status != DqStatus::Pass).collect();
+        // 1.03 − 1 = 0.03 > max(0.001, 1 % × 1.03 = 0.0103): the one line found; the rest agree.
+        assert_eq!(off.len(), 1, "{checks:?}");
+        assert_eq!(off[0].dimension.as_deref(), Some("line_item=gpt-4.1-2025-04-14, batch output"));
+        assert_eq!((off[0].status, off[0].tolerance), (DqStatus::Warn, Some(dec("0.0103"))));
+        // The day total alone would let it pass at 2 %: 0.03 < 2 % × 2.13387338.
+        let lenient = Tolerance { relative: dec("0.02"), ..tolerance };
+        assert_eq!(lenient.status(dec("-0.03"), dec("2.13387338")), DqStatus::Pass);
+        let images = unpriced.dq_results("USD");
+        assert_eq!((images.len(), images[0].status, images[0].expected), (1, DqStatus::Unpriced, Some(dec("0.12"))));
+        assert_eq!(images[0].details["quantity_unit"], "images");
+        assert!(unpriced.warning("USD").unwrap().contains("0.12 USD"));
     }
 
     #[test]

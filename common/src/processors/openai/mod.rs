@@ -3,6 +3,7 @@
 //! `openai.subscriptions` (subscription book → `openai_subscriptions_monthly`).
 
 pub mod cost;
+mod line_items;
 pub mod subscriptions;
 pub mod usage;
 

@@ -144,6 +144,12 @@ pub struct KeyOpts {
     pub rows: Option<usize>,
     /// Status, and how many calls per endpoint fail (None: all).
     pub fail: Option<(u16, Option<u32>)>,
+    /// `overbill{N}` (OpenAI costs): each day's largest line item billed N % too high (1–50), an
+    /// error a line-item reconciliation must find.
+    pub overbill_pct: Option<u32>,
+    /// `unpriced` (OpenAI costs): each day with usage also bills line items the price book does
+    /// not price (image generation, web search calls).
+    pub unpriced_lines: bool,
 }
 
 impl KeyOpts {
@@ -154,6 +160,10 @@ impl KeyOpts {
         for word in rest.split('-') {
             if let Some(n) = word.strip_prefix("rows").and_then(|n| n.parse::<usize>().ok()) {
                 opts.rows = Some(n.clamp(1, MAX_SANDBOX_ROWS_PER_DAY as usize));
+            } else if let Some(n) = word.strip_prefix("overbill").and_then(|n| n.parse::<u32>().ok()) {
+                opts.overbill_pct = Some(n.clamp(1, 50));
+            } else if word == "unpriced" {
+                opts.unpriced_lines = true;
             } else if let Some(spec) = word.strip_prefix("fail") {
                 let (status, times) = match spec.split_once('x') {
                     Some((s, n)) => (s.parse::<u16>().ok(), n.parse::<u32>().ok().map(Some)),

@@ -475,6 +475,7 @@ async fn costs(State(sb): State<Arc<Sandbox>>, headers: HeaderMap, RawQuery(q): 
     };
     let groups = query.all("group_by");
     let by = |k: &str| groups.contains(&k);
+    let opts = req.caller.opts.clone();
     let view = OrgView::new(&sb, &req.caller, sb.openai_chat.len());
     let today = today();
     let specs = [view.chat_spec(), view.embedding_spec()];
@@ -482,27 +483,28 @@ async fn costs(State(sb): State<Arc<Sandbox>>, headers: HeaderMap, RawQuery(q): 
         .days
         .iter()
         .map(|day| {
+            let mut lines = bill_lines(&specs, &view, *day, today);
+            if let Some(pct) = opts.overbill_pct {
+                overbill(&mut lines, pct);
+            }
+            if opts.unpriced_lines && !lines.is_empty() {
+                lines.extend(unpriced_lines());
+            }
             type Key = (Option<usize>, Option<String>, Option<usize>);
-            let mut sums: BTreeMap<Key, (Decimal, u64)> = BTreeMap::new();
-            for spec in &specs {
-                for r in day_rows(&view.org, spec, *day, today) {
-                    let model = &spec.models[r.model];
-                    let Some(lines) = line_costs(&model.price, r.tier, r.context, &r.tokens) else { continue };
-                    for (t, n, cost) in lines {
-                        let key = (
-                            by("project_id").then_some(r.project),
-                            by("line_item").then(|| line_item(model.id, r.tier, t)),
-                            by("api_key_id").then_some(r.api_key),
-                        );
-                        let e = sums.entry(key).or_default();
-                        e.0 += cost;
-                        e.1 += n;
-                    }
-                }
+            let mut sums: BTreeMap<Key, (Decimal, u64, &'static str)> = BTreeMap::new();
+            for l in lines {
+                let key = (
+                    by("project_id").then_some(l.project),
+                    by("line_item").then_some(l.line_item),
+                    by("api_key_id").then_some(l.api_key),
+                );
+                let e = sums.entry(key).or_insert((Decimal::ZERO, 0, l.unit));
+                e.0 += l.cost;
+                e.1 += l.quantity;
             }
             let results = sums
                 .into_iter()
-                .map(|((project, line, key), (amount, quantity))| CostsResult {
+                .map(|((project, line, key), (amount, quantity, unit))| CostsResult {
                     object: "organization.costs.result",
                     amount: Amount {
                         // A decimal's text never has an exponent or a sign here: a valid JSON number.
@@ -510,7 +512,7 @@ async fn costs(State(sb): State<Arc<Sandbox>>, headers: HeaderMap, RawQuery(q): 
                         currency: "usd",
                     },
                     quantity: line.as_ref().map(|_| quantity),
-                    quantity_unit: line.as_ref().map(|_| "tokens"),
+                    quantity_unit: line.as_ref().map(|_| unit),
                     line_item: line,
                     project_id: project.map(|j| view.project_id(j)),
                     api_key_id: key.map(|k| view.openai_key_id(k)),
@@ -520,4 +522,75 @@ async fn costs(State(sb): State<Arc<Sandbox>>, headers: HeaderMap, RawQuery(q): 
         })
         .collect();
     json(200, &Envelope { object: "page", data, has_more: req.next_page.is_some(), next_page: req.next_page })
+}
+
+/// One charge of a day's bill, before grouping.
+struct BillLine {
+    project: usize,
+    api_key: usize,
+    line_item: String,
+    cost: Decimal,
+    quantity: u64,
+    unit: &'static str,
+}
+
+/// A day's token charges, one per usage row and token type.
+fn bill_lines(specs: &[Spec], view: &OrgView, day: chrono::NaiveDate, today: chrono::NaiveDate) -> Vec<BillLine> {
+    let mut out = Vec::new();
+    for spec in specs {
+        for r in day_rows(&view.org, spec, day, today) {
+            let model = &spec.models[r.model];
+            let Some(lines) = line_costs(&model.price, r.tier, r.context, &r.tokens) else { continue };
+            for (t, n, cost) in lines {
+                out.push(BillLine {
+                    project: r.project,
+                    api_key: r.api_key,
+                    line_item: line_item(model.id, r.tier, t),
+                    cost,
+                    quantity: n,
+                    unit: "tokens",
+                });
+            }
+        }
+    }
+    out
+}
+
+/// Bills the day's largest line item (ties: the first by name) `pct` % too high, in every
+/// project's share of it, so any grouping of the bill carries the same error.
+fn overbill(lines: &mut [BillLine], pct: u32) {
+    let mut totals: BTreeMap<&str, Decimal> = BTreeMap::new();
+    for l in lines.iter() {
+        *totals.entry(l.line_item.as_str()).or_default() += l.cost;
+    }
+    let Some(largest) = totals.iter().max_by(|a, b| a.1.cmp(b.1).then(b.0.cmp(a.0))).map(|(k, _)| k.to_string()) else {
+        return;
+    };
+    let factor = Decimal::from(100 + pct) / Decimal::from(100);
+    for l in lines.iter_mut().filter(|l| l.line_item == largest) {
+        l.cost *= factor;
+    }
+}
+
+/// Charges that are not token usage: three generated images ($0.04 each) and ten web search
+/// calls ($25 / 1,000), billed to the first project.
+fn unpriced_lines() -> [BillLine; 2] {
+    [
+        BillLine {
+            project: 0,
+            api_key: 0,
+            line_item: "Image models".into(),
+            cost: Decimal::new(12, 2),
+            quantity: 3,
+            unit: "images",
+        },
+        BillLine {
+            project: 0,
+            api_key: 0,
+            line_item: "gpt-4o-mini, web search tool calls".into(),
+            cost: Decimal::new(25, 2),
+            quantity: 10,
+            unit: "calls",
+        },
+    ]
 }
