@@ -442,6 +442,42 @@ async fn planted_error_is_found(app: TestApp) {
     );
 }
 
+/// The sandbox bills from its own rate card (functions/local/src/sandbox/rates.rs), not from the
+/// prices Convergence seeds: a wrong rate in the seed CSV is on one side of the reconciliation
+/// only, so the line items it prices are flagged and the others pass.
+#[tokio::test]
+async fn a_wrong_rate_in_the_seeded_prices_is_found_by_reconciliation() {
+    let configs = tempfile::tempdir().unwrap();
+    convergence_tests::copy_dir(
+        std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../configs")),
+        configs.path(),
+    );
+    let csv = configs.path().join("openai/seed/data/default_pricing.csv");
+    let text = std::fs::read_to_string(&csv).unwrap();
+    // gpt-4o-mini's output typed as 0.66 per 1M instead of 0.60.
+    let wrong = text.replacen("gpt-4o-mini,USD,0.15,0.075,,,0.60,", "gpt-4o-mini,USD,0.15,0.075,,,0.66,", 1);
+    assert_ne!(wrong, text, "the seed row to corrupt");
+    std::fs::write(&csv, wrong).unwrap();
+    let app = setup_on(crate::sandbox::spawn_with(&[("CONFIGS_DIR", configs.path().to_str().unwrap())]).await).await;
+
+    let config = json!({"tolerance": "0.001", "relative_tolerance": "0.01", "retry": quick()});
+    run::<OpenAiUsage>(&app, json!({}), OPENAI_KEY, window()).await.unwrap();
+    let cost = run::<OpenAiCost>(&app, config, OPENAI_KEY, window()).await.unwrap();
+    assert!(cost.warnings.iter().any(|w| w.starts_with("reconciliation:")), "{:?}", cost.warnings);
+    let lines = openai_checks(&app, "cost_reconciliation_daily_line_item").await;
+    let wrong_line = "line_item=gpt-4o-mini-2024-07-18, output";
+    let flagged: Vec<&Row> = lines.iter().filter(|r| r["status"] != "PASS").collect();
+    assert!(!flagged.is_empty());
+    for r in &flagged {
+        assert_eq!(r["dimension"], wrong_line, "only the line the wrong rate prices: {r:?}");
+        // Computed at 0.66, billed at 0.60: 10 % over.
+        let (computed, billed) = (dec(&r["observed_value"]), dec(&r["expected_value"]));
+        assert_eq!(computed, billed * "1.1".parse::<Decimal>().unwrap(), "{r:?}");
+    }
+    let days: std::collections::BTreeSet<&str> = flagged.iter().map(|r| r["usage_date"].as_str().unwrap()).collect();
+    assert_eq!(days.len(), 7, "every day gpt-4o-mini had output: {flagged:#?}");
+}
+
 #[tokio::test]
 async fn billed_line_items_we_do_not_price_are_reported_as_unpriced() {
     unpriced_line_items_are_reported(setup().await).await;

@@ -24,12 +24,14 @@
 //!
 //! Only `bucket_width=1d`; bucket starts are snapped to UTC midnight; `end_time`/`ending_at`
 //! default to the end of today; days after today come back with no results. Costs are the
-//! default price book applied exactly to the same usage ([`prices`]).
+//! sandbox's own rate card ([`rates`], not the catalog Convergence prices with) applied exactly to
+//! the same usage ([`prices`]).
 
 pub mod anthropic;
 pub mod data;
 pub mod openai;
 pub mod prices;
+pub mod rates;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -44,7 +46,6 @@ use common::settings::MAX_SANDBOX_ROWS_PER_DAY;
 use common::AppState;
 
 use data::Model;
-use prices::Price;
 
 /// Everything the handlers share.
 pub struct Sandbox {
@@ -56,60 +57,14 @@ pub struct Sandbox {
     calls: Mutex<HashMap<(String, String), u32>>,
 }
 
-/// OpenAI models the sandbox reports (dated snapshots where OpenAI reports them) and whether
-/// they are embedding models.
-const OPENAI_MODELS: [(&str, &str, bool); 8] = [
-    ("gpt-4o-2024-08-06", "GPT-4o", false),
-    ("gpt-4o-mini-2024-07-18", "GPT-4o mini", false),
-    ("gpt-4.1-2025-04-14", "GPT-4.1", false),
-    ("gpt-4.1-mini-2025-04-14", "GPT-4.1 mini", false),
-    ("o4-mini-2025-04-16", "o4-mini", false),
-    ("gpt-5-mini-2025-08-07", "GPT-5 mini", false),
-    ("text-embedding-3-small", "text-embedding-3-small", true),
-    ("text-embedding-3-large", "text-embedding-3-large", true),
-];
-
-const ANTHROPIC_MODELS: [(&str, &str); 5] = [
-    ("claude-sonnet-4-5-20250929", "Claude Sonnet 4.5"),
-    ("claude-haiku-4-5-20251001", "Claude Haiku 4.5"),
-    ("claude-opus-4-6", "Claude Opus 4.6"),
-    ("claude-sonnet-4-20250514", "Claude Sonnet 4"),
-    ("claude-3-5-haiku-20241022", "Claude Haiku 3.5"),
-];
-
-fn book(state: &AppState, provider: &str) -> Vec<Price> {
-    state
-        .configs
-        .price_books
-        .get(provider)
-        .map(|seed| seed.pricing.iter().filter_map(Price::from_entry).collect())
-        .unwrap_or_default()
-}
-
-fn priced(book: &[Price], id: &'static str, display_name: &'static str, embedding: bool) -> Option<Model> {
-    match prices::match_model(book, id) {
-        Some(price) => Some(Model { id, display_name, price: price.clone(), embedding }),
-        None => {
-            tracing::warn!(model = id, "provider sandbox: model missing from the default price book; not reported");
-            None
-        }
-    }
-}
-
 impl Sandbox {
-    /// Models priced with the default price books loaded from `configs/`.
+    /// The models of the sandbox's own rate card ([`rates`]).
     pub fn new(state: &AppState) -> Sandbox {
-        let openai_book = book(state, "openai");
-        let anthropic_book = book(state, "anthropic");
-        let openai: Vec<Model> =
-            OPENAI_MODELS.iter().filter_map(|(id, name, emb)| priced(&openai_book, id, name, *emb)).collect();
+        let openai = rates::openai_models();
         Sandbox {
             openai_chat: openai.iter().filter(|m| !m.embedding).cloned().collect(),
-            openai_embeddings: openai.iter().filter(|m| m.embedding).cloned().collect(),
-            anthropic: ANTHROPIC_MODELS
-                .iter()
-                .filter_map(|(id, name)| priced(&anthropic_book, id, name, false))
-                .collect(),
+            openai_embeddings: openai.into_iter().filter(|m| m.embedding).collect(),
+            anthropic: rates::anthropic_models(),
             default_rows: state.settings.sandbox_rows_per_day as usize,
             calls: Mutex::new(HashMap::new()),
         }

@@ -1,5 +1,5 @@
-//! The one place the sandbox turns usage into money: the default price book's rates (per 1M
-//! tokens) applied to each token type, exactly, in decimal. Both the usage endpoints' data and
+//! The one place the sandbox turns usage into money: its own rate card's rates ([`super::rates`],
+//! per 1M tokens) applied to each token type, exactly, in decimal. Both the usage endpoints' data and
 //! the cost endpoints' amounts come from the same rows, so a reconciliation of computed against
 //! reported cost agrees to the last digit.
 //!
@@ -13,9 +13,6 @@
 //! compares two independent computations; sharing the code would make agreement automatic.
 
 use rust_decimal::Decimal;
-use serde_json::Value;
-
-use common::pricebook::Entry;
 
 /// The token types the sandbox reports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -86,42 +83,7 @@ pub struct Price {
     pub long: Rates,
 }
 
-fn money(entry: &Entry, column: &str) -> Option<Decimal> {
-    match entry.get(column)? {
-        Value::String(s) => s.parse().ok(),
-        Value::Number(n) => n.to_string().parse().ok(),
-        _ => None,
-    }
-}
-
 impl Price {
-    /// From a checked price-book entry (Money columns are decimal strings).
-    pub fn from_entry(entry: &Entry) -> Option<Price> {
-        let model_id = entry.get("model_id")?.as_str()?.to_string();
-        Some(Price {
-            model_id,
-            standard: Rates {
-                input: money(entry, "input_per_1m"),
-                cached_input: money(entry, "cached_input_per_1m"),
-                cache_write_5m: money(entry, "cache_write_5m_per_1m"),
-                cache_write_1h: money(entry, "cache_write_1h_per_1m"),
-                output: money(entry, "output_per_1m"),
-            },
-            batch: Rates {
-                input: money(entry, "batch_input_per_1m"),
-                output: money(entry, "batch_output_per_1m"),
-                ..Rates::default()
-            },
-            long: Rates {
-                input: money(entry, "long_context_input_per_1m"),
-                cached_input: money(entry, "long_context_cached_input_per_1m"),
-                cache_write_5m: money(entry, "long_context_cache_write_5m_per_1m"),
-                cache_write_1h: money(entry, "long_context_cache_write_1h_per_1m"),
-                output: money(entry, "long_context_output_per_1m"),
-            },
-        })
-    }
-
     /// The rate per 1M tokens of a token type in a tier and context, if the book has one.
     pub fn rate(&self, tier: Tier, context: Context, t: TokenType) -> Option<Decimal> {
         match (tier, context) {
@@ -201,50 +163,26 @@ pub fn row_cost(price: &Price, tier: Tier, context: Context, tokens: &Tokens) ->
     Some(line_costs(price, tier, context, tokens)?.iter().map(|(_, _, c)| *c).sum())
 }
 
-/// The book entry a reported model id is priced with: the exact id, else the longest book id
-/// that is a dated-snapshot prefix (`gpt-4o-mini-2024-07-18` → `gpt-4o-mini`).
-pub fn match_model<'a>(prices: &'a [Price], model: &str) -> Option<&'a Price> {
-    if let Some(p) = prices.iter().find(|p| p.model_id == model) {
-        return Some(p);
-    }
-    prices
-        .iter()
-        .filter(|p| {
-            model.len() > p.model_id.len()
-                && model.starts_with(&p.model_id)
-                && model[p.model_id.len()..].starts_with('-')
-        })
-        .max_by_key(|p| p.model_id.len())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::str::FromStr;
+    use crate::sandbox::rates;
 
     fn dec(s: &str) -> Decimal {
-        Decimal::from_str(s).unwrap()
+        s.parse().unwrap()
     }
 
-    fn book(provider: &str) -> Vec<Price> {
-        let path = format!("{}/../../configs/{provider}/seed/data/default_pricing.csv", env!("CARGO_MANIFEST_DIR"));
-        let text = std::fs::read_to_string(path).unwrap();
-        common::pricebook::records::parse_seed_csv(common::pricebook::BookKind::Pricing, &text)
-            .unwrap()
-            .iter()
-            .map(|e| Price::from_entry(e).unwrap())
-            .collect()
+    fn model(id: &str) -> Price {
+        rates::openai_models().into_iter().chain(rates::anthropic_models()).find(|m| m.id == id).unwrap().price
     }
 
     #[test]
     fn openai_cached_input_is_priced_at_the_cached_rate() {
-        let prices = book("openai");
-        let p = match_model(&prices, "gpt-4o-mini-2024-07-18").unwrap();
-        assert_eq!(p.model_id, "gpt-4o-mini");
+        let p = model("gpt-4o-mini-2024-07-18");
         // 182,340 input of which 64,000 cached, 20,311 output:
         // 118,340 × 0.15 / 1M = 0.017751; 64,000 × 0.075 / 1M = 0.0048; 20,311 × 0.60 / 1M = 0.0121866
         let t = Tokens { uncached_input: 118_340, cached_input: 64_000, output: 20_311, ..Tokens::default() };
-        let lines = line_costs(p, Tier::Standard, Context::Short, &t).unwrap();
+        let lines = line_costs(&p, Tier::Standard, Context::Short, &t).unwrap();
         assert_eq!(
             lines,
             vec![
@@ -253,50 +191,28 @@ mod tests {
                 (TokenType::Output, 20_311, dec("0.0121866")),
             ]
         );
-        assert_eq!(row_cost(p, Tier::Standard, Context::Short, &t), Some(dec("0.0347376")));
+        assert_eq!(row_cost(&p, Tier::Standard, Context::Short, &t), Some(dec("0.0347376")));
     }
 
     #[test]
-    fn openai_batch_uses_batch_rates() {
-        let prices = book("openai");
-        let p = match_model(&prices, "gpt-4.1-2025-04-14").unwrap();
-        assert_eq!(p.model_id, "gpt-4.1");
-        // 1,000,000 × 1.00 / 1M + 250,000 × 4.00 / 1M = 1 + 1 = 2
-        let t = Tokens { uncached_input: 1_000_000, output: 250_000, ..Tokens::default() };
-        assert_eq!(row_cost(p, Tier::Batch, Context::Short, &t), Some(dec("2")));
+    fn a_rate_the_card_lacks_prices_nothing() {
         // No batch cache rate: a cached batch row cannot be priced.
-        let cached = Tokens { cached_input: 1, ..t };
-        assert_eq!(row_cost(p, Tier::Batch, Context::Short, &cached), None);
-        // o1-mini has no batch prices at all.
-        assert!(!match_model(&prices, "o1-mini").unwrap().has_batch());
+        let p = model("gpt-4.1-2025-04-14");
+        let cached = Tokens { uncached_input: 1_000_000, cached_input: 1, ..Tokens::default() };
+        assert_eq!(row_cost(&p, Tier::Batch, Context::Short, &cached), None);
+        assert!(p.has_batch());
+        assert!(!model("claude-3-5-haiku-20241022").has_batch());
     }
 
     #[test]
     fn anthropic_cache_reads_and_writes_are_priced_separately() {
-        let prices = book("anthropic");
-        let p = match_model(&prices, "claude-sonnet-4-5-20250929").unwrap();
-        // The official example: 1500 uncached, 1000 1h write, 500 5m write, 200 read, 500 output.
+        let p = model("claude-sonnet-4-5-20250929");
+        // Anthropic's example: 1500 uncached, 1000 1h write, 500 5m write, 200 read, 500 output.
         // 1500×3 + 1000×6 + 500×3.75 + 200×0.30 + 500×15 = 4500 + 6000 + 1875 + 60 + 7500 = 19935 → $0.019935
         let t =
             Tokens { uncached_input: 1500, cache_write_1h: 1000, cache_write_5m: 500, cached_input: 200, output: 500 };
-        assert_eq!(row_cost(p, Tier::Standard, Context::Short, &t), Some(dec("0.019935")));
+        assert_eq!(row_cost(&p, Tier::Standard, Context::Short, &t), Some(dec("0.019935")));
         // Long context: 1500×6 + 1000×12 + 500×7.5 + 200×0.6 + 500×22.5 = 9000+12000+3750+120+11250 = 36120
-        assert_eq!(row_cost(p, Tier::Standard, Context::Long, &t), Some(dec("0.03612")));
-        assert!(p.has_long_context());
-        // Sonnet 4 lacks the long-context 1h write rate.
-        assert!(!match_model(&prices, "claude-sonnet-4-20250514").unwrap().has_long_context());
-        // Batch: 2,000,000 × 1.50 + 100,000 × 7.50 = 3 + 0.75
-        let b = Tokens { uncached_input: 2_000_000, output: 100_000, ..Tokens::default() };
-        assert_eq!(row_cost(p, Tier::Batch, Context::Short, &b), Some(dec("3.75")));
-    }
-
-    #[test]
-    fn model_matching_is_exact_then_longest_prefix() {
-        let prices = book("openai");
-        assert_eq!(match_model(&prices, "gpt-5").unwrap().model_id, "gpt-5");
-        assert_eq!(match_model(&prices, "gpt-5-mini-2025-08-07").unwrap().model_id, "gpt-5-mini");
-        assert_eq!(match_model(&prices, "o4-mini-2025-04-16").unwrap().model_id, "o4-mini");
-        assert!(match_model(&prices, "gpt-4ominister").is_none());
-        assert!(match_model(&prices, "davinci-002").is_none());
+        assert_eq!(row_cost(&p, Tier::Standard, Context::Long, &t), Some(dec("0.03612")));
     }
 }
