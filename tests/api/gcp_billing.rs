@@ -540,7 +540,7 @@ mod on_bigquery {
 
         // The same day paged in as the organization's service account: the same rows.
         let dir = tempfile::tempdir().unwrap();
-        copy_dir(std::path::Path::new(repo_configs), dir.path());
+        convergence_tests::copy_dir(std::path::Path::new(repo_configs), dir.path());
         let config = dir.path().join("gcp/bq_etl/config.yml");
         let text = std::fs::read_to_string(&config).unwrap();
         std::fs::write(
@@ -561,17 +561,5 @@ mod on_bigquery {
             fake.requests().iter().any(|r| r.contains("/google/token")),
             "the organization's service account was used"
         );
-    }
-
-    fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
-        std::fs::create_dir_all(to).unwrap();
-        for entry in std::fs::read_dir(from).unwrap().flatten() {
-            let target = to.join(entry.file_name());
-            if entry.file_type().unwrap().is_dir() {
-                copy_dir(&entry.path(), &target);
-            } else {
-                std::fs::copy(entry.path(), target).unwrap();
-            }
-        }
     }
 }
