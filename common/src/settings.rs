@@ -143,6 +143,9 @@ pub struct Settings {
     /// Where Google's token-signing keys are fetched instead of Google's URL (`OIDC_JWKS_URL`;
     /// development only, for tests).
     pub oidc_jwks_url: Option<String>,
+    /// Where service-account token requests go instead of the key's `token_uri`, which must be
+    /// Google's (`GOOGLE_TOKEN_URL`; development only, for a fake of Google's endpoint in tests).
+    pub google_token_url: Option<String>,
     /// Who gets access to each organization's dataset when it is created
     /// (`ORG_DATASET_OWNERS`, `ORG_DATASET_WRITERS`, `ORG_DATASET_READERS`).
     pub org_dataset_access: OrgDatasetAccess,
@@ -463,6 +466,7 @@ impl Settings {
         }
         let invokers_given = get("OIDC_INVOKERS").is_some_and(|v| v.split(',').any(|e| !e.trim().is_empty()));
         let oidc_jwks_url = url("OIDC_JWKS_URL", None, &mut problems);
+        let google_token_url = url("GOOGLE_TOKEN_URL", None, &mut problems);
         let emails = |name: &str, problems: &mut Vec<String>| -> Vec<String> {
             let mut out = Vec::new();
             for raw in get(name).iter().flat_map(|v| v.split(',')).map(str::trim).filter(|e| !e.is_empty()) {
@@ -504,6 +508,9 @@ impl Settings {
         }
         if oidc_jwks_url.is_some() && environment != Environment::Development {
             problems.push(format!("OIDC_JWKS_URL (an override of Google's signing keys) is not allowed in {env}"));
+        }
+        if google_token_url.is_some() && environment != Environment::Development {
+            problems.push(format!("GOOGLE_TOKEN_URL (an override of Google's token endpoint) is not allowed in {env}"));
         }
 
         let smtp = smtp_settings(&get, environment, &mut problems);
@@ -640,6 +647,7 @@ impl Settings {
             oidc_audience,
             oidc_invokers,
             oidc_jwks_url,
+            google_token_url,
             org_dataset_access,
             log_format,
             smtp,
@@ -1106,11 +1114,18 @@ mod tests {
         ] {
             assert!(err.to_string().contains(needle), "missing {needle:?} in {err}");
         }
-        // Staging refuses the override too, whatever the service.
+        // Staging refuses the overrides too, whatever the service.
         configured.push(("OIDC_JWKS_URL", "http://127.0.0.1:1/certs"));
+        configured.push(("GOOGLE_TOKEN_URL", "http://127.0.0.1:1/token"));
         let err =
             Settings::from_vars_for(&vars(&configured), BackendDefaults::Cloud, ServiceNeeds::PUBLIC_API).unwrap_err();
-        assert_eq!(err.0, ["OIDC_JWKS_URL (an override of Google's signing keys) is not allowed in staging"]);
+        assert_eq!(
+            err.0,
+            [
+                "OIDC_JWKS_URL (an override of Google's signing keys) is not allowed in staging",
+                "GOOGLE_TOKEN_URL (an override of Google's token endpoint) is not allowed in staging"
+            ]
+        );
 
         // Development needs none of it, and takes the override (tests serve their own keys).
         let dev = Settings::from_vars_for(

@@ -426,13 +426,16 @@ mod on_bigquery {
 
     /// An app on the emulator (in a project of its own, where the export is seeded), with
     /// `acme`'s gcp integration on it through the fake token endpoint.
-    async fn app_on(project: &str, configs: &str) -> TestApp {
+    /// The app on the emulator; the organization's service-account tokens come from `fake`.
+    async fn app_on(project: &str, configs: &str, fake: &FakeProviders) -> TestApp {
         let url = convergence_tests::bigquery_emulator();
+        let token_url = fake.token_uri();
         let vars = [
             ("WAREHOUSE_BACKEND", "bigquery"),
             ("GCP_PROJECT_ID", project),
             ("BIGQUERY_API_BASE", url.as_str()),
             ("CONFIGS_DIR", configs),
+            ("GOOGLE_TOKEN_URL", token_url.as_str()),
         ];
         let app = TestApp::spawn_with(&vars).await;
         app.bootstrap().await;
@@ -459,7 +462,7 @@ mod on_bigquery {
         source.create_dataset(EXPORT_DATASET, &DatasetOptions::default()).await.unwrap();
         let repo_configs = concat!(env!("CARGO_MANIFEST_DIR"), "/../configs");
         let project = convergence_tests::unique_project();
-        let app = app_on(&project, repo_configs).await;
+        let app = app_on(&project, repo_configs, &fake).await;
         let schema = export_schema(&app);
         source.create_table(EXPORT_DATASET, &schema).await.unwrap();
         let rows: Vec<_> = [
@@ -548,7 +551,7 @@ mod on_bigquery {
             text.replace("transfer: auto", "transfer: paged").replace("page_rows: 5000", "page_rows: 100"),
         )
         .unwrap();
-        let paged_app = app_on(&convergence_tests::unique_project(), dir.path().to_str().unwrap()).await;
+        let paged_app = app_on(&convergence_tests::unique_project(), dir.path().to_str().unwrap(), &fake).await;
         set_up_gcp(&paged_app, &fake).await;
         let paged = run(&paged_app, "acme", day, day).await;
         assert_eq!(paged["status"], "SUCCESS", "{paged}");

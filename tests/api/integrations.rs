@@ -245,10 +245,28 @@ async fn provider_outages_are_429_502_504_and_nothing_is_stored() {
     // gcp: the token endpoint answers, BigQuery does not; then a token endpoint that is down.
     let (req, _) = body(&fake, "gcp", Behaviour::Admin);
     down.post(&path("acme", "gcp", "setup"), Key::Api(&k), req).await.assert_error(502, "provider_unreachable");
+    let no_tokens = spawn(&fake, &[("GOOGLE_TOKEN_URL", &format!("{closed}/token"))]).await;
+    no_tokens.bootstrap().await;
+    let k = no_tokens.onboard("acme").await;
+    let (req, _) = body(&fake, "gcp", Behaviour::Admin);
+    no_tokens.post(&path("acme", "gcp", "setup"), Key::Api(&k), req).await.assert_error(502, "provider_unreachable");
+    assert!(rows(&down, "acme").await.is_empty() && rows(&no_tokens, "acme").await.is_empty());
+    assert_nothing_stored(&app).await;
+}
+
+/// A key file cannot make the server post anywhere: its `token_uri` must be Google's, in
+/// development too (tests reach their fake through `GOOGLE_TOKEN_URL`, which only development
+/// accepts); the refusal names the field and nothing is sent to the address.
+#[tokio::test]
+async fn a_service_account_naming_another_token_endpoint_is_refused_before_any_call() {
+    let (app, fake, key) = app().await;
+    let elsewhere = FakeProviders::start().await;
     let (mut req, _) = body(&fake, "gcp", Behaviour::Admin);
-    req["service_account_json"]["token_uri"] = json!(format!("{closed}/token"));
-    app.post(&path("acme", "gcp", "setup"), Key::Api(&key), req).await.assert_error(502, "provider_unreachable");
-    assert!(rows(&down, "acme").await.is_empty());
+    req["service_account_json"]["token_uri"] = json!(elsewhere.token_uri());
+    let r = app.post(&path("acme", "gcp", "setup"), Key::Api(&key), req).await;
+    let msg = r.assert_error(400, "invalid_request");
+    assert!(msg.contains("service_account_json.token_uri must be Google's token endpoint"), "{msg}");
+    assert!(elsewhere.requests().is_empty(), "nothing was sent: {:?}", elsewhere.requests());
     assert_nothing_stored(&app).await;
 }
 

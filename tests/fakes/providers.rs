@@ -7,7 +7,8 @@
 //!   `GET /v1/models` (any real key); `anthropic-version` required. Errors
 //!   `{"type": "error", "error": {"type", "message"}}`.
 //! - Google's OAuth token endpoint `POST /google/token` (JWT-bearer grant; the RS256 signature is
-//!   checked with the public key of the service account that signed, aud and scope are checked)
+//!   checked with the public key of the service account that signed, aud (Google's own token URL,
+//!   which the key files name) and scope are checked; the app reaches it through `GOOGLE_TOKEN_URL`)
 //!   and BigQuery `tables.get` under `/bigquery-api/bigquery/v2/…` (200 for a known table with a
 //!   token it issued, 404 for an unknown table, 403 for a service account without access, 401
 //!   for a token it never issued). Errors in Google's shapes.
@@ -28,6 +29,9 @@ use axum::{Json, Router};
 use rsa::pkcs8::{EncodePrivateKey, EncodePublicKey, LineEnding};
 use serde::Deserialize;
 use serde_json::{json, Value};
+
+/// The token endpoint Google writes in its key files, and the audience its tokens' assertions carry.
+pub const GOOGLE_TOKEN_URI: &str = "https://oauth2.googleapis.com/token";
 
 /// How a minted key or service account behaves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -112,6 +116,7 @@ impl FakeProviders {
             ("OPENAI_API_BASE", self.openai_base()),
             ("ANTHROPIC_API_BASE", self.anthropic_base()),
             ("BIGQUERY_API_BASE", self.bigquery_base()),
+            ("GOOGLE_TOKEN_URL", self.token_uri()),
             ("PROVIDER_TIMEOUT_SECS", "1".into()),
         ]
     }
@@ -146,7 +151,8 @@ impl FakeProviders {
         self.state.tables.lock().unwrap().push(table.to_string());
     }
 
-    /// A service-account key file whose `token_uri` is this fake. `Admin` can read every known
+    /// A service-account key file as Google issues it (`token_uri` is Google's: the app reaches this
+    /// fake through `GOOGLE_TOKEN_URL`, see [`FakeProviders::env`]). `Admin` can read every known
     /// table; `WrongKey` signs with a key Google does not hold; `NoAccess` gets a token but no table.
     pub fn service_account(&self, behaviour: Behaviour) -> Value {
         let random = &uuid::Uuid::new_v4().simple().to_string()[..12];
@@ -164,7 +170,7 @@ impl FakeProviders {
             "client_email": email,
             "client_id": "109876543210987654321",
             "auth_uri": "https://accounts.google.com/o/oauth2/auth",
-            "token_uri": self.token_uri(),
+            "token_uri": GOOGLE_TOKEN_URI,
             "auth_provider_x509_cert_url": "https://www.googleapis.com/oauth2/v1/certs",
             "client_x509_cert_url": "https://www.googleapis.com/robot/v1/metadata/x509/reader",
             "universe_domain": "googleapis.com",
@@ -402,7 +408,7 @@ async fn google_token(State(state): State<Arc<FakeState>>, body: String) -> Resp
         return oauth_error("invalid_grant", "Invalid JWT Signature.");
     };
     let aud = verified.claims["aud"].as_str().unwrap_or_default();
-    if !aud.ends_with("/google/token") {
+    if aud != GOOGLE_TOKEN_URI {
         return oauth_error("invalid_grant", "Invalid JWT: aud must be the token endpoint.");
     }
     let (iat, exp) = (verified.claims["iat"].as_i64().unwrap_or(0), verified.claims["exp"].as_i64().unwrap_or(0));

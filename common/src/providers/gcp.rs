@@ -18,8 +18,9 @@ pub const NAME: &str = "Google Cloud";
 pub const DEFAULT_BIGQUERY_BASE: &str = "https://bigquery.googleapis.com";
 pub const SCOPE: &str = "https://www.googleapis.com/auth/bigquery.readonly";
 pub const JWT_BEARER_GRANT: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
-/// The token endpoints Google puts in service-account keys; the only ones allowed in production,
-/// so a key cannot make the server post to an address of the caller's choosing.
+/// The token endpoints Google puts in service-account keys; the only ones a key may name, in every
+/// environment, so a key cannot make the server post to an address of the caller's choosing
+/// (tests reach a fake through the development-only `GOOGLE_TOKEN_URL` setting instead).
 pub const GOOGLE_TOKEN_URIS: [&str; 2] =
     ["https://oauth2.googleapis.com/token", "https://accounts.google.com/o/oauth2/token"];
 
@@ -45,8 +46,9 @@ impl fmt::Debug for ServiceAccountKey {
 
 impl ServiceAccountKey {
     /// Parses the key; every problem names its field (`service_account_json.<field>`) and never
-    /// quotes the private key. `any_token_uri` allows a non-Google token endpoint (tests, sandbox).
-    pub fn parse(key: &Value, any_token_uri: bool) -> Result<ServiceAccountKey, String> {
+    /// quotes the private key. `allow_sandbox` accepts a sandbox key (`project_id` `sandbox`,
+    /// outside production), which never signs a token.
+    pub fn parse(key: &Value, allow_sandbox: bool) -> Result<ServiceAccountKey, String> {
         let field = |name: &str| key.get(name).and_then(Value::as_str).map(str::trim).filter(|v| !v.is_empty());
         let Some(_) = key.as_object() else {
             return Err(
@@ -74,7 +76,7 @@ impl ServiceAccountKey {
         let private_key = field("private_key").unwrap_or_default().to_string();
         // A sandbox key (outside production) reads the local sandbox export: it never signs a
         // token, so any key material will do.
-        let sandbox = any_token_uri && project_id == SANDBOX_PROJECT;
+        let sandbox = allow_sandbox && project_id == SANDBOX_PROJECT;
         if sandbox {
             if private_key.is_empty() {
                 problems.push("service_account_json.private_key is missing (a sandbox key may hold any text)".into());
@@ -87,14 +89,7 @@ impl ServiceAccountKey {
             problems.push("service_account_json.private_key is not a readable RSA private key in PEM form".into());
         }
         let token_uri = field("token_uri").unwrap_or_default().to_string();
-        let uri_ok = if sandbox {
-            true
-        } else if any_token_uri {
-            reqwest::Url::parse(&token_uri).is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
-        } else {
-            GOOGLE_TOKEN_URIS.contains(&token_uri.as_str())
-        };
-        if !uri_ok {
+        if !sandbox && !GOOGLE_TOKEN_URIS.contains(&token_uri.as_str()) {
             problems.push(format!(
                 "service_account_json.token_uri must be Google's token endpoint ({})",
                 GOOGLE_TOKEN_URIS[0]
@@ -177,6 +172,9 @@ pub struct Gcp<'a> {
     pub http: &'a ProviderHttp,
     /// `BIGQUERY_API_BASE` or [`DEFAULT_BIGQUERY_BASE`], without a trailing slash.
     pub bigquery_base: &'a str,
+    /// Where token requests go instead of the key's `token_uri` (`GOOGLE_TOKEN_URL`, development
+    /// only: a fake of Google's endpoint in tests). The assertion's audience stays the key's.
+    pub token_url: Option<&'a str>,
 }
 
 impl Gcp<'_> {
@@ -188,7 +186,7 @@ impl Gcp<'_> {
         let request = self
             .http
             .client
-            .post(&key.token_uri)
+            .post(self.token_url.unwrap_or(&key.token_uri))
             .form(&[("grant_type", JWT_BEARER_GRANT), ("assertion", assertion.as_str())]);
         let (status, headers, body) = self.http.send(NAME, request).await?;
         if (200..300).contains(&status) {

@@ -31,7 +31,9 @@ pub async fn run(state: &AppState, provider: &str, credential: &Credential) -> A
         }
         ("gcp", Credential::ServiceAccount { key, table, .. }) => {
             let base = settings.bigquery_api_base.as_deref().unwrap_or(DEFAULT_BIGQUERY_BASE);
-            Gcp { http: &http, bigquery_base: base }.validate(key, table).await
+            Gcp { http: &http, bigquery_base: base, token_url: settings.google_token_url.as_deref() }
+                .validate(key, table)
+                .await
         }
         (other, _) => {
             return Err(ApiError::new(

@@ -160,7 +160,8 @@ impl GcpBqEtl {
         }
         let http = ProviderHttp::from_settings(ctx.settings).map_err(StepError::Failed)?;
         let base = reader::api_base(ctx.settings).to_string();
-        let tokens = ServiceAccountTokens::new(key, http, &base, config.retry.clone());
+        let token_url = ctx.settings.google_token_url.clone();
+        let tokens = ServiceAccountTokens::new(key, http, &base, token_url, config.retry.clone());
         // The first token now: a refused key fails the step with Google's reason.
         tokens.token().await?;
         let api_base = ctx.settings.bigquery_api_base.as_deref();

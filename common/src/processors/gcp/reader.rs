@@ -29,16 +29,25 @@ pub(crate) struct ServiceAccountTokens {
     key: ServiceAccountKey,
     http: ProviderHttp,
     bigquery_base: String,
+    /// `GOOGLE_TOKEN_URL` (development only).
+    token_url: Option<String>,
     retry: RetryPolicy,
     cached: Arc<tokio::sync::Mutex<Option<(String, Instant)>>>,
 }
 
 impl ServiceAccountTokens {
-    pub fn new(key: ServiceAccountKey, http: ProviderHttp, bigquery_base: &str, retry: RetryPolicy) -> Self {
+    pub fn new(
+        key: ServiceAccountKey,
+        http: ProviderHttp,
+        bigquery_base: &str,
+        token_url: Option<String>,
+        retry: RetryPolicy,
+    ) -> Self {
         ServiceAccountTokens {
             key,
             http,
             bigquery_base: bigquery_base.to_string(),
+            token_url,
             retry,
             cached: Arc::new(tokio::sync::Mutex::new(None)),
         }
@@ -53,7 +62,7 @@ impl ServiceAccountTokens {
                 return Ok(token.clone());
             }
         }
-        let gcp = Gcp { http: &self.http, bigquery_base: &self.bigquery_base };
+        let gcp = Gcp { http: &self.http, bigquery_base: &self.bigquery_base, token_url: self.token_url.as_deref() };
         let mut attempt = 0;
         let token = loop {
             attempt += 1;
