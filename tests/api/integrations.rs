@@ -254,6 +254,20 @@ async fn provider_outages_are_429_502_504_and_nothing_is_stored() {
     assert_nothing_stored(&app).await;
 }
 
+/// A provider answering a key check with more than such an answer may be (2 MB) is not read
+/// whole: the setup fails saying so, and nothing is stored.
+#[tokio::test]
+async fn an_oversized_answer_is_not_read_and_nothing_is_stored() {
+    let (app, fake, key) = app().await;
+    for provider in LLM {
+        let (req, _) = body(&fake, provider, Behaviour::Oversized);
+        let r = app.post(&path("acme", provider, "setup"), Key::Api(&key), req).await;
+        let msg = r.assert_error(502, "provider_unreachable");
+        assert!(msg.contains("answered with more than 1024 KB"), "{provider}: {msg}");
+    }
+    assert_nothing_stored(&app).await;
+}
+
 /// A key file cannot make the server post anywhere: its `token_uri` must be Google's, in
 /// development too (tests reach their fake through `GOOGLE_TOKEN_URL`, which only development
 /// accepts); the refusal names the field and nothing is sent to the address.

@@ -54,6 +54,8 @@ pub enum Behaviour {
     WrongKey,
     /// gcp: a working service account without access to the table (403 from tables.get).
     NoAccess,
+    /// 200 with a 2 MB body: more than a key check's answer may be.
+    Oversized,
 }
 
 pub const SLOW: Duration = Duration::from_secs(3);
@@ -244,6 +246,10 @@ async fn misbehave(behaviour: Behaviour, error: fn(StatusCode, &str) -> Response
         Behaviour::Slow => {
             tokio::time::sleep(SLOW).await;
             None
+        }
+        Behaviour::Oversized => {
+            let padding = "x".repeat(2 << 20);
+            Some(Json(json!({"object": "list", "data": [], "padding": padding})).into_response())
         }
         _ => None,
     }

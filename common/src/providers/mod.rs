@@ -57,6 +57,10 @@ impl Validation {
     }
 }
 
+/// The most a single-answer call (a key check, a token, a table's metadata) reads: its answers
+/// are a few KB, and a larger one is not read into memory whole.
+const MAX_ANSWER_BYTES: usize = 1 << 20;
+
 /// The HTTP client every provider call goes through, with the configured timeout.
 #[derive(Clone)]
 pub struct ProviderHttp {
@@ -90,11 +94,21 @@ impl ProviderHttp {
         let response = request.send().await.map_err(|e| self.unreachable(provider, &e))?;
         let status = response.status().as_u16();
         let headers = response.headers().clone();
-        let text = match response.text().await {
-            Ok(t) => t,
-            Err(e) => return Err(self.unreachable(provider, &e)),
-        };
-        let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+        let mut text = Vec::new();
+        match retry::read_body(response, &mut text, MAX_ANSWER_BYTES).await {
+            Ok(()) => {}
+            Err(retry::BodyError::Read(e)) => return Err(self.unreachable(provider, &e)),
+            Err(retry::BodyError::TooLarge) => {
+                return Err(Validation::Unreachable {
+                    status: 502,
+                    message: format!(
+                        "{provider} answered with more than {} KB, not the short answer of this call; try again later",
+                        MAX_ANSWER_BYTES >> 10
+                    ),
+                })
+            }
+        }
+        let body = serde_json::from_slice(&text).unwrap_or(Value::Null);
         Ok((status, headers, body))
     }
 

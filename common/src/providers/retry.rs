@@ -126,7 +126,7 @@ fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
 /// body beyond this is refused rather than allowed to exhaust memory).
 const MAX_RESPONSE_BYTES: usize = 256 << 20;
 
-enum BodyError {
+pub(super) enum BodyError {
     Read(reqwest::Error),
     TooLarge,
 }
@@ -134,12 +134,19 @@ enum BodyError {
 /// A response body as bytes, copied chunk by chunk into one buffer sized from Content-Length:
 /// a day of usage is megabytes, so this holds it once (`Response::bytes` gathers the chunks and
 /// then copies them, twice the memory) and it is parsed without a checked copy into a String.
-async fn read_body(mut response: reqwest::Response, body: &mut Vec<u8>) -> Result<(), BodyError> {
+pub(super) async fn read_body(
+    mut response: reqwest::Response,
+    body: &mut Vec<u8>,
+    limit: usize,
+) -> Result<(), BodyError> {
     body.clear();
-    let expected = response.content_length().unwrap_or(0).min(MAX_RESPONSE_BYTES as u64);
+    if response.content_length().is_some_and(|n| n > limit as u64) {
+        return Err(BodyError::TooLarge);
+    }
+    let expected = response.content_length().unwrap_or(0).min(limit as u64);
     body.reserve(expected as usize);
     while let Some(chunk) = response.chunk().await.map_err(BodyError::Read)? {
-        if body.len() + chunk.len() > MAX_RESPONSE_BYTES {
+        if body.len() + chunk.len() > limit {
             return Err(BodyError::TooLarge);
         }
         body.extend_from_slice(&chunk);
@@ -197,7 +204,7 @@ impl ProviderHttp {
                 Ok(response) => {
                     let status = response.status().as_u16();
                     let headers = response.headers().clone();
-                    match read_body(response, body).await {
+                    match read_body(response, body, MAX_RESPONSE_BYTES).await {
                         Ok(()) => {}
                         Err(BodyError::Read(e)) => {
                             let status = if e.is_timeout() { 504 } else { 502 };
