@@ -45,6 +45,14 @@ fn actor(caller: &Caller) -> String {
     actor_id.unwrap_or_else(|| actor_type.to_string())
 }
 
+/// A row as the routes show it: pricing rows say whether they are a catalog price or an override.
+fn show(kind: BookKind, row: &common::warehouse::Row) -> Value {
+    match kind {
+        BookKind::Pricing => pricebook::pricing_view(row),
+        BookKind::Subscriptions => pricebook::present(kind, row),
+    }
+}
+
 fn invalid(problems: Vec<String>) -> ApiError {
     ApiError::bad_request(problems.join("; "))
 }
@@ -76,8 +84,7 @@ async fn list(
     let book = open(&state, &caller, &org, &provider, kind).await?;
     let q = input::parse_query(kind, &query, pricebook::today()).map_err(ApiError::bad_request)?;
     book.require_exists().await?;
-    let rows = book.list(q.key.as_deref(), q.as_of).await?;
-    let items: Vec<Value> = rows.iter().map(|r| pricebook::present(kind, r)).collect();
+    let items = book.view(q.key.as_deref(), q.as_of).await?;
     Ok(Json(json!({
         "org_slug": org,
         "provider": provider,
@@ -105,7 +112,7 @@ async fn add(
     let entry = records::check_entry(kind, values.iter().map(|(k, v)| (k.as_str(), v.clone()))).map_err(invalid)?;
     let row = book.add(entry, body.effective_from, &actor(&caller)).await?;
     let key = row.get(kind.key_column()).and_then(Value::as_str).unwrap_or_default().to_string();
-    let shown = pricebook::present(kind, &row);
+    let shown = show(kind, &row);
     record(&state, &caller, &org, &format!("{}.add", kind.noun()), &format!("{provider}/{key}"), shown.clone()).await;
     Ok((StatusCode::CREATED, Json(shown)))
 }
@@ -155,8 +162,8 @@ async fn update(
         )));
     }
     let (closed, new) = book.update(&key, &changes, body.effective_from, &actor(&caller)).await?;
-    let previous = pricebook::present(kind, &closed);
-    let current = pricebook::present(kind, &new);
+    let previous = show(kind, &closed);
+    let current = show(kind, &new);
     record(
         &state,
         &caller,
@@ -178,7 +185,7 @@ async fn delete(
     let book = open(&state, &caller, &org, &provider, kind).await?;
     records::check_key(kind, &key).map_err(ApiError::bad_request)?;
     let closed = book.delete(&key, &actor(&caller)).await?;
-    let shown = pricebook::present(kind, &closed);
+    let shown = show(kind, &closed);
     record(&state, &caller, &org, &format!("{}.delete", kind.noun()), &format!("{provider}/{key}"), shown.clone())
         .await;
     Ok(Json(json!({"deleted": shown})))

@@ -229,10 +229,12 @@ mod tests {
     fn book(provider: &str) -> Vec<Price> {
         let path = format!("{}/../../configs/{provider}/seed/data/default_pricing.csv", env!("CARGO_MANIFEST_DIR"));
         let text = std::fs::read_to_string(path).unwrap();
-        common::pricebook::records::parse_seed_csv(common::pricebook::BookKind::Pricing, &text)
+        // The catalog's current prices (the sandbox bills today's rates).
+        common::pricebook::records::parse_catalog_csv(&text)
             .unwrap()
             .iter()
-            .map(|e| Price::from_entry(e).unwrap())
+            .filter(|r| r.effective_to.is_none())
+            .map(|r| Price::from_entry(&r.entry).unwrap())
             .collect()
     }
 
