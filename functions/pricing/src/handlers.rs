@@ -1,7 +1,8 @@
-//! The ten routes: list, add, update, delete and reset, for `pricing` and for `subscriptions`.
-//! Each checks the key against the org (before anything is read), the org slug, the provider
-//! (an LLM provider with a price book, else 404 naming them), then the input; every change
-//! writes an audit row.
+//! The ten book routes: list, add, update, delete and reset, for `pricing` and for
+//! `subscriptions`. Each checks the key against the org (before anything is read), the org slug,
+//! the provider (an LLM provider with a price book, else 404 naming them), then the input; every
+//! change writes an audit row. And the catalog's read route: the system-wide prices are the
+//! same for everyone, so any valid key may read them.
 
 use std::collections::HashMap;
 
@@ -207,6 +208,31 @@ async fn reset(
     let report = serde_json::to_value(&report).map_err(|e| ApiError::internal(e.to_string()))?;
     record(&state, &caller, &org, &format!("{}.reset", kind.noun()), &provider, report.clone()).await;
     Ok(Json(json!({"org_slug": org, "provider": provider, "book": kind.noun(), "reset": report})))
+}
+
+/// `GET /api/v1/pricing/catalog/{provider}`: the catalog in force today (`?as_of=` another day,
+/// `?history=true` every live version; `?model=` one model).
+pub async fn read_catalog(
+    State(state): State<AppState>,
+    _caller: Caller,
+    ApiPath(provider): ApiPath<String>,
+    Query(query): Query<HashMap<String, String>>,
+) -> ApiResult<Json<Value>> {
+    pricebook::price_book_seed(&state.configs, &provider)?;
+    let q = input::parse_query(BookKind::Pricing, &query, pricebook::today()).map_err(ApiError::bad_request)?;
+    let what = match q.as_of {
+        Some(day) => pricebook::CatalogRead::AsOf(day, q.key.as_deref()),
+        None => pricebook::CatalogRead::History(q.key.as_deref()),
+    };
+    let catalog = pricebook::Catalog::new(state.warehouse.as_ref(), &state.configs);
+    let items: Vec<Value> = catalog.read(&provider, what).await?.iter().map(pricebook::catalog_view).collect();
+    Ok(Json(json!({
+        "provider": provider,
+        "as_of": q.as_of.map(|d| d.format("%Y-%m-%d").to_string()),
+        "history": q.as_of.is_none(),
+        "count": items.len(),
+        "catalog": items,
+    })))
 }
 
 pub async fn list_pricing(
