@@ -18,8 +18,8 @@
 //! - any other row stays, as an override.
 //!
 //! A book needs migrating while it holds a `default` row in force on some day; that is checked
-//! with the rows a reader already has (the cost step's window) or one query (the API), so a
-//! migrated book costs nothing more. Migration is one `replace_slice` under the book's lock and
+//! with the rows a reader already has (the cost step's window: no extra query) or one small
+//! query (the API, an operator tool). Migration is one `replace_slice` under the book's lock and
 //! is idempotent: two instances migrating at once write the same rows.
 
 use chrono::{NaiveDate, Utc};
@@ -86,20 +86,23 @@ pub(super) async fn migrate_unlocked(
 ) -> PriceBookResult<u64> {
     let Some(seed) = configs.price_books.get(provider) else { return Ok(0) };
     let schema = seed.schema(BookKind::Pricing);
-    let columns: Vec<&str> = schema.fields.iter().map(|f| f.name.as_str()).collect();
-    let sql = format!(
-        "SELECT {} FROM {} WHERE org_slug = @org_slug",
-        columns.join(", "),
-        warehouse.table_ref(dataset, &schema.name)?
+    let table = warehouse.table_ref(dataset, &schema.name)?;
+    let params = Params::new().bind("org_slug", org_slug);
+    // A migrated book has no copied row in force on any day: one small read says so.
+    let probe = format!(
+        "SELECT version_id FROM {table} WHERE org_slug = @org_slug AND source = 'default' \
+         AND (effective_to IS NULL OR effective_to > effective_from) LIMIT 1"
     );
-    let rows = match warehouse.query(&sql, &Params::new().bind("org_slug", org_slug)).await {
-        Ok(rows) => rows,
+    match warehouse.query(&probe, &params).await {
+        Ok(rows) if rows.is_empty() => return Ok(0),
+        Ok(_) => {}
         Err(WarehouseError::NotFound(_)) => return Ok(0),
         Err(e) => return Err(e.into()),
-    };
-    if !rows.iter().any(is_legacy) {
-        return Ok(0);
     }
+    let columns: Vec<&str> = schema.fields.iter().map(|f| f.name.as_str()).collect();
+    let rows = warehouse
+        .query(&format!("SELECT {} FROM {table} WHERE org_slug = @org_slug", columns.join(", ")), &params)
+        .await?;
     let catalog = super::Catalog::new(warehouse, configs).read(provider, CatalogRead::History(None)).await?;
     let now = format_timestamp(&Utc::now());
     let mut ended: Vec<Row> = Vec::new();
