@@ -172,7 +172,8 @@ impl<'a> Catalog<'a> {
     /// Opens a new version from `from` for every entry whose prices differ from the version in
     /// force that day (the catalog import). The version in force on `from` ends there; the new
     /// one lasts until the model's next live version starts (or stays current). Entries equal
-    /// to the version in force are left alone.
+    /// to the version in force are left alone. `entries` are checked pricing entries
+    /// ([`records::check_entry`]), one per model.
     pub async fn write_versions(
         &self,
         provider: &str,
@@ -221,8 +222,8 @@ impl<'a> Catalog<'a> {
             desired.insert(model, versions);
         }
         let mut report = self.apply(provider, &all, desired, source, actor).await?;
-        report.models_unchanged =
-            entries.len() as u64 - report.models_added.len() as u64 - report.models_changed.len() as u64;
+        let touched = (report.models_added.len() + report.models_changed.len()) as u64;
+        report.models_unchanged = (entries.len() as u64).saturating_sub(touched);
         Ok(report)
     }
 
