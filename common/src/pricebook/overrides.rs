@@ -203,10 +203,10 @@ pub fn catalog_view(row: &Row) -> Value {
     present(BookKind::Pricing, &out)
 }
 
-/// A pricing row as the routes show it: a catalog version (told apart by the catalog's own
-/// columns) or an override.
+/// A pricing row as the routes show it: a catalog version or an override (a book row: it always
+/// has its organization, the catalog's never do).
 pub fn pricing_view(row: &Row) -> Value {
-    if row.contains_key("superseded_at") {
+    if row.get("org_slug").is_none_or(Value::is_null) {
         catalog_view(row)
     } else {
         override_view(row)
