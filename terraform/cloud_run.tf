@@ -78,14 +78,15 @@ locals {
       timeout_seconds       = 60
     }
     "pricing" = {
-      # Small JSON requests over one organization's price books.
+      # Small JSON requests over one organization's price books and the price catalog.
       path_templates = [
         "/api/v1/integrations/{org=*}/{provider=*}/pricing",
         "/api/v1/integrations/{org=*}/{provider=*}/pricing/**",
         "/api/v1/integrations/{org=*}/{provider=*}/subscriptions",
         "/api/v1/integrations/{org=*}/{provider=*}/subscriptions/**",
       ]
-      path_prefixes         = []
+      # The system-wide price catalog (GET /api/v1/pricing/catalog/{provider}).
+      path_prefixes         = ["/api/v1/pricing/"]
       public                = true
       kms                   = false
       publishes_runs        = false

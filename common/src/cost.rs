@@ -1,5 +1,5 @@
-//! The cost model (DESIGN §9): usage priced to the cent from the organization's effective-dated
-//! price book, one token type at a time.
+//! The cost model (DESIGN §9): usage priced to the cent from the effective-dated prices of the
+//! organization (its overrides, else the system-wide catalog), one token type at a time.
 //!
 //! - Token types are explicit ([`TokenType`]). OpenAI's `input_tokens` *includes* its cached
 //!   tokens, so uncached input = input − cached; Anthropic reports uncached input, cache reads and
@@ -10,7 +10,9 @@
 //!   rates, so such usage is reported as unpriced, never priced at another tier's rate.
 //! - A rate the usage needs and the book lacks (a model missing from the book, a batch cache
 //!   read) leaves the row unpriced and reported: never priced at zero.
-//! - The price is the version in force on the usage day; each cost row names it.
+//! - The price is the version in force on the usage day: the organization's override in force
+//!   that day, else the catalog's; each cost row names it (catalog version ids read
+//!   `{provider}/{model}/v{n}`, override ids are UUIDs).
 //! - Model ids are matched deterministically: the exact id, else the longest book id that the
 //!   model id extends by a date-snapshot suffix (`-2024-07-18`, `-20250929`, `-0613`), so
 //!   `gpt-4o-mini-2024-07-18` → `gpt-4o-mini`, never `gpt-4o`.
@@ -187,10 +189,20 @@ fn money(row: &Row, column: &str) -> Option<Decimal> {
     }
 }
 
-/// One version of one model's prices, as stored in `{provider}_model_pricing`.
+/// Where a price version comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PriceSource {
+    /// The system-wide catalog (`price_catalog`).
+    Catalog,
+    /// The organization's pricing book (`{provider}_model_pricing`).
+    Override,
+}
+
+/// One version of one model's prices, as stored in the catalog or an organization's book.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PriceVersion {
     pub model_id: String,
+    pub source: PriceSource,
     pub version_id: String,
     pub version: i64,
     pub effective_from: NaiveDate,
@@ -214,6 +226,7 @@ impl PriceVersion {
             .ok_or_else(|| format!("price of {model_id}: effective_from is missing or malformed"))?;
         let long = Rates::from_row(row, "long_context_");
         Ok(PriceVersion {
+            source: PriceSource::Override,
             version_id: text("version_id").unwrap_or_default(),
             version: row.get("version").and_then(Value::as_i64).unwrap_or(0),
             effective_from,
@@ -340,7 +353,8 @@ pub fn match_model<'a>(ids: impl IntoIterator<Item = &'a str>, model: &str) -> O
     best
 }
 
-/// A provider's price book over a window: every version in force on some day of it.
+/// A provider's prices over a window: every version in force on some day of it, overrides and
+/// catalog.
 #[derive(Debug, Clone, Default)]
 pub struct PriceBook {
     versions: Vec<PriceVersion>,
@@ -349,9 +363,20 @@ pub struct PriceBook {
 }
 
 impl PriceBook {
-    /// From pricing-table rows; a malformed row is an error naming it.
+    /// From pricing-table rows (all overrides); a malformed row is an error naming it.
     pub fn from_rows(rows: &[Row]) -> Result<PriceBook, String> {
         let versions = rows.iter().map(PriceVersion::from_row).collect::<Result<Vec<_>, _>>()?;
+        Ok(PriceBook::new(versions))
+    }
+
+    /// The merged prices: the organization's override rows over the catalog's rows.
+    pub fn merged(overrides: &[Row], catalog: &[Row]) -> Result<PriceBook, String> {
+        let mut versions = overrides.iter().map(PriceVersion::from_row).collect::<Result<Vec<_>, _>>()?;
+        for row in catalog {
+            let mut v = PriceVersion::from_row(row).map_err(|e| format!("catalog: {e}"))?;
+            v.source = PriceSource::Catalog;
+            versions.push(v);
+        }
         Ok(PriceBook::new(versions))
     }
 
@@ -364,14 +389,27 @@ impl PriceBook {
         self.versions.is_empty()
     }
 
-    /// The version pricing `model` on `day`, if any.
+    /// The version pricing `model` on `day`, if any: among the prices of that day (each
+    /// model's override in force, else its catalog version), the exact id, else the longest
+    /// family the model is a dated snapshot of.
     pub fn lookup(&mut self, model: &str, day: NaiveDate) -> Option<&PriceVersion> {
         let key = (day, model.to_string());
         let index = match self.cache.get(&key) {
             Some(i) => *i,
             None => {
-                let in_force: Vec<usize> =
-                    (0..self.versions.len()).filter(|i| self.versions[*i].in_force(day)).collect();
+                let overridden: std::collections::HashSet<&str> = self
+                    .versions
+                    .iter()
+                    .filter(|v| v.source == PriceSource::Override && v.in_force(day))
+                    .map(|v| v.model_id.as_str())
+                    .collect();
+                let in_force: Vec<usize> = (0..self.versions.len())
+                    .filter(|i| {
+                        let v = &self.versions[*i];
+                        v.in_force(day)
+                            && (v.source == PriceSource::Override || !overridden.contains(v.model_id.as_str()))
+                    })
+                    .collect();
                 let id = match_model(in_force.iter().map(|i| self.versions[*i].model_id.as_str()), model)
                     .map(str::to_string);
                 let i = id.and_then(|id| in_force.iter().copied().find(|i| self.versions[*i].model_id == id));
@@ -402,22 +440,31 @@ impl PriceBook {
 }
 
 #[cfg(test)]
-/// The shipped default book of a provider, as version 1 from 1970 (what seeding writes).
+/// The shipped catalog of a provider with its history (what bootstrap loads), no overrides.
 pub(crate) fn default_book(provider: &str) -> PriceBook {
+    PriceBook::merged(&[], &catalog_rows(provider)).unwrap()
+}
+
+#[cfg(test)]
+/// The shipped catalog file of a provider as catalog rows.
+pub(crate) fn catalog_rows(provider: &str) -> Vec<Row> {
     let path = format!("{}/../configs/{provider}/seed/data/default_pricing.csv", env!("CARGO_MANIFEST_DIR"));
     let text = std::fs::read_to_string(path).unwrap();
-    let entries = crate::pricebook::records::parse_seed_csv(crate::pricebook::BookKind::Pricing, &text).unwrap();
-    let rows: Vec<Row> = entries
-        .into_iter()
-        .map(|mut e| {
-            e.insert("version_id".into(), serde_json::json!(format!("v1-{}", e["model_id"].as_str().unwrap())));
+    let rows = crate::pricebook::records::parse_catalog_csv(&text).unwrap();
+    rows.into_iter()
+        .enumerate()
+        .map(|(i, r)| {
+            let mut e = r.entry;
+            e.insert(
+                "version_id".into(),
+                serde_json::json!(format!("{provider}/{}/line{}", e["model_id"].as_str().unwrap(), i)),
+            );
             e.insert("version".into(), serde_json::json!(1));
-            e.insert("effective_from".into(), serde_json::json!("1970-01-01"));
-            e.insert("effective_to".into(), Value::Null);
+            e.insert("effective_from".into(), serde_json::json!(r.effective_from.to_string()));
+            e.insert("effective_to".into(), r.effective_to.map_or(Value::Null, |d| serde_json::json!(d.to_string())));
             e
         })
-        .collect();
-    PriceBook::from_rows(&rows).unwrap()
+        .collect()
 }
 
 #[cfg(test)]
@@ -579,6 +626,48 @@ mod tests {
             .lookup("gpt-4o", day("2025-12-31"))
             .cloned();
         assert_eq!(early, None);
+    }
+
+    #[test]
+    fn o3_is_priced_at_the_price_of_its_day_across_the_cut() {
+        // 1,000,000 input of which 200,000 cached, 100,000 output:
+        //   before 2025-06-10 (10.00 / 2.50 / 40.00): 800,000 × 10 + 200,000 × 2.5 + 100,000 × 40 = 8 + 0.5 + 4 = 12.5
+        //   from 2025-06-10    (2.00 / 0.50 / 8.00):  800,000 × 2  + 200,000 × 0.5 + 100,000 × 8  = 1.6 + 0.1 + 0.8 = 2.5
+        let mut book = default_book("openai");
+        let t = Tokens::openai(1_000_000, 200_000, 100_000).unwrap();
+        let (v, c) = book.price("o3-2025-04-16", day("2025-06-09"), Tier::Standard, Context::Short, &t);
+        assert_eq!((v.unwrap().model_id.as_str(), c.unwrap().total), ("o3", dec("12.5")));
+        let (v, c) = book.price("o3-2025-04-16", day("2025-06-10"), Tier::Standard, Context::Short, &t);
+        assert_eq!(v.unwrap().effective_from, day("2025-06-10"));
+        assert_eq!(c.unwrap().total, dec("2.5"));
+        // The first GPT-4o snapshot has its own price: 1,000,000 × 5.00 / 1M = 5 (the family's would be 2.50).
+        let (v, c) =
+            book.price("gpt-4o-2024-05-13", day("2025-01-01"), Tier::Standard, Context::Short, &t_input(1_000_000));
+        assert_eq!((v.unwrap().model_id.as_str(), c.unwrap().total), ("gpt-4o-2024-05-13", dec("5")));
+    }
+
+    fn t_input(n: u64) -> Tokens {
+        Tokens::openai(n, 0, 0).unwrap()
+    }
+
+    #[test]
+    fn an_override_wins_over_the_catalog_only_while_in_force() {
+        let o: Row = serde_json::from_value(json!({
+            "model_id": "o3", "version_id": "org-v1", "version": 1, "effective_from": "2025-06-01",
+            "effective_to": "2025-06-20", "currency": "USD", "input_per_1m": "3.00", "output_per_1m": "9.00",
+        }))
+        .unwrap();
+        let mut book = PriceBook::merged(&[o], &catalog_rows("openai")).unwrap();
+        let t = t_input(1_000_000);
+        // 2025-05-31: catalog 10.00; 2025-06-01..19: override 3.00; from 2025-06-20: catalog 2.00.
+        for (d, total, source) in [
+            ("2025-05-31", "10", PriceSource::Catalog),
+            ("2025-06-15", "3", PriceSource::Override),
+            ("2025-06-20", "2", PriceSource::Catalog),
+        ] {
+            let (v, c) = book.price("o3", day(d), Tier::Standard, Context::Short, &t);
+            assert_eq!((v.unwrap().source, c.unwrap().total), (source, dec(total)), "{d}");
+        }
     }
 
     #[test]

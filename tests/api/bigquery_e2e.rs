@@ -15,7 +15,7 @@ async fn product_flow_on_bigquery() {
 
     // Bootstrap: everything created, then nothing twice.
     let first = app.bootstrap().await;
-    assert_eq!(first.body["tables_created"].as_array().unwrap().len(), 15, "{}", first.body);
+    assert_eq!(first.body["tables_created"].as_array().unwrap().len(), 16, "{}", first.body);
     assert_eq!(first.body["views_created"].as_array().unwrap().len(), 6);
     let second = app.bootstrap().await;
     assert!(second.body["tables_created"].as_array().unwrap().is_empty(), "{}", second.body);

@@ -1,5 +1,6 @@
-//! `POST /api/v1/admin/bootstrap`: creates the central dataset, 15 tables and 6 views; a second
-//! call creates nothing and keeps every row; the force flags do what they say.
+//! `POST /api/v1/admin/bootstrap`: creates the central dataset, 16 tables (the price catalog among
+//! them) and 6 views; a second call creates nothing and keeps every row (the catalog's too); the
+//! force flags do what they say.
 
 use common::warehouse::counting::{StatementKind, StatementLog};
 use convergence_tests::{Key, TestApp};
@@ -16,7 +17,7 @@ async fn first_call_creates_everything_second_creates_nothing() {
     let first = app.bootstrap().await;
     assert_eq!(first.body["dataset"], "organizations");
     assert_eq!(first.body["dataset_created"], true);
-    assert_eq!(names(&first.body["tables_created"]).len(), 15);
+    assert_eq!(names(&first.body["tables_created"]).len(), 16);
     assert_eq!(
         names(&first.body["views_created"]),
         vec![
@@ -29,7 +30,7 @@ async fn first_call_creates_everything_second_creates_nothing() {
         ]
     );
     let present = app.warehouse().list_tables("organizations").await.unwrap();
-    assert_eq!(present.len(), 21, "{present:?}");
+    assert_eq!(present.len(), 22, "{present:?}");
 
     app.onboard("acme").await;
     let before = app.all_counts().await;
@@ -37,7 +38,7 @@ async fn first_call_creates_everything_second_creates_nothing() {
     assert_eq!(second.body["dataset_created"], false);
     assert!(names(&second.body["tables_created"]).is_empty());
     assert!(names(&second.body["views_created"]).is_empty());
-    assert_eq!(names(&second.body["tables_existing"]).len(), 15);
+    assert_eq!(names(&second.body["tables_existing"]).len(), 16);
     assert_eq!(names(&second.body["views_existing"]).len(), 6);
     let after = app.all_counts().await;
     // Only the audit log grows (the bootstrap itself is audited).
@@ -78,7 +79,7 @@ async fn force_recreate_tables_empties_them() {
     let r = app.post("/api/v1/admin/bootstrap", Key::Root, json!({"force_recreate_tables": true})).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     assert_eq!(r.body["dataset_created"], false);
-    assert_eq!(names(&r.body["tables_created"]).len(), 15);
+    assert_eq!(names(&r.body["tables_created"]).len(), 16);
     assert_eq!(names(&r.body["views_created"]).len(), 6);
     assert_eq!(app.count("org_profiles", None).await, 0);
     // Nothing cached from the old tables survives.

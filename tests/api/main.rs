@@ -4,6 +4,7 @@ mod auth;
 mod bigquery_e2e;
 mod bigquery_errors;
 mod bootstrap;
+mod catalog;
 mod cloud_binaries;
 mod cloud_run;
 mod daily_loop;

@@ -252,9 +252,9 @@ async fn anthropic_usage_and_cost_price_every_token_type() {
 async fn a_model_missing_from_the_book_is_reported_not_priced_at_zero() {
     let app = setup().await;
     run::<OpenAiUsage>(&app, json!({}), OPENAI_KEY, window()).await.unwrap();
-    // The organization's book loses gpt-4o-mini altogether (every version).
-    let dataset = app.state.org_dataset(ORG);
-    let t = app.state.warehouse.table_ref(&dataset, "openai_model_pricing").unwrap();
+    // gpt-4o-mini leaves the prices altogether: every catalog version (the organization has no
+    // override of it).
+    let t = app.state.central_table("price_catalog").unwrap();
     let n = app
         .state
         .warehouse
@@ -291,20 +291,25 @@ async fn a_model_missing_from_the_book_is_reported_not_priced_at_zero() {
 async fn usage_is_priced_with_the_version_in_force_on_its_day() {
     let app = setup().await;
     run::<AnthropicUsage>(&app, json!({}), ANTHROPIC_KEY, window()).await.unwrap();
-    // Change Haiku 4.5's output price from 2025-03-05 (a new version; the old one closes then).
+    // Override Haiku 4.5's output price from 2025-03-05: the catalog prices the days before, the
+    // organization's override (its version 1) the days from then.
     let book =
         common::pricebook::Book::open(&app.state, ORG, "anthropic", common::pricebook::BookKind::Pricing).unwrap();
     let changes = BTreeMap::from([("output_per_1m".to_string(), common::pricebook::Input::Text("10.00".into()))]);
-    book.update("claude-haiku-4-5-20251001", &changes, Some(day("2025-03-05")), "test").await.unwrap();
+    let (_, current) =
+        book.update("claude-haiku-4-5-20251001", &changes, Some(day("2025-03-05")), "test").await.unwrap();
+    let override_id = current["version_id"].as_str().unwrap().to_string();
     let cost = run::<AnthropicCost>(&app, json!({}), ANTHROPIC_KEY, window()).await.unwrap();
     let costs = rows(&app, "anthropic_cost_daily").await;
     let haiku: Vec<&Row> = costs.iter().filter(|r| r["model"] == "claude-haiku-4-5-20251001").collect();
     for r in &haiku {
         let d = day(r["usage_date"].as_str().unwrap());
-        let expected = if d < day("2025-03-05") { 1 } else { 2 };
-        assert_eq!(r["price_version"], expected, "{r:?}");
+        let expected = if d < day("2025-03-05") { "anthropic/claude-haiku-4-5-20251001/v1" } else { &override_id };
+        assert_eq!(r["price_version_id"], expected, "{r:?}");
+        assert_eq!(r["price_version"], 1, "{r:?}");
     }
-    assert!(haiku.iter().any(|r| r["price_version"] == 2) && haiku.iter().any(|r| r["price_version"] == 1));
+    assert!(haiku.iter().any(|r| r["price_version_id"] == override_id.as_str()));
+    assert!(haiku.iter().any(|r| r["price_version_id"] != override_id.as_str()));
     // The sandbox bills the default prices: the days after the change no longer reconcile.
     let dq = dq_rows(&app, "anthropic_cost_daily").await;
     for r in dq.iter().filter(|r| r["check_name"] == "cost_reconciliation_daily") {

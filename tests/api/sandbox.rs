@@ -5,8 +5,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use common::pricebook::records::parse_seed_csv;
-use common::pricebook::BookKind;
+use common::pricebook::records::parse_catalog_csv;
 use convergence_tests::{Key, TestApp};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -293,13 +292,14 @@ fn scaled(text: &str, scale: u32) -> i128 {
     digits * 10i128.pow(shift as u32)
 }
 
-/// A price book from the default CSV: model → column → price in thousandths of a dollar per 1M
-/// tokens (so tokens × price = nanodollars, exactly).
+/// The catalog's current prices from the catalog CSV: model → column → price in thousandths of a
+/// dollar per 1M tokens (so tokens × price = nanodollars, exactly).
 fn price_book(provider: &str) -> BTreeMap<String, HashMap<String, i128>> {
     let path = format!("{}/../configs/{provider}/seed/data/default_pricing.csv", env!("CARGO_MANIFEST_DIR"));
-    let entries = parse_seed_csv(BookKind::Pricing, &std::fs::read_to_string(path).unwrap()).unwrap();
-    entries
-        .into_iter()
+    let rows = parse_catalog_csv(&std::fs::read_to_string(path).unwrap()).unwrap();
+    rows.into_iter()
+        .filter(|r| r.effective_to.is_none())
+        .map(|r| r.entry)
         .map(|e| {
             let prices = e
                 .iter()

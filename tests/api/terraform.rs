@@ -188,6 +188,7 @@ const DESIGN_ROUTES: &[(&str, &str)] = &[
     ("pricing", "/api/v1/integrations/acme_corp/openai/subscriptions"),
     ("pricing", "/api/v1/integrations/acme_corp/openai/subscriptions/chatgpt-team"),
     ("pricing", "/api/v1/integrations/acme_corp/openai/subscriptions/reset"),
+    ("pricing", "/api/v1/pricing/catalog/openai"),
     ("pipelines-run", "/api/v1/pipelines/run/acme_corp/openai/usage_cost"),
     ("pipelines-run", "/api/v1/pipelines/run/acme_corp/gcp/cost/billing"),
     ("pipelines-run", "/api/v1/pipelines/runs/acme_corp"),

@@ -142,13 +142,19 @@ pub struct Configs {
     pub dq_suites: data_quality::Suites,
 }
 
-/// `configs/{provider}/seed/`: an LLM provider's price-book tables (`schemas/<table>.json`) and
-/// default rows (`data/default_pricing.csv`, `data/default_subscriptions.csv`).
+/// `configs/{provider}/seed/`: an LLM provider's price-book tables (`schemas/<table>.json`), its
+/// price catalog (`data/default_pricing.csv`: every version of every model's prices, loaded into
+/// the central `price_catalog` at bootstrap) and default plans (`data/default_subscriptions.csv`,
+/// copied into each organization's subscriptions book).
 #[derive(Debug, Clone)]
 pub struct PriceBookSeed {
+    /// The organization's pricing book: its overrides of the catalog.
     pub pricing_schema: TableSchema,
     pub subscriptions_schema: TableSchema,
+    /// The catalog's current version of each model (what the catalog charges from today on).
     pub pricing: Vec<Entry>,
+    /// Every version in the catalog file, in file order.
+    pub catalog: Vec<records::CatalogSeedRow>,
     pub subscriptions: Vec<Entry>,
 }
 
@@ -167,6 +173,9 @@ impl PriceBookSeed {
         }
     }
 }
+
+/// The central table holding every LLM provider's price catalog (DESIGN §9).
+pub const PRICE_CATALOG_TABLE: &str = "price_catalog";
 
 /// Every problem found, each prefixed with the file it is in.
 #[derive(Debug)]
@@ -248,7 +257,11 @@ impl Configs {
                 let file = format!("setup/bootstrap/schemas/{table}.json");
                 if let Some(mut schema) = l.json::<TableSchema>(&file) {
                     schema.name = table.clone();
-                    for p in schema.problems() {
+                    let mut problems = schema.problems();
+                    if table == PRICE_CATALOG_TABLE {
+                        problems.extend(records::catalog_schema_problems(&schema));
+                    }
+                    for p in problems {
                         l.problem(&file, p);
                     }
                     central_tables.push(schema);
@@ -365,6 +378,15 @@ impl Configs {
         }
 
         let mut price_books = BTreeMap::new();
+        if let Some(b) = &bootstrap {
+            let has_llm = providers.as_ref().is_some_and(|p| p.providers.values().any(|p| p.category == "llm"));
+            if has_llm && !b.tables.iter().any(|t| t == PRICE_CATALOG_TABLE) {
+                l.problem(
+                    "setup/bootstrap/config.yml",
+                    format!("tables must list {PRICE_CATALOG_TABLE}: the LLM providers' prices are read from it"),
+                );
+            }
+        }
         if let Some(p) = &providers {
             for (name, provider) in &p.providers {
                 if provider.category == "llm" {
@@ -485,29 +507,34 @@ fn load_price_book(l: &mut Loader, provider: &str) -> Option<PriceBookSeed> {
             }
         }
     }
-    let rows = |l: &mut Loader, kind: BookKind| {
-        let file = format!("{provider}/seed/data/{}", kind.csv_file());
-        let text = l.read(&file)?;
-        match records::parse_seed_csv(kind, &text) {
+    fn checked<T>(l: &mut Loader, file: &str, parsed: Result<Vec<T>, Vec<String>>) -> Option<Vec<T>> {
+        match parsed {
             Ok(rows) if rows.is_empty() => {
-                l.problem(&file, "no rows: the defaults need at least one");
+                l.problem(file, "no rows: the defaults need at least one");
                 None
             }
             Ok(rows) => Some(rows),
             Err(problems) => {
                 for p in problems {
-                    l.problem(&file, p);
+                    l.problem(file, p);
                 }
                 None
             }
         }
-    };
-    let pricing = rows(l, BookKind::Pricing);
-    let subscriptions = rows(l, BookKind::Subscriptions);
+    }
+    let catalog_file = format!("{provider}/seed/data/{}", BookKind::Pricing.csv_file());
+    let catalog = l.read(&catalog_file).and_then(|text| checked(l, &catalog_file, records::parse_catalog_csv(&text)));
+    let plans_file = format!("{provider}/seed/data/{}", BookKind::Subscriptions.csv_file());
+    let subscriptions = l
+        .read(&plans_file)
+        .and_then(|text| checked(l, &plans_file, records::parse_seed_csv(BookKind::Subscriptions, &text)));
+    let catalog = catalog?;
+    let pricing = catalog.iter().filter(|r| r.effective_to.is_none()).map(|r| r.entry.clone()).collect();
     Some(PriceBookSeed {
         pricing_schema: pricing_schema?,
         subscriptions_schema: subscriptions_schema?,
-        pricing: pricing?,
+        pricing,
+        catalog,
         subscriptions: subscriptions?,
     })
 }
@@ -631,7 +658,7 @@ mod tests {
     #[test]
     fn shipped_configs_are_valid() {
         let c = Configs::load(&repo_configs(), &crate::processors::REGISTRY).unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(c.central_tables.len(), 15);
+        assert_eq!(c.central_tables.len(), 16);
         assert_eq!(c.central_views.len(), 6);
         assert_eq!(c.plan_names(), vec!["PROFESSIONAL", "SCALE", "STARTER"]);
         assert_eq!(c.org_dataset("acme", Environment::Production), "acme_prod");
@@ -668,19 +695,22 @@ mod tests {
         let csv = dir.path().join("openai/seed/data/default_pricing.csv");
         let mut text = std::fs::read_to_string(&csv).unwrap();
         text = text.replacen("gpt-4o-mini,USD,0.15", "gpt-4o-mini,USD,-0.15", 1);
-        text.push_str("gpt-4o,USD,1,,,,2,,,,,,,,,,\n");
-        text.push_str("gpt 4o!,EUX,1,,,,2,,,,,,,,,,\n");
+        text.push_str("gpt-4o,USD,1,,,,2,,,,,,,,,,,2025-01-01,\n");
+        text.push_str("gpt 4o!,EUX,1,,,,2,,,,,,,,,,,1970-01-01,\n");
         std::fs::write(&csv, text).unwrap();
         let plans = dir.path().join("anthropic/seed/data/default_subscriptions.csv");
         std::fs::write(&plans, "plan_name,plan_type\n").unwrap();
         let err = Configs::load(dir.path(), &crate::processors::REGISTRY).unwrap_err().to_string();
         assert!(
-            err.contains("openai/seed/data/default_pricing.csv: line 3: input_per_1m must not be negative"),
+            err.contains("openai/seed/data/default_pricing.csv: line 4: input_per_1m must not be negative"),
             "{err}"
         );
-        assert!(err.contains("default_pricing.csv: line 23: duplicate model gpt-4o (first on line 2)"), "{err}");
-        assert!(err.contains("default_pricing.csv: line 24: model_id \"gpt 4o!\" is malformed"), "{err}");
-        assert!(err.contains("default_pricing.csv: line 24: currency \"EUX\" is unknown"), "{err}");
+        assert!(
+            err.contains("default_pricing.csv: line 39: this version of gpt-4o overlaps the one on line 2"),
+            "{err}"
+        );
+        assert!(err.contains("default_pricing.csv: line 40: model_id \"gpt 4o!\" is malformed"), "{err}");
+        assert!(err.contains("default_pricing.csv: line 40: currency \"EUX\" is unknown"), "{err}");
         assert!(
             err.contains("anthropic/seed/data/default_subscriptions.csv: line 1: column currency is missing"),
             "{err}"

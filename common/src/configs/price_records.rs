@@ -4,6 +4,8 @@
 
 use std::sync::LazyLock;
 
+use chrono::NaiveDate;
+
 use regex::Regex;
 use rust_decimal::Decimal;
 use serde_json::{Map, Value};
@@ -368,6 +370,32 @@ pub fn cross_checks(kind: BookKind, entry: &Entry, problems: &mut Vec<String>) {
 
 /// Whether a table schema has every column the book writes, with the right types.
 pub fn schema_problems(kind: BookKind, schema: &TableSchema) -> Vec<String> {
+    table_problems(VERSION_COLUMNS, kind, schema)
+}
+
+/// Versioning columns of the central price catalog (`price_catalog`) besides the pricing
+/// columns: one row per version of one provider's model. A version is never changed in place
+/// except to mark it superseded (a later load of the catalog corrected it); readers see only
+/// versions with no `superseded_at`.
+pub const CATALOG_VERSION_COLUMNS: &[(&str, FieldType, Mode)] = &[
+    ("version_id", FieldType::String, Mode::Required),
+    ("provider", FieldType::String, Mode::Required),
+    ("version", FieldType::Int64, Mode::Required),
+    ("effective_from", FieldType::Date, Mode::Required),
+    ("effective_to", FieldType::Date, Mode::Nullable),
+    ("source", FieldType::String, Mode::Required),
+    ("created_at", FieldType::Timestamp, Mode::Required),
+    ("created_by", FieldType::String, Mode::Required),
+    ("superseded_at", FieldType::Timestamp, Mode::Nullable),
+    ("superseded_by", FieldType::String, Mode::Nullable),
+];
+
+/// Whether the catalog table's schema has every column the catalog writes, with the right types.
+pub fn catalog_schema_problems(schema: &TableSchema) -> Vec<String> {
+    table_problems(CATALOG_VERSION_COLUMNS, BookKind::Pricing, schema)
+}
+
+fn table_problems(version_columns: &[(&str, FieldType, Mode)], kind: BookKind, schema: &TableSchema) -> Vec<String> {
     let mut problems = Vec::new();
     let mut expect = |name: &str, t: FieldType, required: bool| match schema.field(name) {
         None => problems.push(format!("column {name} is missing")),
@@ -377,7 +405,7 @@ pub fn schema_problems(kind: BookKind, schema: &TableSchema) -> Vec<String> {
         }
         Some(_) => {}
     };
-    for (name, t, mode) in VERSION_COLUMNS {
+    for (name, t, mode) in version_columns {
         expect(name, *t, *mode == Mode::Required);
     }
     for c in kind.columns() {
@@ -390,134 +418,276 @@ pub fn schema_problems(kind: BookKind, schema: &TableSchema) -> Vec<String> {
         expect(c.name, t, c.required);
     }
     for f in &schema.fields {
-        if kind.column(&f.name).is_none() && !VERSION_COLUMNS.iter().any(|(n, _, _)| *n == f.name) {
+        if kind.column(&f.name).is_none() && !version_columns.iter().any(|(n, _, _)| *n == f.name) {
             problems.push(format!("column {} is not one the price book writes", f.name));
         }
     }
     problems
 }
 
-/// A small RFC 4180 reader: comma-separated, `"` quotes (with `""` inside), CRLF or LF. Returns
-/// (line number, cells) per non-empty record.
-pub fn parse_csv(text: &str) -> Result<Vec<(usize, Vec<String>)>, String> {
-    let mut records = Vec::new();
-    let mut line = 1;
-    let mut chars = text.chars().peekable();
-    while chars.peek().is_some() {
-        let start_line = line;
-        let mut cells = Vec::new();
-        let mut cell = String::new();
-        let mut quoted = false;
-        let mut cell_started_quoted = false;
-        loop {
-            let Some(c) = chars.next() else {
-                if quoted {
-                    return Err(format!("line {start_line}: a quoted value is not closed"));
-                }
-                break;
-            };
-            if quoted {
-                match c {
-                    '"' if chars.peek() == Some(&'"') => {
-                        chars.next();
-                        cell.push('"');
-                    }
-                    '"' => quoted = false,
-                    '\n' => {
-                        line += 1;
-                        cell.push(c);
-                    }
-                    _ => cell.push(c),
-                }
-                continue;
-            }
-            match c {
-                '"' if cell.is_empty() && !cell_started_quoted => {
-                    quoted = true;
-                    cell_started_quoted = true;
-                }
-                '"' => return Err(format!("line {line}: a quote inside an unquoted value (quote the whole value)")),
-                ',' => {
-                    cells.push(std::mem::take(&mut cell));
-                    cell_started_quoted = false;
-                }
-                '\r' if chars.peek() == Some(&'\n') => {}
-                '\n' => {
-                    line += 1;
-                    break;
-                }
-                _ if cell_started_quoted => {
-                    return Err(format!("line {line}: text after a closing quote"));
-                }
-                _ => cell.push(c),
-            }
-        }
-        cells.push(cell);
-        if !(cells.len() == 1 && cells[0].trim().is_empty()) {
-            records.push((start_line, cells));
-        }
+/// The line a record starts on. The `csv` crate's own line count stops at the end of the
+/// previous record (blank lines and a CRLF's second byte are not counted), so the line is counted
+/// here from the byte offset it reports, past the line breaks that precede the record.
+fn line_at(text: &str, byte: u64) -> usize {
+    let bytes = text.as_bytes();
+    let mut i = usize::try_from(byte).unwrap_or(usize::MAX).min(bytes.len());
+    while i < bytes.len() && matches!(bytes[i], b'\r' | b'\n') {
+        i += 1;
     }
-    Ok(records)
+    1 + bytes[..i].iter().filter(|b| **b == b'\n').count()
 }
 
-/// Parses and checks a seed CSV: header = the book's columns (any order, all present), every
-/// row valid, no key twice. Errors carry the line number.
-pub fn parse_seed_csv(kind: BookKind, text: &str) -> Result<Vec<Entry>, Vec<String>> {
-    let records = parse_csv(text).map_err(|e| vec![e])?;
-    let Some(((_, header), rows)) = records.split_first() else {
+/// A data record of a CSV file: the line it starts on and its cells.
+type CsvRecord = (usize, Vec<String>);
+
+/// Reads CSV text with the `csv` crate (RFC 4180: `"` quotes, `""` inside, CRLF or LF): the
+/// header, then (line number, cells) per non-blank record. A malformed file is one problem naming
+/// its line.
+fn read_csv(text: &str) -> Result<(Vec<String>, Vec<CsvRecord>), Vec<String>> {
+    let mut reader = csv::ReaderBuilder::new().has_headers(false).flexible(true).from_reader(text.as_bytes());
+    let mut records = Vec::new();
+    for result in reader.records() {
+        let record = result.map_err(|e| {
+            vec![match e.position() {
+                Some(p) => format!("line {}: {e}", p.line()),
+                None => e.to_string(),
+            }]
+        })?;
+        let line = record.position().map_or(0, |p| line_at(text, p.byte()));
+        let cells: Vec<String> = record.iter().map(str::to_string).collect();
+        if cells.len() == 1 && cells[0].trim().is_empty() {
+            continue;
+        }
+        records.push((line, cells));
+    }
+    let mut records = records.into_iter();
+    let Some((_, header)) = records.next() else {
         return Err(vec!["the file is empty: it needs a header line".into()]);
     };
+    Ok((header.iter().map(|h| h.trim().to_string()).collect(), records.collect()))
+}
+
+/// One checked data row of a price file: its line, the entry, and the cells of the extra columns
+/// (in the order asked for).
+type CheckedRow = (usize, Entry, Vec<String>);
+
+/// Parses and checks a price file whose header holds the book's columns plus `extra` (any order,
+/// all present). Every problem carries its line: Err for a file that cannot be read row by row,
+/// else the valid rows and the problems of the others.
+fn parse_price_file(kind: BookKind, text: &str, extra: &[&str]) -> Result<(Vec<CheckedRow>, Vec<String>), Vec<String>> {
+    let (header, rows) = read_csv(text)?;
     let mut problems = Vec::new();
-    for h in header {
-        if kind.column(h.trim()).is_none() {
+    for h in &header {
+        if kind.column(h).is_none() && !extra.contains(&h.as_str()) {
             problems.push(format!("line 1: column {h:?} is not a {} column", kind.noun()));
         }
     }
-    for c in kind.columns() {
-        if !header.iter().any(|h| h.trim() == c.name) {
-            problems.push(format!("line 1: column {} is missing", c.name));
+    for name in kind.columns().iter().map(|c| c.name).chain(extra.iter().copied()) {
+        if !header.iter().any(|h| h == name) {
+            problems.push(format!("line 1: column {name} is missing"));
         }
     }
     if !problems.is_empty() {
         return Err(problems);
     }
-    let mut entries: Vec<Entry> = Vec::new();
-    let mut seen = std::collections::HashMap::new();
+    let mut out = Vec::new();
     for (line, cells) in rows {
         if cells.len() != header.len() {
             problems.push(format!("line {line}: {} values for {} columns", cells.len(), header.len()));
             continue;
         }
-        let values = header.iter().zip(cells).map(|(h, v)| (h.trim(), Input::Text(v.clone())));
+        let values = header
+            .iter()
+            .zip(&cells)
+            .filter(|(h, _)| !extra.contains(&h.as_str()))
+            .map(|(h, v)| (h.as_str(), Input::Text(v.clone())));
+        let extras: Vec<String> = extra
+            .iter()
+            .map(|name| header.iter().position(|h| h == name).map(|i| cells[i].trim().to_string()).unwrap_or_default())
+            .collect();
         match check_entry(kind, values) {
-            Ok(entry) => {
-                let key = entry.get(kind.key_column()).and_then(Value::as_str).unwrap_or_default().to_string();
-                if let Some(first) = seen.insert(key.clone(), *line) {
-                    problems.push(format!("line {line}: duplicate {} {key} (first on line {first})", kind.entry()));
-                }
-                entries.push(entry);
-            }
+            Ok(entry) => out.push((line, entry, extras)),
             Err(errors) => problems.extend(errors.into_iter().map(|e| format!("line {line}: {e}"))),
         }
     }
+    Ok((out, problems))
+}
+
+/// Parses and checks a seed CSV: header = the book's columns (any order, all present), every
+/// row valid, no key twice. Errors carry the line number.
+pub fn parse_seed_csv(kind: BookKind, text: &str) -> Result<Vec<Entry>, Vec<String>> {
+    let (rows, mut problems) = parse_price_file(kind, text, &[])?;
+    let mut seen = std::collections::HashMap::new();
+    for (line, entry, _) in &rows {
+        let key = entry.get(kind.key_column()).and_then(Value::as_str).unwrap_or_default().to_string();
+        if let Some(first) = seen.insert(key.clone(), *line) {
+            problems.push(format!("line {line}: duplicate {} {key} (first on line {first})", kind.entry()));
+        }
+    }
     if problems.is_empty() {
-        Ok(entries)
+        Ok(rows.into_iter().map(|(_, entry, _)| entry).collect())
     } else {
         Err(problems)
     }
+}
+
+/// The date columns a catalog file and table add to the pricing columns: the version is in force
+/// on day D when `effective_from <= D` and (`effective_to` is empty or `D < effective_to`).
+pub const CATALOG_DATE_COLUMNS: [&str; 2] = ["effective_from", "effective_to"];
+
+/// One version of one model's prices in a catalog file (`configs/{provider}/seed/data/default_pricing.csv`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct CatalogSeedRow {
+    pub line: usize,
+    /// The pricing columns, checked.
+    pub entry: Entry,
+    pub effective_from: NaiveDate,
+    /// Exclusive; None while the version is current.
+    pub effective_to: Option<NaiveDate>,
+}
+
+impl CatalogSeedRow {
+    pub fn model_id(&self) -> &str {
+        self.entry.get("model_id").and_then(Value::as_str).unwrap_or_default()
+    }
+}
+
+/// Parses and checks a catalog file: the pricing columns plus `effective_from` (required) and
+/// `effective_to` (empty while current, after `effective_from`), a model's versions never
+/// overlapping. A model may have several rows (its price history). Errors carry the line number.
+pub fn parse_catalog_csv(text: &str) -> Result<Vec<CatalogSeedRow>, Vec<String>> {
+    let (rows, mut problems) = parse_price_file(BookKind::Pricing, text, &CATALOG_DATE_COLUMNS)?;
+    let mut out = Vec::new();
+    for (line, entry, dates) in rows {
+        let from = match parse_date(&dates[0]) {
+            Some(d) => d,
+            None => {
+                problems.push(format!("line {line}: effective_from must be a date YYYY-MM-DD (got {:?})", dates[0]));
+                continue;
+            }
+        };
+        let to = match dates[1].as_str() {
+            "" => None,
+            text => match parse_date(text) {
+                Some(d) if d > from => Some(d),
+                Some(_) => {
+                    problems.push(format!("line {line}: effective_to must be after effective_from"));
+                    continue;
+                }
+                None => {
+                    problems
+                        .push(format!("line {line}: effective_to must be a date YYYY-MM-DD or empty (got {text:?})"));
+                    continue;
+                }
+            },
+        };
+        out.push(CatalogSeedRow { line, entry, effective_from: from, effective_to: to });
+    }
+    let mut by_model: std::collections::BTreeMap<&str, Vec<&CatalogSeedRow>> = std::collections::BTreeMap::new();
+    for row in &out {
+        by_model.entry(row.model_id()).or_default().push(row);
+    }
+    for (model, mut versions) in by_model {
+        versions.sort_by_key(|r| r.effective_from);
+        for pair in versions.windows(2) {
+            if pair[0].effective_to.is_none_or(|to| to > pair[1].effective_from) {
+                problems.push(format!(
+                    "line {}: this version of {model} overlaps the one on line {} (each version must end, \
+                     with effective_to, on or before the next one's effective_from)",
+                    pair[1].line, pair[0].line
+                ));
+            }
+        }
+    }
+    if problems.is_empty() {
+        Ok(out)
+    } else {
+        Err(problems)
+    }
+}
+
+/// Whether two price rows charge the same: every money, count and currency column equal (notes
+/// and deprecation dates say nothing about what usage costs).
+pub fn same_prices(a: &Map<String, Value>, b: &Map<String, Value>) -> bool {
+    BookKind::Pricing.columns().iter().filter(|c| matches!(c.kind, Kind::Money | Kind::Count | Kind::Currency)).all(
+        |c| {
+            let value = |row: &Map<String, Value>| -> Option<String> {
+                match row.get(c.name) {
+                    None | Some(Value::Null) => None,
+                    Some(Value::String(s)) if c.kind == Kind::Money => parse_decimal(s).map(canonical_decimal),
+                    Some(Value::Number(n)) if c.kind == Kind::Money => {
+                        parse_decimal(&n.to_string()).map(canonical_decimal)
+                    }
+                    Some(Value::String(s)) => Some(s.trim().to_string()),
+                    Some(other) => Some(other.to_string()),
+                }
+            };
+            value(a) == value(b)
+        },
+    )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    const PRICING_HEADER: &str = "model_id,currency,input_per_1m,cached_input_per_1m,cache_write_5m_per_1m,cache_write_1h_per_1m,output_per_1m,batch_input_per_1m,batch_output_per_1m,long_context_threshold_tokens,long_context_input_per_1m,long_context_cached_input_per_1m,long_context_cache_write_5m_per_1m,long_context_cache_write_1h_per_1m,long_context_output_per_1m,deprecation_date,notes";
+
     #[test]
     fn csv_quotes_and_lines() {
-        let rows = parse_csv("a,b\n\"x, y\",\"say \"\"hi\"\"\"\r\n\n1,\n").unwrap();
-        assert_eq!(rows.len(), 3);
-        assert_eq!(rows[1], (2, vec!["x, y".to_string(), "say \"hi\"".to_string()]));
-        assert_eq!(rows[2], (4, vec!["1".to_string(), String::new()]));
-        assert!(parse_csv("a,\"b\n").is_err());
+        // Quoted commas and quotes, CRLF, a blank line: line numbers still name the file's lines.
+        let text = format!(
+            "{PRICING_HEADER}\r\nm1,USD,1,,,,2,,,,,,,,,,\"a, \"\"quoted\"\" note\"\r\n\nm2,USD,x,,,,2,,,,,,,,,,\n"
+        );
+        let errs = parse_seed_csv(BookKind::Pricing, &text).unwrap_err();
+        assert_eq!(
+            errs,
+            vec!["line 4: input_per_1m must be a decimal number such as \"2.50\" (got \"x\")".to_string()]
+        );
+        let ok =
+            parse_seed_csv(BookKind::Pricing, &format!("{PRICING_HEADER}\nm1,USD,1,,,,2,,,,,,,,,,\"a, \"\"q\"\"\"\n"))
+                .unwrap();
+        assert_eq!(ok[0]["notes"], "a, \"q\"");
+        let short = parse_seed_csv(BookKind::Pricing, &format!("{PRICING_HEADER}\nm1,USD,1\n")).unwrap_err();
+        assert_eq!(short, vec!["line 2: 3 values for 17 columns".to_string()]);
+    }
+
+    #[test]
+    fn catalog_rows_carry_dates_and_may_not_overlap() {
+        let header = format!("{PRICING_HEADER},effective_from,effective_to");
+        let text = format!(
+            "{header}\no3,USD,10,2.5,,,40,,,,,,,,,,launch,1970-01-01,2025-06-10\n\
+             o3,USD,2,0.5,,,8,,,,,,,,,,cut,2025-06-10,\n"
+        );
+        let rows = parse_catalog_csv(&text).unwrap();
+        assert_eq!(rows.len(), 2);
+        assert_eq!(rows[0].effective_to, parse_date("2025-06-10"));
+        assert_eq!(rows[1].effective_to, None);
+        assert_eq!(rows[1].model_id(), "o3");
+        let overlapping = format!(
+            "{header}\no3,USD,10,,,,40,,,,,,,,,,,1970-01-01,\n\
+             o3,USD,2,,,,8,,,,,,,,,,,2025-06-10,\n\
+             m,USD,2,,,,8,,,,,,,,,,,2025-06-10,2025-06-10\n\
+             n,USD,2,,,,8,,,,,,,,,,,,\n"
+        );
+        let errs = parse_catalog_csv(&overlapping).unwrap_err().join("\n");
+        assert!(errs.contains("line 3: this version of o3 overlaps the one on line 2"), "{errs}");
+        assert!(errs.contains("line 4: effective_to must be after effective_from"), "{errs}");
+        assert!(errs.contains("line 5: effective_from must be a date"), "{errs}");
+        // The pricing-only header is not a catalog file.
+        let errs = parse_catalog_csv(&format!("{PRICING_HEADER}\n")).unwrap_err().join("\n");
+        assert!(errs.contains("column effective_from is missing"), "{errs}");
+    }
+
+    #[test]
+    fn same_prices_ignores_notes_and_decimal_form() {
+        let row = |input: &str, notes: &str| -> Map<String, Value> {
+            serde_json::from_value(serde_json::json!({"model_id": "m", "currency": "USD", "input_per_1m": input,
+                "output_per_1m": "2.00", "notes": notes, "batch_input_per_1m": null}))
+            .unwrap()
+        };
+        assert!(same_prices(&row("1.5", "a"), &row("1.50", "b")));
+        assert!(!same_prices(&row("1.5", "a"), &row("1.25", "a")));
     }
 
     #[test]
@@ -552,11 +722,13 @@ mod tests {
 
     #[test]
     fn seed_csv_errors_name_lines() {
-        let text = "model_id,currency,input_per_1m,cached_input_per_1m,cache_write_5m_per_1m,cache_write_1h_per_1m,output_per_1m,batch_input_per_1m,batch_output_per_1m,long_context_threshold_tokens,long_context_input_per_1m,long_context_cached_input_per_1m,long_context_cache_write_5m_per_1m,long_context_cache_write_1h_per_1m,long_context_output_per_1m,deprecation_date,notes\n\
+        let text = format!(
+            "{PRICING_HEADER}\n\
             m1,USD,1,,,,2,,,,,,,,,,\n\
             m1,USD,1,,,,2,,,,,,,,,,\n\
-            m2,ZZZ,-1,,,,x,,,,,,,,,,\n";
-        let errs = parse_seed_csv(BookKind::Pricing, text).unwrap_err().join("\n");
+            m2,ZZZ,-1,,,,x,,,,,,,,,,\n"
+        );
+        let errs = parse_seed_csv(BookKind::Pricing, &text).unwrap_err().join("\n");
         assert!(errs.contains("line 3: duplicate model m1 (first on line 2)"), "{errs}");
         assert!(errs.contains("line 4: currency \"ZZZ\""), "{errs}");
         assert!(errs.contains("line 4: input_per_1m must not be negative"), "{errs}");

@@ -95,6 +95,7 @@ impl From<PriceBookError> for ApiError {
             PriceBookError::NotFound(m) => ApiError::not_found(m),
             PriceBookError::NoBook(m) => ApiError::new(StatusCode::NOT_FOUND, "price_book_not_found", m),
             PriceBookError::Exists(m) => ApiError::conflict(m),
+            PriceBookError::NoCatalog(m) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "price_catalog_missing", m),
             PriceBookError::Warehouse(w) => w.into(),
         }
     }

@@ -1,12 +1,12 @@
 //! What the LLM providers' steps share (OpenAI and Anthropic alike): the admin key of the run,
 //! the HTTP client aimed at the configured base, provider failures as step errors, and the
-//! organization's price book over the window.
+//! organization's prices over the window.
 
 use secrecy::ExposeSecret;
 
 use crate::cost::PriceBook;
 use crate::pipeline::{StepContext, StepError};
-use crate::pricebook::BookKind;
+use crate::pricebook::PriceBookError;
 use crate::providers::retry::ProviderError;
 use crate::providers::ProviderHttp;
 
@@ -27,19 +27,23 @@ pub(crate) fn http(ctx: &StepContext<'_>) -> Result<ProviderHttp, StepError> {
     ProviderHttp::from_settings(ctx.settings).map_err(StepError::Failed)
 }
 
-/// The provider's pricing book over the window, or a clear error.
+/// The provider's prices over the window (the organization's overrides over the catalog), or a
+/// clear error.
 pub(crate) async fn load_book(ctx: &StepContext<'_>, provider: &str) -> Result<PriceBook, StepError> {
-    let rows = crate::pricebook::versions_between(
+    let window = crate::pricebook::pricing_between(
         ctx.warehouse,
         ctx.configs,
         ctx.dataset,
         ctx.org_slug,
         provider,
-        BookKind::Pricing,
         ctx.start_date,
         ctx.end_date,
     )
-    .await?
+    .await
+    .map_err(|e| match e {
+        PriceBookError::Warehouse(w) => StepError::Warehouse(w),
+        other => StepError::Failed(other.to_string()),
+    })?
     .ok_or_else(|| {
         StepError::Failed(format!(
             "organization {} has no {provider} price book: set up the {provider} integration or \
@@ -47,5 +51,6 @@ pub(crate) async fn load_book(ctx: &StepContext<'_>, provider: &str) -> Result<P
             ctx.org_slug, ctx.org_slug
         ))
     })?;
-    PriceBook::from_rows(&rows).map_err(|e| StepError::Failed(format!("the {provider} price book: {e}")))
+    PriceBook::merged(&window.overrides, &window.catalog)
+        .map_err(|e| StepError::Failed(format!("the {provider} price book: {e}")))
 }

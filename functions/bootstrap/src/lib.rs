@@ -1,6 +1,8 @@
 //! The bootstrap function: `POST /api/v1/admin/bootstrap` creates the central dataset, its tables
-//! and views from `configs/setup/bootstrap/`. Idempotent: a second call creates nothing and keeps
-//! every row.
+//! and views from `configs/setup/bootstrap/`, and loads every LLM provider's price catalog from
+//! `configs/{provider}/seed/data/default_pricing.csv` into `price_catalog`. Idempotent: a second
+//! call creates nothing and keeps every row; a changed catalog file writes new versions of the
+//! models it changes (`common::pricebook::catalog`).
 
 use std::collections::BTreeMap;
 use std::sync::LazyLock;
@@ -53,6 +55,8 @@ pub struct BootstrapReport {
     pub columns_added: BTreeMap<String, Vec<String>>,
     pub views_created: Vec<String>,
     pub views_existing: Vec<String>,
+    /// What loading each provider's catalog file changed in `price_catalog`.
+    pub catalog: Vec<common::pricebook::CatalogWriteReport>,
 }
 
 /// Two bootstraps at once in one process would race on "exists? create"; serialize them.
@@ -87,6 +91,7 @@ async fn bootstrap(
                     "tables_created": report.tables_created,
                     "columns_added": report.columns_added,
                     "views_created": report.views_created,
+                    "catalog": report.catalog,
                 }),
             },
         )
@@ -177,6 +182,7 @@ pub async fn run(state: &AppState, request: &BootstrapRequest) -> ApiResult<Boot
         columns_added: BTreeMap::new(),
         views_created: Vec::new(),
         views_existing: Vec::new(),
+        catalog: Vec::new(),
     };
     let evolution = plan_new_columns(state, &dataset, &existing).await?;
     for table in &configs.central_tables {
@@ -204,6 +210,10 @@ pub async fn run(state: &AppState, request: &BootstrapRequest) -> ApiResult<Boot
             report.views_created.push(view.clone());
         }
         known.push(view.as_str());
+    }
+    let catalog = common::pricebook::Catalog::new(warehouse, configs);
+    for provider in configs.price_books.keys() {
+        report.catalog.push(catalog.load_seed(provider, "bootstrap").await?);
     }
     Ok(report)
 }

@@ -1,7 +1,8 @@
-//! The ten routes: list, add, update, delete and reset, for `pricing` and for `subscriptions`.
-//! Each checks the key against the org (before anything is read), the org slug, the provider
-//! (an LLM provider with a price book, else 404 naming them), then the input; every change
-//! writes an audit row.
+//! The ten book routes: list, add, update, delete and reset, for `pricing` and for
+//! `subscriptions`. Each checks the key against the org (before anything is read), the org slug,
+//! the provider (an LLM provider with a price book, else 404 naming them), then the input; every
+//! change writes an audit row. And the catalog's read route: the system-wide prices are the
+//! same for everyone, so any valid key may read them.
 
 use std::collections::HashMap;
 
@@ -45,6 +46,14 @@ fn actor(caller: &Caller) -> String {
     actor_id.unwrap_or_else(|| actor_type.to_string())
 }
 
+/// A row as the routes show it: pricing rows say whether they are a catalog price or an override.
+fn show(kind: BookKind, row: &common::warehouse::Row) -> Value {
+    match kind {
+        BookKind::Pricing => pricebook::pricing_view(row),
+        BookKind::Subscriptions => pricebook::present(kind, row),
+    }
+}
+
 fn invalid(problems: Vec<String>) -> ApiError {
     ApiError::bad_request(problems.join("; "))
 }
@@ -76,8 +85,7 @@ async fn list(
     let book = open(&state, &caller, &org, &provider, kind).await?;
     let q = input::parse_query(kind, &query, pricebook::today()).map_err(ApiError::bad_request)?;
     book.require_exists().await?;
-    let rows = book.list(q.key.as_deref(), q.as_of).await?;
-    let items: Vec<Value> = rows.iter().map(|r| pricebook::present(kind, r)).collect();
+    let items = book.view(q.key.as_deref(), q.as_of).await?;
     Ok(Json(json!({
         "org_slug": org,
         "provider": provider,
@@ -105,7 +113,7 @@ async fn add(
     let entry = records::check_entry(kind, values.iter().map(|(k, v)| (k.as_str(), v.clone()))).map_err(invalid)?;
     let row = book.add(entry, body.effective_from, &actor(&caller)).await?;
     let key = row.get(kind.key_column()).and_then(Value::as_str).unwrap_or_default().to_string();
-    let shown = pricebook::present(kind, &row);
+    let shown = show(kind, &row);
     record(&state, &caller, &org, &format!("{}.add", kind.noun()), &format!("{provider}/{key}"), shown.clone()).await;
     Ok((StatusCode::CREATED, Json(shown)))
 }
@@ -155,8 +163,8 @@ async fn update(
         )));
     }
     let (closed, new) = book.update(&key, &changes, body.effective_from, &actor(&caller)).await?;
-    let previous = pricebook::present(kind, &closed);
-    let current = pricebook::present(kind, &new);
+    let previous = show(kind, &closed);
+    let current = show(kind, &new);
     record(
         &state,
         &caller,
@@ -178,7 +186,7 @@ async fn delete(
     let book = open(&state, &caller, &org, &provider, kind).await?;
     records::check_key(kind, &key).map_err(ApiError::bad_request)?;
     let closed = book.delete(&key, &actor(&caller)).await?;
-    let shown = pricebook::present(kind, &closed);
+    let shown = show(kind, &closed);
     record(&state, &caller, &org, &format!("{}.delete", kind.noun()), &format!("{provider}/{key}"), shown.clone())
         .await;
     Ok(Json(json!({"deleted": shown})))
@@ -200,6 +208,31 @@ async fn reset(
     let report = serde_json::to_value(&report).map_err(|e| ApiError::internal(e.to_string()))?;
     record(&state, &caller, &org, &format!("{}.reset", kind.noun()), &provider, report.clone()).await;
     Ok(Json(json!({"org_slug": org, "provider": provider, "book": kind.noun(), "reset": report})))
+}
+
+/// `GET /api/v1/pricing/catalog/{provider}`: the catalog in force today (`?as_of=` another day,
+/// `?history=true` every live version; `?model=` one model).
+pub async fn read_catalog(
+    State(state): State<AppState>,
+    _caller: Caller,
+    ApiPath(provider): ApiPath<String>,
+    Query(query): Query<HashMap<String, String>>,
+) -> ApiResult<Json<Value>> {
+    pricebook::price_book_seed(&state.configs, &provider)?;
+    let q = input::parse_query(BookKind::Pricing, &query, pricebook::today()).map_err(ApiError::bad_request)?;
+    let what = match q.as_of {
+        Some(day) => pricebook::CatalogRead::AsOf(day, q.key.as_deref()),
+        None => pricebook::CatalogRead::History(q.key.as_deref()),
+    };
+    let catalog = pricebook::Catalog::new(state.warehouse.as_ref(), &state.configs);
+    let items: Vec<Value> = catalog.read(&provider, what).await?.iter().map(pricebook::catalog_view).collect();
+    Ok(Json(json!({
+        "provider": provider,
+        "as_of": q.as_of.map(|d| d.format("%Y-%m-%d").to_string()),
+        "history": q.as_of.is_none(),
+        "count": items.len(),
+        "catalog": items,
+    })))
 }
 
 pub async fn list_pricing(

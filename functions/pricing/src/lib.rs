@@ -1,7 +1,9 @@
-//! The pricing function: an organization's LLM price books (DESIGN §2). For each LLM provider
-//! with a seed under `configs/{provider}/seed/`, two books: `pricing` (per-model token prices,
-//! keyed by `{model_id}`) and `subscriptions` (plans and usage tiers, keyed by `{plan_name}`).
-//! Both are effective-dated; the rules are in `common::pricebook`.
+//! The pricing function: LLM prices (DESIGN §2, §9). For each LLM provider with a seed under
+//! `configs/{provider}/seed/`: the system-wide price catalog (read with
+//! `GET /api/v1/pricing/catalog/{provider}`), and two books per organization: `pricing` (its
+//! overrides of the catalog, listed merged with it, keyed by `{model_id}`) and `subscriptions`
+//! (plans and usage tiers, keyed by `{plan_name}`). All are effective-dated; the rules are in
+//! `common::pricebook`.
 //!
 //! The books are created when the integration is set up (integrations calls
 //! `common::pricebook::seed`). Before that, reads and edits are 404 saying so, and
@@ -31,6 +33,7 @@ pub fn routes() -> Router<AppState> {
             &format!("{BASE}/subscriptions/{{plan_name}}"),
             put(handlers::update_subscription).delete(handlers::delete_subscription),
         )
+        .route("/api/v1/pricing/catalog/{provider}", get(handlers::read_catalog))
 }
 
 /// The function as a complete app: routes, `/health` and the shared plumbing.

@@ -1,18 +1,24 @@
-//! Per-organization LLM price books: seeded from `configs/{provider}/seed/` when an LLM provider
-//! is set up (integrations), read and edited through the pricing function, and reset to those
-//! defaults on request.
+//! LLM prices (DESIGN §9): the system-wide price catalog ([`catalog`], central, loaded at
+//! bootstrap) and per-organization books, created when an LLM provider is set up
+//! (integrations), read and edited through the pricing function.
 //!
-//! Every book (pricing, subscriptions) is a table of versions in the organization's dataset.
-//! Effective dating:
+//! - The pricing book holds only the organization's **overrides** of the catalog
+//!   ([`overrides`]): the price of a model on a day is the override in force that day, else the
+//!   catalog's. Setting up a provider creates the empty book; books made before the catalog
+//!   existed (copies of the defaults) are migrated when they are next read.
+//! - The subscriptions book holds the organization's plans, seeded from
+//!   `configs/{provider}/seed/data/default_subscriptions.csv` and reset to it on request.
+//!
+//! Every book is a table of versions in the organization's dataset. Effective dating:
 //! - a version is in force on day D when `effective_from <= D` and (`effective_to` is NULL or
 //!   `effective_to > D`): `effective_to` is exclusive; the version with a NULL `effective_to` is
 //!   the entry's current one, and an entry has at most one;
-//! - seeding writes version 1 of every default, in force since [`seed_effective_from`], so usage
-//!   from before the set-up (backfills) is priced too;
+//! - seeding writes version 1 of every default plan, in force since [`seed_effective_from`];
 //! - an update closes the current version at E (its `effective_to` = E) and opens version n+1 from
 //!   E, where E is today or a date the caller gives that is not before the current version's start;
 //! - a delete closes the current version at today (or at its start, if it starts later);
-//! - a reset closes every current version at E and opens the defaults as new versions from E;
+//! - a reset closes every current version at E and (subscriptions) opens the defaults as new
+//!   versions from E;
 //! - nothing is ever deleted from the table: history is kept, and `as_of` reads it.
 //!
 //! A version change is one `replace_slice` (the current row is swapped for its closed copy plus
@@ -21,6 +27,12 @@
 
 /// The rules of a price-book row, shared with the seed files that `configs` checks at start-up.
 pub use crate::configs::price_records as records;
+
+pub mod catalog;
+mod overrides;
+
+pub use catalog::{Catalog, CatalogRead, CatalogWriteReport, NewVersion};
+pub use overrides::{catalog_view, migrate_legacy_book, override_view, pricing_between, pricing_view, PricingWindow};
 
 use std::collections::BTreeMap;
 
@@ -50,6 +62,10 @@ pub enum PriceBookError {
     /// The entry already has a current version.
     #[error("{0}")]
     Exists(String),
+    /// The central price catalog's table does not exist (the environment was not bootstrapped
+    /// since the catalog was added).
+    #[error("{0}")]
+    NoCatalog(String),
     #[error(transparent)]
     Warehouse(#[from] WarehouseError),
 }
@@ -65,9 +81,13 @@ pub struct Books<'a> {
     pub environment: Environment,
 }
 
-impl Books<'_> {
+impl<'a> Books<'a> {
     fn org_dataset(&self, org_slug: &str) -> String {
         self.configs.org_dataset(org_slug, self.environment)
+    }
+
+    pub fn catalog(&self) -> Catalog<'a> {
+        Catalog::new(self.warehouse, self.configs)
     }
 }
 
@@ -75,14 +95,19 @@ impl Books<'_> {
 #[derive(Debug, Clone, Serialize, Default)]
 pub struct SeedReport {
     pub tables_created: Vec<String>,
+    /// Always 0 since the catalog: the pricing book starts empty (no overrides).
     pub pricing_rows: u64,
     pub subscription_rows: u64,
+    /// Rows of a pricing book made before the catalog that turned out equal to the catalog and
+    /// were ended (see [`migrate_legacy_book`]).
+    pub pricing_rows_migrated: u64,
 }
 
 /// What a reset did.
 #[derive(Debug, Clone, Serialize)]
 pub struct ResetReport {
-    /// Set when the book did not exist or was empty and the defaults were loaded as version 1.
+    /// Set when the book did not exist or was empty and was created (subscriptions: with the
+    /// default plans as version 1).
     pub seeded: Option<SeedReport>,
     pub effective_from: String,
     pub versions_closed: u64,
@@ -100,7 +125,7 @@ pub fn today() -> NaiveDate {
     Utc::now().date_naive()
 }
 
-fn date_text(d: NaiveDate) -> String {
+pub(crate) fn date_text(d: NaiveDate) -> String {
     d.format("%Y-%m-%d").to_string()
 }
 
@@ -118,8 +143,10 @@ pub fn price_book_seed<'a>(configs: &'a Configs, provider: &str) -> PriceBookRes
 }
 
 /// Creates the provider's pricing and subscription tables in the organization's dataset (if
-/// missing) and loads the default CSVs into each book that is empty. Idempotent: a second call
-/// creates and loads nothing, and a book with history (even all closed) is left as it is.
+/// missing) and loads the default plans into an empty subscriptions book; the pricing book
+/// starts empty (prices come from the catalog), and one made before the catalog is migrated.
+/// Idempotent: a second call creates and loads nothing, and a book with history (even all
+/// closed) is left as it is.
 pub async fn seed<'a>(
     books: impl Into<Books<'a>>,
     org_slug: &str,
@@ -152,6 +179,12 @@ async fn seed_locked(
         if books.warehouse.create_table(&dataset, book.schema()).await? {
             report.tables_created.push(book.schema().name.clone());
         }
+        if kind == BookKind::Pricing {
+            report.pricing_rows_migrated =
+                overrides::migrate_unlocked(books.warehouse, books.configs, &dataset, org_slug, provider, actor)
+                    .await?;
+            continue;
+        }
         if book.row_count().await? == 0 {
             let rows: Vec<Row> = seed
                 .defaults(kind)
@@ -165,13 +198,13 @@ async fn seed_locked(
             }
         }
     }
-    if !report.tables_created.is_empty() || report.pricing_rows + report.subscription_rows > 0 {
+    if !report.tables_created.is_empty() || report.subscription_rows + report.pricing_rows_migrated > 0 {
         tracing::info!(
             org_slug,
             provider,
             tables_created = report.tables_created.len(),
-            pricing_rows = report.pricing_rows,
             subscription_rows = report.subscription_rows,
+            pricing_rows_migrated = report.pricing_rows_migrated,
             "price book seeded"
         );
     }
@@ -325,25 +358,31 @@ impl<'a> Book<'a> {
         Ok(())
     }
 
-    fn effective_date(row: &Row, column: &str) -> Option<NaiveDate> {
+    pub(crate) fn effective_date(row: &Row, column: &str) -> Option<NaiveDate> {
         row.get(column).and_then(Value::as_str).and_then(records::parse_date)
     }
 
-    fn version_of(row: &Row) -> i64 {
+    pub(crate) fn version_of(row: &Row) -> i64 {
         row.get("version").and_then(Value::as_i64).unwrap_or(0)
     }
 
-    /// Adds an entry that has no current version (409 otherwise). Its history, if any (an entry
-    /// deleted earlier), is continued: the next version number, starting no earlier than the
-    /// last version ended.
+    /// Adds an entry that has no current version (409 otherwise); in the pricing book, an
+    /// override of the catalog (or a price for a model the catalog lacks). Its history, if any
+    /// (an entry deleted earlier), is continued: the next version number, starting no earlier
+    /// than the last version ended.
     pub async fn add(&self, entry: Entry, effective_from: Option<NaiveDate>, actor: &str) -> PriceBookResult<Row> {
         let key = entry.get(self.key()).and_then(Value::as_str).unwrap_or_default().to_string();
         let _guard = book_lock(&self.dataset, self.provider).await;
         self.require_exists().await?;
+        self.migrate_locked(actor).await?;
         let history = self.list(Some(&key), None).await?;
         if history.iter().any(|r| r.get("effective_to").is_none_or(Value::is_null)) {
+            let what = match self.kind {
+                BookKind::Pricing => "has an override in",
+                BookKind::Subscriptions => "is already in",
+            };
             return Err(PriceBookError::Exists(format!(
-                "{} {key} is already in the {} price book: change it with PUT .../{}/{key}",
+                "{} {key} {what} the {} price book: change it with PUT .../{}/{key}",
                 self.kind.entry(),
                 self.provider,
                 self.kind.noun()
@@ -365,7 +404,10 @@ impl<'a> Book<'a> {
     }
 
     /// Changes an entry: `changes` holds the columns to change (Null clears an optional one).
-    /// Closes the current version at E and opens the next from E. Returns (closed, new).
+    /// Closes the current version at E and opens the next from E. Returns (previous, new).
+    ///
+    /// Pricing: with no override in force, the catalog's version in force on E is the base and
+    /// the override opens from E (the previous row returned is that catalog version).
     pub async fn update(
         &self,
         key: &str,
@@ -375,23 +417,23 @@ impl<'a> Book<'a> {
     ) -> PriceBookResult<(Row, Row)> {
         let _guard = book_lock(&self.dataset, self.provider).await;
         self.require_exists().await?;
-        let current = self.current(key).await?;
-        let start = Self::effective_date(&current, "effective_from").unwrap_or_else(seed_effective_from);
+        self.migrate_locked(actor).await?;
         let from = effective_from.unwrap_or_else(today);
+        let current = match (self.current(key).await, self.kind) {
+            (Ok(current), _) => current,
+            (Err(PriceBookError::NotFound(_)), BookKind::Pricing) => {
+                return self.override_catalog(key, changes, from, actor).await;
+            }
+            (Err(e), _) => return Err(e),
+        };
+        let start = Self::effective_date(&current, "effective_from").unwrap_or_else(seed_effective_from);
         if from < start {
             return Err(PriceBookError::Invalid(format!(
                 "effective_from must be on or after {} (the start of the current version of {key})",
                 date_text(start)
             )));
         }
-        // The merged entry is checked as a whole: required columns and cross-column rules.
-        let mut merged: BTreeMap<String, Input> =
-            self.kind.columns().iter().map(|c| (c.name.to_string(), to_input(current.get(c.name)))).collect();
-        for (name, input) in changes {
-            merged.insert(name.clone(), input.clone());
-        }
-        let entry = records::check_entry(self.kind, merged.iter().map(|(k, v)| (k.as_str(), v.clone())))
-            .map_err(|problems| PriceBookError::Invalid(problems.join("; ")))?;
+        let entry = self.changed_entry(&current, changes)?;
         let closed = Self::closed(&current, from, actor);
         let new = self.new_version(&entry, Self::version_of(&current) + 1, from, "custom", actor);
         let id = current.get("version_id").and_then(Value::as_str).unwrap_or_default();
@@ -399,10 +441,24 @@ impl<'a> Book<'a> {
         Ok((closed, new))
     }
 
-    /// Closes the entry's current version at today (or its start, when it starts later).
+    /// `row`'s entry with `changes` applied, checked as a whole (required columns and
+    /// cross-column rules).
+    fn changed_entry(&self, row: &Row, changes: &BTreeMap<String, Input>) -> PriceBookResult<Entry> {
+        let mut merged: BTreeMap<String, Input> =
+            self.kind.columns().iter().map(|c| (c.name.to_string(), to_input(row.get(c.name)))).collect();
+        for (name, input) in changes {
+            merged.insert(name.clone(), input.clone());
+        }
+        records::check_entry(self.kind, merged.iter().map(|(k, v)| (k.as_str(), v.clone())))
+            .map_err(|problems| PriceBookError::Invalid(problems.join("; ")))
+    }
+
+    /// Closes the entry's current version at today (or its start, when it starts later). In the
+    /// pricing book this ends an override: the catalog's price applies again from then.
     pub async fn delete(&self, key: &str, actor: &str) -> PriceBookResult<Row> {
         let _guard = book_lock(&self.dataset, self.provider).await;
         self.require_exists().await?;
+        self.migrate_locked(actor).await?;
         let current = self.current(key).await?;
         let start = Self::effective_date(&current, "effective_from").unwrap_or_else(seed_effective_from);
         let closed = Self::closed(&current, today().max(start), actor);
@@ -417,23 +473,29 @@ impl<'a> Book<'a> {
             .into_iter()
             .find(|r| r.get("effective_to").is_none_or(Value::is_null))
             .ok_or_else(|| {
-                PriceBookError::NotFound(format!(
-                    "{} {key} is not in the {} price book of {}",
-                    self.kind.entry(),
-                    self.provider,
-                    self.org
-                ))
+                PriceBookError::NotFound(match self.kind {
+                    BookKind::Pricing => format!(
+                        "model {key} has no override in the {} price book of {} (the catalog's price, if any, \
+                         applies: GET .../pricing?model={key})",
+                        self.provider, self.org
+                    ),
+                    BookKind::Subscriptions => {
+                        format!("plan {key} is not in the {} price book of {}", self.provider, self.org)
+                    }
+                })
             })
     }
 
-    /// Back to the defaults: every current version closed at E, every default opened from E as
-    /// the entry's next version (custom entries not in the defaults end at E). When the book's
-    /// tables do not exist or the book is empty, they are created and the defaults loaded as
-    /// version 1 instead (what setting up the integration does).
+    /// Back to the defaults: every current version closed at E; subscriptions: every default
+    /// opened from E as the entry's next version (custom entries not in the defaults end at E);
+    /// pricing: nothing opened, so the catalog prices every model from E. When the book's tables
+    /// do not exist (or the subscriptions book is empty), they are created (and the default
+    /// plans loaded as version 1) instead: what setting up the integration does.
     pub async fn reset(&self, effective_from: Option<NaiveDate>, actor: &str) -> PriceBookResult<ResetReport> {
         let _guard = book_lock(&self.dataset, self.provider).await;
         let from = effective_from.unwrap_or_else(today);
-        if !self.exists().await? || self.row_count().await? == 0 {
+        let empty_plans = self.kind == BookKind::Subscriptions && self.exists().await? && self.row_count().await? == 0;
+        if !self.exists().await? || empty_plans {
             let report = seed_locked(self.books, self.org, self.provider, self.seed, actor).await?;
             let opened = match self.kind {
                 BookKind::Pricing => report.pricing_rows,
@@ -447,6 +509,7 @@ impl<'a> Book<'a> {
             });
         }
         self.add_new_columns().await?;
+        self.migrate_locked(actor).await?;
         let all = self.list(None, None).await?;
         let current: Vec<&Row> = all.iter().filter(|r| r.get("effective_to").is_none_or(Value::is_null)).collect();
         if let Some(latest) = current.iter().filter_map(|r| Self::effective_date(r, "effective_from")).max() {
@@ -464,7 +527,11 @@ impl<'a> Book<'a> {
             *v = (*v).max(Self::version_of(r));
         }
         let mut rows: Vec<Row> = current.iter().map(|r| Self::closed(r, from, actor)).collect();
-        for entry in self.seed.defaults(self.kind) {
+        let defaults = match self.kind {
+            BookKind::Pricing => &[][..],
+            BookKind::Subscriptions => self.seed.defaults(self.kind),
+        };
+        for entry in defaults {
             let key = entry.get(self.key()).and_then(Value::as_str).unwrap_or_default();
             let version = last_version.get(key).copied().unwrap_or(0) + 1;
             rows.push(self.new_version(entry, version, from, "default", actor));
@@ -476,7 +543,7 @@ impl<'a> Book<'a> {
             seeded: None,
             effective_from: date_text(from),
             versions_closed: current.len() as u64,
-            versions_opened: self.seed.defaults(self.kind).len() as u64,
+            versions_opened: defaults.len() as u64,
         })
     }
 }
