@@ -21,7 +21,7 @@ variable "region" {
 }
 
 variable "environment" {
-  description = "ENVIRONMENT of the services: production (dataset suffix prod) or staging (stage). Both refuse the embedded backends; production also refuses a short root key, auth or rate limiting off, and empty CORS_ORIGINS."
+  description = "ENVIRONMENT of the services: production (dataset suffix prod) or staging (stage). Staging is held to production's rules: both refuse the embedded backends, the sandbox, a short root key, auth or rate limiting off, and empty or * CORS_ORIGINS."
   type        = string
   default     = "production"
 

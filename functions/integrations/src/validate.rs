@@ -36,7 +36,7 @@ pub async fn validate(
     };
     let plaintext = state.kms.decrypt(&ciphertext, &store::aad(slug.as_str(), &provider)).await?;
     let plaintext = String::from_utf8(plaintext).map_err(|_| ApiError::internal("stored credential is not UTF-8"))?;
-    let credential = restore(&config.credential_type, plaintext, &metadata, !state.settings.is_production())?;
+    let credential = restore(&config.credential_type, plaintext, &metadata, state.settings.is_development())?;
     let outcome = check::run(&state, &provider, &credential).await?;
     drop(credential);
 
