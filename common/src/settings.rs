@@ -208,6 +208,10 @@ impl OrgDatasetAccess {
 
 pub const MAX_SANDBOX_ROWS_PER_DAY: u32 = 200_000;
 
+/// The longest `CACHE_TTL_SECS` accepted: how long a revoked key (or a changed subscription) may
+/// still be honoured by an instance that did not make the change.
+pub const MAX_CACHE_TTL_SECS: u64 = 300;
+
 /// The longest lease or run time a run may have.
 pub const MAX_RUN_LEASE_SECS: u64 = 86_400;
 
@@ -423,6 +427,12 @@ impl Settings {
             problems.push("PROVIDER_TIMEOUT_SECS must be at least 1".into());
         }
         let cache_ttl_secs = number(vars, "CACHE_TTL_SECS", 60u64, &mut problems);
+        if cache_ttl_secs > MAX_CACHE_TTL_SECS {
+            problems.push(format!(
+                "CACHE_TTL_SECS={cache_ttl_secs} is more than {MAX_CACHE_TTL_SECS}: a key revoked on one instance keeps \
+                 working on the others for up to this long"
+            ));
+        }
         let log_format = match get("LOG_FORMAT").as_deref() {
             None if !development => LogFormat::Json,
             None => LogFormat::Text,
@@ -1040,6 +1050,15 @@ mod tests {
         assert!(s.is_development() && !s.sandbox_providers);
         // convergence-local (embedded defaults) is development without being told.
         assert!(Settings::from_vars(&vars(&[]), BackendDefaults::Embedded).unwrap().is_development());
+    }
+
+    #[test]
+    fn cache_ttl_is_capped() {
+        let s = Settings::from_vars(&vars(&[("CACHE_TTL_SECS", "300")]), BackendDefaults::Embedded).unwrap();
+        assert_eq!(s.cache_ttl_secs, MAX_CACHE_TTL_SECS);
+        let err = Settings::from_vars(&vars(&[("CACHE_TTL_SECS", "301")]), BackendDefaults::Embedded).unwrap_err();
+        assert_eq!(err.0.len(), 1, "{err}");
+        assert!(err.0[0].starts_with("CACHE_TTL_SECS=301 is more than 300"), "{err}");
     }
 
     #[test]

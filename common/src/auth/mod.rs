@@ -72,12 +72,13 @@ impl Caller {
         }
     }
 
-    /// For audit rows: (actor_type, actor_id). The id is a fingerprint, never a key.
+    /// For audit rows: (actor_type, actor_id). The id names one key (its `api_key_id`, never the
+    /// key itself; a fingerprint's four characters could name several), or `root`.
     pub fn actor(&self) -> (&'static str, Option<String>) {
         match self {
-            Caller::Root => ("root", None),
+            Caller::Root => ("root", Some("root".into())),
             Caller::AuthDisabled => ("root", Some("auth-disabled".into())),
-            Caller::Org(k) => ("api_key", Some(k.fingerprint.clone())),
+            Caller::Org(k) => ("api_key", Some(k.api_key_id.clone())),
         }
     }
 }

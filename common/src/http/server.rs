@@ -21,7 +21,7 @@ use tower_http::timeout::TimeoutLayer;
 use super::error::ApiError;
 use super::middleware::{rate_limit, request_context, Limiter, REQUEST_ID_HEADER};
 use crate::app::AppState;
-use crate::auth::{API_KEY_HEADER, ROOT_KEY_HEADER};
+use crate::auth::API_KEY_HEADER;
 use crate::settings::{BackendDefaults, RootKeySource, ServiceNeeds, Settings};
 
 /// `GET /health`: the process is up and its configs loaded. Cheap on purpose (Cloud Run probes
@@ -74,10 +74,11 @@ fn cors_layer(origins: &[String]) -> CorsLayer {
     CorsLayer::new()
         .allow_origin(allow_origin)
         .allow_methods([Method::GET, Method::POST, Method::PUT, Method::DELETE, Method::OPTIONS])
+        // Never the root key's header: a browser has no business holding the root key, and a
+        // page that could make one send it would be an attack on it.
         .allow_headers([
             header::CONTENT_TYPE,
             HeaderName::from_static(API_KEY_HEADER),
-            HeaderName::from_static(ROOT_KEY_HEADER),
             HeaderName::from_static(REQUEST_ID_HEADER),
         ])
         .expose_headers([HeaderName::from_static(REQUEST_ID_HEADER), header::RETRY_AFTER])
