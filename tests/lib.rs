@@ -101,6 +101,8 @@ impl TestApp {
             ("PORT".into(), "0".into()),
             ("RATE_LIMIT_PER_SECOND".into(), "1000".into()),
             ("RATE_LIMIT_BURST".into(), "1000".into()),
+            ("RATE_LIMIT_ADDRESS_PER_SECOND".into(), "1000".into()),
+            ("RATE_LIMIT_ADDRESS_BURST".into(), "1000".into()),
             ("CORS_ORIGINS".into(), "https://app.example.com".into()),
             ("CONFIGS_DIR".into(), concat!(env!("CARGO_MANIFEST_DIR"), "/../configs").into()),
             // No background ticks: a test ticks by hand (POST /api/v1/scheduler/tick) when it means to.

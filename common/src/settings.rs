@@ -87,10 +87,25 @@ pub struct Settings {
     pub disable_auth: bool,
     pub bigquery_location: String,
     pub rate_limit_enabled: bool,
-    /// Sustained requests per second allowed per API key or client address.
+    /// Sustained requests per second allowed per authenticated identity: an org key (by its
+    /// `api_key_id`) or the root key (`RATE_LIMIT_PER_SECOND`).
     pub rate_limit_per_second: u32,
-    /// Burst above the sustained rate.
+    /// Burst above the sustained rate (`RATE_LIMIT_BURST`).
     pub rate_limit_burst: u32,
+    /// Sustained requests per second allowed per client address, before authentication
+    /// (`RATE_LIMIT_ADDRESS_PER_SECOND`).
+    pub rate_limit_address_per_second: u32,
+    /// Burst above it (`RATE_LIMIT_ADDRESS_BURST`).
+    pub rate_limit_address_burst: u32,
+    /// Failed authentications a client address may make at once (`AUTH_FAILURE_BURST`), and
+    /// more per minute (`AUTH_FAILURES_PER_MINUTE`); beyond them 429, and no warehouse lookup.
+    pub auth_failure_burst: u32,
+    pub auth_failures_per_minute: u32,
+    /// How many `X-Forwarded-For` entries, counted from the right, trusted proxies append
+    /// (`TRUSTED_PROXY_HOPS`): the client address is the leftmost of them. 0: the socket peer
+    /// (no proxy; local). Google's external Application Load Balancer appends
+    /// `<client-ip>,<load-balancer-ip>`: 2.
+    pub trusted_proxy_hops: usize,
     pub cors_origins: Vec<String>,
     pub port: u16,
     pub data_dir: PathBuf,
@@ -211,6 +226,15 @@ pub const MAX_SANDBOX_ROWS_PER_DAY: u32 = 200_000;
 /// The longest `CACHE_TTL_SECS` accepted: how long a revoked key (or a changed subscription) may
 /// still be honoured by an instance that did not make the change.
 pub const MAX_CACHE_TTL_SECS: u64 = 300;
+
+/// Failed authentications an address may make at once, and how many more a minute
+/// (`AUTH_FAILURE_BURST`, `AUTH_FAILURES_PER_MINUTE`): together, the most warehouse lookups of
+/// unknown keys one address can cause per process.
+pub const DEFAULT_AUTH_FAILURE_BURST: u32 = 10;
+pub const DEFAULT_AUTH_FAILURES_PER_MINUTE: u32 = 6;
+
+/// The most `TRUSTED_PROXY_HOPS` accepted (Google's load balancer needs 2).
+pub const MAX_TRUSTED_PROXY_HOPS: usize = 8;
 
 /// The longest lease or run time a run may have.
 pub const MAX_RUN_LEASE_SECS: u64 = 86_400;
@@ -417,8 +441,27 @@ impl Settings {
         let configs_dir = get("CONFIGS_DIR").map(PathBuf::from).unwrap_or_else(default_configs_dir);
         let rate_limit_per_second = number(vars, "RATE_LIMIT_PER_SECOND", 20u32, &mut problems);
         let rate_limit_burst = number(vars, "RATE_LIMIT_BURST", 40u32, &mut problems);
-        if rate_limit_enabled && (rate_limit_per_second == 0 || rate_limit_burst == 0) {
-            problems.push("RATE_LIMIT_PER_SECOND and RATE_LIMIT_BURST must be at least 1".into());
+        let rate_limit_address_per_second = number(vars, "RATE_LIMIT_ADDRESS_PER_SECOND", 50u32, &mut problems);
+        let rate_limit_address_burst = number(vars, "RATE_LIMIT_ADDRESS_BURST", 100u32, &mut problems);
+        if rate_limit_enabled
+            && [rate_limit_per_second, rate_limit_burst, rate_limit_address_per_second, rate_limit_address_burst]
+                .contains(&0)
+        {
+            problems.push(
+                "RATE_LIMIT_PER_SECOND, RATE_LIMIT_BURST, RATE_LIMIT_ADDRESS_PER_SECOND and RATE_LIMIT_ADDRESS_BURST \
+                 must be at least 1"
+                    .into(),
+            );
+        }
+        let auth_failure_burst = number(vars, "AUTH_FAILURE_BURST", DEFAULT_AUTH_FAILURE_BURST, &mut problems);
+        let auth_failures_per_minute =
+            number(vars, "AUTH_FAILURES_PER_MINUTE", DEFAULT_AUTH_FAILURES_PER_MINUTE, &mut problems);
+        if auth_failure_burst == 0 || auth_failures_per_minute == 0 {
+            problems.push("AUTH_FAILURE_BURST and AUTH_FAILURES_PER_MINUTE must be at least 1".into());
+        }
+        let trusted_proxy_hops = number(vars, "TRUSTED_PROXY_HOPS", 0usize, &mut problems);
+        if trusted_proxy_hops > MAX_TRUSTED_PROXY_HOPS {
+            problems.push(format!("TRUSTED_PROXY_HOPS={trusted_proxy_hops} is more than {MAX_TRUSTED_PROXY_HOPS}"));
         }
         let max_body_bytes = number(vars, "MAX_BODY_BYTES", 256 * 1024usize, &mut problems);
         let request_timeout_secs = number(vars, "REQUEST_TIMEOUT_SECS", 60u64, &mut problems);
@@ -632,6 +675,11 @@ impl Settings {
             rate_limit_enabled,
             rate_limit_per_second,
             rate_limit_burst,
+            rate_limit_address_per_second,
+            rate_limit_address_burst,
+            auth_failure_burst,
+            auth_failures_per_minute,
+            trusted_proxy_hops,
             cors_origins,
             port,
             data_dir,

@@ -4,6 +4,7 @@
 use std::collections::BTreeSet;
 
 use common::settings::Environment;
+use common::warehouse::counting::StatementLog;
 use common::warehouse::Params;
 use convergence_tests::{onboard_body, Key, TestApp};
 use reqwest::{Method, StatusCode};
@@ -212,4 +213,152 @@ async fn the_route_table_is_exactly_the_routes_the_functions_serve() {
     }
     let unknown = app.get("/api/v1/organisations/acme", Key::None).await;
     assert!(unknown.message().starts_with("no such route"), "the probe can fail: {}", unknown.body);
+}
+
+/// Statements that read `organizations.org_api_keys`: the key lookups that reached the warehouse.
+fn key_lookups(log: &StatementLog) -> usize {
+    log.snapshot().iter().filter(|s| s.touches("organizations", "org_api_keys")).count()
+}
+
+fn fake_key(i: usize) -> String {
+    format!("acme_api_{:032x}", 0xdead_beef_0000_u64 as usize + i)
+}
+
+#[tokio::test]
+async fn fresh_fake_keys_are_slowed_then_refused_and_stop_reaching_the_warehouse() {
+    let log = StatementLog::new();
+    let app = TestApp::spawn_counting(&[], log.clone()).await;
+    app.bootstrap().await;
+    let key = app.onboard("acme").await;
+    log.reset();
+    let mut statuses = Vec::new();
+    let mut retry_after = Vec::new();
+    for i in 0..120 {
+        let r = app.get("/api/v1/organizations/acme", Key::Api(&fake_key(i))).await;
+        if r.status == StatusCode::TOO_MANY_REQUESTS {
+            r.assert_error(429, "rate_limited");
+            retry_after.push(r.headers["retry-after"].to_str().unwrap().parse::<u64>().unwrap());
+        } else {
+            r.assert_error(401, "unauthorized");
+        }
+        statuses.push(r.status.as_u16());
+    }
+    let refused = statuses.iter().filter(|s| **s == 429).count();
+    assert!(statuses[..10].iter().all(|s| *s == 401), "the first attempts are answered 401: {statuses:?}");
+    assert!(refused >= 100, "then refused: {refused} of 120 were 429: {statuses:?}");
+    assert!(retry_after.iter().all(|s| (1..=10).contains(s)), "Retry-After: {retry_after:?}");
+    // The burst (10), and at most one or two refilled at 6 a minute while the test ran.
+    let lookups = key_lookups(&log);
+    assert!((10..=12).contains(&lookups), "{lookups} warehouse lookups for 120 unknown keys");
+
+    // Missing keys cost nothing and are not counted; a wrong root key counts like any failure.
+    app.get("/api/v1/organizations/acme", Key::None).await.assert_error(401, "unauthorized");
+    app.get("/api/v1/organizations/acme", Key::RootValue("not-the-root-key")).await.assert_error(429, "rate_limited");
+    assert_eq!(key_lookups(&log), lookups, "nothing more was looked up");
+    // A valid key that is already cached costs nothing and still works from that address; the
+    // root key too (a neighbour guessing keys does not lock them out).
+    assert_eq!(app.get("/api/v1/organizations/acme", Key::Api(&key)).await.status, StatusCode::OK);
+    assert_eq!(app.get("/api/v1/organizations/acme", Key::Root).await.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn a_valid_key_costs_one_lookup_and_gives_its_attempt_back() {
+    let log = StatementLog::new();
+    let app =
+        TestApp::spawn_counting(&[("AUTH_FAILURE_BURST", "2"), ("AUTH_FAILURES_PER_MINUTE", "1")], log.clone()).await;
+    app.bootstrap().await;
+    let mut created = Vec::new();
+    for slug in ["acme", "globex", "initech"] {
+        created.push((slug, app.onboard(slug).await));
+    }
+    // Read each organization once (its profile is cached), then forget the keys so each costs
+    // exactly one lookup of org_api_keys.
+    for (slug, key) in &created {
+        assert_eq!(app.get(&format!("/api/v1/organizations/{slug}"), Key::Api(key)).await.status, StatusCode::OK);
+    }
+    app.state.auth.clear();
+    log.reset();
+    for (slug, key) in &created {
+        let r = app.get(&format!("/api/v1/organizations/{slug}"), Key::Api(key)).await;
+        assert_eq!(r.status, StatusCode::OK, "{slug}: valid keys never spend the budget: {}", r.body);
+    }
+    assert_eq!(key_lookups(&log), 3);
+    // The budget of 2 is intact for failures.
+    for i in 0..2 {
+        app.get("/api/v1/organizations/acme", Key::Api(&fake_key(i))).await.assert_error(401, "unauthorized");
+    }
+    app.get("/api/v1/organizations/acme", Key::Api(&fake_key(2))).await.assert_error(429, "rate_limited");
+}
+
+#[tokio::test]
+async fn the_per_address_limit_holds_whatever_x_forwarded_for_says() {
+    // Locally (TRUSTED_PROXY_HOPS=0) the header is ignored: the socket peer is the client.
+    let app = TestApp::spawn_with(&[("RATE_LIMIT_ADDRESS_PER_SECOND", "1"), ("RATE_LIMIT_ADDRESS_BURST", "5")]).await;
+    let get =
+        |forwarded: String| app.client.get(format!("{}/health", app.base)).header("X-Forwarded-For", forwarded).send();
+    let mut statuses = Vec::new();
+    for i in 0..8 {
+        statuses.push(TestApp::reply(get(format!("198.51.100.{i}")).await.unwrap()).await);
+    }
+    assert!(statuses[..5].iter().all(|r| r.status == StatusCode::OK));
+    let limited = statuses.last().unwrap();
+    limited.assert_error(429, "rate_limited");
+    let retry: u64 = limited.headers["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=2).contains(&retry), "Retry-After {retry}");
+
+    // Behind Google's load balancer (2 hops: <client>, <lb>): what the client wrote to the left
+    // changes nothing; the address the load balancer appended is the key.
+    let app = TestApp::spawn_with(&[
+        ("TRUSTED_PROXY_HOPS", "2"),
+        ("RATE_LIMIT_ADDRESS_PER_SECOND", "1"),
+        ("RATE_LIMIT_ADDRESS_BURST", "5"),
+    ])
+    .await;
+    let via_lb = |spoofed: String, client: &str| {
+        app.client
+            .get(format!("{}/health", app.base))
+            .header("X-Forwarded-For", format!("{spoofed}, {client}, 34.120.0.1"))
+            .send()
+    };
+    let mut statuses = Vec::new();
+    for i in 0..8 {
+        statuses.push(via_lb(format!("10.9.8.{i}, 192.0.2.{i}"), "203.0.113.7").await.unwrap().status());
+    }
+    assert!(statuses[..5].iter().all(|s| *s == StatusCode::OK), "{statuses:?}");
+    assert_eq!(statuses[7], StatusCode::TOO_MANY_REQUESTS, "{statuses:?}");
+    // Another client behind the same load balancer has its own budget.
+    assert_eq!(via_lb("203.0.113.7".into(), "203.0.113.99").await.unwrap().status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn the_per_identity_limit_follows_the_verified_key_not_the_header_text() {
+    let app = TestApp::spawn_with(&[("RATE_LIMIT_PER_SECOND", "1"), ("RATE_LIMIT_BURST", "4")]).await;
+    app.bootstrap().await;
+    let key = app.onboard("acme").await;
+    let other = app.onboard("globex").await;
+    // Whatever else the requests carry (forwarded addresses, request ids), one key has one budget.
+    let mut statuses = Vec::new();
+    for i in 0..6 {
+        let r = app
+            .client
+            .get(format!("{}/api/v1/organizations/acme", app.base))
+            .header("X-API-Key", &key)
+            .header("X-Forwarded-For", format!("198.51.100.{i}"))
+            .header("X-Request-ID", format!("client-{i}"))
+            .send()
+            .await
+            .unwrap();
+        statuses.push(TestApp::reply(r).await);
+    }
+    assert!(statuses[..4].iter().all(|r| r.status == StatusCode::OK));
+    let limited = statuses.last().unwrap();
+    assert!(limited.assert_error(429, "rate_limited").contains("with this key"), "{}", limited.body);
+    assert!(limited.headers.get("retry-after").is_some());
+    // Another organization's key, from the same address, has its own budget; so has root.
+    assert_eq!(app.get("/api/v1/organizations/globex", Key::Api(&other)).await.status, StatusCode::OK);
+    assert_eq!(app.get("/api/v1/organizations/acme", Key::Root).await.status, StatusCode::OK);
+    // Invalid key texts do not reach, or spend, the key's budget: they are failed authentications.
+    for i in 0..3 {
+        app.get("/api/v1/organizations/acme", Key::Api(&fake_key(i))).await.assert_error(401, "unauthorized");
+    }
 }

@@ -91,7 +91,8 @@ async fn cors_allows_only_configured_origins() {
 
 #[tokio::test]
 async fn rate_limit_returns_429_with_retry_after() {
-    let app = TestApp::spawn_with(&[("RATE_LIMIT_PER_SECOND", "1"), ("RATE_LIMIT_BURST", "3")]).await;
+    // Per client address, before authentication (per identity and against spoofing: guards.rs).
+    let app = TestApp::spawn_with(&[("RATE_LIMIT_ADDRESS_PER_SECOND", "1"), ("RATE_LIMIT_ADDRESS_BURST", "3")]).await;
     let mut statuses = Vec::new();
     for _ in 0..5 {
         statuses.push(app.get("/health", Key::Root).await);
@@ -101,8 +102,8 @@ async fn rate_limit_returns_429_with_retry_after() {
     limited.assert_error(429, "rate_limited");
     let retry: u64 = limited.headers["retry-after"].to_str().unwrap().parse().unwrap();
     assert!((1..=2).contains(&retry), "Retry-After {retry}");
-    // Another key has its own budget.
-    assert_eq!(app.get("/health", Key::RootValue("another")).await.status, StatusCode::OK);
+    // Another key text does not buy another budget.
+    app.get("/health", Key::RootValue("another")).await.assert_error(429, "rate_limited");
 }
 
 #[tokio::test]
@@ -111,6 +112,8 @@ async fn rate_limit_off_outside_production_when_disabled() {
         ("RATE_LIMIT_ENABLED", "false"),
         ("RATE_LIMIT_PER_SECOND", "1"),
         ("RATE_LIMIT_BURST", "1"),
+        ("RATE_LIMIT_ADDRESS_PER_SECOND", "1"),
+        ("RATE_LIMIT_ADDRESS_BURST", "1"),
     ])
     .await;
     for _ in 0..5 {

@@ -1,9 +1,11 @@
-//! Per-request middleware: request id (echoed and logged), one log line per request (with the
-//! cause of any 5xx), rate limiting per key and client address, and the JSON shape for every
+//! Per-request middleware: request id (ours, returned and logged; the client's kept beside it),
+//! one log line per request (with the cause of any 5xx), the client address (from the entries
+//! trusted proxies append, never what the client wrote), rate limiting per client address (the
+//! per-identity limit is checked where keys are verified), and the JSON shape for every
 //! error response, including ones produced outside a handler (unknown route, wrong method,
 //! timeouts).
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -11,14 +13,13 @@ use std::time::Instant;
 
 use axum::body::Body;
 use axum::extract::{ConnectInfo, State};
-use axum::http::{header, HeaderValue, Request, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, Request, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
 use super::error::{code_for, ApiError, InternalCause};
-use crate::auth::{API_KEY_HEADER, ROOT_KEY_HEADER};
 
 /// The ids of the request being served: ours, and the one the client sent (if any).
 #[derive(Debug, Clone)]
@@ -159,7 +160,7 @@ fn normalize_error_body(response: Response) -> Response {
     fresh
 }
 
-/// Request budget per API key, root key or client address.
+/// A request budget per key: an identity (`root`, `key:{api_key_id}`) or a client address.
 pub struct Limiter {
     limiter: DefaultKeyedRateLimiter<String>,
     seen: AtomicU64,
@@ -185,28 +186,70 @@ impl Limiter {
     }
 }
 
-/// Rate limits by key (hashed: raw keys are not kept as map keys) or by client address.
-pub async fn rate_limit(State(limiter): State<Arc<Limiter>>, req: Request<Body>, next: Next) -> Response {
-    let headers = req.headers();
-    let key = if let Some(k) = headers.get(API_KEY_HEADER).or_else(|| headers.get(ROOT_KEY_HEADER)) {
-        format!("key:{}", &crate::domain::sha256_hex(k.as_bytes())[..32])
-    } else {
-        // Behind Google's load balancer the client is the first X-Forwarded-For entry.
-        let forwarded = headers
-            .get("x-forwarded-for")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split(',').next())
-            .map(|v| v.trim().to_string());
-        let peer = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip().to_string());
-        format!("ip:{}", forwarded.or(peer).unwrap_or_default())
-    };
-    match limiter.check(key) {
-        Ok(()) => next.run(req).await,
-        Err(retry_after) => {
-            ApiError::too_many_requests(format!("too many requests; retry after {retry_after} second(s)"), retry_after)
-                .into_response()
+/// The client's address as the trusted proxies saw it, set on every request by [`rate_limit`]:
+/// what the per-address limit and the failed-authentication budget are keyed on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientAddr(pub IpAddr);
+
+/// The per-identity budget, checked by the `Caller` extractor once the key is verified (set on
+/// every request by [`rate_limit`] while rate limiting is on).
+#[derive(Clone)]
+pub struct IdentityLimiter(pub Arc<Limiter>);
+
+/// The rate limits of one served router (one per process).
+pub struct RateLimits {
+    /// `TRUSTED_PROXY_HOPS`: see [`client_address`].
+    pub trusted_proxy_hops: usize,
+    /// Per client address, before authentication; `None` when rate limiting is off.
+    pub address: Option<Limiter>,
+    /// Per authenticated identity, after authentication; `None` when rate limiting is off.
+    pub identity: Option<Arc<Limiter>>,
+}
+
+/// The client's address. With `hops` trusted proxies, each appending to `X-Forwarded-For`, the
+/// last `hops` entries are theirs and the leftmost of them is the address the first proxy saw
+/// (Google's load balancer appends `<client-ip>,<load-balancer-ip>`: `hops` 2). Entries left of
+/// those are whatever the client wrote, and never used. With `hops` 0, or a header too short to
+/// hold the proxies' entries (the request did not come through them), the socket peer.
+pub fn client_address(headers: &HeaderMap, peer: Option<IpAddr>, hops: usize) -> Option<IpAddr> {
+    if hops == 0 {
+        return peer;
+    }
+    let entries: Vec<&str> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .collect();
+    match entries.len().checked_sub(hops) {
+        Some(index) => entries[index].parse().ok().or(peer),
+        None => peer,
+    }
+}
+
+/// Finds the client's address ([`ClientAddr`]), applies the per-address limit before anything
+/// else (authentication included), and hands the per-identity limit to the `Caller` extractor.
+pub async fn rate_limit(State(limits): State<Arc<RateLimits>>, mut req: Request<Body>, next: Next) -> Response {
+    let peer = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
+    let client = client_address(req.headers(), peer, limits.trusted_proxy_hops);
+    if let Some(client) = client {
+        req.extensions_mut().insert(ClientAddr(client));
+    }
+    if let Some(address) = &limits.address {
+        let key = client.map_or_else(|| "unknown".to_string(), |ip| ip.to_string());
+        if let Err(retry_after) = address.check(key) {
+            return ApiError::too_many_requests(
+                format!("too many requests from this address; retry after {retry_after} second(s)"),
+                retry_after,
+            )
+            .into_response();
         }
     }
+    if let Some(identity) = &limits.identity {
+        req.extensions_mut().insert(IdentityLimiter(identity.clone()));
+    }
+    next.run(req).await
 }
 
 #[cfg(test)]
@@ -227,5 +270,31 @@ mod tests {
         assert!(l.check("k".into()).is_ok());
         assert_eq!(l.check("k".into()), Err(1));
         assert!(l.check("other".into()).is_ok(), "keys are independent");
+    }
+
+    #[test]
+    fn the_client_address_is_the_entry_the_trusted_proxies_appended() {
+        let peer: IpAddr = "10.0.0.9".parse().unwrap();
+        let headers = |values: &[&str]| {
+            let mut h = HeaderMap::new();
+            for v in values {
+                h.append("x-forwarded-for", HeaderValue::from_str(v).unwrap());
+            }
+            h
+        };
+        let ip = |s: &str| Some(s.parse::<IpAddr>().unwrap());
+        // Google's load balancer: <whatever the client wrote>, <client>, <load balancer>.
+        let lb = headers(&["6.6.6.6, 1.1.1.1, 203.0.113.7, 34.120.0.1"]);
+        assert_eq!(client_address(&lb, Some(peer), 2), ip("203.0.113.7"));
+        assert_eq!(client_address(&headers(&["203.0.113.7,34.120.0.1"]), Some(peer), 2), ip("203.0.113.7"));
+        // Entries split over several header lines count the same.
+        assert_eq!(client_address(&headers(&["6.6.6.6", "203.0.113.7, 34.120.0.1"]), Some(peer), 2), ip("203.0.113.7"));
+        assert_eq!(client_address(&headers(&["2001:db8::7, 34.120.0.1"]), Some(peer), 2), ip("2001:db8::7"));
+        // Locally (0 hops) the header is ignored: the socket peer.
+        assert_eq!(client_address(&lb, Some(peer), 0), Some(peer));
+        // Too few entries (not through the proxies), or garbage where the client's address should be.
+        assert_eq!(client_address(&headers(&["6.6.6.6"]), Some(peer), 2), Some(peer));
+        assert_eq!(client_address(&HeaderMap::new(), Some(peer), 2), Some(peer));
+        assert_eq!(client_address(&headers(&["not-an-ip, 34.120.0.1"]), Some(peer), 2), Some(peer));
     }
 }
