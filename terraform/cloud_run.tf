@@ -200,6 +200,12 @@ locals {
     RUN_TIMEOUT_SECS   = tostring(local.run_timeout_seconds)
     CORS_ORIGINS       = join(",", var.cors_origins)
     RATE_LIMIT_ENABLED = "true"
+    # The client address for rate limiting and the failed-authentication budget: Google's
+    # external Application Load Balancer appends "<client-ip>,<load-balancer-ip>" to
+    # X-Forwarded-For (anything left of those is what the client wrote, and is ignored), so the
+    # client is the second entry from the right. Ingress is load-balancer only, so every request
+    # carries both entries.
+    TRUSTED_PROXY_HOPS = "2"
     DISABLE_AUTH       = "false"
     SANDBOX_PROVIDERS  = "false"
     LOG_FORMAT         = "json"

@@ -157,7 +157,8 @@ resource "google_compute_global_forwarding_rule" "http" {
 }
 
 # Cloud Armor (DESIGN §11): a per-client-IP throttle in front of every backend. The services
-# still rate-limit per API key and address themselves (RATE_LIMIT_ENABLED=true).
+# still rate-limit per client address (the one this load balancer appends to X-Forwarded-For:
+# TRUSTED_PROXY_HOPS in cloud_run.tf) and per verified key themselves (RATE_LIMIT_ENABLED=true).
 resource "google_compute_security_policy" "edge" {
   # checkov:skip=CKV_GCP_73: no JVM behind this load balancer: the six services are Rust binaries, so Log4j lookups (CVE-2021-44228) cannot run; a cve-canary WAF rule would only add false positives on request bodies.
   name        = "${local.name}-edge"

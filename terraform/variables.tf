@@ -21,7 +21,7 @@ variable "region" {
 }
 
 variable "environment" {
-  description = "ENVIRONMENT of the services: production (dataset suffix prod) or staging (stage). Both refuse the embedded backends; production also refuses a short root key, auth or rate limiting off, and empty CORS_ORIGINS."
+  description = "ENVIRONMENT of the services: production (dataset suffix prod) or staging (stage). Staging is held to production's rules: both refuse the embedded backends, the sandbox, a short root key, auth or rate limiting off, and empty or * CORS_ORIGINS."
   type        = string
   default     = "production"
 
@@ -191,6 +191,10 @@ variable "extra_env" {
       for name in keys(var.extra_env) : contains([
         "RATE_LIMIT_PER_SECOND",
         "RATE_LIMIT_BURST",
+        "RATE_LIMIT_ADDRESS_PER_SECOND",
+        "RATE_LIMIT_ADDRESS_BURST",
+        "AUTH_FAILURE_BURST",
+        "AUTH_FAILURES_PER_MINUTE",
         "MAX_BODY_BYTES",
         "PROVIDER_TIMEOUT_SECS",
         "CACHE_TTL_SECS",
@@ -199,7 +203,7 @@ variable "extra_env" {
         "ANTHROPIC_API_BASE",
       ], name)
     ])
-    error_message = "extra_env may only set RATE_LIMIT_PER_SECOND, RATE_LIMIT_BURST, MAX_BODY_BYTES, PROVIDER_TIMEOUT_SECS, CACHE_TTL_SECS, CONFIGS_DIR, OPENAI_API_BASE, ANTHROPIC_API_BASE."
+    error_message = "extra_env may only set RATE_LIMIT_PER_SECOND, RATE_LIMIT_BURST, RATE_LIMIT_ADDRESS_PER_SECOND, RATE_LIMIT_ADDRESS_BURST, AUTH_FAILURE_BURST, AUTH_FAILURES_PER_MINUTE, MAX_BODY_BYTES, PROVIDER_TIMEOUT_SECS, CACHE_TTL_SECS, CONFIGS_DIR, OPENAI_API_BASE, ANTHROPIC_API_BASE."
   }
 }
 

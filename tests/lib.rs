@@ -83,6 +83,17 @@ impl TestApp {
     /// As [`TestApp::spawn_with`], with every warehouse statement recorded in `log` (the run
     /// workers' too): what a test asserts about the statements a run or a tick issues.
     pub async fn spawn_counting(extra: &[(&str, &str)], log: StatementLog) -> TestApp {
+        Self::spawn_adjusted(extra, log, |_| {}).await
+    }
+
+    /// The app as deployed in `environment` would behave, on the embedded backends: settings are
+    /// read as for development, then the environment is set, so the environment's runtime rules
+    /// (not its start-up checks, which refuse embedded backends) are what a test exercises.
+    pub async fn spawn_in(environment: common::settings::Environment, extra: &[(&str, &str)]) -> TestApp {
+        Self::spawn_adjusted(extra, StatementLog::new(), |s| s.environment = environment).await
+    }
+
+    async fn spawn_adjusted(extra: &[(&str, &str)], log: StatementLog, adjust: impl FnOnce(&mut Settings)) -> TestApp {
         let data_dir = tempfile::tempdir().expect("temp dir");
         let mut vars: HashMap<String, String> = HashMap::from([
             ("CA_ROOT_API_KEY".into(), ROOT_KEY.into()),
@@ -90,6 +101,8 @@ impl TestApp {
             ("PORT".into(), "0".into()),
             ("RATE_LIMIT_PER_SECOND".into(), "1000".into()),
             ("RATE_LIMIT_BURST".into(), "1000".into()),
+            ("RATE_LIMIT_ADDRESS_PER_SECOND".into(), "1000".into()),
+            ("RATE_LIMIT_ADDRESS_BURST".into(), "1000".into()),
             ("CORS_ORIGINS".into(), "https://app.example.com".into()),
             ("CONFIGS_DIR".into(), concat!(env!("CARGO_MANIFEST_DIR"), "/../configs").into()),
             // No background ticks: a test ticks by hand (POST /api/v1/scheduler/tick) when it means to.
@@ -99,6 +112,7 @@ impl TestApp {
             vars.insert((*k).into(), (*v).into());
         }
         let mut settings = Settings::from_vars(&vars, BackendDefaults::Embedded).expect("settings");
+        adjust(&mut settings);
         // As convergence-local starts: bind first, then aim the provider bases left unset at the
         // sandbox on the bound port.
         let listener = common::http::server::bind(0).await.expect("bind");

@@ -75,7 +75,8 @@ impl AppState {
             }
         };
         let cache_ttl = Duration::from_secs(settings.cache_ttl_secs);
-        let auth = Authenticator::new(settings.root_api_key.as_ref(), settings.disable_auth, cache_ttl);
+        let auth = Authenticator::new(settings.root_api_key.as_ref(), settings.disable_auth, cache_ttl)
+            .with_failure_budget(settings.auth_failures_per_minute, settings.auth_failure_burst);
         tracing::debug!(configs_ms, warehouse_ms, total_ms = t.elapsed().as_secs_f64() * 1000.0, "state built");
         let oidc = match &settings.oidc_audience {
             Some(audience) => Some(Arc::new(OidcVerifier::new(OidcConfig {

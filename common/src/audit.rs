@@ -1,5 +1,5 @@
-//! The audit trail: one `org_audit_logs` row for every state change, with who did it (a key
-//! fingerprint, never a key), what, on which resource, and the request id.
+//! The audit trail: one `org_audit_logs` row for every state change, with who did it (a key's
+//! id, never a key), what, on which resource, and the request id (ours, and the client's beside it).
 
 use serde_json::{json, Value};
 
@@ -7,11 +7,19 @@ use crate::configs::Configs;
 use crate::warehouse::{format_timestamp, to_row, Warehouse};
 
 /// Who made a change: `actor_type` ("root", "api_key", "service_account") and an id that
-/// identifies without being a secret (a key fingerprint, an email).
+/// identifies without being a secret: the key's `api_key_id`, `root`, a service account's email.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Actor {
     pub actor_type: &'static str,
     pub actor_id: Option<String>,
+}
+
+/// The request a change was made in: the id this server gave it, and the `X-Request-ID` the
+/// client sent (kept beside ours, never instead of it).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RequestIds {
+    pub request_id: Option<String>,
+    pub client_request_id: Option<String>,
 }
 
 pub struct AuditEvent<'a> {
@@ -29,7 +37,7 @@ pub async fn record(
     warehouse: &dyn Warehouse,
     configs: &Configs,
     actor: Actor,
-    request_id: Option<String>,
+    request: RequestIds,
     event: AuditEvent<'_>,
 ) {
     let Actor { actor_type, actor_id } = actor;
@@ -42,7 +50,8 @@ pub async fn record(
         "resource_type": event.resource_type,
         "resource_id": event.resource_id,
         "status": if event.success { "SUCCESS" } else { "FAILURE" },
-        "request_id": request_id,
+        "request_id": request.request_id,
+        "client_request_id": request.client_request_id,
         "details": event.details.to_string(),
         "created_at": format_timestamp(&chrono::Utc::now()),
     }));

@@ -101,6 +101,24 @@ pub fn parse_date(text: &str) -> Option<chrono::NaiveDate> {
     (1970..=9999).contains(&chrono::Datelike::year(&day)).then_some(day)
 }
 
+/// Why `text` cannot be a display name (a company or credential name shown to people), if it
+/// cannot: control characters, bidirectional controls (U+202A–U+202E, U+2066–U+2069, U+200E,
+/// U+200F, U+061C), which make a name read differently from what it is, and zero-width characters
+/// (U+200B–U+200D, U+2060, U+FEFF), which make two names that look alike differ.
+pub fn display_text_problem(text: &str) -> Option<String> {
+    text.chars().find_map(|c| {
+        let kind = match c {
+            c if c.is_control() => "a control character",
+            '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{200E}' | '\u{200F}' | '\u{061C}' => {
+                "a bidirectional control"
+            }
+            '\u{200B}'..='\u{200D}' | '\u{2060}' | '\u{FEFF}' => "a zero-width character",
+            _ => return None,
+        };
+        Some(format!("contains {kind} (U+{:04X})", u32::from(c)))
+    })
+}
+
 pub fn random_token(bytes: usize) -> String {
     let mut buf = vec![0u8; bytes];
     OsRng.fill_bytes(&mut buf);
@@ -172,6 +190,32 @@ mod tests {
         let a = random_token(16);
         assert_eq!(a.len(), 32);
         assert_ne!(a, random_token(16));
+    }
+
+    #[test]
+    fn display_text_refuses_controls_bidi_and_zero_width() {
+        for good in ["Acme Inc.", "Société Générale", "株式会社アクメ", "שלום בע״מ", "O'Brien & Sons — Ltd"]
+        {
+            assert_eq!(display_text_problem(good), None, "{good}");
+        }
+        let cases = [
+            ('\u{7}', "a control character (U+0007)"),
+            ('\n', "a control character (U+000A)"),
+            ('\u{202A}', "a bidirectional control (U+202A)"),
+            ('\u{202E}', "a bidirectional control (U+202E)"),
+            ('\u{2066}', "a bidirectional control (U+2066)"),
+            ('\u{2069}', "a bidirectional control (U+2069)"),
+            ('\u{200E}', "a bidirectional control (U+200E)"),
+            ('\u{200F}', "a bidirectional control (U+200F)"),
+            ('\u{061C}', "a bidirectional control (U+061C)"),
+            ('\u{200B}', "a zero-width character (U+200B)"),
+            ('\u{200D}', "a zero-width character (U+200D)"),
+            ('\u{2060}', "a zero-width character (U+2060)"),
+            ('\u{FEFF}', "a zero-width character (U+FEFF)"),
+        ];
+        for (c, expected) in cases {
+            assert_eq!(display_text_problem(&format!("Acme{c}Corp")), Some(format!("contains {expected}")));
+        }
     }
 
     #[test]

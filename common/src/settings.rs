@@ -87,10 +87,25 @@ pub struct Settings {
     pub disable_auth: bool,
     pub bigquery_location: String,
     pub rate_limit_enabled: bool,
-    /// Sustained requests per second allowed per API key or client address.
+    /// Sustained requests per second allowed per authenticated identity: an org key (by its
+    /// `api_key_id`) or the root key (`RATE_LIMIT_PER_SECOND`).
     pub rate_limit_per_second: u32,
-    /// Burst above the sustained rate.
+    /// Burst above the sustained rate (`RATE_LIMIT_BURST`).
     pub rate_limit_burst: u32,
+    /// Sustained requests per second allowed per client address, before authentication
+    /// (`RATE_LIMIT_ADDRESS_PER_SECOND`).
+    pub rate_limit_address_per_second: u32,
+    /// Burst above it (`RATE_LIMIT_ADDRESS_BURST`).
+    pub rate_limit_address_burst: u32,
+    /// Failed authentications a client address may make at once (`AUTH_FAILURE_BURST`), and
+    /// more per minute (`AUTH_FAILURES_PER_MINUTE`); beyond them 429, and no warehouse lookup.
+    pub auth_failure_burst: u32,
+    pub auth_failures_per_minute: u32,
+    /// How many `X-Forwarded-For` entries, counted from the right, trusted proxies append
+    /// (`TRUSTED_PROXY_HOPS`): the client address is the leftmost of them. 0: the socket peer
+    /// (no proxy; local). Google's external Application Load Balancer appends
+    /// `<client-ip>,<load-balancer-ip>`: 2.
+    pub trusted_proxy_hops: usize,
     pub cors_origins: Vec<String>,
     pub port: u16,
     pub data_dir: PathBuf,
@@ -211,6 +226,19 @@ impl OrgDatasetAccess {
 
 pub const MAX_SANDBOX_ROWS_PER_DAY: u32 = 200_000;
 
+/// The longest `CACHE_TTL_SECS` accepted: how long a revoked key (or a changed subscription) may
+/// still be honoured by an instance that did not make the change.
+pub const MAX_CACHE_TTL_SECS: u64 = 300;
+
+/// Failed authentications an address may make at once, and how many more a minute
+/// (`AUTH_FAILURE_BURST`, `AUTH_FAILURES_PER_MINUTE`): together, the most warehouse lookups of
+/// unknown keys one address can cause per process.
+pub const DEFAULT_AUTH_FAILURE_BURST: u32 = 10;
+pub const DEFAULT_AUTH_FAILURES_PER_MINUTE: u32 = 6;
+
+/// The most `TRUSTED_PROXY_HOPS` accepted (Google's load balancer needs 2).
+pub const MAX_TRUSTED_PROXY_HOPS: usize = 8;
+
 /// The longest lease or run time a run may have.
 pub const MAX_RUN_LEASE_SECS: u64 = 86_400;
 
@@ -263,7 +291,7 @@ impl fmt::Display for SettingsErrors {
 
 impl std::error::Error for SettingsErrors {}
 
-/// Minimum root key length accepted in production.
+/// Minimum root key length accepted in staging and production.
 pub const MIN_ROOT_KEY_LEN: usize = 32;
 
 impl Settings {
@@ -320,6 +348,16 @@ impl Settings {
         }
 
         let environment = match get("ENVIRONMENT").as_deref() {
+            // A Cloud Run binary that forgot ENVIRONMENT must not quietly run as development
+            // (DISABLE_AUTH, sandbox providers, a short root key would all be accepted).
+            None if defaults == BackendDefaults::Cloud => {
+                problems.push(
+                    "ENVIRONMENT is required by the Cloud Run services: set ENVIRONMENT=production or staging \
+                     (or ENVIRONMENT=development, which must be asked for by name)"
+                        .into(),
+                );
+                Environment::Development
+            }
             None | Some("development") | Some("dev") | Some("local") => Environment::Development,
             Some("staging") | Some("stage") => Environment::Staging,
             Some("production") | Some("prod") => Environment::Production,
@@ -385,10 +423,11 @@ impl Settings {
                 3600
             }),
         };
-        let production = environment == Environment::Production;
+        // Staging is held to production's rules: everything only safe on a laptop needs development.
+        let development = environment == Environment::Development;
         let disable_auth = flag("DISABLE_AUTH", false, &mut problems);
         let rate_limit_enabled = flag("RATE_LIMIT_ENABLED", true, &mut problems);
-        let sandbox_providers = flag("SANDBOX_PROVIDERS", embedded && !production, &mut problems);
+        let sandbox_providers = flag("SANDBOX_PROVIDERS", embedded && development, &mut problems);
         let cors_origins: Vec<String> = get("CORS_ORIGINS")
             .map(|v| {
                 v.split(',').map(|o| o.trim().trim_end_matches('/').to_string()).filter(|o| !o.is_empty()).collect()
@@ -405,8 +444,27 @@ impl Settings {
         let configs_dir = get("CONFIGS_DIR").map(PathBuf::from).unwrap_or_else(default_configs_dir);
         let rate_limit_per_second = number(vars, "RATE_LIMIT_PER_SECOND", 20u32, &mut problems);
         let rate_limit_burst = number(vars, "RATE_LIMIT_BURST", 40u32, &mut problems);
-        if rate_limit_enabled && (rate_limit_per_second == 0 || rate_limit_burst == 0) {
-            problems.push("RATE_LIMIT_PER_SECOND and RATE_LIMIT_BURST must be at least 1".into());
+        let rate_limit_address_per_second = number(vars, "RATE_LIMIT_ADDRESS_PER_SECOND", 50u32, &mut problems);
+        let rate_limit_address_burst = number(vars, "RATE_LIMIT_ADDRESS_BURST", 100u32, &mut problems);
+        if rate_limit_enabled
+            && [rate_limit_per_second, rate_limit_burst, rate_limit_address_per_second, rate_limit_address_burst]
+                .contains(&0)
+        {
+            problems.push(
+                "RATE_LIMIT_PER_SECOND, RATE_LIMIT_BURST, RATE_LIMIT_ADDRESS_PER_SECOND and RATE_LIMIT_ADDRESS_BURST \
+                 must be at least 1"
+                    .into(),
+            );
+        }
+        let auth_failure_burst = number(vars, "AUTH_FAILURE_BURST", DEFAULT_AUTH_FAILURE_BURST, &mut problems);
+        let auth_failures_per_minute =
+            number(vars, "AUTH_FAILURES_PER_MINUTE", DEFAULT_AUTH_FAILURES_PER_MINUTE, &mut problems);
+        if auth_failure_burst == 0 || auth_failures_per_minute == 0 {
+            problems.push("AUTH_FAILURE_BURST and AUTH_FAILURES_PER_MINUTE must be at least 1".into());
+        }
+        let trusted_proxy_hops = number(vars, "TRUSTED_PROXY_HOPS", 0usize, &mut problems);
+        if trusted_proxy_hops > MAX_TRUSTED_PROXY_HOPS {
+            problems.push(format!("TRUSTED_PROXY_HOPS={trusted_proxy_hops} is more than {MAX_TRUSTED_PROXY_HOPS}"));
         }
         let max_body_bytes = number(vars, "MAX_BODY_BYTES", 256 * 1024usize, &mut problems);
         let request_timeout_secs = number(vars, "REQUEST_TIMEOUT_SECS", 60u64, &mut problems);
@@ -415,8 +473,14 @@ impl Settings {
             problems.push("PROVIDER_TIMEOUT_SECS must be at least 1".into());
         }
         let cache_ttl_secs = number(vars, "CACHE_TTL_SECS", 60u64, &mut problems);
+        if cache_ttl_secs > MAX_CACHE_TTL_SECS {
+            problems.push(format!(
+                "CACHE_TTL_SECS={cache_ttl_secs} is more than {MAX_CACHE_TTL_SECS}: a key revoked on one instance keeps \
+                 working on the others for up to this long"
+            ));
+        }
         let log_format = match get("LOG_FORMAT").as_deref() {
-            None if production => LogFormat::Json,
+            None if !development => LogFormat::Json,
             None => LogFormat::Text,
             Some("json") => LogFormat::Json,
             Some("text") => LogFormat::Text,
@@ -524,37 +588,38 @@ impl Settings {
         let root_api_key = get("CA_ROOT_API_KEY").map(SecretString::from);
         let root_key_source = root_api_key.as_ref().map(|_| RootKeySource::Environment);
 
-        // Production refuses anything that is only safe on a laptop (DESIGN §6).
-        if production {
+        // Staging and production refuse anything that is only safe on a laptop (DESIGN §6).
+        if !development {
             match &root_api_key {
-                None => problems.push("CA_ROOT_API_KEY is required in production".into()),
-                Some(key) if key.expose_secret().len() < MIN_ROOT_KEY_LEN => problems
-                    .push(format!("CA_ROOT_API_KEY must be at least {MIN_ROOT_KEY_LEN} characters in production")),
+                None => problems.push(format!("CA_ROOT_API_KEY is required in {env}")),
+                Some(key) if key.expose_secret().len() < MIN_ROOT_KEY_LEN => {
+                    problems.push(format!("CA_ROOT_API_KEY must be at least {MIN_ROOT_KEY_LEN} characters in {env}"))
+                }
                 Some(_) => {}
             }
             if disable_auth {
-                problems.push("DISABLE_AUTH=true is not allowed in production".into());
+                problems.push(format!("DISABLE_AUTH=true is not allowed in {env}"));
             }
             if !rate_limit_enabled {
-                problems.push("RATE_LIMIT_ENABLED=false is not allowed in production".into());
+                problems.push(format!("RATE_LIMIT_ENABLED=false is not allowed in {env}"));
             }
             if cors_origins.is_empty() {
-                problems.push("CORS_ORIGINS must list the frontend origin(s) in production".into());
+                problems.push(format!("CORS_ORIGINS must list the frontend origin(s) in {env}"));
             }
             if cors_origins.iter().any(|o| o == "*") {
-                problems.push("CORS_ORIGINS=* is not allowed in production".into());
+                problems.push(format!("CORS_ORIGINS=* is not allowed in {env}"));
             }
             if warehouse_backend == WarehouseBackend::DuckDb {
-                problems.push("WAREHOUSE_BACKEND=duckdb (embedded) is not allowed in production; use bigquery".into());
+                problems.push(format!("WAREHOUSE_BACKEND=duckdb (embedded) is not allowed in {env}; use bigquery"));
             }
             if kms_backend == KmsBackend::Local {
-                problems.push("KMS_BACKEND=local (key file) is not allowed in production; use gcp".into());
+                problems.push(format!("KMS_BACKEND=local (key file) is not allowed in {env}; use gcp"));
             }
             if queue_backend == QueueBackend::Local {
-                problems.push("QUEUE_BACKEND=local (in-process) is not allowed in production; use pubsub".into());
+                problems.push(format!("QUEUE_BACKEND=local (in-process) is not allowed in {env}; use pubsub"));
             }
             if sandbox_providers {
-                problems.push("SANDBOX_PROVIDERS=true is not allowed in production".into());
+                problems.push(format!("SANDBOX_PROVIDERS=true is not allowed in {env}"));
             }
         }
         let gcp_project_id = get("GCP_PROJECT_ID");
@@ -617,6 +682,11 @@ impl Settings {
             rate_limit_enabled,
             rate_limit_per_second,
             rate_limit_burst,
+            rate_limit_address_per_second,
+            rate_limit_address_burst,
+            auth_failure_burst,
+            auth_failures_per_minute,
+            trusted_proxy_hops,
             cors_origins,
             port,
             data_dir,
@@ -673,10 +743,16 @@ impl Settings {
         self.environment == Environment::Production
     }
 
-    /// Outside production, a missing root key is replaced by a development key generated once and
+    /// Development, asked for by name (or by `convergence-local`'s default): the only environment
+    /// that accepts what is safe only on a laptop. Staging is held to production's rules.
+    pub fn is_development(&self) -> bool {
+        self.environment == Environment::Development
+    }
+
+    /// In development, a missing root key is replaced by a development key generated once and
     /// kept (0600) in the data directory, so `make run` works with no setup and keeps its key.
     pub fn ensure_root_key(&mut self) -> std::io::Result<()> {
-        if self.root_api_key.is_some() || self.is_production() {
+        if self.root_api_key.is_some() || !self.is_development() {
             return Ok(());
         }
         std::fs::create_dir_all(&self.data_dir)?;
@@ -913,7 +989,12 @@ mod tests {
         let off = Settings::from_vars(&vars(&[("SANDBOX_PROVIDERS", "false")]), BackendDefaults::Embedded).unwrap();
         assert_eq!(off.openai_api_base, "https://api.openai.com/v1");
         let cloud = Settings::from_vars(
-            &vars(&[("KMS_BACKEND", "local"), ("WAREHOUSE_BACKEND", "duckdb"), ("QUEUE_BACKEND", "local")]),
+            &vars(&[
+                ("ENVIRONMENT", "development"),
+                ("KMS_BACKEND", "local"),
+                ("WAREHOUSE_BACKEND", "duckdb"),
+                ("QUEUE_BACKEND", "local"),
+            ]),
             BackendDefaults::Cloud,
         )
         .unwrap();
@@ -951,6 +1032,89 @@ mod tests {
             assert!(text.contains(needle), "missing {needle:?} in {text}");
         }
         assert!(!text.contains("short"), "the root key must not be echoed");
+    }
+
+    /// Every guard production has, staging has too: each refused, all listed at once.
+    #[test]
+    fn staging_lists_every_problem_production_would() {
+        let unsafe_vars = [
+            ("CA_ROOT_API_KEY", "short"),
+            ("DISABLE_AUTH", "true"),
+            ("RATE_LIMIT_ENABLED", "false"),
+            ("CORS_ORIGINS", "*"),
+            ("WAREHOUSE_BACKEND", "duckdb"),
+            ("KMS_BACKEND", "local"),
+            ("QUEUE_BACKEND", "local"),
+            ("SANDBOX_PROVIDERS", "true"),
+            ("OIDC_JWKS_URL", "http://127.0.0.1:1/certs"),
+            ("SMTP_HOST", "localhost"),
+            ("SMTP_FROM", "a@example.com"),
+            ("SMTP_TLS", "none"),
+            ("PUBLIC_BASE_URL", "http://api.example.com"),
+        ];
+        let guards = |env: &str| {
+            let mut pairs = vec![("ENVIRONMENT", env)];
+            pairs.extend_from_slice(&unsafe_vars);
+            Settings::from_vars(&vars(&pairs), BackendDefaults::Embedded).unwrap_err()
+        };
+        let production = guards("production");
+        let staging = guards("staging");
+        assert_eq!(staging.0.len(), production.0.len(), "staging: {staging}\nproduction: {production}");
+        for (s, p) in staging.0.iter().zip(&production.0) {
+            assert_eq!(s, &p.replace("production", "staging"));
+        }
+        for needle in [
+            "CA_ROOT_API_KEY must be at least 32 characters in staging",
+            "DISABLE_AUTH=true is not allowed in staging",
+            "RATE_LIMIT_ENABLED=false is not allowed in staging",
+            "CORS_ORIGINS=* is not allowed in staging",
+            "WAREHOUSE_BACKEND=duckdb (embedded) is not allowed in staging",
+            "KMS_BACKEND=local (key file) is not allowed in staging",
+            "QUEUE_BACKEND=local (in-process) is not allowed in staging",
+            "SANDBOX_PROVIDERS=true is not allowed in staging",
+            "OIDC_JWKS_URL (an override of Google's signing keys) is not allowed in staging",
+            "SMTP_TLS=none (unencrypted) is not allowed in staging",
+            "PUBLIC_BASE_URL must be https in staging",
+        ] {
+            assert!(staging.0.iter().any(|p| p.starts_with(needle)), "missing {needle:?} in {staging}");
+        }
+        assert!(!staging.to_string().contains("short"), "the root key must not be echoed");
+        // Staging needs a root key and origins, as production does; the sandbox is off by default.
+        let err = Settings::from_vars(&vars(&[("ENVIRONMENT", "staging")]), BackendDefaults::Embedded).unwrap_err();
+        for needle in
+            ["CA_ROOT_API_KEY is required in staging", "CORS_ORIGINS must list the frontend origin(s) in staging"]
+        {
+            assert!(err.0.iter().any(|p| p.starts_with(needle)), "missing {needle:?} in {err}");
+        }
+        assert!(!err.to_string().contains("SANDBOX_PROVIDERS"), "the sandbox is off unless asked for: {err}");
+        // Development accepts all of it.
+        let mut dev = vec![("ENVIRONMENT", "development")];
+        dev.extend_from_slice(&unsafe_vars);
+        assert!(Settings::from_vars(&vars(&dev), BackendDefaults::Embedded).is_ok());
+    }
+
+    #[test]
+    fn cloud_binaries_need_environment_by_name() {
+        let cloud = [("KMS_BACKEND", "local"), ("WAREHOUSE_BACKEND", "duckdb"), ("QUEUE_BACKEND", "local")];
+        let err = Settings::from_vars(&vars(&cloud), BackendDefaults::Cloud).unwrap_err();
+        assert_eq!(err.0.len(), 1, "{err}");
+        assert!(err.0[0].starts_with("ENVIRONMENT is required by the Cloud Run services"), "{err}");
+        assert!(err.0[0].contains("ENVIRONMENT=development"), "says how to ask for development: {err}");
+        let mut dev = cloud.to_vec();
+        dev.push(("ENVIRONMENT", "development"));
+        let s = Settings::from_vars(&vars(&dev), BackendDefaults::Cloud).unwrap();
+        assert!(s.is_development() && !s.sandbox_providers);
+        // convergence-local (embedded defaults) is development without being told.
+        assert!(Settings::from_vars(&vars(&[]), BackendDefaults::Embedded).unwrap().is_development());
+    }
+
+    #[test]
+    fn cache_ttl_is_capped() {
+        let s = Settings::from_vars(&vars(&[("CACHE_TTL_SECS", "300")]), BackendDefaults::Embedded).unwrap();
+        assert_eq!(s.cache_ttl_secs, MAX_CACHE_TTL_SECS);
+        let err = Settings::from_vars(&vars(&[("CACHE_TTL_SECS", "301")]), BackendDefaults::Embedded).unwrap_err();
+        assert_eq!(err.0.len(), 1, "{err}");
+        assert!(err.0[0].starts_with("CACHE_TTL_SECS=301 is more than 300"), "{err}");
     }
 
     #[test]
@@ -1081,6 +1245,8 @@ mod tests {
             ("GCP_PROJECT_ID", "acme-stg-1"),
             ("KMS_KEY_NAME", key),
             ("PUBSUB_TOPIC", "runs"),
+            ("CA_ROOT_API_KEY", "staging-root-key-0123456789-abcdefghij"),
+            ("CORS_ORIGINS", "https://app.example.com"),
         ];
         let public = Settings::from_vars_for(&vars(&staging), BackendDefaults::Cloud, ServiceNeeds::PUBLIC_API);
         assert!(public.is_ok(), "services without internal endpoints start as before: {:?}", public.err());

@@ -82,3 +82,42 @@ async fn every_cloud_run_binary_starts_with_the_environment_terraform_gives_it()
         failures.join("\n\n")
     );
 }
+
+/// A Cloud Run binary never runs as development by default: without `ENVIRONMENT` it refuses to
+/// start, non-zero, and says to set it (DESIGN §6).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cloud_run_binary_without_environment_refuses_to_start_and_says_to_set_it() {
+    let files = terraform_files();
+    let bin_dir = binaries_dir();
+    for service in services(&files).into_keys() {
+        let binary = bin_dir.join(format!("convergence-{service}"));
+        assert!(binary.is_file(), "{} is missing: `make test` builds the Cloud Run binaries", binary.display());
+        let data_dir = tempfile::tempdir().unwrap();
+        // Everything a development start would need except ENVIRONMENT itself.
+        let child = Command::new(&binary)
+            .env_clear()
+            .env("PORT", free_port().to_string())
+            .env("WAREHOUSE_BACKEND", "bigquery")
+            .env("GCP_PROJECT_ID", "acme-dev-1")
+            .env("KMS_BACKEND", "local")
+            .env("QUEUE_BACKEND", "local")
+            .env("DATA_DIR", data_dir.path())
+            .current_dir(repo())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", binary.display()));
+        let output = tokio::time::timeout(Duration::from_secs(20), child.wait_with_output())
+            .await
+            .unwrap_or_else(|_| panic!("convergence-{service} kept running without ENVIRONMENT"))
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "convergence-{service} exited 0 without ENVIRONMENT: {stderr}");
+        assert!(
+            stderr.contains("ENVIRONMENT is required") && stderr.contains("ENVIRONMENT=production"),
+            "convergence-{service} should say to set ENVIRONMENT: {stderr}"
+        );
+    }
+}

@@ -341,6 +341,16 @@ async fn bad_bodies_are_400_naming_the_field_and_call_no_provider() {
             json!({"credential": "sk-ant-admin01-abcdefgh", "credential_name": "x".repeat(101)}),
             "credential_name",
         ),
+        (
+            "anthropic",
+            json!({"credential": "sk-ant-admin01-abcdefgh", "credential_name": "Prod\u{202E}yek"}),
+            "credential_name contains a bidirectional control (U+202E)",
+        ),
+        (
+            "openai",
+            json!({"credential": "sk-admin-abcdefgh", "credential_name": "Prod\u{200B}key"}),
+            "credential_name contains a zero-width character (U+200B)",
+        ),
         ("anthropic", json!({"credential": "sk-ant-admin01-abcdefgh", "api_key": "x"}), "unknown field `api_key`"),
         ("gcp", json!({"billing_export_table": TABLE}), "service_account_json is required"),
         (

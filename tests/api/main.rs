@@ -11,6 +11,7 @@ mod daily_loop;
 mod data_quality;
 mod deploy;
 mod gcp_billing;
+mod guards;
 mod http;
 mod images;
 mod integrations;

@@ -253,7 +253,7 @@ async fn development_takes_the_root_key_and_refuses_a_missing_token() {
 
     let reply = call(&url, None, Some(ROOT_KEY)).await;
     assert_eq!(reply.status.as_u16(), 200, "{}", reply.body);
-    assert_eq!(reply.body, json!({"actor_type": "root", "actor_id": null}));
+    assert_eq!(reply.body, json!({"actor_type": "root", "actor_id": "root"}));
     assert_refused(&call(&url, None, Some("not-the-root-key")).await, "root key is not valid", "");
     let message = call(&url, None, None).await.assert_error(401, "unauthorized").to_string();
     assert!(message.contains("X-CA-Root-Key") && message.contains("Authorization: Bearer"), "{message}");

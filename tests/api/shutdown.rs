@@ -52,6 +52,8 @@ async fn sigterm_finishes_the_request_in_flight_refuses_new_connections_and_exit
     assert!(binary.is_file(), "{} is missing: `make test` builds the Cloud Run binaries first", binary.display());
     let mut child = Command::new(&binary)
         .env_clear()
+        // A Cloud binary runs as development only when asked by name.
+        .env("ENVIRONMENT", "development")
         .env("PORT", port.to_string())
         .env("WAREHOUSE_BACKEND", "bigquery")
         .env("GCP_PROJECT_ID", unique_project())

@@ -550,6 +550,8 @@ fn main() {
         let topic = "projects/bench-project/topics/runs";
         let pubsub = rt.block_on(convergence_tests::fakes::pubsub::FakePubSub::start(&[topic]));
         let cloud = [
+            // The Cloud binaries refuse to start without ENVIRONMENT; the fakes need development.
+            ("ENVIRONMENT", "development"),
             ("WAREHOUSE_BACKEND", "bigquery"),
             ("GCP_PROJECT_ID", "bench-project"),
             ("BIGQUERY_API_BASE", emulator.as_str()),

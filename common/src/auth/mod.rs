@@ -8,7 +8,9 @@
 //! B is refused (403) before any data is read.
 
 pub mod oidc;
+pub mod throttle;
 
+use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
 use axum::http::HeaderMap;
@@ -17,7 +19,9 @@ use secrecy::ExposeSecret;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
+use crate::settings::{DEFAULT_AUTH_FAILURES_PER_MINUTE, DEFAULT_AUTH_FAILURE_BURST};
 use crate::warehouse::{Params, Warehouse, WarehouseError};
+use throttle::FailureThrottle;
 
 pub const ROOT_KEY_HEADER: &str = "x-ca-root-key";
 pub const API_KEY_HEADER: &str = "x-api-key";
@@ -32,6 +36,10 @@ pub enum AuthError {
     /// A valid credential that may not do this.
     #[error("{0}")]
     Forbidden(&'static str),
+    /// The client's address has used up its budget of failed authentications; nothing was
+    /// checked or looked up.
+    #[error("too many failed authentications from this address; retry after {retry_after_secs} second(s)")]
+    Throttled { retry_after_secs: u64 },
     /// The key could not be looked up.
     #[error(transparent)]
     Warehouse(#[from] WarehouseError),
@@ -72,12 +80,13 @@ impl Caller {
         }
     }
 
-    /// For audit rows: (actor_type, actor_id). The id is a fingerprint, never a key.
+    /// For audit rows: (actor_type, actor_id). The id names one key (its `api_key_id`, never the
+    /// key itself; a fingerprint's four characters could name several), or `root`.
     pub fn actor(&self) -> (&'static str, Option<String>) {
         match self {
-            Caller::Root => ("root", None),
+            Caller::Root => ("root", Some("root".into())),
             Caller::AuthDisabled => ("root", Some("auth-disabled".into())),
-            Caller::Org(k) => ("api_key", Some(k.fingerprint.clone())),
+            Caller::Org(k) => ("api_key", Some(k.api_key_id.clone())),
         }
     }
 }
@@ -89,6 +98,8 @@ pub struct Authenticator {
     /// key hash → key (present) ; absent keys are cached briefly in `unknown`.
     known: Cache<String, OrgKey>,
     unknown: Cache<String, ()>,
+    /// Failed authentications per client address (see [`throttle`]).
+    failures: FailureThrottle,
 }
 
 impl Authenticator {
@@ -98,6 +109,23 @@ impl Authenticator {
             disabled,
             known: Cache::builder().max_capacity(100_000).time_to_live(ttl).build(),
             unknown: Cache::builder().max_capacity(100_000).time_to_live(ttl.min(Duration::from_secs(10))).build(),
+            failures: FailureThrottle::new(DEFAULT_AUTH_FAILURES_PER_MINUTE, DEFAULT_AUTH_FAILURE_BURST),
+        }
+    }
+
+    /// The budget of failed authentications per client address: `burst` at once, `per_minute`
+    /// more each minute.
+    pub fn with_failure_budget(mut self, per_minute: u32, burst: u32) -> Authenticator {
+        self.failures = FailureThrottle::new(per_minute, burst);
+        self
+    }
+
+    /// A credential that was not valid: counted against `client`'s budget. 401 while the budget
+    /// lasts, 429 once it is spent.
+    fn failed(&self, client: IpAddr, message: &'static str) -> AuthError {
+        match self.failures.take(client) {
+            Ok(()) => AuthError::Unauthorized(message),
+            Err(retry_after_secs) => AuthError::Throttled { retry_after_secs },
         }
     }
 
@@ -130,45 +158,70 @@ impl Authenticator {
         self.known.insert(key_hash.to_string(), key);
     }
 
+    /// The key `presented` names, from the cache or (spending one of `client`'s attempts, given
+    /// back when the key is valid) the warehouse; a key that is not one spends its attempt.
     async fn lookup(
         &self,
         warehouse: &dyn Warehouse,
         central_dataset: &str,
         presented: &str,
-    ) -> Result<Option<OrgKey>, WarehouseError> {
+        client: IpAddr,
+    ) -> Result<OrgKey, AuthError> {
+        const INVALID: &str = "the API key is not valid or has been revoked";
         if !looks_like_org_key(presented) {
-            return Ok(None);
+            return Err(self.failed(client, INVALID));
         }
         let hash = crate::domain::sha256_hex(presented.as_bytes());
         if let Some(key) = self.known.get(&hash) {
-            return Ok(Some(key));
+            return Ok(key);
         }
         if self.unknown.contains_key(&hash) {
-            return Ok(None);
+            return Err(self.failed(client, INVALID));
         }
-        let found = find_active_key(warehouse, central_dataset, &hash).await?;
-        match &found {
-            Some(key) => self.known.insert(hash, key.clone()),
-            None => self.unknown.insert(hash, ()),
+        // Taken before the query, so concurrent unknown keys from one address cannot overspend.
+        if let Err(retry_after_secs) = self.failures.take(client) {
+            return Err(AuthError::Throttled { retry_after_secs });
         }
-        Ok(found)
+        let found = find_active_key(warehouse, central_dataset, &hash).await;
+        match found {
+            Ok(Some(key)) => {
+                self.failures.give_back(client);
+                self.known.insert(hash, key.clone());
+                Ok(key)
+            }
+            Ok(None) => {
+                self.unknown.insert(hash, ());
+                Err(AuthError::Unauthorized(INVALID))
+            }
+            Err(e) => {
+                // The warehouse failed, not the client: its attempt is not held against it.
+                self.failures.give_back(client);
+                Err(e.into())
+            }
+        }
     }
 
-    /// Authenticates a request's headers; org keys are looked up in `central_dataset`.
+    /// Authenticates a request's headers; org keys are looked up in `central_dataset`. `client`
+    /// is the request's client address (see `http::middleware::ClientAddr`); failed attempts
+    /// are counted against it, and once its budget is spent the answer is
+    /// [`AuthError::Throttled`] without a lookup.
     pub async fn authenticate(
         &self,
         warehouse: &dyn Warehouse,
         central_dataset: &str,
         headers: &HeaderMap,
+        client: Option<IpAddr>,
     ) -> Result<Caller, AuthError> {
         if self.disabled {
             return Ok(Caller::AuthDisabled);
         }
+        // Without a known address every such request shares one budget: stricter, never looser.
+        let client = client.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
         if let Some(root) = headers.get(ROOT_KEY_HEADER) {
             return if self.is_root(root.as_bytes()) {
                 Ok(Caller::Root)
             } else {
-                Err(AuthError::Unauthorized("the root key is not valid"))
+                Err(self.failed(client, "the root key is not valid"))
             };
         }
         let Some(api_key) = headers.get(API_KEY_HEADER) else {
@@ -176,11 +229,10 @@ impl Authenticator {
                 "send an API key in the X-API-Key header (or the root key in X-CA-Root-Key)",
             ));
         };
-        let presented = api_key.to_str().map_err(|_| AuthError::Unauthorized("the API key is not valid"))?;
-        match self.lookup(warehouse, central_dataset, presented).await? {
-            Some(key) => Ok(Caller::Org(key)),
-            None => Err(AuthError::Unauthorized("the API key is not valid or has been revoked")),
-        }
+        let Ok(presented) = api_key.to_str() else {
+            return Err(self.failed(client, "the API key is not valid"));
+        };
+        self.lookup(warehouse, central_dataset, presented, client).await.map(Caller::Org)
     }
 }
 

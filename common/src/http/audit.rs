@@ -8,7 +8,10 @@ impl AppState {
     pub async fn audit(&self, caller: &crate::auth::Caller, event: crate::audit::AuditEvent<'_>) {
         let (actor_type, actor_id) = caller.actor();
         let actor = crate::audit::Actor { actor_type, actor_id };
-        let request_id = super::middleware::current_request_id();
-        crate::audit::record(self.warehouse.as_ref(), &self.configs, actor, request_id, event).await;
+        let request = crate::audit::RequestIds {
+            request_id: super::middleware::current_request_id(),
+            client_request_id: super::middleware::current_client_request_id(),
+        };
+        crate::audit::record(self.warehouse.as_ref(), &self.configs, actor, request, event).await;
     }
 }

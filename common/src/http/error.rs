@@ -83,6 +83,7 @@ impl From<AuthError> for ApiError {
         match e {
             AuthError::Unauthorized(m) => ApiError::unauthorized(m),
             AuthError::Forbidden(m) => ApiError::forbidden(m),
+            AuthError::Throttled { retry_after_secs } => ApiError::too_many_requests(e.to_string(), retry_after_secs),
             AuthError::Warehouse(w) => w.into(),
         }
     }

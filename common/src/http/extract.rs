@@ -8,6 +8,7 @@ use axum::http::{header, StatusCode};
 use serde::de::DeserializeOwned;
 
 use super::error::ApiError;
+use super::middleware::{ClientAddr, IdentityLimiter};
 use crate::app::AppState;
 use crate::auth::Caller;
 
@@ -81,11 +82,30 @@ impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for ApiPath
 }
 
 /// The authenticated caller of a public route (keys in the headers, org keys looked up in the
-/// central dataset); see [`crate::auth`].
+/// central dataset; failed attempts counted per client address); see [`crate::auth`]. Then the
+/// per-identity rate limit, keyed on the verified key's id (or root), never on header text.
 impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        Ok(state.auth.authenticate(state.warehouse.as_ref(), state.configs.central_dataset(), &parts.headers).await?)
+        let client = parts.extensions.get::<ClientAddr>().map(|c| c.0);
+        let caller = state
+            .auth
+            .authenticate(state.warehouse.as_ref(), state.configs.central_dataset(), &parts.headers, client)
+            .await?;
+        if let Some(IdentityLimiter(limiter)) = parts.extensions.get::<IdentityLimiter>() {
+            let identity = match &caller {
+                Caller::Root => "root".to_string(),
+                Caller::AuthDisabled => "auth-disabled".to_string(),
+                Caller::Org(key) => format!("key:{}", key.api_key_id),
+            };
+            limiter.check(identity).map_err(|retry_after| {
+                ApiError::too_many_requests(
+                    format!("too many requests with this key; retry after {retry_after} second(s)"),
+                    retry_after,
+                )
+            })?;
+        }
+        Ok(caller)
     }
 }

@@ -31,7 +31,7 @@ impl InternalCaller {
     /// For audit rows: (actor_type, actor_id).
     pub fn actor(&self) -> (&'static str, Option<String>) {
         match self {
-            InternalCaller::Root => ("root", None),
+            InternalCaller::Root => ("root", Some("root".into())),
             InternalCaller::ServiceAccount(email) => ("service_account", Some(email.clone())),
         }
     }
@@ -118,7 +118,7 @@ mod tests {
 
     #[test]
     fn audit_actor_names_the_service_account() {
-        assert_eq!(InternalCaller::Root.actor(), ("root", None));
+        assert_eq!(InternalCaller::Root.actor(), ("root", Some("root".into())));
         let sa = InternalCaller::ServiceAccount("push@p.iam.gserviceaccount.com".into());
         assert_eq!(sa.actor(), ("service_account", Some("push@p.iam.gserviceaccount.com".into())));
     }

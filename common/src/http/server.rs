@@ -19,9 +19,9 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::timeout::TimeoutLayer;
 
 use super::error::ApiError;
-use super::middleware::{rate_limit, request_context, Limiter, REQUEST_ID_HEADER};
+use super::middleware::{rate_limit, request_context, Limiter, RateLimits, REQUEST_ID_HEADER};
 use crate::app::AppState;
-use crate::auth::{API_KEY_HEADER, ROOT_KEY_HEADER};
+use crate::auth::API_KEY_HEADER;
 use crate::settings::{BackendDefaults, RootKeySource, ServiceNeeds, Settings};
 
 /// `GET /health`: the process is up and its configs loaded. Cheap on purpose (Cloud Run probes
@@ -50,11 +50,16 @@ pub fn with_plumbing(routes: Router<AppState>, state: AppState) -> Router {
     let mut routes = routes
         .fallback(|| async { ApiError::not_found("no such route; see the README for the API") })
         .layer(DefaultBodyLimit::max(settings.max_body_bytes));
-    if settings.rate_limit_enabled {
-        // One budget per served router, which is one per process.
-        let limiter = Arc::new(Limiter::new(settings.rate_limit_per_second, settings.rate_limit_burst));
-        routes = routes.layer(axum::middleware::from_fn_with_state(limiter, rate_limit));
-    }
+    // One budget per served router, which is one per process. The client address is found
+    // even with rate limiting off: failed authentications are counted per address regardless.
+    let enabled = settings.rate_limit_enabled;
+    let limits = Arc::new(RateLimits {
+        trusted_proxy_hops: settings.trusted_proxy_hops,
+        address: enabled
+            .then(|| Limiter::new(settings.rate_limit_address_per_second, settings.rate_limit_address_burst)),
+        identity: enabled.then(|| Arc::new(Limiter::new(settings.rate_limit_per_second, settings.rate_limit_burst))),
+    });
+    routes = routes.layer(axum::middleware::from_fn_with_state(limits, rate_limit));
     routes
         .layer(TimeoutLayer::with_status_code(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -74,10 +79,11 @@ fn cors_layer(origins: &[String]) -> CorsLayer {
     CorsLayer::new()
         .allow_origin(allow_origin)
         .allow_methods([Method::GET, Method::POST, Method::PUT, Method::DELETE, Method::OPTIONS])
+        // Never the root key's header: a browser has no business holding the root key, and a
+        // page that could make one send it would be an attack on it.
         .allow_headers([
             header::CONTENT_TYPE,
             HeaderName::from_static(API_KEY_HEADER),
-            HeaderName::from_static(ROOT_KEY_HEADER),
             HeaderName::from_static(REQUEST_ID_HEADER),
         ])
         .expose_headers([HeaderName::from_static(REQUEST_ID_HEADER), header::RETRY_AFTER])

@@ -14,6 +14,7 @@ use common::audit::AuditEvent;
 use common::auth::Caller;
 use common::http::error::ApiResult;
 use common::http::{health_router, with_plumbing, OptionalJson};
+use common::settings::Environment;
 use common::warehouse::{render_table_refs, DatasetOptions};
 use common::{ApiError, AppState};
 use serde::{Deserialize, Serialize};
@@ -68,6 +69,27 @@ async fn bootstrap(
     OptionalJson(request): OptionalJson<BootstrapRequest>,
 ) -> ApiResult<Json<BootstrapReport>> {
     caller.require_root()?;
+    if let Some(refusal) = destructive_refusal(&request, state.settings.environment) {
+        // Recorded: someone holding the root key tried to drop the central tables.
+        state
+            .audit(
+                &caller,
+                AuditEvent {
+                    org_slug: None,
+                    action: "bootstrap",
+                    resource_type: "dataset",
+                    resource_id: Some(state.configs.central_dataset()),
+                    success: false,
+                    details: json!({
+                        "force_recreate_dataset": request.force_recreate_dataset,
+                        "force_recreate_tables": request.force_recreate_tables,
+                        "refused": refusal,
+                    }),
+                },
+            )
+            .await;
+        return Err(ApiError::forbidden(refusal));
+    }
     let _guard = BOOTSTRAP_LOCK.lock().await;
     let report = run(&state, &request).await;
     if request.force_recreate_dataset || request.force_recreate_tables {
@@ -103,6 +125,25 @@ async fn bootstrap(
         "bootstrap finished"
     );
     Ok(Json(report))
+}
+
+/// Why a destructive bootstrap is refused here, if it is: dropping the central tables loses every
+/// organization, key and the audit log itself, so only development may ask for it.
+fn destructive_refusal(request: &BootstrapRequest, environment: Environment) -> Option<String> {
+    let flag = if request.force_recreate_dataset {
+        "force_recreate_dataset"
+    } else if request.force_recreate_tables {
+        "force_recreate_tables"
+    } else {
+        return None;
+    };
+    (environment != Environment::Development).then(|| {
+        format!(
+            "{flag} is refused in {}: it drops every central table (organizations, keys, the audit log); \
+             it is allowed only in development. A plain bootstrap adds what is missing and keeps every row",
+            environment.as_str()
+        )
+    })
 }
 
 /// Columns in configs that existing tables lack. Checked before anything changes, so a column

@@ -25,7 +25,7 @@ pub async fn run(state: &AppState, provider: &str, credential: &Credential) -> A
             Anthropic { http: &http, base: &settings.anthropic_api_base }.validate_admin_key(key.expose_secret()).await
         }
         ("gcp", Credential::ServiceAccount { key, table, .. })
-            if key.project_id == SANDBOX_PROJECT && !settings.is_production() =>
+            if key.project_id == SANDBOX_PROJECT && settings.is_development() =>
         {
             sandbox_export(state, key, table).await
         }

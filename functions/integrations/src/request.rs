@@ -68,7 +68,7 @@ pub fn parse(
     provider: &str,
     config: &Provider,
     body: SetupRequest,
-    any_token_uri: bool,
+    allow_sandbox: bool,
 ) -> Result<(Credential, String), ApiError> {
     let mut problems = Vec::new();
     let credential_name = match body.credential_name.as_deref().map(str::trim) {
@@ -76,11 +76,19 @@ pub fn parse(
             "service_account_json" => format!("{} service account", config.display_name),
             _ => format!("{} admin key", config.display_name),
         },
-        Some(name) if name.chars().count() > 100 || name.chars().any(char::is_control) => {
-            problems.push("credential_name must be at most 100 characters without control characters".to_string());
-            String::new()
-        }
-        Some(name) => name.to_string(),
+        Some(name) => match common::domain::display_text_problem(name) {
+            Some(problem) => {
+                problems.push(format!(
+                    "credential_name {problem}: names may not hold control, bidirectional or zero-width characters"
+                ));
+                String::new()
+            }
+            None if name.chars().count() > 100 => {
+                problems.push("credential_name must be at most 100 characters".to_string());
+                String::new()
+            }
+            None => name.to_string(),
+        },
     };
     let credential = match config.credential_type.as_str() {
         "admin_api_key" => {
@@ -137,7 +145,7 @@ pub fn parse(
                         Value::String(s) => serde_json::from_str::<Value>(&s).unwrap_or(Value::Null),
                         other => other,
                     };
-                    match ServiceAccountKey::parse(&value, any_token_uri) {
+                    match ServiceAccountKey::parse(&value, allow_sandbox) {
                         Ok(key) => Some((key, SecretString::from(value.to_string()))),
                         Err(e) => {
                             problems.push(e);

@@ -28,7 +28,7 @@ pub async fn setup(
     let slug = OrgSlug::parse(&org).map_err(ApiError::bad_request)?;
     let config = request::provider(&state, &provider)?;
     let org_view = require_org_exists(&state, slug.as_str()).await?;
-    let (credential, credential_name) = request::parse(&provider, config, body, !state.settings.is_production())?;
+    let (credential, credential_name) = request::parse(&provider, config, body, state.settings.is_development())?;
 
     let _guard = store::org_lock(slug.as_str()).await;
     check_quota(&state, slug.as_str(), &provider, &org_view).await?;

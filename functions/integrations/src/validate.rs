@@ -36,7 +36,7 @@ pub async fn validate(
     };
     let plaintext = state.kms.decrypt(&ciphertext, &store::aad(slug.as_str(), &provider)).await?;
     let plaintext = String::from_utf8(plaintext).map_err(|_| ApiError::internal("stored credential is not UTF-8"))?;
-    let credential = restore(&config.credential_type, plaintext, &metadata, !state.settings.is_production())?;
+    let credential = restore(&config.credential_type, plaintext, &metadata, state.settings.is_development())?;
     let outcome = check::run(&state, &provider, &credential).await?;
     drop(credential);
 
@@ -87,13 +87,13 @@ pub fn not_configured(org_slug: &str, provider: &str) -> ApiError {
 }
 
 /// The credential as it was set up, from its decrypted form and the row's metadata.
-fn restore(credential_type: &str, plaintext: String, metadata: &Value, any_token_uri: bool) -> ApiResult<Credential> {
+fn restore(credential_type: &str, plaintext: String, metadata: &Value, allow_sandbox: bool) -> ApiResult<Credential> {
     match credential_type {
         "service_account_json" => {
             let json: Value = serde_json::from_str(&plaintext)
                 .map_err(|_| ApiError::internal("stored service-account key is not JSON"))?;
             // A stored key passed these checks at setup; failing now means the rules changed.
-            let key = ServiceAccountKey::parse(&json, any_token_uri).map_err(ApiError::bad_request)?;
+            let key = ServiceAccountKey::parse(&json, allow_sandbox).map_err(ApiError::bad_request)?;
             let table = metadata["billing_export_table"]
                 .as_str()
                 .ok_or_else(|| ApiError::internal("stored gcp credential has no billing_export_table"))

@@ -50,7 +50,7 @@ impl OnboardRequest {
         let currency = self.currency(state);
         let timezone = self.timezone(state);
         vec![
-            ("org_slug_format", OrgSlug::parse(&self.org_slug).map(|s| format!("{s} is a valid slug"))),
+            ("org_slug_format", OrgSlug::parse(&self.org_slug).and_then(check_slug_is_not_a_route_segment)),
             ("company_name", check_company_name(&self.company_name)),
             ("admin_email", Email::parse(&self.admin_email).map(|e| format!("{e} is a valid address", e = e.as_str()))),
             (
@@ -113,9 +113,27 @@ impl OnboardRequest {
     }
 }
 
+/// A slug equal to a fixed segment of the API's paths would make a path ambiguous (the dry-run
+/// route or an organization named `dryrun`?), so it cannot name an organization.
+fn check_slug_is_not_a_route_segment(slug: OrgSlug) -> Result<String, String> {
+    match common::http::routes::route_with_segment(slug.as_str()) {
+        Some(route) => Err(format!(
+            "org_slug {slug:?} is a fixed segment of the API's paths ({route}) and cannot name an organization; \
+             choose another slug",
+            slug = slug.as_str()
+        )),
+        None => Ok(format!("{slug} is a valid slug")),
+    }
+}
+
 fn check_company_name(name: &str) -> Result<String, String> {
     let trimmed = name.trim();
-    if trimmed.is_empty() || trimmed.chars().count() > 200 || trimmed.chars().any(char::is_control) {
+    if let Some(problem) = common::domain::display_text_problem(trimmed) {
+        return Err(format!(
+            "company_name {problem}: names may not hold control, bidirectional or zero-width characters"
+        ));
+    }
+    if trimmed.is_empty() || trimmed.chars().count() > 200 {
         Err("company_name must be 1 to 200 characters without control characters".into())
     } else {
         Ok("company name is valid".into())

@@ -76,7 +76,7 @@ async fn integration(ctx: &StepContext<'_>) -> Result<(ServiceAccountKey, Billin
             StepError::Failed("the stored gcp credential is not a service-account key; set it up again".into())
         })?
         .ok_or_else(no_key)?;
-    let key = ServiceAccountKey::parse(&json, !ctx.settings.is_production())
+    let key = ServiceAccountKey::parse(&json, ctx.settings.is_development())
         .map_err(|e| StepError::Failed(format!("the stored gcp service-account key: {e}; set it up again")))?;
     let stored = crate::credentials::find_secret(ctx.warehouse, ctx.configs, ctx.org_slug, PROVIDER)
         .await
@@ -143,7 +143,7 @@ impl GcpBqEtl {
         key: ServiceAccountKey,
         table: &BillingExportTable,
     ) -> Result<(Reader, Option<u64>), StepError> {
-        if key.project_id == SANDBOX_PROJECT && !ctx.settings.is_production() {
+        if key.project_id == SANDBOX_PROJECT && ctx.settings.is_development() {
             if !ctx.settings.sandbox_providers {
                 return Err(StepError::Failed(
                     "a sandbox gcp key reads the sandbox export, which needs SANDBOX_PROVIDERS=true".into(),
