@@ -706,6 +706,7 @@ pub struct ChangedModel {
 #[serde(rename_all = "snake_case")]
 pub enum SuspicionRule {
     /// A price moved by more than 10× either way.
+    #[serde(rename = "moved_over_10x")]
     MovedOver10x,
     /// A price became zero.
     BecameZero,
@@ -716,6 +717,7 @@ pub enum SuspicionRule {
     /// A cache read dearer than uncached input.
     CachedInputAboveInput,
     /// A 1 h cache write cheaper than a 5 min one.
+    #[serde(rename = "cache_write_1h_below_5m")]
     CacheWrite1hBelow5m,
     /// A batch price above the standard one.
     BatchAboveStandard,
@@ -1318,7 +1320,7 @@ mod tests {
         let json = serde_json::to_value(&forced.report).expect("serializes");
         assert_eq!(json["changed"][1]["changes"][0]["old"], "2.00");
         assert_eq!(json["changed"][1]["changes"][0]["new"], "1.25");
-        assert_eq!(json["suspicious"][0]["rule"], "moved_over10x");
+        assert_eq!(json["suspicious"][0]["rule"], "moved_over_10x");
         assert_eq!(json["format"], "litellm");
     }
 
@@ -1402,6 +1404,21 @@ mod tests {
         assert_eq!(plan.writes.len(), 1);
         assert_eq!(plan.writes[0].effective_from, Some(day("2025-06-10")));
         assert_eq!(plan.report.skipped.len(), 1);
+    }
+
+    /// The import's CSV format is the seed format: every shipped seed reads and round-trips.
+    #[test]
+    fn shipped_seed_csvs_are_import_csvs() {
+        let seeds = [
+            ("openai", include_str!("../../../configs/openai/seed/data/default_pricing.csv")),
+            ("anthropic", include_str!("../../../configs/anthropic/seed/data/default_pricing.csv")),
+        ];
+        for (provider, text) in seeds {
+            let parsed = parse_import(text, Some(provider)).unwrap_or_else(|e| panic!("{provider}: {e}"));
+            assert!(parsed.rows.len() > 1, "{provider}");
+            let again = parse_import(&write_catalog_csv(provider, &parsed.rows), Some(provider)).expect("round trip");
+            assert_eq!(again.rows, parsed.rows, "{provider}");
+        }
     }
 
     #[test]
