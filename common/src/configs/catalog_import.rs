@@ -710,7 +710,7 @@ pub enum SuspicionRule {
     MovedOver10x,
     /// A price became zero.
     BecameZero,
-    /// Input or output priced at zero.
+    /// Input priced at zero (output may be: embeddings have none).
     ZeroPrice,
     /// A cache write cheaper than the input it caches.
     CacheWriteBelowInput,
@@ -922,10 +922,8 @@ fn suspicious(row: &CatalogRow, rule: SuspicionRule, columns: &[&str], detail: S
 /// Rules one row must meet on its own.
 fn row_checks(row: &CatalogRow, out: &mut Vec<SuspiciousChange>) {
     let v = &row.values;
-    for column in ["input_per_1m", "output_per_1m"] {
-        if v.get(column).is_some_and(Decimal::is_zero) {
-            out.push(suspicious(row, SuspicionRule::ZeroPrice, &[column], format!("{column} is 0")));
-        }
+    if v.get("input_per_1m").is_some_and(Decimal::is_zero) {
+        out.push(suspicious(row, SuspicionRule::ZeroPrice, &["input_per_1m"], "input_per_1m is 0".into()));
     }
     for (lower, higher, rule) in ORDER_RULES {
         if let (Some(l), Some(h)) = (v.get(*lower), v.get(*higher)) {
@@ -1338,7 +1336,6 @@ mod tests {
         assert_eq!(
             rules,
             [
-                SuspicionRule::ZeroPrice,
                 SuspicionRule::CachedInputAboveInput,
                 SuspicionRule::CacheWriteBelowInput,
                 SuspicionRule::CacheWriteBelowInput,
@@ -1349,12 +1346,20 @@ mod tests {
         );
         assert!(plan.report.refused);
 
-        // A change dated on or before the version it replaces, and a price that became zero.
-        parsed.rows[0].values = values(&[("input_per_1m", "3"), ("output_per_1m", "0")]);
+        // A change dated on or before the version it replaces, and prices that became zero.
+        parsed.rows[0].values = values(&[("input_per_1m", "0"), ("output_per_1m", "0")]);
         let now = current("claude-odd", &[("input_per_1m", "3"), ("output_per_1m", "15")], "2026-02-01");
         let plan = plan_import(&parsed, &[now], ImportOptions { effective_from: day("2026-02-01"), force: false });
         let rules: Vec<SuspicionRule> = plan.report.suspicious.iter().map(|s| s.rule).collect();
-        assert_eq!(rules, [SuspicionRule::ZeroPrice, SuspicionRule::BecameZero, SuspicionRule::NotAfterCurrentVersion]);
+        assert_eq!(
+            rules,
+            [
+                SuspicionRule::ZeroPrice,
+                SuspicionRule::BecameZero,
+                SuspicionRule::BecameZero,
+                SuspicionRule::NotAfterCurrentVersion
+            ]
+        );
     }
 
     const SEED_HEADER: &str = "model_id,currency,input_per_1m,cached_input_per_1m,cache_write_5m_per_1m,\
