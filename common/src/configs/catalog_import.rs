@@ -146,12 +146,12 @@ pub enum ImportFormat {
 /// dropped by a struct that does not know it.
 #[derive(Debug, Deserialize)]
 pub struct LiteLlmEntryHead {
-    /// `openai`, `anthropic`, `azure`, … (absent or not a string: not one of ours).
+    /// `openai`, `anthropic`, `azure`, … (absent: not one of ours).
     #[serde(default)]
-    pub litellm_provider: Option<serde_json::Value>,
-    /// `chat`, `completion`, `embedding`, `image_generation`, …
+    pub litellm_provider: Option<String>,
+    /// `chat`, `completion`, `embedding`, `image_generation`, … (absent: `chat`).
     #[serde(default)]
-    pub mode: Option<serde_json::Value>,
+    pub mode: Option<String>,
 }
 
 /// An entry's fields with each value's JSON text as written (numbers never become `f64`).
@@ -239,19 +239,19 @@ pub fn parse_litellm(text: &str) -> Result<ParsedImport, ImportError> {
     // model (provider, id) → (key it came from, index in out.rows)
     let mut seen: BTreeMap<(String, String), (String, usize)> = BTreeMap::new();
     for (key, raw) in &file {
-        // An entry that is not an object (or has odd types) is someone else's business unless
-        // it claims to be one of ours.
+        // An entry that is not an object, or whose provider or mode is not a string, cannot be
+        // one of ours.
         let Ok(head) = serde_json::from_str::<LiteLlmEntryHead>(raw.get()) else {
             out.other_provider_entries += 1;
             continue;
         };
-        let litellm_provider = head.litellm_provider.as_ref().and_then(|v| v.as_str()).unwrap_or_default();
+        let litellm_provider = head.litellm_provider.as_deref().unwrap_or_default();
         let Some(provider) = LITELLM_PROVIDERS.iter().find(|(p, _)| *p == litellm_provider).map(|(_, ours)| *ours)
         else {
             out.other_provider_entries += 1;
             continue;
         };
-        let mode = head.mode.as_ref().and_then(|v| v.as_str()).unwrap_or("chat");
+        let mode = head.mode.as_deref().unwrap_or("chat");
         if !TOKEN_PRICED_MODES.contains(&mode) {
             out.skipped
                 .push(SkippedEntry { key: key.clone(), reason: format!("mode {mode:?} is not priced per token") });
