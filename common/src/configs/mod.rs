@@ -8,6 +8,7 @@ use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
 pub mod bq_etl;
+pub mod catalog_import;
 pub mod data_quality;
 pub mod notify;
 pub mod pipelines;
