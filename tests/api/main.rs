@@ -5,6 +5,7 @@ mod bigquery_e2e;
 mod bigquery_errors;
 mod bootstrap;
 mod catalog;
+mod catalog_import;
 mod cloud_binaries;
 mod cloud_run;
 mod daily_loop;

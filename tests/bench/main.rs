@@ -400,7 +400,7 @@ fn reset_peak_rss(pid: u32) {
 /// replaced server-side in one transaction). Wall time from the POST to SUCCESS, the step's own
 /// time, rows/s, and the server's peak RSS over each rerun and over the whole process.
 async fn gcp_billing(bin: &Path, rows: usize, reruns: usize) {
-    let limit = std::env::var("BENCH_GCP_DUCKDB_MEMORY_LIMIT").unwrap_or_else(|_| "128MB".into());
+    let limit = std::env::var("BENCH_GCP_DUCKDB_MEMORY_LIMIT").unwrap_or_else(|_| "96MB".into());
     let extra =
         [("RATE_LIMIT_ENABLED", "false"), ("SANDBOX_PROVIDERS", "true"), ("DUCKDB_MEMORY_LIMIT", limit.as_str())];
     println!("DUCKDB_MEMORY_LIMIT={limit} (`BENCH_GCP_DUCKDB_MEMORY_LIMIT` sets it)\n");

@@ -67,6 +67,31 @@ impl<T: DeserializeOwned + Default, S: Send + Sync> FromRequest<S> for OptionalJ
     }
 }
 
+/// A UTF-8 text body (a CSV or a JSON file taken as it is), rejecting with [`ApiError`]: too
+/// large is 413, not UTF-8 is 400.
+pub struct ApiText(pub String);
+
+impl<S: Send + Sync> FromRequest<S> for ApiText {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let bytes = axum::body::Bytes::from_request(req, state).await.map_err(|e| {
+            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "payload_too_large",
+                    "request body is larger than this endpoint accepts",
+                )
+            } else {
+                ApiError::new(e.status(), super::error::code_for(e.status()), e.body_text())
+            }
+        })?;
+        String::from_utf8(bytes.to_vec()).map(ApiText).map_err(|e| {
+            ApiError::bad_request(format!("request body is not UTF-8 text (byte {})", e.utf8_error().valid_up_to()))
+        })
+    }
+}
+
 /// `axum::extract::Path`, rejecting with [`ApiError`].
 pub struct ApiPath<T>(pub T);
 

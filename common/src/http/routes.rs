@@ -32,6 +32,7 @@ pub const API_ROUTES: &[&str] = &[
     "/api/v1/integrations/{org}/{provider}/subscriptions",
     "/api/v1/integrations/{org}/{provider}/subscriptions/reset",
     "/api/v1/integrations/{org}/{provider}/subscriptions/{plan_name}",
+    "/api/v1/pricing/catalog/import",
     "/api/v1/pricing/catalog/{provider}",
     // pipelines-run
     "/api/v1/pipelines/run/{org}/{provider}/{domain}",

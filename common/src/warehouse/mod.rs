@@ -292,7 +292,8 @@ pub trait Warehouse: Send + Sync + 'static {
     /// are the table's, in the schema's order and named like them) run inside the warehouse:
     /// no row passes through this process, however many there are. `params` serve both the
     /// predicate and the SELECT. Atomic (DuckDB: one transaction; BigQuery: one `MERGE … ON
-    /// FALSE` with the SELECT as its source). Returns (deleted, inserted).
+    /// FALSE` with the SELECT as its source). The new rows' order in the table is not the
+    /// SELECT's (no reader may count on a table's row order anyway). Returns (deleted, inserted).
     async fn replace_slice_from_select(
         &self,
         dataset: &str,

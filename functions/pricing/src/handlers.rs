@@ -41,7 +41,7 @@ async fn open<'a>(
     Ok(book)
 }
 
-fn actor(caller: &Caller) -> String {
+pub(crate) fn actor(caller: &Caller) -> String {
     let (actor_type, actor_id) = caller.actor();
     actor_id.unwrap_or_else(|| actor_type.to_string())
 }

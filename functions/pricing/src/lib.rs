@@ -1,6 +1,7 @@
 //! The pricing function: LLM prices (DESIGN §2, §9). For each LLM provider with a seed under
 //! `configs/{provider}/seed/`: the system-wide price catalog (read with
-//! `GET /api/v1/pricing/catalog/{provider}`), and two books per organization: `pricing` (its
+//! `GET /api/v1/pricing/catalog/{provider}`, written by bootstrap from the seed CSVs and by
+//! `POST /api/v1/pricing/catalog/import`), and two books per organization: `pricing` (its
 //! overrides of the catalog, listed merged with it, keyed by `{model_id}`) and `subscriptions`
 //! (plans and usage tiers, keyed by `{plan_name}`). All are effective-dated; the rules are in
 //! `common::pricebook`.
@@ -11,8 +12,10 @@
 //! may want to check its prices before connecting the provider.
 
 mod handlers;
+mod import;
 mod input;
 
+use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post, put};
 use axum::Router;
 use common::http::{health_router, with_plumbing};
@@ -34,6 +37,11 @@ pub fn routes() -> Router<AppState> {
             put(handlers::update_subscription).delete(handlers::delete_subscription),
         )
         .route("/api/v1/pricing/catalog/{provider}", get(handlers::read_catalog))
+        // A whole LiteLLM price file is larger than the API's default body limit.
+        .route(
+            "/api/v1/pricing/catalog/import",
+            post(import::import_catalog).layer(DefaultBodyLimit::max(import::MAX_IMPORT_BYTES)),
+        )
 }
 
 /// The function as a complete app: routes, `/health` and the shared plumbing.

@@ -1,0 +1,217 @@
+//! `POST /api/v1/pricing/catalog/import` (root key): new catalog versions from LiteLLM's
+//! `model_prices_and_context_window.json` or from our catalog CSV. The body is read and mapped by
+//! `common::configs::catalog_import`, compared with the catalog in force on `effective_from`, and
+//! answered with the diff. Nothing is written on `dry_run=true`, nor when a change looks wrong
+//! (422 naming each, unless `force=true`). Prices for dimensions the catalog has no column for yet
+//! are reported under `not_stored`, never written elsewhere or dropped silently.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::Json;
+use chrono::NaiveDate;
+use common::audit::AuditEvent;
+use common::auth::Caller;
+use common::configs::catalog_import::{self, CatalogRow, CurrentCatalogPrice, ImportOptions};
+use common::http::error::ApiResult;
+use common::http::ApiText;
+use common::pricebook::{self, records, BookKind, Catalog, CatalogRead, Input};
+use common::warehouse::Row;
+use common::{ApiError, AppState};
+use serde_json::{json, Value};
+
+/// A whole LiteLLM price file is about 1.6 MB; the import route alone takes bodies this large.
+pub const MAX_IMPORT_BYTES: usize = 8 << 20;
+
+/// The query: `effective_from` (default today), `dry_run`, `force`, `provider` (a CSV without a
+/// provider column).
+struct ImportQuery {
+    effective_from: NaiveDate,
+    dry_run: bool,
+    force: bool,
+    provider: Option<String>,
+}
+
+fn parse_query(query: &HashMap<String, String>) -> Result<ImportQuery, String> {
+    let mut problems = Vec::new();
+    for name in query.keys() {
+        if !["effective_from", "dry_run", "force", "provider"].contains(&name.as_str()) {
+            problems.push(format!("unknown query parameter {name:?}; use effective_from, dry_run, force, provider"));
+        }
+    }
+    let flag = |name: &str, problems: &mut Vec<String>| match query.get(name).map(String::as_str) {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(other) => {
+            problems.push(format!("{name}={other:?} must be true or false"));
+            false
+        }
+    };
+    let (dry_run, force) = (flag("dry_run", &mut problems), flag("force", &mut problems));
+    let effective_from = match query.get("effective_from") {
+        None => pricebook::today(),
+        Some(text) => records::parse_date(text).unwrap_or_else(|| {
+            problems.push(format!("effective_from={text:?} must be a date (YYYY-MM-DD)"));
+            pricebook::today()
+        }),
+    };
+    let provider = query.get("provider").cloned();
+    if problems.is_empty() {
+        Ok(ImportQuery { effective_from, dry_run, force, provider })
+    } else {
+        Err(problems.join("; "))
+    }
+}
+
+/// The catalog's prices in force on `day`, for the diff.
+fn current_prices(provider: &str, rows: &[Row]) -> Vec<CurrentCatalogPrice> {
+    rows.iter()
+        .filter_map(|row| {
+            let model_id = row.get("model_id")?.as_str()?.to_string();
+            let effective_from = row.get("effective_from").and_then(Value::as_str).and_then(records::parse_date)?;
+            let values = BookKind::Pricing
+                .columns()
+                .iter()
+                .filter_map(|c| {
+                    let text = match row.get(c.name)? {
+                        Value::String(s) => s.clone(),
+                        Value::Number(n) => n.to_string(),
+                        _ => return None,
+                    };
+                    Some((c.name.to_string(), records::parse_decimal(&text)?))
+                })
+                .filter(|(name, _)| name != "model_id")
+                .collect();
+            Some(CurrentCatalogPrice { provider: provider.to_string(), model_id, values, effective_from })
+        })
+        .collect()
+}
+
+/// A planned row as a checked catalog entry: the catalog's columns only. The values for columns it
+/// lacks are returned beside it.
+fn entry_of(row: &CatalogRow) -> Result<(pricebook::Entry, Vec<String>), String> {
+    let mut inputs: Vec<(&str, Input)> =
+        vec![("model_id", Input::Text(row.model_id.clone())), ("currency", Input::Text(row.currency.clone()))];
+    let mut not_stored = Vec::new();
+    for (column, value) in &row.values {
+        match BookKind::Pricing.column(column) {
+            Some(c) => inputs.push((c.name, Input::Number(value.normalize().to_string()))),
+            None => not_stored.push(column.clone()),
+        }
+    }
+    if let Some(day) = row.deprecation_date {
+        inputs.push(("deprecation_date", Input::Text(day.to_string())));
+    }
+    if let Some(notes) = &row.notes {
+        inputs.push(("notes", Input::Text(notes.clone())));
+    }
+    let entry = records::check_entry(BookKind::Pricing, inputs)
+        .map_err(|problems| format!("{}: {}", row.model_id, problems.join("; ")))?;
+    Ok((entry, not_stored))
+}
+
+/// `POST /api/v1/pricing/catalog/import?effective_from=&dry_run=&force=&provider=`.
+pub async fn import_catalog(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(query): Query<HashMap<String, String>>,
+    ApiText(body): ApiText,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    caller.require_root()?;
+    let q = parse_query(&query).map_err(ApiError::bad_request)?;
+    if let Some(provider) = &q.provider {
+        pricebook::price_book_seed(&state.configs, provider)?;
+    }
+    let parsed =
+        catalog_import::parse_import(&body, q.provider.as_deref()).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    if parsed.rows.is_empty() {
+        return Err(ApiError::bad_request(format!(
+            "nothing to import: no OpenAI or Anthropic price in the body ({} entries of other providers, {} skipped)",
+            parsed.other_provider_entries,
+            parsed.skipped.len()
+        )));
+    }
+    let providers: BTreeSet<&str> = parsed.rows.iter().map(|r| r.provider.as_str()).collect();
+    let catalog = Catalog::new(state.warehouse.as_ref(), &state.configs);
+    let mut current = Vec::new();
+    for provider in &providers {
+        pricebook::price_book_seed(&state.configs, provider)?;
+        let rows = catalog.read(provider, CatalogRead::AsOf(q.effective_from, None)).await?;
+        current.extend(current_prices(provider, &rows));
+    }
+    let options = ImportOptions { effective_from: q.effective_from, force: q.force };
+    let plan = catalog_import::plan_import(&parsed, &current, options);
+
+    // Every write checked before any is made: a row the catalog would refuse fails the import.
+    let mut entries: BTreeMap<(String, NaiveDate), Vec<pricebook::Entry>> = BTreeMap::new();
+    let mut not_stored: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut problems = Vec::new();
+    for row in &plan.writes {
+        match entry_of(row) {
+            Ok((entry, missing)) => {
+                for column in missing {
+                    not_stored.entry(column).or_default().push(format!("{}/{}", row.provider, row.model_id));
+                }
+                let from = row.effective_from.unwrap_or(q.effective_from);
+                entries.entry((row.provider.clone(), from)).or_default().push(entry);
+            }
+            Err(problem) => problems.push(problem),
+        }
+    }
+    if !problems.is_empty() {
+        return Err(ApiError::bad_request(format!(
+            "the import has prices the catalog refuses: {}",
+            problems.join(" | ")
+        )));
+    }
+    let report = serde_json::to_value(&plan.report).map_err(|e| ApiError::internal(e.to_string()))?;
+    if !plan.can_apply() {
+        let listed: Vec<String> =
+            plan.report.suspicious.iter().map(|s| format!("{}/{}: {}", s.provider, s.model_id, s.detail)).collect();
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "import_refused",
+            format!(
+                "{} change(s) look wrong and nothing was written: {}; check them (dry_run=true shows the whole diff) and send force=true to apply them anyway",
+                listed.len(),
+                listed.join("; ")
+            ),
+        ));
+    }
+    let mut written = Vec::new();
+    if !q.dry_run {
+        let actor = crate::handlers::actor(&caller);
+        let source = match plan.report.format {
+            catalog_import::ImportFormat::Litellm => "litellm_import",
+            catalog_import::ImportFormat::Csv => "csv_import",
+        };
+        for ((provider, from), batch) in &entries {
+            let outcome = catalog.write_versions(provider, batch, *from, source, &actor).await?;
+            written.push(serde_json::to_value(&outcome).map_err(|e| ApiError::internal(e.to_string()))?);
+        }
+        state
+            .audit(
+                &caller,
+                AuditEvent {
+                    org_slug: None,
+                    action: "pricing_catalog.import",
+                    resource_type: "price_catalog",
+                    resource_id: None,
+                    success: true,
+                    details: json!({"effective_from": q.effective_from, "forced": q.force, "written": written}),
+                },
+            )
+            .await;
+    }
+    Ok((
+        StatusCode::OK,
+        Json(json!({
+            "dry_run": q.dry_run,
+            "applied": !q.dry_run,
+            "report": report,
+            "not_stored": not_stored,
+            "written": written,
+        })),
+    ))
+}
