@@ -3,7 +3,7 @@
 //! and who may call it.
 
 use common::pricebook::{Catalog, CatalogRead};
-use convergence_tests::{Key, Reply, TestApp, ROOT_KEY};
+use convergence_tests::{Reply, TestApp, ROOT_KEY};
 use reqwest::StatusCode;
 use serde_json::Value;
 
