@@ -1,6 +1,6 @@
 //! `POST /api/v1/pricing/catalog/import`: a real LiteLLM file excerpt (tests/fixtures/litellm/)
 //! and our CSV, dry run and applied, the diff, a change that looks wrong refused and then forced,
-//! and who may call it.
+//! and who may call it; the diff and a write on DuckDB and on the BigQuery emulator.
 
 use common::pricebook::{Catalog, CatalogRead};
 use convergence_tests::{Reply, TestApp, ROOT_KEY};
@@ -36,7 +36,15 @@ async fn gpt_4o_input(app: &TestApp, day: &str) -> String {
 
 #[tokio::test]
 async fn a_litellm_file_is_diffed_and_a_csv_change_is_applied_from_its_date() {
-    let app = TestApp::spawn().await;
+    litellm_diffed_and_csv_applied(TestApp::spawn().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_import_on_bigquery() {
+    litellm_diffed_and_csv_applied(TestApp::spawn_bigquery(&[]).await).await;
+}
+
+async fn litellm_diffed_and_csv_applied(app: TestApp) {
     app.bootstrap().await;
 
     // The LiteLLM excerpt, dry run: the diff, nothing written.

@@ -73,6 +73,7 @@ fn current_prices(provider: &str, rows: &[Row]) -> Vec<CurrentCatalogPrice> {
             let values = BookKind::Pricing
                 .columns()
                 .iter()
+                .filter(|c| matches!(c.kind, records::Kind::Money | records::Kind::Count))
                 .filter_map(|c| {
                     let text = match row.get(c.name)? {
                         Value::String(s) => s.clone(),
@@ -81,7 +82,6 @@ fn current_prices(provider: &str, rows: &[Row]) -> Vec<CurrentCatalogPrice> {
                     };
                     Some((c.name.to_string(), records::parse_decimal(&text)?))
                 })
-                .filter(|(name, _)| name != "model_id")
                 .collect();
             Some(CurrentCatalogPrice { provider: provider.to_string(), model_id, values, effective_from })
         })
