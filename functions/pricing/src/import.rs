@@ -19,50 +19,12 @@ use common::http::ApiText;
 use common::pricebook::{self, records, BookKind, Catalog, CatalogRead, Input};
 use common::warehouse::Row;
 use common::{ApiError, AppState};
+
+use crate::input;
 use serde_json::{json, Value};
 
 /// A whole LiteLLM price file is about 1.6 MB; the import route alone takes bodies this large.
 pub const MAX_IMPORT_BYTES: usize = 8 << 20;
-
-/// The query: `effective_from` (default today), `dry_run`, `force`, `provider` (a CSV without a
-/// provider column).
-struct ImportQuery {
-    effective_from: NaiveDate,
-    dry_run: bool,
-    force: bool,
-    provider: Option<String>,
-}
-
-fn parse_query(query: &HashMap<String, String>) -> Result<ImportQuery, String> {
-    let mut problems = Vec::new();
-    for name in query.keys() {
-        if !["effective_from", "dry_run", "force", "provider"].contains(&name.as_str()) {
-            problems.push(format!("unknown query parameter {name:?}; use effective_from, dry_run, force, provider"));
-        }
-    }
-    let flag = |name: &str, problems: &mut Vec<String>| match query.get(name).map(String::as_str) {
-        None | Some("false") => false,
-        Some("true") => true,
-        Some(other) => {
-            problems.push(format!("{name}={other:?} must be true or false"));
-            false
-        }
-    };
-    let (dry_run, force) = (flag("dry_run", &mut problems), flag("force", &mut problems));
-    let effective_from = match query.get("effective_from") {
-        None => pricebook::today(),
-        Some(text) => records::parse_date(text).unwrap_or_else(|| {
-            problems.push(format!("effective_from={text:?} must be a date (YYYY-MM-DD)"));
-            pricebook::today()
-        }),
-    };
-    let provider = query.get("provider").cloned();
-    if problems.is_empty() {
-        Ok(ImportQuery { effective_from, dry_run, force, provider })
-    } else {
-        Err(problems.join("; "))
-    }
-}
 
 /// The catalog's prices in force on `day`, for the diff.
 fn current_prices(provider: &str, rows: &[Row]) -> Vec<CurrentCatalogPrice> {
@@ -119,7 +81,7 @@ pub async fn import_catalog(
     ApiText(body): ApiText,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     caller.require_root()?;
-    let q = parse_query(&query).map_err(ApiError::bad_request)?;
+    let q = input::parse_import_query(&query, pricebook::today()).map_err(ApiError::bad_request)?;
     if let Some(provider) = &q.provider {
         pricebook::price_book_seed(&state.configs, provider)?;
     }

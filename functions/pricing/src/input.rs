@@ -85,11 +85,7 @@ pub fn parse_query(kind: BookKind, query: &HashMap<String, String>, today: Naive
         }
         None => None,
     };
-    let history = match query.get("history").map(String::as_str) {
-        None | Some("false") => false,
-        Some("true") => true,
-        Some(other) => return Err(format!("history must be true or false (got {other:?})")),
-    };
+    let history = flag(query, "history")?;
     let as_of = match query.get("as_of") {
         Some(_) if history => return Err("as_of and history=true cannot be combined".into()),
         Some(text) => {
@@ -99,6 +95,53 @@ pub fn parse_query(kind: BookKind, query: &HashMap<String, String>, today: Naive
         None => Some(today),
     };
     Ok(ListQuery { key, as_of })
+}
+
+/// A `true`/`false` query parameter; absent is false.
+fn flag(query: &HashMap<String, String>, name: &str) -> Result<bool, String> {
+    match query.get(name).map(String::as_str) {
+        None | Some("false") => Ok(false),
+        Some("true") => Ok(true),
+        Some(other) => Err(format!("{name} must be true or false (got {other:?})")),
+    }
+}
+
+/// The catalog import's query: `effective_from` (default today), `dry_run`, `force`, `provider`
+/// (for a CSV without a provider column).
+pub struct ImportQuery {
+    pub effective_from: NaiveDate,
+    pub dry_run: bool,
+    pub force: bool,
+    pub provider: Option<String>,
+}
+
+/// Reads the import's query; every problem is listed.
+pub fn parse_import_query(query: &HashMap<String, String>, today: NaiveDate) -> Result<ImportQuery, String> {
+    let mut problems = Vec::new();
+    for name in query.keys() {
+        if !["effective_from", "dry_run", "force", "provider"].contains(&name.as_str()) {
+            problems.push(format!("unknown query parameter {name:?}; use effective_from, dry_run, force, provider"));
+        }
+    }
+    let mut flag_of = |name: &str| {
+        flag(query, name).unwrap_or_else(|e| {
+            problems.push(e);
+            false
+        })
+    };
+    let (dry_run, force) = (flag_of("dry_run"), flag_of("force"));
+    let effective_from = match query.get("effective_from") {
+        None => today,
+        Some(text) => records::parse_date(text).unwrap_or_else(|| {
+            problems.push(format!("effective_from must be a date YYYY-MM-DD (got {text:?})"));
+            today
+        }),
+    };
+    if problems.is_empty() {
+        Ok(ImportQuery { effective_from, dry_run, force, provider: query.get("provider").cloned() })
+    } else {
+        Err(problems.join("; "))
+    }
 }
 
 #[cfg(test)]
