@@ -177,6 +177,16 @@ impl TestApp {
         r.body["api_key"].as_str().expect("api_key").to_string()
     }
 
+    /// Onboards `slug`, makes its subscription ACTIVE on `plan` (what runs need) and returns
+    /// its API key.
+    pub async fn onboard_active(&self, slug: &str, plan: &str) -> String {
+        let key = self.onboard(slug).await;
+        let path = format!("/api/v1/organizations/{slug}/subscription");
+        let r = self.put(&path, Key::Root, json!({"status": "active", "plan_name": plan})).await;
+        assert_eq!(r.status, StatusCode::OK, "activate {slug}: {}", r.body);
+        key
+    }
+
     pub fn warehouse(&self) -> Arc<dyn Warehouse> {
         self.state.warehouse.clone()
     }

@@ -56,15 +56,7 @@ async fn org_ready(app: &TestApp, org: &str) {
     if !app.warehouse().dataset_exists(app.state.configs.central_dataset()).await.unwrap() {
         app.bootstrap().await;
     }
-    app.onboard(org).await;
-    let r = app
-        .put(
-            &format!("/api/v1/organizations/{org}/subscription"),
-            Key::Root,
-            json!({"status": "active", "plan_name": "SCALE"}),
-        )
-        .await;
-    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    app.onboard_active(org, "SCALE").await;
     let r = app
         .post(&format!("/api/v1/integrations/{org}/openai/setup"), Key::Root, json!({"credential": OPENAI_KEY}))
         .await;

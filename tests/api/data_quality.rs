@@ -256,15 +256,7 @@ async fn each_expectation_type_passes_and_fails_on_bigquery() {
 
 /// An ACTIVE organization with a sandbox gcp integration.
 async fn org_with_sandbox_gcp(app: &TestApp) {
-    let key = app.onboard(ORG).await;
-    let r = app
-        .put(
-            &format!("/api/v1/organizations/{ORG}/subscription"),
-            Key::Root,
-            json!({"status": "active", "plan_name": "SCALE"}),
-        )
-        .await;
-    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let key = app.onboard_active(ORG, "SCALE").await;
     let service_account = json!({
         "type": "service_account", "project_id": "sandbox", "private_key_id": "sandbox0001",
         "private_key": "any key material", "client_email": "billing-reader@sandbox.iam.gserviceaccount.com",

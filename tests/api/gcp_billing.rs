@@ -32,15 +32,7 @@ fn sandbox_key() -> Value {
 
 /// An onboarded, ACTIVE organization with its gcp integration on `table`; returns its key.
 async fn org_with_gcp(app: &TestApp, org: &str, key_file: Value, table: &str) -> String {
-    let key = app.onboard(org).await;
-    let r = app
-        .put(
-            &format!("/api/v1/organizations/{org}/subscription"),
-            Key::Root,
-            json!({"status": "active", "plan_name": "SCALE"}),
-        )
-        .await;
-    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let key = app.onboard_active(org, "SCALE").await;
     let r = app
         .post(
             &format!("/api/v1/integrations/{org}/gcp/setup"),

@@ -42,15 +42,7 @@ async fn app_with_smtp(smtp_port: u16) -> TestApp {
 /// Onboards `org` (ACTIVE) and, when `with_openai`, sets up its OpenAI integration with a
 /// sandbox key. Returns its key.
 async fn org_ready(app: &TestApp, org: &str, with_openai: bool) -> String {
-    let key = app.onboard(org).await;
-    let r = app
-        .put(
-            &format!("/api/v1/organizations/{org}/subscription"),
-            Key::Root,
-            json!({"status": "active", "plan_name": "PROFESSIONAL"}),
-        )
-        .await;
-    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let key = app.onboard_active(org, "PROFESSIONAL").await;
     if with_openai {
         let r = app
             .post(

@@ -34,15 +34,7 @@ fn day(offset: i64) -> String {
 /// Bootstrapped app with `org` onboarded on `plan` (ACTIVE) and, when `with_openai`, its OpenAI
 /// integration set up with a sandbox admin key. Returns the org key.
 async fn org_ready(app: &TestApp, org: &str, plan: &str, with_openai: bool) -> String {
-    let key = app.onboard(org).await;
-    let r = app
-        .put(
-            &format!("/api/v1/organizations/{org}/subscription"),
-            Key::Root,
-            json!({"status": "active", "plan_name": plan}),
-        )
-        .await;
-    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let key = app.onboard_active(org, plan).await;
     if with_openai {
         let r = app
             .post(

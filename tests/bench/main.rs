@@ -279,6 +279,30 @@ async fn pipeline_end_to_end(bin: &Path, runs: usize) {
     );
 }
 
+/// Root-key calls to a server under test: each must answer 2xx; its JSON body is returned.
+struct RootApi {
+    client: reqwest::Client,
+    base: String,
+}
+
+impl RootApi {
+    fn new(port: u16) -> RootApi {
+        RootApi { client: reqwest::Client::new(), base: format!("http://127.0.0.1:{port}") }
+    }
+
+    async fn call(&self, method: reqwest::Method, path: String, body: Option<Value>) -> Value {
+        let mut req = self.client.request(method, format!("{}{path}", self.base)).header("X-CA-Root-Key", ROOT_KEY);
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        let r = req.send().await.unwrap();
+        let status = r.status();
+        let body: Value = r.json().await.unwrap_or(Value::Null);
+        assert!(status.is_success(), "{status}: {body}");
+        body
+    }
+}
+
 /// One run of [`pipeline_end_to_end`], printed as a table row; returns (usage rows/s, peak MB).
 async fn pipeline_run(bin: &Path, number: usize) -> (f64, f64) {
     const ROWS_PER_DAY: usize = 15_000;
@@ -287,67 +311,41 @@ async fn pipeline_run(bin: &Path, number: usize) -> (f64, f64) {
     let openai_base = format!("http://127.0.0.1:{}/sandbox/openai/v1", provider.port);
     let (server, started) = spawn(bin, &[("RATE_LIMIT_ENABLED", "false"), ("OPENAI_API_BASE", openai_base.as_str())]);
     wait_healthy(server.port, started);
-    let base = format!("http://127.0.0.1:{}", server.port);
-    let client = reqwest::Client::new();
-    let call = |method: reqwest::Method, path: String, body: Option<Value>| {
-        let mut req = client.request(method, format!("{base}{path}")).header("X-CA-Root-Key", ROOT_KEY);
-        if let Some(body) = body {
-            req = req.json(&body);
-        }
-        req.send()
-    };
-    let ok = |r: reqwest::Response| async move {
-        let status = r.status();
-        let body: Value = r.json().await.unwrap_or(Value::Null);
-        assert!(status.is_success(), "{status}: {body}");
-        body
-    };
-    ok(call(reqwest::Method::POST, "/api/v1/admin/bootstrap".into(), Some(json!({}))).await.unwrap()).await;
-    ok(call(
-        reqwest::Method::POST,
+    let api = RootApi::new(server.port);
+    api.call(reqwest::Method::POST, "/api/v1/admin/bootstrap".into(), Some(json!({}))).await;
+    api.call(reqwest::Method::POST,
         "/api/v1/organizations/onboard".into(),
-        Some(json!({"org_slug": "bench_org", "company_name": "Bench", "admin_email": "a@bench.example", "subscription_plan": "SCALE"})),
-    )
-    .await
-    .unwrap())
-    .await;
-    ok(call(
+        Some(json!({"org_slug": "bench_org", "company_name": "Bench", "admin_email": "a@bench.example", "subscription_plan": "SCALE"})),).await;
+    api.call(
         reqwest::Method::PUT,
         "/api/v1/organizations/bench_org/subscription".into(),
         Some(json!({"status": "active"})),
     )
-    .await
-    .unwrap())
     .await;
     let key = format!("sk-admin-sandbox-bench-rows{ROWS_PER_DAY}");
-    ok(call(
+    api.call(
         reqwest::Method::POST,
         "/api/v1/integrations/bench_org/openai/setup".into(),
         Some(json!({"credential": key, "credential_name": "bench"})),
     )
-    .await
-    .unwrap())
     .await;
     let end = chrono::Utc::now().date_naive() - chrono::Duration::days(1);
     let start = end - chrono::Duration::days(6);
     let rss_before = rss_kib(server.child.id());
     let cpu_before = (cpu_secs(server.child.id()), cpu_secs(provider.child.id()));
     let wall = Instant::now();
-    let accepted = ok(call(
-        reqwest::Method::POST,
-        "/api/v1/pipelines/run/bench_org/openai/usage_cost".into(),
-        Some(json!({"start_date": start.to_string(), "end_date": end.to_string()})),
-    )
-    .await
-    .unwrap())
-    .await;
+    let accepted = api
+        .call(
+            reqwest::Method::POST,
+            "/api/v1/pipelines/run/bench_org/openai/usage_cost".into(),
+            Some(json!({"start_date": start.to_string(), "end_date": end.to_string()})),
+        )
+        .await;
     let run_id = accepted["run_id"].as_str().expect("run id").to_string();
     let mut peak_kib = 0;
     let run = loop {
         peak_kib = peak_kib.max(rss_kib(server.child.id()));
-        let run =
-            ok(call(reqwest::Method::GET, format!("/api/v1/pipelines/runs/bench_org/{run_id}"), None).await.unwrap())
-                .await;
+        let run = api.call(reqwest::Method::GET, format!("/api/v1/pipelines/runs/bench_org/{run_id}"), None).await;
         if matches!(run["status"].as_str(), Some("SUCCESS" | "FAILED")) {
             break run;
         }
@@ -406,34 +404,18 @@ async fn gcp_billing(bin: &Path, rows: usize, reruns: usize) {
     println!("DUCKDB_MEMORY_LIMIT={limit} (`BENCH_GCP_DUCKDB_MEMORY_LIMIT` sets it)\n");
     let (server, started) = spawn(bin, &extra);
     wait_healthy(server.port, started);
-    let base = format!("http://127.0.0.1:{}", server.port);
-    let client = reqwest::Client::new();
-    let call = |method: reqwest::Method, path: String, body: Option<Value>| {
-        let mut req = client.request(method, format!("{base}{path}")).header("X-CA-Root-Key", ROOT_KEY);
-        if let Some(body) = body {
-            req = req.json(&body);
-        }
-        req.send()
-    };
-    let ok = |r: reqwest::Response| async move {
-        let status = r.status();
-        let body: Value = r.json().await.unwrap_or(Value::Null);
-        assert!(status.is_success(), "{status}: {body}");
-        body
-    };
-    ok(call(reqwest::Method::POST, "/api/v1/admin/bootstrap".into(), Some(json!({}))).await.unwrap()).await;
+    let api = RootApi::new(server.port);
+    api.call(reqwest::Method::POST, "/api/v1/admin/bootstrap".into(), Some(json!({}))).await;
     let onboard = json!({"org_slug": "bench_gcp", "company_name": "Bench", "admin_email": "a@bench.example", "subscription_plan": "SCALE"});
-    ok(call(reqwest::Method::POST, "/api/v1/organizations/onboard".into(), Some(onboard)).await.unwrap()).await;
+    api.call(reqwest::Method::POST, "/api/v1/organizations/onboard".into(), Some(onboard)).await;
     let active = json!({"status": "active"});
-    ok(call(reqwest::Method::PUT, "/api/v1/organizations/bench_gcp/subscription".into(), Some(active)).await.unwrap())
-        .await;
+    api.call(reqwest::Method::PUT, "/api/v1/organizations/bench_gcp/subscription".into(), Some(active)).await;
     let setup = json!({
         "service_account_json": {"type": "service_account", "project_id": "sandbox", "private_key": "bench",
                                  "client_email": "bench@sandbox.iam.gserviceaccount.com"},
         "billing_export_table": format!("sandbox.billing.gcp_billing_export_v1_bench-rows{rows}"),
     });
-    ok(call(reqwest::Method::POST, "/api/v1/integrations/bench_gcp/gcp/setup".into(), Some(setup)).await.unwrap())
-        .await;
+    api.call(reqwest::Method::POST, "/api/v1/integrations/bench_gcp/gcp/setup".into(), Some(setup)).await;
     let day = (chrono::Utc::now().date_naive() - chrono::Duration::days(2)).to_string();
     let pid = server.child.id();
     println!("| run | rows | wall (POST → SUCCESS) | step | rows/s (step) | rows/s (wall) | server peak RSS during the run | server CPU |");
@@ -444,22 +426,18 @@ async fn gcp_billing(bin: &Path, rows: usize, reruns: usize) {
         reset_peak_rss(pid);
         let cpu_before = cpu_secs(pid);
         let wall = Instant::now();
-        let accepted = ok(call(
-            reqwest::Method::POST,
-            "/api/v1/pipelines/run/bench_gcp/gcp/cost/billing".into(),
-            Some(json!({"start_date": day, "end_date": day})),
-        )
-        .await
-        .unwrap())
-        .await;
+        let accepted = api
+            .call(
+                reqwest::Method::POST,
+                "/api/v1/pipelines/run/bench_gcp/gcp/cost/billing".into(),
+                Some(json!({"start_date": day, "end_date": day})),
+            )
+            .await;
         let run_id = accepted["run_id"].as_str().expect("run id").to_string();
         let mut peak_kib = 0;
         let body = loop {
             peak_kib = peak_kib.max(rss_kib(pid));
-            let body = ok(call(reqwest::Method::GET, format!("/api/v1/pipelines/runs/bench_gcp/{run_id}"), None)
-                .await
-                .unwrap())
-            .await;
+            let body = api.call(reqwest::Method::GET, format!("/api/v1/pipelines/runs/bench_gcp/{run_id}"), None).await;
             if matches!(body["status"].as_str(), Some("SUCCESS" | "FAILED")) {
                 break body;
             }
