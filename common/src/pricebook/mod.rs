@@ -270,10 +270,12 @@ impl<'a> Book<'a> {
         }
     }
 
-    /// 404 until the book exists, saying how to create it.
+    /// 404 until the book exists, saying how to create it. One metadata read: the table's
+    /// columns say it exists, and which columns its schema gained since (added here).
     pub async fn require_exists(&self) -> PriceBookResult<()> {
-        if self.exists().await? {
-            return self.add_new_columns().await;
+        match self.add_new_columns().await {
+            Err(PriceBookError::Warehouse(WarehouseError::NotFound(_))) => {}
+            done => return done,
         }
         Err(PriceBookError::NoBook(format!(
             "organization {org} has no {provider} price book yet: set up the integration \
