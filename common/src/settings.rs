@@ -576,6 +576,27 @@ impl Settings {
         if google_token_url.is_some() && environment != Environment::Development {
             problems.push(format!("GOOGLE_TOKEN_URL (an override of Google's token endpoint) is not allowed in {env}"));
         }
+        // Outside development the server talks to Google's own endpoints only: an override would
+        // send credentials and tenant data wherever the variable points.
+        if environment != Environment::Development {
+            for (name, value) in [
+                ("BIGQUERY_API_BASE", &bigquery_api_base),
+                ("KMS_API_BASE", &kms_api_base),
+                ("PUBSUB_API_BASE", &pubsub_api_base),
+            ] {
+                if value.is_some() {
+                    problems.push(format!(
+                        "{name} (an override of a Google endpoint, for emulators) is not allowed in {env}"
+                    ));
+                }
+            }
+            for (name, value) in [("OPENAI_API_BASE", &openai_api_base), ("ANTHROPIC_API_BASE", &anthropic_api_base)] {
+                if value.starts_with("http://") {
+                    problems
+                        .push(format!("{name} must be an https URL in {env}: provider keys travel in its requests"));
+                }
+            }
+        }
 
         let smtp = smtp_settings(&get, environment, &mut problems);
         let public_base_url = url("PUBLIC_BASE_URL", None, &mut problems);
@@ -1051,6 +1072,11 @@ mod tests {
             ("SMTP_FROM", "a@example.com"),
             ("SMTP_TLS", "none"),
             ("PUBLIC_BASE_URL", "http://api.example.com"),
+            ("BIGQUERY_API_BASE", "http://127.0.0.1:9050"),
+            ("KMS_API_BASE", "https://kms.example.com"),
+            ("PUBSUB_API_BASE", "http://127.0.0.1:8085"),
+            ("OPENAI_API_BASE", "http://openai.example.com/v1"),
+            ("ANTHROPIC_API_BASE", "http://127.0.0.1:1"),
         ];
         let guards = |env: &str| {
             let mut pairs = vec![("ENVIRONMENT", env)];
@@ -1075,6 +1101,11 @@ mod tests {
             "OIDC_JWKS_URL (an override of Google's signing keys) is not allowed in staging",
             "SMTP_TLS=none (unencrypted) is not allowed in staging",
             "PUBLIC_BASE_URL must be https in staging",
+            "BIGQUERY_API_BASE (an override of a Google endpoint, for emulators) is not allowed in staging",
+            "KMS_API_BASE (an override of a Google endpoint, for emulators) is not allowed in staging",
+            "PUBSUB_API_BASE (an override of a Google endpoint, for emulators) is not allowed in staging",
+            "OPENAI_API_BASE must be an https URL in staging",
+            "ANTHROPIC_API_BASE must be an https URL in staging",
         ] {
             assert!(staging.0.iter().any(|p| p.starts_with(needle)), "missing {needle:?} in {staging}");
         }

@@ -121,3 +121,44 @@ async fn a_cloud_run_binary_without_environment_refuses_to_start_and_says_to_set
         );
     }
 }
+
+/// Staging and production talk to Google's own endpoints only: Terraform's environment with an
+/// emulator endpoint added refuses to start, and says which variable (issue 15: production used to
+/// accept emulator endpoints).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_production_binary_refuses_google_endpoint_overrides() {
+    let files = terraform_files();
+    let samples = sample_deployment();
+    let service = "onboard";
+    let mut env = crate::terraform_text::deployed_env(&files, service, &samples);
+    assert_eq!(env.get("ENVIRONMENT").map(String::as_str), Some("production"));
+    env.insert("PORT".into(), free_port().to_string());
+    env.insert("BIGQUERY_API_BASE".into(), "http://127.0.0.1:9050".into());
+    env.insert("KMS_API_BASE".into(), "http://127.0.0.1:1".into());
+    env.insert("ANTHROPIC_API_BASE".into(), "http://127.0.0.1:2".into());
+    let binary = binaries_dir().join(format!("convergence-{service}"));
+    let child = Command::new(&binary)
+        .env_clear()
+        .envs(&env)
+        .current_dir(repo())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {}: {e}", binary.display()));
+    let output = tokio::time::timeout(Duration::from_secs(20), child.wait_with_output())
+        .await
+        .expect("a production binary with emulator endpoints kept running")
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "exited 0 with emulator endpoints in production: {stderr}");
+    for needle in [
+        "BIGQUERY_API_BASE (an override of a Google endpoint, for emulators) is not allowed in production",
+        "KMS_API_BASE (an override of a Google endpoint, for emulators) is not allowed in production",
+        "ANTHROPIC_API_BASE must be an https URL in production",
+    ] {
+        assert!(stderr.contains(needle), "missing {needle:?} in {stderr}");
+    }
+    assert!(!stderr.contains(&samples.root_key), "the root key must not be echoed: {stderr}");
+}

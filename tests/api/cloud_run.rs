@@ -2,7 +2,9 @@
 //! the build) and `images.rs` (a binary inside its image's root file system): exactly the
 //! environment terraform/ gives its service (`terraform_text.rs`), plus only what a test must add:
 //! the endpoint overrides (`BIGQUERY_API_BASE` the emulator, `KMS_API_BASE` the fake Cloud KMS,
-//! `PUBSUB_API_BASE` a local stand-in) and `PORT`.
+//! `PUBSUB_API_BASE` a local stand-in), `PORT`, and `ENVIRONMENT=development`, because staging and
+//! production refuse endpoint overrides. That Terraform's own environment (`ENVIRONMENT=production`)
+//! passes production's start-up checks is `terraform.rs`'s test.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -55,6 +57,9 @@ impl Endpoints {
         for name in OVERRIDES {
             assert!(!env.contains_key(*name), "terraform/ sets {name} for {service}; the test would override it");
         }
+        assert_eq!(env.get("ENVIRONMENT").map(String::as_str), Some("production"), "{service} deploys as production");
+        // Only development takes emulator endpoints; every other setting stays as deployed.
+        env.insert("ENVIRONMENT".into(), "development".into());
         env.insert("BIGQUERY_API_BASE".into(), self.bigquery.clone());
         env.insert("KMS_API_BASE".into(), self.kms.base_url().into());
         env.insert("PUBSUB_API_BASE".into(), self.pubsub.clone());
@@ -92,8 +97,8 @@ pub async fn stop(mut child: Child) -> String {
 }
 
 /// Polls `/health` on `port` until 200, then checks that it names `service` deployed in
-/// production on the GCP backends; the problem otherwise (the binary exited, never answered, or
-/// answered something else).
+/// development (which the endpoint overrides need) on the GCP backends; the problem otherwise (the
+/// binary exited, never answered, or answered something else).
 pub async fn wait_healthy(client: &reqwest::Client, service: &str, port: u16, child: &mut Child) -> Result<(), String> {
     let url = format!("http://127.0.0.1:{port}/health");
     let deadline = Instant::now() + START_TIMEOUT;
@@ -113,7 +118,7 @@ pub async fn wait_healthy(client: &reqwest::Client, service: &str, port: u16, ch
     let expected = json!({
         "status": "ok",
         "service": format!("convergence-{service}"),
-        "environment": "production",
+        "environment": "development",
         "warehouse": "bigquery",
         "kms": "gcp",
     });
