@@ -11,7 +11,9 @@ locals {
   #   path_prefixes:  URL-map prefix matches; they must not overlap between services.
   #   public:         allUsers may invoke it (through the load balancer; ingress forbids the rest
   #                   of the internet). scheduler-tick is invoked only by Cloud Scheduler's OIDC token.
-  #   kms:            encrypts/decrypts with the Cloud KMS key (API keys, provider credentials).
+  #   kms:            what it does with the Cloud KMS key (provider credentials, Slack webhooks):
+  #                   "encrypt" (seals what it stores), "decrypt" (opens what it uses), "both", or
+  #                   null. iam.tf grants the matching role and nothing more.
   #   publishes_runs: enqueues pipeline runs on the Pub/Sub topic.
   #   executes_runs:  runs pipelines inside its requests (Pub/Sub push), so its concurrency is
   #                   runs per instance and its memory holds that many runs' working sets.
@@ -31,7 +33,7 @@ locals {
       path_templates        = []
       path_prefixes         = ["/api/v1/admin/"]
       public                = true
-      kms                   = false
+      kms                   = null
       publishes_runs        = false
       executes_runs         = false
       bigquery_central      = "write"
@@ -48,7 +50,7 @@ locals {
       path_templates        = []
       path_prefixes         = ["/api/v1/organizations/"]
       public                = true
-      kms                   = true
+      kms                   = "encrypt"
       publishes_runs        = false
       executes_runs         = false
       bigquery_central      = "write"
@@ -65,7 +67,7 @@ locals {
       path_templates        = []
       path_prefixes         = ["/api/v1/integrations/"]
       public                = true
-      kms                   = true
+      kms                   = "both"
       publishes_runs        = false
       executes_runs         = false
       bigquery_central      = "write"
@@ -88,7 +90,7 @@ locals {
       # The system-wide price catalog (GET /api/v1/pricing/catalog/{provider}).
       path_prefixes         = ["/api/v1/pricing/"]
       public                = true
-      kms                   = false
+      kms                   = null
       publishes_runs        = false
       executes_runs         = false
       bigquery_central      = "write"
@@ -109,7 +111,7 @@ locals {
       path_templates        = []
       path_prefixes         = ["/api/v1/pipelines/"]
       public                = true
-      kms                   = true
+      kms                   = "decrypt"
       publishes_runs        = true
       executes_runs         = true
       bigquery_central      = "write"
@@ -129,7 +131,7 @@ locals {
       path_templates        = []
       path_prefixes         = ["/api/v1/scheduler/"]
       public                = false
-      kms                   = false
+      kms                   = "decrypt"
       publishes_runs        = true
       executes_runs         = false
       bigquery_central      = "write"

@@ -72,11 +72,21 @@ resource "google_bigquery_dataset_iam_member" "central" {
   member     = "serviceAccount:${google_service_account.service[each.key].email}"
 }
 
+# Each service gets only the half of the key it uses: onboard seals Slack webhooks but can open
+# nothing; pipelines-run and scheduler-tick open credentials and webhooks but seal nothing.
+locals {
+  kms_roles = {
+    encrypt = "roles/cloudkms.cryptoKeyEncrypter"
+    decrypt = "roles/cloudkms.cryptoKeyDecrypter"
+    both    = "roles/cloudkms.cryptoKeyEncrypterDecrypter"
+  }
+}
+
 resource "google_kms_crypto_key_iam_member" "service" {
-  for_each = { for name, svc in local.services : name => svc if svc.kms }
+  for_each = { for name, svc in local.services : name => svc if svc.kms != null }
 
   crypto_key_id = google_kms_crypto_key.secrets.id
-  role          = "roles/cloudkms.cryptoKeyEncrypterDecrypter"
+  role          = local.kms_roles[each.value.kms]
   member        = "serviceAccount:${google_service_account.service[each.key].email}"
 }
 

@@ -1507,7 +1507,8 @@ pub async fn parameter_names_inside_literals(w: &dyn Warehouse, _ds: &str) {
 }
 
 /// Schema evolution: `table_columns` lists columns in order; `add_column` adds NULLABLE and
-/// REPEATED columns to a table with rows (old rows read NULL / `[]`) and refuses REQUIRED ones.
+/// REPEATED columns to a table with rows (old rows read NULL / `[]`) and refuses REQUIRED ones;
+/// `drop_column` removes a column and its values, keeping the rows.
 pub async fn evolve_columns(w: &dyn Warehouse, ds: &str) {
     fresh_dataset(w, ds).await;
     let s = simple_schema("evolving");
@@ -1534,5 +1535,18 @@ pub async fn evolve_columns(w: &dyn Warehouse, ds: &str) {
     assert_eq!(rows.len(), 1);
     assert_eq!(rows[0]["note"], Value::Null, "old rows read NULL in a new NULLABLE column");
     assert_eq!(rows[0]["tags"], json!([]), "old rows read [] in a new REPEATED column");
+
+    // A retired column goes with its values; dropping it again is a no-op.
+    w.drop_column(ds, "evolving", "name").await.expect("drop a column");
+    w.drop_column(ds, "evolving", "name").await.expect("dropping an absent column is a no-op");
+    assert_eq!(w.table_columns(ds, "evolving").await.unwrap(), vec!["id", "qty", "day", "note", "tags"]);
+    let rows = query(w, &format!("SELECT * FROM {}", tref(w, ds, "evolving")), &Params::new()).await;
+    assert_eq!(rows.len(), 1, "the rows stay");
+    assert!(!rows[0].contains_key("name"), "the values go: {:?}", rows[0]);
+    assert!(
+        matches!(w.drop_column(ds, "absent", "name").await, Err(WarehouseError::NotFound(_))),
+        "absent table is NotFound"
+    );
+    assert_invalid(w.drop_column(ds, "evolving", "x\"; DROP TABLE t; --").await, "dropping a hostile column name");
     cleanup(w, ds).await;
 }

@@ -75,7 +75,7 @@ async fn dryrun_reports_every_failed_check() {
 }
 
 #[tokio::test]
-async fn onboarding_returns_the_key_once_and_stores_only_hash_and_ciphertext() {
+async fn onboarding_returns_the_key_once_and_stores_only_its_hash() {
     let app = TestApp::spawn().await;
     app.bootstrap().await;
     let r = app.post(ONBOARD, Key::Root, json!({"org_slug": "acme_corp", "company_name": "Acme", "admin_email": "Admin@Acme.com", "subscription_plan": "professional"})).await;
@@ -91,7 +91,8 @@ async fn onboarding_returns_the_key_once_and_stores_only_hash_and_ciphertext() {
     assert_eq!(r.body["subscription"]["status"], "TRIAL");
     assert!(app.warehouse().dataset_exists("acme_corp_dev").await.unwrap());
 
-    // Stored: the SHA-256 and a ciphertext that decrypts to the key; never the key itself.
+    // Stored: the SHA-256 and the fingerprint; never the key, and no copy of it that the
+    // runtime's KMS key (or anything else) could turn back into the key.
     let t = app.state.central_table("org_api_keys").unwrap();
     let rows = app
         .warehouse()
@@ -101,10 +102,8 @@ async fn onboarding_returns_the_key_once_and_stores_only_hash_and_ciphertext() {
     assert_eq!(rows.len(), 1);
     assert_eq!(rows[0]["key_hash"], sha256_hex(key.as_bytes()));
     assert!(!Value::Object(rows[0].clone()).to_string().contains(random));
-    use base64::Engine;
-    let sealed = base64::engine::general_purpose::STANDARD.decode(rows[0]["encrypted_key"].as_str().unwrap()).unwrap();
-    assert_eq!(app.state.kms.decrypt(&sealed, b"acme_corp").await.unwrap(), key.as_bytes());
-    assert!(app.state.kms.decrypt(&sealed, b"other_org").await.is_err(), "ciphertext is bound to the org");
+    assert!(!rows[0].contains_key("encrypted_key"), "{:?}", rows[0]);
+    assert_nothing_decrypts_to(&app, &rows[0], &key).await;
 
     // Subscription, quotas and profile.
     assert_eq!(app.count("org_subscriptions", Some("acme_corp")).await, 1);
@@ -208,8 +207,8 @@ async fn leftovers_of_a_crashed_attempt_do_not_block_a_retry() {
     let t = app.state.central_table("org_api_keys").unwrap();
     app.warehouse()
         .execute(
-            &format!("INSERT INTO {t} (api_key_id, org_slug, key_hash, encrypted_key, fingerprint, status, created_at) VALUES ('k0', 'acme', 'deadbeef', @blob, 'x', 'ACTIVE', @now)"),
-            &Params::new().bind("blob", vec![1u8, 2, 3]).bind("now", chrono::Utc::now()),
+            &format!("INSERT INTO {t} (api_key_id, org_slug, key_hash, fingerprint, status, created_at) VALUES ('k0', 'acme', 'deadbeef', 'x', 'ACTIVE', @now)"),
+            &Params::new().bind("now", chrono::Utc::now()),
         )
         .await
         .unwrap();
@@ -263,4 +262,61 @@ async fn onboarding_is_audited_without_the_key() {
     assert_eq!(rows[0]["org_slug"], "acme");
     let text = Value::Object(rows[0].clone()).to_string();
     assert!(!text.contains(&key[key.len() - 12..]), "no key material in the audit log: {text}");
+}
+
+/// No value of `row` (as bytes, or base64 text) decrypts with the runtime's KMS key, under any
+/// binding a service could use, to `key`.
+async fn assert_nothing_decrypts_to(app: &TestApp, row: &common::warehouse::Row, key: &str) {
+    use base64::Engine;
+    for (column, value) in row {
+        let Some(text) = value.as_str() else { continue };
+        let Ok(bytes) = base64::engine::general_purpose::STANDARD.decode(text) else { continue };
+        for aad in [row["org_slug"].as_str().unwrap_or_default().as_bytes(), b""] {
+            if let Ok(plain) = app.state.kms.decrypt(&bytes, aad).await {
+                assert_ne!(plain, key.as_bytes(), "{column} decrypts to the key");
+            }
+        }
+    }
+}
+
+/// An older deployment kept a KMS-encrypted copy of each key, which any service allowed to
+/// decrypt could turn back into every live key. Bootstrap drops that column with its values; the
+/// keys keep working from their hashes.
+#[tokio::test]
+async fn bootstrap_drops_the_encrypted_key_copies_an_older_deployment_kept() {
+    drops_the_encrypted_key_copies(TestApp::spawn().await).await;
+}
+
+#[tokio::test]
+async fn bootstrap_drops_the_encrypted_key_copies_an_older_deployment_kept_on_bigquery() {
+    drops_the_encrypted_key_copies(TestApp::spawn_bigquery(&[]).await).await;
+}
+
+async fn drops_the_encrypted_key_copies(app: TestApp) {
+    app.bootstrap().await;
+    let key = app.onboard("acme").await;
+    // The older shape: a column holding the key sealed with the runtime's KMS key, bound to the slug.
+    let w = app.warehouse();
+    let t = app.state.central_table("org_api_keys").unwrap();
+    let old: common::warehouse::Field =
+        serde_json::from_value(json!({"name": "encrypted_key", "type": "BYTES", "mode": "NULLABLE"})).unwrap();
+    w.add_column("organizations", "org_api_keys", &old).await.unwrap();
+    let sealed = app.state.kms.encrypt(key.as_bytes(), b"acme").await.unwrap();
+    w.execute(
+        &format!("UPDATE {t} SET encrypted_key = @blob WHERE org_slug = 'acme'"),
+        &Params::new().bind("blob", sealed),
+    )
+    .await
+    .unwrap();
+
+    let r = app.bootstrap().await;
+    assert_eq!(r.body["columns_dropped"], json!({"org_api_keys": ["encrypted_key"]}), "{}", r.body);
+    assert!(!w.table_columns("organizations", "org_api_keys").await.unwrap().contains(&"encrypted_key".to_string()));
+    let rows = w.query(&format!("SELECT * FROM {t}"), &Params::new()).await.unwrap();
+    assert_eq!(rows.len(), 1, "the key's row stays");
+    assert_nothing_decrypts_to(&app, &rows[0], &key).await;
+    let org = app.get("/api/v1/organizations/acme", Key::Api(&key)).await;
+    assert_eq!(org.status, StatusCode::OK, "the key still authenticates: {}", org.body);
+    // Nothing left to drop the next time.
+    assert_eq!(app.bootstrap().await.body["columns_dropped"], json!({}));
 }

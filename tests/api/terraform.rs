@@ -88,11 +88,8 @@ fn function_crates() -> BTreeSet<String> {
         .collect()
 }
 
-/// The routes a function crate registers with `.route(path, method_router)`: the path (a literal,
-/// or `&format!(...)` over `const NAME: &str = "..."` of the same file) and the method router as
-/// written (`post(run::push)`).
-fn code_routes(function: &str) -> Vec<(String, String)> {
-    let mut routes = Vec::new();
+/// Every .rs file of a function crate's `src/`, with its text.
+fn function_sources(function: &str) -> Vec<(std::path::PathBuf, String)> {
     let mut dirs = vec![repo().join("functions").join(function).join("src")];
     let mut sources = Vec::new();
     while let Some(dir) = dirs.pop() {
@@ -101,12 +98,20 @@ fn code_routes(function: &str) -> Vec<(String, String)> {
             if path.is_dir() {
                 dirs.push(path);
             } else if path.extension().is_some_and(|e| e == "rs") {
-                sources.push(path);
+                let text = read(&path);
+                sources.push((path, text));
             }
         }
     }
-    for path in sources {
-        let src = read(&path);
+    sources
+}
+
+/// The routes a function crate registers with `.route(path, method_router)`: the path (a literal,
+/// or `&format!(...)` over `const NAME: &str = "..."` of the same file) and the method router as
+/// written (`post(run::push)`).
+fn code_routes(function: &str) -> Vec<(String, String)> {
+    let mut routes = Vec::new();
+    for (path, src) in function_sources(function) {
         let consts: HashMap<String, String> = src
             .lines()
             .filter_map(|l| {
@@ -1041,6 +1046,61 @@ fn each_service_gets_the_bigquery_access_it_uses_and_no_more() {
     }
     assert_eq!(used.values().filter(|(_, o)| *o == "create").count(), 1, "one service creates org datasets");
     assert!(all.contains("lookup(local.org_dataset_env, each.key, {})"), "the creator's settings reach its service");
+}
+
+/// What each service does with the Cloud KMS key (its code and the `common` modules it calls):
+/// "encrypt" seals what it stores, "decrypt" opens what it uses, "both", or None. iam.tf must
+/// grant exactly the matching role: a service that can decrypt could read every secret sealed
+/// with the key.
+const KMS_USE: &[(&str, Option<&str>)] = &[
+    ("bootstrap", None),
+    // Seals the Slack webhook (PUT notifications); opens nothing, and keeps no copy of API keys.
+    ("onboard", Some("encrypt")),
+    // Seals provider credentials at setup; opens them to validate again (validate.rs).
+    ("integrations", Some("both")),
+    ("pricing", None),
+    // Opens credentials to call providers, and webhooks to notify of runs.
+    ("pipelines-run", Some("decrypt")),
+    // Opens webhooks to notify of runs it ends (expired leases, submissions it cannot queue).
+    ("scheduler-tick", Some("decrypt")),
+];
+
+#[test]
+fn each_service_gets_the_half_of_the_kms_key_it_uses() {
+    let files = terraform_files();
+    let services = services(&files);
+    let used: BTreeMap<&str, Option<&str>> = KMS_USE.iter().copied().collect();
+    assert_eq!(
+        used.keys().map(|s| s.to_string()).collect::<BTreeSet<_>>(),
+        services.keys().cloned().collect::<BTreeSet<_>>(),
+        "KMS_USE should list every service"
+    );
+    for (name, svc) in &services {
+        let expected = used[name.as_str()].map_or("null".to_string(), |u| format!("\"{u}\""));
+        assert_eq!(svc.field("kms"), expected, "local.services.{name}.kms");
+        // A function whose own code seals something needs encrypt; one whose code does not, must
+        // not have it.
+        let sources: String = function_sources(name).into_iter().map(|(_, text)| text).collect();
+        let seals = sources.contains(".encrypt(") || sources.contains("encrypt_webhook(");
+        let can_seal = matches!(used[name.as_str()], Some("encrypt" | "both"));
+        assert_eq!(seals, can_seal, "{name}: its code {} encrypt", if seals { "calls" } else { "never calls" });
+    }
+    let (tf, range) = crate::terraform_text::local(&files, "kms_roles");
+    let roles = squash(tf.src(range));
+    for needle in [
+        "encrypt = \"roles/cloudkms.cryptoKeyEncrypter\"",
+        "decrypt = \"roles/cloudkms.cryptoKeyDecrypter\"",
+        "both = \"roles/cloudkms.cryptoKeyEncrypterDecrypter\"",
+    ] {
+        assert!(roles.contains(needle), "local.kms_roles should contain `{needle}`: {roles}");
+    }
+    let (tf, body) = resource(&files, "google_kms_crypto_key_iam_member", "service");
+    assert_eq!(
+        tf.attribute(body, "for_each").map(squash).as_deref(),
+        Some("{ for name, svc in local.services : name => svc if svc.kms != null }")
+    );
+    assert_eq!(tf.attribute(body, "role"), Some("local.kms_roles[each.value.kms]"));
+    assert_eq!(crate::terraform_text::resources(&files, "google_kms_crypto_key_iam_member").len(), 1, "one grant");
 }
 
 /// checkov (pinned, from PyPI through scripts/python-tool.sh) passes on terraform/, offline:

@@ -234,6 +234,9 @@ impl Warehouse for Timed {
     async fn add_column(&self, dataset: &str, table: &str, field: &Field) -> WarehouseResult<()> {
         self.inner.add_column(dataset, table, field).await
     }
+    async fn drop_column(&self, dataset: &str, table: &str, column: &str) -> WarehouseResult<()> {
+        self.inner.drop_column(dataset, table, column).await
+    }
     async fn create_view(&self, dataset: &str, view: &str, select_sql: &str) -> WarehouseResult<()> {
         self.inner.create_view(dataset, view, select_sql).await
     }

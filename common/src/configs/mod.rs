@@ -30,6 +30,10 @@ pub struct BootstrapConfig {
     pub tables: Vec<String>,
     /// Views in creation order; each has `views/<view>.sql`.
     pub views: Vec<String>,
+    /// Columns that existing tables may still have and that bootstrap drops with their values
+    /// (table → columns): data the system must no longer hold, such as a retired secret copy.
+    #[serde(default)]
+    pub retired_columns: BTreeMap<String, Vec<String>>,
 }
 
 /// `configs/setup/organizations/onboarding/config.yml`.
@@ -266,6 +270,26 @@ impl Configs {
                         l.problem(&file, p);
                     }
                     central_tables.push(schema);
+                }
+            }
+            for (table, columns) in &b.retired_columns {
+                match central_tables.iter().find(|t| &t.name == table) {
+                    None => l.problem(rel, format!("retired_columns names {table}, which is not in tables")),
+                    Some(schema) => {
+                        for column in columns {
+                            if !crate::domain::is_identifier(column) {
+                                l.problem(
+                                    rel,
+                                    format!("retired column {column:?} of {table} is not a valid identifier"),
+                                );
+                            } else if schema.fields.iter().any(|f| &f.name == column) {
+                                l.problem(
+                                    rel,
+                                    format!("column {column} of {table} is retired and still in schemas/{table}.json"),
+                                );
+                            }
+                        }
+                    }
                 }
             }
             // A view reads tables and the views created before it (views are created in order).
@@ -740,7 +764,20 @@ mod tests {
         std::fs::write(dir.path().join("system/providers.yml"), "providers: {openai: {oops: 1}}\n").unwrap();
         let view = dir.path().join("setup/bootstrap/views/pipeline_logs_view.sql");
         std::fs::write(&view, "SELECT * FROM {{no_such_table}}").unwrap();
+        // Retired columns: one still in its schema, one of a table bootstrap does not make.
+        let bootstrap = dir.path().join("setup/bootstrap/config.yml");
+        let text = std::fs::read_to_string(&bootstrap).unwrap();
+        let retired = "org_api_keys: [encrypted_key]";
+        assert!(text.contains(retired));
+        std::fs::write(&bootstrap, text.replace(retired, "org_api_keys: [key_hash]\n  no_table: [x]")).unwrap();
         let err = Configs::load(dir.path(), &crate::processors::REGISTRY).unwrap_err().to_string();
+        assert!(
+            err.contains(
+                "config.yml: column key_hash of org_api_keys is retired and still in schemas/org_api_keys.json"
+            ),
+            "{err}"
+        );
+        assert!(err.contains("config.yml: retired_columns names no_table, which is not in tables"), "{err}");
         assert!(err.contains("org_profiles.json"), "{err}");
         assert!(err.contains("GEOGRAPHY"), "{err}");
         assert!(err.contains("providers.yml"), "{err}");

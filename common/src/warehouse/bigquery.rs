@@ -1325,6 +1325,28 @@ impl Warehouse for BigQueryWarehouse {
         self.run_query(&sql, Vec::new()).await.map(|_| ())
     }
 
+    async fn drop_column(&self, dataset: &str, table: &str, column: &str) -> WarehouseResult<()> {
+        if !is_identifier(column) {
+            return Err(WarehouseError::Invalid(format!("{column:?} is not a valid identifier")));
+        }
+        // The DDL is how BigQuery drops a column with its values (tables.patch cannot remove a
+        // field). An absent table must be NotFound, which `IF EXISTS` on the column would hide.
+        self.table_columns(dataset, table).await?;
+        let sql = format!("ALTER TABLE {} DROP COLUMN IF EXISTS {column}", self.quoted(dataset, table)?);
+        self.run_query(&sql, Vec::new()).await?;
+        // BigQuery's catalog follows the DDL; the emulator's does not, and takes the shorter
+        // schema through tables.patch (which real BigQuery never reaches here).
+        let tables = self.client.table();
+        let mut current = self.retry("tables.get", || tables.get(&self.project, dataset, table, None)).await?;
+        let mut fields = current.schema.fields.take().unwrap_or_default();
+        if fields.iter().any(|f| f.name == column) {
+            fields.retain(|f| f.name != column);
+            current.schema = BqTableSchema::new(fields);
+            self.retry("tables.patch", || tables.patch(&self.project, dataset, table, current.clone())).await?;
+        }
+        Ok(())
+    }
+
     async fn create_view(&self, dataset: &str, view: &str, select_sql: &str) -> WarehouseResult<()> {
         let sql = format!("CREATE OR REPLACE VIEW {} AS\n{select_sql}", self.quoted(dataset, view)?);
         self.run_query(&sql, Vec::new()).await.map(|_| ())

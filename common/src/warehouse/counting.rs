@@ -320,6 +320,11 @@ impl Warehouse for CountingWarehouse {
         self.inner.add_column(dataset, table, field).await
     }
 
+    async fn drop_column(&self, dataset: &str, table: &str, column: &str) -> WarehouseResult<()> {
+        self.record(StatementKind::Ddl, dataset, Some(table));
+        self.inner.drop_column(dataset, table, column).await
+    }
+
     async fn create_view(&self, dataset: &str, view: &str, select_sql: &str) -> WarehouseResult<()> {
         self.record(StatementKind::Ddl, dataset, Some(view));
         self.inner.create_view(dataset, view, select_sql).await

@@ -975,6 +975,12 @@ impl Warehouse for DuckDbWarehouse {
         self.with_conn(move |c| c.execute_batch(&sql).map_err(backend)).await
     }
 
+    async fn drop_column(&self, dataset: &str, table: &str, column: &str) -> WarehouseResult<()> {
+        let target = format!("{}.{}", quote(dataset)?, quote(table)?);
+        let sql = format!("ALTER TABLE {target} DROP COLUMN IF EXISTS {}", quote(column)?);
+        self.with_conn(move |c| c.execute_batch(&sql).map_err(backend)).await
+    }
+
     async fn create_view(&self, dataset: &str, view: &str, select_sql: &str) -> WarehouseResult<()> {
         let sql = format!("CREATE OR REPLACE VIEW {}.{} AS {select_sql}", quote(dataset)?, quote(view)?);
         self.with_conn(move |c| c.execute_batch(&sql).map_err(backend)).await

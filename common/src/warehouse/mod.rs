@@ -251,6 +251,11 @@ pub trait Warehouse: Send + Sync + 'static {
     /// Adds a column to an existing table. Only NULLABLE or REPEATED columns can be added to a
     /// table that has rows (BigQuery's rule, kept on every backend); REQUIRED is Invalid.
     async fn add_column(&self, dataset: &str, table: &str, field: &Field) -> WarehouseResult<()>;
+    /// Drops a column and its values from an existing table: for a retired column whose data must
+    /// not outlive it. An absent column is not an error (idempotent); an absent table is
+    /// NotFound. (On BigQuery the dropped values stay in the table's time-travel window, 7 days by
+    /// default, as any deleted data does.)
+    async fn drop_column(&self, dataset: &str, table: &str, column: &str) -> WarehouseResult<()>;
     /// Creates or replaces a view from a SELECT whose table references are already rendered.
     async fn create_view(&self, dataset: &str, view: &str, select_sql: &str) -> WarehouseResult<()>;
 

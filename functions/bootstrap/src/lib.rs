@@ -54,6 +54,8 @@ pub struct BootstrapReport {
     pub tables_existing: Vec<String>,
     /// Columns that configs gained since a table was created, added in place: table → columns.
     pub columns_added: BTreeMap<String, Vec<String>>,
+    /// Retired columns (config's `retired_columns`) found and dropped with their values.
+    pub columns_dropped: BTreeMap<String, Vec<String>>,
     pub views_created: Vec<String>,
     pub views_existing: Vec<String>,
     /// What loading each provider's catalog file changed in `price_catalog`.
@@ -112,6 +114,7 @@ async fn bootstrap(
                     "dataset_created": report.dataset_created,
                     "tables_created": report.tables_created,
                     "columns_added": report.columns_added,
+                    "columns_dropped": report.columns_dropped,
                     "views_created": report.views_created,
                     "catalog": report.catalog,
                 }),
@@ -221,6 +224,7 @@ pub async fn run(state: &AppState, request: &BootstrapRequest) -> ApiResult<Boot
         tables_created: Vec::new(),
         tables_existing: Vec::new(),
         columns_added: BTreeMap::new(),
+        columns_dropped: BTreeMap::new(),
         views_created: Vec::new(),
         views_existing: Vec::new(),
         catalog: Vec::new(),
@@ -238,6 +242,17 @@ pub async fn run(state: &AppState, request: &BootstrapRequest) -> ApiResult<Boot
             warehouse.add_column(&dataset, &table, field).await?;
         }
         report.columns_added.insert(table, fields.into_iter().map(|f| f.name).collect());
+    }
+    // Retired columns go with their values wherever an older deployment still has them.
+    for (table, columns) in &configs.bootstrap.retired_columns {
+        if !existing.contains(table) {
+            continue;
+        }
+        let present = warehouse.table_columns(&dataset, table).await?;
+        for column in columns.iter().filter(|c| present.contains(c)) {
+            warehouse.drop_column(&dataset, table, column).await?;
+            report.columns_dropped.entry(table.clone()).or_default().push(column.clone());
+        }
     }
     // A view reads the tables and the views before it. Views hold no data, so every bootstrap
     // replaces them: a changed view file reaches an existing deployment.

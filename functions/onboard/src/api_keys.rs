@@ -30,7 +30,7 @@ pub async fn rotate(
     }
     let old = store::active_keys(&state, slug.as_str()).await?;
     let (actor_type, actor_id) = caller.actor();
-    let new_key = store::mint_api_key(&state, slug.as_str(), actor_id.as_deref().unwrap_or(actor_type)).await?;
+    let new_key = store::mint_api_key(slug.as_str(), actor_id.as_deref().unwrap_or(actor_type));
     // Insert the new key before revoking the old ones: a failure in between leaves the
     // organization with a working key, never with none.
     store::insert(&state, "org_api_keys", new_key.row.clone()).await?;

@@ -106,7 +106,7 @@ async fn create_everything(
     let dataset_created = state.warehouse.create_dataset(dataset_id, &options).await.map_err(|e| (e.into(), false))?;
     let fail = |e: ApiError| (e, dataset_created);
 
-    let api_key = store::mint_api_key(state, slug, actor).await.map_err(fail)?;
+    let api_key = store::mint_api_key(slug, actor);
     store::insert(state, "org_api_keys", api_key.row.clone()).await.map_err(fail)?;
     let trial_ends_at = format_timestamp(&(Utc::now() + Duration::days(i64::from(onboarding.trial_days))));
     let subscription = json!({

@@ -92,30 +92,24 @@ pub struct NewApiKey {
     pub row: Value,
 }
 
-/// Mints `{org_slug}_api_{random}` and prepares its row: SHA-256 for lookup, a KMS-encrypted copy
-/// (bound to the org slug), and the fingerprint the frontend keeps.
-pub async fn mint_api_key(state: &AppState, org_slug: &str, created_by: &str) -> ApiResult<NewApiKey> {
+/// Mints `{org_slug}_api_{random}` and prepares its row: SHA-256 for lookup and the fingerprint
+/// the frontend keeps. No copy of the key is stored, encrypted or not: nothing needs it back, and
+/// a copy any service could decrypt would make every live key recoverable (issue 15).
+pub fn mint_api_key(org_slug: &str, created_by: &str) -> NewApiKey {
     let secret = format!("{org_slug}_api_{}", random_token(API_KEY_RANDOM_BYTES));
     let key_hash = sha256_hex(secret.as_bytes());
-    let encrypted = state.kms.encrypt(secret.as_bytes(), org_slug.as_bytes()).await?;
     let api_key_id = uuid::Uuid::new_v4().to_string();
     let fingerprint = fingerprint(&secret);
     let row = json!({
         "api_key_id": api_key_id,
         "org_slug": org_slug,
         "key_hash": key_hash,
-        "encrypted_key": base64_encode(&encrypted),
         "fingerprint": fingerprint,
         "status": "ACTIVE",
         "created_at": now(),
         "created_by": created_by,
     });
-    Ok(NewApiKey { key: OrgKey { org_slug: org_slug.to_string(), api_key_id, fingerprint }, secret, key_hash, row })
-}
-
-fn base64_encode(bytes: &[u8]) -> String {
-    use base64::Engine;
-    base64::engine::general_purpose::STANDARD.encode(bytes)
+    NewApiKey { key: OrgKey { org_slug: org_slug.to_string(), api_key_id, fingerprint }, secret, key_hash, row }
 }
 
 pub fn now() -> String {
