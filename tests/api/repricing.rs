@@ -3,7 +3,8 @@
 //! of its cost rows stale, which `GET .../pricing/repricing` counts on the affected days only;
 //! the cost-only `reprice` pipeline prices the window again from the raw rows already stored,
 //! with no provider call (every call to OpenAI goes through a tap that records it), after which
-//! the count is back to zero. On DuckDB and the BigQuery emulator.
+//! the count is back to zero. On DuckDB and the BigQuery emulator. The same for Anthropic (on
+//! DuckDB), and what the route refuses.
 
 use std::time::Duration;
 
@@ -231,4 +232,129 @@ async fn repricing_after_a_past_dated_change_bigquery() {
         Box::pin(async move { TestApp::spawn_bigquery(&[("OPENAI_API_BASE", &base)]).await })
     })
     .await;
+}
+
+/// Anthropic: a past-dated override makes one day stale; the reprice prices it again from the
+/// raw rows with no call to Anthropic. claude-haiku-4-5-20251001 (1.00 / 0.10 / 1.25 / 2.00 /
+/// 5.00), each day uncached 1,000,000, cache reads 500,000, 5 min writes 100,000, 1 h writes
+/// 50,000, output 200,000:
+///   1 + 0.05 + 0.125 + 0.1 + 1   = 2.275 a day at the catalog price;
+///   output at 6.00 (the override): 1 + 0.05 + 0.125 + 0.1 + 1.2 = 2.475.
+#[tokio::test]
+async fn an_anthropic_reprice_makes_no_provider_call() {
+    let tap = ProviderTap::start().await;
+    let app = TestApp::spawn_with(&[("ANTHROPIC_API_BASE", &format!("{}/sandbox/anthropic", tap.url()))]).await;
+    tap.aim(&app.base);
+    app.bootstrap().await;
+    let key = app.onboard_active(ORG, "PROFESSIONAL").await;
+    let r = app
+        .post(
+            &format!("/api/v1/integrations/{ORG}/anthropic/setup"),
+            Key::Api(&key),
+            json!({"credential": "sk-ant-admin01-sandbox-acme"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    assert!(!tap.requests().is_empty(), "the credential was validated through the tap");
+    let dataset = app.state.org_dataset(ORG);
+    let raw = app.state.configs.table_schema("anthropic", "anthropic_usage_daily_raw").unwrap().clone();
+    app.state.warehouse.create_table(&dataset, &raw).await.unwrap();
+    let rows: Vec<Row> = DAYS[..2]
+        .iter()
+        .map(|day| {
+            serde_json::from_value(json!({
+                "usage_date": day, "org_slug": ORG, "model": "claude-haiku-4-5-20251001", "workspace_id": "wrk_1",
+                "api_key_id": "key_1", "service_tier": "standard", "context_window": "0-200k",
+                "uncached_input_tokens": 1_000_000, "cache_read_input_tokens": 500_000,
+                "cache_write_5m_input_tokens": 100_000, "cache_write_1h_input_tokens": 50_000, "output_tokens": 200_000,
+                "web_search_requests": 0,
+            }))
+            .unwrap()
+        })
+        .collect();
+    app.state.warehouse.insert_rows(&dataset, &raw, &rows).await.unwrap();
+    let calls_before = tap.requests();
+
+    let run = |key: String| {
+        let app = &app;
+        async move {
+            let body = json!({"start_date": DAYS[0], "end_date": DAYS[1]});
+            let r = app.post(&format!("/api/v1/pipelines/run/{ORG}/anthropic/reprice"), Key::Api(&key), body).await;
+            assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.body);
+            let run_id = r.body["run_id"].as_str().unwrap().to_string();
+            for _ in 0..600 {
+                let r = app.get(&format!("/api/v1/pipelines/runs/{ORG}/{run_id}"), Key::Api(&key)).await;
+                if matches!(r.body["status"].as_str(), Some("SUCCESS" | "FAILED")) {
+                    assert_eq!(r.body["status"], "SUCCESS", "{}", r.body);
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            panic!("run {run_id} did not finish");
+        }
+    };
+    let totals = || async {
+        let t = app.state.warehouse.table_ref(&dataset, "anthropic_cost_daily").unwrap();
+        let sql = format!("SELECT usage_date, total_cost FROM {t} ORDER BY usage_date");
+        let rows = app.state.warehouse.query(&sql, &Params::new()).await.unwrap();
+        rows.iter().map(|r| dec(&r["total_cost"])).collect::<Vec<_>>()
+    };
+    let report = |key: String| {
+        let app = &app;
+        async move {
+            let path = format!(
+                "/api/v1/integrations/{ORG}/anthropic/pricing/repricing?start_date={}&end_date={}",
+                DAYS[0], DAYS[1]
+            );
+            let r = app.get(&path, Key::Api(&key)).await;
+            assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+            r.body
+        }
+    };
+
+    run(key.clone()).await;
+    assert_eq!(totals().await, vec![d("2.275"), d("2.275")]);
+    let r = app
+        .put(
+            &format!("/api/v1/integrations/{ORG}/anthropic/pricing/claude-haiku-4-5-20251001"),
+            Key::Api(&key),
+            json!({"output_per_1m": "6.00", "effective_from": DAYS[1]}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let stale = report(key.clone()).await;
+    assert_eq!(per_day(&stale), vec![(DAYS[1].into(), 1, 0)], "{stale}");
+    assert_eq!(stale["cost_table"], "anthropic_cost_daily");
+    run(key.clone()).await;
+    assert_eq!(totals().await, vec![d("2.275"), d("2.475")]);
+    assert_eq!(report(key.clone()).await["stale_rows"], 0);
+    assert_eq!(tap.requests(), calls_before, "a reprice called Anthropic");
+}
+
+#[tokio::test]
+async fn the_repricing_route_checks_who_asks_and_what() {
+    let app = TestApp::spawn().await;
+    app.bootstrap().await;
+    let key = app.onboard_active(ORG, "STARTER").await;
+    let other = app.onboard("globex").await;
+    let path = |provider: &str, query: &str| format!("/api/v1/integrations/{ORG}/{provider}/pricing/repricing{query}");
+    // Another organization's key: 403 before anything is read.
+    app.get(&path("openai", ""), Key::Api(&other)).await.assert_error(403, "forbidden");
+    // No price book yet (the integration was never set up): 404 saying how to make one.
+    app.get(&path("openai", ""), Key::Api(&key)).await.assert_error(404, "price_book_not_found");
+    // A provider without prices, bad dates, a window too long.
+    app.get(&path("gcp", ""), Key::Api(&key)).await.assert_error(404, "not_found");
+    let r = app.post(&format!("/api/v1/integrations/{ORG}/openai/pricing/reset"), Key::Api(&key), json!({})).await;
+    assert!(r.status.is_success(), "{}", r.body);
+    let bad = app.get(&path("openai", "?start_date=2026-02-30"), Key::Api(&key)).await;
+    assert!(bad.assert_error(400, "invalid_request").contains("start_date"));
+    let reversed = app.get(&path("openai", "?start_date=2026-11-02&end_date=2026-11-01"), Key::Api(&key)).await;
+    assert!(reversed.assert_error(400, "invalid_request").contains("must not be before"));
+    let long = app.get(&path("openai", "?start_date=2025-01-01&end_date=2026-11-01"), Key::Api(&key)).await;
+    assert!(long.assert_error(400, "invalid_request").contains("366"));
+    // A book and no cost rows yet: nothing stale, the default window (the last 31 days).
+    let r = app.get(&path("openai", ""), Key::Api(&key)).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!((r.body["rows"].as_u64(), r.body["stale_rows"].as_u64()), (Some(0), Some(0)), "{}", r.body);
+    assert_eq!(r.body["end_date"], common::pricebook::today().to_string());
 }
