@@ -358,3 +358,48 @@ async fn the_repricing_route_checks_who_asks_and_what() {
     assert_eq!((r.body["rows"].as_u64(), r.body["stale_rows"].as_u64()), (Some(0), Some(0)), "{}", r.body);
     assert_eq!(r.body["end_date"], common::pricebook::today().to_string());
 }
+
+/// The tick never submits a reprice (`schedule: manual`), and holds back the daily usage run of
+/// an organization while its reprice of an overlapping window is running (`exclusive_with`).
+#[tokio::test]
+async fn the_tick_leaves_reprices_alone_and_waits_for_a_running_one() {
+    let app = TestApp::spawn().await;
+    app.bootstrap().await;
+    let key = app.onboard_active(ORG, "SCALE").await;
+    let r = app
+        .post(
+            &format!("/api/v1/integrations/{ORG}/openai/setup"),
+            Key::Api(&key),
+            json!({"credential": "sk-admin-sandbox-acme"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    // A reprice of the last two days, claimed a minute ago and still running.
+    let today = chrono::Utc::now().date_naive();
+    let at = chrono::Utc::now() - chrono::Duration::minutes(1);
+    let run = common::pipeline::runlog::NewRun {
+        org_slug: ORG,
+        pipeline_id: "acme-openai-reprice",
+        provider: "openai",
+        domain: "reprice",
+        pipeline: None,
+        file: "openai/reprice.yml",
+        trigger: common::pipeline::runlog::Trigger::Adhoc,
+        window: common::pipeline::runlog::Window {
+            start: today - chrono::Duration::days(2),
+            end: today - chrono::Duration::days(1),
+        },
+        attempt: 1,
+    }
+    .pending(at, chrono::Duration::hours(1));
+    let claimed =
+        convergence_tests::claimed(&run, at + chrono::Duration::milliseconds(1), chrono::Duration::hours(1), "seeded");
+    app.state.pipelines.run_log().append_events(&[run.clone(), claimed]).await.unwrap();
+
+    let r = app.post("/api/v1/scheduler/tick", Key::Root, json!({"as_of": today.to_string()})).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let acme = r.body["organizations"][ORG].as_object().unwrap_or_else(|| panic!("{}", r.body));
+    assert_eq!(acme["acme-openai-usage-cost"]["status"], "active", "{}", r.body);
+    assert_eq!(acme["acme-openai-subscriptions"]["status"], "submitted", "{}", r.body);
+    assert!(!acme.contains_key("acme-openai-reprice"), "the tick never runs a reprice: {}", r.body);
+}

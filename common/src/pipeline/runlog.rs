@@ -451,6 +451,9 @@ impl<'a> RunLog<'a> {
         pipeline_ids: &[String],
         window: Window,
     ) -> RunLogResult<Vec<RunRow>> {
+        if pipeline_ids.is_empty() {
+            return Ok(Vec::new());
+        }
         let mut params =
             Params::new().bind("org_slug", org_slug).bind("start_date", window.start).bind("end_date", window.end);
         let mut names = Vec::new();
