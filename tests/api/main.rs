@@ -27,6 +27,7 @@ mod processors;
 mod pubsub;
 mod readme;
 mod recovery;
+mod repricing;
 mod sandbox;
 mod seats;
 mod shutdown;

@@ -111,7 +111,9 @@ async fn run_row(app: &TestApp, org: &str, run_id: &str) -> Value {
 async fn the_catalog_holds_the_shipped_pipelines() {
     let configs = Configs::load(&repo_configs(), &common::processors::REGISTRY).unwrap_or_else(|e| panic!("{e}"));
     let paths = configs.pipelines.paths();
-    for expected in ["anthropic/usage_cost", "openai/subscriptions", "openai/usage_cost"] {
+    for expected in
+        ["anthropic/reprice", "anthropic/usage_cost", "openai/reprice", "openai/subscriptions", "openai/usage_cost"]
+    {
         assert!(paths.contains(&expected.to_string()), "{expected} missing from {paths:?}");
     }
     for p in configs.pipelines.iter() {
@@ -120,6 +122,16 @@ async fn the_catalog_holds_the_shipped_pipelines() {
         for s in &p.steps {
             assert!(common::processors::REGISTRY.has(&s.ps_type), "{}: {}", p.file, s.ps_type);
         }
+    }
+    // The reprice pipelines price stored raw rows only: never scheduled, no extract step, and
+    // no reconciliation (which would call the provider's cost endpoint).
+    for provider in ["openai", "anthropic"] {
+        let p = configs.pipelines.get(provider, "reprice", None).unwrap();
+        assert_eq!(p.schedule, common::pipeline::Schedule::Manual, "{}", p.file);
+        let types: Vec<&str> = p.steps.iter().map(|s| s.ps_type.as_str()).collect();
+        assert_eq!(types, vec![format!("{provider}.cost").as_str(), "data_quality.validate"], "{}", p.file);
+        let reconcile = p.steps[0].config.get("reconcile").and_then(|v| v.as_bool());
+        assert_eq!(reconcile, Some(false), "{}", p.file);
     }
 }
 
@@ -174,7 +186,7 @@ steps:
         "openai/broken_steps.yml: step extract_more (openai.usage): unknown field `no_such_key`",
         "openai/broken_steps.yml: step Bad: step_id must be snake_case",
         "{no_such_variable} is not a variable",
-        "anthropic/broken_header.yml: schedule: unknown variant `hourly`, expected `daily` or `monthly`",
+        "anthropic/broken_header.yml: schedule: unknown variant `hourly`, expected one of `daily`, `monthly`, `manual`",
         "anthropic/bad_ids.yml: max_window_days must be between 1 and 366",
         "anthropic/bad_ids.yml: variables.date: date is a built-in variable",
         "anthropic/bad_ids.yml: steps must list at least one step",
@@ -453,6 +465,43 @@ async fn a_window_still_running_is_409_and_a_stale_run_is_expired() {
     assert!(old["error_message"].as_str().unwrap().contains("lease"), "{old}");
     let done = wait(&app, "acme", &new, Key::Api(&key)).await;
     assert_eq!(done["status"], "SUCCESS", "{done}");
+}
+
+#[tokio::test]
+async fn a_reprice_waits_for_a_usage_run_of_an_overlapping_window() {
+    let app = app().await;
+    let key = org_ready(&app, "acme", "SCALE", true).await;
+    let reprice = run_path("acme", "openai/reprice");
+
+    // A usage_cost run (another pipeline, writing the same tables) is RUNNING: an overlapping
+    // reprice is 409 naming it; a reprice of another window is accepted.
+    let running = seed_run(&app, "acme", "RUNNING", &day(5), &day(3), 10).await;
+    let r = app.post(&reprice, Key::Api(&key), json!({"start_date": day(4), "end_date": day(2)})).await;
+    let message = r.assert_error(409, "conflict").to_string();
+    assert_eq!(r.body["run_id"], running.as_str(), "{}", r.body);
+    assert!(message.contains("acme-openai-usage-cost"), "{message}");
+    let r = app.post(&reprice, Key::Api(&key), json!({"date": day(8)})).await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.body);
+    // And the other way round: a RUNNING reprice holds back a usage run of an overlapping window.
+    let at = Utc::now() - Days::seconds(10);
+    let new = common::pipeline::runlog::NewRun {
+        org_slug: "acme",
+        pipeline_id: "acme-openai-reprice",
+        provider: "openai",
+        domain: "reprice",
+        pipeline: None,
+        file: "openai/reprice.yml",
+        trigger: Trigger::Adhoc,
+        window: common::pipeline::runlog::Window { start: day(20).parse().unwrap(), end: day(18).parse().unwrap() },
+        attempt: 1,
+    };
+    let run = new.pending(at, Days::hours(1));
+    let claimed = convergence_tests::claimed(&run, at + Days::milliseconds(1), Days::seconds(3600), "seeded");
+    app.state.pipelines.run_log().append_events(&[run.clone(), claimed]).await.unwrap();
+    let r = app.post(&run_path("acme", PIPELINE), Key::Api(&key), json!({"date": day(19)})).await;
+    let message = r.assert_error(409, "conflict").to_string();
+    assert_eq!(r.body["run_id"], run.run_id.as_str(), "{}", r.body);
+    assert!(message.contains("acme-openai-reprice"), "{message}");
 }
 
 #[tokio::test]

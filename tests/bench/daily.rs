@@ -534,6 +534,7 @@ async fn seed_runs(app: &InProcess, orgs: Range<usize>, as_of: NaiveDate, now: D
                     }
                     _ => (None, None),
                 },
+                Schedule::Manual => (None, None),
             };
             if let Some((trigger, window, at)) = history {
                 events.extend(succeeded(&new(trigger, window, 1), at, lease));

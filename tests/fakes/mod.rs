@@ -2,6 +2,7 @@
 
 pub mod kms;
 pub mod oidc;
+pub mod provider_tap;
 pub mod providers;
 pub mod pubsub;
 pub mod slack;

@@ -11,7 +11,7 @@
 //! ```yaml
 //! pipeline_id: "{org_slug}-openai-usage-cost"   # {org_slug}-{provider}-{domain}, kebab-case after the slug
 //! description: "..."
-//! schedule: daily            # daily | monthly
+//! schedule: daily            # daily | monthly | manual (never by the tick: run on request only)
 //! max_window_days: 31        # longest ad-hoc window accepted
 //! variables: {}              # extra string variables, may use the built-in ones
 //! steps:                     # ordered
@@ -19,7 +19,14 @@
 //!     ps_type: openai.usage  # a registered processor type
 //!     # ...the processor's own settings, checked against its Config (unknown keys refused)
 //! notifications: {}          # on_failure / on_success / on_completion / always -> [email, slack]
+//! exclusive_with: [usage_cost] # optional: pipelines of the provider writing the same tables
 //! ```
+//!
+//! `exclusive_with` names other pipelines of the same provider (`domain` or `domain/pipeline`)
+//! that write the same tables: a run of either is not started while a run of the other over an
+//! overlapping window is pending or running (the relation is symmetric; naming it on one side is
+//! enough). A window's replace is atomic, but a cost-only rerun reading raw rows that a usage run
+//! is replacing would write costs of the old rows after the usage run's.
 //!
 //! Strings in step settings may use `{name}` variables: the built-in [`BUILTIN_VARIABLES`] and the
 //! file's own; an unknown name is refused at load.
@@ -56,6 +63,9 @@ const RESERVED_DIRS: [&str; 2] = ["seed", "bq_etl"];
 pub enum Schedule {
     Daily,
     Monthly,
+    /// Never submitted by the scheduler tick; runs only when asked (`POST /run/...`), e.g. a
+    /// reprice after a past-dated price change.
+    Manual,
 }
 
 /// `(provider, domain, pipeline)`: the run URL's segments after the organization.
@@ -88,6 +98,8 @@ struct PipelineFile {
     steps: Vec<serde_yaml::Value>,
     #[serde(default)]
     notifications: Notifications,
+    #[serde(default)]
+    exclusive_with: Vec<String>,
 }
 
 /// Who hears about a run, per trigger: the channels (`email`, `slack`) each trigger sends to.
@@ -132,6 +144,9 @@ pub struct Pipeline {
     pub variables: BTreeMap<String, String>,
     pub steps: Vec<Step>,
     pub notifications: Notifications,
+    /// The pipeline id templates of the pipelines whose runs must not overlap this one's (see
+    /// the module docs), resolved and made symmetric when the catalog is loaded.
+    pub exclusive_with: Vec<String>,
 }
 
 /// One step: its id, processor type and raw settings (checked against the processor's Config).
@@ -147,6 +162,15 @@ impl Pipeline {
     /// The pipeline id of one organization, e.g. `acme-openai-usage-cost`.
     pub fn pipeline_id(&self, org_slug: &str) -> String {
         self.pipeline_id_template.replace("{org_slug}", org_slug)
+    }
+
+    /// This pipeline's id and those of the pipelines it excludes, for one organization: the runs
+    /// an overlapping window must wait for.
+    pub fn exclusive_ids(&self, org_slug: &str) -> Vec<String> {
+        std::iter::once(&self.pipeline_id_template)
+            .chain(&self.exclusive_with)
+            .map(|t| t.replace("{org_slug}", org_slug))
+            .collect()
     }
 }
 
@@ -186,6 +210,7 @@ impl Catalog {
                     .push((p.file.clone(), format!("pipeline_id {} is also used by {other}", p.pipeline_id_template)));
             }
         }
+        resolve_exclusions(&mut pipelines, &mut problems);
         (Catalog { pipelines }, problems)
     }
 
@@ -214,6 +239,54 @@ impl Catalog {
 
     pub fn is_empty(&self) -> bool {
         self.pipelines.is_empty()
+    }
+}
+
+/// Turns each pipeline's `exclusive_with` names (`domain` or `domain/pipeline` of its provider)
+/// into pipeline id templates, on both sides; an unknown name is a problem of the file naming it.
+fn resolve_exclusions(pipelines: &mut BTreeMap<PipelineKey, Pipeline>, problems: &mut Vec<(String, String)>) {
+    let mut pairs: Vec<(PipelineKey, PipelineKey)> = Vec::new();
+    for (key, p) in pipelines.iter() {
+        for name in &p.exclusive_with {
+            let (domain, pipeline) = match name.split_once('/') {
+                Some((d, p)) => (d, Some(p)),
+                None => (name.as_str(), None),
+            };
+            let other = PipelineKey {
+                provider: key.provider.clone(),
+                domain: domain.to_string(),
+                pipeline: pipeline.map(str::to_string),
+            };
+            if other == *key || !pipelines.contains_key(&other) {
+                problems.push((
+                    p.file.clone(),
+                    format!(
+                        "exclusive_with: {name:?} is not another {} pipeline ({})",
+                        key.provider,
+                        pipelines
+                            .keys()
+                            .filter(|k| k.provider == key.provider)
+                            .map(PipelineKey::path)
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                ));
+            } else {
+                pairs.push((key.clone(), other));
+            }
+        }
+    }
+    for p in pipelines.values_mut() {
+        p.exclusive_with.clear();
+    }
+    for (a, b) in pairs {
+        let (a_id, b_id) = (pipelines[&a].pipeline_id_template.clone(), pipelines[&b].pipeline_id_template.clone());
+        for (key, other) in [(&a, b_id), (&b, a_id)] {
+            let list = &mut pipelines.get_mut(key).expect("resolved above").exclusive_with;
+            if !list.contains(&other) {
+                list.push(other);
+            }
+        }
     }
 }
 
@@ -388,6 +461,7 @@ fn parse(
         variables: file.variables,
         steps,
         notifications: file.notifications,
+        exclusive_with: file.exclusive_with,
     })
 }
 
@@ -479,6 +553,40 @@ mod tests {
         assert_eq!(placeholders("{dataset}.t_{date} {not a var} {}"), vec!["dataset", "date"]);
         let vars = BTreeMap::from([("dataset".to_string(), "acme_dev".to_string())]);
         assert_eq!(substitute("{dataset}.x {other} {", &vars), "acme_dev.x {other} {");
+    }
+
+    fn pipeline(domain: &str, exclusive_with: &[&str]) -> (PipelineKey, Pipeline) {
+        let key = PipelineKey { provider: "openai".into(), domain: domain.into(), pipeline: None };
+        let p = Pipeline {
+            key: key.clone(),
+            file: format!("openai/{domain}.yml"),
+            pipeline_id_template: format!("{{org_slug}}-openai-{}", domain.replace('_', "-")),
+            description: "x".into(),
+            schedule: Schedule::Daily,
+            max_window_days: 31,
+            variables: BTreeMap::new(),
+            steps: Vec::new(),
+            notifications: Notifications::default(),
+            exclusive_with: exclusive_with.iter().map(|s| s.to_string()).collect(),
+        };
+        (key, p)
+    }
+
+    #[test]
+    fn exclusions_are_resolved_on_both_sides_and_unknown_names_refused() {
+        let mut pipelines: BTreeMap<PipelineKey, Pipeline> =
+            [pipeline("usage_cost", &[]), pipeline("reprice", &["usage_cost", "nope"]), pipeline("subscriptions", &[])]
+                .into_iter()
+                .collect();
+        let mut problems = Vec::new();
+        resolve_exclusions(&mut pipelines, &mut problems);
+        let get = |d: &str| &pipelines[&PipelineKey { provider: "openai".into(), domain: d.into(), pipeline: None }];
+        assert_eq!(get("reprice").exclusive_ids("acme"), vec!["acme-openai-reprice", "acme-openai-usage-cost"]);
+        assert_eq!(get("usage_cost").exclusive_ids("acme"), vec!["acme-openai-usage-cost", "acme-openai-reprice"]);
+        assert_eq!(get("subscriptions").exclusive_ids("acme"), vec!["acme-openai-subscriptions"]);
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert_eq!(problems[0].0, "openai/reprice.yml");
+        assert!(problems[0].1.contains("\"nope\"") && problems[0].1.contains("openai/usage_cost"), "{problems:?}");
     }
 
     #[test]

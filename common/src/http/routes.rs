@@ -28,6 +28,7 @@ pub const API_ROUTES: &[&str] = &[
     // pricing
     "/api/v1/integrations/{org}/{provider}/pricing",
     "/api/v1/integrations/{org}/{provider}/pricing/reset",
+    "/api/v1/integrations/{org}/{provider}/pricing/repricing",
     "/api/v1/integrations/{org}/{provider}/pricing/{model_id}",
     "/api/v1/integrations/{org}/{provider}/subscriptions",
     "/api/v1/integrations/{org}/{provider}/subscriptions/reset",

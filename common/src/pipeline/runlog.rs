@@ -443,25 +443,31 @@ impl<'a> RunLog<'a> {
         }
     }
 
-    /// The organization's runs of `pipeline_id` still PENDING or RUNNING (lease alive) whose
-    /// window overlaps `window`, oldest first.
+    /// The organization's runs of any of `pipeline_ids` still PENDING or RUNNING (lease alive)
+    /// whose window overlaps `window`, oldest first.
     pub async fn active_overlapping(
         &self,
         org_slug: &str,
-        pipeline_id: &str,
+        pipeline_ids: &[String],
         window: Window,
     ) -> RunLogResult<Vec<RunRow>> {
+        if pipeline_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut params =
+            Params::new().bind("org_slug", org_slug).bind("start_date", window.start).bind("end_date", window.end);
+        let mut names = Vec::new();
+        for (i, id) in pipeline_ids.iter().enumerate() {
+            names.push(format!("@pipeline_id{i}"));
+            params = params.bind(&format!("pipeline_id{i}"), id.as_str());
+        }
         let sql = format!(
-            "SELECT * FROM {} WHERE org_slug = @org_slug AND pipeline_id = @pipeline_id \
+            "SELECT * FROM {} WHERE org_slug = @org_slug AND pipeline_id IN ({}) \
              AND status IN ('PENDING', 'RUNNING') AND start_date <= @end_date AND end_date >= @start_date \
              ORDER BY created_at, run_id",
-            self.central(RUNS_CURRENT)?
+            self.central(RUNS_CURRENT)?,
+            names.join(", ")
         );
-        let params = Params::new()
-            .bind("org_slug", org_slug)
-            .bind("pipeline_id", pipeline_id)
-            .bind("start_date", window.start)
-            .bind("end_date", window.end);
         self.rows(&sql, &params).await
     }
 

@@ -44,6 +44,7 @@ pub struct PipelineHistory {
 ///   (catch-up) but never more than `catchup_days` before `newest`, nor past the pipeline's
 ///   longest window or the provider's first usable day.
 /// - monthly: the previous calendar month.
+/// - manual: never due (run on request only).
 pub fn due_window(
     pipeline: &Pipeline,
     as_of: NaiveDate,
@@ -74,6 +75,7 @@ pub fn due_window(
             let start = end.with_day(1)?;
             (start >= first_usable_day).then_some(Window { start, end })
         }
+        Schedule::Manual => None,
     }
 }
 
@@ -160,7 +162,10 @@ impl Pipelines {
                 // newest day covers this tick (the window itself may differ: it was computed
                 // before that success moved the catch-up start).
                 let covered = covered_days.contains(&(&key, window.end));
-                if live.get(&key).is_some_and(|w| w.iter().any(|w| w.overlaps(&window))) {
+                let blocked_by = |id: String| {
+                    live.get(&(org_slug.clone(), id)).is_some_and(|w| w.iter().any(|w| w.overlaps(&window)))
+                };
+                if pipeline.exclusive_ids(org_slug).into_iter().any(blocked_by) {
                     report.already_active += 1;
                     outcome.insert(
                         pipeline_id,
@@ -371,6 +376,7 @@ mod tests {
             variables: BTreeMap::new(),
             steps: Vec::new(),
             notifications: Notifications::default(),
+            exclusive_with: Vec::new(),
         }
     }
 
@@ -459,5 +465,13 @@ mod tests {
         assert_eq!(due_window(&p, day("2026-12-01"), 2, 7, day(FIRST), &none), window("2026-11-01", "2026-11-30"));
         assert_eq!(due_window(&p, day("2026-03-15"), 2, 7, day(FIRST), &none), window("2026-02-01", "2026-02-28"));
         assert_eq!(due_window(&p, day("2026-01-01"), 2, 7, day(FIRST), &none), window("2025-12-01", "2025-12-31"));
+    }
+
+    #[test]
+    fn manual_pipelines_are_never_due() {
+        let p = pipeline(Schedule::Manual, 92);
+        for as_of in ["2026-12-01", "2026-03-15"] {
+            assert_eq!(due_window(&p, day(as_of), 2, 7, day(FIRST), &PipelineHistory::default()), None);
+        }
     }
 }

@@ -215,7 +215,9 @@ impl Pipelines {
         // One submitter per organization at a time in this process; across instances the
         // deterministic run id keeps a double submission one run.
         let _guard = crate::locks::lock(&format!("pipeline-runs:{}", s.org_slug)).await;
-        if let Some(active) = log.active_overlapping(s.org_slug, &pipeline_id, s.window).await?.into_iter().next() {
+        // Its own runs, and those of the pipelines writing the same tables (`exclusive_with`).
+        let exclusive = s.pipeline.exclusive_ids(s.org_slug);
+        if let Some(active) = log.active_overlapping(s.org_slug, &exclusive, s.window).await?.into_iter().next() {
             return Ok(Submitted::AlreadyActive(active));
         }
         if s.trigger != Trigger::Scheduled {

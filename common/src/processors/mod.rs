@@ -4,7 +4,8 @@
 //! file each: column positions (`columns`), their table schemas ([`schemas`]:
 //! `configs/{provider}/schemas/<table>.json`, loaded with the configs at start-up), fields of
 //! step settings (`step_config`), the window write and read (`window`), data-quality and
-//! reconciliation rows (`quality`), what cost steps share (`cost_step`), keyed-row values
+//! reconciliation rows (`quality`), what cost steps share (`cost_step`), which cost rows a past-dated price change left stale
+//! ([`repricing`], for the pricing routes), keyed-row values
 //! (`values`), and what both LLM providers' steps use (`llm`).
 //!
 //! Invariants every processor keeps:
@@ -27,6 +28,7 @@ pub(crate) mod cost_step;
 pub(crate) mod llm;
 pub(crate) mod quality;
 pub mod registry;
+pub mod repricing;
 pub mod schemas;
 pub(crate) mod step_config;
 pub(crate) mod values;

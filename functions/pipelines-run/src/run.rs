@@ -100,8 +100,8 @@ async fn accept(
 fn duplicate(org: &str, running: &RunRow) -> Response {
     let (run_id, status) = (&running.run_id, running.status.as_str());
     let message = format!(
-        "run {run_id} of this pipeline for {} to {} is still {status}; read it with GET /api/v1/pipelines/runs/{org}/{run_id}",
-        running.window.start, running.window.end,
+        "run {run_id} of {} for {} to {} is still {status}; read it with GET /api/v1/pipelines/runs/{org}/{run_id}",
+        running.pipeline_id, running.window.start, running.window.end,
     );
     let body = json!({
         "error": {"code": "conflict", "message": message, "request_id": common::http::middleware::current_request_id()},

@@ -25,7 +25,7 @@ type OrgProviderKey = ApiPath<(String, String, String)>;
 
 /// Authorises and resolves the book: org key (or root) for this org, a valid slug, an
 /// onboarded organization, a provider with a price book.
-async fn open<'a>(
+pub(crate) async fn open<'a>(
     state: &'a AppState,
     caller: &Caller,
     org: &'a str,

@@ -106,6 +106,27 @@ fn flag(query: &HashMap<String, String>, name: &str) -> Result<bool, String> {
     }
 }
 
+/// The repricing read's window: `?start_date=&end_date=` (YYYY-MM-DD, inclusive); `end_date`
+/// defaults to today and `start_date` to 30 days before `end_date`.
+pub fn parse_window_query(query: &HashMap<String, String>, today: NaiveDate) -> Result<(NaiveDate, NaiveDate), String> {
+    for name in query.keys() {
+        if !["start_date", "end_date"].contains(&name.as_str()) {
+            return Err(format!("unknown query parameter {name:?}; use start_date and end_date"));
+        }
+    }
+    let date = |name: &str| -> Result<Option<NaiveDate>, String> {
+        query
+            .get(name)
+            .map(|text| {
+                records::parse_date(text).ok_or_else(|| format!("{name} must be a date YYYY-MM-DD (got {text:?})"))
+            })
+            .transpose()
+    };
+    let end = date("end_date")?.unwrap_or(today);
+    let start = date("start_date")?.unwrap_or(end - chrono::Duration::days(30));
+    Ok((start, end))
+}
+
 /// The catalog import's query: `effective_from` (default today), `dry_run`, `force`, `provider`
 /// (for a CSV without a provider column).
 pub struct ImportQuery {
@@ -150,6 +171,22 @@ mod tests {
 
     fn body(json: &str) -> RawBody {
         serde_json::from_str(json).unwrap()
+    }
+
+    #[test]
+    fn the_repricing_window_defaults_to_the_last_31_days() {
+        let today = NaiveDate::from_ymd_opt(2026, 12, 1).unwrap();
+        let q = |pairs: &[(&str, &str)]| -> HashMap<String, String> {
+            pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        };
+        let d = |s: &str| records::parse_date(s).unwrap();
+        assert_eq!(parse_window_query(&q(&[]), today), Ok((d("2026-11-01"), today)));
+        assert_eq!(
+            parse_window_query(&q(&[("start_date", "2026-10-01"), ("end_date", "2026-10-15")]), today),
+            Ok((d("2026-10-01"), d("2026-10-15")))
+        );
+        assert!(parse_window_query(&q(&[("end_date", "2026-13-01")]), today).unwrap_err().contains("end_date"));
+        assert!(parse_window_query(&q(&[("as_of", "2026-10-01")]), today).unwrap_err().contains("as_of"));
     }
 
     #[test]

@@ -6,6 +6,9 @@
 //! (plans and usage tiers, keyed by `{plan_name}`). All are effective-dated; the rules are in
 //! `common::pricebook`.
 //!
+//! `GET .../pricing/repricing` counts the organization's cost rows priced with a version no
+//! longer in force for their day (after a past-dated change), for the `reprice` pipelines.
+//!
 //! The books are created when the integration is set up (integrations calls
 //! `common::pricebook::seed`). Before that, reads and edits are 404 saying so, and
 //! `POST .../reset` creates and seeds them: the defaults need no credential, and an organization
@@ -14,6 +17,7 @@
 mod handlers;
 mod import;
 mod input;
+mod repricing;
 
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post, put};
@@ -29,6 +33,7 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route(&format!("{BASE}/pricing"), get(handlers::list_pricing).post(handlers::add_pricing))
         .route(&format!("{BASE}/pricing/reset"), post(handlers::reset_pricing))
+        .route(&format!("{BASE}/pricing/repricing"), get(repricing::read_repricing))
         .route(&format!("{BASE}/pricing/{{model_id}}"), put(handlers::update_pricing).delete(handlers::delete_pricing))
         .route(&format!("{BASE}/subscriptions"), get(handlers::list_subscriptions).post(handlers::add_subscription))
         .route(&format!("{BASE}/subscriptions/reset"), post(handlers::reset_subscriptions))

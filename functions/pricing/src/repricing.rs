@@ -1,0 +1,36 @@
+//! `GET /api/v1/integrations/{org}/{provider}/pricing/repricing?start_date=&end_date=`: per day
+//! of the window, the organization's cost rows priced with a version that is no longer the one in
+//! force for their day (after a past-dated catalog or override change), which versions, the
+//! version in force now, and the window the provider's `reprice` pipeline should run for. The
+//! rules are `common::processors::repricing`'s.
+
+use std::collections::HashMap;
+
+use axum::extract::{Query, State};
+use axum::Json;
+use common::auth::Caller;
+use common::http::error::ApiResult;
+use common::http::ApiPath;
+use common::pricebook::{self, BookKind};
+use common::processors::repricing;
+use common::{ApiError, AppState};
+use serde_json::Value;
+
+use crate::handlers::open;
+use crate::input;
+
+pub async fn read_repricing(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath((org, provider)): ApiPath<(String, String)>,
+    Query(query): Query<HashMap<String, String>>,
+) -> ApiResult<Json<Value>> {
+    let book = open(&state, &caller, &org, &provider, BookKind::Pricing).await?;
+    let (start, end) = input::parse_window_query(&query, pricebook::today()).map_err(ApiError::bad_request)?;
+    book.require_exists().await?;
+    let dataset = state.org_dataset(&org);
+    let report =
+        repricing::repricing_report(state.warehouse.as_ref(), &state.configs, &dataset, &org, &provider, start, end)
+            .await?;
+    Ok(Json(serde_json::to_value(report).map_err(|e| ApiError::internal(e.to_string()))?))
+}
