@@ -362,3 +362,38 @@ async fn the_per_identity_limit_follows_the_verified_key_not_the_header_text() {
         app.get("/api/v1/organizations/acme", Key::Api(&fake_key(i))).await.assert_error(401, "unauthorized");
     }
 }
+
+/// The organization of a request comes from one place, `common::http::OrgAccess` (the key checked
+/// against the path's `{org}`, then the slug parsed): no handler checks the key against a slug or
+/// parses one from its path itself, and none reads the organization directory around it. The
+/// slugs parsed elsewhere are bodies: onboarding's request and the queue's push message.
+#[test]
+fn handlers_get_their_organization_only_from_the_org_extractor() {
+    let parsed_from_bodies = ["onboard/src/request.rs", "pipelines-run/src/push.rs"];
+    let mut found = Vec::new();
+    let functions = repo().join("functions");
+    let mut dirs = vec![functions.clone()];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                dirs.push(path);
+                continue;
+            }
+            let rel = path.strip_prefix(&functions).unwrap().to_string_lossy().replace('\\', "/");
+            if !rel.contains("/src/") || path.extension().is_none_or(|e| e != "rs") {
+                continue;
+            }
+            let src = std::fs::read_to_string(&path).unwrap();
+            for needle in [".require_org(", ".orgs.get(", "ApiPath<String>", "ApiPath<(String"] {
+                if src.contains(needle) {
+                    found.push(format!("{rel}: {needle}"));
+                }
+            }
+            if src.contains("OrgSlug::parse(") && !parsed_from_bodies.contains(&rel.as_str()) {
+                found.push(format!("{rel}: OrgSlug::parse("));
+            }
+        }
+    }
+    assert!(found.is_empty(), "use common::http::OrgAccess instead:\n{}", found.join("\n"));
+}

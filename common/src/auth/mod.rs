@@ -89,6 +89,12 @@ impl Caller {
             Caller::Org(k) => ("api_key", Some(k.api_key_id.clone())),
         }
     }
+
+    /// The actor as one name, for `*_by` columns: the key's id, or `root`.
+    pub fn actor_name(&self) -> String {
+        let (actor_type, actor_id) = self.actor();
+        actor_id.unwrap_or_else(|| actor_type.to_string())
+    }
 }
 
 /// Resolves keys; shared by every function.

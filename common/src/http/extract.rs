@@ -1,16 +1,21 @@
 //! Extractors whose rejections are API errors, so malformed bodies, wrong content types and bad
 //! path segments get the JSON error shape with a message that says what to fix.
 
+use std::sync::Arc;
+
 use axum::extract::rejection::{JsonRejection, PathRejection};
-use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::extract::{FromRequest, FromRequestParts, RawPathParams, Request};
 use axum::http::request::Parts;
 use axum::http::{header, StatusCode};
 use serde::de::DeserializeOwned;
+use serde::Deserialize;
 
-use super::error::ApiError;
+use super::error::{ApiError, ApiResult};
 use super::middleware::{ClientAddr, IdentityLimiter};
 use crate::app::AppState;
 use crate::auth::Caller;
+use crate::domain::OrgSlug;
+use crate::orgs::Organization;
 
 /// `axum::Json`, rejecting with [`ApiError`].
 pub struct ApiJson<T>(pub T);
@@ -133,4 +138,55 @@ impl FromRequestParts<AppState> for Caller {
         }
         Ok(caller)
     }
+}
+
+/// The organization a request is about: the route's `{org}` segment, allowed for the caller (that
+/// organization's key, or root: 403 before anything is read) and parsed into an [`OrgSlug`] (400
+/// saying what a slug is). The one way a handler gets an organization; no handler reads the slug
+/// from its path. The route's other segments are read as a struct of the names they have
+/// (`ApiPath<ProviderPath>`), which leaves `org` to this extractor.
+pub struct OrgAccess {
+    pub caller: Caller,
+    pub slug: OrgSlug,
+}
+
+impl OrgAccess {
+    /// The organization (the cached read model), or 404 when no finished organization has this
+    /// slug.
+    pub async fn organization(&self, state: &AppState) -> ApiResult<Arc<Organization>> {
+        state
+            .orgs
+            .get(state.warehouse.as_ref(), &state.configs, self.slug.as_str())
+            .await?
+            .ok_or_else(|| ApiError::not_found(format!("no organization {}", self.slug)))
+    }
+
+    /// For `*_by` columns: the key's id, or `root`.
+    pub fn actor(&self) -> String {
+        self.caller.actor_name()
+    }
+}
+
+impl FromRequestParts<AppState> for OrgAccess {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        // Who first (401), then whether they may act on this organization (403), then its form.
+        let caller = Caller::from_request_parts(parts, state).await?;
+        let params = RawPathParams::from_request_parts(parts, state)
+            .await
+            .map_err(|e| ApiError::bad_request(format!("invalid path: {}", e.body_text())))?;
+        let Some((_, org)) = params.iter().find(|(name, _)| *name == "org") else {
+            return Err(ApiError::internal("OrgAccess on a route without an {org} segment"));
+        };
+        caller.require_org(org)?;
+        let slug = OrgSlug::parse(org).map_err(ApiError::bad_request)?;
+        Ok(OrgAccess { caller, slug })
+    }
+}
+
+/// The `{provider}` of a route whose `{org}` [`OrgAccess`] reads.
+#[derive(Debug, Deserialize)]
+pub struct ProviderPath {
+    pub provider: String,
 }

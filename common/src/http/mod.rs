@@ -10,6 +10,6 @@ pub mod routes;
 pub mod server;
 
 pub use error::ApiError;
-pub use extract::{ApiJson, ApiPath, ApiText, OptionalJson};
+pub use extract::{ApiJson, ApiPath, ApiText, OptionalJson, OrgAccess, ProviderPath};
 pub use internal::InternalCaller;
 pub use server::{health_router, run_service, run_service_needing, serve, with_plumbing};

@@ -174,12 +174,11 @@ impl Notifier {
                 None
             }
         };
-        let text = |name: &str| profile.as_ref().and_then(|p| p[name].as_str()).map(str::to_string);
         let recipients: Vec<String> = match &org.email_recipients {
             Some(list) => list.clone(),
-            None => text("admin_email").into_iter().collect(),
+            None => profile.iter().map(|p| p.admin_email.clone()).filter(|e| !e.is_empty()).collect(),
         };
-        let message = self.message(run, text("company_name")).await;
+        let message = self.message(run, profile.as_ref().map(|p| p.company_name.clone())).await;
         let started_at = Utc::now();
         let email = async {
             if !email_on || recipients.is_empty() {

@@ -216,7 +216,7 @@ impl Pipelines {
     /// `Some(seconds to wait)` when the organization already runs as many runs as its plan allows.
     async fn over_concurrency_cap(&self, log: &RunLog<'_>, run: &RunRow) -> Result<Option<u64>, RunLogError> {
         let org = self.orgs.get(self.warehouse.as_ref(), &self.configs, &run.org_slug).await?;
-        let Some(max) = org.as_ref().and_then(|o| o["quotas"]["max_concurrent_runs"].as_i64()) else { return Ok(None) };
+        let Some(max) = org.as_ref().and_then(|o| o.quotas.max_concurrent_runs) else { return Ok(None) };
         let running = log.count_active(&run.org_slug, Some(RunStatus::Running), Some(&run.run_id)).await?;
         Ok((running >= max).then_some(30))
     }

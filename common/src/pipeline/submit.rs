@@ -6,12 +6,12 @@
 //! queries (`schedule.rs`), and records the same run events.
 
 use chrono::{DateTime, Datelike, Duration, NaiveDate, TimeZone, Utc};
-use serde_json::Value;
 
 use super::catalog::Pipeline;
 use super::runlog::{NewRun, RunEvent, RunLogError, RunRow, Trigger, Window};
 use super::Pipelines;
 use crate::credentials::CredentialError;
+use crate::orgs::{Quotas, Subscription};
 use crate::queue::RunRequest;
 use crate::warehouse::WarehouseError;
 
@@ -98,14 +98,13 @@ pub fn check_window(
     Ok(())
 }
 
-/// The subscription in an organization view is `ACTIVE`, or `TRIAL` and the trial has not ended.
-pub fn check_subscription(org: &Value, now: DateTime<Utc>) -> Result<(), SubmitError> {
-    let sub = &org["subscription"];
-    let status = sub["status"].as_str().unwrap_or("NONE");
+/// The organization's subscription is `ACTIVE`, or `TRIAL` and the trial has not ended.
+pub fn check_subscription(sub: &Subscription, now: DateTime<Utc>) -> Result<(), SubmitError> {
+    let status = sub.status.as_deref().unwrap_or("NONE");
     match status {
         "ACTIVE" => Ok(()),
         "TRIAL" => {
-            let ends = sub["trial_ends_at"].as_str().and_then(|t| DateTime::parse_from_rfc3339(t).ok());
+            let ends = sub.trial_ends_at.as_deref().and_then(|t| DateTime::parse_from_rfc3339(t).ok());
             match ends {
                 Some(end) if end.with_timezone(&Utc) <= now => Err(SubmitError::Subscription(format!(
                     "the trial ended at {}; pipelines run only for an ACTIVE subscription or a trial that has not ended",
@@ -118,10 +117,6 @@ pub fn check_subscription(org: &Value, now: DateTime<Utc>) -> Result<(), SubmitE
             "the subscription is {other}; pipelines run only for an ACTIVE subscription or a TRIAL"
         ))),
     }
-}
-
-fn quota(org: &Value, name: &str) -> Option<i64> {
-    org["quotas"][name].as_i64()
 }
 
 fn midnight(d: NaiveDate) -> DateTime<Utc> {
@@ -153,9 +148,9 @@ impl Pipelines {
     /// Concurrent, daily and monthly run quotas of the organization's plan. Scheduled runs do
     /// not count against the daily and monthly quotas (they are the product's own work), but
     /// every pending or running run counts against the concurrency cap.
-    async fn check_quotas(&self, org_slug: &str, org: &Value, now: DateTime<Utc>) -> Result<(), SubmitError> {
+    async fn check_quotas(&self, org_slug: &str, quotas: &Quotas, now: DateTime<Utc>) -> Result<(), SubmitError> {
         let log = self.run_log();
-        if let Some(max) = quota(org, "max_concurrent_runs") {
+        if let Some(max) = quotas.max_concurrent_runs {
             let active = log.count_active(org_slug, None, None).await?;
             if active >= max {
                 return Err(SubmitError::Quota {
@@ -175,11 +170,23 @@ impl Pipelines {
         }
         .unwrap_or(first_of_month);
         let periods = [
-            ("max_pipeline_runs_per_day", "today", "per day", midnight(today), midnight(today) + Duration::days(1)),
-            ("max_pipeline_runs_per_month", "this month", "per month", midnight(first_of_month), midnight(next_month)),
+            (
+                quotas.max_pipeline_runs_per_day,
+                "today",
+                "per day",
+                midnight(today),
+                midnight(today) + Duration::days(1),
+            ),
+            (
+                quotas.max_pipeline_runs_per_month,
+                "this month",
+                "per month",
+                midnight(first_of_month),
+                midnight(next_month),
+            ),
         ];
-        for (name, when, per, since, resets) in periods {
-            let Some(max) = quota(org, name) else { continue };
+        for (max, when, per, since, resets) in periods {
+            let Some(max) = max else { continue };
             let used = log.count_requested_since(org_slug, since).await?;
             if used >= max {
                 return Err(SubmitError::Quota {
@@ -207,7 +214,7 @@ impl Pipelines {
         let Some(org) = self.orgs.get(self.warehouse.as_ref(), &self.configs, s.org_slug).await? else {
             return Err(SubmitError::NoOrganization(s.org_slug.to_string()));
         };
-        check_subscription(&org, s.now)?;
+        check_subscription(&org.subscription, s.now)?;
         self.check_integration(s.org_slug, provider).await?;
 
         let pipeline_id = s.pipeline.pipeline_id(s.org_slug);
@@ -221,7 +228,7 @@ impl Pipelines {
             return Ok(Submitted::AlreadyActive(active));
         }
         if s.trigger != Trigger::Scheduled {
-            self.check_quotas(s.org_slug, &org, s.now).await?;
+            self.check_quotas(s.org_slug, &org.quotas, s.now).await?;
         }
         let attempt =
             log.latest_attempt(s.org_slug, &pipeline_id, s.window, s.trigger).await?.map_or(1, |r| r.attempt + 1);
@@ -259,17 +266,21 @@ impl Pipelines {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
 
     #[test]
     fn subscription_statuses() {
         let now = Utc::now();
-        let org = |status: &str, trial: Value| json!({"subscription": {"status": status, "trial_ends_at": trial}});
-        assert!(check_subscription(&org("ACTIVE", Value::Null), now).is_ok());
-        assert!(check_subscription(&org("TRIAL", json!((now + Duration::days(3)).to_rfc3339())), now).is_ok());
-        let ended = check_subscription(&org("TRIAL", json!((now - Duration::days(1)).to_rfc3339())), now).unwrap_err();
+        let org = |status: &str, trial: Option<String>| Subscription {
+            status: Some(status.into()),
+            trial_ends_at: trial,
+            ..Subscription::default()
+        };
+        assert!(check_subscription(&org("ACTIVE", None), now).is_ok());
+        assert!(check_subscription(&org("TRIAL", Some((now + Duration::days(3)).to_rfc3339())), now).is_ok());
+        let ended = check_subscription(&org("TRIAL", Some((now - Duration::days(1)).to_rfc3339())), now).unwrap_err();
         assert!(matches!(&ended, SubmitError::Subscription(m) if m.contains("trial ended")), "{ended}");
-        let suspended = check_subscription(&org("SUSPENDED", Value::Null), now).unwrap_err();
+        let suspended = check_subscription(&org("SUSPENDED", None), now).unwrap_err();
+        assert!(check_subscription(&Subscription::default(), now).unwrap_err().to_string().contains("NONE"));
         assert!(suspended.to_string().contains("SUSPENDED"));
     }
 }

@@ -7,10 +7,9 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use common::audit::AuditEvent;
-use common::auth::Caller;
-use common::domain::OrgSlug;
 use common::http::error::ApiResult;
-use common::http::{ApiJson, ApiPath};
+use common::http::{ApiJson, ApiPath, OrgAccess, ProviderPath};
+use common::orgs::Organization;
 use common::providers::Validation;
 use common::{ApiError, AppState};
 use serde_json::{json, Value};
@@ -20,18 +19,17 @@ use crate::{check, store};
 
 pub async fn setup(
     State(state): State<AppState>,
-    caller: Caller,
-    ApiPath((org, provider)): ApiPath<(String, String)>,
+    access: OrgAccess,
+    ApiPath(ProviderPath { provider }): ApiPath<ProviderPath>,
     ApiJson(body): ApiJson<SetupRequest>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
-    caller.require_org(&org)?;
-    let slug = OrgSlug::parse(&org).map_err(ApiError::bad_request)?;
+    let slug = &access.slug;
     let config = request::provider(&state, &provider)?;
-    let org_view = require_org_exists(&state, slug.as_str()).await?;
+    let org = access.organization(&state).await?;
     let (credential, credential_name) = request::parse(&provider, config, body, state.settings.is_development())?;
 
     let _guard = store::org_lock(slug.as_str()).await;
-    check_quota(&state, slug.as_str(), &provider, &org_view).await?;
+    check_quota(&state, slug.as_str(), &provider, &org).await?;
 
     let outcome = check::run(&state, &provider, &credential).await?;
     let new_fingerprint = credential.fingerprint();
@@ -39,7 +37,7 @@ pub async fn setup(
         (Some(error), _) => {
             state
                 .audit(
-                    &caller,
+                    &access.caller,
                     AuditEvent {
                         org_slug: Some(slug.as_str()),
                         action: "integration.setup",
@@ -80,7 +78,7 @@ pub async fn setup(
     let previous_fingerprint = previous.as_ref().and_then(|r| r.get("fingerprint")).cloned();
     state
         .audit(
-            &caller,
+            &access.caller,
             AuditEvent {
                 org_slug: Some(slug.as_str()),
                 action: if replaced > 0 { "integration.replace" } else { "integration.setup" },
@@ -98,7 +96,7 @@ pub async fn setup(
         .await;
 
     let price_book =
-        if config.category == "llm" { Some(seed_price_book(&state, &caller, &slug, &provider).await) } else { None };
+        if config.category == "llm" { Some(seed_price_book(&state, &access, &provider).await) } else { None };
 
     let row = store::find(&state, slug.as_str(), &provider).await?;
     let mut response = store::view(&provider, config, row.as_ref());
@@ -113,10 +111,8 @@ pub async fn setup(
 
 /// Seeds the provider's price book. A failure does not undo the stored credential (it is valid and
 /// the pipelines can use it); the response says so and how to retry.
-async fn seed_price_book(state: &AppState, caller: &Caller, slug: &OrgSlug, provider: &str) -> Value {
-    let (actor_type, actor_id) = caller.actor();
-    let actor = actor_id.unwrap_or_else(|| actor_type.to_string());
-    match common::pricebook::seed(state, slug.as_str(), provider, &actor).await {
+async fn seed_price_book(state: &AppState, access: &OrgAccess, provider: &str) -> Value {
+    match common::pricebook::seed(state, access.slug.as_str(), provider, &access.actor()).await {
         Ok(report) => json!({"seeded": true, "report": report}),
         Err(e) => {
             let e = ApiError::from(e);
@@ -131,29 +127,19 @@ async fn seed_price_book(state: &AppState, caller: &Caller, slug: &OrgSlug, prov
                 "error": e.message,
                 "message": format!(
                     "the credential is stored, but the price book could not be seeded; retry with \
-                     POST /api/v1/integrations/{slug}/{provider}/pricing/reset"
+                     POST /api/v1/integrations/{}/{provider}/pricing/reset",
+                    access.slug
                 ),
             })
         }
     }
 }
 
-/// The organization's directory view, or 404.
-pub async fn require_org_exists(state: &AppState, org_slug: &str) -> ApiResult<std::sync::Arc<Value>> {
-    state
-        .orgs
-        .get(state.warehouse.as_ref(), &state.configs, org_slug)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("no organization {org_slug}")))
-}
-
 /// The plan's `max_integrations`: a new provider beyond it is refused with 403; replacing the
 /// credential of a provider already set up is always allowed.
-async fn check_quota(state: &AppState, org_slug: &str, provider: &str, org: &Value) -> ApiResult<()> {
-    let plan = org["subscription"]["plan_name"].as_str().unwrap_or("");
-    let limit = org["quotas"]["max_integrations"]
-        .as_i64()
-        .or_else(|| state.configs.plan(plan).map(|p| i64::from(p.max_integrations)));
+async fn check_quota(state: &AppState, org_slug: &str, provider: &str, org: &Organization) -> ApiResult<()> {
+    let plan = org.subscription.plan_name.as_deref().unwrap_or("");
+    let limit = org.quotas.max_integrations.or_else(|| state.configs.plan(plan).map(|p| i64::from(p.max_integrations)));
     let Some(limit) = limit else { return Ok(()) };
     let others = store::count_others(state, org_slug, provider).await?;
     if others >= limit {

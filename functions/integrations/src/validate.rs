@@ -7,10 +7,8 @@ use axum::extract::State;
 use axum::Json;
 use chrono::Utc;
 use common::audit::AuditEvent;
-use common::auth::Caller;
-use common::domain::OrgSlug;
 use common::http::error::ApiResult;
-use common::http::ApiPath;
+use common::http::{ApiPath, OrgAccess, ProviderPath};
 use common::providers::gcp::{BillingExportTable, ServiceAccountKey};
 use common::providers::Validation;
 use common::{ApiError, AppState};
@@ -18,18 +16,16 @@ use secrecy::SecretString;
 use serde_json::{json, Value};
 
 use crate::request::{self, Credential};
-use crate::setup::require_org_exists;
 use crate::{check, store};
 
 pub async fn validate(
     State(state): State<AppState>,
-    caller: Caller,
-    ApiPath((org, provider)): ApiPath<(String, String)>,
+    access: OrgAccess,
+    ApiPath(ProviderPath { provider }): ApiPath<ProviderPath>,
 ) -> ApiResult<Json<Value>> {
-    caller.require_org(&org)?;
-    let slug = OrgSlug::parse(&org).map_err(ApiError::bad_request)?;
+    let slug = &access.slug;
     let config = request::provider(&state, &provider)?;
-    require_org_exists(&state, slug.as_str()).await?;
+    access.organization(&state).await?;
     let _guard = store::org_lock(slug.as_str()).await;
     let Some((ciphertext, metadata)) = store::find_secret(&state, slug.as_str(), &provider).await? else {
         return Err(not_configured(slug.as_str(), &provider));
@@ -58,7 +54,7 @@ pub async fn validate(
     .await?;
     state
         .audit(
-            &caller,
+            &access.caller,
             AuditEvent {
                 org_slug: Some(slug.as_str()),
                 action: "integration.validate",

@@ -6,25 +6,17 @@
 use axum::extract::State;
 use axum::Json;
 use common::audit::AuditEvent;
-use common::auth::Caller;
-use common::domain::OrgSlug;
 use common::http::error::ApiResult;
-use common::http::ApiPath;
-use common::{ApiError, AppState};
+use common::http::{ApiPath, OrgAccess, ProviderPath};
+use common::AppState;
 use serde_json::{json, Value};
 
-use crate::setup::require_org_exists;
 use crate::store;
 use crate::validate::not_configured;
 
-pub async fn list(
-    State(state): State<AppState>,
-    caller: Caller,
-    ApiPath(org): ApiPath<String>,
-) -> ApiResult<Json<Value>> {
-    caller.require_org(&org)?;
-    let slug = OrgSlug::parse(&org).map_err(ApiError::bad_request)?;
-    let org_view = require_org_exists(&state, slug.as_str()).await?;
+pub async fn list(State(state): State<AppState>, access: OrgAccess) -> ApiResult<Json<Value>> {
+    let org = access.organization(&state).await?;
+    let slug = &access.slug;
     let rows = store::list(&state, slug.as_str()).await?;
     let integrations: Vec<Value> = state
         .configs
@@ -41,19 +33,18 @@ pub async fn list(
         "org_slug": slug,
         "integrations": integrations,
         "configured": configured,
-        "max_integrations": org_view["quotas"]["max_integrations"],
+        "max_integrations": org.quotas.max_integrations,
     })))
 }
 
 pub async fn get_one(
     State(state): State<AppState>,
-    caller: Caller,
-    ApiPath((org, provider)): ApiPath<(String, String)>,
+    access: OrgAccess,
+    ApiPath(ProviderPath { provider }): ApiPath<ProviderPath>,
 ) -> ApiResult<Json<Value>> {
-    caller.require_org(&org)?;
-    let slug = OrgSlug::parse(&org).map_err(ApiError::bad_request)?;
+    let slug = &access.slug;
     let config = crate::request::provider(&state, &provider)?;
-    require_org_exists(&state, slug.as_str()).await?;
+    access.organization(&state).await?;
     let row = store::find(&state, slug.as_str(), &provider).await?;
     let mut view = store::view(&provider, config, row.as_ref());
     view["org_slug"] = json!(slug);
@@ -62,13 +53,12 @@ pub async fn get_one(
 
 pub async fn delete(
     State(state): State<AppState>,
-    caller: Caller,
-    ApiPath((org, provider)): ApiPath<(String, String)>,
+    access: OrgAccess,
+    ApiPath(ProviderPath { provider }): ApiPath<ProviderPath>,
 ) -> ApiResult<Json<Value>> {
-    caller.require_org(&org)?;
-    let slug = OrgSlug::parse(&org).map_err(ApiError::bad_request)?;
+    let slug = &access.slug;
     crate::request::provider(&state, &provider)?;
-    require_org_exists(&state, slug.as_str()).await?;
+    access.organization(&state).await?;
     let _guard = store::org_lock(slug.as_str()).await;
     let Some(row) = store::find(&state, slug.as_str(), &provider).await? else {
         return Err(not_configured(slug.as_str(), &provider));
@@ -77,7 +67,7 @@ pub async fn delete(
     let fingerprint = row.get("fingerprint").cloned().unwrap_or(Value::Null);
     state
         .audit(
-            &caller,
+            &access.caller,
             AuditEvent {
                 org_slug: Some(slug.as_str()),
                 action: "integration.delete",

@@ -7,34 +7,26 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use common::audit::AuditEvent;
-use common::auth::Caller;
-use common::domain::OrgSlug;
 use common::http::error::ApiResult;
-use common::http::ApiPath;
+use common::http::OrgAccess;
 use common::warehouse::Params;
 use common::{ApiError, AppState};
 use serde_json::{json, Value};
 
 use crate::store;
 
-pub async fn rotate(
-    State(state): State<AppState>,
-    caller: Caller,
-    ApiPath(org): ApiPath<String>,
-) -> ApiResult<(StatusCode, Json<Value>)> {
-    caller.require_org(&org)?;
-    let slug = OrgSlug::parse(&org).map_err(ApiError::bad_request)?;
+pub async fn rotate(State(state): State<AppState>, access: OrgAccess) -> ApiResult<(StatusCode, Json<Value>)> {
+    let slug = &access.slug;
     let _guard = store::org_lock(slug.as_str()).await;
     if !store::org_exists(&state, slug.as_str()).await? {
         return Err(ApiError::not_found(format!("no organization {slug}")));
     }
     let old = store::active_keys(&state, slug.as_str()).await?;
-    let (actor_type, actor_id) = caller.actor();
-    let new_key = store::mint_api_key(slug.as_str(), actor_id.as_deref().unwrap_or(actor_type));
+    let by = access.actor();
+    let new_key = store::mint_api_key(slug.as_str(), &by);
     // Insert the new key before revoking the old ones: a failure in between leaves the
     // organization with a working key, never with none.
     store::insert(&state, "org_api_keys", new_key.row.clone()).await?;
-    let by = actor_id.clone().unwrap_or_else(|| actor_type.to_string());
     if let Err(e) = store::revoke_keys(&state, slug.as_str(), Some(&new_key.key.api_key_id), &by).await {
         let undo = format!("DELETE FROM {} WHERE api_key_id = @id", state.central_table("org_api_keys")?);
         let _ = state.warehouse.execute(&undo, &Params::new().bind("id", new_key.key.api_key_id.as_str())).await;
@@ -48,7 +40,7 @@ pub async fn rotate(
     let revoked: Vec<&str> = old.iter().map(|k| k.fingerprint.as_str()).collect();
     state
         .audit(
-            &caller,
+            &access.caller,
             AuditEvent {
                 org_slug: Some(slug.as_str()),
                 action: "api_key.rotate",
@@ -71,13 +63,9 @@ pub async fn rotate(
     ))
 }
 
-pub async fn revoke(
-    State(state): State<AppState>,
-    caller: Caller,
-    ApiPath(org): ApiPath<String>,
-) -> ApiResult<Json<Value>> {
-    caller.require_root()?;
-    let slug = OrgSlug::parse(&org).map_err(ApiError::bad_request)?;
+pub async fn revoke(State(state): State<AppState>, access: OrgAccess) -> ApiResult<Json<Value>> {
+    access.caller.require_root()?;
+    let slug = &access.slug;
     let _guard = store::org_lock(slug.as_str()).await;
     if !store::org_exists(&state, slug.as_str()).await? {
         return Err(ApiError::not_found(format!("no organization {slug}")));
@@ -91,7 +79,7 @@ pub async fn revoke(
     let revoked: Vec<&str> = old.iter().map(|k| k.fingerprint.as_str()).collect();
     state
         .audit(
-            &caller,
+            &access.caller,
             AuditEvent {
                 org_slug: Some(slug.as_str()),
                 action: "api_key.revoke",

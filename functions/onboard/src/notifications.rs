@@ -12,11 +12,10 @@ use std::collections::BTreeSet;
 use axum::extract::State;
 use axum::Json;
 use common::audit::AuditEvent;
-use common::auth::Caller;
 use common::configs::notify::NotifyTrigger;
 use common::domain::{fingerprint, Email, OrgSlug};
 use common::http::error::ApiResult;
-use common::http::{ApiJson, ApiPath};
+use common::http::{ApiJson, OrgAccess};
 use common::notify::org_settings::{self, OrgNotifications};
 use common::{ApiError, AppState};
 use secrecy::SecretString;
@@ -45,26 +44,19 @@ fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Optio
     Option::<T>::deserialize(d).map(Some)
 }
 
-pub async fn get_notifications(
-    State(state): State<AppState>,
-    caller: Caller,
-    ApiPath(org): ApiPath<String>,
-) -> ApiResult<Json<Value>> {
-    caller.require_org(&org)?;
-    let slug = OrgSlug::parse(&org).map_err(ApiError::bad_request)?;
-    let admin_email = admin_email(&state, &slug).await?;
+pub async fn get_notifications(State(state): State<AppState>, access: OrgAccess) -> ApiResult<Json<Value>> {
+    let admin_email = Some(access.organization(&state).await?.admin_email.clone());
+    let slug = access.slug;
     let stored = org_settings::find(state.warehouse.as_ref(), &state.configs, slug.as_str()).await?;
     Ok(Json(view(&state, &slug, &admin_email, &stored.unwrap_or_default())))
 }
 
 pub async fn put_notifications(
     State(state): State<AppState>,
-    caller: Caller,
-    ApiPath(org): ApiPath<String>,
+    access: OrgAccess,
     ApiJson(update): ApiJson<NotificationsUpdate>,
 ) -> ApiResult<Json<Value>> {
-    caller.require_org(&org)?;
-    let slug = OrgSlug::parse(&org).map_err(ApiError::bad_request)?;
+    let slug = &access.slug;
     let mut problems = Vec::new();
     let recipients = update.email_recipients.map(|r| r.map(|list| recipients(&state, &list, &mut problems)));
     let webhook = update.slack_webhook_url.map(|url| {
@@ -81,7 +73,7 @@ pub async fn put_notifications(
     }
 
     let _guard = store::org_lock(slug.as_str()).await;
-    let admin_email = admin_email(&state, &slug).await?;
+    let admin_email = Some(access.organization(&state).await?.admin_email.clone());
     let mut settings =
         org_settings::find(state.warehouse.as_ref(), &state.configs, slug.as_str()).await?.unwrap_or_default();
     let slack_change = match &webhook {
@@ -107,12 +99,11 @@ pub async fn put_notifications(
             settings.slack_webhook_fingerprint = Some(fingerprint(secrecy::ExposeSecret::expose_secret(&url)));
         }
     }
-    let (actor_type, actor_id) = caller.actor();
-    let updated_by = actor_id.unwrap_or_else(|| actor_type.to_string());
+    let updated_by = access.actor();
     org_settings::replace(state.warehouse.as_ref(), &state.configs, slug.as_str(), &settings, &updated_by).await?;
     state
         .audit(
-            &caller,
+            &access.caller,
             AuditEvent {
                 org_slug: Some(slug.as_str()),
                 action: "notifications.update",
@@ -130,16 +121,6 @@ pub async fn put_notifications(
         .await;
     let stored = org_settings::find(state.warehouse.as_ref(), &state.configs, slug.as_str()).await?;
     Ok(Json(view(&state, &slug, &admin_email, &stored.unwrap_or(settings))))
-}
-
-/// The organization's admin email; 404 when there is no such organization.
-async fn admin_email(state: &AppState, slug: &OrgSlug) -> ApiResult<Option<String>> {
-    let org = state
-        .orgs
-        .get(state.warehouse.as_ref(), &state.configs, slug.as_str())
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("no organization {slug}")))?;
-    Ok(org["admin_email"].as_str().map(str::to_string))
 }
 
 /// Checked, lowercased, without duplicates, in the order given.

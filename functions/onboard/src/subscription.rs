@@ -6,10 +6,8 @@ use axum::extract::State;
 use axum::Json;
 use chrono::{DateTime, Utc};
 use common::audit::AuditEvent;
-use common::auth::Caller;
-use common::domain::OrgSlug;
 use common::http::error::ApiResult;
-use common::http::{ApiJson, ApiPath};
+use common::http::{ApiJson, OrgAccess};
 use common::warehouse::{Param, Params};
 use common::{ApiError, AppState};
 use serde::Deserialize;
@@ -32,12 +30,11 @@ pub struct SubscriptionUpdate {
 
 pub async fn update_subscription(
     State(state): State<AppState>,
-    caller: Caller,
-    ApiPath(org): ApiPath<String>,
+    access: OrgAccess,
     ApiJson(update): ApiJson<SubscriptionUpdate>,
 ) -> ApiResult<Json<Value>> {
-    caller.require_root()?;
-    let slug = OrgSlug::parse(&org).map_err(ApiError::bad_request)?;
+    access.caller.require_root()?;
+    let slug = &access.slug;
     let map = &state.configs.plans.billing_status_map;
     let billing_status = update.status.trim().to_ascii_lowercase();
     let Some(status) = map.get(&billing_status) else {
@@ -110,7 +107,7 @@ pub async fn update_subscription(
             .bind("org_slug", slug.as_str());
         state.warehouse.execute(&sql, &params).await?;
     }
-    state.audit(&caller,
+    state.audit(&access.caller,
         AuditEvent {
             org_slug: Some(slug.as_str()),
             action: "subscription.update",
@@ -122,14 +119,10 @@ pub async fn update_subscription(
     )
     .await;
     state.orgs.invalidate(slug.as_str());
-    let org = state
-        .orgs
-        .get(state.warehouse.as_ref(), &state.configs, slug.as_str())
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("no organization {slug}")))?;
+    let org = access.organization(&state).await?;
     Ok(Json(json!({
         "org_slug": slug,
-        "subscription": org["subscription"],
-        "quotas": org["quotas"],
+        "subscription": org.subscription,
+        "quotas": org.quotas,
     })))
 }

@@ -11,33 +11,41 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::Utc;
 use common::audit::AuditEvent;
-use common::auth::Caller;
-use common::domain::OrgSlug;
 use common::http::error::ApiResult;
-use common::http::{ApiPath, OptionalJson};
+use common::http::{ApiPath, OptionalJson, OrgAccess};
 use common::pipeline::runlog::{RunRow, Trigger};
 use common::pipeline::{Pipeline, Submission, Submitted};
 use common::{ApiError, AppState};
+use serde::Deserialize;
 use serde_json::json;
 
 use crate::window::RunBody;
 
+/// The pipeline a run route names (`{org}` is [`OrgAccess`]'s).
+#[derive(Debug, Deserialize)]
+pub struct PipelinePath {
+    provider: String,
+    domain: String,
+    /// Absent on the domain route: the domain's only pipeline.
+    pipeline: Option<String>,
+}
+
 pub async fn run_domain(
     State(state): State<AppState>,
-    caller: Caller,
-    ApiPath((org, provider, domain)): ApiPath<(String, String, String)>,
+    access: OrgAccess,
+    ApiPath(path): ApiPath<PipelinePath>,
     OptionalJson(body): OptionalJson<RunBody>,
 ) -> Result<Response, ApiError> {
-    accept(&state, &caller, &org, &provider, &domain, None, &body).await
+    accept(&state, &access, &path, &body).await
 }
 
 pub async fn run_pipeline(
     State(state): State<AppState>,
-    caller: Caller,
-    ApiPath((org, provider, domain, pipeline)): ApiPath<(String, String, String, String)>,
+    access: OrgAccess,
+    ApiPath(path): ApiPath<PipelinePath>,
     OptionalJson(body): OptionalJson<RunBody>,
 ) -> Result<Response, ApiError> {
-    accept(&state, &caller, &org, &provider, &domain, Some(&pipeline), &body).await
+    accept(&state, &access, &path, &body).await
 }
 
 /// The pipeline the path names, or 404 listing every pipeline there is.
@@ -55,24 +63,19 @@ fn lookup<'a>(state: &'a AppState, provider: &str, domain: &str, name: Option<&s
 
 async fn accept(
     state: &AppState,
-    caller: &Caller,
-    org: &str,
-    provider: &str,
-    domain: &str,
-    name: Option<&str>,
+    access: &OrgAccess,
+    path: &PipelinePath,
     body: &RunBody,
 ) -> Result<Response, ApiError> {
-    caller.require_org(org)?;
-    let slug = OrgSlug::parse(org).map_err(ApiError::bad_request)?;
-    let org = slug.as_str();
-    let pipeline = lookup(state, provider, domain, name)?;
+    let org = access.slug.as_str();
+    let pipeline = lookup(state, &path.provider, &path.domain, path.pipeline.as_deref())?;
     let window = body.window()?;
     let submission = Submission { org_slug: org, pipeline, window, trigger: Trigger::Adhoc, now: Utc::now() };
     let run = match state.pipelines.submit(&submission).await? {
         Submitted::Accepted(run) => run,
         Submitted::AlreadyActive(running) => return Ok(duplicate(org, &running)),
     };
-    state.audit(caller,
+    state.audit(&access.caller,
         AuditEvent {
             org_slug: Some(org),
             action: "pipeline.run",

@@ -6,13 +6,12 @@ use std::collections::HashMap;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::Json;
-use common::auth::Caller;
-use common::domain::OrgSlug;
 use common::http::error::ApiResult;
-use common::http::ApiPath;
+use common::http::{ApiPath, OrgAccess};
 use common::pipeline::runlog::{json_column, RunRow, STATUSES};
 use common::warehouse::Row;
 use common::{ApiError, AppState};
+use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
 pub const DEFAULT_LIMIT: u32 = 20;
@@ -82,13 +81,18 @@ fn step_view(row: &Row, run: &RunRow) -> Value {
     })
 }
 
+/// The run a route names (`{org}` is [`OrgAccess`]'s).
+#[derive(Debug, Deserialize)]
+pub struct RunPath {
+    run_id: String,
+}
+
 pub async fn get_one(
     State(state): State<AppState>,
-    caller: Caller,
-    ApiPath((org, run_id)): ApiPath<(String, String)>,
+    access: OrgAccess,
+    ApiPath(RunPath { run_id }): ApiPath<RunPath>,
 ) -> ApiResult<Json<Value>> {
-    caller.require_org(&org)?;
-    let slug = OrgSlug::parse(&org).map_err(ApiError::bad_request)?;
+    let slug = &access.slug;
     let not_found = || ApiError::not_found(format!("no run {run_id} in organization {slug}"));
     if !common::pipeline::runlog::is_run_id(&run_id) {
         return Err(not_found());
@@ -140,12 +144,10 @@ async fn data_quality(state: &AppState, org: &str, run_id: &str) -> Value {
 
 pub async fn list(
     State(state): State<AppState>,
-    caller: Caller,
-    ApiPath(org): ApiPath<String>,
+    access: OrgAccess,
     query: Result<Query<HashMap<String, String>>, QueryRejection>,
 ) -> ApiResult<Json<Value>> {
-    caller.require_org(&org)?;
-    let slug = OrgSlug::parse(&org).map_err(ApiError::bad_request)?;
+    let slug = &access.slug;
     let Query(query) = query.map_err(|e| ApiError::bad_request(format!("invalid query string: {}", e.body_text())))?;
     if let Some(unknown) = query.keys().find(|k| !matches!(k.as_str(), "status" | "limit" | "offset")) {
         return Err(ApiError::bad_request(format!("unknown query parameter {unknown:?}; use status, limit, offset")));

@@ -11,39 +11,38 @@ use axum::http::StatusCode;
 use axum::Json;
 use common::audit::AuditEvent;
 use common::auth::Caller;
-use common::domain::OrgSlug;
 use common::http::error::ApiResult;
-use common::http::{ApiJson, ApiPath, OptionalJson};
+use common::http::{ApiJson, ApiPath, OptionalJson, OrgAccess, ProviderPath};
 use common::pricebook::{self, records, Book, BookKind};
 use common::{ApiError, AppState};
+use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::input::{self, RawBody};
 
-type OrgProvider = ApiPath<(String, String)>;
-type OrgProviderKey = ApiPath<(String, String, String)>;
+type OrgProvider = ApiPath<ProviderPath>;
+type OrgProviderKey = ApiPath<EntryPath>;
 
-/// Authorises and resolves the book: org key (or root) for this org, a valid slug, an
-/// onboarded organization, a provider with a price book.
+/// The provider and entry a book entry's route names: `{model_id}` of a price, `{plan_name}` of a
+/// plan (`{org}` is [`OrgAccess`]'s).
+#[derive(Debug, Deserialize)]
+pub struct EntryPath {
+    provider: String,
+    #[serde(alias = "model_id", alias = "plan_name")]
+    key: String,
+}
+
+/// Resolves the book of an organization the caller may use ([`OrgAccess`]): a provider with a
+/// price book (404 naming them), then an onboarded organization (404).
 pub(crate) async fn open<'a>(
     state: &'a AppState,
-    caller: &Caller,
-    org: &'a str,
+    access: &'a OrgAccess,
     provider: &'a str,
     kind: BookKind,
 ) -> ApiResult<Book<'a>> {
-    caller.require_org(org)?;
-    let slug = OrgSlug::parse(org).map_err(ApiError::bad_request)?;
-    let book = Book::open(state, org, provider, kind)?;
-    if state.orgs.get(state.warehouse.as_ref(), &state.configs, slug.as_str()).await?.is_none() {
-        return Err(ApiError::not_found(format!("no organization {slug}")));
-    }
+    let book = Book::open(state, access.slug.as_str(), provider, kind)?;
+    access.organization(state).await?;
     Ok(book)
-}
-
-pub(crate) fn actor(caller: &Caller) -> String {
-    let (actor_type, actor_id) = caller.actor();
-    actor_id.unwrap_or_else(|| actor_type.to_string())
 }
 
 /// A row as the routes show it: pricing rows say whether they are a catalog price or an override.
@@ -58,13 +57,13 @@ fn invalid(problems: Vec<String>) -> ApiError {
     ApiError::bad_request(problems.join("; "))
 }
 
-async fn record(state: &AppState, caller: &Caller, org: &str, action: &str, resource: &str, details: Value) {
+async fn record(state: &AppState, access: &OrgAccess, action: &str, resource: &str, details: Value) {
     let resource_type = if action.starts_with("pricing") { "model_pricing" } else { "subscription_plan" };
     state
         .audit(
-            caller,
+            &access.caller,
             AuditEvent {
-                org_slug: Some(org),
+                org_slug: Some(access.slug.as_str()),
                 action,
                 resource_type,
                 resource_id: Some(resource),
@@ -77,17 +76,17 @@ async fn record(state: &AppState, caller: &Caller, org: &str, action: &str, reso
 
 async fn list(
     state: AppState,
-    caller: Caller,
-    (org, provider): (String, String),
+    access: OrgAccess,
+    provider: String,
     query: HashMap<String, String>,
     kind: BookKind,
 ) -> ApiResult<Json<Value>> {
-    let book = open(&state, &caller, &org, &provider, kind).await?;
+    let book = open(&state, &access, &provider, kind).await?;
     let q = input::parse_query(kind, &query, pricebook::today()).map_err(ApiError::bad_request)?;
     book.require_exists().await?;
     let items = book.view(q.key.as_deref(), q.as_of).await?;
     Ok(Json(json!({
-        "org_slug": org,
+        "org_slug": access.slug,
         "provider": provider,
         "as_of": q.as_of.map(|d| d.format("%Y-%m-%d").to_string()),
         "history": q.as_of.is_none(),
@@ -98,12 +97,12 @@ async fn list(
 
 async fn add(
     state: AppState,
-    caller: Caller,
-    (org, provider): (String, String),
+    access: OrgAccess,
+    provider: String,
     body: RawBody,
     kind: BookKind,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
-    let book = open(&state, &caller, &org, &provider, kind).await?;
+    let book = open(&state, &access, &provider, kind).await?;
     let body = input::parse_body(body).map_err(invalid)?;
     let mut values = body.values;
     // A price book has one currency per row; USD unless the caller says otherwise.
@@ -111,21 +110,21 @@ async fn add(
         values.entry("currency".into()).or_insert_with(|| pricebook::Input::Text("USD".into()));
     }
     let entry = records::check_entry(kind, values.iter().map(|(k, v)| (k.as_str(), v.clone()))).map_err(invalid)?;
-    let row = book.add(entry, body.effective_from, &actor(&caller)).await?;
+    let row = book.add(entry, body.effective_from, &access.actor()).await?;
     let key = row.get(kind.key_column()).and_then(Value::as_str).unwrap_or_default().to_string();
     let shown = show(kind, &row);
-    record(&state, &caller, &org, &format!("{}.add", kind.noun()), &format!("{provider}/{key}"), shown.clone()).await;
+    record(&state, &access, &format!("{}.add", kind.noun()), &format!("{provider}/{key}"), shown.clone()).await;
     Ok((StatusCode::CREATED, Json(shown)))
 }
 
 async fn update(
     state: AppState,
-    caller: Caller,
-    (org, provider, key): (String, String, String),
+    access: OrgAccess,
+    EntryPath { provider, key }: EntryPath,
     body: RawBody,
     kind: BookKind,
 ) -> ApiResult<Json<Value>> {
-    let book = open(&state, &caller, &org, &provider, kind).await?;
+    let book = open(&state, &access, &provider, kind).await?;
     records::check_key(kind, &key).map_err(ApiError::bad_request)?;
     let body = input::parse_body(body).map_err(invalid)?;
     let mut changes = body.values;
@@ -162,13 +161,12 @@ async fn update(
             kind.columns().iter().skip(1).map(|c| c.name).collect::<Vec<_>>().join(", ")
         )));
     }
-    let (closed, new) = book.update(&key, &changes, body.effective_from, &actor(&caller)).await?;
+    let (closed, new) = book.update(&key, &changes, body.effective_from, &access.actor()).await?;
     let previous = show(kind, &closed);
     let current = show(kind, &new);
     record(
         &state,
-        &caller,
-        &org,
+        &access,
         &format!("{}.update", kind.noun()),
         &format!("{provider}/{key}"),
         json!({"previous": previous, "current": current}),
@@ -179,35 +177,34 @@ async fn update(
 
 async fn delete(
     state: AppState,
-    caller: Caller,
-    (org, provider, key): (String, String, String),
+    access: OrgAccess,
+    EntryPath { provider, key }: EntryPath,
     kind: BookKind,
 ) -> ApiResult<Json<Value>> {
-    let book = open(&state, &caller, &org, &provider, kind).await?;
+    let book = open(&state, &access, &provider, kind).await?;
     records::check_key(kind, &key).map_err(ApiError::bad_request)?;
-    let closed = book.delete(&key, &actor(&caller)).await?;
+    let closed = book.delete(&key, &access.actor()).await?;
     let shown = show(kind, &closed);
-    record(&state, &caller, &org, &format!("{}.delete", kind.noun()), &format!("{provider}/{key}"), shown.clone())
-        .await;
+    record(&state, &access, &format!("{}.delete", kind.noun()), &format!("{provider}/{key}"), shown.clone()).await;
     Ok(Json(json!({"deleted": shown})))
 }
 
 async fn reset(
     state: AppState,
-    caller: Caller,
-    (org, provider): (String, String),
+    access: OrgAccess,
+    provider: String,
     body: RawBody,
     kind: BookKind,
 ) -> ApiResult<Json<Value>> {
-    let book = open(&state, &caller, &org, &provider, kind).await?;
+    let book = open(&state, &access, &provider, kind).await?;
     let body = input::parse_body(body).map_err(invalid)?;
     if let Some(name) = body.values.keys().next() {
         return Err(ApiError::bad_request(format!("{name} is not accepted by reset; send only effective_from")));
     }
-    let report = book.reset(body.effective_from, &actor(&caller)).await?;
+    let report = book.reset(body.effective_from, &access.actor()).await?;
     let report = serde_json::to_value(&report).map_err(|e| ApiError::internal(e.to_string()))?;
-    record(&state, &caller, &org, &format!("{}.reset", kind.noun()), &provider, report.clone()).await;
-    Ok(Json(json!({"org_slug": org, "provider": provider, "book": kind.noun(), "reset": report})))
+    record(&state, &access, &format!("{}.reset", kind.noun()), &provider, report.clone()).await;
+    Ok(Json(json!({"org_slug": access.slug, "provider": provider, "book": kind.noun(), "reset": report})))
 }
 
 /// `GET /api/v1/pricing/catalog/{provider}`: the catalog in force today (`?as_of=` another day,
@@ -215,7 +212,7 @@ async fn reset(
 pub async fn read_catalog(
     State(state): State<AppState>,
     _caller: Caller,
-    ApiPath(provider): ApiPath<String>,
+    ApiPath(ProviderPath { provider }): ApiPath<ProviderPath>,
     Query(query): Query<HashMap<String, String>>,
 ) -> ApiResult<Json<Value>> {
     pricebook::price_book_seed(&state.configs, &provider)?;
@@ -237,88 +234,88 @@ pub async fn read_catalog(
 
 pub async fn list_pricing(
     State(state): State<AppState>,
-    caller: Caller,
-    ApiPath(path): OrgProvider,
+    access: OrgAccess,
+    ApiPath(ProviderPath { provider }): OrgProvider,
     Query(query): Query<HashMap<String, String>>,
 ) -> ApiResult<Json<Value>> {
-    list(state, caller, path, query, BookKind::Pricing).await
+    list(state, access, provider, query, BookKind::Pricing).await
 }
 
 pub async fn add_pricing(
     State(state): State<AppState>,
-    caller: Caller,
-    ApiPath(path): OrgProvider,
+    access: OrgAccess,
+    ApiPath(ProviderPath { provider }): OrgProvider,
     ApiJson(body): ApiJson<RawBody>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
-    add(state, caller, path, body, BookKind::Pricing).await
+    add(state, access, provider, body, BookKind::Pricing).await
 }
 
 pub async fn update_pricing(
     State(state): State<AppState>,
-    caller: Caller,
+    access: OrgAccess,
     ApiPath(path): OrgProviderKey,
     ApiJson(body): ApiJson<RawBody>,
 ) -> ApiResult<Json<Value>> {
-    update(state, caller, path, body, BookKind::Pricing).await
+    update(state, access, path, body, BookKind::Pricing).await
 }
 
 pub async fn delete_pricing(
     State(state): State<AppState>,
-    caller: Caller,
+    access: OrgAccess,
     ApiPath(path): OrgProviderKey,
 ) -> ApiResult<Json<Value>> {
-    delete(state, caller, path, BookKind::Pricing).await
+    delete(state, access, path, BookKind::Pricing).await
 }
 
 pub async fn reset_pricing(
     State(state): State<AppState>,
-    caller: Caller,
-    ApiPath(path): OrgProvider,
+    access: OrgAccess,
+    ApiPath(ProviderPath { provider }): OrgProvider,
     OptionalJson(body): OptionalJson<RawBody>,
 ) -> ApiResult<Json<Value>> {
-    reset(state, caller, path, body, BookKind::Pricing).await
+    reset(state, access, provider, body, BookKind::Pricing).await
 }
 
 pub async fn list_subscriptions(
     State(state): State<AppState>,
-    caller: Caller,
-    ApiPath(path): OrgProvider,
+    access: OrgAccess,
+    ApiPath(ProviderPath { provider }): OrgProvider,
     Query(query): Query<HashMap<String, String>>,
 ) -> ApiResult<Json<Value>> {
-    list(state, caller, path, query, BookKind::Subscriptions).await
+    list(state, access, provider, query, BookKind::Subscriptions).await
 }
 
 pub async fn add_subscription(
     State(state): State<AppState>,
-    caller: Caller,
-    ApiPath(path): OrgProvider,
+    access: OrgAccess,
+    ApiPath(ProviderPath { provider }): OrgProvider,
     ApiJson(body): ApiJson<RawBody>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
-    add(state, caller, path, body, BookKind::Subscriptions).await
+    add(state, access, provider, body, BookKind::Subscriptions).await
 }
 
 pub async fn update_subscription(
     State(state): State<AppState>,
-    caller: Caller,
+    access: OrgAccess,
     ApiPath(path): OrgProviderKey,
     ApiJson(body): ApiJson<RawBody>,
 ) -> ApiResult<Json<Value>> {
-    update(state, caller, path, body, BookKind::Subscriptions).await
+    update(state, access, path, body, BookKind::Subscriptions).await
 }
 
 pub async fn delete_subscription(
     State(state): State<AppState>,
-    caller: Caller,
+    access: OrgAccess,
     ApiPath(path): OrgProviderKey,
 ) -> ApiResult<Json<Value>> {
-    delete(state, caller, path, BookKind::Subscriptions).await
+    delete(state, access, path, BookKind::Subscriptions).await
 }
 
 pub async fn reset_subscriptions(
     State(state): State<AppState>,
-    caller: Caller,
-    ApiPath(path): OrgProvider,
+    access: OrgAccess,
+    ApiPath(ProviderPath { provider }): OrgProvider,
     OptionalJson(body): OptionalJson<RawBody>,
 ) -> ApiResult<Json<Value>> {
-    reset(state, caller, path, body, BookKind::Subscriptions).await
+    reset(state, access, provider, body, BookKind::Subscriptions).await
 }

@@ -143,7 +143,7 @@ pub async fn import_catalog(
     }
     let mut written = Vec::new();
     if !q.dry_run {
-        let actor = crate::handlers::actor(&caller);
+        let actor = caller.actor_name();
         let source = match plan.report.format {
             catalog_import::ImportFormat::Litellm => "litellm_import",
             catalog_import::ImportFormat::Csv => "csv_import",

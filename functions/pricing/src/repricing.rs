@@ -8,9 +8,8 @@ use std::collections::HashMap;
 
 use axum::extract::{Query, State};
 use axum::Json;
-use common::auth::Caller;
 use common::http::error::ApiResult;
-use common::http::ApiPath;
+use common::http::{ApiPath, OrgAccess, ProviderPath};
 use common::pricebook::{self, BookKind};
 use common::processors::repricing;
 use common::{ApiError, AppState};
@@ -21,16 +20,17 @@ use crate::input;
 
 pub async fn read_repricing(
     State(state): State<AppState>,
-    caller: Caller,
-    ApiPath((org, provider)): ApiPath<(String, String)>,
+    access: OrgAccess,
+    ApiPath(ProviderPath { provider }): ApiPath<ProviderPath>,
     Query(query): Query<HashMap<String, String>>,
 ) -> ApiResult<Json<Value>> {
-    let book = open(&state, &caller, &org, &provider, BookKind::Pricing).await?;
+    let book = open(&state, &access, &provider, BookKind::Pricing).await?;
+    let org = access.slug.as_str();
     let (start, end) = input::parse_window_query(&query, pricebook::today()).map_err(ApiError::bad_request)?;
     book.require_exists().await?;
-    let dataset = state.org_dataset(&org);
+    let dataset = state.org_dataset(org);
     let report =
-        repricing::repricing_report(state.warehouse.as_ref(), &state.configs, &dataset, &org, &provider, start, end)
+        repricing::repricing_report(state.warehouse.as_ref(), &state.configs, &dataset, org, &provider, start, end)
             .await?;
     Ok(Json(serde_json::to_value(report).map_err(|e| ApiError::internal(e.to_string()))?))
 }
