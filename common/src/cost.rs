@@ -960,6 +960,9 @@ mod tests {
             c,
             missing("priority", &["priority_input_per_1m", "priority_cached_input_per_1m", "priority_output_per_1m"])
         );
+        // gpt-4.1 has priority rates but no flex ones: flex usage is unpriced, never at standard.
+        let (_, c) = book.price("gpt-4.1", today(), &openai(t, Tier::Flex));
+        assert_eq!(c, missing("flex", &["flex_input_per_1m", "flex_cached_input_per_1m", "flex_output_per_1m"]));
         // An unknown tier is never priced at another tier's rate.
         let (_, c) = book.price("gpt-5", today(), &openai(t, Tier::openai(None, Some("turbo"))));
         assert!(matches!(c, Err(Unpriced::RateMissing { basis: "unknown_tier", .. })), "{c:?}");
@@ -1224,6 +1227,19 @@ mod tests {
         let b = Tokens { uncached_input: 2_000_000, cached_input: 1_000_000, output: 100_000, ..Tokens::default() };
         let (_, c) = book.price("claude-haiku-4-5-20251001", today(), &anthropic(b, Tier::Batch, Context::Short));
         assert_eq!(c.unwrap().total, dec("1.3"));
+        // A model with batch rates but no batch cache-write rate: batch cache writes are unpriced.
+        let row = override_row(
+            "claude-x",
+            json!({"cache_write_5m_per_1m": "1.25", "batch_input_per_1m": "0.50",
+            "batch_output_per_1m": "5.00"}),
+        );
+        let writes = Tokens { uncached_input: 1_000, cache_write_5m: 1_000, output: 10, ..Tokens::default() };
+        let (_, c) = PriceBook::from_rows(&[row]).unwrap().price(
+            "claude-x",
+            today(),
+            &anthropic(writes, Tier::Batch, Context::Short),
+        );
+        assert_eq!(c, missing("batch", &["batch_cache_write_5m_per_1m"]));
         // Priority with long context has no rate set at all.
         let (_, c) = book.price("claude-sonnet-4-5-20250929", today(), &anthropic(t, Tier::Priority, Context::Long));
         assert!(matches!(c, Err(Unpriced::RateMissing { basis: "priority_long_context", .. })), "{c:?}");

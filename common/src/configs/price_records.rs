@@ -838,6 +838,15 @@ mod tests {
         assert!(check(Input::Text("abc".into())).unwrap_err().contains("input_per_1m"));
         assert!(check(Input::Text("0.0000000001".into())).unwrap_err().contains("9 decimal"));
         assert!(check(Input::Null).unwrap_err().contains("required"));
+        // Multipliers are factors: above 0, optional, at most 9 decimals, canonical like money.
+        let f = BookKind::Pricing.column("fast_mode_multiplier").unwrap();
+        let factor = |i: Input| check_value(BookKind::Pricing, f, &i);
+        assert_eq!(factor(Input::Number("6".into())), Ok(Value::String("6.00".into())));
+        assert_eq!(factor(Input::Text("1.1".into())), Ok(Value::String("1.10".into())));
+        assert_eq!(factor(Input::Null), Ok(Value::Null));
+        assert!(factor(Input::Text("0".into())).unwrap_err().contains("above 0"));
+        assert!(factor(Input::Text("-2".into())).unwrap_err().contains("above 0"));
+        assert!(factor(Input::Text("5000".into())).unwrap_err().contains("implausibly"));
     }
 
     #[test]
