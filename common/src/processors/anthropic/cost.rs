@@ -11,8 +11,9 @@
 //! `long_context_*` rates, batch `batch_long_context_*`, when it lists any for the model,
 //! standard otherwise). The multiplier is `fast_mode_multiplier` for `speed = fast` times
 //! `us_inference_multiplier` for `inference_geo = us` (`crate::cost` has every rule).
-//! The report's `tokens` and `web_search` costs are compared; other cost types (code execution,
-//! sessions) are not in the usage report and are listed beside the comparison.
+//! The report's `tokens` and `web_search` costs are compared per day, its `tokens` costs per day
+//! and model; other cost types (code execution, sessions) are not in the usage report and are
+//! listed beside the comparison.
 
 use std::collections::BTreeMap;
 
@@ -141,7 +142,8 @@ impl Priced {
                         self.currency = version.map(|v| v.currency.clone()).unwrap_or_default();
                     }
                     *self.daily.entry((day, None)).or_default() += c.total;
-                    self.by_model.add(day, model, c.total);
+                    // Per model, token costs only: the report's web-search rows need not name one.
+                    self.by_model.add(day, model, c.total - c.web_search.unwrap_or_default());
                     self.total += c.total;
                     self.priced_rows += 1;
                 }
@@ -227,8 +229,10 @@ impl Processor for AnthropicCost {
                             // Web search is priced per request from the usage report's counts.
                             None | Some("tokens" | "web_search") => {
                                 *daily.entry((day, None)).or_default() += dollars;
-                                let model = r.model.unwrap_or_default();
-                                *by_model.entry((day, Some(format!("model={model}")))).or_default() += dollars;
+                                if r.cost_type.as_deref() != Some("web_search") {
+                                    let model = r.model.unwrap_or_default();
+                                    *by_model.entry((day, Some(format!("model={model}")))).or_default() += dollars;
+                                }
                             }
                             Some(other_type) => {
                                 *other.entry(format!("{}/{other_type}", date_text(day))).or_default() += dollars;
@@ -400,5 +404,8 @@ mod tests {
         let day = NaiveDate::from_ymd_opt(2026, 11, 1).unwrap();
         let by_model = priced.by_model.amounts("model");
         assert_eq!(by_model[&(day, Some("model=claude-sonnet-4-5-20250929".into()))], dec("1.95"));
+        // Per model the token costs only (the day's total has the searches): 0.119935 − 0.1 = 0.019935.
+        assert_eq!(by_model[&(day, Some("model=claude-sonnet-4-20250514".into()))], dec("0.019935"));
+        assert_eq!(priced.daily[&(day, None)], dec("4.210935"));
     }
 }
