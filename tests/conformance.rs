@@ -1536,6 +1536,18 @@ pub async fn evolve_columns(w: &dyn Warehouse, ds: &str) {
     assert_eq!(rows[0]["note"], Value::Null, "old rows read NULL in a new NULLABLE column");
     assert_eq!(rows[0]["tags"], json!([]), "old rows read [] in a new REPEATED column");
 
+    // The table has the added column at its end; a schema that lists it among the older ones
+    // (where configs put it) stages its records by column name, not by position.
+    let mut reordered = simple_schema("evolving");
+    reordered.fields.insert(1, added.clone());
+    let mut staging = w.stage(ds, &reordered, "TRUE", &Params::new()).await.expect("stage");
+    let staged = row(json!({"id": 2, "note": "by name", "name": "n2", "qty": 3}));
+    staging.append(to_records(&reordered, &[staged]).unwrap()).await.expect("append");
+    staging.commit().await.expect("commit");
+    let sql = format!("SELECT id, name, note, qty FROM {}", tref(w, ds, "evolving"));
+    let rows = query(w, &sql, &Params::new()).await;
+    assert_eq!(rows, vec![row(json!({"id": 2, "name": "n2", "note": "by name", "qty": 3}))]);
+
     // A retired column goes with its values; dropping it again is a no-op.
     w.drop_column(ds, "evolving", "name").await.expect("drop a column");
     w.drop_column(ds, "evolving", "name").await.expect("dropping an absent column is a no-op");

@@ -128,11 +128,12 @@ fn changed_configs() -> tempfile::TempDir {
     convergence_tests::copy_dir(std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../configs")), dir.path());
     let csv = dir.path().join("openai/seed/data/default_pricing.csv");
     let text = std::fs::read_to_string(&csv).unwrap();
-    let old = "gpt-4o,USD,2.50,1.25,,,10.00,1.25,5.00,,,,,,,,LiteLLM model_prices_and_context_window.json @00035b69,1970-01-01,\n";
-    assert!(text.contains(old));
-    let new = "gpt-4o,USD,2.50,1.25,,,10.00,1.25,5.00,,,,,,,,LiteLLM model_prices_and_context_window.json @00035b69,1970-01-01,2026-01-01\n\
-               gpt-4o,USD,2.00,1.00,,,8.00,1.00,4.00,,,,,,,,test: a price cut,2026-01-01,\n";
-    std::fs::write(&csv, text.replace(old, new)).unwrap();
+    // The shipped gpt-4o line (its other columns as they are), ended, and a cut version after it.
+    let old = text.lines().find(|l| l.starts_with("gpt-4o,USD,2.50,1.25,,,10.00,1.25,5.00,")).unwrap();
+    let open = old.strip_suffix(",1970-01-01,").expect("gpt-4o in force since 1970, current");
+    let cut = open.replacen("gpt-4o,USD,2.50,1.25,,,10.00,1.25,5.00,", "gpt-4o,USD,2.00,1.00,,,8.00,1.00,4.00,", 1);
+    let new = format!("{open},1970-01-01,2026-01-01\n{cut},2026-01-01,");
+    std::fs::write(&csv, text.replacen(old, &new, 1)).unwrap();
     dir
 }
 

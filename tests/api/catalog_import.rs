@@ -62,9 +62,12 @@ async fn litellm_diffed_and_csv_applied(app: TestApp) {
     assert!(!seen.iter().any(|m| m.starts_with("azure/") || m.starts_with("vertex_ai/")), "{seen:?}");
     assert!(!report["unmapped"].as_array().unwrap().is_empty(), "fields with no column are reported: {report}");
     assert!(r.body["written"].as_array().unwrap().is_empty());
-    // Dimensions the catalog has no column for yet are named, not dropped silently.
-    let not_stored = r.body["not_stored"].as_object().unwrap();
-    assert!(not_stored.keys().any(|c| c.starts_with("priority_") || c.starts_with("flex_")), "{not_stored:?}");
+    // Every dimension LiteLLM prices has a catalog column: gpt-5's batch-cached, flex and priority
+    // rates equal the shipped catalog's; only its web-search price (not in our OpenAI rows) is new.
+    let gpt5 = report["changed"].as_array().unwrap().iter().find(|m| m["model_id"] == "gpt-5").cloned();
+    let gpt5 = gpt5.unwrap_or_else(|| panic!("gpt-5 changed: {report}"));
+    let columns: Vec<&str> = gpt5["changes"].as_array().unwrap().iter().filter_map(|c| c["column"].as_str()).collect();
+    assert_eq!(columns, ["web_search_per_1k_requests"], "{gpt5}");
     assert_eq!(gpt_4o_input(&app, "2026-12-20").await, "2.5", "a dry run writes nothing");
 
     // Our CSV: gpt-4o's input 2.50 → 2.75 from 2026-12-15.

@@ -11,6 +11,7 @@ mod cloud_run;
 mod daily_loop;
 mod data_quality;
 mod deploy;
+mod dimensions;
 mod gcp_billing;
 mod guards;
 mod http;

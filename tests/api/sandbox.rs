@@ -303,7 +303,9 @@ fn price_book(provider: &str) -> BTreeMap<String, HashMap<String, i128>> {
         .map(|e| {
             let prices = e
                 .iter()
-                .filter(|(k, _)| k.ends_with("_per_1m"))
+                // The sandbox bills the dimensions it emits; the billed-dimension columns (some
+                // with more than 3 decimals) are not among them here.
+                .filter(|(k, _)| k.ends_with("_per_1m") && !common::pricebook::records::is_dimension_column(k))
                 .filter_map(|(k, v)| v.as_str().map(|s| (k.clone(), scaled(s, 3))))
                 .collect();
             (e["model_id"].as_str().unwrap().to_string(), prices)

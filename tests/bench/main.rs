@@ -200,7 +200,7 @@ async fn load(bin: &Path, requests: usize) {
 /// Prices `rows` synthetic OpenAI usage rows (snapshot model names, cached and batch tokens, a
 /// week of days) with the default book: matching, version lookup and decimal arithmetic.
 fn cost_alone(rows: usize) {
-    use common::cost::{Context, PriceBook, Tier, Tokens};
+    use common::cost::{PriceBook, Tier, Tokens, Usage};
     let csv = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/../configs/openai/seed/data/default_pricing.csv"
@@ -232,7 +232,7 @@ fn cost_alone(rows: usize) {
         let output = 200 + (i as u64 * 104_729) % 80_000;
         let tokens = Tokens::openai(input, cached, output).expect("cached ≤ input");
         let tier = Tier::openai(Some(i % 5 == 0), None);
-        if let (_, Ok(cost)) = book.price(model, day, tier, Context::Short, &tokens) {
+        if let (_, Ok(cost)) = book.price(model, day, &Usage::openai(tokens, tier)) {
             total += cost.total;
             priced += 1;
         }

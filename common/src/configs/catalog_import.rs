@@ -18,9 +18,7 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-use super::price_records::{
-    canonical_decimal, check_key, check_value, parse_date, parse_decimal, BookKind, Input, Kind,
-};
+use super::price_records::{canonical_decimal, check_key, check_value, parse_date, parse_decimal, BookKind, Input};
 
 /// The providers whose entries the import keeps, by LiteLLM's `litellm_provider` value.
 /// `text-completion-openai` is OpenAI's completions endpoint (e.g. `gpt-3.5-turbo-instruct`).
@@ -31,38 +29,9 @@ const LITELLM_PROVIDERS: &[(&str, &str)] =
 /// transcription (per second), speech, moderation and video entries are skipped (reported).
 const TOKEN_PRICED_MODES: &[&str] = &["chat", "completion", "responses", "realtime", "embedding"];
 
-/// Columns the catalog does not have yet, for dimensions LiteLLM prices (issue 14 §3). The import
-/// fills them; the catalog schema and `cost` can adopt them under these names. Per-1M columns are
-/// USD per 1M tokens, `web_search_per_1k_requests` USD per 1,000 requests, multipliers apply to
-/// the standard rates.
-pub const PROPOSED_COLUMNS: &[&str] = &[
-    "batch_cached_input_per_1m",
-    "batch_cache_write_5m_per_1m",
-    "batch_long_context_input_per_1m",
-    "batch_long_context_cached_input_per_1m",
-    "batch_long_context_cache_write_5m_per_1m",
-    "batch_long_context_output_per_1m",
-    "priority_input_per_1m",
-    "priority_cached_input_per_1m",
-    "priority_output_per_1m",
-    "flex_input_per_1m",
-    "flex_cached_input_per_1m",
-    "flex_output_per_1m",
-    "audio_input_per_1m",
-    "audio_cached_input_per_1m",
-    "audio_cache_write_per_1m",
-    "audio_output_per_1m",
-    "image_input_per_1m",
-    "image_cached_input_per_1m",
-    "image_output_per_1m",
-    "web_search_per_1k_requests",
-    "fast_mode_multiplier",
-    "us_inference_multiplier",
-];
-
-/// Numeric columns of the current catalog CSV (everything but the key, currency, dates, notes).
+/// Numeric columns of the catalog (everything but the key, currency, dates, notes).
 fn catalog_numeric_columns() -> impl Iterator<Item = &'static str> {
-    BookKind::Pricing.columns().iter().filter(|c| matches!(c.kind, Kind::Money | Kind::Count)).map(|c| c.name)
+    BookKind::Pricing.columns().iter().filter(|c| c.kind.is_price()).map(|c| c.name)
 }
 
 /// LiteLLM per-token fields with a column of their own (USD per token → per 1M tokens).
@@ -84,7 +53,6 @@ const PER_TOKEN_FIELDS: &[(&str, &str)] = &[
     ("output_cost_per_token_flex", "flex_output_per_1m"),
     ("input_cost_per_audio_token", "audio_input_per_1m"),
     ("cache_read_input_audio_token_cost", "audio_cached_input_per_1m"),
-    ("cache_creation_input_audio_token_cost", "audio_cache_write_per_1m"),
     ("output_cost_per_audio_token", "audio_output_per_1m"),
     ("input_cost_per_image_token", "image_input_per_1m"),
     ("cache_read_input_image_token_cost", "image_cached_input_per_1m"),
@@ -100,7 +68,11 @@ const LONG_CONTEXT_FIELDS: &[(&str, &str, Option<&str>)] = &[
         "long_context_cache_write_5m_per_1m",
         Some("batch_long_context_cache_write_5m_per_1m"),
     ),
-    ("cache_creation_input_token_cost_above_1hr", "long_context_cache_write_1h_per_1m", None),
+    (
+        "cache_creation_input_token_cost_above_1hr",
+        "long_context_cache_write_1h_per_1m",
+        Some("batch_long_context_cache_write_1h_per_1m"),
+    ),
     ("output_cost_per_token", "long_context_output_per_1m", Some("batch_long_context_output_per_1m")),
 ];
 
@@ -166,8 +138,8 @@ pub struct CatalogRow {
     pub provider: String,
     pub model_id: String,
     pub currency: String,
-    /// Numeric columns (current and [`PROPOSED_COLUMNS`]), per 1M tokens unless the name says
-    /// otherwise; `long_context_threshold_tokens` as a whole number.
+    /// Numeric columns, per 1M tokens unless the name says otherwise;
+    /// `long_context_threshold_tokens` as a whole number.
     pub values: BTreeMap<String, Decimal>,
     pub deprecation_date: Option<NaiveDate>,
     pub notes: Option<String>,
@@ -471,17 +443,10 @@ fn map_provider_specific(
     }
 }
 
-/// The same value rules as the price book's own columns (price_records), for every numeric
-/// column including the proposed ones.
+/// The same value rules as the price book's own columns (price_records).
 fn check_number(column: &str, value: Decimal) -> Result<(), String> {
-    if let Some(col) = BookKind::Pricing.column(column) {
-        return check_value(BookKind::Pricing, col, &Input::Number(value.to_string())).map(|_| ());
-    }
-    // A proposed column is an amount like input_per_1m (multipliers included: non-negative, 9 decimals).
-    let money = BookKind::Pricing.column("input_per_1m").expect("input_per_1m is a pricing column");
-    check_value(BookKind::Pricing, money, &Input::Number(value.to_string()))
-        .map(|_| ())
-        .map_err(|e| e.replacen(money.name, column, 1))
+    let col = BookKind::Pricing.column(column).ok_or_else(|| format!("{column} is not a pricing column"))?;
+    check_value(BookKind::Pricing, col, &Input::Number(value.to_string())).map(|_| ())
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -492,19 +457,16 @@ const PROVIDERS: &[&str] = &["openai", "anthropic"];
 
 const DATE_COLUMNS: &[&str] = &["effective_from", "effective_to"];
 
-/// Reads the catalog CSV: the columns of `default_pricing.csv` (any order), optionally
-/// [`PROPOSED_COLUMNS`], `effective_from`/`effective_to` and a `provider` column (else every row
-/// is `provider`'s). Every problem is reported at once, each with its line.
+/// Reads the catalog CSV: columns of `default_pricing.csv` (any order; optional ones may be
+/// left out), `effective_from`/`effective_to` and a `provider` column (else every row is
+/// `provider`'s). Every problem is reported at once, each with its line.
 pub fn parse_catalog_csv(text: &str, provider: Option<&str>) -> Result<ParsedImport, ImportError> {
     let mut reader = csv::ReaderBuilder::new().has_headers(true).trim(csv::Trim::All).from_reader(text.as_bytes());
     let headers = reader.headers().map_err(|e| ImportError::Csv(vec![format!("header: {e}")]))?.clone();
     let mut problems = Vec::new();
     let mut names = BTreeSet::new();
     for name in &headers {
-        let known = BookKind::Pricing.column(name).is_some()
-            || PROPOSED_COLUMNS.contains(&name)
-            || DATE_COLUMNS.contains(&name)
-            || name == "provider";
+        let known = BookKind::Pricing.column(name).is_some() || DATE_COLUMNS.contains(&name) || name == "provider";
         if !known {
             problems.push(format!("header: unknown column {name:?}"));
         }
@@ -584,18 +546,6 @@ fn csv_row(cells: &BTreeMap<&str, &str>, default_provider: Option<&str>) -> Resu
             }
         }
     }
-    for name in PROPOSED_COLUMNS {
-        let Some(text) = cell(name) else { continue };
-        match parse_decimal(text) {
-            Some(d) => match check_number(name, d) {
-                Ok(()) => {
-                    values.insert((*name).to_string(), d.normalize());
-                }
-                Err(p) => problems.push(p),
-            },
-            None => problems.push(format!("{name} must be a decimal number such as \"2.50\" (got {text:?})")),
-        }
-    }
     let mut date = |name: &str| -> Option<NaiveDate> {
         let text = cell(name)?;
         let parsed = parse_date(text);
@@ -618,14 +568,12 @@ fn csv_row(cells: &BTreeMap<&str, &str>, default_provider: Option<&str>) -> Resu
     }
 }
 
-/// Writes `provider`'s rows in the catalog CSV format: the `default_pricing.csv` columns, the
-/// proposed columns any row uses, then `effective_from`, `effective_to`.
+/// Writes `provider`'s rows in the catalog CSV format: the `default_pricing.csv` columns, then
+/// `effective_from`, `effective_to`.
 pub fn write_catalog_csv(provider: &str, rows: &[CatalogRow]) -> String {
     let rows: Vec<&CatalogRow> = rows.iter().filter(|r| r.provider == provider).collect();
-    let proposed: Vec<&str> =
-        PROPOSED_COLUMNS.iter().copied().filter(|c| rows.iter().any(|r| r.values.contains_key(*c))).collect();
     let base: Vec<&str> = BookKind::Pricing.columns().iter().map(|c| c.name).collect();
-    let header: Vec<&str> = base.iter().chain(&proposed).chain(DATE_COLUMNS).copied().collect();
+    let header: Vec<&str> = base.iter().chain(DATE_COLUMNS).copied().collect();
     let mut writer = csv::Writer::from_writer(Vec::new());
     let date = |d: Option<NaiveDate>| d.map(|d| d.format("%Y-%m-%d").to_string()).unwrap_or_default();
     // Writing to a Vec cannot fail; a failure here would be a bug in csv, so it is not hidden.
@@ -1071,7 +1019,6 @@ mod tests {
                 ("output_per_1m", "2.4"),
                 ("audio_input_per_1m", "10"),
                 ("audio_cached_input_per_1m", "0.3"),
-                ("audio_cache_write_per_1m", "0.3"),
                 ("audio_output_per_1m", "20"),
                 ("image_input_per_1m", "0.8"),
                 ("image_cached_input_per_1m", "0.08"),
@@ -1139,13 +1086,10 @@ mod tests {
                 ("us_inference_multiplier", "1.1"),
             ])
         );
-        // Every column the import fills is a current column or a proposed one.
+        // Every column the import fills is a catalog column.
         for r in &parsed.rows {
             for column in r.values.keys() {
-                assert!(
-                    BookKind::Pricing.column(column).is_some() || PROPOSED_COLUMNS.contains(&column.as_str()),
-                    "{column}"
-                );
+                assert!(BookKind::Pricing.column(column).is_some(), "{column}");
             }
         }
     }
@@ -1166,6 +1110,8 @@ mod tests {
                 ("gpt-5.4", "output_cost_per_token_above_272k_tokens_flex", "1.125e-05"),
                 ("gpt-5.4", "regional_processing_uplift_multiplier_eu", "1.1"),
                 ("gpt-5.4", "regional_processing_uplift_multiplier_us", "1.1"),
+                // OpenAI bills cached audio, not audio cache writes: no column.
+                ("gpt-realtime-mini", "cache_creation_input_audio_token_cost", "3e-07"),
             ]
         );
     }
@@ -1292,7 +1238,7 @@ mod tests {
         assert_eq!(report.suspicious[0].rule, SuspicionRule::MovedOver10x);
         assert!(report.refused);
         assert!(!plan.can_apply());
-        assert_eq!(report.unmapped.len(), 8);
+        assert_eq!(report.unmapped.len(), 9);
         assert_eq!(report.other_provider_entries, 2);
 
         let forced = plan_import(&parsed, &catalog, ImportOptions { force: true, ..options });
@@ -1386,11 +1332,13 @@ mod tests {
         assert_eq!(parsed.rows[2].deprecation_date, Some(day("2026-04-14")));
 
         let written = write_catalog_csv("openai", &parsed.rows);
-        assert!(written.starts_with(&format!("{}\n", SEED_HEADER.replace(' ', ""))), "{written}");
+        // Every catalog column, then the dates.
+        let columns: Vec<&str> = BookKind::Pricing.columns().iter().map(|c| c.name).collect();
+        assert!(written.starts_with(&format!("{},effective_from,effective_to\n", columns.join(","))), "{written}");
         let again = parse_import(&written, Some("openai")).expect("written CSV parses");
         assert_eq!(again.rows, parsed.rows);
 
-        // Proposed columns and a provider column survive the trip too.
+        // The billed dimensions' columns and a provider column survive the trip too.
         let text = "provider,model_id,currency,input_per_1m,output_per_1m,priority_input_per_1m,fast_mode_multiplier\n\
                     anthropic,claude-opus-4-8,USD,5,25,,2\n";
         let parsed = parse_import(text, None).expect("parses");

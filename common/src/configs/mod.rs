@@ -720,8 +720,11 @@ mod tests {
         let csv = dir.path().join("openai/seed/data/default_pricing.csv");
         let mut text = std::fs::read_to_string(&csv).unwrap();
         text = text.replacen("gpt-4o-mini,USD,0.15", "gpt-4o-mini,USD,-0.15", 1);
-        text.push_str("gpt-4o,USD,1,,,,2,,,,,,,,,,,2025-01-01,\n");
-        text.push_str("gpt 4o!,EUX,1,,,,2,,,,,,,,,,,1970-01-01,\n");
+        // The rows keep every column but the first seven empty.
+        let empty = ",".repeat(crate::configs::price_records::BookKind::Pricing.columns().len() - 7);
+        let line = text.lines().count();
+        text.push_str(&format!("gpt-4o,USD,1,,,,2{empty},2025-01-01,\n"));
+        text.push_str(&format!("gpt 4o!,EUX,1,,,,2{empty},1970-01-01,\n"));
         std::fs::write(&csv, text).unwrap();
         let plans = dir.path().join("anthropic/seed/data/default_subscriptions.csv");
         std::fs::write(&plans, "plan_name,plan_type\n").unwrap();
@@ -731,11 +734,17 @@ mod tests {
             "{err}"
         );
         assert!(
-            err.contains("default_pricing.csv: line 39: this version of gpt-4o overlaps the one on line 2"),
+            err.contains(&format!(
+                "default_pricing.csv: line {}: this version of gpt-4o overlaps the one on line 2",
+                line + 1
+            )),
             "{err}"
         );
-        assert!(err.contains("default_pricing.csv: line 40: model_id \"gpt 4o!\" is malformed"), "{err}");
-        assert!(err.contains("default_pricing.csv: line 40: currency \"EUX\" is unknown"), "{err}");
+        assert!(
+            err.contains(&format!("default_pricing.csv: line {}: model_id \"gpt 4o!\" is malformed", line + 2)),
+            "{err}"
+        );
+        assert!(err.contains(&format!("default_pricing.csv: line {}: currency \"EUX\" is unknown", line + 2)), "{err}");
         assert!(
             err.contains("anthropic/seed/data/default_subscriptions.csv: line 1: column currency is missing"),
             "{err}"

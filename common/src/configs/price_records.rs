@@ -86,12 +86,21 @@ pub enum Kind {
     Currency,
     /// A positive whole number.
     Count,
+    /// A positive decimal factor applied to rates (NUMERIC: at most 9 decimal places).
+    Factor,
     /// `YYYY-MM-DD`.
     Date,
     /// One of a fixed list.
     OneOf(&'static [&'static str]),
     /// Free text, at most 500 characters, no control characters.
     Text,
+}
+
+impl Kind {
+    /// Whether a value of this kind bears on what usage costs (amounts, factors, thresholds).
+    pub fn is_price(self) -> bool {
+        matches!(self, Kind::Money | Kind::Factor | Kind::Count)
+    }
 }
 
 #[derive(Debug)]
@@ -124,6 +133,34 @@ static PRICING_COLUMNS: &[Column] = &[
     col("long_context_cache_write_5m_per_1m", Kind::Money, false),
     col("long_context_cache_write_1h_per_1m", Kind::Money, false),
     col("long_context_output_per_1m", Kind::Money, false),
+    // Batch combined with cache reads/writes and with long context (issue 14 §3).
+    col("batch_cached_input_per_1m", Kind::Money, false),
+    col("batch_cache_write_5m_per_1m", Kind::Money, false),
+    col("batch_cache_write_1h_per_1m", Kind::Money, false),
+    col("batch_long_context_input_per_1m", Kind::Money, false),
+    col("batch_long_context_cached_input_per_1m", Kind::Money, false),
+    col("batch_long_context_cache_write_5m_per_1m", Kind::Money, false),
+    col("batch_long_context_cache_write_1h_per_1m", Kind::Money, false),
+    col("batch_long_context_output_per_1m", Kind::Money, false),
+    // OpenAI's priority and flex service tiers.
+    col("priority_input_per_1m", Kind::Money, false),
+    col("priority_cached_input_per_1m", Kind::Money, false),
+    col("priority_output_per_1m", Kind::Money, false),
+    col("flex_input_per_1m", Kind::Money, false),
+    col("flex_cached_input_per_1m", Kind::Money, false),
+    col("flex_output_per_1m", Kind::Money, false),
+    // OpenAI's audio and image tokens (standard tier).
+    col("audio_input_per_1m", Kind::Money, false),
+    col("audio_cached_input_per_1m", Kind::Money, false),
+    col("audio_output_per_1m", Kind::Money, false),
+    col("image_input_per_1m", Kind::Money, false),
+    col("image_cached_input_per_1m", Kind::Money, false),
+    col("image_output_per_1m", Kind::Money, false),
+    // Per request, not per token: USD per 1,000 web-search requests (Anthropic).
+    col("web_search_per_1k_requests", Kind::Money, false),
+    // Anthropic: factors on every token rate of the row for speed `fast` / inference_geo `us`.
+    col("fast_mode_multiplier", Kind::Factor, false),
+    col("us_inference_multiplier", Kind::Factor, false),
     col("deprecation_date", Kind::Date, false),
     col("notes", Kind::Text, false),
 ];
@@ -170,6 +207,9 @@ pub const CURRENCIES: &[&str] = &[
 
 /// Largest amount accepted: far above any real price, far below NUMERIC's limit.
 const MAX_MONEY: i64 = 1_000_000_000_000;
+
+/// Largest rate factor accepted (fast mode is 6×; a factor of thousands is a typo).
+const MAX_FACTOR: i64 = 1_000;
 
 static MODEL_ID_RE: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$").expect("model id pattern"));
@@ -256,6 +296,20 @@ pub fn check_value(kind: BookKind, column: &Column, input: &Input) -> Result<Val
                 return Err(format!("{name} has more than 9 decimal places (got {text})"));
             }
             if d > Decimal::from(MAX_MONEY) {
+                return Err(format!("{name} is implausibly large (got {text})"));
+            }
+            Ok(Value::String(canonical_decimal(d)))
+        }
+        Kind::Factor => {
+            let d = parse_decimal(&text)
+                .ok_or_else(|| format!("{name} must be a decimal factor such as \"1.10\" (got {text:?})"))?;
+            if d <= Decimal::ZERO {
+                return Err(format!("{name} must be above 0 (got {text})"));
+            }
+            if d.normalize().scale() > 9 {
+                return Err(format!("{name} has more than 9 decimal places (got {text})"));
+            }
+            if d > Decimal::from(MAX_FACTOR) {
                 return Err(format!("{name} is implausibly large (got {text})"));
             }
             Ok(Value::String(canonical_decimal(d)))
@@ -361,9 +415,12 @@ pub fn cross_checks(kind: BookKind, entry: &Entry, problems: &mut Vec<String>) {
     if kind == BookKind::Pricing {
         let has = |c: &str| entry.get(c).is_some_and(|v| !v.is_null());
         let any_long =
-            kind.columns().iter().any(|c| c.name.starts_with("long_context_") && c.kind == Kind::Money && has(c.name));
+            kind.columns().iter().any(|c| c.name.contains("long_context_") && c.kind == Kind::Money && has(c.name));
         if any_long && !has("long_context_threshold_tokens") {
-            problems.push("long_context_threshold_tokens is required when a long_context_* price is set".into());
+            problems.push(
+                "long_context_threshold_tokens is required when a long_context_* or batch_long_context_* price is set"
+                    .into(),
+            );
         }
     }
 }
@@ -410,7 +467,7 @@ fn table_problems(version_columns: &[(&str, FieldType, Mode)], kind: BookKind, s
     }
     for c in kind.columns() {
         let t = match c.kind {
-            Kind::Money => FieldType::Numeric,
+            Kind::Money | Kind::Factor => FieldType::Numeric,
             Kind::Count => FieldType::Int64,
             Kind::Date => FieldType::Date,
             _ => FieldType::String,
@@ -606,32 +663,96 @@ pub fn parse_catalog_csv(text: &str) -> Result<Vec<CatalogSeedRow>, Vec<String>>
     }
 }
 
+/// The first of the pricing columns the billed dimensions of issue 14 added (batch with cache or
+/// long context, priority, flex, audio, image, web search, multipliers): every column from it to
+/// `deprecation_date` is one of them. A book copied before they existed holds none of them.
+const FIRST_DIMENSION_COLUMN: &str = "batch_cached_input_per_1m";
+
+/// Whether `name` is one of the billed-dimension columns (see [`FIRST_DIMENSION_COLUMN`]).
+pub fn is_dimension_column(name: &str) -> bool {
+    let columns = BookKind::Pricing.columns();
+    let first = columns.iter().position(|c| c.name == FIRST_DIMENSION_COLUMN);
+    let last = columns.iter().position(|c| c.name == "deprecation_date");
+    let at = columns.iter().position(|c| c.name == name);
+    matches!((first, at, last), (Some(f), Some(a), Some(l)) if f <= a && a < l)
+}
+
+/// Whether a row copied into an organization's book before the billed-dimension columns existed
+/// charges what `catalog` charges: [`same_prices`] over the columns it could hold, when it holds
+/// none of the later ones (the catalog's rates for them are new, not a difference), else over all.
+pub fn same_prices_as_copied(copied: &Map<String, Value>, catalog: &Map<String, Value>) -> bool {
+    let set = |row: &Map<String, Value>, c: &str| row.get(c).is_some_and(|v| !v.is_null());
+    if BookKind::Pricing.columns().iter().any(|c| is_dimension_column(c.name) && set(copied, c.name)) {
+        return same_prices(copied, catalog);
+    }
+    let mut older = catalog.clone();
+    older.retain(|k, _| !is_dimension_column(k));
+    same_prices(copied, &older)
+}
+
 /// Whether two price rows charge the same: every money, count and currency column equal (notes
 /// and deprecation dates say nothing about what usage costs).
 pub fn same_prices(a: &Map<String, Value>, b: &Map<String, Value>) -> bool {
-    BookKind::Pricing.columns().iter().filter(|c| matches!(c.kind, Kind::Money | Kind::Count | Kind::Currency)).all(
-        |c| {
-            let value = |row: &Map<String, Value>| -> Option<String> {
-                match row.get(c.name) {
-                    None | Some(Value::Null) => None,
-                    Some(Value::String(s)) if c.kind == Kind::Money => parse_decimal(s).map(canonical_decimal),
-                    Some(Value::Number(n)) if c.kind == Kind::Money => {
-                        parse_decimal(&n.to_string()).map(canonical_decimal)
-                    }
-                    Some(Value::String(s)) => Some(s.trim().to_string()),
-                    Some(other) => Some(other.to_string()),
-                }
-            };
-            value(a) == value(b)
-        },
-    )
+    BookKind::Pricing.columns().iter().filter(|c| c.kind.is_price() || c.kind == Kind::Currency).all(|c| {
+        let decimal = matches!(c.kind, Kind::Money | Kind::Factor);
+        let value = |row: &Map<String, Value>| -> Option<String> {
+            match row.get(c.name) {
+                None | Some(Value::Null) => None,
+                Some(Value::String(s)) if decimal => parse_decimal(s).map(canonical_decimal),
+                Some(Value::Number(n)) if decimal => parse_decimal(&n.to_string()).map(canonical_decimal),
+                Some(Value::String(s)) => Some(s.trim().to_string()),
+                Some(other) => Some(other.to_string()),
+            }
+        };
+        value(a) == value(b)
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    /// The pricing columns the test files below were written with; [`widen`] adds the others.
     const PRICING_HEADER: &str = "model_id,currency,input_per_1m,cached_input_per_1m,cache_write_5m_per_1m,cache_write_1h_per_1m,output_per_1m,batch_input_per_1m,batch_output_per_1m,long_context_threshold_tokens,long_context_input_per_1m,long_context_cached_input_per_1m,long_context_cache_write_5m_per_1m,long_context_cache_write_1h_per_1m,long_context_output_per_1m,deprecation_date,notes";
+
+    /// The columns PRICING_HEADER lacks (the billed dimensions of issue 14), in book order.
+    fn later_columns() -> Vec<&'static str> {
+        BookKind::Pricing
+            .columns()
+            .iter()
+            .map(|c| c.name)
+            .filter(|n| !PRICING_HEADER.split(',').any(|h| h == *n))
+            .collect()
+    }
+
+    /// A test file with the later columns appended, empty on every row (CRLF and blank lines kept).
+    fn widen(text: &str) -> String {
+        let later = later_columns();
+        let mut out = String::new();
+        for (i, line) in text.split_inclusive('\n').enumerate() {
+            let (body, end) = match line.strip_suffix("\r\n").or_else(|| line.strip_suffix('\n')) {
+                Some(body) => (body, &line[body.len()..]),
+                None => (line, ""),
+            };
+            out.push_str(body);
+            if i == 0 {
+                out.push(',');
+                out.push_str(&later.join(","));
+            } else if !body.trim().is_empty() {
+                out.push_str(&",".repeat(later.len()));
+            }
+            out.push_str(end);
+        }
+        out
+    }
+
+    fn seed(text: &str) -> Result<Vec<Entry>, Vec<String>> {
+        parse_seed_csv(BookKind::Pricing, &widen(text))
+    }
+
+    fn catalog(text: &str) -> Result<Vec<CatalogSeedRow>, Vec<String>> {
+        parse_catalog_csv(&widen(text))
+    }
 
     #[test]
     fn csv_quotes_and_lines() {
@@ -639,17 +760,16 @@ mod tests {
         let text = format!(
             "{PRICING_HEADER}\r\nm1,USD,1,,,,2,,,,,,,,,,\"a, \"\"quoted\"\" note\"\r\n\nm2,USD,x,,,,2,,,,,,,,,,\n"
         );
-        let errs = parse_seed_csv(BookKind::Pricing, &text).unwrap_err();
+        let errs = seed(&text).unwrap_err();
         assert_eq!(
             errs,
             vec!["line 4: input_per_1m must be a decimal number such as \"2.50\" (got \"x\")".to_string()]
         );
-        let ok =
-            parse_seed_csv(BookKind::Pricing, &format!("{PRICING_HEADER}\nm1,USD,1,,,,2,,,,,,,,,,\"a, \"\"q\"\"\"\n"))
-                .unwrap();
+        let ok = seed(&format!("{PRICING_HEADER}\nm1,USD,1,,,,2,,,,,,,,,,\"a, \"\"q\"\"\"\n")).unwrap();
         assert_eq!(ok[0]["notes"], "a, \"q\"");
-        let short = parse_seed_csv(BookKind::Pricing, &format!("{PRICING_HEADER}\nm1,USD,1\n")).unwrap_err();
-        assert_eq!(short, vec!["line 2: 3 values for 17 columns".to_string()]);
+        let short = seed(&format!("{PRICING_HEADER}\nm1,USD,1\n")).unwrap_err();
+        let widths = (3 + later_columns().len(), 17 + later_columns().len());
+        assert_eq!(short, vec![format!("line 2: {} values for {} columns", widths.0, widths.1)]);
     }
 
     #[test]
@@ -659,7 +779,7 @@ mod tests {
             "{header}\no3,USD,10,2.5,,,40,,,,,,,,,,launch,1970-01-01,2025-06-10\n\
              o3,USD,2,0.5,,,8,,,,,,,,,,cut,2025-06-10,\n"
         );
-        let rows = parse_catalog_csv(&text).unwrap();
+        let rows = catalog(&text).unwrap();
         assert_eq!(rows.len(), 2);
         assert_eq!(rows[0].effective_to, parse_date("2025-06-10"));
         assert_eq!(rows[1].effective_to, None);
@@ -670,13 +790,29 @@ mod tests {
              m,USD,2,,,,8,,,,,,,,,,,2025-06-10,2025-06-10\n\
              n,USD,2,,,,8,,,,,,,,,,,,\n"
         );
-        let errs = parse_catalog_csv(&overlapping).unwrap_err().join("\n");
+        let errs = catalog(&overlapping).unwrap_err().join("\n");
         assert!(errs.contains("line 3: this version of o3 overlaps the one on line 2"), "{errs}");
         assert!(errs.contains("line 4: effective_to must be after effective_from"), "{errs}");
         assert!(errs.contains("line 5: effective_from must be a date"), "{errs}");
         // The pricing-only header is not a catalog file.
-        let errs = parse_catalog_csv(&format!("{PRICING_HEADER}\n")).unwrap_err().join("\n");
+        let errs = catalog(&format!("{PRICING_HEADER}\n")).unwrap_err().join("\n");
         assert!(errs.contains("column effective_from is missing"), "{errs}");
+    }
+
+    #[test]
+    fn a_copied_row_is_compared_on_the_columns_it_could_hold() {
+        let row = |v: serde_json::Value| -> Map<String, Value> { serde_json::from_value(v).unwrap() };
+        let copied = row(serde_json::json!({"model_id": "gpt-5", "currency": "USD", "input_per_1m": "1.25",
+            "output_per_1m": "10.00"}));
+        let catalog = row(serde_json::json!({"model_id": "gpt-5", "currency": "USD", "input_per_1m": "1.25",
+            "output_per_1m": "10.00", "flex_input_per_1m": "0.625", "us_inference_multiplier": "1.10"}));
+        assert!(!same_prices(&copied, &catalog));
+        assert!(same_prices_as_copied(&copied, &catalog), "the catalog's new dimensions are not a difference");
+        let mut edited = copied.clone();
+        edited.insert("flex_input_per_1m".into(), Value::String("0.50".into()));
+        assert!(!same_prices_as_copied(&edited, &catalog), "a row that has them is compared on all");
+        assert!(is_dimension_column("batch_cached_input_per_1m") && is_dimension_column("us_inference_multiplier"));
+        assert!(!is_dimension_column("batch_input_per_1m") && !is_dimension_column("deprecation_date"));
     }
 
     #[test]
@@ -702,6 +838,15 @@ mod tests {
         assert!(check(Input::Text("abc".into())).unwrap_err().contains("input_per_1m"));
         assert!(check(Input::Text("0.0000000001".into())).unwrap_err().contains("9 decimal"));
         assert!(check(Input::Null).unwrap_err().contains("required"));
+        // Multipliers are factors: above 0, optional, at most 9 decimals, canonical like money.
+        let f = BookKind::Pricing.column("fast_mode_multiplier").unwrap();
+        let factor = |i: Input| check_value(BookKind::Pricing, f, &i);
+        assert_eq!(factor(Input::Number("6".into())), Ok(Value::String("6.00".into())));
+        assert_eq!(factor(Input::Text("1.1".into())), Ok(Value::String("1.10".into())));
+        assert_eq!(factor(Input::Null), Ok(Value::Null));
+        assert!(factor(Input::Text("0".into())).unwrap_err().contains("above 0"));
+        assert!(factor(Input::Text("-2".into())).unwrap_err().contains("above 0"));
+        assert!(factor(Input::Text("5000".into())).unwrap_err().contains("implausibly"));
     }
 
     #[test]
@@ -728,7 +873,7 @@ mod tests {
             m1,USD,1,,,,2,,,,,,,,,,\n\
             m2,ZZZ,-1,,,,x,,,,,,,,,,\n"
         );
-        let errs = parse_seed_csv(BookKind::Pricing, &text).unwrap_err().join("\n");
+        let errs = seed(&text).unwrap_err().join("\n");
         assert!(errs.contains("line 3: duplicate model m1 (first on line 2)"), "{errs}");
         assert!(errs.contains("line 4: currency \"ZZZ\""), "{errs}");
         assert!(errs.contains("line 4: input_per_1m must not be negative"), "{errs}");

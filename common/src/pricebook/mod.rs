@@ -600,7 +600,7 @@ pub fn present(kind: BookKind, row: &Row) -> Value {
     let mut out = row.clone();
     out.remove("org_slug");
     for column in kind.columns() {
-        if column.kind != records::Kind::Money {
+        if !matches!(column.kind, records::Kind::Money | records::Kind::Factor) {
             continue;
         }
         if let Some(Value::String(s)) = out.get(column.name) {

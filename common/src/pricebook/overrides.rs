@@ -17,6 +17,10 @@
 //!   every day of its range; otherwise it stays, as an override;
 //! - any other row stays, as an override.
 //!
+//! Those rows predate the billed-dimension columns (batch with cache, flex, priority, audio,
+//! image, web search, multipliers): a row holding none of them is compared on the columns it
+//! could hold (`same_prices_as_copied`), so the catalog's rates for the new dimensions reach it.
+//!
 //! A book needs migrating while it holds a `default` row in force on some day; that is checked
 //! with the rows a reader already has (the cost step's window: no extra query) or one small
 //! query (the API, an operator tool). Migration is one `replace_slice` under the book's lock and
@@ -62,7 +66,7 @@ fn catalog_covers(row: &Row, catalog: &[&Row]) -> bool {
     let mut day = from;
     for c in versions {
         let Some(cf) = date_of(c, "effective_from") else { return false };
-        if cf > day || !records::same_prices(c, row) {
+        if cf > day || !records::same_prices_as_copied(row, c) {
             return false;
         }
         match date_of(c, "effective_to") {
@@ -110,7 +114,7 @@ pub(super) async fn migrate_unlocked(
         let model = model_of(row);
         let versions: Vec<&Row> = catalog.iter().filter(|c| model_of(c) == model).collect();
         let is_catalog_price = match row.get("source").and_then(Value::as_str) {
-            Some("default") => versions.iter().any(|c| records::same_prices(c, row)),
+            Some("default") => versions.iter().any(|c| records::same_prices_as_copied(row, c)),
             _ => catalog_covers(row, &versions),
         };
         if is_catalog_price {

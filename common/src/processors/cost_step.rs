@@ -76,18 +76,23 @@ pub(crate) async fn finish_cost_step(
 table_columns! {
     /// The columns every cost table has about how a row was priced.
     pub(crate) struct PriceColumns {
-        price_model_id, price_version_id, price_version, price_effective_from, currency, pricing_basis, cost_status,
+        price_model_id, matched_model, matched_exact, price_version_id, price_version, price_effective_from, currency,
+        pricing_basis, cost_status,
     }
 }
 
-/// Writes the price version a cost record was priced with into it (its text shared through
-/// `names`: a window uses a handful of versions).
+/// Writes the price version a cost record of `model` was priced with into it: the book id that
+/// matched and whether it is the model itself (its text shared through `names`: a window uses a
+/// handful of versions).
 pub(crate) fn set_price_version(
     (record, cols): (&mut Record, &PriceColumns),
     names: &mut Interner,
     v: &crate::cost::PriceVersion,
+    model: &str,
 ) {
     record[cols.price_model_id] = names.text(&v.model_id);
+    record[cols.matched_model] = names.text(&v.model_id);
+    record[cols.matched_exact] = Cell::Bool(v.model_id == model);
     record[cols.price_version_id] = names.text(&v.version_id);
     record[cols.price_version] = Cell::Int(v.version);
     record[cols.price_effective_from] = Cell::Date(v.effective_from);
@@ -116,14 +121,22 @@ pub(crate) fn mark_unpriced(
             record[cols.cost_status] = Cell::Static("MODEL_NOT_IN_PRICE_BOOK");
             unpriced.add(model, format!("not in the {provider} price book on {}", date_text(day)), day, tokens);
         }
-        crate::cost::Unpriced::RateMissing { basis, token_types } => {
+        crate::cost::Unpriced::RateMissing { basis, missing } => {
             record[cols.pricing_basis] = Cell::Static(basis);
             record[cols.cost_status] = Cell::Static("RATE_MISSING");
-            let what: Vec<&str> = token_types.iter().map(|t| t.book_stem()).collect();
-            unpriced.add(model, format!("the price book has no {basis} rate for {}", what.join(", ")), day, tokens);
+            let reason = format!("the price book has no {} (pricing basis {basis})", missing.join(", "));
+            unpriced.add(model, reason, day, tokens);
+        }
+        crate::cost::Unpriced::TokenCounts(difference) => {
+            record[cols.pricing_basis] = Cell::Static(basis);
+            record[cols.cost_status] = Cell::Static("TOKEN_COUNTS_INCONSISTENT");
+            unpriced.add(model, format!("{TOKEN_COUNTS} {difference}"), day, tokens);
         }
     }
 }
+
+/// How a reason about the provider's own counts starts (its DQ check is not the book's).
+const TOKEN_COUNTS: &str = "the provider's token counts do not add up:";
 
 /// Usage the book could not price, gathered per (day, model, reason) for warnings and DQ rows.
 #[derive(Debug, Default)]
@@ -156,9 +169,14 @@ impl Unpriced {
             .map(|((model, reason), days)| {
                 let rows: u64 = days.values().map(|(r, _)| r).sum();
                 let tokens: u64 = days.values().map(|(_, t)| t).sum();
+                let advice = if reason.starts_with(TOKEN_COUNTS) {
+                    "the rows are kept as reported; rerun the window once the provider corrects them".to_string()
+                } else {
+                    format!("add or fix it with POST /api/v1/integrations/{org}/{provider}/pricing")
+                };
                 format!(
                     "{model}: {reason}; {rows} usage row(s), {tokens} tokens on {} day(s) left unpriced (not counted as zero): \
-                     add or fix it with POST /api/v1/integrations/{org}/{provider}/pricing",
+                     {advice}",
                     days.len()
                 )
             })
@@ -170,8 +188,13 @@ impl Unpriced {
         let mut out = Vec::new();
         for ((model, reason), days) in &self.by_model {
             for (day, (rows, tokens)) in days {
-                let check_name =
-                    if reason.starts_with("not in") { "price_book_model_missing" } else { "price_book_rate_missing" };
+                let check_name = if reason.starts_with("not in") {
+                    "price_book_model_missing"
+                } else if reason.starts_with(TOKEN_COUNTS) {
+                    "usage_token_counts_inconsistent"
+                } else {
+                    "price_book_rate_missing"
+                };
                 out.push(DqResult {
                     check_name,
                     usage_date: *day,

@@ -6,9 +6,12 @@ use chrono::NaiveDate;
 use crate::pipeline::{StepContext, StepError};
 use crate::warehouse::{Params, Record, RecordBatches, Row, Staging, TableSchema};
 
-/// Creates the table in the organization's dataset when missing.
+/// Creates the table in the organization's dataset when missing, else gives it the NULLABLE
+/// columns its schema gained since it was made (a table is made once, when first written: a
+/// column added to configs, e.g. a new billed dimension, would otherwise never reach it, and the
+/// window's rows would not fit it).
 pub(crate) async fn ensure_table(ctx: &StepContext<'_>, schema: &TableSchema) -> Result<(), StepError> {
-    ctx.warehouse.create_table(ctx.dataset, schema).await?;
+    crate::warehouse::create_or_extend_table(ctx.warehouse, ctx.dataset, schema).await?;
     Ok(())
 }
 
@@ -128,6 +131,9 @@ pub(crate) async fn read_window(
             ctx.dataset, schema.name
         )));
     }
+    // Rows written before a column was added read it as NULL (e.g. usage pulled before a
+    // dimension was grouped by, priced again by a cost-only run).
+    crate::warehouse::add_missing_columns(ctx.warehouse, ctx.dataset, schema).await?;
     let columns: Vec<&str> = schema.fields.iter().map(|f| f.name.as_str()).collect();
     let sql = format!(
         "SELECT {} FROM {} WHERE {WINDOW_PREDICATE}",

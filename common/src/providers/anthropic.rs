@@ -21,6 +21,9 @@ use super::{common_outcome, provider_message, redact, ProviderHttp, Validation};
 
 pub const NAME: &str = "Anthropic";
 pub const API_VERSION: &str = "2023-06-01";
+/// The beta a usage report grouped by `speed` (fast mode) needs; without it the API refuses the
+/// group-by.
+pub const FAST_MODE_BETA: &str = "fast-mode-2026-02-01";
 
 const ADMIN_KEY_ADVICE: &str = "the usage and cost reports need an Anthropic Admin key (sk-ant-admin…), \
 created by an organization admin in the Console under Settings → Admin keys";
@@ -152,6 +155,12 @@ pub struct UsageResult {
     /// `0-200k` or `200k-1M`.
     #[serde(default)]
     pub context_window: Option<String>,
+    /// `standard` or `fast` (fast mode; grouped by `speed`, with the fast-mode beta header).
+    #[serde(default)]
+    pub speed: Option<String>,
+    /// `global`, `us` or `not_available` (grouped by `inference_geo`).
+    #[serde(default)]
+    pub inference_geo: Option<String>,
 }
 
 /// A cost-report result.
@@ -175,6 +184,10 @@ pub struct CostResult {
     pub token_type: Option<String>,
     #[serde(default)]
     pub context_window: Option<String>,
+    #[serde(default)]
+    pub speed: Option<String>,
+    #[serde(default)]
+    pub inference_geo: Option<String>,
 }
 
 impl CostResult {
@@ -218,7 +231,15 @@ impl Anthropic<'_> {
         query: &ReportQuery<'_>,
     ) -> Pages<'a, Bucket<R>> {
         let base_query = query.pairs();
-        let request = move || self.get(path, key).query(&base_query);
+        let fast_mode = query.group_by.contains(&"speed");
+        let request = move || {
+            let request = self.get(path, key).query(&base_query);
+            if fast_mode {
+                request.header("anthropic-beta", FAST_MODE_BETA)
+            } else {
+                request
+            }
+        };
         self.http.pages(NAME, key, policy, path, Box::new(request))
     }
 
@@ -258,7 +279,9 @@ mod tests {
               "server_tool_use": {"web_search_requests": 10},
               "api_key_id": "apikey_01Rj2N8SVvo6BePZj99NhmiT",
               "workspace_id": "wrkspc_01JwQvzr7rXLA5AGx3HKfFUJ", "model": "claude-sonnet-4-20250514",
-              "service_tier": "standard", "context_window": "0-200k"}]}],
+              "service_tier": "standard", "context_window": "0-200k"},
+              {"uncached_input_tokens": 1, "output_tokens": 1, "model": "claude-opus-4-6",
+               "speed": "fast", "inference_geo": "us", "account_id": null, "service_account_id": null}]}],
               "has_more": true, "next_page": "page_MjAyNS0wNS0xNFQwMDowMDowMFo="}"#,
         )
         .unwrap();
@@ -268,6 +291,9 @@ mod tests {
         assert_eq!(r.cache_creation.ephemeral_1h_input_tokens, 1000);
         assert_eq!(r.cache_creation.ephemeral_5m_input_tokens, 500);
         assert_eq!(r.server_tool_use.web_search_requests, 10);
+        assert_eq!((r.speed.as_deref(), r.inference_geo.as_deref()), (None, None));
+        let fast = &b.results[1];
+        assert_eq!((fast.speed.as_deref(), fast.inference_geo.as_deref()), (Some("fast"), Some("us")));
         // §3b: "123.78912" cents is $1.2378912.
         let cost: Page<CostResult> = serde_json::from_str(
             r#"{"data":[{"starting_at":"2026-11-01T00:00:00Z","ending_at":"2026-11-02T00:00:00Z","results":[{

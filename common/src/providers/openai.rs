@@ -126,6 +126,16 @@ pub struct CompletionsResult {
     pub input_audio_tokens: Option<u64>,
     #[serde(default)]
     pub output_audio_tokens: Option<u64>,
+    /// Cached audio input: a subset of `input_audio_tokens` and of `input_cached_tokens`.
+    #[serde(default)]
+    pub input_cached_audio_tokens: Option<u64>,
+    #[serde(default)]
+    pub input_image_tokens: Option<u64>,
+    /// Cached image input: a subset of `input_image_tokens` and of `input_cached_tokens`.
+    #[serde(default)]
+    pub input_cached_image_tokens: Option<u64>,
+    #[serde(default)]
+    pub output_image_tokens: Option<u64>,
     #[serde(default)]
     pub num_model_requests: u64,
     #[serde(default)]

@@ -728,7 +728,9 @@ fn check_records(schema: &TableSchema, records: &[Record]) -> WarehouseResult<()
 }
 
 /// Appends records through the staging's appender (made on first use): cells go in typed,
-/// without SQL or text, each record checked against the schema on the way.
+/// without SQL or text, each record checked against the schema on the way. The appender names
+/// the schema's columns: a table made before its schema gained columns has them at its end
+/// (`add_missing_columns`), not in the schema's order.
 fn append_staged<'c>(
     conn: &'c Connection,
     st: &StagingTable,
@@ -737,7 +739,11 @@ fn append_staged<'c>(
 ) -> WarehouseResult<u64> {
     let appender = match appender {
         Some(a) => a,
-        None => appender.insert(conn.appender_to_db(&st.schema.name, &st.dataset).map_err(backend)?),
+        None => {
+            let columns: Vec<&str> = st.schema.fields.iter().map(|f| f.name.as_str()).collect();
+            let made = conn.appender_with_columns_to_db(&st.schema.name, &st.dataset, &columns).map_err(backend)?;
+            appender.insert(made)
+        }
     };
     let mut values: Vec<duckdb::types::ToSqlOutput<'_>> = Vec::with_capacity(st.schema.fields.len());
     for (i, record) in records.iter().enumerate() {

@@ -2,8 +2,8 @@
 //! `model_prices_and_context_window.json` or from our catalog CSV. The body is read and mapped by
 //! `common::configs::catalog_import`, compared with the catalog in force on `effective_from`, and
 //! answered with the diff. Nothing is written on `dry_run=true`, nor when a change looks wrong
-//! (422 naming each, unless `force=true`). Prices for dimensions the catalog has no column for yet
-//! are reported under `not_stored`, never written elsewhere or dropped silently.
+//! (422 naming each, unless `force=true`). Every price the import maps has a catalog column; a
+//! field with none is listed in the report's `unmapped`.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -35,7 +35,7 @@ fn current_prices(provider: &str, rows: &[Row]) -> Vec<CurrentCatalogPrice> {
             let values = BookKind::Pricing
                 .columns()
                 .iter()
-                .filter(|c| matches!(c.kind, records::Kind::Money | records::Kind::Count))
+                .filter(|c| c.kind.is_price())
                 .filter_map(|c| {
                     let text = match row.get(c.name)? {
                         Value::String(s) => s.clone(),
@@ -50,17 +50,12 @@ fn current_prices(provider: &str, rows: &[Row]) -> Vec<CurrentCatalogPrice> {
         .collect()
 }
 
-/// A planned row as a checked catalog entry: the catalog's columns only. The values for columns it
-/// lacks are returned beside it.
-fn entry_of(row: &CatalogRow) -> Result<(pricebook::Entry, Vec<String>), String> {
+/// A planned row as a checked catalog entry.
+fn entry_of(row: &CatalogRow) -> Result<pricebook::Entry, String> {
     let mut inputs: Vec<(&str, Input)> =
         vec![("model_id", Input::Text(row.model_id.clone())), ("currency", Input::Text(row.currency.clone()))];
-    let mut not_stored = Vec::new();
     for (column, value) in &row.values {
-        match BookKind::Pricing.column(column) {
-            Some(c) => inputs.push((c.name, Input::Number(value.normalize().to_string()))),
-            None => not_stored.push(column.clone()),
-        }
+        inputs.push((column.as_str(), Input::Number(value.normalize().to_string())));
     }
     if let Some(day) = row.deprecation_date {
         inputs.push(("deprecation_date", Input::Text(day.to_string())));
@@ -70,7 +65,7 @@ fn entry_of(row: &CatalogRow) -> Result<(pricebook::Entry, Vec<String>), String>
     }
     let entry = records::check_entry(BookKind::Pricing, inputs)
         .map_err(|problems| format!("{}: {}", row.model_id, problems.join("; ")))?;
-    Ok((entry, not_stored))
+    Ok(entry)
 }
 
 /// `POST /api/v1/pricing/catalog/import?effective_from=&dry_run=&force=&provider=`.
@@ -107,14 +102,10 @@ pub async fn import_catalog(
 
     // Every write checked before any is made: a row the catalog would refuse fails the import.
     let mut entries: BTreeMap<(String, NaiveDate), Vec<pricebook::Entry>> = BTreeMap::new();
-    let mut not_stored: BTreeMap<String, Vec<String>> = BTreeMap::new();
     let mut problems = Vec::new();
     for row in &plan.writes {
         match entry_of(row) {
-            Ok((entry, missing)) => {
-                for column in missing {
-                    not_stored.entry(column).or_default().push(format!("{}/{}", row.provider, row.model_id));
-                }
+            Ok(entry) => {
                 let from = row.effective_from.unwrap_or(q.effective_from);
                 entries.entry((row.provider.clone(), from)).or_default().push(entry);
             }
@@ -172,7 +163,6 @@ pub async fn import_catalog(
             "dry_run": q.dry_run,
             "applied": !q.dry_run,
             "report": report,
-            "not_stored": not_stored,
             "written": written,
         })),
     ))

@@ -3,13 +3,17 @@
 //! force on its day), reconciled with Anthropic's cost report (amounts in cents, ÷ 100) per day
 //! and per model into `org_meta_dq_results`. Beyond the tolerance the step succeeds with a warning.
 //!
-//! Formula per row (DESIGN §9; Anthropic's token types are disjoint): `uncached × input +
+//! Formula per row (DESIGN §9; Anthropic's token types are disjoint): `(uncached × input +
 //! cache_read × cached_input + 5m_write × cache_write_5m + 1h_write × cache_write_1h + output ×
-//! output`, each rate per 1M for the row's basis: standard; batch (`service_tier = batch`: the
-//! book's batch input/output rates); long context (`context_window = 200k-1M`: the book's
-//! `long_context_*` rates when it lists any for the model, standard otherwise).
-//! Only `cost_type = tokens` of the report is compared: web search and code execution are not
-//! in the usage report.
+//! output) × multiplier + web_search_requests × web_search_per_1k_requests / 1000`, each rate per
+//! 1M for the row's basis: standard; batch (`service_tier = batch`: the book's `batch_*` rates,
+//! cache reads and writes included); long context (`context_window = 200k-1M`: the book's
+//! `long_context_*` rates, batch `batch_long_context_*`, when it lists any for the model,
+//! standard otherwise). The multiplier is `fast_mode_multiplier` for `speed = fast` times
+//! `us_inference_multiplier` for `inference_geo = us` (`crate::cost` has every rule).
+//! The report's `tokens` and `web_search` costs are compared per day, its `tokens` costs per day
+//! and model; other cost types (code execution, sessions) are not in the usage report and are
+//! listed beside the comparison.
 
 use std::collections::BTreeMap;
 
@@ -20,7 +24,7 @@ use serde_json::json;
 
 use super::usage;
 use super::{client, PROVIDER};
-use crate::cost::{Context, PriceBook, Tier, TokenType, Tokens};
+use crate::cost::{Context, Geo, PriceBook, Speed, Tier, TokenType, Tokens, Usage};
 use crate::pipeline::{Processor, StepContext, StepError, StepOutcome};
 use crate::processors::llm::{credential, http, load_book, provider_failed};
 use crate::processors::{
@@ -38,9 +42,10 @@ pub const TABLE: &str = "anthropic_cost_daily";
 table_columns! {
     /// `anthropic_cost_daily`, apart from the price columns every cost table has.
     pub(crate) struct CostColumns {
-        usage_date, org_slug, model, workspace_id, api_key_id, service_tier, context_window, uncached_input_tokens,
-        cache_read_input_tokens, cache_write_5m_input_tokens, cache_write_1h_input_tokens, output_tokens,
-        uncached_input_cost, cache_read_cost, cache_write_5m_cost, cache_write_1h_cost, output_cost, total_cost,
+        usage_date, org_slug, model, workspace_id, api_key_id, service_tier, context_window, speed, inference_geo,
+        uncached_input_tokens, cache_read_input_tokens, cache_write_5m_input_tokens, cache_write_1h_input_tokens,
+        output_tokens, web_search_requests, uncached_input_cost, cache_read_cost, cache_write_5m_cost,
+        cache_write_1h_cost, output_cost, web_search_cost, rate_multiplier, total_cost,
     }
 }
 
@@ -101,11 +106,15 @@ impl Priced {
                 cache_write_5m: r[r_.cache_write_5m_input_tokens].as_u64(),
                 cache_write_1h: r[r_.cache_write_1h_input_tokens].as_u64(),
                 output: r[r_.output_tokens].as_u64(),
+                ..Tokens::default()
             };
             let tier = Tier::anthropic(r[r_.service_tier].as_str());
             let context = Context::anthropic(r[r_.context_window].as_str());
+            let (speed, geo) = (Speed::parse(r[r_.speed].as_str()), Geo::parse(r[r_.inference_geo].as_str()));
+            let web_search = r[r_.web_search_requests].as_u64();
+            let usage = Usage::anthropic(tokens, tier, context, speed, geo, web_search);
             let model = r[r_.model].as_str().unwrap_or("(no model)");
-            let (version, cost) = book.price(model, day, tier, context, &tokens);
+            let (version, cost) = book.price(model, day, &usage);
             let mut row = c_.record();
             row[c_.usage_date] = Cell::Date(day);
             row[c_.org_slug] = self.names.text(org);
@@ -114,8 +123,9 @@ impl Priced {
             row[c_.cache_write_5m_input_tokens] = Cell::count(tokens.cache_write_5m);
             row[c_.cache_write_1h_input_tokens] = Cell::count(tokens.cache_write_1h);
             row[c_.output_tokens] = Cell::count(tokens.output);
+            row[c_.web_search_requests] = Cell::count(web_search);
             if let Some(v) = version {
-                set_price_version((&mut row, &at.price), &mut self.names, v);
+                set_price_version((&mut row, &at.price), &mut self.names, v, model);
             }
             match cost {
                 Ok(c) => {
@@ -124,13 +134,16 @@ impl Priced {
                     row[c_.cache_write_5m_cost] = Cell::opt_numeric(c.line(TokenType::CacheWrite5m));
                     row[c_.cache_write_1h_cost] = Cell::opt_numeric(c.line(TokenType::CacheWrite1h));
                     row[c_.output_cost] = Cell::opt_numeric(c.line(TokenType::Output));
+                    row[c_.web_search_cost] = Cell::opt_numeric(c.web_search);
+                    row[c_.rate_multiplier] = Cell::Numeric(c.multiplier.normalize());
                     row[c_.total_cost] = Cell::Numeric(c.total);
                     mark_priced(&mut row, &at.price, c.basis);
                     if self.currency.is_empty() {
                         self.currency = version.map(|v| v.currency.clone()).unwrap_or_default();
                     }
                     *self.daily.entry((day, None)).or_default() += c.total;
-                    self.by_model.add(day, model, c.total);
+                    // Per model, token costs only: the report's web-search rows need not name one.
+                    self.by_model.add(day, model, c.total - c.web_search.unwrap_or_default());
                     self.total += c.total;
                     self.priced_rows += 1;
                 }
@@ -146,6 +159,8 @@ impl Priced {
             row[c_.api_key_id] = r[r_.api_key_id].take();
             row[c_.service_tier] = r[r_.service_tier].take();
             row[c_.context_window] = r[r_.context_window].take();
+            row[c_.speed] = r[r_.speed].take();
+            row[c_.inference_geo] = r[r_.inference_geo].take();
             rows.push(row);
         }
         rows
@@ -191,7 +206,8 @@ impl Processor for AnthropicCost {
             let (start, end) = (ctx.start_date, ctx.end_date);
             let mut daily: Amounts = BTreeMap::new();
             let mut by_model: Amounts = BTreeMap::new();
-            // Non-token costs per day (web search, code execution…), and malformed amounts.
+            // Costs of types the usage report does not carry (code execution, sessions…) per day,
+            // and malformed amounts.
             let mut other: BTreeMap<String, Decimal> = BTreeMap::new();
             let mut bad_amounts: Vec<String> = Vec::new();
             let mut currencies: Vec<String> = Vec::new();
@@ -210,10 +226,13 @@ impl Processor for AnthropicCost {
                             currencies.push(currency);
                         }
                         match r.cost_type.as_deref() {
-                            None | Some("tokens") => {
+                            // Web search is priced per request from the usage report's counts.
+                            None | Some("tokens" | "web_search") => {
                                 *daily.entry((day, None)).or_default() += dollars;
-                                let model = r.model.unwrap_or_default();
-                                *by_model.entry((day, Some(format!("model={model}")))).or_default() += dollars;
+                                if r.cost_type.as_deref() != Some("web_search") {
+                                    let model = r.model.unwrap_or_default();
+                                    *by_model.entry((day, Some(format!("model={model}")))).or_default() += dollars;
+                                }
                             }
                             Some(other_type) => {
                                 *other.entry(format!("{}/{other_type}", date_text(day))).or_default() += dollars;
@@ -239,7 +258,7 @@ impl Processor for AnthropicCost {
                     .map(|(k, v)| (k, numeric(*v).as_str().unwrap_or_default().to_string()))
                     .collect();
                 json!({
-                    "source": "anthropic cost report (cents / 100), cost_type tokens",
+                    "source": "anthropic cost report (cents / 100), cost_type tokens and web_search",
                     "non_token_costs_not_compared": non_token,
                     "reported_currencies": currencies,
                 })
@@ -307,7 +326,15 @@ mod tests {
         {"uncached_input_tokens":10,"cache_creation":{"ephemeral_1h_input_tokens":0,"ephemeral_5m_input_tokens":0},
          "cache_read_input_tokens":0,"output_tokens":10,"server_tool_use":{"web_search_requests":0},
          "api_key_id":"apikey_2","workspace_id":null,"model":"claude-opus-4-6",
-         "service_tier":"priority","context_window":"0-200k"}]}]}"#;
+         "service_tier":"priority","context_window":"0-200k"},
+        {"uncached_input_tokens":10000,"cache_creation":{"ephemeral_1h_input_tokens":0,"ephemeral_5m_input_tokens":4000},
+         "cache_read_input_tokens":20000,"output_tokens":2000,"server_tool_use":{"web_search_requests":0},
+         "api_key_id":"apikey_2","workspace_id":null,"model":"claude-opus-4-6","service_tier":"standard",
+         "context_window":"0-200k","speed":"fast","inference_geo":"us"},
+        {"uncached_input_tokens":10,"cache_creation":{"ephemeral_1h_input_tokens":0,"ephemeral_5m_input_tokens":0},
+         "cache_read_input_tokens":0,"output_tokens":10,"server_tool_use":{"web_search_requests":0},
+         "api_key_id":"apikey_2","workspace_id":null,"model":"claude-opus-4-5-20251101","service_tier":"standard",
+         "context_window":"0-200k","speed":"fast","inference_geo":"global"}]}]}"#;
 
     #[test]
     fn golden_anthropic_day() {
@@ -331,13 +358,19 @@ mod tests {
         let by_model = |m: &str| rows.iter().find(|r| r["model"] == m).unwrap();
         // Official example, sonnet-4 standard: 1,500×3 + 200×0.30 + 500×3.75 + 1,000×6 + 500×15
         //   = 4,500 + 60 + 1,875 + 6,000 + 7,500 = 19,935 per 1M → 0.019935
+        //   + its 10 web searches × 10.00 / 1000 = 0.1 → 0.119935
         let s4 = by_model("claude-sonnet-4-20250514");
         assert_eq!(s4["uncached_input_cost"], "0.0045");
         assert_eq!(s4["cache_read_cost"], "0.00006");
         assert_eq!(s4["cache_write_5m_cost"], "0.001875");
         assert_eq!(s4["cache_write_1h_cost"], "0.006");
         assert_eq!(s4["output_cost"], "0.0075");
-        assert_eq!(s4["total_cost"], "0.019935");
+        assert_eq!((s4["web_search_requests"].as_u64(), s4["web_search_cost"].as_str()), (Some(10), Some("0.1")));
+        assert_eq!((s4["rate_multiplier"].as_str(), s4["total_cost"].as_str()), (Some("1"), Some("0.119935")));
+        assert_eq!(
+            (s4["matched_model"].as_str(), s4["matched_exact"].as_bool()),
+            (Some("claude-sonnet-4-20250514"), Some(true))
+        );
         // sonnet-4-5 long context (6.00 / 0.60 / 7.50 / 22.50):
         //   300,000×6 + 50,000×0.6 + 10,000×7.5 + 2,000×22.5 = 1,800,000 + 30,000 + 75,000 + 45,000
         //   = 1,950,000 per 1M → 1.95
@@ -347,14 +380,32 @@ mod tests {
         let batch = by_model("claude-haiku-4-5-20251001");
         assert_eq!((batch["total_cost"].as_str(), batch["pricing_basis"].as_str()), (Some("1.25"), Some("batch")));
         // Priority tier: the book has no priority rates → RATE_MISSING, reported, not zero.
-        let prio = by_model("claude-opus-4-6");
+        let opus = |speed: Option<&str>| {
+            rows.iter().find(|r| r["model"] == "claude-opus-4-6" && r["speed"].as_str() == speed).unwrap()
+        };
+        let prio = opus(None);
         assert_eq!(prio["cost_status"], "RATE_MISSING");
         assert!(prio.get("total_cost").is_none_or(serde_json::Value::is_null));
+        // Fast mode with US-only inference on opus-4-6 (× 6 × 1.1 = × 6.6 on 5.00 / 0.50 / 6.25 / 25.00):
+        //   (10,000×5 + 20,000×0.5 + 4,000×6.25 + 2,000×25) × 6.6 = (0.05 + 0.01 + 0.025 + 0.05) × 6.6
+        //   = 0.33 + 0.066 + 0.165 + 0.33 = 0.891
+        let fast = opus(Some("fast"));
+        assert_eq!((fast["inference_geo"].as_str(), fast["rate_multiplier"].as_str()), (Some("us"), Some("6.6")));
+        assert_eq!((fast["output_cost"].as_str(), fast["total_cost"].as_str()), (Some("0.33"), Some("0.891")));
+        // Fast mode on a model without a fast-mode multiplier: unpriced, the column named.
+        assert_eq!(by_model("claude-opus-4-5-20251101")["cost_status"], "RATE_MISSING");
+        let reasons: Vec<String> =
+            priced.unpriced.dq_results().iter().map(|r| r.details["reason"].as_str().unwrap().to_string()).collect();
+        assert!(reasons.iter().any(|r| r.contains("fast_mode_multiplier")), "{reasons:?}");
+        assert!(reasons.iter().any(|r| r.contains("priority_input_per_1m")), "{reasons:?}");
         assert_eq!(priced.unpriced.dq_results()[0].check_name, "price_book_rate_missing");
-        // Day: 0.019935 + 1.95 + 1.25 = 3.219935
-        assert_eq!(priced.total, dec("3.219935"));
+        // Day: 0.119935 + 1.95 + 1.25 + 0.891 = 4.210935
+        assert_eq!(priced.total, dec("4.210935"));
         let day = NaiveDate::from_ymd_opt(2026, 11, 1).unwrap();
         let by_model = priced.by_model.amounts("model");
         assert_eq!(by_model[&(day, Some("model=claude-sonnet-4-5-20250929".into()))], dec("1.95"));
+        // Per model the token costs only (the day's total has the searches): 0.119935 − 0.1 = 0.019935.
+        assert_eq!(by_model[&(day, Some("model=claude-sonnet-4-20250514".into()))], dec("0.019935"));
+        assert_eq!(priced.daily[&(day, None)], dec("4.210935"));
     }
 }

@@ -1,5 +1,6 @@
 //! `anthropic.usage`: the messages usage report, daily buckets grouped by model, workspace, API
-//! key, service tier and context window, paged to the end; each page is staged as it arrives and
+//! key, service tier, context window, speed (fast mode: the request carries the fast-mode beta
+//! header) and inference geo (US-only inference), the dimensions Anthropic bills, paged to the end; each page is staged as it arrives and
 //! the window lands in `anthropic_usage_daily_raw` in one replace once every page is in.
 
 use async_trait::async_trait;
@@ -20,13 +21,15 @@ pub const TABLE: &str = "anthropic_usage_daily_raw";
 table_columns! {
     /// `anthropic_usage_daily_raw`: written here, read back by `anthropic.cost`.
     pub(crate) struct RawColumns {
-        usage_date, org_slug, model, workspace_id, api_key_id, service_tier, context_window, uncached_input_tokens,
-        cache_read_input_tokens, cache_write_5m_input_tokens, cache_write_1h_input_tokens, output_tokens,
-        web_search_requests,
+        usage_date, org_slug, model, workspace_id, api_key_id, service_tier, context_window, speed, inference_geo,
+        uncached_input_tokens, cache_read_input_tokens, cache_write_5m_input_tokens, cache_write_1h_input_tokens,
+        output_tokens, web_search_requests,
     }
 }
 
-const GROUPS: [&str; 5] = ["model", "workspace_id", "api_key_id", "service_tier", "context_window"];
+/// Every dimension the price depends on is grouped by, so no two prices share a row.
+const GROUPS: [&str; 7] =
+    ["model", "workspace_id", "api_key_id", "service_tier", "context_window", "speed", "inference_geo"];
 
 /// Settings of an `anthropic.usage` step.
 #[derive(Debug, Clone, Deserialize)]
@@ -57,6 +60,8 @@ pub(crate) fn usage_row(
     row[c.api_key_id] = names.opt_text(r.api_key_id.as_deref());
     row[c.service_tier] = names.opt_text(r.service_tier.as_deref());
     row[c.context_window] = names.opt_text(r.context_window.as_deref());
+    row[c.speed] = names.opt_text(r.speed.as_deref());
+    row[c.inference_geo] = names.opt_text(r.inference_geo.as_deref());
     row[c.uncached_input_tokens] = Cell::count(r.uncached_input_tokens);
     row[c.cache_read_input_tokens] = Cell::count(r.cache_read_input_tokens);
     row[c.cache_write_5m_input_tokens] = Cell::count(r.cache_creation.ephemeral_5m_input_tokens);

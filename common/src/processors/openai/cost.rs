@@ -8,11 +8,19 @@
 //! comparisons and reported on their own (`billed_line_item_unpriced`, status UNPRICED). Beyond
 //! the tolerance the step succeeds with a warning.
 //!
-//! Formula per row (DESIGN §9; OpenAI's input includes its cached tokens):
-//! - standard: (input − cached) × input_per_1m + cached × cached_input_per_1m + output × output_per_1m, ÷ 1M;
-//! - batch (`batch = true`): the same with batch_input_per_1m / batch_output_per_1m (the book has
-//!   no batch cached rate: a batch row with cache reads is reported, not priced);
-//! - embeddings: input × input_per_1m ÷ 1M.
+//! Formula per row (DESIGN §9; `crate::cost` has every rule): OpenAI's input includes its
+//! cached, cache-write, audio and image tokens, so a row is split into disjoint types first
+//! (`Tokens::openai_split`: a row whose counts do not add up is reported, never clamped), each
+//! priced per 1M at its rate for the row's tier (standard; batch `batch = true`: `batch_*`, cache
+//! reads at `batch_cached_input_per_1m`; flex `flex_*`; priority `priority_*`):
+//! - text: uncached input × input, cached × cached_input, output × output;
+//! - cache writes × `cache_write_5m_per_1m`, or as uncached input when the model has no such rate;
+//! - audio input / cached / output × `audio_*` (no rate: unpriced);
+//! - image input / cached × `image_*`, or the text input / cached rate when the model has none;
+//!   image output × `image_output_per_1m` (no rate: unpriced);
+//! - embeddings: input × input_per_1m (the embeddings usage endpoint cannot be grouped by
+//!   `batch`, so batch embeddings are priced at the standard rate; the line-item reconciliation
+//!   shows any batch discount).
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -25,7 +33,7 @@ use serde_json::{json, Value};
 use super::line_items::{self, LineItem};
 use super::usage;
 use super::{client, PROVIDER};
-use crate::cost::{Context, PriceBook, RowCost, Tier, TokenType, Tokens, Unpriced as Why, TOKEN_TYPES};
+use crate::cost::{OpenAiCounts, PriceBook, RowCost, Tier, TokenType, Tokens, Unpriced as Why, Usage, TOKEN_TYPES};
 use crate::pipeline::{Processor, StepContext, StepError, StepOutcome};
 use crate::processors::llm::{credential, http, load_book, provider_failed};
 use crate::processors::DqStatus;
@@ -45,8 +53,11 @@ table_columns! {
     /// `openai_cost_daily`, apart from the price columns every cost table has.
     pub(crate) struct CostColumns {
         usage_date, org_slug, usage_type, model, project_id, api_key_id, batch, service_tier, input_tokens,
-        uncached_input_tokens, cached_input_tokens, output_tokens, num_model_requests, uncached_input_cost,
-        cached_input_cost, output_cost, total_cost,
+        uncached_input_tokens, cached_input_tokens, output_tokens, cache_write_tokens, audio_input_tokens,
+        audio_cached_input_tokens, audio_output_tokens, image_input_tokens, image_cached_input_tokens,
+        image_output_tokens, num_model_requests, uncached_input_cost, cached_input_cost, output_cost,
+        cache_write_cost, audio_input_cost, audio_cached_input_cost, audio_output_cost, image_input_cost,
+        image_cached_input_cost, image_output_cost, total_cost,
     }
 }
 
@@ -113,31 +124,76 @@ impl Priced {
         let mut rows = Vec::with_capacity(raw.len());
         for mut r in raw {
             let Some(day) = r[r_.usage_date].as_date() else { continue };
-            let (input, cached, output) =
-                (r[r_.input_tokens].as_u64(), r[r_.input_cached_tokens].as_u64(), r[r_.output_tokens].as_u64());
+            let optional = |c: &Cell| (!c.is_null()).then(|| c.as_u64());
+            let counts = OpenAiCounts {
+                input: r[r_.input_tokens].as_u64(),
+                cached: r[r_.input_cached_tokens].as_u64(),
+                cache_write: optional(&r[r_.input_cache_write_tokens]),
+                output: r[r_.output_tokens].as_u64(),
+                input_audio: optional(&r[r_.input_audio_tokens]),
+                cached_audio: optional(&r[r_.input_cached_audio_tokens]),
+                output_audio: optional(&r[r_.output_audio_tokens]),
+                input_image: optional(&r[r_.input_image_tokens]),
+                cached_image: optional(&r[r_.input_cached_image_tokens]),
+                output_image: optional(&r[r_.output_image_tokens]),
+            };
             let tier = Tier::openai(r[r_.batch].as_bool(), r[r_.service_tier].as_str());
             let model = r[r_.model].as_str().unwrap_or("(no model)");
-            let tokens = Tokens::openai(input, cached, output);
+            let tokens = Tokens::openai_split(&counts);
             let (version, cost) = match &tokens {
-                Some(t) => book.price(model, day, tier, Context::Short, t),
-                None => (None, Err(Why::RateMissing { basis: "standard", token_types: vec![TokenType::CachedInput] })),
+                Ok(t) => book.price(model, day, &Usage::openai(*t, tier)),
+                Err(difference) => (None, Err(Why::TokenCounts(difference.clone()))),
             };
             let mut row = c_.record();
             row[c_.usage_date] = Cell::Date(day);
             row[c_.org_slug] = self.names.text(org);
-            row[c_.input_tokens] = Cell::count(input);
-            row[c_.uncached_input_tokens] = Cell::count(input.saturating_sub(cached));
-            row[c_.cached_input_tokens] = Cell::count(cached);
-            row[c_.output_tokens] = Cell::count(output);
+            row[c_.input_tokens] = Cell::count(counts.input);
+            row[c_.output_tokens] = Cell::count(counts.output);
             row[c_.num_model_requests] = Cell::count(r[r_.num_model_requests].as_u64());
+            // The types as priced (cache writes without a rate of their own are input), else as split.
+            let priced_tokens = match (&cost, &tokens) {
+                (Ok(c), _) => Some(c.tokens),
+                (Err(_), Ok(t)) => Some(*t),
+                (Err(_), Err(_)) => None,
+            };
+            if let Some(t) = priced_tokens {
+                for (column, n) in [
+                    (c_.uncached_input_tokens, t.uncached_input),
+                    (c_.cached_input_tokens, t.cached_input),
+                    (c_.cache_write_tokens, t.cache_write_5m + t.cache_write_1h),
+                    (c_.audio_input_tokens, t.audio_input),
+                    (c_.audio_cached_input_tokens, t.audio_cached_input),
+                    (c_.audio_output_tokens, t.audio_output),
+                    (c_.image_input_tokens, t.image_input),
+                    (c_.image_cached_input_tokens, t.image_cached_input),
+                    (c_.image_output_tokens, t.image_output),
+                ] {
+                    row[column] = Cell::count(n);
+                }
+            } else {
+                // Counts that do not add up: the reported ones, unsplit.
+                row[c_.uncached_input_tokens] = Cell::count(counts.input.saturating_sub(counts.cached));
+                row[c_.cached_input_tokens] = Cell::count(counts.cached);
+            }
             if let Some(v) = version {
-                set_price_version((&mut row, &at.price), &mut self.names, v);
+                set_price_version((&mut row, &at.price), &mut self.names, v, model);
             }
             match cost {
                 Ok(c) => {
-                    row[c_.uncached_input_cost] = Cell::opt_numeric(c.line(TokenType::UncachedInput));
-                    row[c_.cached_input_cost] = Cell::opt_numeric(c.line(TokenType::CachedInput));
-                    row[c_.output_cost] = Cell::opt_numeric(c.line(TokenType::Output));
+                    for (column, token) in [
+                        (c_.uncached_input_cost, TokenType::UncachedInput),
+                        (c_.cached_input_cost, TokenType::CachedInput),
+                        (c_.output_cost, TokenType::Output),
+                        (c_.cache_write_cost, TokenType::CacheWrite5m),
+                        (c_.audio_input_cost, TokenType::AudioInput),
+                        (c_.audio_cached_input_cost, TokenType::AudioCachedInput),
+                        (c_.audio_output_cost, TokenType::AudioOutput),
+                        (c_.image_input_cost, TokenType::ImageInput),
+                        (c_.image_cached_input_cost, TokenType::ImageCachedInput),
+                        (c_.image_output_cost, TokenType::ImageOutput),
+                    ] {
+                        row[column] = Cell::opt_numeric(c.line(token));
+                    }
                     row[c_.total_cost] = Cell::Numeric(c.total);
                     mark_priced(&mut row, &at.price, c.basis);
                     if self.currency.is_empty() {
@@ -146,15 +202,13 @@ impl Priced {
                     *self.daily.entry((day, None)).or_default() += c.total;
                     let project = r[r_.project_id].as_str().unwrap_or("");
                     self.by_project.add(day, project, c.total);
-                    if let Some(t) = &tokens {
-                        self.add_lines(day, model, tier, t, &c);
-                    }
+                    self.add_lines(day, model, tier, &c);
                     self.total += c.total;
                     self.priced_rows += 1;
                 }
                 Err(why) => {
-                    let basis = crate::cost::basis_name(tier, Context::Short);
-                    let tokens = input + output;
+                    let basis = crate::cost::basis_name(tier, crate::cost::Context::Short);
+                    let tokens = counts.input + counts.output;
                     mark_unpriced(
                         (&mut row, &at.price),
                         &mut self.unpriced,
@@ -181,18 +235,19 @@ impl Priced {
     }
 
     /// Adds a priced row's token lines to its day's line items (a model seen before costs a
-    /// lookup, not an allocated key).
-    fn add_lines(&mut self, day: NaiveDate, model: &str, tier: Tier, tokens: &Tokens, cost: &RowCost) {
+    /// lookup, not an allocated key). Image input priced at the text rate is billed as text: it
+    /// joins the text lines.
+    fn add_lines(&mut self, day: NaiveDate, model: &str, tier: Tier, cost: &RowCost) {
         let models = self.by_line.entry(day).or_default();
         if !models.contains_key(model) {
             models.insert(model.to_string(), BTreeMap::new());
         }
         let Some(kinds) = models.get_mut(model) else { return };
         for token in TOKEN_TYPES {
-            let n = tokens.get(token);
-            if let Some(cost) = cost.line(token).filter(|_| n > 0) {
-                let e = kinds.entry((tier, token)).or_default();
-                e.0 += cost;
+            let n = cost.tokens.get(token);
+            if let Some(line) = cost.line(token).filter(|_| n > 0) {
+                let e = kinds.entry((tier, cost.billed_as(token))).or_default();
+                e.0 += line;
                 e.1 += n;
             }
         }
@@ -554,6 +609,10 @@ mod tests {
         //   total 0.0347376
         let mini = by_model("gpt-4o-mini-2024-07-18");
         assert_eq!(mini["price_model_id"], "gpt-4o-mini");
+        assert_eq!(
+            (mini["matched_model"].as_str(), mini["matched_exact"].as_bool()),
+            (Some("gpt-4o-mini"), Some(false))
+        );
         assert_eq!(mini["uncached_input_tokens"], 118_340);
         assert_eq!(mini["uncached_input_cost"], "0.017751");
         assert_eq!(mini["cached_input_cost"], "0.0048");
@@ -583,6 +642,105 @@ mod tests {
         let by_project = priced.by_project.amounts("project_id");
         assert_eq!(by_project[&(day, Some("project_id=proj_abc123".into()))], dec("2.0347376"));
         assert_eq!(by_project[&(day, Some("project_id=proj_xyz".into()))], dec("0.06913578"));
+    }
+
+    /// One completions result per billed dimension of issue 14 (provider-apis.md §1 fields).
+    const DIMENSIONS: &str = r#"{"object":"page","has_more":false,"next_page":null,"data":[
+      {"object":"bucket","start_time":1793491200,"end_time":1793577600,"results":[
+        {"object":"organization.usage.completions.result","input_tokens":600000,"input_cached_tokens":150000,
+         "input_cache_write_tokens":0,"input_audio_tokens":300000,"input_cached_audio_tokens":100000,
+         "output_tokens":250000,"output_audio_tokens":200000,"input_image_tokens":0,"input_cached_image_tokens":0,
+         "output_image_tokens":0,"num_model_requests":40,"project_id":"proj_abc123","api_key_id":"key_1",
+         "model":"gpt-realtime-2025-08-28","batch":false,"service_tier":"default"},
+        {"object":"organization.usage.completions.result","input_tokens":100000,"input_cached_tokens":20000,
+         "input_image_tokens":30000,"input_cached_image_tokens":10000,"output_tokens":5000,"num_model_requests":9,
+         "project_id":"proj_abc123","api_key_id":"key_1","model":"gpt-4o-2024-08-06","batch":false,"service_tier":"default"},
+        {"object":"organization.usage.completions.result","input_tokens":1000000,"input_cached_tokens":200000,
+         "output_tokens":100000,"num_model_requests":30,"project_id":"proj_abc123","api_key_id":"key_1",
+         "model":"gpt-5","batch":false,"service_tier":"flex"},
+        {"object":"organization.usage.completions.result","input_tokens":100000,"input_cached_tokens":20000,
+         "input_cache_write_tokens":30000,"output_tokens":1000,"num_model_requests":3,"project_id":"proj_abc123",
+         "api_key_id":"key_1","model":"gpt-5-2025-08-07","batch":false,"service_tier":"default"},
+        {"object":"organization.usage.completions.result","input_tokens":10,"input_cached_tokens":5,
+         "input_cache_write_tokens":20,"output_tokens":1,"num_model_requests":1,"project_id":"proj_abc123",
+         "api_key_id":"key_1","model":"gpt-4o-mini","batch":false,"service_tier":"default"}]}]}"#;
+
+    #[test]
+    fn golden_openai_billed_dimensions() {
+        let (raw, cost) = schemas();
+        let layout = Layout::new(&raw, &cost).unwrap();
+        let day = NaiveDate::from_ymd_opt(2026, 11, 1).unwrap();
+        let columns = super::usage::RawColumns::new(&raw).unwrap();
+        let mut names = crate::warehouse::Interner::default();
+        let page: Page<CompletionsResult> = serde_json::from_str(DIMENSIONS).unwrap();
+        let raw_rows: Vec<Record> = page
+            .data
+            .into_iter()
+            .flat_map(|b| b.results)
+            .map(|r| super::usage::completions_row((&columns, &mut names), "acme", day, &r))
+            .collect();
+        for r in &raw_rows {
+            check_record(&raw, r).unwrap();
+        }
+        let mut priced = Priced::default();
+        let rows = keyed(&cost, &priced.add("acme", raw_rows, &layout, &mut default_book("openai")));
+        let by_model = |m: &str| rows.iter().find(|r| r["model"] == m).unwrap();
+        // gpt-realtime (text 4.00 / 0.40 / 16.00, audio 32.00 / 0.40 / 64.00); split:
+        //   audio input 300,000 − 100,000 = 200,000; text cached 150,000 − 100,000 = 50,000;
+        //   text input 600,000 − 150,000 − 0 − 200,000 = 250,000; text output 250,000 − 200,000 = 50,000
+        //   250,000×4 + 50,000×0.4 + 50,000×16 + 200,000×32 + 100,000×0.4 + 200,000×64
+        //   = 1 + 0.02 + 0.8 + 6.4 + 0.04 + 12.8 = 21.06
+        let rt = by_model("gpt-realtime-2025-08-28");
+        assert_eq!(
+            (rt["uncached_input_tokens"].as_u64(), rt["audio_input_tokens"].as_u64()),
+            (Some(250_000), Some(200_000))
+        );
+        assert_eq!(
+            (rt["audio_input_cost"].as_str(), rt["audio_cached_input_cost"].as_str()),
+            (Some("6.4"), Some("0.04"))
+        );
+        assert_eq!((rt["audio_output_cost"].as_str(), rt["output_cost"].as_str()), (Some("12.8"), Some("0.8")));
+        assert_eq!((rt["total_cost"].as_str(), rt["matched_model"].as_str()), (Some("21.06"), Some("gpt-realtime")));
+        // gpt-4o images at the text rates (2.50 / 1.25), as OpenAI bills them: image input
+        //   30,000 − 10,000 = 20,000, text input 100,000 − 20,000 − 20,000 = 60,000, text cached 10,000:
+        //   60,000×2.5 + 10,000×1.25 + 20,000×2.5 + 10,000×1.25 + 5,000×10 = 0.15 + 0.0125 + 0.05 + 0.0125 + 0.05 = 0.275
+        let vision = by_model("gpt-4o-2024-08-06");
+        assert_eq!((vision["image_input_cost"].as_str(), vision["total_cost"].as_str()), (Some("0.05"), Some("0.275")));
+        // gpt-5 flex (0.625 / 0.0625 / 5.00): 800,000×0.625 + 200,000×0.0625 + 100,000×5 = 0.5 + 0.0125 + 0.5 = 1.0125
+        let flex = by_model("gpt-5");
+        assert_eq!((flex["pricing_basis"].as_str(), flex["total_cost"].as_str()), (Some("flex"), Some("1.0125")));
+        // gpt-5 cache writes with no cache-write rate are input: (50,000 + 30,000)×1.25 + 20,000×0.125 + 1,000×10
+        //   = 0.1 + 0.0025 + 0.01 = 0.1125
+        let writes = by_model("gpt-5-2025-08-07");
+        assert_eq!(
+            (writes["uncached_input_tokens"].as_u64(), writes["cache_write_tokens"].as_u64()),
+            (Some(80_000), Some(0))
+        );
+        assert!(writes["cache_write_cost"].is_null());
+        assert_eq!(writes["total_cost"], "0.1125");
+        // 5 cached + 20 cache writes of 10 input: the counts do not add up, reported, not clamped.
+        let bad = by_model("gpt-4o-mini");
+        assert_eq!(bad["cost_status"], "TOKEN_COUNTS_INCONSISTENT");
+        assert!(bad["total_cost"].is_null());
+        let dq = priced.unpriced.dq_results();
+        assert_eq!((dq.len(), dq[0].check_name), (1, "usage_token_counts_inconsistent"));
+        // Day: 21.06 + 0.275 + 1.0125 + 0.1125 = 22.46
+        assert_eq!(priced.total, dec("22.46"));
+
+        // The bill's line items, by kind: vision input joins the text lines; cache writes the input line.
+        let lines = priced.line_items();
+        let line = |k: &str| lines[&(day, k.to_string())];
+        assert_eq!(line("gpt-realtime-2025-08-28, audio input"), (dec("6.4"), 200_000));
+        assert_eq!(line("gpt-realtime-2025-08-28, cached audio input"), (dec("0.04"), 100_000));
+        assert_eq!(line("gpt-realtime-2025-08-28, audio output"), (dec("12.8"), 200_000));
+        assert_eq!(line("gpt-realtime-2025-08-28, input"), (dec("1"), 250_000));
+        // 60,000 × 2.5 + 20,000 × 2.5 = 0.2; 10,000 × 1.25 + 10,000 × 1.25 = 0.025
+        assert_eq!(line("gpt-4o-2024-08-06, input"), (dec("0.2"), 80_000));
+        assert_eq!(line("gpt-4o-2024-08-06, cached input"), (dec("0.025"), 20_000));
+        assert!(!lines.contains_key(&(day, "gpt-4o-2024-08-06, image input".to_string())));
+        assert_eq!(line("gpt-5, flex input"), (dec("0.5"), 800_000));
+        assert_eq!(line("gpt-5, flex cached input"), (dec("0.0125"), 200_000));
+        assert_eq!(line("gpt-5-2025-08-07, input"), (dec("0.1"), 80_000));
     }
 
     #[test]

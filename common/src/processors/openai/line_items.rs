@@ -1,11 +1,12 @@
 //! OpenAI's bill line by line: the Costs API grouped by `line_item` names each charge in free
 //! text, `"{model}, {kind}"` (provider-apis.md §2: `"gpt-4o-mini-2024-07-18, input"`; the
 //! vocabulary is not documented). The kinds we price are read as (model, tier, token type):
-//! `input` (uncached input), `cached input`, `output`, each optionally qualified by a tier word
-//! (`batch input`, `output (batch)`, `flex output`, `priority cached input`…), and `cache write`
-//! (OpenAI's `input_cache_write_tokens`, one line whatever the cache's lifetime). Anything else
-//! (`Image models`, `gpt-image-1, image output`, web search calls, storage, fine-tuning training,
-//! audio tokens) is a charge we do not price: reconciled as such, never as a mismatch.
+//! `input` (uncached input), `cached input`, `output`, `cache write` (OpenAI's
+//! `input_cache_write_tokens`, one line whatever the cache's lifetime), `audio input`,
+//! `cached audio input`, `audio output`, `image input`, `cached image input`, `image output`,
+//! each optionally qualified by a tier word (`batch input`, `output (batch)`, `flex output`,
+//! `priority cached input`…). Anything else (`Image models`, web search calls, storage,
+//! fine-tuning training) is a charge we do not price: reconciled as such, never as a mismatch.
 //!
 //! A priced kind is keyed by its canonical text, `"{model}, {tier }{kind}"` (`"gpt-4.1, batch
 //! output"`), built the same way from a usage row on our side, so both sides of a line meet on
@@ -30,6 +31,12 @@ pub(crate) fn line_key(model: &str, tier: Tier, token: TokenType) -> Option<Stri
         TokenType::CachedInput => "cached input",
         TokenType::Output => "output",
         TokenType::CacheWrite5m | TokenType::CacheWrite1h => "cache write",
+        TokenType::AudioInput => "audio input",
+        TokenType::AudioCachedInput => "cached audio input",
+        TokenType::AudioOutput => "audio output",
+        TokenType::ImageInput => "image input",
+        TokenType::ImageCachedInput => "cached image input",
+        TokenType::ImageOutput => "image output",
     };
     let tier = match tier {
         Tier::Standard => "",
@@ -71,6 +78,12 @@ pub(crate) fn parse(text: &str) -> LineItem {
         "cached input" => TokenType::CachedInput,
         "output" => TokenType::Output,
         "cache write" | "cache write input" | "cached write" => TokenType::CacheWrite5m,
+        "audio input" | "uncached audio input" => TokenType::AudioInput,
+        "cached audio input" | "audio cached input" => TokenType::AudioCachedInput,
+        "audio output" => TokenType::AudioOutput,
+        "image input" | "uncached image input" => TokenType::ImageInput,
+        "cached image input" | "image cached input" => TokenType::ImageCachedInput,
+        "image output" => TokenType::ImageOutput,
         _ => return unpriced(),
     };
     line_key(model, tier, token).map_or_else(unpriced, LineItem::Priced)
@@ -104,15 +117,28 @@ mod tests {
         assert_eq!(priced("gpt-5, Cache Write"), "gpt-5, cache write");
         assert_eq!(line_key("gpt-5", Tier::Standard, TokenType::CacheWrite1h).as_deref(), Some("gpt-5, cache write"));
         assert_eq!(line_key("m", Tier::Unknown, TokenType::Output), None);
+        // Audio and image kinds (issue 14's canonical texts).
+        assert_eq!(priced("gpt-4o-audio-preview, audio input"), "gpt-4o-audio-preview, audio input");
+        assert_eq!(priced("gpt-realtime, Cached Audio Input"), "gpt-realtime, cached audio input");
+        assert_eq!(priced("gpt-realtime, audio output"), "gpt-realtime, audio output");
+        assert_eq!(priced("gpt-image-1, image output (batch)"), "gpt-image-1, batch image output");
+        assert_eq!(priced("gpt-realtime, cached image input"), "gpt-realtime, cached image input");
+        assert_eq!(
+            line_key("gpt-realtime", Tier::Standard, TokenType::AudioCachedInput).as_deref(),
+            Some("gpt-realtime, cached audio input")
+        );
+        assert_eq!(
+            line_key("gpt-image-1", Tier::Priority, TokenType::ImageInput).as_deref(),
+            Some("gpt-image-1, priority image input")
+        );
     }
 
     #[test]
     fn other_charges_are_unpriced() {
         for text in [
             "Image models",
-            "gpt-image-1, image output",
-            "gpt-4o-audio-preview, audio input",
             "gpt-4o-mini, web search tool calls",
+            "gpt-4o-audio-preview, audio",
             "File search storage",
             "ft:gpt-4o-mini-2024-07-18:acme::x1, training",
             "GPT 4o, input",

@@ -1,5 +1,6 @@
 //! `openai.usage`: the Usage API's completions and embeddings, daily buckets grouped by model,
-//! project, API key (and, for completions, batch and service tier), paged to the end; each page
+//! project, API key (and, for completions, batch and service tier; each completions row keeps its
+//! cache-write, audio and image counts, which are priced at their own rates), paged to the end; each page
 //! is staged as it arrives and the window lands in `openai_usage_daily_raw` in one replace once
 //! every page is in.
 
@@ -22,8 +23,9 @@ table_columns! {
     /// `openai_usage_daily_raw`: written here, read back by `openai.cost`.
     pub(crate) struct RawColumns {
         usage_date, org_slug, usage_type, model, project_id, api_key_id, batch, service_tier, input_tokens,
-        input_cached_tokens, input_uncached_tokens, input_cache_write_tokens, input_audio_tokens, output_tokens,
-        output_audio_tokens, num_model_requests,
+        input_cached_tokens, input_uncached_tokens, input_cache_write_tokens, input_audio_tokens,
+        input_cached_audio_tokens, input_image_tokens, input_cached_image_tokens, output_tokens, output_audio_tokens,
+        output_image_tokens, num_model_requests,
     }
 }
 
@@ -104,8 +106,12 @@ pub(crate) fn completions_row(
     row[c.input_uncached_tokens] = Cell::count(r.input_tokens.saturating_sub(cached));
     row[c.input_cache_write_tokens] = Cell::opt_count(r.input_cache_write_tokens);
     row[c.input_audio_tokens] = Cell::opt_count(r.input_audio_tokens);
+    row[c.input_cached_audio_tokens] = Cell::opt_count(r.input_cached_audio_tokens);
+    row[c.input_image_tokens] = Cell::opt_count(r.input_image_tokens);
+    row[c.input_cached_image_tokens] = Cell::opt_count(r.input_cached_image_tokens);
     row[c.output_tokens] = Cell::count(r.output_tokens);
     row[c.output_audio_tokens] = Cell::opt_count(r.output_audio_tokens);
+    row[c.output_image_tokens] = Cell::opt_count(r.output_image_tokens);
     row[c.num_model_requests] = Cell::count(r.num_model_requests);
     row
 }
