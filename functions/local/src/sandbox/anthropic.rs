@@ -519,7 +519,9 @@ async fn cost_report(State(sb): State<Arc<Sandbox>>, headers: HeaderMap, RawQuer
                 let charges = lines.into_iter().map(|(t, _, cost)| (Charge::Tokens(t), cost));
                 let searches = (r.web_search_requests > 0).then_some((Charge::WebSearch, search));
                 for (charge, cost) in charges.chain(searches) {
-                    let key = (by_workspace.then_some(r.project), by_description.then_some((r.model, r.dims, charge)));
+                    // Web search costs the same whatever the row's tier, speed or geo: one line a model.
+                    let dims = if charge == Charge::WebSearch { Dims::STANDARD } else { r.dims };
+                    let key = (by_workspace.then_some(r.project), by_description.then_some((r.model, dims, charge)));
                     *sums.entry(key).or_default() += cost;
                 }
             }
@@ -544,7 +546,7 @@ async fn cost_report(State(sb): State<Arc<Sandbox>>, headers: HeaderMap, RawQuer
                         }),
                         context_window: tokens(|d| context_window(d.context)),
                         model: model.map(|m| m.id),
-                        service_tier: dims.map(|d| service_tier(d.tier)),
+                        service_tier: tokens(|d| service_tier(d.tier)),
                         token_type: charge.and_then(|c| match c {
                             Charge::Tokens(t) => token_type(t),
                             Charge::WebSearch => None,

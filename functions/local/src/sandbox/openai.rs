@@ -15,7 +15,7 @@ use serde_json::value::RawValue;
 use serde_json::{json, Value};
 
 use super::data::{day_rows, Flavor, Spec, UsageRow};
-use super::prices::{line_costs, Tier, TokenType, Tokens};
+use super::prices::{line_costs, nanodollars, Tier, TokenType, Tokens};
 use super::{
     bad_request, daily_only, day_of_unix, group_by, json, limit, midnight, paginate, today, with_retry_after, Caller,
     KeyKind, KeyOpts, OrgView, Problem, Query, Sandbox,
@@ -588,7 +588,7 @@ fn overbill(lines: &mut [BillLine], pct: u32) {
     };
     let factor = Decimal::from(100 + pct) / Decimal::from(100);
     for l in lines.iter_mut().filter(|l| l.line_item == largest) {
-        l.cost *= factor;
+        l.cost = nanodollars(l.cost * factor);
     }
 }
 

@@ -289,7 +289,8 @@ pub fn token_cost(tokens: u64, rate_per_1m: Decimal, multiplier: Decimal) -> Dec
     nanodollars(Decimal::from(tokens) * rate_per_1m * multiplier / Decimal::from(1_000_000u32))
 }
 
-fn nanodollars(d: Decimal) -> Decimal {
+/// Rounded half away from zero to 9 decimals, trailing zeros dropped.
+pub fn nanodollars(d: Decimal) -> Decimal {
     d.round_dp_with_strategy(9, RoundingStrategy::MidpointAwayFromZero).normalize()
 }
 
