@@ -468,7 +468,8 @@ pub fn description(display_name: &str, dims: Dims, charge: Charge) -> String {
         Charge::Tokens(TokenType::CacheWrite5m) => "Prompt Caching Write Tokens (5m)",
         Charge::Tokens(TokenType::CacheWrite1h) => "Prompt Caching Write Tokens (1h)",
         Charge::Tokens(TokenType::Output) => "Output Tokens",
-        Charge::Tokens(other) => token_type(other).unwrap_or("Tokens"),
+        // The OpenAI-only modalities, never generated for Anthropic.
+        Charge::Tokens(_) => "Tokens",
     };
     let mut qualifiers = Vec::new();
     match (dims.tier, dims.context) {
@@ -531,7 +532,8 @@ async fn cost_report(State(sb): State<Arc<Sandbox>>, headers: HeaderMap, RawQuer
                     let model = line.map(|(m, ..)| &sb.anthropic[m]);
                     let dims = line.map(|(_, d, _)| d);
                     let charge = line.map(|(.., c)| c);
-                    let tokens = |f: fn(Dims) -> &'static str| match charge {
+                    // A field of token lines; null on web search lines (one line a model).
+                    let token_field = |f: fn(Dims) -> &'static str| match charge {
                         Some(Charge::Tokens(_)) => dims.map(f),
                         _ => None,
                     };
@@ -544,15 +546,15 @@ async fn cost_report(State(sb): State<Arc<Sandbox>>, headers: HeaderMap, RawQuer
                             Charge::Tokens(_) => "tokens",
                             Charge::WebSearch => "web_search",
                         }),
-                        context_window: tokens(|d| context_window(d.context)),
+                        context_window: token_field(|d| context_window(d.context)),
                         model: model.map(|m| m.id),
-                        service_tier: tokens(|d| service_tier(d.tier)),
+                        service_tier: token_field(|d| service_tier(d.tier)),
                         token_type: charge.and_then(|c| match c {
                             Charge::Tokens(t) => token_type(t),
                             Charge::WebSearch => None,
                         }),
-                        inference_geo: tokens(|d| inference_geo(d.geo)),
-                        speed: tokens(|d| speed(d.speed)),
+                        inference_geo: token_field(|d| inference_geo(d.geo)),
+                        speed: token_field(|d| speed(d.speed)),
                     }
                 })
                 .collect();
