@@ -1,13 +1,15 @@
 //! The provider sandbox of `convergence-local` (`SANDBOX_PROVIDERS=true`): the OpenAI and
 //! Anthropic admin endpoints in their real shapes, paged like the real APIs, deterministic per key
-//! and day, with costs equal to the default price book applied to the same usage, fault
-//! injection, key handling, and credential set-up validated against it end to end.
+//! and day, with every billed dimension of issue 14 (tiers, modalities, cache writes, fast mode,
+//! US-only inference, web search), costs equal to the default catalog applied to the same usage,
+//! fault injection, key handling, and credential set-up validated against it end to end.
 
 use std::collections::{BTreeMap, HashMap};
 
-use common::pricebook::records::parse_catalog_csv;
+use chrono::NaiveDate;
 use convergence_tests::{Key, TestApp};
 use reqwest::StatusCode;
+use rust_decimal::{Decimal, RoundingStrategy};
 use serde_json::{json, Value};
 
 /// The app with the sandbox as its providers (the harness aims unset provider bases at it).
@@ -37,12 +39,17 @@ async fn openai(app: &TestApp, path_and_query: &str, key: &str) -> Raw {
     send(req).await
 }
 
+/// The fast-mode beta, which `group_by[]=speed` needs.
+const FAST_MODE_BETA: &str = "fast-mode-2026-02-01";
+
+/// An Anthropic call with the fast-mode beta among others (as a client that groups by speed sends).
 async fn anthropic(app: &TestApp, path_and_query: &str, key: &str) -> Raw {
     let req = app
         .client
         .get(format!("{}/sandbox/anthropic{path_and_query}", app.base))
         .header("x-api-key", key)
-        .header("anthropic-version", "2023-06-01");
+        .header("anthropic-version", "2023-06-01")
+        .header("anthropic-beta", format!("files-api-2025-04-14, {FAST_MODE_BETA}"));
     send(req).await
 }
 
@@ -113,24 +120,50 @@ async fn openai_usage_has_the_real_shape_and_pages_to_the_end() {
         assert_eq!(results.len(), 40, "SANDBOX_ROWS_PER_DAY default: one result per finest-grain row");
         for r in results {
             assert_eq!(r["object"], "organization.usage.completions.result");
-            let (input, cached) = (r["input_tokens"].as_u64().unwrap(), r["input_cached_tokens"].as_u64().unwrap());
-            assert!(cached <= input, "cached tokens are a subset of input: {r}");
-            assert_eq!(r["input_uncached_tokens"].as_u64().unwrap(), input - cached);
-            assert!(r["output_tokens"].as_u64().unwrap() > 0 && r["num_model_requests"].as_u64().unwrap() > 0);
+            let n = |f: &str| r[f].as_u64().unwrap_or_else(|| panic!("{f} in {r}"));
+            let (input, cached, write) = (n("input_tokens"), n("input_cached_tokens"), n("input_cache_write_tokens"));
+            assert!(cached + write <= input, "cached tokens and cache writes are part of input: {r}");
+            assert_eq!(n("input_uncached_tokens"), input - cached - write);
+            // Per modality: each counts its cached tokens, and the modalities add up.
+            assert_eq!(n("input_text_tokens") + n("input_audio_tokens") + n("input_image_tokens"), input, "{r}");
+            assert_eq!(
+                n("input_cached_text_tokens") + n("input_cached_audio_tokens") + n("input_cached_image_tokens"),
+                cached,
+                "{r}"
+            );
+            assert_eq!(
+                n("output_text_tokens") + n("output_audio_tokens") + n("output_image_tokens"),
+                n("output_tokens")
+            );
+            assert!(n("output_tokens") > 0 && n("num_model_requests") > 0);
             assert!(r["project_id"].as_str().unwrap().starts_with("proj_"));
             assert!(r["api_key_id"].as_str().unwrap().starts_with("key_"));
-            assert!(r["model"].is_string() && r["batch"].is_boolean() && r["service_tier"].is_string());
+            assert!(r["model"].is_string() && r["batch"].is_boolean());
+            assert!(["default", "flex", "priority"].contains(&r["service_tier"].as_str().unwrap()), "{r}");
             assert!(r["user_id"].is_null());
             if r["batch"] == true {
-                assert_eq!(cached, 0, "batch rows have no cache reads (no batch cache price)");
+                assert_eq!(cached + write, 0, "batch rows have no cache reads or writes: {r}");
+                assert_eq!(r["service_tier"], "default");
             }
         }
     }
     let models: std::collections::BTreeSet<&str> =
         small.iter().flat_map(|b| b["results"].as_array().unwrap()).map(|r| r["model"].as_str().unwrap()).collect();
-    assert!(models.contains("gpt-4o-mini-2024-07-18") && models.len() >= 5, "{models:?}");
+    assert!(models.contains("gpt-4o-mini-2024-07-18") && models.contains("gpt-4o-2024-05-13"), "{models:?}");
     let all: Vec<&Value> = small.iter().flat_map(|b| b["results"].as_array().unwrap()).collect();
-    assert!(all.iter().any(|r| r["batch"] == true) && all.iter().any(|r| r["input_cached_tokens"].as_u64() > Some(0)));
+    let any = |f: &dyn Fn(&Value) -> bool| all.iter().any(|r| f(r));
+    let n = |r: &Value, f: &str| r[f].as_u64().unwrap();
+    assert!(any(&|r| r["batch"] == true) && any(&|r| n(r, "input_cached_tokens") > 0));
+    assert!(any(&|r| r["service_tier"] == "flex") && any(&|r| r["service_tier"] == "priority"));
+    assert!(any(&|r| r["model"] == "gpt-5.6" && n(r, "input_cache_write_tokens") > 0));
+    assert!(any(&|r| r["model"] == "gpt-realtime-2025-08-28"
+        && n(r, "input_cached_audio_tokens") > 0
+        && n(r, "input_audio_tokens") > n(r, "input_cached_audio_tokens")
+        && n(r, "output_audio_tokens") > 0
+        && n(r, "input_cached_image_tokens") > 0));
+    assert!(any(&|r| r["model"] == "gpt-image-1" && n(r, "output_image_tokens") == n(r, "output_tokens")));
+    assert!(all.iter().all(|r| ["gpt-realtime-2025-08-28", "gpt-image-1"].contains(&r["model"].as_str().unwrap())
+        || n(r, "input_audio_tokens") + n(r, "input_image_tokens") + n(r, "output_image_tokens") == 0));
 
     // Totals do not depend on the page size or the grouping.
     let (big, pages) = all_pages(
@@ -152,7 +185,15 @@ async fn openai_usage_has_the_real_shape_and_pages_to_the_end() {
         assert_eq!(results.len(), 1);
         assert!(results[0]["model"].is_null() && results[0]["project_id"].is_null() && results[0]["batch"].is_null());
     }
-    for field in ["/input_tokens", "/input_cached_tokens", "/output_tokens", "/num_model_requests"] {
+    for field in [
+        "/input_tokens",
+        "/input_cached_tokens",
+        "/input_cache_write_tokens",
+        "/input_audio_tokens",
+        "/output_image_tokens",
+        "/output_tokens",
+        "/num_model_requests",
+    ] {
         assert_eq!(sum(&small, field), sum(&big, field), "{field}");
         assert_eq!(sum(&small, field), sum(&ungrouped, field), "{field}");
     }
@@ -217,7 +258,7 @@ async fn anthropic_usage_has_the_real_shape_and_pages_to_the_end() {
         }
         assert!(r["cache_creation"]["ephemeral_5m_input_tokens"].is_u64());
         assert!(r["cache_creation"]["ephemeral_1h_input_tokens"].is_u64());
-        assert_eq!(r["server_tool_use"]["web_search_requests"], 0);
+        assert!(r["server_tool_use"]["web_search_requests"].is_u64());
         assert!(r["api_key_id"].as_str().unwrap().starts_with("apikey_01"));
         assert!(r["workspace_id"].is_null() || r["workspace_id"].as_str().unwrap().starts_with("wrkspc_01"));
         assert!(["standard", "batch"].contains(&r["service_tier"].as_str().unwrap()));
@@ -228,6 +269,10 @@ async fn anthropic_usage_has_the_real_shape_and_pages_to_the_end() {
     assert!(all.iter().any(|r| r["service_tier"] == "batch"));
     assert!(all.iter().any(|r| r["context_window"] == "200k-1M"));
     assert!(all.iter().any(|r| r["cache_creation"]["ephemeral_1h_input_tokens"].as_u64() > Some(0)));
+    assert!(all.iter().any(|r| r["server_tool_use"]["web_search_requests"].as_u64() > Some(0)));
+    for f in ["speed", "inference_geo", "account_id", "service_account_id"] {
+        assert!(all.iter().all(|r| r[f].is_null()), "{f} is null unless grouped by");
+    }
 
     let (one_page, pages) = all_pages(&app, true, path, &format!("{window}&limit=31"), ANTHROPIC_KEY).await;
     assert_eq!(pages, 1);
@@ -237,6 +282,7 @@ async fn anthropic_usage_has_the_real_shape_and_pages_to_the_end() {
         "/cache_creation/ephemeral_5m_input_tokens",
         "/cache_creation/ephemeral_1h_input_tokens",
         "/output_tokens",
+        "/server_tool_use/web_search_requests",
     ] {
         assert_eq!(sum(&small, f), sum(&one_page, f), "{f}");
     }
@@ -292,60 +338,177 @@ fn scaled(text: &str, scale: u32) -> i128 {
     digits * 10i128.pow(shift as u32)
 }
 
-/// The catalog's current prices from the catalog CSV: model → column → price in thousandths of a
-/// dollar per 1M tokens (so tokens × price = nanodollars, exactly).
-fn price_book(provider: &str) -> BTreeMap<String, HashMap<String, i128>> {
-    let path = format!("{}/../configs/{provider}/seed/data/default_pricing.csv", env!("CARGO_MANIFEST_DIR"));
-    let rows = parse_catalog_csv(&std::fs::read_to_string(path).unwrap()).unwrap();
-    rows.into_iter()
-        .filter(|r| r.effective_to.is_none())
-        .map(|r| r.entry)
-        .map(|e| {
-            let prices = e
+/// One version of a model in the default catalog: its days and its prices by column.
+struct Version {
+    from: NaiveDate,
+    /// Exclusive; None while current.
+    to: Option<NaiveDate>,
+    prices: HashMap<String, Decimal>,
+}
+
+/// The default catalog of a provider (`configs/{provider}/seed/data/default_pricing.csv`), read
+/// with the csv crate on its own (not Convergence's loader): model → versions.
+struct Catalog(BTreeMap<String, Vec<Version>>);
+
+impl Catalog {
+    fn load(provider: &str) -> Catalog {
+        let path = format!("{}/../configs/{provider}/seed/data/default_pricing.csv", env!("CARGO_MANIFEST_DIR"));
+        let mut reader = csv::Reader::from_path(path).unwrap();
+        let headers = reader.headers().unwrap().clone();
+        let mut out: BTreeMap<String, Vec<Version>> = BTreeMap::new();
+        for row in reader.records() {
+            let row = row.unwrap();
+            let field = |name: &str| headers.iter().position(|h| h == name).map(|i| &row[i]).unwrap_or("");
+            let date = |text: &str| NaiveDate::parse_from_str(text, "%Y-%m-%d").ok();
+            let prices = headers
                 .iter()
-                // The sandbox bills the dimensions it emits; the billed-dimension columns (some
-                // with more than 3 decimals) are not among them here.
-                .filter(|(k, _)| k.ends_with("_per_1m") && !common::pricebook::records::is_dimension_column(k))
-                .filter_map(|(k, v)| v.as_str().map(|s| (k.clone(), scaled(s, 3))))
+                .zip(row.iter())
+                .filter(|(h, v)| {
+                    (h.ends_with("_per_1m") || h.ends_with("_multiplier") || h.ends_with("_per_1k_requests"))
+                        && !v.is_empty()
+                })
+                .map(|(h, v)| (h.to_string(), v.parse::<Decimal>().unwrap_or_else(|e| panic!("{h} {v:?}: {e}"))))
                 .collect();
-            (e["model_id"].as_str().unwrap().to_string(), prices)
-        })
-        .collect()
+            let version =
+                Version { from: date(field("effective_from")).unwrap(), to: date(field("effective_to")), prices };
+            out.entry(field("model_id").to_string()).or_default().push(version);
+        }
+        Catalog(out)
+    }
+
+    /// The prices in force on `day` for `model`: the exact id, else the longest catalog id the
+    /// model extends by a `-` suffix (a dated snapshot).
+    fn price(&self, model: &str, day: NaiveDate) -> &HashMap<String, Decimal> {
+        let versions = self
+            .0
+            .get(model)
+            .or_else(|| {
+                self.0
+                    .iter()
+                    .filter(|(id, _)| model.starts_with(&format!("{id}-")))
+                    .max_by_key(|(id, _)| id.len())
+                    .map(|(_, v)| v)
+            })
+            .unwrap_or_else(|| panic!("{model} is not in the default catalog"));
+        &versions
+            .iter()
+            .find(|v| v.from <= day && v.to.is_none_or(|to| day < to))
+            .unwrap_or_else(|| panic!("{model} has no catalog price on {day}"))
+            .prices
+    }
 }
 
-/// Exact id, else the longest book id that is a `-` prefix of it.
-fn book_entry<'a>(book: &'a BTreeMap<String, HashMap<String, i128>>, model: &str) -> &'a HashMap<String, i128> {
-    book.get(model)
-        .or_else(|| {
-            book.iter()
-                .filter(|(id, _)| model.starts_with(&format!("{id}-")))
-                .max_by_key(|(id, _)| id.len())
-                .map(|(_, p)| p)
-        })
-        .unwrap_or_else(|| panic!("{model} is not in the default price book"))
+fn rate(p: &HashMap<String, Decimal>, column: &str) -> Decimal {
+    *p.get(column).unwrap_or_else(|| panic!("no {column} in {p:?}"))
 }
 
-fn rate(p: &HashMap<String, i128>, column: &str) -> i128 {
-    *p.get(column).unwrap_or_else(|| panic!("no {column}"))
+/// `tokens × rate × multiplier / 1M`, rounded once half away from zero to 9 decimals.
+fn line_cost(tokens: u64, rate: Decimal, multiplier: Decimal) -> Decimal {
+    (Decimal::from(tokens) * rate * multiplier / Decimal::from(1_000_000))
+        .round_dp_with_strategy(9, RoundingStrategy::MidpointAwayFromZero)
 }
+
+fn decimal(v: &Value) -> Decimal {
+    match v {
+        Value::String(s) => s.parse().unwrap(),
+        other => other.to_string().parse().unwrap(),
+    }
+}
+
+fn day_of(bucket: &Value) -> NaiveDate {
+    match bucket["start_time"].as_i64() {
+        Some(t) => chrono::DateTime::from_timestamp(t, 0).unwrap().date_naive(),
+        None => NaiveDate::parse_from_str(&bucket["starting_at"].as_str().unwrap()[..10], "%Y-%m-%d").unwrap(),
+    }
+}
+
+/// The expected OpenAI bill of a day, line item by line item, from the finest-grain usage and the
+/// catalog (issue 14's token types and canonical line items).
+fn openai_expected_lines(catalog: &Catalog, usage: &Value, embeddings: &Value) -> BTreeMap<String, Decimal> {
+    let day = day_of(usage);
+    let mut lines: BTreeMap<String, Decimal> = BTreeMap::new();
+    for r in usage["results"].as_array().unwrap() {
+        let model = r["model"].as_str().unwrap();
+        let p = catalog.price(model, day);
+        let n = |f: &str| r[f].as_u64().unwrap();
+        let (tier_word, prefix) = match (r["batch"].as_bool().unwrap(), r["service_tier"].as_str().unwrap()) {
+            (true, _) => ("batch ", "batch_"),
+            (false, "default") => ("", ""),
+            (false, "flex") => ("flex ", "flex_"),
+            (false, "priority") => ("priority ", "priority_"),
+            other => panic!("unexpected tier {other:?}"),
+        };
+        let (audio_cached, image_cached) = (n("input_cached_audio_tokens"), n("input_cached_image_tokens"));
+        let audio = n("input_audio_tokens") - audio_cached;
+        let image = n("input_image_tokens") - image_cached;
+        let write = n("input_cache_write_tokens");
+        let (audio_out, image_out) = (n("output_audio_tokens"), n("output_image_tokens"));
+        let text_cached = n("input_cached_tokens") - audio_cached - image_cached;
+        let text = n("input_tokens") - n("input_cached_tokens") - write - audio - image;
+        let text_out = n("output_tokens") - audio_out - image_out;
+        // Audio and image rates are standard-tier only.
+        let kinds = [
+            ("input", text, format!("{prefix}input_per_1m")),
+            ("cached input", text_cached, format!("{prefix}cached_input_per_1m")),
+            ("cache write", write, format!("{prefix}cache_write_5m_per_1m")),
+            ("output", text_out, format!("{prefix}output_per_1m")),
+            ("audio input", audio, "audio_input_per_1m".into()),
+            ("cached audio input", audio_cached, "audio_cached_input_per_1m".into()),
+            ("audio output", audio_out, "audio_output_per_1m".into()),
+            ("image input", image, "image_input_per_1m".into()),
+            ("cached image input", image_cached, "image_cached_input_per_1m".into()),
+            ("image output", image_out, "image_output_per_1m".into()),
+        ];
+        for (kind, tokens, column) in kinds {
+            if tokens > 0 {
+                let cost = line_cost(tokens, rate(p, &column), Decimal::ONE);
+                *lines.entry(format!("{model}, {tier_word}{kind}")).or_default() += cost;
+            }
+        }
+    }
+    for r in embeddings["results"].as_array().unwrap() {
+        let model = r["model"].as_str().unwrap();
+        let cost = line_cost(
+            r["input_tokens"].as_u64().unwrap(),
+            rate(catalog.price(model, day), "input_per_1m"),
+            Decimal::ONE,
+        );
+        *lines.entry(format!("{model}, input")).or_default() += cost;
+    }
+    lines
+}
+
+/// Usage at its finest grain (one result per sandbox row), so each line is rounded where the
+/// sandbox rounds it.
+const OPENAI_FINEST: &str =
+    "group_by=model&group_by=batch&group_by=service_tier&group_by=project_id&group_by=api_key_id";
 
 #[tokio::test]
-async fn openai_costs_equal_the_default_price_book_applied_to_usage() {
+async fn openai_costs_equal_the_default_catalog_applied_to_usage() {
     let app = spawn().await;
-    let book = price_book("openai");
+    let catalog = Catalog::load("openai");
     let window = format!("start_time={MARCH_1}&end_time={}", MARCH_1 + 9 * DAY);
     let (usage, _) = all_pages(
         &app,
         false,
         "/organization/usage/completions",
-        &format!("{window}&group_by=model&group_by=batch&limit=4"),
+        &format!("{window}&{OPENAI_FINEST}&limit=4"),
         OPENAI_KEY,
     )
     .await;
-    let (embeddings, _) =
-        all_pages(&app, false, "/organization/usage/embeddings", &format!("{window}&group_by=model"), OPENAI_KEY).await;
+    let (embeddings, _) = all_pages(
+        &app,
+        false,
+        "/organization/usage/embeddings",
+        &format!("{window}&group_by=model&group_by=project_id&group_by=api_key_id"),
+        OPENAI_KEY,
+    )
+    .await;
     let (costs, _) = all_pages(&app, false, "/organization/costs", &format!("{window}&limit=2"), OPENAI_KEY).await;
-    let (by_line, _) = all_pages(
+    let (by_line, _) =
+        all_pages(&app, false, "/organization/costs", &format!("{window}&group_by=line_item&limit=9"), OPENAI_KEY)
+            .await;
+    let (by_project, _) = all_pages(
         &app,
         false,
         "/organization/costs",
@@ -354,59 +517,144 @@ async fn openai_costs_equal_the_default_price_book_applied_to_usage() {
     )
     .await;
     assert_eq!((usage.len(), embeddings.len(), costs.len(), by_line.len()), (9, 9, 9, 9));
+    let mut kinds = std::collections::BTreeSet::new();
     for day in 0..9 {
-        let mut expected: i128 = 0;
-        for r in usage[day]["results"].as_array().unwrap() {
-            let p = book_entry(&book, r["model"].as_str().unwrap());
-            let n = |f: &str| r[f].as_u64().unwrap() as i128;
-            let (input, cached, output) = (n("input_tokens"), n("input_cached_tokens"), n("output_tokens"));
-            expected += if r["batch"] == true {
-                assert_eq!(cached, 0);
-                input * rate(p, "batch_input_per_1m") + output * rate(p, "batch_output_per_1m")
-            } else {
-                let cached_cost = if cached > 0 { cached * rate(p, "cached_input_per_1m") } else { 0 };
-                (input - cached) * rate(p, "input_per_1m") + cached_cost + output * rate(p, "output_per_1m")
-            };
-        }
-        for r in embeddings[day]["results"].as_array().unwrap() {
-            let p = book_entry(&book, r["model"].as_str().unwrap());
-            expected += r["input_tokens"].as_u64().unwrap() as i128 * rate(p, "input_per_1m");
-        }
+        let expected = openai_expected_lines(&catalog, &usage[day], &embeddings[day]);
+        let total: Decimal = expected.values().sum();
         let results = costs[day]["results"].as_array().unwrap();
         assert_eq!(results.len(), 1);
         let r = &results[0];
         assert_eq!(r["object"], "organization.costs.result");
         assert_eq!(r["amount"]["currency"], "usd");
         assert!(r["line_item"].is_null() && r["project_id"].is_null());
-        let reported = scaled(&r["amount"]["value"].to_string(), 9);
-        assert_eq!(reported, expected, "day {day}: reported {} vs computed {expected} n$", r["amount"]["value"]);
-        assert!(expected > 0);
+        assert_eq!(decimal(&r["amount"]["value"]), total, "day {day}: reported vs computed");
+        assert!(total > Decimal::ZERO);
 
-        let lines = by_line[day]["results"].as_array().unwrap();
-        let line_total: i128 = lines.iter().map(|l| scaled(&l["amount"]["value"].to_string(), 9)).sum();
-        assert_eq!(line_total, expected, "day {day}: line items add up to the day");
-        for l in lines {
-            assert!(l["line_item"].as_str().unwrap().contains(", "), "{l}");
-            assert!(l["project_id"].as_str().unwrap().starts_with("proj_"));
-            assert_eq!(l["quantity_unit"], "tokens");
-            assert!(l["quantity"].as_u64().unwrap() > 0);
-        }
+        let billed: BTreeMap<String, Decimal> = by_line[day]["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| {
+                assert_eq!(l["quantity_unit"], "tokens");
+                assert!(l["quantity"].as_u64().unwrap() > 0);
+                (l["line_item"].as_str().unwrap().to_string(), decimal(&l["amount"]["value"]))
+            })
+            .collect();
+        assert_eq!(billed, expected, "day {day}: line by line");
+        kinds.extend(billed.keys().map(|k| k.split_once(", ").unwrap().1.to_string()));
+        let lines = by_project[day]["results"].as_array().unwrap();
+        assert_eq!(lines.iter().map(|l| decimal(&l["amount"]["value"])).sum::<Decimal>(), total);
+        assert!(lines.iter().all(|l| l["project_id"].as_str().unwrap().starts_with("proj_")));
+    }
+    for kind in [
+        "input",
+        "cached input",
+        "output",
+        "cache write",
+        "batch input",
+        "flex cached input",
+        "priority output",
+        "audio input",
+        "cached audio input",
+        "audio output",
+        "image input",
+        "cached image input",
+        "image output",
+    ] {
+        assert!(kinds.contains(kind), "the bill has {kind:?} lines: {kinds:?}");
     }
     // The body carries the exact decimal, not a float approximation of it.
     let raw = openai(&app, &format!("/organization/costs?{window}"), OPENAI_KEY).await;
     assert!(raw.text.contains("\"amount\":{\"value\":"), "{}", raw.text);
 }
 
+/// A cost-report line's identity: model, cost type, token type, tier, context, speed, geo.
+type AnthropicLine = [Option<String>; 7];
+
+fn anthropic_line(l: &Value) -> AnthropicLine {
+    ["model", "cost_type", "token_type", "service_tier", "context_window", "speed", "inference_geo"]
+        .map(|f| l[f].as_str().map(str::to_string))
+}
+
+/// The expected Anthropic cost report of a day, line by line, from finest-grain usage and the
+/// catalog: token rates by tier and context, × the fast-mode and US-only multipliers; web search
+/// per request, without them.
+fn anthropic_expected_lines(catalog: &Catalog, usage: &Value) -> BTreeMap<AnthropicLine, Decimal> {
+    let day = day_of(usage);
+    let mut lines: BTreeMap<AnthropicLine, Decimal> = BTreeMap::new();
+    for r in usage["results"].as_array().unwrap() {
+        let model = r["model"].as_str().unwrap();
+        let p = catalog.price(model, day);
+        let n = |f: &str| r.pointer(f).unwrap().as_u64().unwrap();
+        let text = |f: &str| r[f].as_str().unwrap().to_string();
+        let prefix = match (r["service_tier"].as_str().unwrap(), r["context_window"].as_str().unwrap()) {
+            ("standard", "0-200k") => "",
+            ("standard", "200k-1M") => "long_context_",
+            ("batch", "0-200k") => "batch_",
+            ("batch", "200k-1M") => "batch_long_context_",
+            other => panic!("unexpected {other:?}"),
+        };
+        let fast = match r["speed"].as_str().unwrap() {
+            "standard" => Decimal::ONE,
+            "fast" => rate(p, "fast_mode_multiplier"),
+            other => panic!("speed {other}"),
+        };
+        let geo = match r["inference_geo"].as_str().unwrap() {
+            "global" | "not_available" => Decimal::ONE,
+            "us" => rate(p, "us_inference_multiplier"),
+            other => panic!("inference_geo {other}"),
+        };
+        let tokens = [
+            ("/uncached_input_tokens", "uncached_input_tokens", "input_per_1m"),
+            ("/cache_read_input_tokens", "cache_read_input_tokens", "cached_input_per_1m"),
+            (
+                "/cache_creation/ephemeral_5m_input_tokens",
+                "cache_creation.ephemeral_5m_input_tokens",
+                "cache_write_5m_per_1m",
+            ),
+            (
+                "/cache_creation/ephemeral_1h_input_tokens",
+                "cache_creation.ephemeral_1h_input_tokens",
+                "cache_write_1h_per_1m",
+            ),
+            ("/output_tokens", "output_tokens", "output_per_1m"),
+        ];
+        for (field, token_type, column) in tokens {
+            let count = n(field);
+            if count > 0 {
+                let key = [
+                    Some(model.to_string()),
+                    Some("tokens".into()),
+                    Some(token_type.into()),
+                    Some(text("service_tier")),
+                    Some(text("context_window")),
+                    Some(text("speed")),
+                    Some(text("inference_geo")),
+                ];
+                *lines.entry(key).or_default() += line_cost(count, rate(p, &format!("{prefix}{column}")), fast * geo);
+            }
+        }
+        let searches = n("/server_tool_use/web_search_requests");
+        if searches > 0 {
+            let key = [Some(model.to_string()), Some("web_search".into()), None, None, None, None, None];
+            let cost = line_cost(searches * 1000, rate(p, "web_search_per_1k_requests"), Decimal::ONE);
+            *lines.entry(key).or_default() += cost;
+        }
+    }
+    lines
+}
+
 #[tokio::test]
-async fn anthropic_cost_report_equals_the_default_price_book_applied_to_usage() {
+async fn anthropic_cost_report_equals_the_default_catalog_applied_to_usage() {
     let app = spawn().await;
-    let book = price_book("anthropic");
+    let catalog = Catalog::load("anthropic");
     let window = "starting_at=2025-03-01T00:00:00Z&ending_at=2025-03-08T00:00:00Z";
+    let finest = "group_by[]=model&group_by[]=workspace_id&group_by[]=api_key_id&group_by[]=service_tier&group_by[]=context_window&group_by[]=speed&group_by[]=inference_geo";
     let (usage, _) = all_pages(
         &app,
         true,
         "/v1/organizations/usage_report/messages",
-        &format!("{window}&group_by[]=model&group_by[]=service_tier&group_by[]=context_window&limit=3"),
+        &format!("{window}&{finest}&limit=3"),
         ANTHROPIC_KEY,
     )
     .await;
@@ -416,63 +664,108 @@ async fn anthropic_cost_report_equals_the_default_price_book_applied_to_usage() 
         &app,
         true,
         "/v1/organizations/cost_report",
+        &format!("{window}&group_by[]=description"),
+        ANTHROPIC_KEY,
+    )
+    .await;
+    let (by_workspace, _) = all_pages(
+        &app,
+        true,
+        "/v1/organizations/cost_report",
         &format!("{window}&group_by[]=workspace_id&group_by[]=description"),
         ANTHROPIC_KEY,
     )
     .await;
-    assert_eq!((usage.len(), report.len(), described.len()), (7, 7, 7));
+    assert_eq!((usage.len(), report.len(), described.len(), by_workspace.len()), (7, 7, 7, 7));
     for day in 0..7 {
-        let mut expected: i128 = 0; // nanodollars
-        for r in usage[day]["results"].as_array().unwrap() {
-            let p = book_entry(&book, r["model"].as_str().unwrap());
-            let n = |f: &str| r.pointer(f).unwrap().as_u64().unwrap() as i128;
-            let tokens = [
-                (n("/uncached_input_tokens"), "input_per_1m"),
-                (n("/cache_read_input_tokens"), "cached_input_per_1m"),
-                (n("/cache_creation/ephemeral_5m_input_tokens"), "cache_write_5m_per_1m"),
-                (n("/cache_creation/ephemeral_1h_input_tokens"), "cache_write_1h_per_1m"),
-                (n("/output_tokens"), "output_per_1m"),
-            ];
-            let prefix = match (r["service_tier"].as_str().unwrap(), r["context_window"].as_str().unwrap()) {
-                ("standard", "0-200k") => "",
-                ("standard", "200k-1M") => "long_context_",
-                ("batch", "0-200k") => "batch_",
-                other => panic!("unexpected {other:?}"),
-            };
-            for (count, column) in tokens {
-                if count > 0 {
-                    expected += count * rate(p, &format!("{prefix}{column}"));
-                }
-            }
-        }
+        let expected = anthropic_expected_lines(&catalog, &usage[day]);
+        let total: Decimal = expected.values().sum();
         let results = report[day]["results"].as_array().unwrap();
         assert_eq!(results.len(), 1);
         let r = &results[0];
         assert_eq!(r["currency"], "USD");
         assert!(r["description"].is_null() && r["model"].is_null() && r["workspace_id"].is_null());
         let cents = r["amount"].as_str().expect("amount is a decimal string");
-        // Cents with up to 7 decimals = nanodollars.
-        assert_eq!(scaled(cents, 7), expected, "day {day}: {cents} cents vs {expected} n$");
+        assert_eq!(cents.parse::<Decimal>().unwrap() / Decimal::ONE_HUNDRED, total, "day {day}: {cents} cents");
 
         let lines = described[day]["results"].as_array().unwrap();
-        let total: i128 = lines.iter().map(|l| scaled(l["amount"].as_str().unwrap(), 7)).sum();
-        assert_eq!(total, expected);
+        let billed: BTreeMap<AnthropicLine, Decimal> = lines
+            .iter()
+            .map(|l| {
+                (anthropic_line(l), l["amount"].as_str().unwrap().parse::<Decimal>().unwrap() / Decimal::ONE_HUNDRED)
+            })
+            .collect();
+        assert_eq!(billed.len(), lines.len(), "one line per description");
+        assert_eq!(billed, expected, "day {day}: line by line");
         for l in lines {
-            assert_eq!(l["cost_type"], "tokens");
-            assert!(l["description"].as_str().unwrap().contains(" Usage - "), "{l}");
-            assert!(l["model"].as_str().unwrap().starts_with("claude-"));
-            assert!([
-                "uncached_input_tokens",
-                "output_tokens",
-                "cache_read_input_tokens",
-                "cache_creation.ephemeral_5m_input_tokens",
-                "cache_creation.ephemeral_1h_input_tokens"
-            ]
-            .contains(&l["token_type"].as_str().unwrap()));
+            let description = l["description"].as_str().unwrap();
+            assert!(description.contains(" Usage - "), "{l}");
+            assert_eq!(description.contains("Fast Mode"), l["speed"] == "fast", "{l}");
+            assert_eq!(description.contains("US Only"), l["inference_geo"] == "us", "{l}");
+            assert_eq!(l["cost_type"] == "web_search", description.ends_with("Web Search"), "{l}");
         }
+        let grouped = by_workspace[day]["results"].as_array().unwrap();
+        let sum: Decimal = grouped.iter().map(|l| l["amount"].as_str().unwrap().parse::<Decimal>().unwrap()).sum();
+        assert_eq!(sum / Decimal::ONE_HUNDRED, total);
         assert!(
-            lines.iter().any(|l| l["workspace_id"].is_null()) && lines.iter().any(|l| l["workspace_id"].is_string())
+            grouped.iter().any(|l| l["workspace_id"].is_null())
+                && grouped.iter().any(|l| l["workspace_id"].is_string())
         );
+    }
+    let all: Vec<&Value> = described.iter().flat_map(|b| b["results"].as_array().unwrap()).collect();
+    assert!(all.iter().any(|l| l["speed"] == "fast" && l["inference_geo"] == "us"));
+    assert!(all.iter().any(|l| l["speed"] == "fast" && l["inference_geo"] == "global"));
+    assert!(all.iter().any(|l| l["service_tier"] == "batch" && l["inference_geo"] == "us"));
+    assert!(all.iter().any(|l| l["cost_type"] == "web_search" && l["token_type"].is_null()));
+    assert!(all.iter().any(|l| l["context_window"] == "200k-1M"));
+}
+
+#[tokio::test]
+async fn anthropic_usage_groups_by_speed_inference_geo_and_account_behind_the_beta() {
+    let app = spawn().await;
+    let path = "/v1/organizations/usage_report/messages";
+    let window = "starting_at=2025-03-01T00:00:00Z&ending_at=2025-03-04T00:00:00Z";
+    // Without the fast-mode beta, grouping by speed is refused like the API refuses it.
+    let q = format!("{path}?{window}&group_by[]=model&group_by[]=speed");
+    for beta in [None, Some("files-api-2025-04-14")] {
+        let mut req = app
+            .client
+            .get(format!("{}/sandbox/anthropic{q}", app.base))
+            .header("x-api-key", ANTHROPIC_KEY)
+            .header("anthropic-version", "2023-06-01");
+        if let Some(beta) = beta {
+            req = req.header("anthropic-beta", beta);
+        }
+        let r = send(req).await;
+        assert_eq!(r.status, 400, "{}", r.text);
+        assert_eq!(r.body["type"], "error");
+        assert_eq!(r.body["error"]["type"], "invalid_request_error");
+        assert!(r.body["error"]["message"].as_str().unwrap().contains(FAST_MODE_BETA), "{}", r.text);
+    }
+    // With it: the 2026 fields, each set only when grouped by.
+    let groups = "group_by[]=model&group_by[]=speed&group_by[]=inference_geo&group_by[]=account_id&group_by[]=service_account_id";
+    let (buckets, _) = all_pages(&app, true, path, &format!("{window}&{groups}"), ANTHROPIC_KEY).await;
+    let all: Vec<&Value> = buckets.iter().flat_map(|b| b["results"].as_array().unwrap()).collect();
+    for r in &all {
+        let model = r["model"].as_str().unwrap();
+        let opus = model == "claude-opus-4-6";
+        assert!(["standard", "fast"].contains(&r["speed"].as_str().unwrap()), "{r}");
+        assert!(r["speed"] == "standard" || opus, "fast mode on Opus 4.6 only: {r}");
+        let geo = r["inference_geo"].as_str().unwrap();
+        assert_eq!(["global", "us"].contains(&geo), opus, "older models: not_available: {r}");
+        assert!(r["api_key_id"].is_null() && r["workspace_id"].is_null() && r["service_tier"].is_null());
+        let (user, service) = (r["account_id"].as_str(), r["service_account_id"].as_str());
+        assert!(user.is_some() != service.is_some(), "a user or a service account: {r}");
+        assert!(user.is_none_or(|u| u.starts_with("user_01")) && service.is_none_or(|s| s.starts_with("svcacct_01")));
+    }
+    assert!(all.iter().any(|r| r["speed"] == "fast" && r["inference_geo"] == "us"));
+    assert!(all.iter().any(|r| r["speed"] == "fast" && r["inference_geo"] == "global"));
+    assert!(all.iter().any(|r| r["speed"] == "standard" && r["inference_geo"] == "us"));
+    assert!(all.iter().any(|r| r["service_account_id"].is_string()));
+    // The same usage, however it is grouped.
+    let (plain, _) = all_pages(&app, true, path, window, ANTHROPIC_KEY).await;
+    for f in ["/uncached_input_tokens", "/output_tokens", "/server_tool_use/web_search_requests"] {
+        assert_eq!(sum(&buckets, f), sum(&plain, f), "{f}");
     }
 }
 

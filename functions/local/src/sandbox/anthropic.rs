@@ -15,7 +15,7 @@ use serde::Serialize;
 use serde_json::{json, Value};
 
 use super::data::{day_rows, Flavor, Org, Spec, UsageRow};
-use super::prices::{line_costs, Context, Tier, TokenType, Tokens};
+use super::prices::{line_costs, web_search_cost, Context, Dims, Geo, Speed, Tier, TokenType, Tokens};
 use super::{
     bad_request, daily_only, group_by, json, limit, midnight, paginate, today, with_retry_after, Caller, KeyKind,
     KeyOpts, OrgView, Problem, Query, Sandbox,
@@ -95,6 +95,25 @@ impl<'a> OrgView<'a> {
 
     fn anthropic_key_id(&self, k: usize) -> String {
         format!("apikey_01{}", self.org.tag("api_key", k, 22))
+    }
+
+    /// Who calls through API key `k`: every fourth key belongs to a service account, the others
+    /// to one of three user accounts. (The usage report's `account_id` / `service_account_id`
+    /// have no published example; the sandbox reports one or the other per row.)
+    fn caller_of(&self, k: usize) -> Account {
+        if k % 4 == 3 {
+            Account::Service(k / 4)
+        } else {
+            Account::User(k % 3)
+        }
+    }
+
+    fn account_id(&self, user: usize) -> String {
+        format!("user_01{}", self.org.tag("account", user, 22))
+    }
+
+    fn service_account_id(&self, service: usize) -> String {
+        format!("svcacct_01{}", self.org.tag("service_account", service, 22))
     }
 
     fn spec(&self) -> Spec<'a> {
@@ -221,6 +240,13 @@ struct ServerToolUse {
     web_search_requests: u64,
 }
 
+/// The account behind an API key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Account {
+    User(usize),
+    Service(usize),
+}
+
 #[derive(Serialize)]
 struct UsageResult {
     uncached_input_tokens: u64,
@@ -233,12 +259,34 @@ struct UsageResult {
     model: Option<&'static str>,
     service_tier: Option<&'static str>,
     context_window: Option<&'static str>,
+    inference_geo: Option<&'static str>,
+    account_id: Option<String>,
+    service_account_id: Option<String>,
+    speed: Option<&'static str>,
 }
 
 pub fn service_tier(t: Tier) -> &'static str {
     match t {
         Tier::Standard => "standard",
         Tier::Batch => "batch",
+        // Not generated for Anthropic; the names Anthropic's enum uses.
+        Tier::Flex => "flex",
+        Tier::Priority => "priority",
+    }
+}
+
+pub fn speed(s: Speed) -> &'static str {
+    match s {
+        Speed::Standard => "standard",
+        Speed::Fast => "fast",
+    }
+}
+
+pub fn inference_geo(g: Geo) -> &'static str {
+    match g {
+        Geo::Global => "global",
+        Geo::Us => "us",
+        Geo::NotAvailable => "not_available",
     }
 }
 
@@ -261,22 +309,62 @@ const USAGE_GROUPS: [&str; 9] = [
     "speed",
 ];
 
-type UsageKey = (Option<usize>, Option<usize>, Option<&'static str>, Option<Tier>, Option<Context>);
+/// The group keys of a usage result (each None unless grouped by it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct UsageKey {
+    api_key: Option<usize>,
+    workspace: Option<usize>,
+    model: Option<&'static str>,
+    tier: Option<Tier>,
+    context: Option<Context>,
+    geo: Option<Geo>,
+    /// The user account (None: a service account's usage), when grouped by `account_id`.
+    account: Option<Option<usize>>,
+    /// The service account (None: a user's usage), when grouped by `service_account_id`.
+    service_account: Option<Option<usize>>,
+    speed: Option<Speed>,
+}
 
-fn aggregate(rows: &[UsageRow], view: &OrgView<'_>, groups: &[&str]) -> BTreeMap<UsageKey, Tokens> {
+/// Sums rows by the requested group keys: tokens and web search requests.
+fn aggregate(rows: &[UsageRow], view: &OrgView<'_>, groups: &[&str]) -> BTreeMap<UsageKey, (Tokens, u64)> {
     let by = |k: &str| groups.contains(&k);
-    let mut out: BTreeMap<UsageKey, Tokens> = BTreeMap::new();
+    let mut out: BTreeMap<UsageKey, (Tokens, u64)> = BTreeMap::new();
     for r in rows {
-        let key = (
-            by("api_key_id").then_some(r.api_key),
-            by("workspace_id").then_some(r.project),
-            by("model").then_some(view.sb.anthropic[r.model].id),
-            by("service_tier").then_some(r.tier),
-            by("context_window").then_some(r.context),
-        );
-        out.entry(key).or_default().add(&r.tokens);
+        let key = UsageKey {
+            api_key: by("api_key_id").then_some(r.api_key),
+            workspace: by("workspace_id").then_some(r.project),
+            model: by("model").then_some(view.sb.anthropic[r.model].id),
+            tier: by("service_tier").then_some(r.dims.tier),
+            context: by("context_window").then_some(r.dims.context),
+            geo: by("inference_geo").then_some(r.dims.geo),
+            account: by("account_id").then(|| match view.caller_of(r.api_key) {
+                Account::User(u) => Some(u),
+                Account::Service(_) => None,
+            }),
+            service_account: by("service_account_id").then(|| match view.caller_of(r.api_key) {
+                Account::Service(s) => Some(s),
+                Account::User(_) => None,
+            }),
+            speed: by("speed").then_some(r.dims.speed),
+        };
+        let entry = out.entry(key).or_default();
+        entry.0.add(&r.tokens);
+        entry.1 += r.web_search_requests;
     }
     out
+}
+
+/// The beta that unlocks `group_by[]=speed`, like the API's gate.
+pub const FAST_MODE_BETA: &str = "fast-mode-2026-02-01";
+
+/// Whether the request's `anthropic-beta` list (comma-separated, possibly repeated) names `beta`.
+fn has_beta(headers: &HeaderMap, beta: &str) -> bool {
+    headers
+        .get_all("anthropic-beta")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|b| b.trim() == beta)
 }
 
 async fn usage(State(sb): State<Arc<Sandbox>>, headers: HeaderMap, RawQuery(q): RawQuery) -> Response {
@@ -286,6 +374,13 @@ async fn usage(State(sb): State<Arc<Sandbox>>, headers: HeaderMap, RawQuery(q): 
         Err(r) => return r,
     };
     let groups = query.all("group_by");
+    if groups.contains(&"speed") && !has_beta(&headers, FAST_MODE_BETA) {
+        return error(
+            400,
+            "invalid_request_error",
+            &format!("group_by: 'speed' requires the beta header `anthropic-beta: {FAST_MODE_BETA}`"),
+        );
+    }
     let view = OrgView::new(&sb, &req.caller, sb.anthropic.len());
     let spec = view.spec();
     let today = today();
@@ -296,7 +391,7 @@ async fn usage(State(sb): State<Arc<Sandbox>>, headers: HeaderMap, RawQuery(q): 
             let rows = day_rows(&view.org, &spec, *day, today);
             let results = aggregate(&rows, &view, &groups)
                 .into_iter()
-                .map(|((key, workspace, model, tier, context), t)| UsageResult {
+                .map(|(k, (t, web_search_requests))| UsageResult {
                     uncached_input_tokens: t.uncached_input,
                     cache_creation: CacheCreation {
                         ephemeral_1h_input_tokens: t.cache_write_1h,
@@ -304,12 +399,16 @@ async fn usage(State(sb): State<Arc<Sandbox>>, headers: HeaderMap, RawQuery(q): 
                     },
                     cache_read_input_tokens: t.cached_input,
                     output_tokens: t.output,
-                    server_tool_use: ServerToolUse { web_search_requests: 0 },
-                    api_key_id: key.map(|k| view.anthropic_key_id(k)),
-                    workspace_id: workspace.and_then(|j| view.workspace_id(j)),
-                    model,
-                    service_tier: tier.map(service_tier),
-                    context_window: context.map(context_window),
+                    server_tool_use: ServerToolUse { web_search_requests },
+                    api_key_id: k.api_key.map(|k| view.anthropic_key_id(k)),
+                    workspace_id: k.workspace.and_then(|j| view.workspace_id(j)),
+                    model: k.model,
+                    service_tier: k.tier.map(service_tier),
+                    context_window: k.context.map(context_window),
+                    inference_geo: k.geo.map(inference_geo),
+                    account_id: k.account.flatten().map(|u| view.account_id(u)),
+                    service_account_id: k.service_account.flatten().map(|s| view.service_account_id(s)),
+                    speed: k.speed.map(speed),
                 })
                 .collect();
             bucket(*day, results)
@@ -331,33 +430,64 @@ struct CostResult {
     service_tier: Option<&'static str>,
     token_type: Option<&'static str>,
     inference_geo: Option<&'static str>,
+    speed: Option<&'static str>,
 }
 
-pub fn token_type(t: TokenType) -> &'static str {
+/// What a cost-report line charges for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Charge {
+    Tokens(TokenType),
+    /// `server_tool_use.web_search_requests`, per request.
+    WebSearch,
+}
+
+/// The cost report's `token_type` (None for the OpenAI-only modalities, never generated here).
+pub fn token_type(t: TokenType) -> Option<&'static str> {
     match t {
-        TokenType::UncachedInput => "uncached_input_tokens",
-        TokenType::CachedInput => "cache_read_input_tokens",
-        TokenType::CacheWrite5m => "cache_creation.ephemeral_5m_input_tokens",
-        TokenType::CacheWrite1h => "cache_creation.ephemeral_1h_input_tokens",
-        TokenType::Output => "output_tokens",
+        TokenType::UncachedInput => Some("uncached_input_tokens"),
+        TokenType::CachedInput => Some("cache_read_input_tokens"),
+        TokenType::CacheWrite5m => Some("cache_creation.ephemeral_5m_input_tokens"),
+        TokenType::CacheWrite1h => Some("cache_creation.ephemeral_1h_input_tokens"),
+        TokenType::Output => Some("output_tokens"),
+        TokenType::AudioInput
+        | TokenType::AudioCachedInput
+        | TokenType::AudioOutput
+        | TokenType::ImageInput
+        | TokenType::ImageCachedInput
+        | TokenType::ImageOutput => None,
     }
 }
 
-/// e.g. `"Claude Sonnet 4.5 Usage - Input Tokens"`, `"… - Output Tokens (Batch)"`.
-pub fn description(display_name: &str, tier: Tier, context: Context, t: TokenType) -> String {
-    let what = match t {
-        TokenType::UncachedInput => "Input Tokens",
-        TokenType::CachedInput => "Prompt Caching Read Tokens",
-        TokenType::CacheWrite5m => "Prompt Caching Write Tokens (5m)",
-        TokenType::CacheWrite1h => "Prompt Caching Write Tokens (1h)",
-        TokenType::Output => "Output Tokens",
+/// e.g. `"Claude Sonnet 4.5 Usage - Input Tokens"`, `"… - Output Tokens (Batch)"`,
+/// `"Claude Opus 4.6 Usage - Input Tokens (Fast Mode, US Only)"`, `"… - Web Search"`.
+pub fn description(display_name: &str, dims: Dims, charge: Charge) -> String {
+    let what = match charge {
+        Charge::WebSearch => return format!("{display_name} Usage - Web Search"),
+        Charge::Tokens(TokenType::UncachedInput) => "Input Tokens",
+        Charge::Tokens(TokenType::CachedInput) => "Prompt Caching Read Tokens",
+        Charge::Tokens(TokenType::CacheWrite5m) => "Prompt Caching Write Tokens (5m)",
+        Charge::Tokens(TokenType::CacheWrite1h) => "Prompt Caching Write Tokens (1h)",
+        Charge::Tokens(TokenType::Output) => "Output Tokens",
+        // The OpenAI-only modalities, never generated for Anthropic.
+        Charge::Tokens(_) => "Tokens",
     };
-    let suffix = match (tier, context) {
-        (Tier::Batch, _) => " (Batch)",
-        (Tier::Standard, Context::Long) => " (Long Context)",
-        (Tier::Standard, Context::Short) => "",
-    };
-    format!("{display_name} Usage - {what}{suffix}")
+    let mut qualifiers = Vec::new();
+    match (dims.tier, dims.context) {
+        (Tier::Batch, _) => qualifiers.push("Batch"),
+        (_, Context::Long) => qualifiers.push("Long Context"),
+        _ => {}
+    }
+    if dims.speed == Speed::Fast {
+        qualifiers.push("Fast Mode");
+    }
+    if dims.geo == Geo::Us {
+        qualifiers.push("US Only");
+    }
+    if qualifiers.is_empty() {
+        format!("{display_name} Usage - {what}")
+    } else {
+        format!("{display_name} Usage - {what} ({})", qualifiers.join(", "))
+    }
 }
 
 async fn cost_report(State(sb): State<Arc<Sandbox>>, headers: HeaderMap, RawQuery(q): RawQuery) -> Response {
@@ -381,14 +511,18 @@ async fn cost_report(State(sb): State<Arc<Sandbox>>, headers: HeaderMap, RawQuer
         .days
         .iter()
         .map(|day| {
-            type Line = (usize, Tier, Context, TokenType);
+            type Line = (usize, Dims, Charge);
             let mut sums: BTreeMap<(Option<usize>, Option<Line>), Decimal> = BTreeMap::new();
             for r in day_rows(&view.org, &spec, *day, today) {
                 let price = &sb.anthropic[r.model].price;
-                let Some(lines) = line_costs(price, r.tier, r.context, &r.tokens) else { continue };
-                for (t, _, cost) in lines {
-                    let key =
-                        (by_workspace.then_some(r.project), by_description.then_some((r.model, r.tier, r.context, t)));
+                let Some(lines) = line_costs(price, r.dims, &r.tokens) else { continue };
+                let Some(search) = web_search_cost(price, r.web_search_requests) else { continue };
+                let charges = lines.into_iter().map(|(t, _, cost)| (Charge::Tokens(t), cost));
+                let searches = (r.web_search_requests > 0).then_some((Charge::WebSearch, search));
+                for (charge, cost) in charges.chain(searches) {
+                    // Web search costs the same whatever the row's tier, speed or geo: one line a model.
+                    let dims = if charge == Charge::WebSearch { Dims::STANDARD } else { r.dims };
+                    let key = (by_workspace.then_some(r.project), by_description.then_some((r.model, dims, charge)));
                     *sums.entry(key).or_default() += cost;
                 }
             }
@@ -396,19 +530,31 @@ async fn cost_report(State(sb): State<Arc<Sandbox>>, headers: HeaderMap, RawQuer
                 .into_iter()
                 .map(|((workspace, line), dollars)| {
                     let model = line.map(|(m, ..)| &sb.anthropic[m]);
+                    let dims = line.map(|(_, d, _)| d);
+                    let charge = line.map(|(.., c)| c);
+                    // A field of token lines; null on web search lines (one line a model).
+                    let token_field = |f: fn(Dims) -> &'static str| match charge {
+                        Some(Charge::Tokens(_)) => dims.map(f),
+                        _ => None,
+                    };
                     CostResult {
                         currency: "USD",
                         amount: numeric_text(dollars * Decimal::ONE_HUNDRED),
                         workspace_id: workspace.and_then(|j| view.workspace_id(j)),
-                        description: line.and_then(|(m, tier, ctx, t)| {
-                            model.map(|_| description(sb.anthropic[m].display_name, tier, ctx, t))
+                        description: line.map(|(m, d, c)| description(sb.anthropic[m].display_name, d, c)),
+                        cost_type: charge.map(|c| match c {
+                            Charge::Tokens(_) => "tokens",
+                            Charge::WebSearch => "web_search",
                         }),
-                        cost_type: line.map(|_| "tokens"),
-                        context_window: line.map(|(_, _, c, _)| context_window(c)),
+                        context_window: token_field(|d| context_window(d.context)),
                         model: model.map(|m| m.id),
-                        service_tier: line.map(|(_, tier, _, _)| service_tier(tier)),
-                        token_type: line.map(|(.., t)| token_type(t)),
-                        inference_geo: None,
+                        service_tier: token_field(|d| service_tier(d.tier)),
+                        token_type: charge.and_then(|c| match c {
+                            Charge::Tokens(t) => token_type(t),
+                            Charge::WebSearch => None,
+                        }),
+                        inference_geo: token_field(|d| inference_geo(d.geo)),
+                        speed: token_field(|d| speed(d.speed)),
                     }
                 })
                 .collect();

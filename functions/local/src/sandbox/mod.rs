@@ -24,8 +24,14 @@
 //!
 //! Only `bucket_width=1d`; bucket starts are snapped to UTC midnight; `end_time`/`ending_at`
 //! default to the end of today; days after today come back with no results. Costs are the
-//! sandbox's own rate card ([`rates`], not the catalog Convergence prices with) applied exactly to
-//! the same usage ([`prices`]).
+//! sandbox's own rate card ([`rates`], not the catalog Convergence prices with) applied to the
+//! same usage ([`prices`]), each line rounded once to nanodollars.
+//!
+//! The usage carries every billed dimension of issue 14 ([`data`] decides which row has which):
+//! OpenAI `service_tier` flex and priority, batch, audio and image tokens, cache writes, a dated
+//! snapshot with its own price; Anthropic batch, long context, fast mode (`speed`, grouped by only
+//! with `anthropic-beta: fast-mode-2026-02-01`), US-only inference (`inference_geo`), web search,
+//! and the `account_id` / `service_account_id` group-bys.
 
 pub mod anthropic;
 pub mod data;

@@ -15,7 +15,7 @@ use serde_json::value::RawValue;
 use serde_json::{json, Value};
 
 use super::data::{day_rows, Flavor, Spec, UsageRow};
-use super::prices::{line_costs, Tier, TokenType, Tokens};
+use super::prices::{line_costs, nanodollars, Tier, TokenType, Tokens};
 use super::{
     bad_request, daily_only, day_of_unix, group_by, json, limit, midnight, paginate, today, with_retry_after, Caller,
     KeyKind, KeyOpts, OrgView, Problem, Query, Sandbox,
@@ -303,8 +303,8 @@ fn aggregate(rows: &[UsageRow], models: &[super::data::Model], groups: &[&str]) 
             by("model").then_some(models[r.model].id),
             by("project_id").then_some(r.project),
             by("api_key_id").then_some(r.api_key),
-            by("batch").then_some(r.tier == Tier::Batch),
-            by("service_tier").then_some("default"),
+            by("batch").then_some(r.dims.tier == Tier::Batch),
+            by("service_tier").then_some(service_tier(r.dims.tier)),
         );
         let entry = out.entry(key).or_default();
         entry.0.add(&r.tokens);
@@ -361,23 +361,24 @@ async fn completions(State(sb): State<Arc<Sandbox>>, headers: HeaderMap, RawQuer
             let results = aggregate(&rows, spec.models, &groups)
                 .into_iter()
                 .map(|((model, project, key, batch, tier), (t, requests))| {
-                    let input = t.uncached_input + t.cached_input;
+                    let cache_write = t.cache_write_5m + t.cache_write_1h;
                     CompletionsResult {
                         object: "organization.usage.completions.result",
-                        input_tokens: input,
-                        input_cached_tokens: t.cached_input,
-                        input_cache_write_tokens: 0,
-                        input_uncached_tokens: t.uncached_input,
-                        output_tokens: t.output,
-                        input_text_tokens: t.uncached_input,
+                        input_tokens: t.input(),
+                        input_cached_tokens: t.cached(),
+                        input_cache_write_tokens: cache_write,
+                        input_uncached_tokens: t.input() - t.cached() - cache_write,
+                        output_tokens: t.all_output(),
+                        // Each modality's input counts its cached tokens too (text: and cache writes).
+                        input_text_tokens: t.uncached_input + t.cached_input + cache_write,
                         output_text_tokens: t.output,
                         input_cached_text_tokens: t.cached_input,
-                        input_audio_tokens: 0,
-                        input_cached_audio_tokens: 0,
-                        output_audio_tokens: 0,
-                        input_image_tokens: 0,
-                        input_cached_image_tokens: 0,
-                        output_image_tokens: 0,
+                        input_audio_tokens: t.audio_input + t.audio_cached_input,
+                        input_cached_audio_tokens: t.audio_cached_input,
+                        output_audio_tokens: t.audio_output,
+                        input_image_tokens: t.image_input + t.image_cached_input,
+                        input_cached_image_tokens: t.image_cached_input,
+                        output_image_tokens: t.image_output,
                         num_model_requests: requests,
                         project_id: project.map(|j| view.project_id(j)),
                         user_id: None,
@@ -413,7 +414,7 @@ async fn embeddings(State(sb): State<Arc<Sandbox>>, headers: HeaderMap, RawQuery
                 .into_iter()
                 .map(|((model, project, key, _, _), (t, requests))| EmbeddingsResult {
                     object: "organization.usage.embeddings.result",
-                    input_tokens: t.uncached_input + t.cached_input,
+                    input_tokens: t.input(),
                     num_model_requests: requests,
                     project_id: project.map(|j| view.project_id(j)),
                     user_id: None,
@@ -445,19 +446,38 @@ struct CostsResult {
     quantity_unit: Option<&'static str>,
 }
 
-/// The line item of a token type: `"{model}, input"`, `"{model}, cached input"`, `"{model}, output"`,
-/// with `batch ` before the type for batch usage.
+/// The usage report's `service_tier` of a tier (batch usage is `default` with `batch = true`).
+pub fn service_tier(t: Tier) -> &'static str {
+    match t {
+        Tier::Standard | Tier::Batch => "default",
+        Tier::Flex => "flex",
+        Tier::Priority => "priority",
+    }
+}
+
+/// The line item of a token type, `"{model}, {tier }{kind}"` (issue 14's canonical text): e.g.
+/// `"gpt-4.1-2025-04-14, input"`, `"o4-mini-2025-04-16, flex cached input"`,
+/// `"gpt-realtime-2025-08-28, cached audio input"`, `"gpt-5.6, batch output"`.
 pub fn line_item(model: &str, tier: Tier, t: TokenType) -> String {
     let kind = match t {
         TokenType::UncachedInput => "input",
         TokenType::CachedInput => "cached input",
         TokenType::CacheWrite5m | TokenType::CacheWrite1h => "cache write",
         TokenType::Output => "output",
+        TokenType::AudioInput => "audio input",
+        TokenType::AudioCachedInput => "cached audio input",
+        TokenType::AudioOutput => "audio output",
+        TokenType::ImageInput => "image input",
+        TokenType::ImageCachedInput => "cached image input",
+        TokenType::ImageOutput => "image output",
     };
-    match tier {
-        Tier::Standard => format!("{model}, {kind}"),
-        Tier::Batch => format!("{model}, batch {kind}"),
-    }
+    let tier = match tier {
+        Tier::Standard => "",
+        Tier::Batch => "batch ",
+        Tier::Flex => "flex ",
+        Tier::Priority => "priority ",
+    };
+    format!("{model}, {tier}{kind}")
 }
 
 async fn costs(State(sb): State<Arc<Sandbox>>, headers: HeaderMap, RawQuery(q): RawQuery) -> Response {
@@ -540,12 +560,12 @@ fn bill_lines(specs: &[Spec], view: &OrgView, day: chrono::NaiveDate, today: chr
     for spec in specs {
         for r in day_rows(&view.org, spec, day, today) {
             let model = &spec.models[r.model];
-            let Some(lines) = line_costs(&model.price, r.tier, r.context, &r.tokens) else { continue };
+            let Some(lines) = line_costs(&model.price, r.dims, &r.tokens) else { continue };
             for (t, n, cost) in lines {
                 out.push(BillLine {
                     project: r.project,
                     api_key: r.api_key,
-                    line_item: line_item(model.id, r.tier, t),
+                    line_item: line_item(model.id, r.dims.tier, t),
                     cost,
                     quantity: n,
                     unit: "tokens",
@@ -568,7 +588,7 @@ fn overbill(lines: &mut [BillLine], pct: u32) {
     };
     let factor = Decimal::from(100 + pct) / Decimal::from(100);
     for l in lines.iter_mut().filter(|l| l.line_item == largest) {
-        l.cost *= factor;
+        l.cost = nanodollars(l.cost * factor);
     }
 }
 
