@@ -13,6 +13,7 @@ mod data_quality;
 mod deploy;
 mod gcp_billing;
 mod guards;
+mod hostile_providers;
 mod http;
 mod images;
 mod integrations;
