@@ -385,6 +385,22 @@ async fn the_run_log_failing_fails_the_run_with_a_message_and_writes_no_half_win
     assert_no_secret(&failed.to_string(), OPENAI.key);
     assert_no_staged_rows(&app).await;
     assert_eq!(snapshot(&app).await, before, "the window holds the same rows, whole");
+
+    // The submission cannot be recorded: a JSON 503 at the edge, and no run.
+    let runs = common::pipeline::runlog::RUNS;
+    let recorded = app.count(runs, Some(ORG)).await;
+    faults.fail_appends(runs, 0, 1);
+    let r = app.post(&format!("/api/v1/pipelines/run/{ORG}/openai/usage_cost"), Key::Root, window()).await;
+    let message = r.assert_error(503, "unavailable");
+    assert!(!message.contains("faulty_warehouse"), "{}", r.body);
+    assert_eq!(app.count(runs, Some(ORG)).await, recorded, "nothing recorded, nothing queued");
+
+    // The run's end cannot be recorded at first (submitted and claimed are the run's first two
+    // events): it is tried again, and the run reads as finished, not RUNNING until its lease lapses.
+    faults.fail_appends(runs, 2, 2);
+    let done = run(&app, &OPENAI).await;
+    assert_eq!(done["status"], "SUCCESS", "{done}");
+    assert_eq!(faults.pending(), 0, "both failures were met");
 }
 
 const KMS_KEY: &str = "projects/p/locations/global/keyRings/r/cryptoKeys/credentials";
