@@ -415,13 +415,15 @@ async fn kms_failing_at_setup_or_while_a_run_decrypts_is_a_clear_error_with_noth
         async move {
             let t = app.state.central_table("org_integration_credentials").unwrap();
             let sql = format!(
-                "SELECT credential_id, fingerprint, encrypted_credential FROM {t} WHERE org_slug = @org AND provider = @p"
+                "SELECT credential_id, fingerprint, encrypted_credential, status, last_error, validated_at, updated_at \
+                 FROM {t} WHERE org_slug = @org AND provider = @p"
             );
             app.warehouse().query(&sql, &Params::new().bind("org", ORG).bind("p", provider)).await.unwrap()
         }
     };
     let stored = credentials("openai").await;
     assert_eq!(stored.len(), 1);
+    let anthropic = credentials("anthropic").await;
     let before = snapshot(&app).await;
 
     // Set-up: KMS cannot encrypt. A JSON 503 that names neither key nor KMS detail; the
@@ -433,6 +435,16 @@ async fn kms_failing_at_setup_or_while_a_run_decrypts_is_a_clear_error_with_noth
     assert!(!message.contains(KMS_KEY) && !message.contains("FAILED_PRECONDITION"), "{}", r.body);
     assert_no_secret(&r.body.to_string(), replacement);
     assert_eq!(credentials("openai").await, stored, "the stored credential is as it was");
+    let r = setup(&app, &ANTHROPIC, "sk-ant-admin01-sandbox-hostile-second").await;
+    r.assert_error(503, "unavailable");
+    assert_eq!(credentials("anthropic").await, anthropic, "nor is Anthropic's");
+
+    // Validation: KMS cannot decrypt the stored credential. A JSON 503; the row is not marked.
+    let r = app.post(&format!("/api/v1/integrations/{ORG}/openai/validate"), Key::Root, json!({})).await;
+    let message = r.assert_error(503, "unavailable").to_string();
+    assert!(!message.contains(KMS_KEY), "{}", r.body);
+    assert_no_secret(&r.body.to_string(), OPENAI.key);
+    assert_eq!(credentials("openai").await, stored, "a check that could not run records nothing");
 
     // A run: its credential cannot be decrypted. FAILED with a message, no step ran.
     let failed = run(&app, &OPENAI).await;
