@@ -86,6 +86,17 @@ impl TestApp {
         Self::spawn_adjusted(extra, log, |_| {}).await
     }
 
+    /// As [`TestApp::spawn_counting`], with the warehouse (under the counting one) passed through
+    /// `wrap` first: a test's own warehouse in between, e.g. one that fails on cue
+    /// ([`fakes::faulty_warehouse`]).
+    pub async fn spawn_wrapped(
+        extra: &[(&str, &str)],
+        log: StatementLog,
+        wrap: impl FnOnce(Arc<dyn Warehouse>) -> Arc<dyn Warehouse>,
+    ) -> TestApp {
+        Self::spawn_built(extra, log, |_| {}, wrap).await
+    }
+
     /// The app as deployed in `environment` would behave, on the embedded backends: settings are
     /// read as for development, then the environment is set, so the environment's runtime rules
     /// (not its start-up checks, which refuse embedded backends) are what a test exercises.
@@ -94,6 +105,15 @@ impl TestApp {
     }
 
     async fn spawn_adjusted(extra: &[(&str, &str)], log: StatementLog, adjust: impl FnOnce(&mut Settings)) -> TestApp {
+        Self::spawn_built(extra, log, adjust, |w| w).await
+    }
+
+    async fn spawn_built(
+        extra: &[(&str, &str)],
+        log: StatementLog,
+        adjust: impl FnOnce(&mut Settings),
+        wrap: impl FnOnce(Arc<dyn Warehouse>) -> Arc<dyn Warehouse>,
+    ) -> TestApp {
         let data_dir = tempfile::tempdir().expect("temp dir");
         let mut vars: HashMap<String, String> = HashMap::from([
             ("CA_ROOT_API_KEY".into(), ROOT_KEY.into()),
@@ -119,7 +139,7 @@ impl TestApp {
         let port = listener.local_addr().unwrap().port();
         settings.point_providers_at_sandbox(port);
         let state = AppState::build_with_warehouse(settings, |w| -> Arc<dyn Warehouse> {
-            Arc::new(CountingWarehouse::with_log(w, log))
+            Arc::new(CountingWarehouse::with_log(wrap(w), log))
         })
         .await
         .expect("state");

@@ -146,6 +146,9 @@ pub struct Settings {
     pub bigquery_api_base: Option<String>,
     /// Timeout of every call to a provider API (validation, pipelines), in seconds.
     pub provider_timeout_secs: u64,
+    /// Largest page of a provider report read, in MB (`PROVIDER_MAX_PAGE_MB`): a larger answer
+    /// fails the step instead of being read into memory.
+    pub provider_max_page_mb: usize,
     pub kms_api_base: Option<String>,
     /// The run queue's topic, always the full `projects/{project}/topics/{topic}` name
     /// (`PUBSUB_TOPIC`, a topic id expanded with `GCP_PROJECT_ID`); set when `QUEUE_BACKEND=pubsub`.
@@ -238,6 +241,9 @@ pub const DEFAULT_AUTH_FAILURES_PER_MINUTE: u32 = 6;
 
 /// The most `TRUSTED_PROXY_HOPS` accepted (Google's load balancer needs 2).
 pub const MAX_TRUSTED_PROXY_HOPS: usize = 8;
+
+/// The largest `PROVIDER_MAX_PAGE_MB` accepted: a page is held in memory whole while it is parsed.
+pub const MAX_PROVIDER_PAGE_MB: usize = 1024;
 
 /// The longest lease or run time a run may have.
 pub const MAX_RUN_LEASE_SECS: u64 = 86_400;
@@ -471,6 +477,10 @@ impl Settings {
         let provider_timeout_secs = number(vars, "PROVIDER_TIMEOUT_SECS", 10u64, &mut problems);
         if provider_timeout_secs == 0 {
             problems.push("PROVIDER_TIMEOUT_SECS must be at least 1".into());
+        }
+        let provider_max_page_mb = number(vars, "PROVIDER_MAX_PAGE_MB", 256usize, &mut problems);
+        if !(1..=MAX_PROVIDER_PAGE_MB).contains(&provider_max_page_mb) {
+            problems.push(format!("PROVIDER_MAX_PAGE_MB must be between 1 and {MAX_PROVIDER_PAGE_MB}"));
         }
         let cache_ttl_secs = number(vars, "CACHE_TTL_SECS", 60u64, &mut problems);
         if cache_ttl_secs > MAX_CACHE_TTL_SECS {
@@ -732,6 +742,7 @@ impl Settings {
             anthropic_api_base,
             bigquery_api_base,
             provider_timeout_secs,
+            provider_max_page_mb,
             kms_api_base,
             pubsub_topic,
             pubsub_api_base,

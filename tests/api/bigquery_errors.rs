@@ -155,3 +155,54 @@ async fn dataset_inserts_are_retried_and_a_refusal_is_not_taken_for_existing() {
     assert!(matches!(&err, WarehouseError::Backend(m) if m.contains("403")), "{err:?}");
     assert_eq!(calls.load(Ordering::SeqCst), 1, "a refusal is not retried");
 }
+
+/// A result whose page tokens run `first`, then `then` in turn: paging that loops when a token
+/// comes again. Returns the URL and the number of `getQueryResults` calls.
+async fn paging(first: &'static str, then: Vec<&'static str>) -> (String, Arc<AtomicUsize>) {
+    let polls = Arc::new(AtomicUsize::new(0));
+    let page = |token: &str| {
+        let mut body = one_row(true);
+        body["pageToken"] = json!(token);
+        body["totalRows"] = json!("1000");
+        body
+    };
+    let first = page(first);
+    let then: Arc<Vec<Value>> = Arc::new(then.into_iter().map(page).collect());
+    let counter = polls.clone();
+    let app = Router::new().route("/bigquery/v2/projects/{p}/queries", post(move || async move { Json(first) })).route(
+        "/bigquery/v2/projects/{p}/queries/{job}",
+        get(move || async move {
+            let n = counter.fetch_add(1, Ordering::SeqCst);
+            Json(then[n.min(then.len() - 1)].clone())
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (url, polls)
+}
+
+#[tokio::test]
+async fn page_tokens_that_loop_end_the_read_with_an_error() {
+    // The same token again, then a cycle through two: caught when a token comes back, not read
+    // forever (the billing export reader pages an organization's BigQuery this way too).
+    for (first, then, polls_expected) in [("tok_a", vec!["tok_a"], 1), ("tok_a", vec!["tok_b", "tok_a"], 2)] {
+        let (url, polls) = paging(first, then).await;
+        let w = warehouse(&url).await;
+        let err = w.query("SELECT 1 AS one", &Params::new()).await.unwrap_err();
+        match &err {
+            WarehouseError::Backend(m) => assert!(m.contains("\"tok_a\"") && m.contains("paging loops"), "{m}"),
+            other => panic!("expected a backend error, got {other:?}"),
+        }
+        assert_eq!(polls.load(Ordering::SeqCst), polls_expected);
+        let mut batches = w.query_batches("SELECT 1 AS one", &Params::new(), 10).await.unwrap();
+        let mut failed = false;
+        while let Some(batch) = batches.next().await {
+            if let Err(e) = batch {
+                assert!(e.to_string().contains("paging loops"), "{e}");
+                failed = true;
+            }
+        }
+        assert!(failed, "the batches end with the error");
+    }
+}

@@ -14,6 +14,7 @@ mod deploy;
 mod dimensions;
 mod gcp_billing;
 mod guards;
+mod hostile_providers;
 mod http;
 mod images;
 mod integrations;

@@ -150,7 +150,7 @@ impl Pipelines {
             error: outcome.error.as_deref(),
             finished_at: Utc::now(),
         };
-        let done = log.finish(&run, &end).await?;
+        let done = record_finish(&log, &run, &end).await?;
         tracing::info!(
             org = org_slug,
             run_id,
@@ -337,6 +337,28 @@ impl Pipelines {
             }
         }
         outcome
+    }
+}
+
+/// Attempts at recording a run's end while the warehouse is unavailable.
+const FINISH_ATTEMPTS: u32 = 3;
+
+/// Records the run's end, trying again briefly while the warehouse is unavailable: an end not
+/// recorded leaves the run RUNNING (and its window taken) until its lease lapses. The same
+/// event each time (its time fixed in `end`), so a write that landed unseen is not doubled.
+async fn record_finish(log: &RunLog<'_>, run: &RunRow, end: &Finished<'_>) -> Result<RunRow, RunLogError> {
+    let mut attempt = 1;
+    loop {
+        match log.finish(run, end).await {
+            Err(RunLogError::Warehouse(crate::warehouse::WarehouseError::Unavailable(e)))
+                if attempt < FINISH_ATTEMPTS =>
+            {
+                tracing::warn!(run_id = %run.run_id, attempt, error = %e, "run end not recorded; trying again");
+                tokio::time::sleep(std::time::Duration::from_millis(500 * u64::from(attempt))).await;
+                attempt += 1;
+            }
+            other => return other,
+        }
     }
 }
 

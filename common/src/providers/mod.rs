@@ -66,11 +66,15 @@ const MAX_ANSWER_BYTES: usize = 1 << 20;
 pub struct ProviderHttp {
     pub client: reqwest::Client,
     pub timeout: Duration,
+    /// The largest page of a paged report read (`PROVIDER_MAX_PAGE_MB`).
+    pub max_page_bytes: usize,
 }
 
 impl ProviderHttp {
     pub fn from_settings(settings: &Settings) -> Result<ProviderHttp, String> {
-        Self::with_timeout(Duration::from_secs(settings.provider_timeout_secs.max(1)))
+        let mut http = Self::with_timeout(Duration::from_secs(settings.provider_timeout_secs.max(1)))?;
+        http.max_page_bytes = settings.provider_max_page_mb.max(1) << 20;
+        Ok(http)
     }
 
     pub fn with_timeout(timeout: Duration) -> Result<ProviderHttp, String> {
@@ -82,7 +86,7 @@ impl ProviderHttp {
             .user_agent(concat!("convergence/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| format!("cannot build the provider HTTP client: {e}"))?;
-        Ok(ProviderHttp { client, timeout })
+        Ok(ProviderHttp { client, timeout, max_page_bytes: retry::MAX_RESPONSE_BYTES })
     }
 
     /// Sends a request; a failure to get any answer becomes `Unreachable` (504 on timeout).

@@ -122,9 +122,10 @@ fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
         .map(|s| Duration::from_secs_f64(s.min(MAX_RETRY_AFTER_SECS)))
 }
 
-/// The largest provider response read (a day of usage at the finest grouping is megabytes; a
-/// body beyond this is refused rather than allowed to exhaust memory).
-const MAX_RESPONSE_BYTES: usize = 256 << 20;
+/// The largest provider response read by default (a day of usage at the finest grouping is
+/// megabytes; a body beyond this is refused rather than allowed to exhaust memory). Settings
+/// may lower or raise it: [`ProviderHttp::max_page_bytes`] (`PROVIDER_MAX_PAGE_MB`).
+pub(super) const MAX_RESPONSE_BYTES: usize = 256 << 20;
 
 pub(super) enum BodyError {
     Read(reqwest::Error),
@@ -184,6 +185,7 @@ impl ProviderHttp {
     ) -> Result<T, ProviderError> {
         let fail = |status: u16, message: String| ProviderError { provider: provider.to_string(), status, message };
         let attempts = policy.max_attempts.max(1);
+        let timeout = policy.timeout_secs.map_or(self.timeout, |secs| Duration::from_secs(secs.max(1)));
         let mut attempt = 0;
         loop {
             attempt += 1;
@@ -195,7 +197,7 @@ impl ProviderHttp {
             let failure: (u16, String, Option<Duration>) = match builder.send().await {
                 Err(e) => {
                     let (status, what) = if e.is_timeout() {
-                        (504, "no answer within the timeout".to_string())
+                        (504, format!("no answer within the timeout of {} s", timeout.as_secs()))
                     } else {
                         (502, format!("could not be reached ({})", super::root_cause(&e)))
                     };
@@ -204,22 +206,33 @@ impl ProviderHttp {
                 Ok(response) => {
                     let status = response.status().as_u16();
                     let headers = response.headers().clone();
-                    match read_body(response, body, MAX_RESPONSE_BYTES).await {
+                    match read_body(response, body, self.max_page_bytes).await {
                         Ok(()) => {}
                         Err(BodyError::Read(e)) => {
-                            let status = if e.is_timeout() { 504 } else { 502 };
-                            return Err(fail(status, format!("the response could not be read ({e})")));
+                            let (status, what) = if e.is_timeout() {
+                                (504, format!("the timeout of {} s ran out", timeout.as_secs()))
+                            } else {
+                                (502, super::root_cause(&e))
+                            };
+                            return Err(fail(status, format!("the response could not be read whole ({what})")));
                         }
                         Err(BodyError::TooLarge) => {
+                            // Not retried: the same page would be as large again.
                             return Err(fail(
-                                502,
-                                format!("the response is larger than {} MB", MAX_RESPONSE_BYTES >> 20),
+                                status,
+                                format!(
+                                    "the response is larger than {} MB (PROVIDER_MAX_PAGE_MB) and was not read",
+                                    self.max_page_bytes >> 20
+                                ),
                             ));
                         }
                     };
                     if (200..300).contains(&status) {
+                        // serde's message may quote a value of the body, which a hostile or
+                        // confused provider could fill with the key it was sent.
                         return serde_json::from_slice(body).map_err(|e| {
-                            fail(status, format!("the response does not have the documented shape: {e}"))
+                            let said = redact(&e.to_string(), secret);
+                            fail(status, format!("the response is not JSON of the documented shape: {said}"))
                         });
                     }
                     let body = serde_json::from_slice(body).unwrap_or(serde_json::Value::Null);
@@ -240,7 +253,12 @@ impl ProviderHttp {
                 Some(asked) if asked > max => {
                     return Err(fail(
                         status,
-                        format!("{message} (asked to retry after {} s, beyond the retry budget)", asked.as_secs()),
+                        format!(
+                            "{message} (asked to retry after {} s, beyond the retry budget of {} s between \
+                             attempts (retry.max_backoff_ms); not waiting)",
+                            asked.as_secs_f64().ceil() as u64,
+                            policy.max_backoff_ms.div_ceil(1000)
+                        ),
                     ))
                 }
                 Some(asked) => asked,
@@ -269,8 +287,13 @@ pub struct Page<T> {
     pub next_page: Option<String>,
 }
 
-/// Pages one report may have before the cursor is taken to be looping.
-const MAX_PAGES: u32 = 100_000;
+/// Pages one report may have before the provider is taken to be paging without end (with fresh
+/// cursors each time; a cursor seen before is caught at once). A report is at most a window's
+/// days of buckets, a few per page.
+const MAX_PAGES: u32 = 10_000;
+
+/// Longest cursor quoted in a message.
+const MAX_CURSOR_QUOTED: usize = 40;
 
 /// Builds a report's request (URL, query, auth); `Pages` adds the `page` cursor after the first.
 pub type PageRequest<'a> = Box<dyn Fn() -> reqwest::RequestBuilder + Send + Sync + 'a>;
@@ -285,6 +308,9 @@ pub struct Pages<'a, T> {
     path: &'a str,
     request: PageRequest<'a>,
     cursor: Option<String>,
+    /// Every cursor followed so far: one sent again means the provider's paging loops (the
+    /// same `next_page` again, or a cycle through several).
+    seen: std::collections::HashSet<String>,
     pages: u32,
     done: bool,
     /// The response buffer every page is read into.
@@ -308,18 +334,28 @@ impl<T: DeserializeOwned> Pages<'_, T> {
         let page: Page<T> =
             self.http.get_json_in(&mut self.body, self.provider, self.secret, self.policy, request).await?;
         self.pages += 1;
+        let fail = |message: String| {
+            // Nothing more is read: a caller that asks again gets no page, never a loop.
+            ProviderError { provider: self.provider.to_string(), status: 200, message }
+        };
         match page.next_page.filter(|n| !n.is_empty()) {
-            Some(next) if self.cursor.as_deref() == Some(next.as_str()) || self.pages >= MAX_PAGES => {
-                return Err(ProviderError {
-                    provider: self.provider.to_string(),
-                    status: 200,
-                    message: format!(
-                        "{} kept returning more pages (cursor {next:?} after {} pages)",
-                        self.path, self.pages
-                    ),
-                });
+            Some(next) if self.seen.contains(&next) => {
+                self.done = true;
+                return Err(fail(format!(
+                    "{} sent a page cursor it had sent before ({}) after {} page(s): its paging loops",
+                    self.path,
+                    quoted_cursor(&next, self.secret),
+                    self.pages
+                )));
             }
-            Some(next) => self.cursor = Some(next),
+            Some(_) if self.pages >= MAX_PAGES => {
+                self.done = true;
+                return Err(fail(format!("{} kept returning more pages ({} so far)", self.path, self.pages)));
+            }
+            Some(next) => {
+                self.seen.insert(next.clone());
+                self.cursor = Some(next);
+            }
             None => self.done = true,
         }
         Ok(Some(page.data))
@@ -328,6 +364,16 @@ impl<T: DeserializeOwned> Pages<'_, T> {
     /// Pages read so far.
     pub fn count(&self) -> u32 {
         self.pages
+    }
+}
+
+/// A cursor as a message quotes it: redacted, printable, short.
+fn quoted_cursor(cursor: &str, secret: &str) -> String {
+    let text = redact(cursor, secret);
+    if text.chars().count() > MAX_CURSOR_QUOTED {
+        format!("{:?}…", text.chars().take(MAX_CURSOR_QUOTED).collect::<String>())
+    } else {
+        format!("{text:?}")
     }
 }
 
@@ -350,6 +396,7 @@ impl ProviderHttp {
             path,
             request,
             cursor: None,
+            seen: std::collections::HashSet::new(),
             pages: 0,
             done: false,
             body: Vec::new(),
@@ -398,6 +445,14 @@ mod tests {
         }
         assert!(retryable(429) && retryable(500) && retryable(529));
         assert!(!retryable(400) && !retryable(401) && !retryable(404));
+    }
+
+    #[test]
+    fn quoted_cursors_are_short_and_never_the_secret() {
+        assert_eq!(quoted_cursor("page_abc", "sk-admin-secret"), "\"page_abc\"");
+        let q = quoted_cursor(&format!("{}sk-admin-secret", "x".repeat(50)), "sk-admin-secret");
+        assert!(q.ends_with('…') && !q.contains("secret"), "{q}");
+        assert!(!quoted_cursor("sk-admin-secret", "sk-admin-secret").contains("secret"));
     }
 
     #[test]

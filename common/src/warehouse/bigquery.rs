@@ -356,6 +356,7 @@ impl BigQueryWarehouse {
         let tables = self.client.table();
         let mut names = Vec::new();
         let mut page_token: Option<String> = None;
+        let mut seen = std::collections::HashSet::new();
         loop {
             let options = || {
                 let options = ListOptions::default().max_results(1000);
@@ -372,8 +373,15 @@ impl BigQueryWarehouse {
                     .map(|t| (t.table_reference.table_id, t.r#type.unwrap_or_default())),
             );
             page_token = page.next_page_token;
-            if page_token.is_none() {
-                break;
+            match &page_token {
+                None => break,
+                // A token seen before: the listing loops, and would otherwise never end.
+                Some(token) if !seen.insert(token.clone()) => {
+                    return Err(WarehouseError::Backend(format!(
+                        "BigQuery sent the page token of dataset {dataset}'s table list again: its paging loops"
+                    )))
+                }
+                Some(_) => {}
             }
         }
         Ok(names)
@@ -541,6 +549,9 @@ struct QueryPager {
     job_id: Option<String>,
     complete: bool,
     page_token: Option<String>,
+    /// Every page token followed so far: one sent again means the paging loops (a token
+    /// repeated, or a cycle through several), which would otherwise read the same rows forever.
+    seen_tokens: std::collections::HashSet<String>,
     fields: Vec<TableFieldSchema>,
     max_results: Option<u32>,
 }
@@ -567,7 +578,7 @@ impl QueryPager {
         }
         let complete = first.job_complete.unwrap_or(true);
         let fields = first.schema.and_then(|s| s.fields).unwrap_or_default();
-        Ok(QueryPager {
+        let mut pager = QueryPager {
             pending: complete.then(|| QueryOutcome {
                 fields: fields.clone(),
                 rows: first.rows.unwrap_or_default(),
@@ -575,10 +586,29 @@ impl QueryPager {
             }),
             job_id: first.job_reference.and_then(|r| r.job_id),
             complete,
-            page_token: first.page_token,
+            page_token: None,
+            seen_tokens: Default::default(),
             fields,
             max_results,
-        })
+        };
+        pager.follow(first.page_token)?;
+        Ok(pager)
+    }
+
+    /// Takes `token` as the next page's, refusing one followed before.
+    fn follow(&mut self, token: Option<String>) -> WarehouseResult<()> {
+        if let Some(token) = &token {
+            if !self.seen_tokens.insert(token.clone()) {
+                let shown: String = token.chars().take(40).collect();
+                return Err(WarehouseError::Backend(format!(
+                    "BigQuery sent the page token {shown:?} of job {} again after {} page(s): its paging loops",
+                    self.job_id.as_deref().unwrap_or("?"),
+                    self.seen_tokens.len()
+                )));
+            }
+        }
+        self.page_token = token;
+        Ok(())
     }
 
     /// The next page of rows, `None` after the last.
@@ -620,7 +650,7 @@ impl QueryPager {
             if let Some(fields) = page.schema.and_then(|s| s.fields) {
                 self.fields = fields;
             }
-            self.page_token = page.page_token;
+            self.follow(page.page_token)?;
             return Ok(Some(QueryOutcome {
                 fields: self.fields.clone(),
                 rows: page.rows.unwrap_or_default(),

@@ -202,11 +202,11 @@ impl GcpBqEtl {
     ) -> Result<u64, StepError> {
         let mut staging = ctx.warehouse.stage(ctx.dataset, schema, DAY_PREDICATE, params).await?;
         let copied = async {
-            let mut pages = client.query_batches(sql, params, page_rows).await?;
+            let mut pages = client.query_batches(sql, params, page_rows).await.map_err(export_read_failed)?;
             while let Some(page) = pages.next().await {
-                staging.append(page?).await?;
+                staging.append(page.map_err(export_read_failed)?).await?;
             }
-            Ok::<(), WarehouseError>(())
+            Ok::<(), StepError>(())
         }
         .await;
         match copied {
@@ -216,7 +216,7 @@ impl GcpBqEtl {
                 if let Err(discard) = staging.discard().await {
                     tracing::warn!(step = ctx.step_id, error = %discard, "discarding a failed day's staging failed");
                 }
-                Err(e.into())
+                Err(e)
             }
         }
     }
@@ -308,6 +308,24 @@ impl Processor for GcpBqEtl {
                 "sandbox_rows_generated": generated,
             }),
         })
+    }
+}
+
+/// A failed read of the organization's billing export (its BigQuery, as its service account):
+/// Google Cloud's failure, named so, with what it said (the warehouse's own failures say only
+/// their kind), and an HTTP-like status for whether trying again later may help.
+fn export_read_failed(e: WarehouseError) -> StepError {
+    let status = match &e {
+        WarehouseError::Unavailable(_) => 503,
+        WarehouseError::NotFound(_) => 404,
+        WarehouseError::Invalid(_) => 400,
+        WarehouseError::AlreadyExists(_) => 409,
+        WarehouseError::Backend(_) => 502,
+    };
+    StepError::Provider {
+        provider: crate::providers::gcp::NAME.to_string(),
+        status,
+        message: format!("reading the billing export failed: {e}"),
     }
 }
 
