@@ -135,20 +135,22 @@ async fn the_app_runs_on_cloud_kms() {
     assert_eq!(r.body["kms"], "gcp", "{}", r.body);
     app.bootstrap().await;
     let key = app.onboard("acme").await;
-    assert!(fake.encrypt_requests() >= 1, "onboarding stores the API key encrypted by KMS");
-    let r = app.get("/api/v1/organizations/acme", Key::Api(&key)).await;
-    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
-
-    let before = fake.encrypt_requests();
+    assert_eq!(fake.encrypt_requests(), 0, "no copy of an organization's API key is sealed, with KMS or otherwise");
     let r = app.post("/api/v1/organizations/acme/api-key/rotate", Key::Api(&key), json!({})).await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
-    assert!(fake.encrypt_requests() > before, "the new key is encrypted by KMS");
-    let new = r.body["api_key"].as_str().unwrap();
-    assert_eq!(app.get("/api/v1/organizations/acme", Key::Api(new)).await.status, StatusCode::OK);
+    assert_eq!(fake.encrypt_requests(), 0, "nor of a rotated one");
+    let new = r.body["api_key"].as_str().unwrap().to_string();
+    assert_eq!(app.get("/api/v1/organizations/acme", Key::Api(&new)).await.status, StatusCode::OK);
+
+    // What is sealed (a Slack webhook) is sealed by Cloud KMS.
+    let webhook = json!({"slack_webhook_url": "https://hooks.slack.com/services/T0/B0/kms-sealed"});
+    let r = app.put("/api/v1/organizations/acme/notifications", Key::Api(&new), webhook.clone()).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(fake.encrypt_requests(), 1, "the webhook is encrypted by KMS");
 
     // A disabled key: state changes fail with a 503 that says nothing internal.
     fake.disable(KEY);
-    let r = app.post("/api/v1/organizations/acme/api-key/rotate", Key::Api(new), json!({})).await;
+    let r = app.put("/api/v1/organizations/acme/notifications", Key::Api(&new), webhook).await;
     let message = r.assert_error(503, "unavailable");
     assert!(!message.contains(KEY) && !message.contains("FAILED_PRECONDITION"), "{}", r.body);
 }

@@ -170,11 +170,12 @@ async fn openai_usage_and_cost_reconcile_with_the_sandbox_bill() {
     let total = sum(&costs, "total_cost");
     assert_eq!(total, dec(&cost.metrics["total_cost"]));
     assert_eq!(total, dec(&cost.metrics["reported_cost"]));
+    // Every token type's line (text, cache writes, audio, image) adds up to the row's total.
     for r in &costs {
-        let parts = ["uncached_input_cost", "cached_input_cost", "output_cost"]
+        let parts = r
             .iter()
-            .filter(|c| !r[**c].is_null())
-            .map(|c| dec(&r[*c]))
+            .filter(|(c, v)| c.ends_with("_cost") && *c != "total_cost" && !v.is_null())
+            .map(|(_, v)| dec(v))
             .sum::<Decimal>();
         assert_eq!(parts, dec(&r["total_cost"]), "{r:?}");
     }
