@@ -120,7 +120,7 @@ pub async fn put_notifications(
         )
         .await;
     let stored = org_settings::find(state.warehouse.as_ref(), &state.configs, slug.as_str()).await?;
-    Ok(Json(view(&state, &slug, &admin_email, &stored.unwrap_or(settings))))
+    Ok(Json(view(&state, slug, &admin_email, &stored.unwrap_or(settings))))
 }
 
 /// Checked, lowercased, without duplicates, in the order given.
