@@ -25,6 +25,21 @@ struct Started {
     child: Child,
 }
 
+/// Starts `binary` with exactly `env`, in the repository root (the image's working directory
+/// holds configs/, as the root does), its stderr kept for the test.
+fn start(binary: &std::path::Path, env: &std::collections::BTreeMap<String, String>) -> Child {
+    Command::new(binary)
+        .env_clear()
+        .envs(env)
+        .current_dir(repo())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {}: {e}", binary.display()))
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn every_cloud_run_binary_starts_with_the_environment_terraform_gives_it() {
     let files = terraform_files();
@@ -42,17 +57,7 @@ async fn every_cloud_run_binary_starts_with_the_environment_terraform_gives_it()
             "{} is missing: build the Cloud Run binaries first (`cargo build -p convergence-{service}`; `make test` does)",
             binary.display()
         );
-        let child = Command::new(&binary)
-            .env_clear()
-            .envs(&env)
-            // The image's working directory holds configs/, as the repository root does.
-            .current_dir(repo())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {}: {e}", binary.display()));
+        let child = start(&binary, &env);
         running.push(Started { service, port, child });
     }
     assert_eq!(running.len(), 6, "six Cloud Run services in terraform/");
@@ -136,17 +141,7 @@ async fn a_production_binary_refuses_google_endpoint_overrides() {
     env.insert("BIGQUERY_API_BASE".into(), "http://127.0.0.1:9050".into());
     env.insert("KMS_API_BASE".into(), "http://127.0.0.1:1".into());
     env.insert("ANTHROPIC_API_BASE".into(), "http://127.0.0.1:2".into());
-    let binary = binaries_dir().join(format!("convergence-{service}"));
-    let child = Command::new(&binary)
-        .env_clear()
-        .envs(&env)
-        .current_dir(repo())
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {}: {e}", binary.display()));
+    let child = start(&binaries_dir().join(format!("convergence-{service}")), &env);
     let output = tokio::time::timeout(Duration::from_secs(20), child.wait_with_output())
         .await
         .expect("a production binary with emulator endpoints kept running")

@@ -2,14 +2,14 @@
 //! priced; a past-dated override and a past-dated catalog version (the catalog import) make some
 //! of its cost rows stale, which `GET .../pricing/repricing` counts on the affected days only;
 //! the cost-only `reprice` pipeline prices the window again from the raw rows already stored,
-//! with no provider call (every call to OpenAI goes through a tap that records it), after which
+//! with no provider call (every call to OpenAI goes through a fake that forwards it to the sandbox and counts it), after which
 //! the count is back to zero. On DuckDB and the BigQuery emulator. The same for Anthropic (on
 //! DuckDB), and what the route refuses.
 
 use std::time::Duration;
 
 use common::warehouse::{Params, Row};
-use convergence_tests::fakes::provider_tap::ProviderTap;
+use convergence_tests::fakes::hostile::HostileProvider;
 use convergence_tests::{Key, Reply, TestApp, ROOT_KEY};
 use reqwest::StatusCode;
 use rust_decimal::Decimal;
@@ -27,9 +27,9 @@ fn d(s: &str) -> Decimal {
     s.parse().unwrap()
 }
 
-/// The app with OpenAI reached through a tap (forwarding to its own sandbox), `acme` ACTIVE with
+/// The app with OpenAI reached through a counting fake (forwarding to its own sandbox), `acme` ACTIVE with
 /// the OpenAI integration set up, and four days of raw usage already stored.
-async fn setup(spawn: impl std::future::Future<Output = TestApp>, tap: &ProviderTap) -> (TestApp, String) {
+async fn setup(spawn: impl std::future::Future<Output = TestApp>, tap: &HostileProvider) -> (TestApp, String) {
     let app = spawn.await;
     tap.aim(&app.base);
     app.bootstrap().await;
@@ -42,7 +42,7 @@ async fn setup(spawn: impl std::future::Future<Output = TestApp>, tap: &Provider
         )
         .await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
-    assert!(!tap.requests().is_empty(), "the credential was validated through the tap");
+    assert!(!tap.all_calls().is_empty(), "the credential was validated through the tap");
 
     // Each day: gpt-4o-mini-2024-07-18 (input 1,000,000 of which 200,000 cached, output 100,000)
     // and gpt-4.1 (input 1,000,000, output 100,000).
@@ -136,7 +136,7 @@ async fn import_csv(app: &TestApp, query: &str, csv: &str) -> Reply {
 async fn repricing_after_a_past_dated_change(
     spawn: impl FnOnce(String) -> std::pin::Pin<Box<dyn std::future::Future<Output = TestApp>>>,
 ) {
-    let tap = ProviderTap::start().await;
+    let tap = HostileProvider::start().await;
     let (app, key) = setup(spawn(format!("{}/sandbox/openai/v1", tap.url())), &tap).await;
 
     // Priced with the catalog (gpt-4o-mini 0.15 / 0.075 / 0.60, gpt-4.1 2.00 / 0.50 / 8.00):
@@ -202,9 +202,9 @@ async fn repricing_after_a_past_dated_change(
     // The reprice: no provider call, the costs of the new prices, nothing stale any more.
     //   the 3rd: gpt-4o-mini 800,000 × 0.30 + 0.015 + 0.06 = 0.24 + 0.075 = 0.315; + 2.8 = 3.115
     //   the 4th: 0.315 + gpt-4.1 1,000,000 × 2.50 + 100,000 × 8.00 = 2.5 + 0.8 = 3.3; = 3.615
-    let calls_before = tap.requests();
+    let calls_before = tap.all_calls();
     let run = reprice(&app, &key).await;
-    assert_eq!(tap.requests(), calls_before, "the reprice called the provider");
+    assert_eq!(tap.all_calls(), calls_before, "the reprice called the provider");
     assert_eq!(daily_costs(&app).await, want(["2.995", "2.995", "3.115", "3.615"]));
     let report = repricing(&app, &key).await;
     assert_eq!((report["stale_rows"].as_u64(), report["relabelled_rows"].as_u64()), (Some(0), Some(0)), "{report}");
@@ -242,7 +242,7 @@ async fn repricing_after_a_past_dated_change_bigquery() {
 ///   output at 6.00 (the override): 1 + 0.05 + 0.125 + 0.1 + 1.2 = 2.475.
 #[tokio::test]
 async fn an_anthropic_reprice_makes_no_provider_call() {
-    let tap = ProviderTap::start().await;
+    let tap = HostileProvider::start().await;
     let app = TestApp::spawn_with(&[("ANTHROPIC_API_BASE", &format!("{}/sandbox/anthropic", tap.url()))]).await;
     tap.aim(&app.base);
     app.bootstrap().await;
@@ -255,7 +255,7 @@ async fn an_anthropic_reprice_makes_no_provider_call() {
         )
         .await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
-    assert!(!tap.requests().is_empty(), "the credential was validated through the tap");
+    assert!(!tap.all_calls().is_empty(), "the credential was validated through the tap");
     let dataset = app.state.org_dataset(ORG);
     let raw = app.state.configs.table_schema("anthropic", "anthropic_usage_daily_raw").unwrap().clone();
     app.state.warehouse.create_table(&dataset, &raw).await.unwrap();
@@ -273,7 +273,7 @@ async fn an_anthropic_reprice_makes_no_provider_call() {
         })
         .collect();
     app.state.warehouse.insert_rows(&dataset, &raw, &rows).await.unwrap();
-    let calls_before = tap.requests();
+    let calls_before = tap.all_calls();
 
     let run = |key: String| {
         let app = &app;
@@ -328,7 +328,7 @@ async fn an_anthropic_reprice_makes_no_provider_call() {
     run(key.clone()).await;
     assert_eq!(totals().await, vec![d("2.275"), d("2.475")]);
     assert_eq!(report(key.clone()).await["stale_rows"], 0);
-    assert_eq!(tap.requests(), calls_before, "a reprice called Anthropic");
+    assert_eq!(tap.all_calls(), calls_before, "a reprice called Anthropic");
 }
 
 #[tokio::test]

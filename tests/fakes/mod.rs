@@ -4,7 +4,6 @@ pub mod faulty_warehouse;
 pub mod hostile;
 pub mod kms;
 pub mod oidc;
-pub mod provider_tap;
 pub mod providers;
 pub mod pubsub;
 pub mod slack;
