@@ -6,6 +6,7 @@ pub mod error;
 pub mod extract;
 pub mod internal;
 pub mod middleware;
+pub mod openapi;
 pub mod routes;
 pub mod server;
 

@@ -17,6 +17,18 @@ use crate::setup::require_org_exists;
 use crate::store;
 use crate::validate::not_configured;
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/integrations/{org}",
+    tag = "integrations",
+    summary = "The organization's integrations (never their credentials).",
+    params(("org" = String, Path, description = "The organization's slug.", pattern = r"^[a-z0-9_]{3,50}$")),
+    responses(
+        (status = 200, description = "One entry per provider.", body = common::http::openapi::JsonObject),
+        (status = 404, description = "No such organization.", body = common::http::openapi::ErrorBody),
+    ),
+    security(("api_key" = []), ("root_key" = [])),
+)]
 pub async fn list(
     State(state): State<AppState>,
     caller: Caller,
@@ -45,6 +57,19 @@ pub async fn list(
     })))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/integrations/{org}/{provider}",
+    tag = "integrations",
+    summary = "One integration's status (never its credential).",
+    params(("org" = String, Path, description = "The organization's slug.", pattern = r"^[a-z0-9_]{3,50}$"), ("provider" = String, Path, description = "A provider: openai, anthropic or gcp.")),
+    responses(
+        (status = 200, description = "The integration.", body = common::http::openapi::JsonObject),
+        (status = 404, description = "No such organization, provider or integration.", body = common::http::openapi::ErrorBody),
+        (status = 501, description = "A provider the configs name that this build does not support.", body = common::http::openapi::ErrorBody),
+    ),
+    security(("api_key" = []), ("root_key" = [])),
+)]
 pub async fn get_one(
     State(state): State<AppState>,
     caller: Caller,
@@ -60,6 +85,19 @@ pub async fn get_one(
     Ok(Json(view))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/api/v1/integrations/{org}/{provider}",
+    tag = "integrations",
+    summary = "Delete an integration and scrub its credential.",
+    params(("org" = String, Path, description = "The organization's slug.", pattern = r"^[a-z0-9_]{3,50}$"), ("provider" = String, Path, description = "A provider: openai, anthropic or gcp.")),
+    responses(
+        (status = 200, description = "What was deleted.", body = common::http::openapi::JsonObject),
+        (status = 404, description = "No such organization, provider or integration.", body = common::http::openapi::ErrorBody),
+        (status = 501, description = "A provider the configs name that this build does not support.", body = common::http::openapi::ErrorBody),
+    ),
+    security(("api_key" = []), ("root_key" = [])),
+)]
 pub async fn delete(
     State(state): State<AppState>,
     caller: Caller,

@@ -17,6 +17,18 @@ use serde_json::{json, Value};
 
 use crate::store;
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/organizations/{org}/api-key/rotate",
+    tag = "onboard",
+    summary = "Issue a new API key (returned once); the previous keys stop working.",
+    params(("org" = String, Path, description = "The organization's slug.", pattern = r"^[a-z0-9_]{3,50}$")),
+    responses(
+        (status = 201, description = "The new key.", body = common::http::openapi::JsonObject),
+        (status = 404, description = "No such organization.", body = common::http::openapi::ErrorBody),
+    ),
+    security(("api_key" = []), ("root_key" = [])),
+)]
 pub async fn rotate(
     State(state): State<AppState>,
     caller: Caller,
@@ -71,6 +83,18 @@ pub async fn rotate(
     ))
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/organizations/{org}/api-key/revoke",
+    tag = "onboard",
+    summary = "Revoke every key of the organization.",
+    params(("org" = String, Path, description = "The organization's slug.", pattern = r"^[a-z0-9_]{3,50}$")),
+    responses(
+        (status = 200, description = "The revoked keys, by fingerprint.", body = common::http::openapi::JsonObject),
+        (status = 404, description = "No such organization.", body = common::http::openapi::ErrorBody),
+    ),
+    security(("root_key" = [])),
+)]
 pub async fn revoke(
     State(state): State<AppState>,
     caller: Caller,

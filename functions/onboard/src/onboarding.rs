@@ -17,6 +17,19 @@ use serde_json::{json, Value};
 use crate::request::{OnboardRequest, ValidOnboarding};
 use crate::store::{self, now};
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/organizations/onboard",
+    tag = "onboard",
+    summary = "Onboard an organization: profile, dataset, tables and its first API key (returned once).",
+    request_body = crate::request::OnboardRequest,
+    responses(
+        (status = 201, description = "The organization and its API key.", body = common::http::openapi::JsonObject),
+        (status = 400, description = "A field is not valid.", body = common::http::openapi::ErrorBody),
+        (status = 409, description = "The organization exists.", body = common::http::openapi::ErrorBody),
+    ),
+    security(("root_key" = [])),
+)]
 pub async fn onboard(
     State(state): State<AppState>,
     caller: Caller,

@@ -9,6 +9,18 @@ use common::http::error::ApiResult;
 use common::http::ApiPath;
 use common::{ApiError, AppState};
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/organizations/{org}",
+    tag = "onboard",
+    summary = "The organization's profile, subscription and quotas.",
+    params(("org" = String, Path, description = "The organization's slug.", pattern = r"^[a-z0-9_]{3,50}$")),
+    responses(
+        (status = 200, description = "The organization.", body = common::http::openapi::JsonObject),
+        (status = 404, description = "No such organization.", body = common::http::openapi::ErrorBody),
+    ),
+    security(("api_key" = []), ("root_key" = [])),
+)]
 pub async fn get_organization(
     State(state): State<AppState>,
     caller: Caller,

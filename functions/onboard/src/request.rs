@@ -4,7 +4,7 @@ use common::domain::{Email, OrgSlug};
 use common::AppState;
 use serde::Deserialize;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OnboardRequest {
     /// `^[a-z0-9_]{3,50}$`; becomes part of the dataset name.

@@ -17,7 +17,7 @@ use serde_json::{json, Value};
 
 use crate::store;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SubscriptionUpdate {
     /// The billing system's status: trialing, active, past_due, paused, incomplete, canceled.
@@ -30,6 +30,19 @@ pub struct SubscriptionUpdate {
     pub trial_ends_at: Option<String>,
 }
 
+#[utoipa::path(
+    put,
+    path = "/api/v1/organizations/{org}/subscription",
+    tag = "onboard",
+    summary = "Set the organization's subscription status (from the billing system).",
+    params(("org" = String, Path, description = "The organization's slug.", pattern = r"^[a-z0-9_]{3,50}$")),
+    request_body = crate::subscription::SubscriptionUpdate,
+    responses(
+        (status = 200, description = "The subscription as stored.", body = common::http::openapi::JsonObject),
+        (status = 404, description = "No such organization.", body = common::http::openapi::ErrorBody),
+    ),
+    security(("root_key" = [])),
+)]
 pub async fn update_subscription(
     State(state): State<AppState>,
     caller: Caller,

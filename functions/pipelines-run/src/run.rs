@@ -22,6 +22,22 @@ use serde_json::json;
 
 use crate::window::RunBody;
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/pipelines/run/{org}/{provider}/{domain}",
+    tag = "pipelines",
+    summary = "Submit a run of a provider's domain pipeline.",
+    params(("org" = String, Path, description = "The organization's slug.", pattern = r"^[a-z0-9_]{3,50}$"), ("provider" = String, Path, description = "A provider: openai, anthropic or gcp."), ("domain" = String, Path, description = "A pipeline domain of the provider (e.g. usage_cost).")),
+    request_body = Option<crate::window::RunBody>,
+    responses(
+        (status = 202, description = "The run is accepted; Location names it.", body = common::http::openapi::JsonObject),
+        (status = 403, description = "The subscription does not allow runs, or not this key.", body = common::http::openapi::ErrorBody),
+        (status = 404, description = "No such organization or pipeline.", body = common::http::openapi::ErrorBody),
+        (status = 409, description = "The same run is still going, or the integration is not ready.", body = common::http::openapi::ErrorBody),
+        (status = 429, description = "A run quota is used up; see Retry-After.", body = common::http::openapi::ErrorBody),
+    ),
+    security(("api_key" = []), ("root_key" = [])),
+)]
 pub async fn run_domain(
     State(state): State<AppState>,
     caller: Caller,
@@ -31,6 +47,22 @@ pub async fn run_domain(
     accept(&state, &caller, &org, &provider, &domain, None, &body).await
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/pipelines/run/{org}/{provider}/{domain}/{pipeline}",
+    tag = "pipelines",
+    summary = "Submit a run of one named pipeline.",
+    params(("org" = String, Path, description = "The organization's slug.", pattern = r"^[a-z0-9_]{3,50}$"), ("provider" = String, Path, description = "A provider: openai, anthropic or gcp."), ("domain" = String, Path, description = "A pipeline domain of the provider (e.g. usage_cost)."), ("pipeline" = String, Path, description = "The pipeline's name in its domain.")),
+    request_body = Option<crate::window::RunBody>,
+    responses(
+        (status = 202, description = "The run is accepted; Location names it.", body = common::http::openapi::JsonObject),
+        (status = 403, description = "The subscription does not allow runs, or not this key.", body = common::http::openapi::ErrorBody),
+        (status = 404, description = "No such organization or pipeline.", body = common::http::openapi::ErrorBody),
+        (status = 409, description = "The same run is still going, or the integration is not ready.", body = common::http::openapi::ErrorBody),
+        (status = 429, description = "A run quota is used up; see Retry-After.", body = common::http::openapi::ErrorBody),
+    ),
+    security(("api_key" = []), ("root_key" = [])),
+)]
 pub async fn run_pipeline(
     State(state): State<AppState>,
     caller: Caller,

@@ -82,6 +82,18 @@ fn step_view(row: &Row, run: &RunRow) -> Value {
     })
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/pipelines/runs/{org}/{run_id}",
+    tag = "pipelines",
+    summary = "One run with its steps, totals and errors.",
+    params(("org" = String, Path, description = "The organization's slug.", pattern = r"^[a-z0-9_]{3,50}$"), ("run_id" = String, Path, description = "The run's id.")),
+    responses(
+        (status = 200, description = "The run.", body = common::http::openapi::JsonObject),
+        (status = 404, description = "No such run in this organization.", body = common::http::openapi::ErrorBody),
+    ),
+    security(("api_key" = []), ("root_key" = [])),
+)]
 pub async fn get_one(
     State(state): State<AppState>,
     caller: Caller,
@@ -138,6 +150,18 @@ async fn data_quality(state: &AppState, org: &str, run_id: &str) -> Value {
     }
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/pipelines/runs/{org}",
+    tag = "pipelines",
+    summary = "The organization's run history, newest first.",
+    params(("org" = String, Path, description = "The organization's slug.", pattern = r"^[a-z0-9_]{3,50}$"), ("status" = Option<String>, Query, description = "Only runs in this status."), ("limit" = Option<u32>, Query, description = "At most this many (1..=100)."), ("offset" = Option<u32>, Query, description = "Skip this many.")),
+    responses(
+        (status = 200, description = "A page of runs.", body = common::http::openapi::JsonObject),
+        (status = 404, description = "No such organization.", body = common::http::openapi::ErrorBody),
+    ),
+    security(("api_key" = []), ("root_key" = [])),
+)]
 pub async fn list(
     State(state): State<AppState>,
     caller: Caller,

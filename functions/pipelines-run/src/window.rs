@@ -8,7 +8,7 @@ use common::ApiError;
 use serde::Deserialize;
 
 /// `{"date": "YYYY-MM-DD"}` or `{"start_date": "YYYY-MM-DD", "end_date": "YYYY-MM-DD"}`.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RunBody {
     /// One UTC day.

@@ -212,6 +212,18 @@ async fn reset(
 
 /// `GET /api/v1/pricing/catalog/{provider}`: the catalog in force today (`?as_of=` another day,
 /// `?history=true` every live version; `?model=` one model).
+#[utoipa::path(
+    get,
+    path = "/api/v1/pricing/catalog/{provider}",
+    tag = "pricing",
+    summary = "The system-wide price catalog of an LLM provider.",
+    params(("provider" = String, Path, description = "An LLM provider with a catalog: openai or anthropic."), ("model" = Option<String>, Query, description = "Only this model."), ("as_of" = Option<String>, Query, description = "The versions in force on this day (YYYY-MM-DD; default today)."), ("history" = Option<bool>, Query, description = "Every version (not with as_of).")),
+    responses(
+        (status = 200, description = "The catalog entries.", body = common::http::openapi::JsonObject),
+        (status = 404, description = "No catalog for this provider.", body = common::http::openapi::ErrorBody),
+    ),
+    security(("api_key" = []), ("root_key" = [])),
+)]
 pub async fn read_catalog(
     State(state): State<AppState>,
     _caller: Caller,
@@ -235,6 +247,18 @@ pub async fn read_catalog(
     })))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/integrations/{org}/{provider}/pricing",
+    tag = "pricing",
+    summary = "The organization's pricing book, as of a day or with history.",
+    params(("org" = String, Path, description = "The organization's slug.", pattern = r"^[a-z0-9_]{3,50}$"), ("provider" = String, Path, description = "A provider: openai, anthropic or gcp."), ("model" = Option<String>, Query, description = "Only this model."), ("as_of" = Option<String>, Query, description = "The versions in force on this day (YYYY-MM-DD; default today)."), ("history" = Option<bool>, Query, description = "Every version (not with as_of).")),
+    responses(
+        (status = 200, description = "The entries.", body = common::http::openapi::JsonObject),
+        (status = 404, description = "No such organization or provider, or its book is not created yet.", body = common::http::openapi::ErrorBody),
+    ),
+    security(("api_key" = []), ("root_key" = [])),
+)]
 pub async fn list_pricing(
     State(state): State<AppState>,
     caller: Caller,
@@ -244,6 +268,20 @@ pub async fn list_pricing(
     list(state, caller, path, query, BookKind::Pricing).await
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/integrations/{org}/{provider}/pricing",
+    tag = "pricing",
+    summary = "Add an entry to the pricing book.",
+    params(("org" = String, Path, description = "The organization's slug.", pattern = r"^[a-z0-9_]{3,50}$"), ("provider" = String, Path, description = "A provider: openai, anthropic or gcp.")),
+    request_body = common::http::openapi::JsonObject,
+    responses(
+        (status = 201, description = "The entry as stored.", body = common::http::openapi::JsonObject),
+        (status = 404, description = "No such organization or provider, or its book is not created yet.", body = common::http::openapi::ErrorBody),
+        (status = 409, description = "The entry exists.", body = common::http::openapi::ErrorBody),
+    ),
+    security(("api_key" = []), ("root_key" = [])),
+)]
 pub async fn add_pricing(
     State(state): State<AppState>,
     caller: Caller,
@@ -253,6 +291,20 @@ pub async fn add_pricing(
     add(state, caller, path, body, BookKind::Pricing).await
 }
 
+#[utoipa::path(
+    put,
+    path = "/api/v1/integrations/{org}/{provider}/pricing/{model_id}",
+    tag = "pricing",
+    summary = "A new version of an entry of the pricing book.",
+    params(("org" = String, Path, description = "The organization's slug.", pattern = r"^[a-z0-9_]{3,50}$"), ("provider" = String, Path, description = "A provider: openai, anthropic or gcp."), ("model_id" = String, Path, description = "A model id of the pricing book.")),
+    request_body = common::http::openapi::JsonObject,
+    responses(
+        (status = 200, description = "The entry as stored.", body = common::http::openapi::JsonObject),
+        (status = 404, description = "No such organization, provider, book or entry.", body = common::http::openapi::ErrorBody),
+        (status = 409, description = "A version for that day exists.", body = common::http::openapi::ErrorBody),
+    ),
+    security(("api_key" = []), ("root_key" = [])),
+)]
 pub async fn update_pricing(
     State(state): State<AppState>,
     caller: Caller,
@@ -262,6 +314,18 @@ pub async fn update_pricing(
     update(state, caller, path, body, BookKind::Pricing).await
 }
 
+#[utoipa::path(
+    delete,
+    path = "/api/v1/integrations/{org}/{provider}/pricing/{model_id}",
+    tag = "pricing",
+    summary = "End an entry of the pricing book.",
+    params(("org" = String, Path, description = "The organization's slug.", pattern = r"^[a-z0-9_]{3,50}$"), ("provider" = String, Path, description = "A provider: openai, anthropic or gcp."), ("model_id" = String, Path, description = "A model id of the pricing book.")),
+    responses(
+        (status = 200, description = "What was ended.", body = common::http::openapi::JsonObject),
+        (status = 404, description = "No such organization, provider, book or entry.", body = common::http::openapi::ErrorBody),
+    ),
+    security(("api_key" = []), ("root_key" = [])),
+)]
 pub async fn delete_pricing(
     State(state): State<AppState>,
     caller: Caller,
@@ -270,6 +334,19 @@ pub async fn delete_pricing(
     delete(state, caller, path, BookKind::Pricing).await
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/integrations/{org}/{provider}/pricing/reset",
+    tag = "pricing",
+    summary = "Reset the pricing book to the defaults (creating it when missing).",
+    params(("org" = String, Path, description = "The organization's slug.", pattern = r"^[a-z0-9_]{3,50}$"), ("provider" = String, Path, description = "A provider: openai, anthropic or gcp.")),
+    request_body = Option<common::http::openapi::JsonObject>,
+    responses(
+        (status = 200, description = "What the reset changed.", body = common::http::openapi::JsonObject),
+        (status = 404, description = "No such organization or provider.", body = common::http::openapi::ErrorBody),
+    ),
+    security(("api_key" = []), ("root_key" = [])),
+)]
 pub async fn reset_pricing(
     State(state): State<AppState>,
     caller: Caller,
@@ -279,6 +356,18 @@ pub async fn reset_pricing(
     reset(state, caller, path, body, BookKind::Pricing).await
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/integrations/{org}/{provider}/subscriptions",
+    tag = "pricing",
+    summary = "The organization's subscriptions book, as of a day or with history.",
+    params(("org" = String, Path, description = "The organization's slug.", pattern = r"^[a-z0-9_]{3,50}$"), ("provider" = String, Path, description = "A provider: openai, anthropic or gcp."), ("plan" = Option<String>, Query, description = "Only this plan."), ("as_of" = Option<String>, Query, description = "The versions in force on this day (YYYY-MM-DD; default today)."), ("history" = Option<bool>, Query, description = "Every version (not with as_of).")),
+    responses(
+        (status = 200, description = "The entries.", body = common::http::openapi::JsonObject),
+        (status = 404, description = "No such organization or provider, or its book is not created yet.", body = common::http::openapi::ErrorBody),
+    ),
+    security(("api_key" = []), ("root_key" = [])),
+)]
 pub async fn list_subscriptions(
     State(state): State<AppState>,
     caller: Caller,
@@ -288,6 +377,20 @@ pub async fn list_subscriptions(
     list(state, caller, path, query, BookKind::Subscriptions).await
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/integrations/{org}/{provider}/subscriptions",
+    tag = "pricing",
+    summary = "Add an entry to the subscriptions book.",
+    params(("org" = String, Path, description = "The organization's slug.", pattern = r"^[a-z0-9_]{3,50}$"), ("provider" = String, Path, description = "A provider: openai, anthropic or gcp.")),
+    request_body = common::http::openapi::JsonObject,
+    responses(
+        (status = 201, description = "The entry as stored.", body = common::http::openapi::JsonObject),
+        (status = 404, description = "No such organization or provider, or its book is not created yet.", body = common::http::openapi::ErrorBody),
+        (status = 409, description = "The entry exists.", body = common::http::openapi::ErrorBody),
+    ),
+    security(("api_key" = []), ("root_key" = [])),
+)]
 pub async fn add_subscription(
     State(state): State<AppState>,
     caller: Caller,
@@ -297,6 +400,20 @@ pub async fn add_subscription(
     add(state, caller, path, body, BookKind::Subscriptions).await
 }
 
+#[utoipa::path(
+    put,
+    path = "/api/v1/integrations/{org}/{provider}/subscriptions/{plan_name}",
+    tag = "pricing",
+    summary = "A new version of an entry of the subscriptions book.",
+    params(("org" = String, Path, description = "The organization's slug.", pattern = r"^[a-z0-9_]{3,50}$"), ("provider" = String, Path, description = "A provider: openai, anthropic or gcp."), ("plan_name" = String, Path, description = "A plan of the subscriptions book.")),
+    request_body = common::http::openapi::JsonObject,
+    responses(
+        (status = 200, description = "The entry as stored.", body = common::http::openapi::JsonObject),
+        (status = 404, description = "No such organization, provider, book or entry.", body = common::http::openapi::ErrorBody),
+        (status = 409, description = "A version for that day exists.", body = common::http::openapi::ErrorBody),
+    ),
+    security(("api_key" = []), ("root_key" = [])),
+)]
 pub async fn update_subscription(
     State(state): State<AppState>,
     caller: Caller,
@@ -306,6 +423,18 @@ pub async fn update_subscription(
     update(state, caller, path, body, BookKind::Subscriptions).await
 }
 
+#[utoipa::path(
+    delete,
+    path = "/api/v1/integrations/{org}/{provider}/subscriptions/{plan_name}",
+    tag = "pricing",
+    summary = "End an entry of the subscriptions book.",
+    params(("org" = String, Path, description = "The organization's slug.", pattern = r"^[a-z0-9_]{3,50}$"), ("provider" = String, Path, description = "A provider: openai, anthropic or gcp."), ("plan_name" = String, Path, description = "A plan of the subscriptions book.")),
+    responses(
+        (status = 200, description = "What was ended.", body = common::http::openapi::JsonObject),
+        (status = 404, description = "No such organization, provider, book or entry.", body = common::http::openapi::ErrorBody),
+    ),
+    security(("api_key" = []), ("root_key" = [])),
+)]
 pub async fn delete_subscription(
     State(state): State<AppState>,
     caller: Caller,
@@ -314,6 +443,19 @@ pub async fn delete_subscription(
     delete(state, caller, path, BookKind::Subscriptions).await
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/integrations/{org}/{provider}/subscriptions/reset",
+    tag = "pricing",
+    summary = "Reset the subscriptions book to the defaults (creating it when missing).",
+    params(("org" = String, Path, description = "The organization's slug.", pattern = r"^[a-z0-9_]{3,50}$"), ("provider" = String, Path, description = "A provider: openai, anthropic or gcp.")),
+    request_body = Option<common::http::openapi::JsonObject>,
+    responses(
+        (status = 200, description = "What the reset changed.", body = common::http::openapi::JsonObject),
+        (status = 404, description = "No such organization or provider.", body = common::http::openapi::ErrorBody),
+    ),
+    security(("api_key" = []), ("root_key" = [])),
+)]
 pub async fn reset_subscriptions(
     State(state): State<AppState>,
     caller: Caller,

@@ -74,6 +74,21 @@ fn entry_of(row: &CatalogRow) -> Result<(pricebook::Entry, Vec<String>), String>
 }
 
 /// `POST /api/v1/pricing/catalog/import?effective_from=&dry_run=&force=&provider=`.
+#[utoipa::path(
+    post,
+    path = "/api/v1/pricing/catalog/import",
+    tag = "pricing",
+    summary = "Import LiteLLM's price file into the catalogs (root).",
+    params(("effective_from" = Option<String>, Query, description = "The day the new versions take effect (default today)."), ("dry_run" = Option<bool>, Query, description = "Report without writing."), ("force" = Option<bool>, Query, description = "Write suspicious changes too."), ("provider" = Option<String>, Query, description = "Only this provider.")),
+    request_body = common::http::openapi::JsonObject,
+    responses(
+        (status = 200, description = "A dry run: what would change.", body = common::http::openapi::JsonObject),
+        (status = 201, description = "What changed.", body = common::http::openapi::JsonObject),
+        (status = 404, description = "No catalog for the provider asked for.", body = common::http::openapi::ErrorBody),
+        (status = 422, description = "Suspicious changes, not written without force.", body = common::http::openapi::ErrorBody),
+    ),
+    security(("root_key" = [])),
+)]
 pub async fn import_catalog(
     State(state): State<AppState>,
     caller: Caller,
