@@ -170,7 +170,7 @@ async fn slugs_equal_to_a_fixed_path_segment_are_refused_at_onboarding() {
 
 /// The path each `.route(..)` call in `src` registers: a string literal, or `format!` of a
 /// `BASE` constant declared in the same file.
-fn routes_in_source(src: &str) -> Vec<String> {
+pub(crate) fn routes_in_source(src: &str) -> Vec<String> {
     let base = src.split("const BASE: &str = \"").nth(1).and_then(|r| r.split('"').next());
     src.split(".route(")
         .skip(1)

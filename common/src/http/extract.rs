@@ -165,3 +165,19 @@ impl FromRequestParts<AppState> for Caller {
         Ok(caller)
     }
 }
+
+/// The caller of a route only the root key may call: an organization key is refused (403) as
+/// the request arrives, before its body is read, so a refused caller learns nothing about the
+/// body a root route expects (a handler taking [`Caller`] and a body would answer a malformed
+/// body 400 first). Take it as `RootCaller(caller): RootCaller`.
+pub struct RootCaller(pub Caller);
+
+impl FromRequestParts<AppState> for RootCaller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let caller = Caller::from_request_parts(parts, state).await?;
+        caller.require_root()?;
+        Ok(RootCaller(caller))
+    }
+}

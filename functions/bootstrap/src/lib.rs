@@ -11,8 +11,8 @@ use axum::extract::State;
 use axum::routing::post;
 use axum::{Json, Router};
 use common::audit::AuditEvent;
-use common::auth::Caller;
 use common::http::error::ApiResult;
+use common::http::extract::RootCaller;
 use common::http::{health_router, with_plumbing, OptionalJson};
 use common::settings::Environment;
 use common::warehouse::{render_table_refs, DatasetOptions};
@@ -88,7 +88,7 @@ static BOOTSTRAP_LOCK: LazyLock<Mutex<()>> = LazyLock::new(|| Mutex::new(()));
 )]
 async fn bootstrap(
     State(state): State<AppState>,
-    caller: Caller,
+    RootCaller(caller): RootCaller,
     OptionalJson(request): OptionalJson<BootstrapRequest>,
 ) -> ApiResult<Json<BootstrapReport>> {
     caller.require_root()?;

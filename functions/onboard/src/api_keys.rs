@@ -10,6 +10,7 @@ use common::audit::AuditEvent;
 use common::auth::Caller;
 use common::domain::OrgSlug;
 use common::http::error::ApiResult;
+use common::http::extract::RootCaller;
 use common::http::ApiPath;
 use common::warehouse::Params;
 use common::{ApiError, AppState};
@@ -97,7 +98,7 @@ pub async fn rotate(
 )]
 pub async fn revoke(
     State(state): State<AppState>,
-    caller: Caller,
+    RootCaller(caller): RootCaller,
     ApiPath(org): ApiPath<String>,
 ) -> ApiResult<Json<Value>> {
     caller.require_root()?;

@@ -2,8 +2,8 @@
 
 use axum::extract::State;
 use axum::Json;
-use common::auth::Caller;
 use common::http::error::ApiResult;
+use common::http::extract::RootCaller;
 use common::http::ApiJson;
 use common::AppState;
 use serde::Serialize;
@@ -40,7 +40,7 @@ pub struct DryRunReport {
 )]
 pub async fn dryrun(
     State(state): State<AppState>,
-    caller: Caller,
+    RootCaller(caller): RootCaller,
     ApiJson(request): ApiJson<OnboardRequest>,
 ) -> ApiResult<Json<DryRunReport>> {
     caller.require_root()?;

@@ -9,6 +9,7 @@ use chrono::{Duration, Utc};
 use common::audit::AuditEvent;
 use common::auth::Caller;
 use common::http::error::ApiResult;
+use common::http::extract::RootCaller;
 use common::http::ApiJson;
 use common::warehouse::{format_timestamp, DatasetAccess, DatasetOptions};
 use common::{ApiError, AppState};
@@ -32,7 +33,7 @@ use crate::store::{self, now};
 )]
 pub async fn onboard(
     State(state): State<AppState>,
-    caller: Caller,
+    RootCaller(caller): RootCaller,
     ApiJson(request): ApiJson<OnboardRequest>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     caller.require_root()?;

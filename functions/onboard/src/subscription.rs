@@ -6,9 +6,9 @@ use axum::extract::State;
 use axum::Json;
 use chrono::{DateTime, Utc};
 use common::audit::AuditEvent;
-use common::auth::Caller;
 use common::domain::OrgSlug;
 use common::http::error::ApiResult;
+use common::http::extract::RootCaller;
 use common::http::{ApiJson, ApiPath};
 use common::warehouse::{Param, Params};
 use common::{ApiError, AppState};
@@ -45,7 +45,7 @@ pub struct SubscriptionUpdate {
 )]
 pub async fn update_subscription(
     State(state): State<AppState>,
-    caller: Caller,
+    RootCaller(caller): RootCaller,
     ApiPath(org): ApiPath<String>,
     ApiJson(update): ApiJson<SubscriptionUpdate>,
 ) -> ApiResult<Json<Value>> {

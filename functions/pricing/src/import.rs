@@ -12,9 +12,9 @@ use axum::http::StatusCode;
 use axum::Json;
 use chrono::NaiveDate;
 use common::audit::AuditEvent;
-use common::auth::Caller;
 use common::configs::catalog_import::{self, CatalogRow, CurrentCatalogPrice, ImportOptions};
 use common::http::error::ApiResult;
+use common::http::extract::RootCaller;
 use common::http::ApiText;
 use common::pricebook::{self, records, BookKind, Catalog, CatalogRead, Input};
 use common::warehouse::Row;
@@ -91,7 +91,7 @@ fn entry_of(row: &CatalogRow) -> Result<(pricebook::Entry, Vec<String>), String>
 )]
 pub async fn import_catalog(
     State(state): State<AppState>,
-    caller: Caller,
+    RootCaller(caller): RootCaller,
     Query(query): Query<HashMap<String, String>>,
     ApiText(body): ApiText,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
