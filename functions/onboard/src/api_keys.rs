@@ -25,7 +25,7 @@ use crate::store;
     summary = "Issue a new API key (returned once); the previous keys stop working.",
     params(("org" = String, Path, description = "The organization's slug.", pattern = r"^[a-z0-9_]{3,50}$")),
     responses(
-        (status = 201, description = "The new key.", body = common::http::openapi::JsonObject),
+        (status = 201, description = "The new key.", body = KeyRotated),
         (status = 404, description = "No such organization.", body = common::http::openapi::ErrorBody),
     ),
     security(("api_key" = []), ("root_key" = [])),
@@ -91,7 +91,7 @@ pub async fn rotate(
     summary = "Revoke every key of the organization.",
     params(("org" = String, Path, description = "The organization's slug.", pattern = r"^[a-z0-9_]{3,50}$")),
     responses(
-        (status = 200, description = "The revoked keys, by fingerprint.", body = common::http::openapi::JsonObject),
+        (status = 200, description = "The revoked keys, by fingerprint.", body = KeysRevoked),
         (status = 404, description = "No such organization.", body = common::http::openapi::ErrorBody),
     ),
     security(("root_key" = [])),
@@ -132,4 +132,27 @@ pub async fn revoke(
         "revoked_fingerprints": revoked,
         "message": "every key of this organization is revoked; issue a new one with POST .../api-key/rotate",
     })))
+}
+
+/// The response's schema for the API contract (the handler builds it with `json!`; schemathesis
+/// checks real responses against it).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct KeyRotated {
+    org_slug: String,
+    /// The new key: shown only this once.
+    api_key: String,
+    fingerprint: String,
+    revoked_fingerprints: Vec<String>,
+    message: String,
+}
+
+/// The response's schema for the API contract (the handler builds it with `json!`; schemathesis
+/// checks real responses against it).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct KeysRevoked {
+    org_slug: String,
+    revoked_fingerprints: Vec<String>,
+    message: String,
 }

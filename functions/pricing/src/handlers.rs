@@ -219,7 +219,7 @@ async fn reset(
     summary = "The system-wide price catalog of an LLM provider.",
     params(("provider" = String, Path, description = "An LLM provider with a catalog: openai or anthropic."), ("model" = Option<String>, Query, description = "Only this model."), ("as_of" = Option<String>, Query, description = "The versions in force on this day (YYYY-MM-DD; default today)."), ("history" = Option<bool>, Query, description = "Every version (not with as_of).")),
     responses(
-        (status = 200, description = "The catalog entries.", body = common::http::openapi::JsonObject),
+        (status = 200, description = "The catalog entries.", body = CatalogPage),
         (status = 404, description = "No catalog for this provider.", body = common::http::openapi::ErrorBody),
     ),
     security(("api_key" = []), ("root_key" = [])),
@@ -463,4 +463,16 @@ pub async fn reset_subscriptions(
     OptionalJson(body): OptionalJson<RawBody>,
 ) -> ApiResult<Json<Value>> {
     reset(state, caller, path, body, BookKind::Subscriptions).await
+}
+
+/// The response's schema for the API contract (the handler builds it with `json!`; schemathesis
+/// checks real responses against it).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct CatalogPage {
+    provider: String,
+    as_of: Option<String>,
+    history: bool,
+    count: u64,
+    catalog: Vec<common::http::openapi::JsonObject>,
 }
