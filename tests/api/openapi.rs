@@ -356,3 +356,25 @@ async fn schemathesis_finds_nothing_against_convergence_local() {
     assert!(report.contains(" generated, ") && report.contains(" passed"), "{report}");
     eprintln!("schemathesis took {:?}", started.elapsed());
 }
+
+/// Found by schemathesis: serde's derived structs also read a JSON array of their fields in
+/// order, so `[null, null]` was taken as a notifications update. A body is a JSON object; an
+/// optional body may be absent or `null`.
+#[tokio::test]
+async fn bodies_are_json_objects_and_an_optional_one_may_be_null() {
+    let app = TestApp::spawn().await;
+    app.bootstrap().await;
+    let key = app.onboard("acme").await;
+    for body in [json!([null, null]), json!(["a@example.com"]), json!("text"), json!(1)] {
+        let r = app.put("/api/v1/organizations/acme/notifications", Key::Api(&key), body.clone()).await;
+        let message = r.assert_error(400, "invalid_request");
+        assert!(message.contains("expected a JSON object"), "{body}: {message}");
+    }
+    let r = app.put("/api/v1/organizations/acme/notifications", Key::Api(&key), json!({"triggers": []})).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    // An optional body: absent and null both mean the defaults; an array is still refused.
+    let tick = "/api/v1/scheduler/tick";
+    assert_eq!(app.request(Method::POST, tick, Key::Root, None).await.status, StatusCode::OK);
+    assert_eq!(app.post(tick, Key::Root, Value::Null).await.status, StatusCode::OK);
+    app.post(tick, Key::Root, json!([])).await.assert_error(400, "invalid_request");
+}
