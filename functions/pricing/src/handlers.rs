@@ -254,7 +254,7 @@ pub async fn read_catalog(
     summary = "The organization's pricing book, as of a day or with history.",
     params(("org" = String, Path, description = "The organization's slug.", pattern = r"^[a-z0-9_]{3,50}$"), ("provider" = String, Path, description = "A provider: openai, anthropic or gcp."), ("model" = Option<String>, Query, description = "Only this model."), ("as_of" = Option<String>, Query, description = "The versions in force on this day (YYYY-MM-DD; default today)."), ("history" = Option<bool>, Query, description = "Every version (not with as_of).")),
     responses(
-        (status = 200, description = "The entries.", body = common::http::openapi::JsonObject),
+        (status = 200, description = "The entries.", body = PricingPage),
         (status = 404, description = "No such organization or provider, or its book is not created yet.", body = common::http::openapi::ErrorBody),
     ),
     security(("api_key" = []), ("root_key" = [])),
@@ -363,7 +363,7 @@ pub async fn reset_pricing(
     summary = "The organization's subscriptions book, as of a day or with history.",
     params(("org" = String, Path, description = "The organization's slug.", pattern = r"^[a-z0-9_]{3,50}$"), ("provider" = String, Path, description = "A provider: openai, anthropic or gcp."), ("plan" = Option<String>, Query, description = "Only this plan."), ("as_of" = Option<String>, Query, description = "The versions in force on this day (YYYY-MM-DD; default today)."), ("history" = Option<bool>, Query, description = "Every version (not with as_of).")),
     responses(
-        (status = 200, description = "The entries.", body = common::http::openapi::JsonObject),
+        (status = 200, description = "The entries.", body = SubscriptionsPage),
         (status = 404, description = "No such organization or provider, or its book is not created yet.", body = common::http::openapi::ErrorBody),
     ),
     security(("api_key" = []), ("root_key" = [])),
@@ -475,4 +475,30 @@ pub struct CatalogPage {
     history: bool,
     count: u64,
     catalog: Vec<common::http::openapi::JsonObject>,
+}
+
+/// The response's schema for the API contract (the handler builds it with `json!`; schemathesis
+/// checks real responses against it).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct PricingPage {
+    org_slug: String,
+    provider: String,
+    as_of: Option<String>,
+    history: bool,
+    count: u64,
+    pricing: Vec<common::http::openapi::JsonObject>,
+}
+
+/// The response's schema for the API contract (the handler builds it with `json!`; schemathesis
+/// checks real responses against it).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct SubscriptionsPage {
+    org_slug: String,
+    provider: String,
+    as_of: Option<String>,
+    history: bool,
+    count: u64,
+    subscriptions: Vec<common::http::openapi::JsonObject>,
 }
