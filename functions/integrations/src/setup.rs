@@ -26,7 +26,7 @@ use crate::{check, store};
     params(("org" = String, Path, description = "The organization's slug.", pattern = r"^[a-z0-9_]{3,50}$"), ("provider" = String, Path, description = "A provider: openai, anthropic or gcp.")),
     request_body = crate::request::SetupRequest,
     responses(
-        (status = 201, description = "The integration, validated and stored.", body = common::http::openapi::JsonObject),
+        (status = 201, description = "The integration, validated and stored.", body = crate::view::IntegrationView),
         (status = 403, description = "The plan allows no more integrations, or not this key.", body = common::http::openapi::ErrorBody),
         (status = 404, description = "No such organization or provider.", body = common::http::openapi::ErrorBody),
         (status = 422, description = "The provider refused the credential.", body = common::http::openapi::ErrorBody),

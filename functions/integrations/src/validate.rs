@@ -28,7 +28,7 @@ use crate::{check, store};
     summary = "Check the stored credential with the provider again.",
     params(("org" = String, Path, description = "The organization's slug.", pattern = r"^[a-z0-9_]{3,50}$"), ("provider" = String, Path, description = "A provider: openai, anthropic or gcp.")),
     responses(
-        (status = 200, description = "The outcome, also recorded on the integration.", body = common::http::openapi::JsonObject),
+        (status = 200, description = "The outcome, also recorded on the integration.", body = crate::view::IntegrationView),
         (status = 404, description = "No such organization, provider or integration.", body = common::http::openapi::ErrorBody),
         (status = 501, description = "A provider the configs name that this build does not support.", body = common::http::openapi::ErrorBody),
     ),

@@ -24,7 +24,7 @@ use crate::validate::not_configured;
     summary = "The organization's integrations (never their credentials).",
     params(("org" = String, Path, description = "The organization's slug.", pattern = r"^[a-z0-9_]{3,50}$")),
     responses(
-        (status = 200, description = "One entry per provider.", body = common::http::openapi::JsonObject),
+        (status = 200, description = "One entry per provider.", body = IntegrationsList),
         (status = 404, description = "No such organization.", body = common::http::openapi::ErrorBody),
     ),
     security(("api_key" = []), ("root_key" = [])),
@@ -64,7 +64,7 @@ pub async fn list(
     summary = "One integration's status (never its credential).",
     params(("org" = String, Path, description = "The organization's slug.", pattern = r"^[a-z0-9_]{3,50}$"), ("provider" = String, Path, description = "A provider: openai, anthropic or gcp.")),
     responses(
-        (status = 200, description = "The integration.", body = common::http::openapi::JsonObject),
+        (status = 200, description = "The integration.", body = IntegrationView),
         (status = 404, description = "No such organization, provider or integration.", body = common::http::openapi::ErrorBody),
         (status = 501, description = "A provider the configs name that this build does not support.", body = common::http::openapi::ErrorBody),
     ),
@@ -145,4 +145,39 @@ pub struct IntegrationDeleted {
     deleted: bool,
     fingerprint: Option<String>,
     status: String,
+}
+
+/// An integration as every route shows it (never its credential), for the API contract: the
+/// handlers build it with `json!` (`store::view`); setup and validate add fields of their own.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct IntegrationView {
+    /// On a single integration's answers; not inside a list.
+    org_slug: Option<String>,
+    provider: String,
+    display_name: String,
+    category: String,
+    credential_type: String,
+    /// NOT_CONFIGURED, VALID, INVALID, ERROR, …
+    status: String,
+    credential_id: Option<String>,
+    credential_name: Option<String>,
+    /// The last four characters of the credential (or of a service account's key id).
+    fingerprint: Option<String>,
+    validated_at: Option<String>,
+    last_error: Option<String>,
+    metadata: Option<serde_json::Value>,
+    created_at: Option<String>,
+    updated_at: Option<String>,
+}
+
+/// The response's schema for the API contract (the handler builds it with `json!`).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct IntegrationsList {
+    org_slug: String,
+    /// One per provider the configs know, configured or not.
+    integrations: Vec<IntegrationView>,
+    configured: u64,
+    max_integrations: Option<i64>,
 }
