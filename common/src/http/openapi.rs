@@ -48,6 +48,19 @@ pub struct ErrorDetail {
     pub request_id: Option<String>,
 }
 
+/// `GET /health`'s answer (built in `server::health_router`).
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct Health {
+    /// Always `ok`: the process is up and its configs loaded.
+    status: String,
+    service: String,
+    version: String,
+    environment: String,
+    warehouse: String,
+    kms: String,
+}
+
 /// A JSON object whose fields the handler builds as it answers (documented in the operation's
 /// description and the README).
 pub struct JsonObject;
@@ -94,11 +107,20 @@ pub fn finish(service: &str, mut doc: OpenApi) -> OpenApi {
              `{\"error\": {\"code\", \"message\", \"request_id\"}}`.",
         ))
         .build();
-    doc.paths.paths.insert("/health".into(), plain_get("The process is up and its configs loaded.", "health"));
-    doc.paths.paths.insert(OPENAPI_PATH.into(), plain_get("This document.", "openapi"));
+    doc.paths.paths.insert(
+        "/health".into(),
+        plain_get("The process is up and its configs loaded.", "health", Ref::from_schema_name("Health").into()),
+    );
+    doc.paths
+        .paths
+        .insert(OPENAPI_PATH.into(), plain_get("This document (OpenAPI 3.1).", "openapi", JsonObject::schema()));
 
     let components = doc.components.get_or_insert_with(Default::default);
-    for (name, schema) in [(ErrorBody::name(), ErrorBody::schema()), (ErrorDetail::name(), ErrorDetail::schema())] {
+    for (name, schema) in [
+        (ErrorBody::name(), ErrorBody::schema()),
+        (ErrorDetail::name(), ErrorDetail::schema()),
+        (Health::name(), Health::schema()),
+    ] {
         components.schemas.insert(name.into_owned(), schema);
     }
     components.add_security_scheme(
@@ -140,7 +162,7 @@ pub fn finish(service: &str, mut doc: OpenApi) -> OpenApi {
 }
 
 /// A public GET answering a JSON object (`/health`, `/openapi.json`).
-fn plain_get(summary: &str, operation_id: &str) -> PathItem {
+fn plain_get(summary: &str, operation_id: &str, schema: RefOr<utoipa::openapi::schema::Schema>) -> PathItem {
     let mut operation = Operation::new();
     operation.summary = Some(summary.into());
     operation.operation_id = Some(operation_id.into());
@@ -152,7 +174,7 @@ fn plain_get(summary: &str, operation_id: &str) -> PathItem {
         RefOr::T(
             ResponseBuilder::new()
                 .description(summary)
-                .content("application/json", ContentBuilder::new().schema(Some(JsonObject::schema())).build())
+                .content("application/json", ContentBuilder::new().schema(Some(schema)).build())
                 .build(),
         ),
     );

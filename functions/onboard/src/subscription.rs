@@ -38,7 +38,7 @@ pub struct SubscriptionUpdate {
     params(("org" = String, Path, description = "The organization's slug.", pattern = r"^[a-z0-9_]{3,50}$")),
     request_body = crate::subscription::SubscriptionUpdate,
     responses(
-        (status = 200, description = "The subscription as stored.", body = common::http::openapi::JsonObject),
+        (status = 200, description = "The subscription as stored.", body = SubscriptionChanged),
         (status = 404, description = "No such organization.", body = common::http::openapi::ErrorBody),
     ),
     security(("root_key" = [])),
@@ -145,4 +145,13 @@ pub async fn update_subscription(
         "subscription": org["subscription"],
         "quotas": org["quotas"],
     })))
+}
+
+/// The response's schema for the API contract (the handler builds it with `json!`).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct SubscriptionChanged {
+    org_slug: String,
+    subscription: common::http::openapi::JsonObject,
+    quotas: common::http::openapi::JsonObject,
 }

@@ -80,7 +80,7 @@ fn run_request(message: &PushMessage) -> ApiResult<RunRequest> {
     summary = "Pub/Sub's push delivery of a run, executed in the request.",
     request_body = crate::push::PushEnvelope,
     responses(
-        (status = 200, description = "The run's outcome (finished, missing, already done).", body = common::http::openapi::JsonObject),
+        (status = 200, description = "The run's outcome (finished, missing, already done).", body = PushOutcome),
         (status = 429, description = "The run is in progress elsewhere; Pub/Sub retries later.", body = common::http::openapi::ErrorBody),
         (status = 503, description = "The run could not be executed now; Pub/Sub retries.", body = common::http::openapi::ErrorBody),
     ),
@@ -187,4 +187,16 @@ mod tests {
             400
         );
     }
+}
+
+/// The response's schema for the API contract (the handler builds it with `json!`).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct PushOutcome {
+    run_id: String,
+    /// finished, already_done or missing (a run no longer recorded: acknowledged, not retried).
+    outcome: String,
+    /// The run's status, when there is a run.
+    status: Option<String>,
+    error_message: Option<String>,
 }

@@ -36,7 +36,7 @@ fn as_of(body: &TickBody, today: NaiveDate) -> ApiResult<NaiveDate> {
     summary = "Submit every due run of every organization (Cloud Scheduler).",
     request_body = Option<crate::tick::TickBody>,
     responses(
-        (status = 200, description = "The counts per organization and pipeline.", body = common::http::openapi::JsonObject),
+        (status = 200, description = "The counts per organization and pipeline.", body = common::pipeline::schedule::TickReport),
     ),
     security(("google_oidc" = []), ("root_key" = [])),
 )]
