@@ -23,7 +23,7 @@ use crate::{check, store};
     path = "/api/v1/integrations/{org}/{provider}/setup",
     tag = "integrations",
     summary = "Validate a provider credential with the provider and store it encrypted.",
-    params(("org" = String, Path, description = "The organization's slug.", pattern = r"^[a-z0-9_]{3,50}$"), ("provider" = String, Path, description = "A provider: openai, anthropic or gcp.")),
+    params(("org" = String, Path, description = "The organization's slug.", pattern = r"^[a-z_][a-z0-9_]{2,49}$"), ("provider" = String, Path, description = "A provider: openai, anthropic or gcp.")),
     request_body = crate::request::SetupRequest,
     responses(
         (status = 201, description = "The integration, validated and stored.", body = crate::view::IntegrationView),

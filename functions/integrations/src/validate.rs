@@ -26,7 +26,7 @@ use crate::{check, store};
     path = "/api/v1/integrations/{org}/{provider}/validate",
     tag = "integrations",
     summary = "Check the stored credential with the provider again.",
-    params(("org" = String, Path, description = "The organization's slug.", pattern = r"^[a-z0-9_]{3,50}$"), ("provider" = String, Path, description = "A provider: openai, anthropic or gcp.")),
+    params(("org" = String, Path, description = "The organization's slug.", pattern = r"^[a-z_][a-z0-9_]{2,49}$"), ("provider" = String, Path, description = "A provider: openai, anthropic or gcp.")),
     responses(
         (status = 200, description = "The outcome, also recorded on the integration.", body = crate::view::IntegrationView),
         (status = 404, description = "No such organization, provider or integration.", body = common::http::openapi::ErrorBody),

@@ -22,7 +22,7 @@ use crate::validate::not_configured;
     path = "/api/v1/integrations/{org}",
     tag = "integrations",
     summary = "The organization's integrations (never their credentials).",
-    params(("org" = String, Path, description = "The organization's slug.", pattern = r"^[a-z0-9_]{3,50}$")),
+    params(("org" = String, Path, description = "The organization's slug.", pattern = r"^[a-z_][a-z0-9_]{2,49}$")),
     responses(
         (status = 200, description = "One entry per provider.", body = IntegrationsList),
         (status = 404, description = "No such organization.", body = common::http::openapi::ErrorBody),
@@ -62,7 +62,7 @@ pub async fn list(
     path = "/api/v1/integrations/{org}/{provider}",
     tag = "integrations",
     summary = "One integration's status (never its credential).",
-    params(("org" = String, Path, description = "The organization's slug.", pattern = r"^[a-z0-9_]{3,50}$"), ("provider" = String, Path, description = "A provider: openai, anthropic or gcp.")),
+    params(("org" = String, Path, description = "The organization's slug.", pattern = r"^[a-z_][a-z0-9_]{2,49}$"), ("provider" = String, Path, description = "A provider: openai, anthropic or gcp.")),
     responses(
         (status = 200, description = "The integration.", body = IntegrationView),
         (status = 404, description = "No such organization, provider or integration.", body = common::http::openapi::ErrorBody),
@@ -90,7 +90,7 @@ pub async fn get_one(
     path = "/api/v1/integrations/{org}/{provider}",
     tag = "integrations",
     summary = "Delete an integration and scrub its credential.",
-    params(("org" = String, Path, description = "The organization's slug.", pattern = r"^[a-z0-9_]{3,50}$"), ("provider" = String, Path, description = "A provider: openai, anthropic or gcp.")),
+    params(("org" = String, Path, description = "The organization's slug.", pattern = r"^[a-z_][a-z0-9_]{2,49}$"), ("provider" = String, Path, description = "A provider: openai, anthropic or gcp.")),
     responses(
         (status = 200, description = "What was deleted.", body = IntegrationDeleted),
         (status = 404, description = "No such organization, provider or integration.", body = common::http::openapi::ErrorBody),

@@ -23,7 +23,7 @@ use crate::store;
     path = "/api/v1/organizations/{org}/api-key/rotate",
     tag = "onboard",
     summary = "Issue a new API key (returned once); the previous keys stop working.",
-    params(("org" = String, Path, description = "The organization's slug.", pattern = r"^[a-z0-9_]{3,50}$")),
+    params(("org" = String, Path, description = "The organization's slug.", pattern = r"^[a-z_][a-z0-9_]{2,49}$")),
     responses(
         (status = 201, description = "The new key.", body = KeyRotated),
         (status = 404, description = "No such organization.", body = common::http::openapi::ErrorBody),
@@ -89,7 +89,7 @@ pub async fn rotate(
     path = "/api/v1/organizations/{org}/api-key/revoke",
     tag = "onboard",
     summary = "Revoke every key of the organization.",
-    params(("org" = String, Path, description = "The organization's slug.", pattern = r"^[a-z0-9_]{3,50}$")),
+    params(("org" = String, Path, description = "The organization's slug.", pattern = r"^[a-z_][a-z0-9_]{2,49}$")),
     responses(
         (status = 200, description = "The revoked keys, by fingerprint.", body = KeysRevoked),
         (status = 404, description = "No such organization.", body = common::http::openapi::ErrorBody),

@@ -53,7 +53,7 @@ fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Optio
     path = "/api/v1/organizations/{org}/notifications",
     tag = "onboard",
     summary = "The organization's run notification settings.",
-    params(("org" = String, Path, description = "The organization's slug.", pattern = r"^[a-z0-9_]{3,50}$")),
+    params(("org" = String, Path, description = "The organization's slug.", pattern = r"^[a-z_][a-z0-9_]{2,49}$")),
     responses(
         (status = 200, description = "The settings (the webhook is never returned, only whether one is set).", body = NotificationSettings),
         (status = 404, description = "No such organization.", body = common::http::openapi::ErrorBody),
@@ -77,7 +77,7 @@ pub async fn get_notifications(
     path = "/api/v1/organizations/{org}/notifications",
     tag = "onboard",
     summary = "Change the organization's run notification settings.",
-    params(("org" = String, Path, description = "The organization's slug.", pattern = r"^[a-z0-9_]{3,50}$")),
+    params(("org" = String, Path, description = "The organization's slug.", pattern = r"^[a-z_][a-z0-9_]{2,49}$")),
     request_body = crate::notifications::NotificationsUpdate,
     responses(
         (status = 200, description = "The settings as stored.", body = NotificationSettings),

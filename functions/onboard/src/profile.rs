@@ -14,7 +14,7 @@ use common::{ApiError, AppState};
     path = "/api/v1/organizations/{org}",
     tag = "onboard",
     summary = "The organization's profile, subscription and quotas.",
-    params(("org" = String, Path, description = "The organization's slug.", pattern = r"^[a-z0-9_]{3,50}$")),
+    params(("org" = String, Path, description = "The organization's slug.", pattern = r"^[a-z_][a-z0-9_]{2,49}$")),
     responses(
         (status = 200, description = "The organization.", body = common::http::openapi::JsonObject),
         (status = 404, description = "No such organization.", body = common::http::openapi::ErrorBody),

@@ -21,9 +21,11 @@ use crate::store;
 #[serde(deny_unknown_fields)]
 pub struct SubscriptionUpdate {
     /// The billing system's status: trialing, active, past_due, paused, incomplete, canceled.
+    #[schema(pattern = "^(active|canceled|incomplete|past_due|paused|trialing)$")]
     pub status: String,
     /// A new plan (STARTER, PROFESSIONAL, SCALE); unchanged when absent.
     #[serde(default)]
+    #[schema(pattern = "^(STARTER|PROFESSIONAL|SCALE)$")]
     pub plan_name: Option<String>,
     /// RFC 3339 end of the trial; unchanged when absent.
     #[serde(default)]
@@ -35,7 +37,7 @@ pub struct SubscriptionUpdate {
     path = "/api/v1/organizations/{org}/subscription",
     tag = "onboard",
     summary = "Set the organization's subscription status (from the billing system).",
-    params(("org" = String, Path, description = "The organization's slug.", pattern = r"^[a-z0-9_]{3,50}$")),
+    params(("org" = String, Path, description = "The organization's slug.", pattern = r"^[a-z_][a-z0-9_]{2,49}$")),
     request_body = crate::subscription::SubscriptionUpdate,
     responses(
         (status = 200, description = "The subscription as stored.", body = SubscriptionChanged),

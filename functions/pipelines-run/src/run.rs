@@ -27,7 +27,7 @@ use crate::window::RunBody;
     path = "/api/v1/pipelines/run/{org}/{provider}/{domain}",
     tag = "pipelines",
     summary = "Submit a run of a provider's domain pipeline.",
-    params(("org" = String, Path, description = "The organization's slug.", pattern = r"^[a-z0-9_]{3,50}$"), ("provider" = String, Path, description = "A provider: openai, anthropic or gcp."), ("domain" = String, Path, description = "A pipeline domain of the provider (e.g. usage_cost).")),
+    params(("org" = String, Path, description = "The organization's slug.", pattern = r"^[a-z_][a-z0-9_]{2,49}$"), ("provider" = String, Path, description = "A provider: openai, anthropic or gcp."), ("domain" = String, Path, description = "A pipeline domain of the provider (e.g. usage_cost).")),
     request_body = Option<crate::window::RunBody>,
     responses(
         (status = 202, description = "The run is accepted; Location names it.", body = RunAccepted),
@@ -52,7 +52,7 @@ pub async fn run_domain(
     path = "/api/v1/pipelines/run/{org}/{provider}/{domain}/{pipeline}",
     tag = "pipelines",
     summary = "Submit a run of one named pipeline.",
-    params(("org" = String, Path, description = "The organization's slug.", pattern = r"^[a-z0-9_]{3,50}$"), ("provider" = String, Path, description = "A provider: openai, anthropic or gcp."), ("domain" = String, Path, description = "A pipeline domain of the provider (e.g. usage_cost)."), ("pipeline" = String, Path, description = "The pipeline's name in its domain.")),
+    params(("org" = String, Path, description = "The organization's slug.", pattern = r"^[a-z_][a-z0-9_]{2,49}$"), ("provider" = String, Path, description = "A provider: openai, anthropic or gcp."), ("domain" = String, Path, description = "A pipeline domain of the provider (e.g. usage_cost)."), ("pipeline" = String, Path, description = "The pipeline's name in its domain.")),
     request_body = Option<crate::window::RunBody>,
     responses(
         (status = 202, description = "The run is accepted; Location names it.", body = RunAccepted),

@@ -87,7 +87,7 @@ fn step_view(row: &Row, run: &RunRow) -> Value {
     path = "/api/v1/pipelines/runs/{org}/{run_id}",
     tag = "pipelines",
     summary = "One run with its steps, totals and errors.",
-    params(("org" = String, Path, description = "The organization's slug.", pattern = r"^[a-z0-9_]{3,50}$"), ("run_id" = String, Path, description = "The run's id.")),
+    params(("org" = String, Path, description = "The organization's slug.", pattern = r"^[a-z_][a-z0-9_]{2,49}$"), ("run_id" = String, Path, description = "The run's id.")),
     responses(
         (status = 200, description = "The run.", body = common::http::openapi::JsonObject),
         (status = 404, description = "No such run in this organization.", body = common::http::openapi::ErrorBody),
@@ -155,7 +155,7 @@ async fn data_quality(state: &AppState, org: &str, run_id: &str) -> Value {
     path = "/api/v1/pipelines/runs/{org}",
     tag = "pipelines",
     summary = "The organization's run history, newest first.",
-    params(("org" = String, Path, description = "The organization's slug.", pattern = r"^[a-z0-9_]{3,50}$"), ("status" = Option<String>, Query, description = "Only runs in this status."), ("limit" = Option<u32>, Query, description = "At most this many (1..=100)."), ("offset" = Option<u32>, Query, description = "Skip this many.")),
+    params(("org" = String, Path, description = "The organization's slug.", pattern = r"^[a-z_][a-z0-9_]{2,49}$"), ("status" = Option<String>, Query, description = "Only runs in this status."), ("limit" = Option<u32>, Query, description = "At most this many (1..=100)."), ("offset" = Option<u32>, Query, description = "Skip this many.")),
     responses(
         (status = 200, description = "A page of runs.", body = RunsPage),
         (status = 404, description = "No such organization.", body = common::http::openapi::ErrorBody),

@@ -13,12 +13,15 @@ use serde::Deserialize;
 pub struct RunBody {
     /// One UTC day.
     #[serde(default)]
+    #[schema(pattern = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")]
     pub date: Option<String>,
     /// First day of the window (UTC, inclusive).
     #[serde(default)]
+    #[schema(pattern = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")]
     pub start_date: Option<String>,
     /// Last day of the window (UTC, inclusive).
     #[serde(default)]
+    #[schema(pattern = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")]
     pub end_date: Option<String>,
 }
 

@@ -252,7 +252,7 @@ pub async fn read_catalog(
     path = "/api/v1/integrations/{org}/{provider}/pricing",
     tag = "pricing",
     summary = "The organization's pricing book, as of a day or with history.",
-    params(("org" = String, Path, description = "The organization's slug.", pattern = r"^[a-z0-9_]{3,50}$"), ("provider" = String, Path, description = "A provider: openai, anthropic or gcp."), ("model" = Option<String>, Query, description = "Only this model."), ("as_of" = Option<String>, Query, description = "The versions in force on this day (YYYY-MM-DD; default today)."), ("history" = Option<bool>, Query, description = "Every version (not with as_of).")),
+    params(("org" = String, Path, description = "The organization's slug.", pattern = r"^[a-z_][a-z0-9_]{2,49}$"), ("provider" = String, Path, description = "A provider: openai, anthropic or gcp."), ("model" = Option<String>, Query, description = "Only this model."), ("as_of" = Option<String>, Query, description = "The versions in force on this day (YYYY-MM-DD; default today)."), ("history" = Option<bool>, Query, description = "Every version (not with as_of).")),
     responses(
         (status = 200, description = "The entries.", body = PricingPage),
         (status = 404, description = "No such organization or provider, or its book is not created yet.", body = common::http::openapi::ErrorBody),
@@ -273,7 +273,7 @@ pub async fn list_pricing(
     path = "/api/v1/integrations/{org}/{provider}/pricing",
     tag = "pricing",
     summary = "Add an entry to the pricing book.",
-    params(("org" = String, Path, description = "The organization's slug.", pattern = r"^[a-z0-9_]{3,50}$"), ("provider" = String, Path, description = "A provider: openai, anthropic or gcp.")),
+    params(("org" = String, Path, description = "The organization's slug.", pattern = r"^[a-z_][a-z0-9_]{2,49}$"), ("provider" = String, Path, description = "A provider: openai, anthropic or gcp.")),
     request_body = common::http::openapi::JsonObject,
     responses(
         (status = 201, description = "The entry as stored.", body = common::http::openapi::JsonObject),
@@ -296,7 +296,7 @@ pub async fn add_pricing(
     path = "/api/v1/integrations/{org}/{provider}/pricing/{model_id}",
     tag = "pricing",
     summary = "A new version of an entry of the pricing book.",
-    params(("org" = String, Path, description = "The organization's slug.", pattern = r"^[a-z0-9_]{3,50}$"), ("provider" = String, Path, description = "A provider: openai, anthropic or gcp."), ("model_id" = String, Path, description = "A model id of the pricing book.")),
+    params(("org" = String, Path, description = "The organization's slug.", pattern = r"^[a-z_][a-z0-9_]{2,49}$"), ("provider" = String, Path, description = "A provider: openai, anthropic or gcp."), ("model_id" = String, Path, description = "A model id of the pricing book.")),
     request_body = common::http::openapi::JsonObject,
     responses(
         (status = 200, description = "The entry as stored.", body = common::http::openapi::JsonObject),
@@ -319,7 +319,7 @@ pub async fn update_pricing(
     path = "/api/v1/integrations/{org}/{provider}/pricing/{model_id}",
     tag = "pricing",
     summary = "End an entry of the pricing book.",
-    params(("org" = String, Path, description = "The organization's slug.", pattern = r"^[a-z0-9_]{3,50}$"), ("provider" = String, Path, description = "A provider: openai, anthropic or gcp."), ("model_id" = String, Path, description = "A model id of the pricing book.")),
+    params(("org" = String, Path, description = "The organization's slug.", pattern = r"^[a-z_][a-z0-9_]{2,49}$"), ("provider" = String, Path, description = "A provider: openai, anthropic or gcp."), ("model_id" = String, Path, description = "A model id of the pricing book.")),
     responses(
         (status = 200, description = "What was ended.", body = common::http::openapi::JsonObject),
         (status = 404, description = "No such organization, provider, book or entry.", body = common::http::openapi::ErrorBody),
@@ -339,7 +339,7 @@ pub async fn delete_pricing(
     path = "/api/v1/integrations/{org}/{provider}/pricing/reset",
     tag = "pricing",
     summary = "Reset the pricing book to the defaults (creating it when missing).",
-    params(("org" = String, Path, description = "The organization's slug.", pattern = r"^[a-z0-9_]{3,50}$"), ("provider" = String, Path, description = "A provider: openai, anthropic or gcp.")),
+    params(("org" = String, Path, description = "The organization's slug.", pattern = r"^[a-z_][a-z0-9_]{2,49}$"), ("provider" = String, Path, description = "A provider: openai, anthropic or gcp.")),
     request_body = Option<common::http::openapi::JsonObject>,
     responses(
         (status = 200, description = "What the reset changed.", body = common::http::openapi::JsonObject),
@@ -361,7 +361,7 @@ pub async fn reset_pricing(
     path = "/api/v1/integrations/{org}/{provider}/subscriptions",
     tag = "pricing",
     summary = "The organization's subscriptions book, as of a day or with history.",
-    params(("org" = String, Path, description = "The organization's slug.", pattern = r"^[a-z0-9_]{3,50}$"), ("provider" = String, Path, description = "A provider: openai, anthropic or gcp."), ("plan" = Option<String>, Query, description = "Only this plan."), ("as_of" = Option<String>, Query, description = "The versions in force on this day (YYYY-MM-DD; default today)."), ("history" = Option<bool>, Query, description = "Every version (not with as_of).")),
+    params(("org" = String, Path, description = "The organization's slug.", pattern = r"^[a-z_][a-z0-9_]{2,49}$"), ("provider" = String, Path, description = "A provider: openai, anthropic or gcp."), ("plan" = Option<String>, Query, description = "Only this plan."), ("as_of" = Option<String>, Query, description = "The versions in force on this day (YYYY-MM-DD; default today)."), ("history" = Option<bool>, Query, description = "Every version (not with as_of).")),
     responses(
         (status = 200, description = "The entries.", body = SubscriptionsPage),
         (status = 404, description = "No such organization or provider, or its book is not created yet.", body = common::http::openapi::ErrorBody),
@@ -382,7 +382,7 @@ pub async fn list_subscriptions(
     path = "/api/v1/integrations/{org}/{provider}/subscriptions",
     tag = "pricing",
     summary = "Add an entry to the subscriptions book.",
-    params(("org" = String, Path, description = "The organization's slug.", pattern = r"^[a-z0-9_]{3,50}$"), ("provider" = String, Path, description = "A provider: openai, anthropic or gcp.")),
+    params(("org" = String, Path, description = "The organization's slug.", pattern = r"^[a-z_][a-z0-9_]{2,49}$"), ("provider" = String, Path, description = "A provider: openai, anthropic or gcp.")),
     request_body = common::http::openapi::JsonObject,
     responses(
         (status = 201, description = "The entry as stored.", body = common::http::openapi::JsonObject),
@@ -405,7 +405,7 @@ pub async fn add_subscription(
     path = "/api/v1/integrations/{org}/{provider}/subscriptions/{plan_name}",
     tag = "pricing",
     summary = "A new version of an entry of the subscriptions book.",
-    params(("org" = String, Path, description = "The organization's slug.", pattern = r"^[a-z0-9_]{3,50}$"), ("provider" = String, Path, description = "A provider: openai, anthropic or gcp."), ("plan_name" = String, Path, description = "A plan of the subscriptions book.")),
+    params(("org" = String, Path, description = "The organization's slug.", pattern = r"^[a-z_][a-z0-9_]{2,49}$"), ("provider" = String, Path, description = "A provider: openai, anthropic or gcp."), ("plan_name" = String, Path, description = "A plan of the subscriptions book.")),
     request_body = common::http::openapi::JsonObject,
     responses(
         (status = 200, description = "The entry as stored.", body = common::http::openapi::JsonObject),
@@ -428,7 +428,7 @@ pub async fn update_subscription(
     path = "/api/v1/integrations/{org}/{provider}/subscriptions/{plan_name}",
     tag = "pricing",
     summary = "End an entry of the subscriptions book.",
-    params(("org" = String, Path, description = "The organization's slug.", pattern = r"^[a-z0-9_]{3,50}$"), ("provider" = String, Path, description = "A provider: openai, anthropic or gcp."), ("plan_name" = String, Path, description = "A plan of the subscriptions book.")),
+    params(("org" = String, Path, description = "The organization's slug.", pattern = r"^[a-z_][a-z0-9_]{2,49}$"), ("provider" = String, Path, description = "A provider: openai, anthropic or gcp."), ("plan_name" = String, Path, description = "A plan of the subscriptions book.")),
     responses(
         (status = 200, description = "What was ended.", body = common::http::openapi::JsonObject),
         (status = 404, description = "No such organization, provider, book or entry.", body = common::http::openapi::ErrorBody),
@@ -448,7 +448,7 @@ pub async fn delete_subscription(
     path = "/api/v1/integrations/{org}/{provider}/subscriptions/reset",
     tag = "pricing",
     summary = "Reset the subscriptions book to the defaults (creating it when missing).",
-    params(("org" = String, Path, description = "The organization's slug.", pattern = r"^[a-z0-9_]{3,50}$"), ("provider" = String, Path, description = "A provider: openai, anthropic or gcp.")),
+    params(("org" = String, Path, description = "The organization's slug.", pattern = r"^[a-z_][a-z0-9_]{2,49}$"), ("provider" = String, Path, description = "A provider: openai, anthropic or gcp.")),
     request_body = Option<common::http::openapi::JsonObject>,
     responses(
         (status = 200, description = "What the reset changed.", body = common::http::openapi::JsonObject),

@@ -14,6 +14,7 @@ use serde_json::Value;
 pub struct TickBody {
     /// The tick's day (UTC): the newest window ends the day before. Default: today.
     #[serde(default)]
+    #[schema(pattern = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")]
     pub as_of: Option<String>,
 }
 
