@@ -338,6 +338,17 @@ async fn schemathesis_finds_nothing_against_convergence_local() {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::CREATED);
+    // A run, so a run's own route answers 200 too.
+    let yesterday = (chrono::Utc::now().date_naive() - chrono::Days::new(1)).to_string();
+    let r = client
+        .post(format!("{base}/api/v1/pipelines/run/acme/openai/usage_cost"))
+        .header("X-API-Key", &org_key)
+        .json(&json!({"date": yesterday}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    let run_id = r.json::<Value>().await.unwrap()["run_id"].as_str().unwrap().to_string();
 
     let started = Instant::now();
     // Hypothesis keeps caches in its working directory: a temporary one, not the clone.
@@ -350,6 +361,7 @@ async fn schemathesis_finds_nothing_against_convergence_local() {
         .arg(format!("{base}/openapi.json"))
         .env("ORG_KEY", &org_key)
         .env("ROOT_KEY", ROOT_KEY)
+        .env("RUN_ID", &run_id)
         .env("NO_COLOR", "1")
         .output()
         .await
