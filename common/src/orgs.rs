@@ -18,7 +18,7 @@ use crate::configs::Configs;
 use crate::warehouse::{Params, Row, Warehouse, WarehouseResult};
 
 /// An organization as the services read it: profile, subscription, quotas and active keys.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Organization {
     pub org_slug: String,
     pub company_name: String,
@@ -37,7 +37,7 @@ pub struct Organization {
 
 /// The organization's subscription; every field `None` when it has none (an onboarding that
 /// did not finish).
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Subscription {
     pub plan_name: Option<String>,
     pub status: Option<String>,
@@ -47,7 +47,7 @@ pub struct Subscription {
 }
 
 /// The quotas in force (copied from the plan at onboarding and at each plan change).
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Quotas {
     pub max_pipeline_runs_per_day: Option<i64>,
     pub max_pipeline_runs_per_month: Option<i64>,
@@ -56,7 +56,7 @@ pub struct Quotas {
 }
 
 /// One active API key, as anyone may see it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct KeySummary {
     pub fingerprint: Option<String>,
     pub created_at: Option<String>,

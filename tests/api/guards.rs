@@ -170,7 +170,7 @@ async fn slugs_equal_to_a_fixed_path_segment_are_refused_at_onboarding() {
 
 /// The path each `.route(..)` call in `src` registers: a string literal, or `format!` of a
 /// `BASE` constant declared in the same file.
-fn routes_in_source(src: &str) -> Vec<String> {
+pub(crate) fn routes_in_source(src: &str) -> Vec<String> {
     let base = src.split("const BASE: &str = \"").nth(1).and_then(|r| r.split('"').next());
     src.split(".route(")
         .skip(1)
@@ -195,7 +195,9 @@ async fn the_route_table_is_exactly_the_routes_the_functions_serve() {
             in_sources.extend(routes_in_source(&src));
         }
     }
-    in_sources.extend(routes_in_source(&std::fs::read_to_string(repo().join("common/src/http/server.rs")).unwrap()));
+    for shared in ["common/src/http/server.rs", "common/src/http/openapi.rs"] {
+        in_sources.extend(routes_in_source(&std::fs::read_to_string(repo().join(shared)).unwrap()));
+    }
     let table: BTreeSet<String> = common::http::routes::API_ROUTES.iter().map(|r| r.to_string()).collect();
     assert_eq!(table, in_sources, "common/src/http/routes.rs API_ROUTES must list exactly the functions' routes");
 

@@ -22,6 +22,7 @@ mod kms_gcp;
 mod notifications;
 mod oidc;
 mod onboarding;
+mod openapi;
 mod organizations;
 mod pipelines;
 mod pricing;

@@ -7,8 +7,11 @@ use axum::extract::rejection::{JsonRejection, PathRejection};
 use axum::extract::{FromRequest, FromRequestParts, RawPathParams, Request};
 use axum::http::request::Parts;
 use axum::http::{header, StatusCode};
-use serde::de::DeserializeOwned;
-use serde::Deserialize;
+use std::marker::PhantomData;
+
+use serde::de::value::MapAccessDeserializer;
+use serde::de::{DeserializeOwned, MapAccess, Visitor};
+use serde::{Deserialize, Deserializer};
 
 use super::error::{ApiError, ApiResult};
 use super::middleware::{ClientAddr, IdentityLimiter};
@@ -50,12 +53,36 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        axum::Json::<T>::from_request(req, state).await.map(|axum::Json(v)| ApiJson(v)).map_err(json_rejection)
+        axum::Json::<ObjectBody<T>>::from_request(req, state)
+            .await
+            .map(|axum::Json(ObjectBody(v))| ApiJson(v))
+            .map_err(json_rejection)
     }
 }
 
-/// A JSON body that may be absent (no body at all means `T::default()`); a body that is present
-/// must be valid JSON of the right shape.
+/// A body read as a JSON object only. serde's derived structs also accept an array of their
+/// fields in order (`[null, null]` was taken as a notifications update), which no client
+/// means and the API contract does not allow.
+struct ObjectBody<T>(T);
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for ObjectBody<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ObjectVisitor<T>(PhantomData<T>);
+        impl<'de, T: Deserialize<'de>> Visitor<'de> for ObjectVisitor<T> {
+            type Value = T;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
+                T::deserialize(MapAccessDeserializer::new(map))
+            }
+        }
+        deserializer.deserialize_map(ObjectVisitor(PhantomData)).map(ObjectBody)
+    }
+}
+
+/// A JSON body that may be absent (no body at all, or `null`, means `T::default()`); a body that
+/// is present must be valid JSON of the right shape.
 pub struct OptionalJson<T>(pub T);
 
 impl<T: DeserializeOwned + Default, S: Send + Sync> FromRequest<S> for OptionalJson<T> {
@@ -68,7 +95,10 @@ impl<T: DeserializeOwned + Default, S: Send + Sync> FromRequest<S> for OptionalJ
         if empty {
             return Ok(OptionalJson(T::default()));
         }
-        ApiJson::<T>::from_request(req, state).await.map(|ApiJson(v)| OptionalJson(v))
+        axum::Json::<Option<ObjectBody<T>>>::from_request(req, state)
+            .await
+            .map(|axum::Json(v)| OptionalJson(v.map(|ObjectBody(v)| v).unwrap_or_default()))
+            .map_err(json_rejection)
     }
 }
 
@@ -189,4 +219,35 @@ impl FromRequestParts<AppState> for OrgAccess {
 #[derive(Debug, Deserialize)]
 pub struct ProviderPath {
     pub provider: String,
+}
+
+/// [`OrgAccess`] on a route only the root key may call (an organization's subscription, revoking
+/// its keys): an organization key, its own included, is refused (403) as the request arrives,
+/// before the body is read.
+pub struct RootOrgAccess(pub OrgAccess);
+
+impl FromRequestParts<AppState> for RootOrgAccess {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let access = OrgAccess::from_request_parts(parts, state).await?;
+        access.caller.require_root()?;
+        Ok(RootOrgAccess(access))
+    }
+}
+
+/// The caller of a route only the root key may call: an organization key is refused (403) as
+/// the request arrives, before its body is read, so a refused caller learns nothing about the
+/// body a root route expects (a handler taking [`Caller`] and a body would answer a malformed
+/// body 400 first). Take it as `RootCaller(caller): RootCaller`.
+pub struct RootCaller(pub Caller);
+
+impl FromRequestParts<AppState> for RootCaller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let caller = Caller::from_request_parts(parts, state).await?;
+        caller.require_root()?;
+        Ok(RootCaller(caller))
+    }
 }

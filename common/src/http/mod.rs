@@ -6,10 +6,11 @@ pub mod error;
 pub mod extract;
 pub mod internal;
 pub mod middleware;
+pub mod openapi;
 pub mod routes;
 pub mod server;
 
 pub use error::ApiError;
-pub use extract::{ApiJson, ApiPath, ApiText, OptionalJson, OrgAccess, ProviderPath};
+pub use extract::{ApiJson, ApiPath, ApiText, OptionalJson, OrgAccess, ProviderPath, RootOrgAccess};
 pub use internal::InternalCaller;
 pub use server::{health_router, run_service, run_service_needing, serve, with_plumbing};

@@ -10,6 +10,7 @@ use std::collections::BTreeSet;
 /// of development is not part of the API). `{name}` is a path parameter.
 pub const API_ROUTES: &[&str] = &[
     "/health",
+    "/openapi.json",
     // bootstrap
     "/api/v1/admin/bootstrap",
     // onboard

@@ -80,7 +80,7 @@ pub fn due_window(
 }
 
 /// Counts of one tick.
-#[derive(Debug, Default, Serialize)]
+#[derive(Debug, Default, Serialize, utoipa::ToSchema)]
 pub struct TickReport {
     pub as_of: String,
     /// Runs submitted by this tick.

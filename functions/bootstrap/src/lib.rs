@@ -11,8 +11,8 @@ use axum::extract::State;
 use axum::routing::post;
 use axum::{Json, Router};
 use common::audit::AuditEvent;
-use common::auth::Caller;
 use common::http::error::ApiResult;
+use common::http::extract::RootCaller;
 use common::http::{health_router, with_plumbing, OptionalJson};
 use common::settings::Environment;
 use common::warehouse::{render_table_refs, DatasetOptions};
@@ -28,12 +28,19 @@ pub fn routes() -> Router<AppState> {
     Router::new().route("/api/v1/admin/bootstrap", post(bootstrap))
 }
 
-/// The function as a complete app: routes, `/health` and the shared plumbing.
+/// This function's part of the API contract: its routes' `#[utoipa::path]` annotations.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(bootstrap))]
+pub struct ApiDoc;
+
+/// The function as a complete app: routes, `/health`, its spec at `/openapi.json` and the
+/// shared plumbing.
 pub fn router(state: AppState) -> Router {
-    with_plumbing(routes().merge(health_router(SERVICE)), state)
+    let spec = common::http::openapi::finish(SERVICE, <ApiDoc as utoipa::OpenApi>::openapi());
+    with_plumbing(routes().merge(health_router(SERVICE)).merge(common::http::openapi::spec_router(spec)), state)
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BootstrapRequest {
     /// Drop everything in the central dataset (every table and view, every row, also of tables
@@ -46,7 +53,7 @@ pub struct BootstrapRequest {
     pub force_recreate_tables: bool,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct BootstrapReport {
     pub dataset: String,
     pub dataset_created: bool,
@@ -59,15 +66,29 @@ pub struct BootstrapReport {
     pub views_created: Vec<String>,
     pub views_existing: Vec<String>,
     /// What loading each provider's catalog file changed in `price_catalog`.
+    #[schema(value_type = Vec<common::http::openapi::JsonObject>)]
     pub catalog: Vec<common::pricebook::CatalogWriteReport>,
 }
 
 /// Two bootstraps at once in one process would race on "exists? create"; serialize them.
 static BOOTSTRAP_LOCK: LazyLock<Mutex<()>> = LazyLock::new(|| Mutex::new(()));
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/admin/bootstrap",
+    tag = "bootstrap",
+    summary = "Create the central dataset, its tables and views, and load the price catalogs (idempotent).",
+    request_body = Option<BootstrapRequest>,
+    responses(
+        (status = 200, description = "What was created and what existed.", body = BootstrapReport),
+        (status = 403, description = "A destructive flag outside development, or not the root key.", body = common::http::openapi::ErrorBody),
+        (status = 409, description = "Configs add a REQUIRED column to an existing table.", body = common::http::openapi::ErrorBody),
+    ),
+    security(("root_key" = [])),
+)]
 async fn bootstrap(
     State(state): State<AppState>,
-    caller: Caller,
+    RootCaller(caller): RootCaller,
     OptionalJson(request): OptionalJson<BootstrapRequest>,
 ) -> ApiResult<Json<BootstrapReport>> {
     caller.require_root()?;

@@ -26,7 +26,14 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v1/integrations/{org}/{provider}/validate", post(validate::validate))
 }
 
-/// The function as a complete app: routes, `/health` and the shared plumbing.
+/// This function's part of the API contract: its routes' `#[utoipa::path]` annotations.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(view::list, view::get_one, view::delete, setup::setup, validate::validate))]
+pub struct ApiDoc;
+
+/// The function as a complete app: routes, `/health`, its spec at `/openapi.json` and the
+/// shared plumbing.
 pub fn router(state: AppState) -> Router {
-    with_plumbing(routes().merge(health_router(SERVICE)), state)
+    let spec = common::http::openapi::finish(SERVICE, <ApiDoc as utoipa::OpenApi>::openapi());
+    with_plumbing(routes().merge(health_router(SERVICE)).merge(common::http::openapi::spec_router(spec)), state)
 }

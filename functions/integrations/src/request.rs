@@ -10,11 +10,12 @@ use serde::Deserialize;
 use serde_json::Value;
 
 /// `POST /api/v1/integrations/{org}/{provider}/setup`.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SetupRequest {
     /// openai, anthropic: the admin API key.
     #[serde(default)]
+    #[schema(value_type = Option<String>)]
     pub credential: Option<SecretString>,
     /// A name to recognise the credential by (default: "<provider> admin key" / "… service account").
     #[serde(default)]

@@ -17,6 +17,25 @@ use serde_json::{json, Value};
 use crate::request::{self, SetupRequest};
 use crate::{check, store};
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/integrations/{org}/{provider}/setup",
+    tag = "integrations",
+    summary = "Validate a provider credential with the provider and store it encrypted.",
+    params(("org" = String, Path, description = "The organization's slug.", pattern = r"^[a-z_][a-z0-9_]{2,49}$"), ("provider" = String, Path, description = "A provider: openai, anthropic or gcp.")),
+    request_body = crate::request::SetupRequest,
+    responses(
+        (status = 201, description = "The integration, validated and stored.", body = crate::view::IntegrationView),
+        (status = 403, description = "The plan allows no more integrations, or not this key.", body = common::http::openapi::ErrorBody),
+        (status = 404, description = "No such organization or provider.", body = common::http::openapi::ErrorBody),
+        (status = 422, description = "The provider refused the credential.", body = common::http::openapi::ErrorBody),
+        (status = 429, description = "The provider is rate limiting us.", body = common::http::openapi::ErrorBody),
+        (status = 501, description = "A provider the configs name that this build does not support.", body = common::http::openapi::ErrorBody),
+        (status = 502, description = "The provider answered with an error.", body = common::http::openapi::ErrorBody),
+        (status = 504, description = "The provider did not answer in time.", body = common::http::openapi::ErrorBody),
+    ),
+    security(("api_key" = []), ("root_key" = [])),
+)]
 pub async fn setup(
     State(state): State<AppState>,
     access: OrgAccess,

@@ -18,6 +18,19 @@ use serde_json::{json, Value};
 use crate::request::{self, Credential};
 use crate::{check, store};
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/integrations/{org}/{provider}/validate",
+    tag = "integrations",
+    summary = "Check the stored credential with the provider again.",
+    params(("org" = String, Path, description = "The organization's slug.", pattern = r"^[a-z_][a-z0-9_]{2,49}$"), ("provider" = String, Path, description = "A provider: openai, anthropic or gcp.")),
+    responses(
+        (status = 200, description = "The outcome, also recorded on the integration.", body = crate::view::IntegrationView),
+        (status = 404, description = "No such organization, provider or integration.", body = common::http::openapi::ErrorBody),
+        (status = 501, description = "A provider the configs name that this build does not support.", body = common::http::openapi::ErrorBody),
+    ),
+    security(("api_key" = []), ("root_key" = [])),
+)]
 pub async fn validate(
     State(state): State<AppState>,
     access: OrgAccess,

@@ -9,6 +9,22 @@ pub mod sandbox;
 
 pub const SERVICE: &str = "convergence-local";
 
+/// The whole API's contract: the six functions' documents merged.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    use utoipa::OpenApi;
+    common::http::openapi::merged(
+        SERVICE,
+        [
+            bootstrap::ApiDoc::openapi(),
+            onboard::ApiDoc::openapi(),
+            integrations::ApiDoc::openapi(),
+            pricing::ApiDoc::openapi(),
+            pipelines_run::ApiDoc::openapi(),
+            scheduler_tick::ApiDoc::openapi(),
+        ],
+    )
+}
+
 /// Every function's routes behind the shared plumbing, plus the provider sandbox when
 /// `SANDBOX_PROVIDERS` is on (outside the rate limiter and our error shapes: it answers like the
 /// providers do).
@@ -19,7 +35,8 @@ pub fn router(state: AppState) -> Router {
         .merge(pricing::routes())
         .merge(pipelines_run::routes())
         .merge(scheduler_tick::routes())
-        .merge(health_router(SERVICE));
+        .merge(health_router(SERVICE))
+        .merge(common::http::openapi::spec_router(openapi()));
     let sandbox = state
         .settings
         .sandbox_providers

@@ -8,6 +8,7 @@ use axum::http::StatusCode;
 use axum::Json;
 use common::audit::AuditEvent;
 use common::http::error::ApiResult;
+use common::http::extract::RootOrgAccess;
 use common::http::OrgAccess;
 use common::warehouse::Params;
 use common::{ApiError, AppState};
@@ -15,6 +16,18 @@ use serde_json::{json, Value};
 
 use crate::store;
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/organizations/{org}/api-key/rotate",
+    tag = "onboard",
+    summary = "Issue a new API key (returned once); the previous keys stop working.",
+    params(("org" = String, Path, description = "The organization's slug.", pattern = r"^[a-z_][a-z0-9_]{2,49}$")),
+    responses(
+        (status = 201, description = "The new key.", body = KeyRotated),
+        (status = 404, description = "No such organization.", body = common::http::openapi::ErrorBody),
+    ),
+    security(("api_key" = []), ("root_key" = [])),
+)]
 pub async fn rotate(State(state): State<AppState>, access: OrgAccess) -> ApiResult<(StatusCode, Json<Value>)> {
     let slug = &access.slug;
     let _guard = store::org_lock(slug.as_str()).await;
@@ -63,8 +76,19 @@ pub async fn rotate(State(state): State<AppState>, access: OrgAccess) -> ApiResu
     ))
 }
 
-pub async fn revoke(State(state): State<AppState>, access: OrgAccess) -> ApiResult<Json<Value>> {
-    access.caller.require_root()?;
+#[utoipa::path(
+    post,
+    path = "/api/v1/organizations/{org}/api-key/revoke",
+    tag = "onboard",
+    summary = "Revoke every key of the organization.",
+    params(("org" = String, Path, description = "The organization's slug.", pattern = r"^[a-z_][a-z0-9_]{2,49}$")),
+    responses(
+        (status = 200, description = "The revoked keys, by fingerprint.", body = KeysRevoked),
+        (status = 404, description = "No such organization.", body = common::http::openapi::ErrorBody),
+    ),
+    security(("root_key" = [])),
+)]
+pub async fn revoke(State(state): State<AppState>, RootOrgAccess(access): RootOrgAccess) -> ApiResult<Json<Value>> {
     let slug = &access.slug;
     let _guard = store::org_lock(slug.as_str()).await;
     if !store::org_exists(&state, slug.as_str()).await? {
@@ -95,4 +119,27 @@ pub async fn revoke(State(state): State<AppState>, access: OrgAccess) -> ApiResu
         "revoked_fingerprints": revoked,
         "message": "every key of this organization is revoked; issue a new one with POST .../api-key/rotate",
     })))
+}
+
+/// The response's schema for the API contract (the handler builds it with `json!`; schemathesis
+/// checks real responses against it).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct KeyRotated {
+    org_slug: String,
+    /// The new key: shown only this once.
+    api_key: String,
+    fingerprint: String,
+    revoked_fingerprints: Vec<String>,
+    message: String,
+}
+
+/// The response's schema for the API contract (the handler builds it with `json!`; schemathesis
+/// checks real responses against it).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct KeysRevoked {
+    org_slug: String,
+    revoked_fingerprints: Vec<String>,
+    message: String,
 }

@@ -2,8 +2,8 @@
 
 use axum::extract::State;
 use axum::Json;
-use common::auth::Caller;
 use common::http::error::ApiResult;
+use common::http::extract::RootCaller;
 use common::http::ApiJson;
 use common::AppState;
 use serde::Serialize;
@@ -11,14 +11,14 @@ use serde::Serialize;
 use crate::request::OnboardRequest;
 use crate::store;
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Check {
     pub check: &'static str,
     pub passed: bool,
     pub message: String,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct DryRunReport {
     /// True when every check passed: onboarding this request would succeed now.
     pub valid: bool,
@@ -27,9 +27,20 @@ pub struct DryRunReport {
     pub checks: Vec<Check>,
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/organizations/dryrun",
+    tag = "onboard",
+    summary = "Check an onboarding request without changing anything.",
+    request_body = crate::request::OnboardRequest,
+    responses(
+        (status = 200, description = "Each check and whether it passed.", body = DryRunReport),
+    ),
+    security(("root_key" = [])),
+)]
 pub async fn dryrun(
     State(state): State<AppState>,
-    caller: Caller,
+    RootCaller(caller): RootCaller,
     ApiJson(request): ApiJson<OnboardRequest>,
 ) -> ApiResult<Json<DryRunReport>> {
     caller.require_root()?;

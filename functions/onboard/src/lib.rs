@@ -34,7 +34,23 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v1/organizations/{org}/api-key/revoke", post(api_keys::revoke))
 }
 
-/// The function as a complete app: routes, `/health` and the shared plumbing.
+/// This function's part of the API contract: its routes' `#[utoipa::path]` annotations.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(
+    dryrun::dryrun,
+    onboarding::onboard,
+    profile::get_organization,
+    subscription::update_subscription,
+    notifications::get_notifications,
+    notifications::put_notifications,
+    api_keys::rotate,
+    api_keys::revoke
+))]
+pub struct ApiDoc;
+
+/// The function as a complete app: routes, `/health`, its spec at `/openapi.json` and the
+/// shared plumbing.
 pub fn router(state: AppState) -> Router {
-    with_plumbing(routes().merge(health_router(SERVICE)), state)
+    let spec = common::http::openapi::finish(SERVICE, <ApiDoc as utoipa::OpenApi>::openapi());
+    with_plumbing(routes().merge(health_router(SERVICE)).merge(common::http::openapi::spec_router(spec)), state)
 }

@@ -9,6 +9,7 @@ use chrono::{Duration, Utc};
 use common::audit::AuditEvent;
 use common::auth::Caller;
 use common::http::error::ApiResult;
+use common::http::extract::RootCaller;
 use common::http::ApiJson;
 use common::warehouse::{format_timestamp, DatasetAccess, DatasetOptions};
 use common::{ApiError, AppState};
@@ -17,9 +18,22 @@ use serde_json::{json, Value};
 use crate::request::{OnboardRequest, ValidOnboarding};
 use crate::store::{self, now};
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/organizations/onboard",
+    tag = "onboard",
+    summary = "Onboard an organization: profile, dataset, tables and its first API key (returned once).",
+    request_body = crate::request::OnboardRequest,
+    responses(
+        (status = 201, description = "The organization and its API key.", body = OnboardCreated),
+        (status = 400, description = "A field is not valid.", body = common::http::openapi::ErrorBody),
+        (status = 409, description = "The organization exists.", body = common::http::openapi::ErrorBody),
+    ),
+    security(("root_key" = [])),
+)]
 pub async fn onboard(
     State(state): State<AppState>,
-    caller: Caller,
+    RootCaller(caller): RootCaller,
     ApiJson(request): ApiJson<OnboardRequest>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     caller.require_root()?;
@@ -165,4 +179,19 @@ async fn undo(state: &AppState, slug: &str, dataset_id: &str, dataset_created: b
             tracing::warn!(org_slug = %slug, error = %e, "could not drop the dataset of a failed onboarding");
         }
     }
+}
+
+/// The response's schema for the API contract (the handler builds it with `json!`; schemathesis
+/// checks real responses against it).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct OnboardCreated {
+    org_slug: String,
+    /// The organization's API key: shown only this once.
+    api_key: String,
+    fingerprint: String,
+    dataset_id: String,
+    dataset_created: bool,
+    subscription: common::http::openapi::JsonObject,
+    message: String,
 }

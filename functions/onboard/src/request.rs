@@ -4,15 +4,19 @@ use common::domain::{Email, OrgSlug};
 use common::AppState;
 use serde::Deserialize;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OnboardRequest {
-    /// `^[a-z0-9_]{3,50}$`; becomes part of the dataset name.
+    /// `^[a-z_][a-z0-9_]{2,49}$`; becomes part of the dataset name.
+    #[schema(pattern = "^[a-z_][a-z0-9_]{2,49}$")]
     pub org_slug: String,
+    #[schema(min_length = 1)]
     pub company_name: String,
+    #[schema(format = Email)]
     pub admin_email: String,
     /// STARTER, PROFESSIONAL or SCALE; the onboarding config's default when absent.
     #[serde(default)]
+    #[schema(pattern = "^(STARTER|PROFESSIONAL|SCALE)$")]
     pub subscription_plan: Option<String>,
     /// ISO 4217; the onboarding config's default when absent.
     #[serde(default)]

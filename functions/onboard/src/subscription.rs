@@ -7,7 +7,8 @@ use axum::Json;
 use chrono::{DateTime, Utc};
 use common::audit::AuditEvent;
 use common::http::error::ApiResult;
-use common::http::{ApiJson, OrgAccess};
+use common::http::extract::RootOrgAccess;
+use common::http::ApiJson;
 use common::warehouse::{Param, Params};
 use common::{ApiError, AppState};
 use serde::Deserialize;
@@ -15,25 +16,39 @@ use serde_json::{json, Value};
 
 use crate::store;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SubscriptionUpdate {
     /// The billing system's status: trialing, active, past_due, paused, incomplete, canceled.
+    #[schema(pattern = "^(active|canceled|incomplete|past_due|paused|trialing)$")]
     pub status: String,
     /// A new plan (STARTER, PROFESSIONAL, SCALE); unchanged when absent.
     #[serde(default)]
+    #[schema(pattern = "^(STARTER|PROFESSIONAL|SCALE)$")]
     pub plan_name: Option<String>,
     /// RFC 3339 end of the trial; unchanged when absent.
     #[serde(default)]
     pub trial_ends_at: Option<String>,
 }
 
+#[utoipa::path(
+    put,
+    path = "/api/v1/organizations/{org}/subscription",
+    tag = "onboard",
+    summary = "Set the organization's subscription status (from the billing system).",
+    params(("org" = String, Path, description = "The organization's slug.", pattern = r"^[a-z_][a-z0-9_]{2,49}$")),
+    request_body = crate::subscription::SubscriptionUpdate,
+    responses(
+        (status = 200, description = "The subscription as stored.", body = SubscriptionChanged),
+        (status = 404, description = "No such organization.", body = common::http::openapi::ErrorBody),
+    ),
+    security(("root_key" = [])),
+)]
 pub async fn update_subscription(
     State(state): State<AppState>,
-    access: OrgAccess,
+    RootOrgAccess(access): RootOrgAccess,
     ApiJson(update): ApiJson<SubscriptionUpdate>,
 ) -> ApiResult<Json<Value>> {
-    access.caller.require_root()?;
     let slug = &access.slug;
     let map = &state.configs.plans.billing_status_map;
     let billing_status = update.status.trim().to_ascii_lowercase();
@@ -125,4 +140,13 @@ pub async fn update_subscription(
         "subscription": org.subscription,
         "quotas": org.quotas,
     })))
+}
+
+/// The response's schema for the API contract (the handler builds it with `json!`).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct SubscriptionChanged {
+    org_slug: String,
+    subscription: common::http::openapi::JsonObject,
+    quotas: common::http::openapi::JsonObject,
 }

@@ -30,7 +30,14 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v1/pipelines/push", post(push::push))
 }
 
-/// The function as a complete app: routes, `/health` and the shared plumbing.
+/// This function's part of the API contract: its routes' `#[utoipa::path]` annotations.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(run::run_domain, run::run_pipeline, runs::list, runs::get_one, push::push))]
+pub struct ApiDoc;
+
+/// The function as a complete app: routes, `/health`, its spec at `/openapi.json` and the
+/// shared plumbing.
 pub fn router(state: AppState) -> Router {
-    with_plumbing(routes().merge(health_router(SERVICE)), state)
+    let spec = common::http::openapi::finish(SERVICE, <ApiDoc as utoipa::OpenApi>::openapi());
+    with_plumbing(routes().merge(health_router(SERVICE)).merge(common::http::openapi::spec_router(spec)), state)
 }

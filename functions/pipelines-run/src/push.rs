@@ -30,7 +30,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 /// Pub/Sub's push envelope (only what we read; Pub/Sub adds fields over time).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct PushEnvelope {
     pub message: PushMessage,
     #[serde(default)]
@@ -39,7 +39,7 @@ pub struct PushEnvelope {
     pub delivery_attempt: Option<u32>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct PushMessage {
     /// Base64 of `{"org_slug","run_id"}`.
     #[serde(default)]
@@ -73,6 +73,19 @@ fn run_request(message: &PushMessage) -> ApiResult<RunRequest> {
     Ok(request)
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/pipelines/push",
+    tag = "internal",
+    summary = "Pub/Sub's push delivery of a run, executed in the request.",
+    request_body = crate::push::PushEnvelope,
+    responses(
+        (status = 200, description = "The run's outcome (finished, missing, already done).", body = PushOutcome),
+        (status = 429, description = "The run is in progress elsewhere; Pub/Sub retries later.", body = common::http::openapi::ErrorBody),
+        (status = 503, description = "The run could not be executed now; Pub/Sub retries.", body = common::http::openapi::ErrorBody),
+    ),
+    security(("google_oidc" = []), ("root_key" = [])),
+)]
 pub async fn push(
     caller: InternalCaller,
     State(state): State<AppState>,
@@ -174,4 +187,16 @@ mod tests {
             400
         );
     }
+}
+
+/// The response's schema for the API contract (the handler builds it with `json!`).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct PushOutcome {
+    run_id: String,
+    /// finished, already_done or missing (a run no longer recorded: acknowledged, not retried).
+    outcome: String,
+    /// The run's status, when there is a run.
+    status: Option<String>,
+    error_message: Option<String>,
 }

@@ -87,6 +87,18 @@ pub struct RunPath {
     run_id: String,
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/pipelines/runs/{org}/{run_id}",
+    tag = "pipelines",
+    summary = "One run with its steps, totals and errors.",
+    params(("org" = String, Path, description = "The organization's slug.", pattern = r"^[a-z_][a-z0-9_]{2,49}$"), ("run_id" = String, Path, description = "The run's id.")),
+    responses(
+        (status = 200, description = "The run.", body = common::http::openapi::JsonObject),
+        (status = 404, description = "No such run in this organization.", body = common::http::openapi::ErrorBody),
+    ),
+    security(("api_key" = []), ("root_key" = [])),
+)]
 pub async fn get_one(
     State(state): State<AppState>,
     access: OrgAccess,
@@ -142,6 +154,18 @@ async fn data_quality(state: &AppState, org: &str, run_id: &str) -> Value {
     }
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/pipelines/runs/{org}",
+    tag = "pipelines",
+    summary = "The organization's run history, newest first.",
+    params(("org" = String, Path, description = "The organization's slug.", pattern = r"^[a-z_][a-z0-9_]{2,49}$"), ("status" = Option<String>, Query, description = "Only runs in this status."), ("limit" = Option<u32>, Query, description = "At most this many (1..=100)."), ("offset" = Option<u32>, Query, description = "Skip this many.")),
+    responses(
+        (status = 200, description = "A page of runs.", body = RunsPage),
+        (status = 404, description = "No such organization.", body = common::http::openapi::ErrorBody),
+    ),
+    security(("api_key" = []), ("root_key" = [])),
+)]
 pub async fn list(
     State(state): State<AppState>,
     access: OrgAccess,
@@ -186,4 +210,18 @@ pub async fn list(
         "next_offset": next_offset,
         "runs": runs,
     })))
+}
+
+/// The response's schema for the API contract (the handler builds it with `json!`; schemathesis
+/// checks real responses against it).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct RunsPage {
+    org_slug: String,
+    status: Option<String>,
+    limit: u32,
+    offset: u32,
+    /// The next page's offset; null on the last page.
+    next_offset: Option<u32>,
+    runs: Vec<common::http::openapi::JsonObject>,
 }

@@ -8,17 +8,20 @@ use common::ApiError;
 use serde::Deserialize;
 
 /// `{"date": "YYYY-MM-DD"}` or `{"start_date": "YYYY-MM-DD", "end_date": "YYYY-MM-DD"}`.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RunBody {
     /// One UTC day.
     #[serde(default)]
+    #[schema(pattern = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")]
     pub date: Option<String>,
     /// First day of the window (UTC, inclusive).
     #[serde(default)]
+    #[schema(pattern = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")]
     pub start_date: Option<String>,
     /// Last day of the window (UTC, inclusive).
     #[serde(default)]
+    #[schema(pattern = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")]
     pub end_date: Option<String>,
 }
 

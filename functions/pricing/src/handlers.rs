@@ -209,6 +209,18 @@ async fn reset(
 
 /// `GET /api/v1/pricing/catalog/{provider}`: the catalog in force today (`?as_of=` another day,
 /// `?history=true` every live version; `?model=` one model).
+#[utoipa::path(
+    get,
+    path = "/api/v1/pricing/catalog/{provider}",
+    tag = "pricing",
+    summary = "The system-wide price catalog of an LLM provider.",
+    params(("provider" = String, Path, description = "An LLM provider with a catalog: openai or anthropic."), ("model" = Option<String>, Query, description = "Only this model."), ("as_of" = Option<String>, Query, description = "The versions in force on this day (YYYY-MM-DD; default today)."), ("history" = Option<bool>, Query, description = "Every version (not with as_of).")),
+    responses(
+        (status = 200, description = "The catalog entries.", body = CatalogPage),
+        (status = 404, description = "No catalog for this provider.", body = common::http::openapi::ErrorBody),
+    ),
+    security(("api_key" = []), ("root_key" = [])),
+)]
 pub async fn read_catalog(
     State(state): State<AppState>,
     _caller: Caller,
@@ -232,6 +244,18 @@ pub async fn read_catalog(
     })))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/integrations/{org}/{provider}/pricing",
+    tag = "pricing",
+    summary = "The organization's pricing book, as of a day or with history.",
+    params(("org" = String, Path, description = "The organization's slug.", pattern = r"^[a-z_][a-z0-9_]{2,49}$"), ("provider" = String, Path, description = "A provider: openai, anthropic or gcp."), ("model" = Option<String>, Query, description = "Only this model."), ("as_of" = Option<String>, Query, description = "The versions in force on this day (YYYY-MM-DD; default today)."), ("history" = Option<bool>, Query, description = "Every version (not with as_of).")),
+    responses(
+        (status = 200, description = "The entries.", body = PricingPage),
+        (status = 404, description = "No such organization or provider, or its book is not created yet.", body = common::http::openapi::ErrorBody),
+    ),
+    security(("api_key" = []), ("root_key" = [])),
+)]
 pub async fn list_pricing(
     State(state): State<AppState>,
     access: OrgAccess,
@@ -241,6 +265,20 @@ pub async fn list_pricing(
     list(state, access, provider, query, BookKind::Pricing).await
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/integrations/{org}/{provider}/pricing",
+    tag = "pricing",
+    summary = "Add an entry to the pricing book.",
+    params(("org" = String, Path, description = "The organization's slug.", pattern = r"^[a-z_][a-z0-9_]{2,49}$"), ("provider" = String, Path, description = "A provider: openai, anthropic or gcp.")),
+    request_body = common::http::openapi::JsonObject,
+    responses(
+        (status = 201, description = "The entry as stored.", body = common::http::openapi::JsonObject),
+        (status = 404, description = "No such organization or provider, or its book is not created yet.", body = common::http::openapi::ErrorBody),
+        (status = 409, description = "The entry exists.", body = common::http::openapi::ErrorBody),
+    ),
+    security(("api_key" = []), ("root_key" = [])),
+)]
 pub async fn add_pricing(
     State(state): State<AppState>,
     access: OrgAccess,
@@ -250,6 +288,20 @@ pub async fn add_pricing(
     add(state, access, provider, body, BookKind::Pricing).await
 }
 
+#[utoipa::path(
+    put,
+    path = "/api/v1/integrations/{org}/{provider}/pricing/{model_id}",
+    tag = "pricing",
+    summary = "A new version of an entry of the pricing book.",
+    params(("org" = String, Path, description = "The organization's slug.", pattern = r"^[a-z_][a-z0-9_]{2,49}$"), ("provider" = String, Path, description = "A provider: openai, anthropic or gcp."), ("model_id" = String, Path, description = "A model id of the pricing book.")),
+    request_body = common::http::openapi::JsonObject,
+    responses(
+        (status = 200, description = "The entry as stored.", body = common::http::openapi::JsonObject),
+        (status = 404, description = "No such organization, provider, book or entry.", body = common::http::openapi::ErrorBody),
+        (status = 409, description = "A version for that day exists.", body = common::http::openapi::ErrorBody),
+    ),
+    security(("api_key" = []), ("root_key" = [])),
+)]
 pub async fn update_pricing(
     State(state): State<AppState>,
     access: OrgAccess,
@@ -259,6 +311,18 @@ pub async fn update_pricing(
     update(state, access, path, body, BookKind::Pricing).await
 }
 
+#[utoipa::path(
+    delete,
+    path = "/api/v1/integrations/{org}/{provider}/pricing/{model_id}",
+    tag = "pricing",
+    summary = "End an entry of the pricing book.",
+    params(("org" = String, Path, description = "The organization's slug.", pattern = r"^[a-z_][a-z0-9_]{2,49}$"), ("provider" = String, Path, description = "A provider: openai, anthropic or gcp."), ("model_id" = String, Path, description = "A model id of the pricing book.")),
+    responses(
+        (status = 200, description = "What was ended.", body = common::http::openapi::JsonObject),
+        (status = 404, description = "No such organization, provider, book or entry.", body = common::http::openapi::ErrorBody),
+    ),
+    security(("api_key" = []), ("root_key" = [])),
+)]
 pub async fn delete_pricing(
     State(state): State<AppState>,
     access: OrgAccess,
@@ -267,6 +331,19 @@ pub async fn delete_pricing(
     delete(state, access, path, BookKind::Pricing).await
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/integrations/{org}/{provider}/pricing/reset",
+    tag = "pricing",
+    summary = "Reset the pricing book to the defaults (creating it when missing).",
+    params(("org" = String, Path, description = "The organization's slug.", pattern = r"^[a-z_][a-z0-9_]{2,49}$"), ("provider" = String, Path, description = "A provider: openai, anthropic or gcp.")),
+    request_body = Option<common::http::openapi::JsonObject>,
+    responses(
+        (status = 200, description = "What the reset changed.", body = common::http::openapi::JsonObject),
+        (status = 404, description = "No such organization or provider.", body = common::http::openapi::ErrorBody),
+    ),
+    security(("api_key" = []), ("root_key" = [])),
+)]
 pub async fn reset_pricing(
     State(state): State<AppState>,
     access: OrgAccess,
@@ -276,6 +353,18 @@ pub async fn reset_pricing(
     reset(state, access, provider, body, BookKind::Pricing).await
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/integrations/{org}/{provider}/subscriptions",
+    tag = "pricing",
+    summary = "The organization's subscriptions book, as of a day or with history.",
+    params(("org" = String, Path, description = "The organization's slug.", pattern = r"^[a-z_][a-z0-9_]{2,49}$"), ("provider" = String, Path, description = "A provider: openai, anthropic or gcp."), ("plan" = Option<String>, Query, description = "Only this plan."), ("as_of" = Option<String>, Query, description = "The versions in force on this day (YYYY-MM-DD; default today)."), ("history" = Option<bool>, Query, description = "Every version (not with as_of).")),
+    responses(
+        (status = 200, description = "The entries.", body = SubscriptionsPage),
+        (status = 404, description = "No such organization or provider, or its book is not created yet.", body = common::http::openapi::ErrorBody),
+    ),
+    security(("api_key" = []), ("root_key" = [])),
+)]
 pub async fn list_subscriptions(
     State(state): State<AppState>,
     access: OrgAccess,
@@ -285,6 +374,20 @@ pub async fn list_subscriptions(
     list(state, access, provider, query, BookKind::Subscriptions).await
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/integrations/{org}/{provider}/subscriptions",
+    tag = "pricing",
+    summary = "Add an entry to the subscriptions book.",
+    params(("org" = String, Path, description = "The organization's slug.", pattern = r"^[a-z_][a-z0-9_]{2,49}$"), ("provider" = String, Path, description = "A provider: openai, anthropic or gcp.")),
+    request_body = common::http::openapi::JsonObject,
+    responses(
+        (status = 201, description = "The entry as stored.", body = common::http::openapi::JsonObject),
+        (status = 404, description = "No such organization or provider, or its book is not created yet.", body = common::http::openapi::ErrorBody),
+        (status = 409, description = "The entry exists.", body = common::http::openapi::ErrorBody),
+    ),
+    security(("api_key" = []), ("root_key" = [])),
+)]
 pub async fn add_subscription(
     State(state): State<AppState>,
     access: OrgAccess,
@@ -294,6 +397,20 @@ pub async fn add_subscription(
     add(state, access, provider, body, BookKind::Subscriptions).await
 }
 
+#[utoipa::path(
+    put,
+    path = "/api/v1/integrations/{org}/{provider}/subscriptions/{plan_name}",
+    tag = "pricing",
+    summary = "A new version of an entry of the subscriptions book.",
+    params(("org" = String, Path, description = "The organization's slug.", pattern = r"^[a-z_][a-z0-9_]{2,49}$"), ("provider" = String, Path, description = "A provider: openai, anthropic or gcp."), ("plan_name" = String, Path, description = "A plan of the subscriptions book.")),
+    request_body = common::http::openapi::JsonObject,
+    responses(
+        (status = 200, description = "The entry as stored.", body = common::http::openapi::JsonObject),
+        (status = 404, description = "No such organization, provider, book or entry.", body = common::http::openapi::ErrorBody),
+        (status = 409, description = "A version for that day exists.", body = common::http::openapi::ErrorBody),
+    ),
+    security(("api_key" = []), ("root_key" = [])),
+)]
 pub async fn update_subscription(
     State(state): State<AppState>,
     access: OrgAccess,
@@ -303,6 +420,18 @@ pub async fn update_subscription(
     update(state, access, path, body, BookKind::Subscriptions).await
 }
 
+#[utoipa::path(
+    delete,
+    path = "/api/v1/integrations/{org}/{provider}/subscriptions/{plan_name}",
+    tag = "pricing",
+    summary = "End an entry of the subscriptions book.",
+    params(("org" = String, Path, description = "The organization's slug.", pattern = r"^[a-z_][a-z0-9_]{2,49}$"), ("provider" = String, Path, description = "A provider: openai, anthropic or gcp."), ("plan_name" = String, Path, description = "A plan of the subscriptions book.")),
+    responses(
+        (status = 200, description = "What was ended.", body = common::http::openapi::JsonObject),
+        (status = 404, description = "No such organization, provider, book or entry.", body = common::http::openapi::ErrorBody),
+    ),
+    security(("api_key" = []), ("root_key" = [])),
+)]
 pub async fn delete_subscription(
     State(state): State<AppState>,
     access: OrgAccess,
@@ -311,6 +440,19 @@ pub async fn delete_subscription(
     delete(state, access, path, BookKind::Subscriptions).await
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/integrations/{org}/{provider}/subscriptions/reset",
+    tag = "pricing",
+    summary = "Reset the subscriptions book to the defaults (creating it when missing).",
+    params(("org" = String, Path, description = "The organization's slug.", pattern = r"^[a-z_][a-z0-9_]{2,49}$"), ("provider" = String, Path, description = "A provider: openai, anthropic or gcp.")),
+    request_body = Option<common::http::openapi::JsonObject>,
+    responses(
+        (status = 200, description = "What the reset changed.", body = common::http::openapi::JsonObject),
+        (status = 404, description = "No such organization or provider.", body = common::http::openapi::ErrorBody),
+    ),
+    security(("api_key" = []), ("root_key" = [])),
+)]
 pub async fn reset_subscriptions(
     State(state): State<AppState>,
     access: OrgAccess,
@@ -318,4 +460,42 @@ pub async fn reset_subscriptions(
     OptionalJson(body): OptionalJson<RawBody>,
 ) -> ApiResult<Json<Value>> {
     reset(state, access, provider, body, BookKind::Subscriptions).await
+}
+
+/// The response's schema for the API contract (the handler builds it with `json!`; schemathesis
+/// checks real responses against it).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct CatalogPage {
+    provider: String,
+    as_of: Option<String>,
+    history: bool,
+    count: u64,
+    catalog: Vec<common::http::openapi::JsonObject>,
+}
+
+/// The response's schema for the API contract (the handler builds it with `json!`; schemathesis
+/// checks real responses against it).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct PricingPage {
+    org_slug: String,
+    provider: String,
+    as_of: Option<String>,
+    history: bool,
+    count: u64,
+    pricing: Vec<common::http::openapi::JsonObject>,
+}
+
+/// The response's schema for the API contract (the handler builds it with `json!`; schemathesis
+/// checks real responses against it).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct SubscriptionsPage {
+    org_slug: String,
+    provider: String,
+    as_of: Option<String>,
+    history: bool,
+    count: u64,
+    subscriptions: Vec<common::http::openapi::JsonObject>,
 }

@@ -12,9 +12,9 @@ use axum::http::StatusCode;
 use axum::Json;
 use chrono::NaiveDate;
 use common::audit::AuditEvent;
-use common::auth::Caller;
 use common::configs::catalog_import::{self, CatalogRow, CurrentCatalogPrice, ImportOptions};
 use common::http::error::ApiResult;
+use common::http::extract::RootCaller;
 use common::http::ApiText;
 use common::pricebook::{self, records, BookKind, Catalog, CatalogRead, Input};
 use common::warehouse::Row;
@@ -69,9 +69,24 @@ fn entry_of(row: &CatalogRow) -> Result<pricebook::Entry, String> {
 }
 
 /// `POST /api/v1/pricing/catalog/import?effective_from=&dry_run=&force=&provider=`.
+#[utoipa::path(
+    post,
+    path = "/api/v1/pricing/catalog/import",
+    tag = "pricing",
+    summary = "Import LiteLLM's price file into the catalogs (root).",
+    params(("effective_from" = Option<String>, Query, description = "The day the new versions take effect (default today)."), ("dry_run" = Option<bool>, Query, description = "Report without writing."), ("force" = Option<bool>, Query, description = "Write suspicious changes too."), ("provider" = Option<String>, Query, description = "Only this provider.")),
+    request_body = common::http::openapi::JsonObject,
+    responses(
+        (status = 200, description = "A dry run: what would change.", body = common::http::openapi::JsonObject),
+        (status = 201, description = "What changed.", body = common::http::openapi::JsonObject),
+        (status = 404, description = "No catalog for the provider asked for.", body = common::http::openapi::ErrorBody),
+        (status = 422, description = "Suspicious changes, not written without force.", body = common::http::openapi::ErrorBody),
+    ),
+    security(("root_key" = [])),
+)]
 pub async fn import_catalog(
     State(state): State<AppState>,
-    caller: Caller,
+    RootCaller(caller): RootCaller,
     Query(query): Query<HashMap<String, String>>,
     ApiText(body): ApiText,
 ) -> ApiResult<(StatusCode, Json<Value>)> {

@@ -49,7 +49,28 @@ pub fn routes() -> Router<AppState> {
         )
 }
 
-/// The function as a complete app: routes, `/health` and the shared plumbing.
+/// This function's part of the API contract: its routes' `#[utoipa::path]` annotations.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(
+    handlers::list_pricing,
+    handlers::add_pricing,
+    handlers::update_pricing,
+    handlers::delete_pricing,
+    handlers::reset_pricing,
+    repricing::read_repricing,
+    handlers::list_subscriptions,
+    handlers::add_subscription,
+    handlers::update_subscription,
+    handlers::delete_subscription,
+    handlers::reset_subscriptions,
+    handlers::read_catalog,
+    import::import_catalog
+))]
+pub struct ApiDoc;
+
+/// The function as a complete app: routes, `/health`, its spec at `/openapi.json` and the
+/// shared plumbing.
 pub fn router(state: AppState) -> Router {
-    with_plumbing(routes().merge(health_router(SERVICE)), state)
+    let spec = common::http::openapi::finish(SERVICE, <ApiDoc as utoipa::OpenApi>::openapi());
+    with_plumbing(routes().merge(health_router(SERVICE)).merge(common::http::openapi::spec_router(spec)), state)
 }

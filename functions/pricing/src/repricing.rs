@@ -18,6 +18,18 @@ use serde_json::Value;
 use crate::handlers::open;
 use crate::input;
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/integrations/{org}/{provider}/pricing/repricing",
+    tag = "pricing",
+    summary = "Cost rows priced with a version no longer in force for their day.",
+    params(("org" = String, Path, description = "The organization's slug.", pattern = r"^[a-z_][a-z0-9_]{2,49}$"), ("provider" = String, Path, description = "A provider: openai, anthropic or gcp."), ("start_date" = Option<String>, Query, description = "First day (YYYY-MM-DD; default 31 days ago).", pattern = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"), ("end_date" = Option<String>, Query, description = "Last day (YYYY-MM-DD; default today).", pattern = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")),
+    responses(
+        (status = 200, description = "The stale rows, counted.", body = common::http::openapi::JsonObject),
+        (status = 404, description = "No such organization or provider, or its book is not created yet.", body = common::http::openapi::ErrorBody),
+    ),
+    security(("api_key" = []), ("root_key" = [])),
+)]
 pub async fn read_repricing(
     State(state): State<AppState>,
     access: OrgAccess,

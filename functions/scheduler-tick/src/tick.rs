@@ -9,11 +9,12 @@ use common::{ApiError, AppState};
 use serde::Deserialize;
 use serde_json::Value;
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TickBody {
     /// The tick's day (UTC): the newest window ends the day before. Default: today.
     #[serde(default)]
+    #[schema(pattern = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")]
     pub as_of: Option<String>,
 }
 
@@ -29,6 +30,17 @@ fn as_of(body: &TickBody, today: NaiveDate) -> ApiResult<NaiveDate> {
     Ok(day)
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/scheduler/tick",
+    tag = "internal",
+    summary = "Submit every due run of every organization (Cloud Scheduler).",
+    request_body = Option<crate::tick::TickBody>,
+    responses(
+        (status = 200, description = "The counts per organization and pipeline.", body = common::pipeline::schedule::TickReport),
+    ),
+    security(("google_oidc" = []), ("root_key" = [])),
+)]
 pub async fn tick(
     caller: InternalCaller,
     State(state): State<AppState>,
