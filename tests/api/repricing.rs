@@ -27,22 +27,29 @@ fn d(s: &str) -> Decimal {
     s.parse().unwrap()
 }
 
-/// The app with OpenAI reached through a counting fake (forwarding to its own sandbox), `acme` ACTIVE with
-/// the OpenAI integration set up, and four days of raw usage already stored.
-async fn setup(spawn: impl std::future::Future<Output = TestApp>, tap: &HostileProvider) -> (TestApp, String) {
-    let app = spawn.await;
+/// Bootstraps, onboards `acme` ACTIVE and sets up `provider` with `credential`, validated
+/// through the counting fake (aimed at the app's own sandbox); returns the organization's key.
+async fn connect(app: &TestApp, tap: &HostileProvider, provider: &str, credential: &str) -> String {
     tap.aim(&app.base);
     app.bootstrap().await;
     let key = app.onboard_active(ORG, "PROFESSIONAL").await;
     let r = app
         .post(
-            &format!("/api/v1/integrations/{ORG}/openai/setup"),
+            &format!("/api/v1/integrations/{ORG}/{provider}/setup"),
             Key::Api(&key),
-            json!({"credential": "sk-admin-sandbox-acme"}),
+            json!({"credential": credential}),
         )
         .await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
-    assert!(!tap.all_calls().is_empty(), "the credential was validated through the tap");
+    assert!(!tap.all_calls().is_empty(), "the credential was validated through the fake");
+    key
+}
+
+/// The app with OpenAI reached through a counting fake (forwarding to its own sandbox), `acme` ACTIVE with
+/// the OpenAI integration set up, and four days of raw usage already stored.
+async fn setup(spawn: impl std::future::Future<Output = TestApp>, tap: &HostileProvider) -> (TestApp, String) {
+    let app = spawn.await;
+    let key = connect(&app, tap, "openai", "sk-admin-sandbox-acme").await;
 
     // Each day: gpt-4o-mini-2024-07-18 (input 1,000,000 of which 200,000 cached, output 100,000)
     // and gpt-4.1 (input 1,000,000, output 100,000).
@@ -244,18 +251,7 @@ async fn repricing_after_a_past_dated_change_bigquery() {
 async fn an_anthropic_reprice_makes_no_provider_call() {
     let tap = HostileProvider::start().await;
     let app = TestApp::spawn_with(&[("ANTHROPIC_API_BASE", &format!("{}/sandbox/anthropic", tap.url()))]).await;
-    tap.aim(&app.base);
-    app.bootstrap().await;
-    let key = app.onboard_active(ORG, "PROFESSIONAL").await;
-    let r = app
-        .post(
-            &format!("/api/v1/integrations/{ORG}/anthropic/setup"),
-            Key::Api(&key),
-            json!({"credential": "sk-ant-admin01-sandbox-acme"}),
-        )
-        .await;
-    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
-    assert!(!tap.all_calls().is_empty(), "the credential was validated through the tap");
+    let key = connect(&app, &tap, "anthropic", "sk-ant-admin01-sandbox-acme").await;
     let dataset = app.state.org_dataset(ORG);
     let raw = app.state.configs.table_schema("anthropic", "anthropic_usage_daily_raw").unwrap().clone();
     app.state.warehouse.create_table(&dataset, &raw).await.unwrap();
