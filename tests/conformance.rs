@@ -29,6 +29,7 @@ pub async fn run_all(warehouse: &dyn Warehouse, prefix: &str) {
     views(warehouse, &ds("views")).await;
     replace_slice(warehouse, &ds("replace")).await;
     staged_replace(warehouse, &ds("staged")).await;
+    staged_from_select(warehouse, &ds("staged_select")).await;
     staged_types(warehouse, &ds("staged_types")).await;
     concurrent_stagings(warehouse, &ds("staged_concurrent")).await;
     abandoned_stagings(warehouse, &ds("staged_abandoned")).await;
@@ -1147,6 +1148,74 @@ pub async fn staged_replace(w: &dyn Warehouse, ds: &str) {
     let staging = w.stage(ds, &s, "day = @day", &slice).await.expect("stage");
     assert_eq!(staging.commit().await.expect("empty commit"), (702, 0));
     assert_eq!(all_rows(w, ds, "facts", "day, id").await, &after[702..]);
+    cleanup(w, ds).await;
+}
+
+/// A staging gathered from several SELECTs run inside the warehouse (and records between them)
+/// replaces its whole slice at once: what a multi-day window read day by day needs. A SELECT that
+/// fails, or rows the table refuses, leave the table as it was once the staging is discarded.
+pub async fn staged_from_select(w: &dyn Warehouse, ds: &str) {
+    fresh_dataset(w, ds).await;
+    let s = facts_schema();
+    create(w, ds, &s).await;
+    let source = TableSchema { name: "source_facts".into(), ..facts_schema() };
+    create(w, ds, &source).await;
+    let (d1, d2, d3) = ("2024-05-01", "2024-05-02", "2024-05-03");
+    let keyed = |day: &str, id: i64, label: &str| row(json!({"day": day, "id": id, "amount": "1.5", "label": label}));
+    insert(w, ds, &s, &[keyed(d1, 1, "old"), keyed(d1, 2, "old"), keyed(d2, 1, "old"), keyed(d3, 1, "kept")]).await;
+    let new_rows: Vec<Row> = (1..=30).flat_map(|i| [keyed(d1, 100 + i, "new"), keyed(d2, 100 + i, "new")]).collect();
+    insert(w, ds, &source, &new_rows).await;
+    let before = all_rows(w, ds, "facts", "day, id").await;
+    let window = Params::new().bind("first", date(d1)).bind("last", date(d2));
+    let predicate = "day BETWEEN @first AND @last";
+    let select = format!("SELECT day, id, amount, label FROM {} WHERE day = @day", tref(w, ds, "source_facts"));
+    let one_day = |day: &str| Params::new().bind("day", date(day));
+
+    let mut staging = w.stage(ds, &s, predicate, &window).await.expect("stage the window");
+    assert_eq!(staging.append_select(&select, &one_day(d1)).await.expect("day one from a SELECT"), 30);
+    staging.append(vec![fact(&s, d2, 7, "record")]).await.expect("a record between the SELECTs");
+    assert_eq!(staging.append_select(&select, &one_day(d2)).await.expect("day two from a SELECT"), 30);
+    assert_eq!(staging.staged(), 61);
+    assert_eq!(all_rows(w, ds, "facts", "day, id").await, before, "nothing shows before the commit");
+    assert_eq!(staging.commit().await.expect("commit"), (3, 61));
+    let mut expected_d2 = vec![(7, "record".to_string())];
+    expected_d2.extend(labelled(101..131, "new"));
+    assert_eq!(day_rows(w, ds, d1).await, labelled(101..131, "new"));
+    assert_eq!(day_rows(w, ds, d2).await, expected_d2);
+    assert_eq!(day_rows(w, ds, d3).await, labelled(1..2, "kept"), "outside the slice, untouched");
+    assert_eq!(w.list_tables(ds).await.unwrap(), vec!["facts".to_string(), "source_facts".to_string()]);
+    let after = all_rows(w, ds, "facts", "day, id").await;
+
+    // Day one staged, then day two's SELECT fails (a table that is not there): the window stays
+    // as it was, day one included.
+    let mut staging = w.stage(ds, &s, predicate, &window).await.expect("stage");
+    staging.append_select(&select, &one_day(d1)).await.expect("day one");
+    let missing = format!("SELECT day, id, amount, label FROM {} WHERE day = @day", tref(w, ds, "no_such_table"));
+    assert!(staging.append_select(&missing, &one_day(d2)).await.is_err(), "a SELECT of a missing table");
+    staging.discard().await.expect("discard after a failed SELECT");
+    assert_eq!(all_rows(w, ds, "facts", "day, id").await, after, "a failed SELECT changed the table");
+
+    // A SELECT naming a parameter it is not given is refused; so are rows without a REQUIRED
+    // value, by the SELECT (DuckDB) or at the latest by the commit (BigQuery).
+    let mut staging = w.stage(ds, &s, predicate, &window).await.expect("stage");
+    assert!(staging.append_select(&select, &Params::new()).await.is_err(), "an unbound @day");
+    staging.discard().await.expect("discard");
+    let no_id = format!(
+        "SELECT day, CAST(NULL AS BIGINT) AS id, amount, label FROM {} WHERE day = @day",
+        tref(w, ds, "source_facts")
+    );
+    let mut staging = w.stage(ds, &s, predicate, &window).await.expect("stage");
+    match staging.append_select(&no_id, &one_day(d1)).await {
+        Ok(_) => assert!(staging.commit().await.is_err(), "a commit of rows without their REQUIRED id"),
+        Err(_) => staging.discard().await.expect("discard"),
+    }
+    assert_eq!(all_rows(w, ds, "facts", "day, id").await, after, "rows without a REQUIRED id changed the table");
+
+    // A staging dropped after a SELECT (a run that died) changes nothing either.
+    let mut staging = w.stage(ds, &s, predicate, &window).await.expect("stage");
+    staging.append_select(&select, &one_day(d2)).await.expect("day two");
+    drop(staging);
+    assert_eq!(all_rows(w, ds, "facts", "day, id").await, after, "a dropped staging changed the table");
     cleanup(w, ds).await;
 }
 

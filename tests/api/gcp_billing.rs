@@ -1,6 +1,6 @@
 //! `gcp.bq_etl` end to end (`POST /api/v1/pipelines/run/{org}/gcp/cost/billing`): against the
 //! sandbox billing export on DuckDB (every cost type, credits, net cost, the EUR row, late rows,
-//! rows that arrive after a run, rerun idempotency, per-day atomicity, the standard and detailed
+//! rows that arrive after a run, rerun idempotency, whole-window atomicity, the standard and detailed
 //! exports), and against an export table seeded in the BigQuery emulator, moved server-side and
 //! paged in with the organization's service account.
 
@@ -266,7 +266,7 @@ async fn sandbox_export_loads_every_cost_type_late_rows_and_reruns_exactly() {
 }
 
 #[tokio::test]
-async fn a_day_that_cannot_be_read_leaves_its_rows_as_they_were() {
+async fn a_day_that_cannot_be_read_leaves_the_whole_window_as_it_was() {
     let app = TestApp::spawn().await;
     app.bootstrap().await;
     org_with_gcp(&app, "gcp_atomic", sandbox_key(), "sandbox.billing.gcp_billing_export_v1_atomic-rows50").await;
@@ -274,7 +274,7 @@ async fn a_day_that_cannot_be_read_leaves_its_rows_as_they_were() {
     let dataset = "gcp_atomic_dev";
     let (d1, d2) = (today() - Days::days(5), today() - Days::days(4));
     assert_eq!(run(&app, "gcp_atomic", d1, d2).await["status"], "SUCCESS");
-    let before = dump(&app, dataset, d2, d2).await;
+    let before = dump(&app, dataset, d1, d2).await;
     // A row NUMERIC cannot hold (38 digits, 9 after the point) in the second day.
     let export = wh.table_ref("sandbox_billing", "gcp_billing_export_v1_atomic_rows50").unwrap();
     wh.execute(
@@ -286,7 +286,7 @@ async fn a_day_that_cannot_be_read_leaves_its_rows_as_they_were() {
     )
     .await
     .unwrap();
-    // The first day is replaced (each day is its own atomic step), the second fails whole.
+    // Day one's export changes too: a replace of day one alone would show it.
     wh.execute(
         &format!("DELETE FROM {export} WHERE cost_type = 'tax' AND usage_start_time < @e"),
         &Params::new().bind("e", sandbox_midnight(d2)),
@@ -295,8 +295,10 @@ async fn a_day_that_cannot_be_read_leaves_its_rows_as_they_were() {
     .unwrap();
     let failed = run(&app, "gcp_atomic", d1, d2).await;
     assert_eq!(failed["status"], "FAILED", "{failed}");
-    assert_eq!(count_day(&app, dataset, d1).await, 49, "day one was replaced");
-    assert_eq!(dump(&app, dataset, d2, d2).await, before, "day two is as it was");
+    assert_eq!(count_day(&app, dataset, d1).await, 50, "day one, read before day two failed, is as it was");
+    assert_eq!(dump(&app, dataset, d1, d2).await, before, "the window is as it was");
+    let message = failed["error_message"].as_str().unwrap_or_default();
+    assert_eq!(message, "step extract_billing failed: the warehouse refused a write or a query; see the service log");
 }
 
 #[tokio::test]
@@ -556,5 +558,103 @@ mod on_bigquery {
             fake.requests().iter().any(|r| r.contains("/google/token")),
             "the organization's service account was used"
         );
+    }
+
+    /// An error as Google's APIs send it.
+    fn google_error(code: u16, reason: &str, message: &str, status: &str) -> Value {
+        json!({"error": {"code": code, "message": message, "status": status,
+                         "errors": [{"message": message, "domain": "global", "reason": reason}]}})
+    }
+
+    /// The organization's BigQuery misbehaving while its export is paged in over a three-day
+    /// window: each answer fails the step with a message naming gcp and what was wrong, and the
+    /// window stays as it was, the days read before the failure included. The app runs on DuckDB
+    /// and reaches the export (seeded in the emulator) through the hostile fake, which forwards
+    /// what it is not told to spoil.
+    #[tokio::test]
+    async fn a_hostile_bigquery_fails_the_step_and_leaves_the_whole_window() {
+        use convergence_tests::fakes::hostile::{Answer, HostileProvider};
+        let url = convergence_tests::bigquery_emulator();
+        let fake = FakeProviders::start().await;
+        let hostile = HostileProvider::start().await;
+        hostile.aim(&url);
+        let export_project = convergence_tests::unique_project();
+        let source = BigQueryWarehouse::connect(&export_project, "US", Some(&url)).await.unwrap();
+        source.create_dataset(EXPORT_DATASET, &DatasetOptions::default()).await.unwrap();
+        let token_url = fake.token_uri();
+        let app =
+            TestApp::spawn_with(&[("BIGQUERY_API_BASE", hostile.url()), ("GOOGLE_TOKEN_URL", token_url.as_str())])
+                .await;
+        app.bootstrap().await;
+        let schema = export_schema(&app);
+        source.create_table(EXPORT_DATASET, &schema).await.unwrap();
+        let (d1, d3) = (today() - Days::days(5), today() - Days::days(3));
+        let days = [d1, d1 + Days::days(1), d3];
+        let rows: Vec<_> =
+            days.iter().map(|d| to_row(export_row(*d, "regular", "10.5", "USD", json!([]), 0))).collect();
+        source.insert_rows(EXPORT_DATASET, &schema, &rows).await.unwrap();
+        let table = format!("{export_project}.{EXPORT_DATASET}.{EXPORT_TABLE}");
+        org_with_gcp(&app, "acme", fake.service_account(Behaviour::Admin), &table).await;
+        let baseline = run(&app, "acme", d1, d3).await;
+        assert_eq!(baseline["status"], "SUCCESS", "{baseline}");
+        assert_eq!(
+            (step_metrics(&baseline)["transfer"].as_str(), step_metrics(&baseline)["rows"].as_i64()),
+            (Some("paged"), Some(3))
+        );
+        let before = dump(&app, "acme_dev", d1, d3).await;
+        // New rows on every day: a day replaced before the failure would show them.
+        let more: Vec<_> = days.iter().map(|d| to_row(export_row(*d, "tax", "1.2", "USD", json!([]), 0))).collect();
+        source.insert_rows(EXPORT_DATASET, &schema, &more).await.unwrap();
+
+        // jobs.query of the organization's project (its service account's): one per day.
+        let queries = "/bigquery/v2/projects/acme-billing/queries";
+        let spoiled = |answer: Answer| {
+            let mut script = vec![Answer::Honest, Answer::Honest];
+            script.extend(std::iter::repeat_n(answer, 20));
+            script
+        };
+        let cases: Vec<(&str, Answer, &[&str])> = vec![
+            (
+                "malformed JSON with a 200",
+                Answer::text(200, "{\"kind\": \"bigquery#queryResponse\", \"rows\": [tru"),
+                &["Google Cloud", "reading the billing export failed", "decoding"],
+            ),
+            (
+                "a refusal",
+                Answer::json(
+                    403,
+                    &google_error(
+                        403,
+                        "accessDenied",
+                        "Access Denied: Project acme-billing: User does not have bigquery.jobs.create permission",
+                        "PERMISSION_DENIED",
+                    ),
+                ),
+                &["Google Cloud", "Access Denied"],
+            ),
+            (
+                "an outage beyond the retries",
+                Answer::json(
+                    503,
+                    &google_error(503, "backendError", "The service is currently unavailable.", "UNAVAILABLE"),
+                ),
+                &["Google Cloud answered 503", "unavailable"],
+            ),
+        ];
+        for (case, answer, what) in cases {
+            hostile.script(queries, spoiled(answer));
+            let failed = run(&app, "acme", d1, d3).await;
+            assert_eq!(failed["status"], "FAILED", "{case}: {failed}; calls: {:?}", hostile.all_calls());
+            let message = failed["error_message"].as_str().unwrap_or_default().to_lowercase();
+            for word in what {
+                assert!(message.contains(&word.to_lowercase()), "{case}: no {word:?} in {failed}");
+            }
+            assert!(!failed.to_string().contains("PRIVATE KEY"), "{case}: key material in {failed}");
+            assert_eq!(dump(&app, "acme_dev", d1, d3).await, before, "{case}: the window changed");
+        }
+        hostile.reset();
+        let again = run(&app, "acme", d1, d3).await;
+        assert_eq!(again["status"], "SUCCESS", "{again}");
+        assert_eq!(step_metrics(&again)["rows"], 6, "{again}");
     }
 }

@@ -32,6 +32,7 @@ conformance_case!(
     views,
     replace_slice,
     staged_replace,
+    staged_from_select,
     staged_types,
     concurrent_stagings,
     abandoned_stagings,

@@ -180,6 +180,9 @@ impl Staging for FaultyStaging {
     async fn append(&mut self, records: Vec<Record>) -> WarehouseResult<u64> {
         self.inner.append(records).await
     }
+    async fn append_select(&mut self, select_sql: &str, params: &Params) -> WarehouseResult<u64> {
+        self.inner.append_select(select_sql, params).await
+    }
     fn staged(&self) -> u64 {
         self.inner.staged()
     }

@@ -747,8 +747,11 @@ struct BigQueryStaging {
     pending_bytes: usize,
     /// Rows appended (written or pending).
     staged: u64,
-    /// Rows written to the staging table.
-    written: u64,
+    /// Whether rows may be in the staging table (an INSERT was sent, whatever it answered): the
+    /// staging's rows must then be deleted when it ends.
+    wrote: bool,
+    /// Whether rows came from `append_select`, unchecked: the commit checks REQUIRED columns.
+    selected: bool,
     /// Committed or discarded: nothing left to clean up.
     finished: bool,
 }
@@ -770,6 +773,36 @@ fn param_size(value: &Value) -> usize {
 }
 
 impl BigQueryStaging {
+    /// Refuses a commit while rows from `append_select` lack a REQUIRED value (the staging table
+    /// relaxes REQUIRED; real BigQuery's MERGE would refuse them too, but not every BigQuery-API
+    /// warehouse does, and this names the column). One query over this staging's rows only.
+    async fn check_required(&self) -> WarehouseResult<()> {
+        let required: Vec<&str> =
+            self.schema.fields.iter().filter(|f| f.mode == Mode::Required).map(|f| f.name.as_str()).collect();
+        if required.is_empty() {
+            return Ok(());
+        }
+        let counts: Vec<String> =
+            required.iter().map(|c| format!("SUM(CASE WHEN {c} IS NULL THEN 1 ELSE 0 END) AS {c}")).collect();
+        let sql = format!(
+            "SELECT {} FROM {} WHERE {STAGING_ID_COLUMN} = @{STAGING_ID_PARAM}",
+            counts.join(", "),
+            self.warehouse.quoted(&self.dataset, &self.staging.name)?
+        );
+        let rows = self.warehouse.run_query(&sql, vec![self.id_param()]).await?.into_rows()?;
+        let Some(row) = rows.first() else { return Ok(()) };
+        for column in required {
+            let missing = row.get(column).and_then(Value::as_u64).unwrap_or(0);
+            if missing > 0 {
+                return Err(WarehouseError::Invalid(format!(
+                    "{missing} staged row(s) of {} have no value in the REQUIRED column {column}",
+                    self.schema.name
+                )));
+            }
+        }
+        Ok(())
+    }
+
     fn id_param(&self) -> QueryParameter {
         query_parameter(STAGING_ID_PARAM, &Param::String(self.id.clone()))
     }
@@ -790,9 +823,9 @@ impl BigQueryStaging {
             self.warehouse.quoted(&self.dataset, &self.staging.name)?,
             columns.join(", ")
         );
-        // Counted as written before the answer: a failed INSERT may still have landed, and the
-        // cleanup must then run.
-        self.written += rows.len() as u64;
+        // Marked before the answer: a failed INSERT may still have landed, and the cleanup must
+        // then run.
+        self.wrote = true;
         self.warehouse.run_query(&sql, vec![rows_param, self.id_param()]).await?;
         Ok(())
     }
@@ -833,12 +866,38 @@ impl Staging for BigQueryStaging {
         Ok(appended)
     }
 
+    async fn append_select(&mut self, select_sql: &str, params: &Params) -> WarehouseResult<u64> {
+        check_params_bound(select_sql, params)?;
+        if params.get(STAGING_ID_PARAM).is_some() {
+            return Err(WarehouseError::Invalid(format!("@{STAGING_ID_PARAM} is reserved for the staging")));
+        }
+        // Buffered rows first, so the staging table holds rows in the order they were appended.
+        self.flush().await?;
+        let columns = self.schema.fields.iter().map(|f| f.name.as_str()).collect::<Vec<_>>().join(", ");
+        let sql = format!(
+            "INSERT INTO {} ({columns}, {STAGING_ID_COLUMN}, {STAGED_AT_COLUMN}) \
+             SELECT {columns}, @{STAGING_ID_PARAM}, CURRENT_TIMESTAMP() FROM ({select_sql})",
+            self.warehouse.quoted(&self.dataset, &self.staging.name)?
+        );
+        let sql = decode_bytes_params(&sql, params)?;
+        let mut all = query_parameters(params);
+        all.push(self.id_param());
+        self.wrote = true;
+        self.selected = true;
+        let inserted = self.warehouse.run_query(&sql, all).await?.affected.unwrap_or(0);
+        self.staged += inserted;
+        Ok(inserted)
+    }
+
     fn staged(&self) -> u64 {
         self.staged
     }
 
     async fn commit(mut self: Box<Self>) -> WarehouseResult<(u64, u64)> {
         self.flush().await?;
+        if self.selected {
+            self.check_required().await?;
+        }
         let source = self.schema.fields.iter().map(|f| format!("{n} AS {MERGE_SOURCE_PREFIX}{n}", n = f.name));
         let source = format!(
             "SELECT {} FROM {} WHERE {STAGING_ID_COLUMN} = @{STAGING_ID_PARAM}",
@@ -857,7 +916,7 @@ impl Staging for BigQueryStaging {
         let affected = self.warehouse.run_query(&sql, params).await?.affected.unwrap_or(0);
         self.finished = true;
         // The replace is done: a failed cleanup only leaves rows no one reads, which expire.
-        if self.written == 0 {
+        if !self.wrote {
             return Ok((affected, 0));
         }
         if let Err(e) = delete_staged(&self.warehouse, &self.dataset, &self.staging.name, self.id_param()).await {
@@ -868,7 +927,7 @@ impl Staging for BigQueryStaging {
 
     async fn discard(mut self: Box<Self>) -> WarehouseResult<()> {
         self.finished = true;
-        if self.written == 0 {
+        if !self.wrote {
             return Ok(());
         }
         delete_staged(&self.warehouse, &self.dataset, &self.staging.name, self.id_param()).await
@@ -877,7 +936,7 @@ impl Staging for BigQueryStaging {
 
 impl Drop for BigQueryStaging {
     fn drop(&mut self) {
-        if self.finished || self.written == 0 {
+        if self.finished || !self.wrote {
             return;
         }
         // Not committed (an error or a panic on the way): delete the staged rows in the
@@ -1520,7 +1579,8 @@ impl Warehouse for BigQueryWarehouse {
             pending: Vec::new(),
             pending_bytes: 0,
             staged: 0,
-            written: 0,
+            wrote: false,
+            selected: false,
             finished: false,
         }))
     }

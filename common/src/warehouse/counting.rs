@@ -414,6 +414,11 @@ impl Staging for CountingStaging {
         self.inner.append(records).await
     }
 
+    async fn append_select(&mut self, select_sql: &str, params: &Params) -> WarehouseResult<u64> {
+        self.log.push(StatementKind::StageAppend, vec![self.table.clone()]);
+        self.inner.append_select(select_sql, params).await
+    }
+
     fn staged(&self) -> u64 {
         self.inner.staged()
     }

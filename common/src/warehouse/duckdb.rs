@@ -621,6 +621,9 @@ fn date_of(days: i32) -> Option<NaiveDate> {
 /// `COMMIT` / `ROLLBACK` go to it as requests.
 struct DuckDbStaging {
     requests: std::sync::mpsc::Sender<StagingRequest>,
+    /// The quoted table and its quoted column list, for `append_select`'s INSERT.
+    target: String,
+    columns: String,
     deleted: u64,
     staged: u64,
 }
@@ -630,6 +633,8 @@ enum StagingRequest {
     /// The rows come back with the answer, to be freed by the thread that made them (freeing
     /// on the writer thread kept mimalloc from reusing their pages promptly).
     Append(Vec<Record>, tokio::sync::oneshot::Sender<(WarehouseResult<u64>, Vec<Record>)>),
+    /// An `INSERT … SELECT` into the table (SQL and values already positional).
+    Select { sql: String, values: Vec<DuckValue>, reply: tokio::sync::oneshot::Sender<WarehouseResult<u64>> },
     /// `COMMIT` (`commit: true`) or `ROLLBACK`, after which the thread returns the connection
     /// and ends.
     Finish { commit: bool, reply: FinishReply },
@@ -678,6 +683,8 @@ fn serve_staging(
     let mut appender = None;
     let mut unflushed = 0usize;
     let mut failed = false;
+    // Whether an `INSERT … SELECT` changed the session's insertion order (reset at the end).
+    let mut selected = false;
     while let Ok(request) = requests.recv() {
         match request {
             StagingRequest::Append(rows, reply) => {
@@ -704,6 +711,22 @@ fn serve_staging(
                 failed |= result.is_err();
                 let _ = reply.send((result, rows));
             }
+            StagingRequest::Select { sql, values, reply } => {
+                let result = if failed {
+                    Err(WarehouseError::Invalid("an earlier batch failed: discard this staging".into()))
+                } else {
+                    // What the appender holds goes in first: rows keep the order they came in.
+                    let flushed = match appender.as_mut() {
+                        Some(a) => a.flush().map_err(backend),
+                        None => Ok(()),
+                    };
+                    unflushed = 0;
+                    selected = true;
+                    flushed.and_then(|()| insert_select_in_tx(conn, &sql, &values))
+                };
+                failed |= result.is_err();
+                let _ = reply.send(result);
+            }
             StagingRequest::Finish { commit, reply } => {
                 let flushed = match appender.take() {
                     Some(mut a) if commit => a.flush().map_err(backend),
@@ -716,11 +739,25 @@ fn serve_staging(
                 } else {
                     flushed.and_then(|()| conn.execute_batch(statement).map_err(backend))
                 };
+                // An error here keeps the connection from going back to the pool.
+                let result = match result {
+                    Ok(()) if selected => conn.execute_batch("RESET SESSION preserve_insertion_order").map_err(backend),
+                    other => other,
+                };
                 return Some((result, reply));
             }
         }
     }
     None
+}
+
+/// Runs a staging's `INSERT … SELECT` on its connection, inside its transaction. As in
+/// `replace_slice_from_select`, without keeping the SELECT's row order (about 40 % faster for a
+/// large read); the staging resets the setting when it ends, so the connection goes back to the
+/// pool as it came (a failed statement leaves the transaction refusing everything but ROLLBACK).
+fn insert_select_in_tx(conn: &Connection, sql: &str, values: &[DuckValue]) -> WarehouseResult<u64> {
+    conn.execute_batch("SET SESSION preserve_insertion_order = false").map_err(backend)?;
+    Ok(conn.execute(sql, params_from_iter(values.iter())).map_err(backend)? as u64)
 }
 
 fn check_records(schema: &TableSchema, records: &[Record]) -> WarehouseResult<()> {
@@ -821,6 +858,16 @@ impl Staging for DuckDbStaging {
         let appended = appended?;
         self.staged += appended;
         Ok(appended)
+    }
+
+    async fn append_select(&mut self, select_sql: &str, params: &Params) -> WarehouseResult<u64> {
+        let (select, values) = positional(select_sql, params)?;
+        let sql = format!("INSERT INTO {} ({}) {select}", self.target, self.columns);
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        self.requests.send(StagingRequest::Select { sql, values, reply }).map_err(|_| writer_gone())?;
+        let inserted = answer.await.map_err(|_| writer_gone())??;
+        self.staged += inserted;
+        Ok(inserted)
     }
 
     fn staged(&self) -> u64 {
@@ -1055,9 +1102,10 @@ impl Warehouse for DuckDbWarehouse {
     ) -> WarehouseResult<Box<dyn Staging>> {
         check_schema(schema)?;
         let target = format!("{}.{}", quote(dataset)?, quote(&schema.name)?);
+        let columns = schema.fields.iter().map(|f| quote(&f.name)).collect::<WarehouseResult<Vec<_>>>()?.join(", ");
         let (where_sql, values) = positional(predicate, params)?;
         let delete = format!("DELETE FROM {target} WHERE {where_sql}");
-        let table = StagingTable { target, dataset: dataset.to_string(), schema: schema.clone() };
+        let table = StagingTable { target: target.clone(), dataset: dataset.to_string(), schema: schema.clone() };
         self.pool.base().await?;
         let pool = self.pool.clone();
         let (conn, table, deleted) = tokio::task::spawn_blocking(move || {
@@ -1092,7 +1140,7 @@ impl Warehouse for DuckDbWarehouse {
         let (requests, incoming) = std::sync::mpsc::channel();
         let pool = self.pool.clone();
         tokio::task::spawn_blocking(move || staging_writer(pool, conn, table, incoming));
-        Ok(Box::new(DuckDbStaging { requests, deleted, staged: 0 }))
+        Ok(Box::new(DuckDbStaging { requests, target, columns, deleted, staged: 0 }))
     }
 
     async fn replace_slice(

@@ -341,6 +341,14 @@ pub trait Staging: Send {
     /// table until `commit`. After an error the staging area is unusable: discard it.
     async fn append(&mut self, records: Vec<Record>) -> WarehouseResult<u64>;
 
+    /// Adds the rows of `select_sql` (its columns are the table's, named like them; `@name`
+    /// parameters from `params`), run inside the warehouse: no row passes through this process,
+    /// so a staging can gather a slice from several large reads and still replace it at once.
+    /// Returns the rows added. Top-level REQUIRED columns are enforced by the time of `commit`
+    /// (DuckDB: as the rows go in; BigQuery: the commit counts this staging's missing values
+    /// first). After an error the staging area is unusable: discard it.
+    async fn append_select(&mut self, select_sql: &str, params: &Params) -> WarehouseResult<u64>;
+
     /// Rows appended so far.
     fn staged(&self) -> u64;
 

@@ -1,21 +1,23 @@
-//! `gcp.bq_etl`: the organization's Cloud Billing export → `gcp_billing_daily_raw`, one usage day
-//! at a time. For day D the export is read where `usage_start_time` falls on D (UTC) and the
-//! row's partition (`_PARTITIONTIME`) lies in [D, D + late_arrival_days]
-//! (`configs/gcp/bq_etl/config.yml`), and the organization's rows of D are replaced with what
-//! was read in one atomic step, so a rerun picks up rows that arrived late and never duplicates
-//! one (each row carries a `source_key` derived from its identifying columns and export time).
+//! `gcp.bq_etl`: the organization's Cloud Billing export → `gcp_billing_daily_raw`, read one
+//! usage day at a time and replaced as one window. For day D the export is read where
+//! `usage_start_time` falls on D (UTC) and the row's partition (`_PARTITIONTIME`) lies in
+//! [D, D + late_arrival_days] (`configs/gcp/bq_etl/config.yml`). Every day of the window is
+//! staged (`Warehouse::stage`), and one commit swaps the organization's rows of the whole window
+//! for what was read: a rerun picks up rows that arrived late and never duplicates one (each row
+//! carries a `source_key` derived from its identifying columns and export time), and a failure
+//! on any day leaves every day of the window as it was.
 //!
 //! How rows travel (`transfer` in the config):
-//! - server-side: one statement inside the warehouse per day (`replace_slice_from_select`:
-//!   DuckDB a transaction, BigQuery a `MERGE … ON FALSE` whose source is the query), no rows
-//!   through this process. The sandbox export (local mode) always goes this way; on BigQuery it
-//!   needs the warehouse's own service account to read the export, in the warehouse's location.
-//! - paged: a query job run as the organization's service account (its key from the
+//! - server-side: one `INSERT … SELECT` inside the warehouse per day (`Staging::append_select`),
+//!   no rows through this process. The sandbox export (local mode) always goes this way; on
+//!   BigQuery it needs the warehouse's own service account to read the export, in the
+//!   warehouse's location.
+//! - paged: a query job per day run as the organization's service account (its key from the
 //!   integration), its result read page by page (`jobs.getQueryResults`) and staged as it
-//!   arrives, then swapped in at once; memory holds a page or two whatever the day's size.
+//!   arrives; memory holds a page or two whatever the day's size.
 //!
-//! `auto` tries server-side on BigQuery and falls back to paged (once per step) when the
-//! warehouse cannot read the export.
+//! `auto` tries server-side on BigQuery and falls back to paged (once per step, the window
+//! staged again from its first day) when the warehouse cannot read the export.
 
 use async_trait::async_trait;
 use chrono::{Duration, NaiveDate};
@@ -36,12 +38,12 @@ use crate::providers::gcp_sandbox::{midnight, SandboxExport};
 use crate::providers::retry::RetryPolicy;
 use crate::providers::ProviderHttp;
 use crate::warehouse::bigquery::BigQueryWarehouse;
-use crate::warehouse::{Params, TableSchema, Warehouse, WarehouseError};
+use crate::warehouse::{Params, Staging, TableSchema, Warehouse, WarehouseError};
 
 pub const TABLE: &str = "gcp_billing_daily_raw";
 
-/// The organization's rows of one day: what each day's replace swaps.
-const DAY_PREDICATE: &str = "org_slug = @org_slug AND usage_date = @usage_date";
+/// The organization's rows of the window: what the step's one commit swaps.
+const WINDOW_PREDICATE: &str = "org_slug = @org_slug AND usage_date BETWEEN @start_date AND @end_date";
 
 /// Settings of a `gcp.bq_etl` step (the export's reading is set in `configs/gcp/bq_etl/`).
 #[derive(Debug, Clone, Deserialize)]
@@ -191,34 +193,72 @@ impl GcpBqEtl {
         Ok((Reader { table_ref, columns, partition_time, paged_with: Some(Box::new(client)) }, None))
     }
 
-    /// The day read as the organization's service account, page by page, and staged.
+    /// The day read as the organization's service account, page by page, into the staging.
     async fn paged_day(
-        ctx: &StepContext<'_>,
-        schema: &TableSchema,
+        staging: &mut Box<dyn Staging>,
         client: &BigQueryWarehouse,
         sql: &str,
         params: &Params,
         page_rows: usize,
     ) -> Result<u64, StepError> {
-        let mut staging = ctx.warehouse.stage(ctx.dataset, schema, DAY_PREDICATE, params).await?;
-        let copied = async {
-            let mut pages = client.query_batches(sql, params, page_rows).await.map_err(export_read_failed)?;
-            while let Some(page) = pages.next().await {
-                staging.append(page.map_err(export_read_failed)?).await?;
-            }
-            Ok::<(), StepError>(())
+        let mut pages = client.query_batches(sql, params, page_rows).await.map_err(export_read_failed)?;
+        let mut rows = 0;
+        while let Some(page) = pages.next().await {
+            rows += staging.append(page.map_err(export_read_failed)?).await?;
         }
-        .await;
-        match copied {
-            Ok(()) => Ok(staging.commit().await?.1),
-            Err(e) => {
-                // The day stays as it was; the step fails with the read's error.
-                if let Err(discard) = staging.discard().await {
-                    tracing::warn!(step = ctx.step_id, error = %discard, "discarding a failed day's staging failed");
-                }
-                Err(e)
-            }
+        Ok(rows)
+    }
+
+    /// Every day of the window read into `staging`: the rows of each day, in order.
+    async fn stage_days(
+        ctx: &StepContext<'_>,
+        schema: &TableSchema,
+        etl: &BqEtlConfig,
+        reader: &Reader,
+        export: &BillingExportTable,
+        staging: &mut Box<dyn Staging>,
+    ) -> Result<Vec<(NaiveDate, u64)>, DayFailure> {
+        let late_days = etl.settings.late_arrival_days;
+        let mut days = Vec::new();
+        let mut day = ctx.start_date;
+        while day <= ctx.end_date {
+            check_columns(&reader.columns, export)?;
+            let source = ExportSource {
+                table_ref: &reader.table_ref,
+                columns: &reader.columns,
+                partition_time: &reader.partition_time,
+            };
+            let params = day_params(ctx, day, late_days);
+            let rows = if let Some(client) = &reader.paged_with {
+                let sql = day_select(Dialect::BigQuery, &source, schema)?;
+                Self::paged_day(staging, client, &sql, &params, etl.settings.page_rows as usize).await?
+            } else {
+                let sql = day_select(Dialect::of_backend(ctx.warehouse.backend_name()), &source, schema)?;
+                staging.append_select(&sql, &params).await.map_err(DayFailure::ServerSide)?
+            };
+            days.push((day, rows));
+            day += Duration::days(1);
         }
+        Ok(days)
+    }
+}
+
+/// Why staging the window stopped: the warehouse could not read the export server-side (which
+/// `auto` may answer by paging it in), or anything else, which fails the step.
+enum DayFailure {
+    ServerSide(WarehouseError),
+    Step(StepError),
+}
+
+impl From<StepError> for DayFailure {
+    fn from(e: StepError) -> Self {
+        DayFailure::Step(e)
+    }
+}
+
+impl From<WarehouseError> for DayFailure {
+    fn from(e: WarehouseError) -> Self {
+        DayFailure::Step(e.into())
     }
 }
 
@@ -234,50 +274,48 @@ impl Processor for GcpBqEtl {
         let (key, export) = integration(ctx).await?;
         let (mut reader, generated) = Self::reader(ctx, config, etl, key, &export).await?;
         ensure_table(ctx, schema).await?;
-        let late_days = etl.settings.late_arrival_days;
-        let mut written = 0u64;
-        let mut days = Vec::new();
+        let window = Params::new()
+            .bind("org_slug", ctx.org_slug)
+            .bind("start_date", ctx.start_date)
+            .bind("end_date", ctx.end_date);
         let mut fell_back: Option<String> = None;
-        let mut day = ctx.start_date;
-        while day <= ctx.end_date {
-            let params = day_params(ctx, day, late_days);
-            let rows = loop {
-                check_columns(&reader.columns, &export)?;
-                let source = ExportSource {
-                    table_ref: &reader.table_ref,
-                    columns: &reader.columns,
-                    partition_time: &reader.partition_time,
-                };
-                if let Some(client) = &reader.paged_with {
-                    let sql = day_select(Dialect::BigQuery, &source, schema)?;
-                    let page_rows = etl.settings.page_rows as usize;
-                    break Self::paged_day(ctx, schema, client, &sql, &params, page_rows).await?;
+        let (days, written) = loop {
+            let mut staging = ctx.warehouse.stage(ctx.dataset, schema, WINDOW_PREDICATE, &window).await?;
+            let staged = Self::stage_days(ctx, schema, etl, &reader, &export, &mut staging).await;
+            let failure = match staged {
+                Ok(days) => {
+                    let (_, inserted) = staging.commit().await?;
+                    break (days, inserted);
                 }
-                let sql = day_select(Dialect::of_backend(ctx.warehouse.backend_name()), &source, schema)?;
-                match ctx.warehouse.replace_slice_from_select(ctx.dataset, schema, DAY_PREDICATE, &params, &sql).await {
-                    Ok((_, inserted)) => break inserted,
-                    // Auto on BigQuery: the warehouse's own account cannot read the export (not
-                    // granted, or not there for it): page it in as the organization, from now on.
-                    Err(
-                        e @ (WarehouseError::NotFound(_) | WarehouseError::Invalid(_) | WarehouseError::Backend(_)),
-                    ) if fell_back.is_none()
-                        && etl.settings.transfer == Transfer::Auto
-                        && ctx.warehouse.backend_name() == "bigquery" =>
-                    {
-                        tracing::warn!(step = ctx.step_id, org_slug = ctx.org_slug, error = %e, "server-side read of the billing export refused; paging it in with the organization's service account");
-                        fell_back = Some(e.to_string());
-                        let (key, export) = integration(ctx).await?;
-                        let settings = BqEtlSettings { transfer: Transfer::Paged, ..etl.settings.clone() };
-                        let paged = BqEtlConfig { settings, export_template: etl.export_template.clone() };
-                        reader = Self::reader(ctx, config, &paged, key, &export).await?.0;
-                    }
-                    Err(e) => return Err(e.into()),
-                }
+                Err(failure) => failure,
             };
-            written += rows;
-            days.push(json!({"usage_date": day.to_string(), "rows": rows}));
-            day += Duration::days(1);
-        }
+            // The window stays as it was; the step fails with the day's error (or starts over).
+            if let Err(discard) = staging.discard().await {
+                tracing::warn!(step = ctx.step_id, error = %discard, "discarding a failed window's staging failed");
+            }
+            match failure {
+                // Auto on BigQuery: the warehouse's own account cannot read the export (not
+                // granted, or not there for it): page it in as the organization, from the first day.
+                DayFailure::ServerSide(
+                    e @ (WarehouseError::NotFound(_) | WarehouseError::Invalid(_) | WarehouseError::Backend(_)),
+                ) if fell_back.is_none()
+                    && etl.settings.transfer == Transfer::Auto
+                    && ctx.warehouse.backend_name() == "bigquery" =>
+                {
+                    tracing::warn!(step = ctx.step_id, org_slug = ctx.org_slug, error = %e, "server-side read of the billing export refused; paging it in with the organization's service account");
+                    fell_back = Some(e.to_string());
+                    let (key, export) = integration(ctx).await?;
+                    let settings = BqEtlSettings { transfer: Transfer::Paged, ..etl.settings.clone() };
+                    let paged = BqEtlConfig { settings, export_template: etl.export_template.clone() };
+                    reader = Self::reader(ctx, config, &paged, key, &export).await?.0;
+                }
+                DayFailure::ServerSide(e) => return Err(e.into()),
+                DayFailure::Step(e) => return Err(e),
+            }
+        };
+        let late_days = etl.settings.late_arrival_days;
+        let days: Vec<Value> =
+            days.iter().map(|(day, rows)| json!({"usage_date": day.to_string(), "rows": rows})).collect();
         let transfer = if reader.paged_with.is_some() { "paged" } else { "server_side" };
         let totals = window_totals(ctx, schema).await?;
         tracing::info!(
