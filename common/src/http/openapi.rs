@@ -16,12 +16,14 @@ use axum::routing::get;
 use axum::Router;
 use serde::Serialize;
 use utoipa::openapi::path::{Operation, PathItem};
+use utoipa::openapi::schema::{ArrayBuilder, KnownFormat, ObjectBuilder, Schema, SchemaFormat, SchemaType, Type};
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, InfoBuilder, OpenApi, Ref, RefOr, ResponseBuilder};
 use utoipa::{PartialSchema, ToSchema};
 
 use crate::app::AppState;
 use crate::auth::{API_KEY_HEADER, ROOT_KEY_HEADER};
+use crate::configs::schema::{Field, FieldType, Mode, TableSchema};
 
 /// The route that serves the document.
 pub const OPENAPI_PATH: &str = "/openapi.json";
@@ -61,17 +63,144 @@ pub struct Health {
     kms: String,
 }
 
-/// A JSON object whose fields the handler builds as it answers (documented in the operation's
-/// description and the README).
-pub struct JsonObject;
+/// The text of an exact decimal amount (`"2.50"`, `"0.075"`): amounts are never JSON numbers,
+/// so no client reads them into a float.
+pub const DECIMAL_PATTERN: &str = r"^-?[0-9]+(\.[0-9]+)?$";
 
-impl PartialSchema for JsonObject {
-    fn schema() -> RefOr<utoipa::openapi::schema::Schema> {
-        utoipa::openapi::ObjectBuilder::new().schema_type(utoipa::openapi::schema::Type::Object).into()
+/// An exact decimal amount as text (what `rust_decimal` and the warehouse's NUMERIC serialize to).
+pub struct DecimalText;
+
+impl PartialSchema for DecimalText {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .pattern(Some(DECIMAL_PATTERN))
+            .description(Some("An exact decimal number as text, e.g. \"2.50\"."))
+            .into()
     }
 }
 
-impl ToSchema for JsonObject {}
+impl ToSchema for DecimalText {}
+
+/// The schema of a row of a table, generated from its config schema (`configs/**/schemas/*.json`)
+/// so a column added to the config is in the contract at once: NUMERIC as decimal text, DATE as
+/// `format: date`, TIMESTAMP as `format: date-time`, NULLABLE columns nullable, REQUIRED ones
+/// required. `leave_out` names columns the route does not show.
+pub fn row_schema(schema: &TableSchema, leave_out: &[&str]) -> ObjectBuilder {
+    let mut object = ObjectBuilder::new().schema_type(Type::Object);
+    for field in schema.fields.iter().filter(|f| !leave_out.contains(&f.name.as_str())) {
+        object = object.property(&field.name, field_schema(field));
+        if field.mode == Mode::Required {
+            object = object.required(&field.name);
+        }
+    }
+    object
+}
+
+/// One column's schema, as the warehouse layer answers its values.
+pub fn field_schema(field: &Field) -> Schema {
+    let description = (!field.description.is_empty()).then_some(field.description.as_str());
+    let nullable = |t: Type| -> SchemaType {
+        if field.mode == Mode::Nullable {
+            [t, Type::Null].into_iter().collect()
+        } else {
+            t.into()
+        }
+    };
+    let scalar = |t: Type| ObjectBuilder::new().schema_type(nullable(t)).description(description);
+    let item = match field.field_type {
+        FieldType::String | FieldType::Bytes => scalar(Type::String),
+        FieldType::Int64 => scalar(Type::Integer),
+        FieldType::Float64 => scalar(Type::Number),
+        FieldType::Bool => scalar(Type::Boolean),
+        FieldType::Numeric => scalar(Type::String).pattern(Some(DECIMAL_PATTERN)),
+        FieldType::Date => scalar(Type::String).format(Some(SchemaFormat::KnownFormat(KnownFormat::Date))),
+        FieldType::Timestamp => scalar(Type::String).format(Some(SchemaFormat::KnownFormat(KnownFormat::DateTime))),
+        // Any JSON value.
+        FieldType::Json => ObjectBuilder::new().schema_type(SchemaType::AnyValue).description(description),
+        FieldType::Record => {
+            let record = TableSchema {
+                name: field.name.clone(),
+                description: field.description.clone(),
+                partitioning: None,
+                clustering: Vec::new(),
+                fields: field.fields.clone(),
+            };
+            row_schema(&record, &[]).schema_type(nullable(Type::Object)).description(description)
+        }
+    };
+    if field.mode == Mode::Repeated {
+        Schema::Array(ArrayBuilder::new().items(item.description(None::<String>)).description(description).build())
+    } else {
+        Schema::Object(item.build())
+    }
+}
+
+/// The document [`OPENAPI_PATH`] serves, as far as a client reads it: its version, info, paths
+/// (their operations, parameters, bodies and responses) and components. The schemas inside are
+/// JSON Schema (any JSON value here).
+pub fn openapi_document_schema() -> Schema {
+    let object = || ObjectBuilder::new().schema_type(Type::Object);
+    let string = || ObjectBuilder::new().schema_type(Type::String);
+    let strings = || ArrayBuilder::new().items(string());
+    let any = || ObjectBuilder::new().schema_type(SchemaType::AnyValue);
+    let media = || object().additional_properties(Some(object().property("schema", any())));
+    let parameter = object()
+        .property("name", string())
+        .property("in", string().enum_values(Some(["path", "query", "header", "cookie"])))
+        .property("required", ObjectBuilder::new().schema_type(Type::Boolean))
+        .property("description", string())
+        .property("schema", any())
+        .required("name")
+        .required("in");
+    let response = object().property("description", string()).property("content", media()).required("description");
+    let operation = object()
+        .property("summary", string())
+        .property("description", string())
+        .property("operationId", string())
+        .property("tags", strings())
+        .property("parameters", ArrayBuilder::new().items(parameter))
+        .property("requestBody", object().property("content", media()).property("description", string()))
+        .property("responses", object().additional_properties(Some(response)))
+        .property("security", ArrayBuilder::new().items(object().additional_properties(Some(strings()))))
+        .required("responses")
+        .build();
+    let mut path_item = object();
+    for method in ["get", "put", "post", "delete", "patch"] {
+        path_item = path_item.property(method, operation.clone());
+    }
+    let security_scheme = object()
+        .property("type", string())
+        .property("name", string())
+        .property("in", string())
+        .property("scheme", string())
+        .property("description", string())
+        .required("type");
+    object()
+        .description(Some("An OpenAPI 3.1 document (https://spec.openapis.org/oas/v3.1.0)."))
+        .property("openapi", string().pattern(Some(r"^3\.1\.[0-9]+$")))
+        .required("openapi")
+        .property(
+            "info",
+            object()
+                .property("title", string())
+                .property("version", string())
+                .property("description", string())
+                .required("title")
+                .required("version"),
+        )
+        .required("info")
+        .property("paths", object().additional_properties(Some(path_item)))
+        .required("paths")
+        .property(
+            "components",
+            object()
+                .property("schemas", object().additional_properties(Some(any())))
+                .property("securitySchemes", object().additional_properties(Some(security_scheme))),
+        )
+        .build()
+        .into()
+}
 
 /// The function's spec at [`OPENAPI_PATH`], rendered once.
 pub fn spec_router(doc: OpenApi) -> Router<AppState> {
@@ -111,9 +240,10 @@ pub fn finish(service: &str, mut doc: OpenApi) -> OpenApi {
         "/health".into(),
         plain_get("The process is up and its configs loaded.", "health", Ref::from_schema_name("Health").into()),
     );
-    doc.paths
-        .paths
-        .insert(OPENAPI_PATH.into(), plain_get("This document (OpenAPI 3.1).", "openapi", JsonObject::schema()));
+    doc.paths.paths.insert(
+        OPENAPI_PATH.into(),
+        plain_get("This document (OpenAPI 3.1).", "openapi", openapi_document_schema().into()),
+    );
 
     let components = doc.components.get_or_insert_with(Default::default);
     for (name, schema) in [
