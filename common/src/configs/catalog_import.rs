@@ -636,7 +636,7 @@ pub struct AddedModel {
     pub provider: String,
     pub model_id: String,
     /// Prices by catalog column.
-    #[schema(value_type = BTreeMap<String, crate::http::openapi::DecimalText>)]
+    #[schema(value_type = BTreeMap<String, crate::domain::DecimalText>)]
     pub values: BTreeMap<String, Decimal>,
 }
 
@@ -644,9 +644,9 @@ pub struct AddedModel {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct PriceChange {
     pub column: String,
-    #[schema(value_type = Option<crate::http::openapi::DecimalText>)]
+    #[schema(value_type = Option<crate::domain::DecimalText>)]
     pub old: Option<Decimal>,
-    #[schema(value_type = Option<crate::http::openapi::DecimalText>)]
+    #[schema(value_type = Option<crate::domain::DecimalText>)]
     pub new: Option<Decimal>,
 }
 

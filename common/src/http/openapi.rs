@@ -63,24 +63,7 @@ pub struct Health {
     kms: String,
 }
 
-/// The text of an exact decimal amount (`"2.50"`, `"0.075"`): amounts are never JSON numbers,
-/// so no client reads them into a float.
-pub const DECIMAL_PATTERN: &str = r"^-?[0-9]+(\.[0-9]+)?$";
-
-/// An exact decimal amount as text (what `rust_decimal` and the warehouse's NUMERIC serialize to).
-pub struct DecimalText;
-
-impl PartialSchema for DecimalText {
-    fn schema() -> RefOr<Schema> {
-        ObjectBuilder::new()
-            .schema_type(Type::String)
-            .pattern(Some(DECIMAL_PATTERN))
-            .description(Some("An exact decimal number as text, e.g. \"2.50\"."))
-            .into()
-    }
-}
-
-impl ToSchema for DecimalText {}
+pub use crate::domain::{DecimalText, DECIMAL_PATTERN};
 
 /// The schema of a row of a table, generated from its config schema (`configs/**/schemas/*.json`)
 /// so a column added to the config is in the contract at once: NUMERIC as decimal text, DATE as
@@ -388,5 +371,47 @@ mod tests {
         let health = &json["paths"]["/health"]["get"];
         assert!(health["responses"].get("401").is_none(), "{health}");
         assert!(health["responses"].get("429").is_some(), "{health}");
+        // The document describes itself with its fields, not as any object.
+        let own = &json["paths"][OPENAPI_PATH]["get"]["responses"]["200"]["content"]["application/json"]["schema"];
+        assert_eq!(own["required"], serde_json::json!(["openapi", "info", "paths"]), "{own}");
+    }
+
+    #[test]
+    fn a_row_schema_follows_the_table_schema() {
+        let table: TableSchema = serde_json::from_value(serde_json::json!({
+            "description": "t",
+            "fields": [
+                {"name": "id", "type": "STRING", "mode": "REQUIRED", "description": "The id."},
+                {"name": "price", "type": "NUMERIC", "mode": "NULLABLE"},
+                {"name": "day", "type": "DATE", "mode": "REQUIRED"},
+                {"name": "at", "type": "TIMESTAMP"},
+                {"name": "n", "type": "INT64", "mode": "REQUIRED"},
+                {"name": "tags", "type": "STRING", "mode": "REPEATED"},
+                {"name": "rec", "type": "RECORD", "fields": [{"name": "x", "type": "BOOL", "mode": "REQUIRED"}]},
+                {"name": "internal", "type": "STRING", "mode": "REQUIRED"}
+            ]
+        }))
+        .unwrap();
+        let schema = serde_json::to_value(Schema::from(row_schema(&table, &["internal"]).build())).unwrap();
+        let p = &schema["properties"];
+        assert_eq!(schema["required"], serde_json::json!(["id", "day", "n"]));
+        assert_eq!(p["id"], serde_json::json!({"type": "string", "description": "The id."}));
+        assert_eq!(p["price"]["type"], serde_json::json!(["string", "null"]));
+        assert_eq!(p["price"]["pattern"], DECIMAL_PATTERN);
+        assert_eq!(p["day"], serde_json::json!({"type": "string", "format": "date"}));
+        assert_eq!(p["at"], serde_json::json!({"type": ["string", "null"], "format": "date-time"}));
+        assert_eq!(p["n"], serde_json::json!({"type": "integer"}));
+        assert_eq!(p["tags"], serde_json::json!({"type": "array", "items": {"type": "string"}}));
+        assert_eq!(p["rec"]["type"], serde_json::json!(["object", "null"]));
+        assert_eq!(p["rec"]["properties"]["x"], serde_json::json!({"type": "boolean"}));
+        assert_eq!(p["rec"]["required"], serde_json::json!(["x"]));
+        assert!(p.get("internal").is_none());
+        let decimal = regex::Regex::new(DECIMAL_PATTERN).unwrap();
+        for ok in ["0.00", "2.50", "0.075", "-1.5", "12"] {
+            assert!(decimal.is_match(ok), "{ok}");
+        }
+        for bad in ["", "1e-3", "2.", ".5", "1,5"] {
+            assert!(!decimal.is_match(bad), "{bad}");
+        }
     }
 }
