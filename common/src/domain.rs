@@ -152,6 +152,26 @@ pub fn write_private_file(path: &Path, contents: &[u8]) -> std::io::Result<()> {
     file.sync_all()
 }
 
+/// The text of an exact decimal amount (`"2.50"`, `"0.075"`): amounts are never JSON numbers,
+/// so no client reads them into a float.
+pub const DECIMAL_PATTERN: &str = r"^-?[0-9]+(\.[0-9]+)?$";
+
+/// An exact decimal amount as text (what `rust_decimal` and the warehouse's NUMERIC serialize
+/// to), for the API contract.
+pub struct DecimalText;
+
+impl utoipa::PartialSchema for DecimalText {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::schema::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .pattern(Some(DECIMAL_PATTERN))
+            .description(Some("An exact decimal number as text, e.g. \"2.50\"."))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for DecimalText {}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -118,6 +118,14 @@ async fn each_function_serves_its_own_part_of_the_contract() {
         let paths: BTreeSet<String> = spec["paths"].as_object().unwrap().keys().cloned().collect();
         assert_eq!(paths, expected, "{name}: its spec must list exactly its routes");
         union.extend(operations(&spec));
+        // Two functions naming different schemas alike would have one overwrite the other in
+        // the merged document.
+        for (schema, definition) in spec["components"]["schemas"].as_object().unwrap() {
+            assert_eq!(
+                &merged["components"]["schemas"][schema], definition,
+                "{name}: its schema {schema} differs from the merged document's (a name taken twice)"
+            );
+        }
     }
     assert_eq!(union, operations(&merged), "convergence-local's spec is the six functions' merged");
 }
@@ -393,4 +401,248 @@ async fn bodies_are_json_objects_and_an_optional_one_may_be_null() {
     assert_eq!(app.request(Method::POST, tick, Key::Root, None).await.status, StatusCode::OK);
     assert_eq!(app.post(tick, Key::Root, Value::Null).await.status, StatusCode::OK);
     app.post(tick, Key::Root, json!([])).await.assert_error(400, "invalid_request");
+}
+
+/// The schema a local `$ref` names (`#/components/schemas/X`), followed to the end; a `$ref`
+/// to nothing fails.
+fn resolve<'a>(spec: &'a Value, schema: &'a Value) -> &'a Value {
+    match schema.get("$ref").and_then(Value::as_str) {
+        Some(reference) => {
+            let name = reference.strip_prefix("#/components/schemas/").unwrap_or_else(|| panic!("$ref {reference}"));
+            let target = &spec["components"]["schemas"][name];
+            assert!(target.is_object(), "$ref {reference} names no schema");
+            resolve(spec, target)
+        }
+        None => schema,
+    }
+}
+
+/// An object schema that says nothing of its fields: no properties, no schema of additional
+/// properties, no composition (what a client generator can only type as "any object").
+fn is_untyped_object(schema: &Value) -> bool {
+    let is_object = match &schema["type"] {
+        Value::String(t) => t == "object",
+        Value::Array(types) => types.iter().any(|t| t == "object"),
+        _ => false,
+    };
+    let typed = ["properties", "additionalProperties", "oneOf", "anyOf", "allOf", "$ref", "enum", "const"]
+        .iter()
+        .any(|k| schema.get(*k).is_some());
+    is_object && !typed
+}
+
+/// Every object schema a body reaches (through `$ref`s, properties, items, compositions) that
+/// is untyped, as `what` paths.
+fn untyped_objects(spec: &Value, schema: &Value, what: String, seen: &mut BTreeSet<String>, found: &mut Vec<String>) {
+    if let Some(reference) = schema.get("$ref").and_then(Value::as_str) {
+        if seen.insert(reference.to_string()) {
+            untyped_objects(spec, resolve(spec, schema), format!("{what} ({reference})"), seen, found);
+        }
+        return;
+    }
+    if is_untyped_object(schema) {
+        found.push(what.clone());
+    }
+    for (name, property) in schema["properties"].as_object().into_iter().flatten() {
+        untyped_objects(spec, property, format!("{what}.{name}"), seen, found);
+    }
+    for key in ["items", "additionalProperties"] {
+        if schema[key].is_object() {
+            untyped_objects(spec, &schema[key], format!("{what}.{key}"), seen, found);
+        }
+    }
+    for key in ["oneOf", "anyOf", "allOf"] {
+        for (i, part) in schema[key].as_array().into_iter().flatten().enumerate() {
+            untyped_objects(spec, part, format!("{what}.{key}[{i}]"), seen, found);
+        }
+    }
+}
+
+/// Issue 15 §7: a client generator gets the exact fields of every body. No request body and no
+/// 2xx body is (or holds) an object with no documented fields, and every `$ref` resolves.
+#[tokio::test]
+async fn every_body_has_a_typed_schema() {
+    let app = TestApp::spawn().await;
+    let spec = spec_of(&app.base).await;
+    let mut found = Vec::new();
+    let mut bodies = 0;
+    for (path, method) in operations(&spec) {
+        let op = &spec["paths"][&path][&method];
+        let mut schemas: Vec<(String, &Value)> = Vec::new();
+        for (media, content) in op["requestBody"]["content"].as_object().into_iter().flatten() {
+            schemas.push((format!("{method} {path} request {media}"), &content["schema"]));
+        }
+        for (status, response) in op["responses"].as_object().unwrap().iter().filter(|(s, _)| s.starts_with('2')) {
+            for (media, content) in response["content"].as_object().into_iter().flatten() {
+                schemas.push((format!("{method} {path} {status} {media}"), &content["schema"]));
+            }
+        }
+        for (what, schema) in schemas {
+            bodies += 1;
+            assert!(schema.is_object(), "{what}: no schema");
+            untyped_objects(&spec, schema, what, &mut BTreeSet::new(), &mut found);
+        }
+    }
+    assert!(found.is_empty(), "bodies with untyped objects (document their fields):\n{}", found.join("\n"));
+    assert!(bodies >= 40, "{bodies}");
+    // The check itself: a bare object is found, a typed one is not.
+    assert!(is_untyped_object(&json!({"type": "object"})));
+    assert!(is_untyped_object(&json!({"type": ["object", "null"], "description": "x"})));
+    assert!(!is_untyped_object(&json!({"type": "object", "properties": {"a": {"type": "string"}}})));
+    assert!(!is_untyped_object(&json!({"type": "object", "additionalProperties": {"type": "string"}})));
+}
+
+/// The responses checked against the spec by [`validate`]: what, the operation, and the reply.
+struct Answers {
+    spec: Value,
+    checked: Vec<Value>,
+}
+
+impl Answers {
+    /// Records a reply of `method path_template` (its 2xx expected) for [`Answers::validate`].
+    fn add(&mut self, method: &str, template: &str, reply: &convergence_tests::Reply, what: &str) {
+        assert!(reply.status.is_success(), "{what}: {} {}", reply.status, reply.body);
+        let status = reply.status.as_str();
+        let schema =
+            &self.spec["paths"][template][method]["responses"][status]["content"]["application/json"]["schema"];
+        assert!(schema.is_object(), "{what}: {method} {template} documents no {status} body");
+        self.checked.push(json!({"what": what, "schema": schema, "body": reply.body}));
+    }
+
+    /// Validates every recorded body against its documented schema (JSON Schema 2020-12, formats
+    /// too) with the validator schemathesis uses, in schemathesis's pinned venv.
+    async fn validate(self) {
+        const SCRIPT: &str = r#"
+import json, sys, jsonschema_rs
+data = json.load(sys.stdin)
+problems = []
+for case in data["checked"]:
+    schema = dict(case["schema"])
+    schema["components"] = data["components"]
+    validator = jsonschema_rs.Draft202012Validator(schema, validate_formats=True)
+    for error in validator.iter_errors(case["body"]):
+        problems.append(case["what"] + ": " + str(error).splitlines()[0] + " at " + "/".join(map(str, error.instance_path)))
+print("\n".join(problems))
+print("validated", len(data["checked"]))
+sys.exit(1 if problems else 0)
+"#;
+        let input = json!({"components": self.spec["components"], "checked": self.checked});
+        let scratch = tempfile::tempdir().unwrap();
+        let mut child = tokio::process::Command::new(repo().join("scripts/python-tool.sh"))
+            .current_dir(scratch.path())
+            .args([SCHEMATHESIS, "python", "-c", SCRIPT])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("scripts/python-tool.sh runs python");
+        let mut stdin = child.stdin.take().unwrap();
+        tokio::io::AsyncWriteExt::write_all(&mut stdin, input.to_string().as_bytes()).await.unwrap();
+        drop(stdin);
+        let out = child.wait_with_output().await.unwrap();
+        let report = format!("{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(out.status.success(), "answers that do not conform to the spec:\n{report}");
+        assert!(report.contains(&format!("validated {}", input["checked"].as_array().unwrap().len())), "{report}");
+    }
+}
+
+/// The answers whose schemas are generated or hand-described (the book entries from the configs,
+/// the reset, repricing and import reports, a run with its steps) conform to the spec: real
+/// answers of a real flow, validated as schemathesis validates them, with the formats (dates,
+/// timestamps) and the decimal patterns. On both backends: the rows' values are each backend's.
+#[tokio::test]
+async fn real_answers_conform_to_their_documented_schemas() {
+    real_answers_conform(TestApp::spawn().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn real_answers_conform_to_their_documented_schemas_on_bigquery() {
+    real_answers_conform(TestApp::spawn_bigquery(&[]).await).await;
+}
+
+async fn real_answers_conform(app: TestApp) {
+    app.bootstrap().await;
+    let key = app.onboard("acme").await;
+    let key = Key::Api(&key);
+    let setup =
+        app.post("/api/v1/integrations/acme/openai/setup", key, json!({"credential": "sk-admin-sandbox-acme"})).await;
+    assert_eq!(setup.status, StatusCode::CREATED, "{}", setup.body);
+    let mut answers = Answers { spec: spec_of(&app.base).await, checked: Vec::new() };
+    let day = |offset: i64| (chrono::Utc::now().date_naive() + chrono::Duration::days(offset)).to_string();
+    const BOOK: &str = "/api/v1/integrations/{org}/{provider}";
+    const OPENAI: &str = "/api/v1/integrations/acme/openai";
+
+    // The pricing book: a model of its own, a catalog model overridden, each changed and ended.
+    let price = json!({"model_id": "in-house-1", "input_per_1m": "1.5", "output_per_1m": 6, "notes": "ours",
+                       "long_context_threshold_tokens": 200000, "effective_from": day(-10)});
+    let r = app.post(&format!("{OPENAI}/pricing"), key, price).await;
+    answers.add("post", &format!("{BOOK}/pricing"), &r, "a price added");
+    assert_eq!(r.body["source"], "override");
+    let r = app.put(&format!("{OPENAI}/pricing/in-house-1"), key, json!({"output_per_1m": "6.25"})).await;
+    answers.add("put", &format!("{BOOK}/pricing/{{model_id}}"), &r, "an override changed");
+    let r = app.put(&format!("{OPENAI}/pricing/gpt-4o"), key, json!({"input_per_1m": "2.00"})).await;
+    answers.add("put", &format!("{BOOK}/pricing/{{model_id}}"), &r, "a catalog price overridden");
+    assert_eq!(r.body["previous"]["source"], "catalog", "{}", r.body);
+    for query in ["", "?history=true", "?model=gpt-4o"] {
+        let r = app.get(&format!("{OPENAI}/pricing{query}"), key).await;
+        answers.add("get", &format!("{BOOK}/pricing"), &r, &format!("the pricing list{query}"));
+    }
+    let r = app.get("/api/v1/pricing/catalog/openai?history=true", key).await;
+    answers.add("get", "/api/v1/pricing/catalog/{provider}", &r, "the catalog");
+    let r = app.request(Method::DELETE, &format!("{OPENAI}/pricing/in-house-1"), key, None).await;
+    answers.add("delete", &format!("{BOOK}/pricing/{{model_id}}"), &r, "a price ended");
+    let r = app.get(&format!("{OPENAI}/pricing/repricing"), key).await;
+    answers.add("get", &format!("{BOOK}/pricing/repricing"), &r, "the repricing report");
+    let r = app.request(Method::POST, &format!("{OPENAI}/pricing/reset"), key, None).await;
+    answers.add("post", &format!("{BOOK}/pricing/reset"), &r, "the pricing book reset");
+
+    // The subscriptions book.
+    let plan = json!({"plan_name": "team_plan", "plan_type": "seat", "seat_price_monthly": "25", "min_seats": 2,
+                      "billing_cycle": "monthly", "effective_from": day(-5)});
+    let r = app.post(&format!("{OPENAI}/subscriptions"), key, plan).await;
+    answers.add("post", &format!("{BOOK}/subscriptions"), &r, "a plan added");
+    let r = app.put(&format!("{OPENAI}/subscriptions/team_plan"), key, json!({"seats": 12})).await;
+    answers.add("put", &format!("{BOOK}/subscriptions/{{plan_name}}"), &r, "a plan changed");
+    let r = app.get(&format!("{OPENAI}/subscriptions?history=true"), key).await;
+    answers.add("get", &format!("{BOOK}/subscriptions"), &r, "the subscriptions list");
+    let r = app.request(Method::DELETE, &format!("{OPENAI}/subscriptions/team_plan"), key, None).await;
+    answers.add("delete", &format!("{BOOK}/subscriptions/{{plan_name}}"), &r, "a plan ended");
+    let r = app.post(&format!("{OPENAI}/subscriptions/reset"), key, json!({"effective_from": day(0)})).await;
+    answers.add("post", &format!("{BOOK}/subscriptions/reset"), &r, "the subscriptions book reset");
+
+    // The catalog import: a dry run, then written.
+    let file = std::fs::read_to_string(repo().join("tests/fixtures/litellm/model_prices_excerpt.json")).unwrap();
+    for query in ["dry_run=true", "force=true"] {
+        let r = app
+            .client
+            .post(format!("{}/api/v1/pricing/catalog/import?{query}&effective_from={}", app.base, day(1)))
+            .header("X-CA-Root-Key", ROOT_KEY)
+            .header("Content-Type", "application/json")
+            .body(file.clone())
+            .send()
+            .await
+            .unwrap();
+        let r = TestApp::reply(r).await;
+        answers.add("post", "/api/v1/pricing/catalog/import", &r, &format!("the import ({query})"));
+    }
+
+    // A run with its steps, and the run list.
+    let r = app.post("/api/v1/pipelines/run/acme/openai/usage_cost", key, json!({"date": day(-1)})).await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.body);
+    let run_id = r.body["run_id"].as_str().unwrap().to_string();
+    let mut run = app.get(&format!("/api/v1/pipelines/runs/acme/{run_id}"), key).await;
+    for _ in 0..1200 {
+        if matches!(run.body["status"].as_str(), Some("SUCCESS" | "FAILED")) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        run = app.get(&format!("/api/v1/pipelines/runs/acme/{run_id}"), key).await;
+    }
+    assert_eq!(run.body["status"], "SUCCESS", "{}", run.body);
+    assert!(!run.body["steps"].as_array().unwrap().is_empty(), "{}", run.body);
+    answers.add("get", "/api/v1/pipelines/runs/{org}/{run_id}", &run, "a finished run");
+    let r = app.get("/api/v1/pipelines/runs/acme", key).await;
+    answers.add("get", "/api/v1/pipelines/runs/{org}", &r, "the run list");
+
+    answers.validate().await;
 }

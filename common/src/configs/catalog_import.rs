@@ -82,6 +82,12 @@ const PROVIDER_SPECIFIC_FIELDS: &[(&str, &str)] =
 
 const THRESHOLD_COLUMN: &str = "long_context_threshold_tokens";
 
+/// The LiteLLM per-token price fields the import maps to a column of their own (for the API
+/// contract's description of the body; the `*_above_{N}k_tokens` tiers are mapped by pattern).
+pub fn litellm_price_fields() -> impl Iterator<Item = &'static str> {
+    PER_TOKEN_FIELDS.iter().map(|(field, _)| *field)
+}
+
 static LONG_CONTEXT_RE: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"^(.+)_above_([0-9]+)k_tokens(_batches)?$").expect("long-context field pattern"));
 
@@ -106,7 +112,7 @@ pub enum ImportError {
 }
 
 /// Which format a body was read as.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ImportFormat {
     Litellm,
@@ -149,7 +155,7 @@ pub struct CatalogRow {
 }
 
 /// A price field present in the body that no column holds (yet).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct UnmappedField {
     pub provider: String,
     pub model_id: String,
@@ -160,7 +166,7 @@ pub struct UnmappedField {
 }
 
 /// An entry of one of our providers the import did not turn into a row.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct SkippedEntry {
     /// The key as written in the body (LiteLLM key or CSV `model_id`).
     pub key: String,
@@ -619,28 +625,32 @@ pub struct ImportOptions {
     pub force: bool,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct ModelRef {
     pub provider: String,
     pub model_id: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct AddedModel {
     pub provider: String,
     pub model_id: String,
+    /// Prices by catalog column.
+    #[schema(value_type = BTreeMap<String, crate::domain::DecimalText>)]
     pub values: BTreeMap<String, Decimal>,
 }
 
 /// One column's old and new price (`None`: no price).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct PriceChange {
     pub column: String,
+    #[schema(value_type = Option<crate::domain::DecimalText>)]
     pub old: Option<Decimal>,
+    #[schema(value_type = Option<crate::domain::DecimalText>)]
     pub new: Option<Decimal>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct ChangedModel {
     pub provider: String,
     pub model_id: String,
@@ -650,7 +660,7 @@ pub struct ChangedModel {
 }
 
 /// Why a change looks wrong.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum SuspicionRule {
     /// A price moved by more than 10× either way.
@@ -681,7 +691,7 @@ pub enum SuspicionRule {
     NotAfterCurrentVersion,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct SuspiciousChange {
     pub provider: String,
     pub model_id: String,
@@ -691,7 +701,7 @@ pub struct SuspiciousChange {
 }
 
 /// What an import would do, as the route answers it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct ImportReport {
     pub format: ImportFormat,
     pub effective_from: NaiveDate,

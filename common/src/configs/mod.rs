@@ -104,7 +104,7 @@ pub struct PlansConfig {
     pub billing_status_map: BTreeMap<String, String>,
 }
 
-#[derive(Debug, Clone, Deserialize, serde::Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Plan {
     pub display_name: String,

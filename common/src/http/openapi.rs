@@ -16,12 +16,14 @@ use axum::routing::get;
 use axum::Router;
 use serde::Serialize;
 use utoipa::openapi::path::{Operation, PathItem};
+use utoipa::openapi::schema::{ArrayBuilder, KnownFormat, ObjectBuilder, Schema, SchemaFormat, SchemaType, Type};
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, InfoBuilder, OpenApi, Ref, RefOr, ResponseBuilder};
 use utoipa::{PartialSchema, ToSchema};
 
 use crate::app::AppState;
 use crate::auth::{API_KEY_HEADER, ROOT_KEY_HEADER};
+use crate::configs::schema::{Field, FieldType, Mode, TableSchema};
 
 /// The route that serves the document.
 pub const OPENAPI_PATH: &str = "/openapi.json";
@@ -61,17 +63,127 @@ pub struct Health {
     kms: String,
 }
 
-/// A JSON object whose fields the handler builds as it answers (documented in the operation's
-/// description and the README).
-pub struct JsonObject;
+pub use crate::domain::{DecimalText, DECIMAL_PATTERN};
 
-impl PartialSchema for JsonObject {
-    fn schema() -> RefOr<utoipa::openapi::schema::Schema> {
-        utoipa::openapi::ObjectBuilder::new().schema_type(utoipa::openapi::schema::Type::Object).into()
+/// The schema of a row of a table, generated from its config schema (`configs/**/schemas/*.json`)
+/// so a column added to the config is in the contract at once: NUMERIC as decimal text, DATE as
+/// `format: date`, TIMESTAMP as `format: date-time`, NULLABLE columns nullable, REQUIRED ones
+/// required. `leave_out` names columns the route does not show.
+pub fn row_schema(schema: &TableSchema, leave_out: &[&str]) -> ObjectBuilder {
+    let mut object = ObjectBuilder::new().schema_type(Type::Object);
+    for field in schema.fields.iter().filter(|f| !leave_out.contains(&f.name.as_str())) {
+        object = object.property(&field.name, field_schema(field));
+        if field.mode == Mode::Required {
+            object = object.required(&field.name);
+        }
+    }
+    object
+}
+
+/// One column's schema, as the warehouse layer answers its values.
+pub fn field_schema(field: &Field) -> Schema {
+    let description = (!field.description.is_empty()).then_some(field.description.as_str());
+    let nullable = |t: Type| -> SchemaType {
+        if field.mode == Mode::Nullable {
+            [t, Type::Null].into_iter().collect()
+        } else {
+            t.into()
+        }
+    };
+    let scalar = |t: Type| ObjectBuilder::new().schema_type(nullable(t)).description(description);
+    let item = match field.field_type {
+        FieldType::String | FieldType::Bytes => scalar(Type::String),
+        FieldType::Int64 => scalar(Type::Integer),
+        FieldType::Float64 => scalar(Type::Number),
+        FieldType::Bool => scalar(Type::Boolean),
+        FieldType::Numeric => scalar(Type::String).pattern(Some(DECIMAL_PATTERN)),
+        FieldType::Date => scalar(Type::String).format(Some(SchemaFormat::KnownFormat(KnownFormat::Date))),
+        FieldType::Timestamp => scalar(Type::String).format(Some(SchemaFormat::KnownFormat(KnownFormat::DateTime))),
+        // Any JSON value.
+        FieldType::Json => ObjectBuilder::new().schema_type(SchemaType::AnyValue).description(description),
+        FieldType::Record => {
+            let record = TableSchema {
+                name: field.name.clone(),
+                description: field.description.clone(),
+                partitioning: None,
+                clustering: Vec::new(),
+                fields: field.fields.clone(),
+            };
+            row_schema(&record, &[]).schema_type(nullable(Type::Object)).description(description)
+        }
+    };
+    if field.mode == Mode::Repeated {
+        Schema::Array(ArrayBuilder::new().items(item.description(None::<String>)).description(description).build())
+    } else {
+        Schema::Object(item.build())
     }
 }
 
-impl ToSchema for JsonObject {}
+/// The document [`OPENAPI_PATH`] serves, as far as a client reads it: its version, info, paths
+/// (their operations, parameters, bodies and responses) and components. The schemas inside are
+/// JSON Schema (any JSON value here).
+pub fn openapi_document_schema() -> Schema {
+    let object = || ObjectBuilder::new().schema_type(Type::Object);
+    let string = || ObjectBuilder::new().schema_type(Type::String);
+    let strings = || ArrayBuilder::new().items(string());
+    let any = || ObjectBuilder::new().schema_type(SchemaType::AnyValue);
+    let media = || object().additional_properties(Some(object().property("schema", any())));
+    let parameter = object()
+        .property("name", string())
+        .property("in", string().enum_values(Some(["path", "query", "header", "cookie"])))
+        .property("required", ObjectBuilder::new().schema_type(Type::Boolean))
+        .property("description", string())
+        .property("schema", any())
+        .required("name")
+        .required("in");
+    let response = object().property("description", string()).property("content", media()).required("description");
+    let operation = object()
+        .property("summary", string())
+        .property("description", string())
+        .property("operationId", string())
+        .property("tags", strings())
+        .property("parameters", ArrayBuilder::new().items(parameter))
+        .property("requestBody", object().property("content", media()).property("description", string()))
+        .property("responses", object().additional_properties(Some(response)))
+        .property("security", ArrayBuilder::new().items(object().additional_properties(Some(strings()))))
+        .required("responses")
+        .build();
+    let mut path_item = object();
+    for method in ["get", "put", "post", "delete", "patch"] {
+        path_item = path_item.property(method, operation.clone());
+    }
+    let security_scheme = object()
+        .property("type", string())
+        .property("name", string())
+        .property("in", string())
+        .property("scheme", string())
+        .property("description", string())
+        .required("type");
+    object()
+        .description(Some("An OpenAPI 3.1 document (https://spec.openapis.org/oas/v3.1.0)."))
+        .property("openapi", string().pattern(Some(r"^3\.1\.[0-9]+$")))
+        .required("openapi")
+        .property(
+            "info",
+            object()
+                .property("title", string())
+                .property("version", string())
+                .property("description", string())
+                .required("title")
+                .required("version"),
+        )
+        .required("info")
+        .property("paths", object().additional_properties(Some(path_item)))
+        .required("paths")
+        .property(
+            "components",
+            object()
+                .property("schemas", object().additional_properties(Some(any())))
+                .property("securitySchemes", object().additional_properties(Some(security_scheme))),
+        )
+        .build()
+        .into()
+}
 
 /// The function's spec at [`OPENAPI_PATH`], rendered once.
 pub fn spec_router(doc: OpenApi) -> Router<AppState> {
@@ -111,9 +223,10 @@ pub fn finish(service: &str, mut doc: OpenApi) -> OpenApi {
         "/health".into(),
         plain_get("The process is up and its configs loaded.", "health", Ref::from_schema_name("Health").into()),
     );
-    doc.paths
-        .paths
-        .insert(OPENAPI_PATH.into(), plain_get("This document (OpenAPI 3.1).", "openapi", JsonObject::schema()));
+    doc.paths.paths.insert(
+        OPENAPI_PATH.into(),
+        plain_get("This document (OpenAPI 3.1).", "openapi", openapi_document_schema().into()),
+    );
 
     let components = doc.components.get_or_insert_with(Default::default);
     for (name, schema) in [
@@ -258,5 +371,47 @@ mod tests {
         let health = &json["paths"]["/health"]["get"];
         assert!(health["responses"].get("401").is_none(), "{health}");
         assert!(health["responses"].get("429").is_some(), "{health}");
+        // The document describes itself with its fields, not as any object.
+        let own = &json["paths"][OPENAPI_PATH]["get"]["responses"]["200"]["content"]["application/json"]["schema"];
+        assert_eq!(own["required"], serde_json::json!(["openapi", "info", "paths"]), "{own}");
+    }
+
+    #[test]
+    fn a_row_schema_follows_the_table_schema() {
+        let table: TableSchema = serde_json::from_value(serde_json::json!({
+            "description": "t",
+            "fields": [
+                {"name": "id", "type": "STRING", "mode": "REQUIRED", "description": "The id."},
+                {"name": "price", "type": "NUMERIC", "mode": "NULLABLE"},
+                {"name": "day", "type": "DATE", "mode": "REQUIRED"},
+                {"name": "at", "type": "TIMESTAMP"},
+                {"name": "n", "type": "INT64", "mode": "REQUIRED"},
+                {"name": "tags", "type": "STRING", "mode": "REPEATED"},
+                {"name": "rec", "type": "RECORD", "fields": [{"name": "x", "type": "BOOL", "mode": "REQUIRED"}]},
+                {"name": "internal", "type": "STRING", "mode": "REQUIRED"}
+            ]
+        }))
+        .unwrap();
+        let schema = serde_json::to_value(Schema::from(row_schema(&table, &["internal"]).build())).unwrap();
+        let p = &schema["properties"];
+        assert_eq!(schema["required"], serde_json::json!(["id", "day", "n"]));
+        assert_eq!(p["id"], serde_json::json!({"type": "string", "description": "The id."}));
+        assert_eq!(p["price"]["type"], serde_json::json!(["string", "null"]));
+        assert_eq!(p["price"]["pattern"], DECIMAL_PATTERN);
+        assert_eq!(p["day"], serde_json::json!({"type": "string", "format": "date"}));
+        assert_eq!(p["at"], serde_json::json!({"type": ["string", "null"], "format": "date-time"}));
+        assert_eq!(p["n"], serde_json::json!({"type": "integer"}));
+        assert_eq!(p["tags"], serde_json::json!({"type": "array", "items": {"type": "string"}}));
+        assert_eq!(p["rec"]["type"], serde_json::json!(["object", "null"]));
+        assert_eq!(p["rec"]["properties"]["x"], serde_json::json!({"type": "boolean"}));
+        assert_eq!(p["rec"]["required"], serde_json::json!(["x"]));
+        assert!(p.get("internal").is_none());
+        let decimal = regex::Regex::new(DECIMAL_PATTERN).unwrap();
+        for ok in ["0.00", "2.50", "0.075", "-1.5", "12"] {
+            assert!(decimal.is_match(ok), "{ok}");
+        }
+        for bad in ["", "1e-3", "2.", ".5", "1,5"] {
+            assert!(!decimal.is_match(bad), "{bad}");
+        }
     }
 }

@@ -50,7 +50,7 @@ impl From<&CatalogSeedRow> for NewVersion {
 }
 
 /// What a catalog write did.
-#[derive(Debug, Clone, Serialize, Default, PartialEq)]
+#[derive(Debug, Clone, Serialize, Default, PartialEq, utoipa::ToSchema)]
 pub struct CatalogWriteReport {
     pub provider: String,
     /// Models that had no live version before.

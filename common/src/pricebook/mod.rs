@@ -92,7 +92,7 @@ impl<'a> Books<'a> {
 }
 
 /// What seeding did in the organization's dataset.
-#[derive(Debug, Clone, Serialize, Default)]
+#[derive(Debug, Clone, Serialize, Default, utoipa::ToSchema)]
 pub struct SeedReport {
     pub tables_created: Vec<String>,
     /// Always 0 since the catalog: the pricing book starts empty (no overrides).
@@ -104,11 +104,13 @@ pub struct SeedReport {
 }
 
 /// What a reset did.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ResetReport {
     /// Set when the book did not exist or was empty and was created (subscriptions: with the
     /// default plans as version 1).
     pub seeded: Option<SeedReport>,
+    /// The day the reset took effect (YYYY-MM-DD).
+    #[schema(format = Date)]
     pub effective_from: String,
     pub versions_closed: u64,
     pub versions_opened: u64,

@@ -66,7 +66,6 @@ pub struct BootstrapReport {
     pub views_created: Vec<String>,
     pub views_existing: Vec<String>,
     /// What loading each provider's catalog file changed in `price_catalog`.
-    #[schema(value_type = Vec<common::http::openapi::JsonObject>)]
     pub catalog: Vec<common::pricebook::CatalogWriteReport>,
 }
 

@@ -9,8 +9,9 @@ pub mod sandbox;
 
 pub const SERVICE: &str = "convergence-local";
 
-/// The whole API's contract: the six functions' documents merged.
-pub fn openapi() -> utoipa::openapi::OpenApi {
+/// The whole API's contract: the six functions' documents merged (the pricing function's
+/// entries' schemas come from the configs).
+pub fn openapi(configs: &common::configs::Configs) -> utoipa::openapi::OpenApi {
     use utoipa::OpenApi;
     common::http::openapi::merged(
         SERVICE,
@@ -18,7 +19,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
             bootstrap::ApiDoc::openapi(),
             onboard::ApiDoc::openapi(),
             integrations::ApiDoc::openapi(),
-            pricing::ApiDoc::openapi(),
+            pricing::openapi(configs),
             pipelines_run::ApiDoc::openapi(),
             scheduler_tick::ApiDoc::openapi(),
         ],
@@ -36,7 +37,7 @@ pub fn router(state: AppState) -> Router {
         .merge(pipelines_run::routes())
         .merge(scheduler_tick::routes())
         .merge(health_router(SERVICE))
-        .merge(common::http::openapi::spec_router(openapi()));
+        .merge(common::http::openapi::spec_router(openapi(&state.configs)));
     let sandbox = state
         .settings
         .sandbox_providers

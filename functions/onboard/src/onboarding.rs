@@ -13,6 +13,7 @@ use common::http::extract::RootCaller;
 use common::http::ApiJson;
 use common::warehouse::{format_timestamp, DatasetAccess, DatasetOptions};
 use common::{ApiError, AppState};
+use serde::Serialize;
 use serde_json::{json, Value};
 
 use crate::request::{OnboardRequest, ValidOnboarding};
@@ -35,7 +36,7 @@ pub async fn onboard(
     State(state): State<AppState>,
     RootCaller(caller): RootCaller,
     ApiJson(request): ApiJson<OnboardRequest>,
-) -> ApiResult<(StatusCode, Json<Value>)> {
+) -> ApiResult<(StatusCode, Json<OnboardCreated>)> {
     caller.require_root()?;
     let org = request.validate(&state).map_err(|m| ApiError::new(StatusCode::BAD_REQUEST, "validation_failed", m))?;
     store::require_bootstrapped(&state).await?;
@@ -64,15 +65,15 @@ pub async fn onboard(
     tracing::info!(org_slug = %slug, dataset_id = %dataset_id, plan = %org.plan, "organization onboarded");
     Ok((
         StatusCode::CREATED,
-        Json(json!({
-            "org_slug": slug,
-            "api_key": api_key.secret,
-            "fingerprint": api_key.key.fingerprint,
-            "dataset_id": dataset_id,
-            "dataset_created": dataset_created,
-            "subscription": subscription,
-            "message": "store the API key now: it is shown only once",
-        })),
+        Json(OnboardCreated {
+            org_slug: slug.to_string(),
+            api_key: api_key.secret,
+            fingerprint: api_key.key.fingerprint,
+            dataset_id,
+            dataset_created,
+            subscription,
+            message: "store the API key now: it is shown only once",
+        }),
     ))
 }
 
@@ -91,7 +92,7 @@ async fn audit_onboard(state: &AppState, caller: &Caller, slug: &str, success: b
 
 struct Created {
     api_key: store::NewApiKey,
-    subscription: Value,
+    subscription: TrialSubscription,
     dataset_created: bool,
 }
 
@@ -156,15 +157,10 @@ async fn create_everything(
     )
     .await
     .map_err(fail)?;
-    let plan = state.configs.plan(&org.plan).cloned();
+    let quotas = state.configs.plan(&org.plan).cloned();
     Ok(Created {
         api_key,
-        subscription: json!({
-            "plan_name": org.plan,
-            "status": "TRIAL",
-            "trial_ends_at": trial_ends_at,
-            "quotas": plan,
-        }),
+        subscription: TrialSubscription { plan_name: org.plan.clone(), status: "TRIAL", trial_ends_at, quotas },
         dataset_created,
     })
 }
@@ -181,10 +177,8 @@ async fn undo(state: &AppState, slug: &str, dataset_id: &str, dataset_created: b
     }
 }
 
-/// The response's schema for the API contract (the handler builds it with `json!`; schemathesis
-/// checks real responses against it).
-#[derive(utoipa::ToSchema)]
-#[allow(dead_code)]
+/// What onboarding created.
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct OnboardCreated {
     org_slug: String,
     /// The organization's API key: shown only this once.
@@ -192,6 +186,20 @@ pub struct OnboardCreated {
     fingerprint: String,
     dataset_id: String,
     dataset_created: bool,
-    subscription: common::http::openapi::JsonObject,
-    message: String,
+    subscription: TrialSubscription,
+    #[schema(value_type = String)]
+    message: &'static str,
+}
+
+/// The subscription an organization starts with: a trial of its plan.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct TrialSubscription {
+    plan_name: String,
+    /// `TRIAL`.
+    #[schema(value_type = String, pattern = "^TRIAL$")]
+    status: &'static str,
+    #[schema(format = DateTime)]
+    trial_ends_at: String,
+    /// The plan's quotas, copied to the organization (`configs/system/subscription_plans.yml`).
+    quotas: Option<common::configs::Plan>,
 }

@@ -48,7 +48,7 @@ pub async fn update_subscription(
     State(state): State<AppState>,
     RootOrgAccess(access): RootOrgAccess,
     ApiJson(update): ApiJson<SubscriptionUpdate>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<SubscriptionChanged>> {
     let slug = &access.slug;
     let map = &state.configs.plans.billing_status_map;
     let billing_status = update.status.trim().to_ascii_lowercase();
@@ -135,18 +135,17 @@ pub async fn update_subscription(
     .await;
     state.orgs.invalidate(slug.as_str());
     let org = access.organization(&state).await?;
-    Ok(Json(json!({
-        "org_slug": slug,
-        "subscription": org.subscription,
-        "quotas": org.quotas,
-    })))
+    Ok(Json(SubscriptionChanged {
+        org_slug: slug.as_str().to_string(),
+        subscription: org.subscription.clone(),
+        quotas: org.quotas.clone(),
+    }))
 }
 
-/// The response's schema for the API contract (the handler builds it with `json!`).
-#[derive(utoipa::ToSchema)]
-#[allow(dead_code)]
+/// The organization's subscription and quotas after the change (as its profile shows them).
+#[derive(serde::Serialize, utoipa::ToSchema)]
 pub struct SubscriptionChanged {
     org_slug: String,
-    subscription: common::http::openapi::JsonObject,
-    quotas: common::http::openapi::JsonObject,
+    subscription: common::orgs::Subscription,
+    quotas: common::orgs::Quotas,
 }

@@ -15,10 +15,15 @@ use common::http::error::ApiResult;
 use common::http::{ApiJson, ApiPath, OptionalJson, OrgAccess, ProviderPath};
 use common::pricebook::{self, records, Book, BookKind};
 use common::{ApiError, AppState};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
+use utoipa::ToSchema;
 
 use crate::input::{self, RawBody};
+use crate::schemas::{
+    CatalogPrice, NewPricing, NewSubscription, PricingChanges, PricingEntry, PricingOverride, SubscriptionChanges,
+    SubscriptionPlan,
+};
 
 type OrgProvider = ApiPath<ProviderPath>;
 type OrgProviderKey = ApiPath<EntryPath>;
@@ -74,25 +79,25 @@ async fn record(state: &AppState, access: &OrgAccess, action: &str, resource: &s
         .await;
 }
 
+/// What a list route answers besides its entries.
+struct Listed {
+    as_of: Option<String>,
+    history: bool,
+    items: Vec<Value>,
+}
+
 async fn list(
-    state: AppState,
-    access: OrgAccess,
-    provider: String,
+    state: &AppState,
+    access: &OrgAccess,
+    provider: &str,
     query: HashMap<String, String>,
     kind: BookKind,
-) -> ApiResult<Json<Value>> {
-    let book = open(&state, &access, &provider, kind).await?;
+) -> ApiResult<Listed> {
+    let book = open(state, access, provider, kind).await?;
     let q = input::parse_query(kind, &query, pricebook::today()).map_err(ApiError::bad_request)?;
     book.require_exists().await?;
     let items = book.view(q.key.as_deref(), q.as_of).await?;
-    Ok(Json(json!({
-        "org_slug": access.slug,
-        "provider": provider,
-        "as_of": q.as_of.map(|d| d.format("%Y-%m-%d").to_string()),
-        "history": q.as_of.is_none(),
-        "count": items.len(),
-        kind.noun(): items,
-    })))
+    Ok(Listed { as_of: q.as_of.map(|d| d.format("%Y-%m-%d").to_string()), history: q.as_of.is_none(), items })
 }
 
 async fn add(
@@ -123,7 +128,7 @@ async fn update(
     EntryPath { provider, key }: EntryPath,
     body: RawBody,
     kind: BookKind,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<(Value, Value)> {
     let book = open(&state, &access, &provider, kind).await?;
     records::check_key(kind, &key).map_err(ApiError::bad_request)?;
     let body = input::parse_body(body).map_err(invalid)?;
@@ -172,7 +177,7 @@ async fn update(
         json!({"previous": previous, "current": current}),
     )
     .await;
-    Ok(Json(json!({"previous": previous, "current": current})))
+    Ok((previous, current))
 }
 
 async fn delete(
@@ -180,13 +185,13 @@ async fn delete(
     access: OrgAccess,
     EntryPath { provider, key }: EntryPath,
     kind: BookKind,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Value> {
     let book = open(&state, &access, &provider, kind).await?;
     records::check_key(kind, &key).map_err(ApiError::bad_request)?;
     let closed = book.delete(&key, &access.actor()).await?;
     let shown = show(kind, &closed);
     record(&state, &access, &format!("{}.delete", kind.noun()), &format!("{provider}/{key}"), shown.clone()).await;
-    Ok(Json(json!({"deleted": shown})))
+    Ok(shown)
 }
 
 async fn reset(
@@ -195,16 +200,16 @@ async fn reset(
     provider: String,
     body: RawBody,
     kind: BookKind,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<BookReset>> {
     let book = open(&state, &access, &provider, kind).await?;
     let body = input::parse_body(body).map_err(invalid)?;
     if let Some(name) = body.values.keys().next() {
         return Err(ApiError::bad_request(format!("{name} is not accepted by reset; send only effective_from")));
     }
     let report = book.reset(body.effective_from, &access.actor()).await?;
-    let report = serde_json::to_value(&report).map_err(|e| ApiError::internal(e.to_string()))?;
-    record(&state, &access, &format!("{}.reset", kind.noun()), &provider, report.clone()).await;
-    Ok(Json(json!({"org_slug": access.slug, "provider": provider, "book": kind.noun(), "reset": report})))
+    let details = serde_json::to_value(&report).map_err(|e| ApiError::internal(e.to_string()))?;
+    record(&state, &access, &format!("{}.reset", kind.noun()), &provider, details).await;
+    Ok(Json(BookReset { org_slug: access.slug.as_str().to_string(), provider, book: kind.noun(), reset: report }))
 }
 
 /// `GET /api/v1/pricing/catalog/{provider}`: the catalog in force today (`?as_of=` another day,
@@ -226,7 +231,7 @@ pub async fn read_catalog(
     _caller: Caller,
     ApiPath(ProviderPath { provider }): ApiPath<ProviderPath>,
     Query(query): Query<HashMap<String, String>>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<CatalogPage>> {
     pricebook::price_book_seed(&state.configs, &provider)?;
     let q = input::parse_query(BookKind::Pricing, &query, pricebook::today()).map_err(ApiError::bad_request)?;
     let what = match q.as_of {
@@ -235,13 +240,13 @@ pub async fn read_catalog(
     };
     let catalog = pricebook::Catalog::new(state.warehouse.as_ref(), &state.configs);
     let items: Vec<Value> = catalog.read(&provider, what).await?.iter().map(pricebook::catalog_view).collect();
-    Ok(Json(json!({
-        "provider": provider,
-        "as_of": q.as_of.map(|d| d.format("%Y-%m-%d").to_string()),
-        "history": q.as_of.is_none(),
-        "count": items.len(),
-        "catalog": items,
-    })))
+    Ok(Json(CatalogPage {
+        provider,
+        as_of: q.as_of.map(|d| d.format("%Y-%m-%d").to_string()),
+        history: q.as_of.is_none(),
+        count: items.len(),
+        catalog: items,
+    }))
 }
 
 #[utoipa::path(
@@ -261,8 +266,10 @@ pub async fn list_pricing(
     access: OrgAccess,
     ApiPath(ProviderPath { provider }): OrgProvider,
     Query(query): Query<HashMap<String, String>>,
-) -> ApiResult<Json<Value>> {
-    list(state, access, provider, query, BookKind::Pricing).await
+) -> ApiResult<Json<PricingPage>> {
+    let Listed { as_of, history, items } = list(&state, &access, &provider, query, BookKind::Pricing).await?;
+    let org_slug = access.slug.as_str().to_string();
+    Ok(Json(PricingPage { org_slug, provider, as_of, history, count: items.len(), pricing: items }))
 }
 
 #[utoipa::path(
@@ -271,9 +278,9 @@ pub async fn list_pricing(
     tag = "pricing",
     summary = "Add an entry to the pricing book.",
     params(("org" = String, Path, description = "The organization's slug.", pattern = r"^[a-z_][a-z0-9_]{2,49}$"), ("provider" = String, Path, description = "A provider: openai, anthropic or gcp.")),
-    request_body = common::http::openapi::JsonObject,
+    request_body = NewPricing,
     responses(
-        (status = 201, description = "The entry as stored.", body = common::http::openapi::JsonObject),
+        (status = 201, description = "The entry as stored.", body = PricingOverride),
         (status = 404, description = "No such organization or provider, or its book is not created yet.", body = common::http::openapi::ErrorBody),
         (status = 409, description = "The entry exists.", body = common::http::openapi::ErrorBody),
     ),
@@ -294,9 +301,9 @@ pub async fn add_pricing(
     tag = "pricing",
     summary = "A new version of an entry of the pricing book.",
     params(("org" = String, Path, description = "The organization's slug.", pattern = r"^[a-z_][a-z0-9_]{2,49}$"), ("provider" = String, Path, description = "A provider: openai, anthropic or gcp."), ("model_id" = String, Path, description = "A model id of the pricing book.")),
-    request_body = common::http::openapi::JsonObject,
+    request_body = PricingChanges,
     responses(
-        (status = 200, description = "The entry as stored.", body = common::http::openapi::JsonObject),
+        (status = 200, description = "The entry as stored.", body = PricingUpdate),
         (status = 404, description = "No such organization, provider, book or entry.", body = common::http::openapi::ErrorBody),
         (status = 409, description = "A version for that day exists.", body = common::http::openapi::ErrorBody),
     ),
@@ -307,8 +314,9 @@ pub async fn update_pricing(
     access: OrgAccess,
     ApiPath(path): OrgProviderKey,
     ApiJson(body): ApiJson<RawBody>,
-) -> ApiResult<Json<Value>> {
-    update(state, access, path, body, BookKind::Pricing).await
+) -> ApiResult<Json<PricingUpdate>> {
+    let (previous, current) = update(state, access, path, body, BookKind::Pricing).await?;
+    Ok(Json(PricingUpdate { previous, current }))
 }
 
 #[utoipa::path(
@@ -318,7 +326,7 @@ pub async fn update_pricing(
     summary = "End an entry of the pricing book.",
     params(("org" = String, Path, description = "The organization's slug.", pattern = r"^[a-z_][a-z0-9_]{2,49}$"), ("provider" = String, Path, description = "A provider: openai, anthropic or gcp."), ("model_id" = String, Path, description = "A model id of the pricing book.")),
     responses(
-        (status = 200, description = "What was ended.", body = common::http::openapi::JsonObject),
+        (status = 200, description = "What was ended.", body = PricingDeleted),
         (status = 404, description = "No such organization, provider, book or entry.", body = common::http::openapi::ErrorBody),
     ),
     security(("api_key" = []), ("root_key" = [])),
@@ -327,8 +335,8 @@ pub async fn delete_pricing(
     State(state): State<AppState>,
     access: OrgAccess,
     ApiPath(path): OrgProviderKey,
-) -> ApiResult<Json<Value>> {
-    delete(state, access, path, BookKind::Pricing).await
+) -> ApiResult<Json<PricingDeleted>> {
+    Ok(Json(PricingDeleted { deleted: delete(state, access, path, BookKind::Pricing).await? }))
 }
 
 #[utoipa::path(
@@ -337,9 +345,9 @@ pub async fn delete_pricing(
     tag = "pricing",
     summary = "Reset the pricing book to the defaults (creating it when missing).",
     params(("org" = String, Path, description = "The organization's slug.", pattern = r"^[a-z_][a-z0-9_]{2,49}$"), ("provider" = String, Path, description = "A provider: openai, anthropic or gcp.")),
-    request_body = Option<common::http::openapi::JsonObject>,
+    request_body = Option<ResetBody>,
     responses(
-        (status = 200, description = "What the reset changed.", body = common::http::openapi::JsonObject),
+        (status = 200, description = "What the reset changed.", body = BookReset),
         (status = 404, description = "No such organization or provider.", body = common::http::openapi::ErrorBody),
     ),
     security(("api_key" = []), ("root_key" = [])),
@@ -349,7 +357,7 @@ pub async fn reset_pricing(
     access: OrgAccess,
     ApiPath(ProviderPath { provider }): OrgProvider,
     OptionalJson(body): OptionalJson<RawBody>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<BookReset>> {
     reset(state, access, provider, body, BookKind::Pricing).await
 }
 
@@ -370,8 +378,10 @@ pub async fn list_subscriptions(
     access: OrgAccess,
     ApiPath(ProviderPath { provider }): OrgProvider,
     Query(query): Query<HashMap<String, String>>,
-) -> ApiResult<Json<Value>> {
-    list(state, access, provider, query, BookKind::Subscriptions).await
+) -> ApiResult<Json<SubscriptionsPage>> {
+    let Listed { as_of, history, items } = list(&state, &access, &provider, query, BookKind::Subscriptions).await?;
+    let org_slug = access.slug.as_str().to_string();
+    Ok(Json(SubscriptionsPage { org_slug, provider, as_of, history, count: items.len(), subscriptions: items }))
 }
 
 #[utoipa::path(
@@ -380,9 +390,9 @@ pub async fn list_subscriptions(
     tag = "pricing",
     summary = "Add an entry to the subscriptions book.",
     params(("org" = String, Path, description = "The organization's slug.", pattern = r"^[a-z_][a-z0-9_]{2,49}$"), ("provider" = String, Path, description = "A provider: openai, anthropic or gcp.")),
-    request_body = common::http::openapi::JsonObject,
+    request_body = NewSubscription,
     responses(
-        (status = 201, description = "The entry as stored.", body = common::http::openapi::JsonObject),
+        (status = 201, description = "The entry as stored.", body = SubscriptionPlan),
         (status = 404, description = "No such organization or provider, or its book is not created yet.", body = common::http::openapi::ErrorBody),
         (status = 409, description = "The entry exists.", body = common::http::openapi::ErrorBody),
     ),
@@ -403,9 +413,9 @@ pub async fn add_subscription(
     tag = "pricing",
     summary = "A new version of an entry of the subscriptions book.",
     params(("org" = String, Path, description = "The organization's slug.", pattern = r"^[a-z_][a-z0-9_]{2,49}$"), ("provider" = String, Path, description = "A provider: openai, anthropic or gcp."), ("plan_name" = String, Path, description = "A plan of the subscriptions book.")),
-    request_body = common::http::openapi::JsonObject,
+    request_body = SubscriptionChanges,
     responses(
-        (status = 200, description = "The entry as stored.", body = common::http::openapi::JsonObject),
+        (status = 200, description = "The entry as stored.", body = SubscriptionPlanUpdate),
         (status = 404, description = "No such organization, provider, book or entry.", body = common::http::openapi::ErrorBody),
         (status = 409, description = "A version for that day exists.", body = common::http::openapi::ErrorBody),
     ),
@@ -416,8 +426,9 @@ pub async fn update_subscription(
     access: OrgAccess,
     ApiPath(path): OrgProviderKey,
     ApiJson(body): ApiJson<RawBody>,
-) -> ApiResult<Json<Value>> {
-    update(state, access, path, body, BookKind::Subscriptions).await
+) -> ApiResult<Json<SubscriptionPlanUpdate>> {
+    let (previous, current) = update(state, access, path, body, BookKind::Subscriptions).await?;
+    Ok(Json(SubscriptionPlanUpdate { previous, current }))
 }
 
 #[utoipa::path(
@@ -427,7 +438,7 @@ pub async fn update_subscription(
     summary = "End an entry of the subscriptions book.",
     params(("org" = String, Path, description = "The organization's slug.", pattern = r"^[a-z_][a-z0-9_]{2,49}$"), ("provider" = String, Path, description = "A provider: openai, anthropic or gcp."), ("plan_name" = String, Path, description = "A plan of the subscriptions book.")),
     responses(
-        (status = 200, description = "What was ended.", body = common::http::openapi::JsonObject),
+        (status = 200, description = "What was ended.", body = SubscriptionPlanDeleted),
         (status = 404, description = "No such organization, provider, book or entry.", body = common::http::openapi::ErrorBody),
     ),
     security(("api_key" = []), ("root_key" = [])),
@@ -436,8 +447,8 @@ pub async fn delete_subscription(
     State(state): State<AppState>,
     access: OrgAccess,
     ApiPath(path): OrgProviderKey,
-) -> ApiResult<Json<Value>> {
-    delete(state, access, path, BookKind::Subscriptions).await
+) -> ApiResult<Json<SubscriptionPlanDeleted>> {
+    Ok(Json(SubscriptionPlanDeleted { deleted: delete(state, access, path, BookKind::Subscriptions).await? }))
 }
 
 #[utoipa::path(
@@ -446,9 +457,9 @@ pub async fn delete_subscription(
     tag = "pricing",
     summary = "Reset the subscriptions book to the defaults (creating it when missing).",
     params(("org" = String, Path, description = "The organization's slug.", pattern = r"^[a-z_][a-z0-9_]{2,49}$"), ("provider" = String, Path, description = "A provider: openai, anthropic or gcp.")),
-    request_body = Option<common::http::openapi::JsonObject>,
+    request_body = Option<ResetBody>,
     responses(
-        (status = 200, description = "What the reset changed.", body = common::http::openapi::JsonObject),
+        (status = 200, description = "What the reset changed.", body = BookReset),
         (status = 404, description = "No such organization or provider.", body = common::http::openapi::ErrorBody),
     ),
     security(("api_key" = []), ("root_key" = [])),
@@ -458,44 +469,104 @@ pub async fn reset_subscriptions(
     access: OrgAccess,
     ApiPath(ProviderPath { provider }): OrgProvider,
     OptionalJson(body): OptionalJson<RawBody>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<BookReset>> {
     reset(state, access, provider, body, BookKind::Subscriptions).await
 }
 
-/// The response's schema for the API contract (the handler builds it with `json!`; schemathesis
-/// checks real responses against it).
-#[derive(utoipa::ToSchema)]
-#[allow(dead_code)]
+/// `GET /api/v1/pricing/catalog/{provider}`'s answer.
+#[derive(Serialize, ToSchema)]
 pub struct CatalogPage {
     provider: String,
+    /// The day read (YYYY-MM-DD); null with `history=true`.
+    #[schema(format = Date)]
     as_of: Option<String>,
+    /// Every live version, not those of one day.
     history: bool,
-    count: u64,
-    catalog: Vec<common::http::openapi::JsonObject>,
+    count: usize,
+    #[schema(value_type = Vec<CatalogPrice>)]
+    catalog: Vec<Value>,
 }
 
-/// The response's schema for the API contract (the handler builds it with `json!`; schemathesis
-/// checks real responses against it).
-#[derive(utoipa::ToSchema)]
-#[allow(dead_code)]
+/// The pricing list's answer: the catalog merged with the organization's overrides.
+#[derive(Serialize, ToSchema)]
 pub struct PricingPage {
     org_slug: String,
     provider: String,
+    /// The day read (YYYY-MM-DD); null with `history=true`.
+    #[schema(format = Date)]
     as_of: Option<String>,
+    /// Every version, not those of one day.
     history: bool,
-    count: u64,
-    pricing: Vec<common::http::openapi::JsonObject>,
+    count: usize,
+    #[schema(value_type = Vec<PricingEntry>)]
+    pricing: Vec<Value>,
 }
 
-/// The response's schema for the API contract (the handler builds it with `json!`; schemathesis
-/// checks real responses against it).
-#[derive(utoipa::ToSchema)]
-#[allow(dead_code)]
+/// The subscriptions list's answer.
+#[derive(Serialize, ToSchema)]
 pub struct SubscriptionsPage {
     org_slug: String,
     provider: String,
+    /// The day read (YYYY-MM-DD); null with `history=true`.
+    #[schema(format = Date)]
     as_of: Option<String>,
+    /// Every version, not those of one day.
     history: bool,
-    count: u64,
-    subscriptions: Vec<common::http::openapi::JsonObject>,
+    count: usize,
+    #[schema(value_type = Vec<SubscriptionPlan>)]
+    subscriptions: Vec<Value>,
+}
+
+/// A price's new version: the version it replaced (a catalog price, when this is the model's
+/// first override) and the new one.
+#[derive(Serialize, ToSchema)]
+pub struct PricingUpdate {
+    #[schema(value_type = PricingEntry)]
+    previous: Value,
+    #[schema(value_type = PricingOverride)]
+    current: Value,
+}
+
+/// A plan's new version, and the version it closed.
+#[derive(Serialize, ToSchema)]
+pub struct SubscriptionPlanUpdate {
+    #[schema(value_type = SubscriptionPlan)]
+    previous: Value,
+    #[schema(value_type = SubscriptionPlan)]
+    current: Value,
+}
+
+/// The price version a delete ended (its `effective_to` set).
+#[derive(Serialize, ToSchema)]
+pub struct PricingDeleted {
+    #[schema(value_type = PricingEntry)]
+    deleted: Value,
+}
+
+/// The plan version a delete ended (its `effective_to` set).
+#[derive(Serialize, ToSchema)]
+pub struct SubscriptionPlanDeleted {
+    #[schema(value_type = SubscriptionPlan)]
+    deleted: Value,
+}
+
+/// A reset's optional body.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)] // read field by field by `input::parse_body`, as the other bodies are
+pub struct ResetBody {
+    /// The day the reset takes effect (YYYY-MM-DD; default today).
+    #[schema(format = Date)]
+    effective_from: Option<String>,
+}
+
+/// What a reset changed.
+#[derive(Serialize, ToSchema)]
+pub struct BookReset {
+    org_slug: String,
+    provider: String,
+    /// `pricing` or `subscriptions`.
+    #[schema(value_type = String, pattern = "^(pricing|subscriptions)$")]
+    book: &'static str,
+    reset: pricebook::ResetReport,
 }

@@ -16,12 +16,16 @@ use common::configs::catalog_import::{self, CatalogRow, CurrentCatalogPrice, Imp
 use common::http::error::ApiResult;
 use common::http::extract::RootCaller;
 use common::http::ApiText;
-use common::pricebook::{self, records, BookKind, Catalog, CatalogRead, Input};
+use common::pricebook::{self, records, BookKind, Catalog, CatalogRead, CatalogWriteReport, Input};
 use common::warehouse::Row;
 use common::{ApiError, AppState};
 
 use crate::input;
+use serde::Serialize;
 use serde_json::{json, Value};
+use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
+use utoipa::openapi::RefOr;
+use utoipa::{PartialSchema, ToSchema};
 
 /// A whole LiteLLM price file is about 1.6 MB; the import route alone takes bodies this large.
 pub const MAX_IMPORT_BYTES: usize = 8 << 20;
@@ -75,10 +79,15 @@ fn entry_of(row: &CatalogRow) -> Result<pricebook::Entry, String> {
     tag = "pricing",
     summary = "Import LiteLLM's price file into the catalogs (root).",
     params(("effective_from" = Option<String>, Query, description = "The day the new versions take effect (default today)."), ("dry_run" = Option<bool>, Query, description = "Report without writing."), ("force" = Option<bool>, Query, description = "Write suspicious changes too."), ("provider" = Option<String>, Query, description = "Only this provider.")),
-    request_body = common::http::openapi::JsonObject,
+    request_body(
+        content = LiteLlmPriceFile,
+        content_type = "application/json",
+        description = "LiteLLM's `model_prices_and_context_window.json` (model key → entry), or the catalog's own CSV \
+                       (the seed's columns and `effective_from`/`effective_to`) sent as the same body.",
+    ),
     responses(
-        (status = 200, description = "A dry run: what would change.", body = common::http::openapi::JsonObject),
-        (status = 201, description = "What changed.", body = common::http::openapi::JsonObject),
+        (status = 200, description = "What changed (a dry run: what would change).", body = ImportAnswer),
+        (status = 201, description = "What changed.", body = ImportAnswer),
         (status = 404, description = "No catalog for the provider asked for.", body = common::http::openapi::ErrorBody),
         (status = 422, description = "Suspicious changes, not written without force.", body = common::http::openapi::ErrorBody),
     ),
@@ -89,7 +98,7 @@ pub async fn import_catalog(
     RootCaller(caller): RootCaller,
     Query(query): Query<HashMap<String, String>>,
     ApiText(body): ApiText,
-) -> ApiResult<(StatusCode, Json<Value>)> {
+) -> ApiResult<(StatusCode, Json<ImportAnswer>)> {
     caller.require_root()?;
     let q = input::parse_import_query(&query, pricebook::today()).map_err(ApiError::bad_request)?;
     if let Some(provider) = &q.provider {
@@ -133,7 +142,6 @@ pub async fn import_catalog(
             problems.join(" | ")
         )));
     }
-    let report = serde_json::to_value(&plan.report).map_err(|e| ApiError::internal(e.to_string()))?;
     if !plan.can_apply() {
         let listed: Vec<String> =
             plan.report.suspicious.iter().map(|s| format!("{}/{}: {}", s.provider, s.model_id, s.detail)).collect();
@@ -155,8 +163,7 @@ pub async fn import_catalog(
             catalog_import::ImportFormat::Csv => "csv_import",
         };
         for ((provider, from), batch) in &entries {
-            let outcome = catalog.write_versions(provider, batch, *from, source, &actor).await?;
-            written.push(serde_json::to_value(&outcome).map_err(|e| ApiError::internal(e.to_string()))?);
+            written.push(catalog.write_versions(provider, batch, *from, source, &actor).await?);
         }
         state
             .audit(
@@ -172,13 +179,60 @@ pub async fn import_catalog(
             )
             .await;
     }
-    Ok((
-        StatusCode::OK,
-        Json(json!({
-            "dry_run": q.dry_run,
-            "applied": !q.dry_run,
-            "report": report,
-            "written": written,
-        })),
-    ))
+    Ok((StatusCode::OK, Json(ImportAnswer { dry_run: q.dry_run, applied: !q.dry_run, report: plan.report, written })))
 }
+
+/// What an import did, or would do on a dry run.
+#[derive(Serialize, ToSchema)]
+pub struct ImportAnswer {
+    dry_run: bool,
+    /// Whether the versions were written (not on a dry run).
+    applied: bool,
+    report: catalog_import::ImportReport,
+    /// What each write to a provider's catalog did (empty on a dry run).
+    written: Vec<CatalogWriteReport>,
+}
+
+/// LiteLLM's price file: model key → entry (`sample_spec` documents the format).
+pub struct LiteLlmPriceFile;
+
+impl PartialSchema for LiteLlmPriceFile {
+    fn schema() -> RefOr<Schema> {
+        let number = || ObjectBuilder::new().schema_type(Type::Number);
+        let mut entry = ObjectBuilder::new()
+            .schema_type(Type::Object)
+            .description(Some(
+                "One model's entry. Fields the import does not know are kept and reported in the report's \
+                 `unmapped`; the `*_above_{N}k_tokens` tiers map to the long-context columns.",
+            ))
+            .property(
+                "litellm_provider",
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .description(Some("`openai`, `text-completion-openai` and `anthropic` are imported.")),
+            )
+            .property(
+                "mode",
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .description(Some("`chat` (default), `completion`, `responses`, `realtime`, `embedding`.")),
+            )
+            .property(
+                "provider_specific_entry",
+                ObjectBuilder::new()
+                    .schema_type(Type::Object)
+                    .additional_properties(Some(number()))
+                    .description(Some("Rate multipliers: `fast`, `us`.")),
+            );
+        for field in catalog_import::litellm_price_fields() {
+            entry = entry.property(field, number().description(Some("USD per token.")));
+        }
+        ObjectBuilder::new()
+            .schema_type(Type::Object)
+            .additional_properties(Some(entry))
+            .description(Some("Model key → entry."))
+            .into()
+    }
+}
+
+impl ToSchema for LiteLlmPriceFile {}

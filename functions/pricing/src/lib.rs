@@ -18,10 +18,12 @@ mod handlers;
 mod import;
 mod input;
 mod repricing;
+mod schemas;
 
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post, put};
 use axum::Router;
+use common::configs::Configs;
 use common::http::{health_router, with_plumbing};
 use common::AppState;
 
@@ -68,9 +70,17 @@ pub fn routes() -> Router<AppState> {
 ))]
 pub struct ApiDoc;
 
+/// This function's part of the API contract: [`ApiDoc`] with the book entries' schemas, which
+/// are generated from the configs (their columns are the book tables').
+pub fn openapi(configs: &Configs) -> utoipa::openapi::OpenApi {
+    let mut doc = <ApiDoc as utoipa::OpenApi>::openapi();
+    schemas::complete(&mut doc, configs);
+    doc
+}
+
 /// The function as a complete app: routes, `/health`, its spec at `/openapi.json` and the
 /// shared plumbing.
 pub fn router(state: AppState) -> Router {
-    let spec = common::http::openapi::finish(SERVICE, <ApiDoc as utoipa::OpenApi>::openapi());
+    let spec = common::http::openapi::finish(SERVICE, openapi(&state.configs));
     with_plumbing(routes().merge(health_router(SERVICE)).merge(common::http::openapi::spec_router(spec)), state)
 }
