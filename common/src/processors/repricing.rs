@@ -46,12 +46,15 @@ fn date_text(d: NaiveDate) -> String {
 }
 
 /// What the repricing read found over a window.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct RepricingReport {
     pub org_slug: String,
     pub provider: String,
+    /// The organization's cost table read.
     pub cost_table: String,
+    #[schema(format = Date)]
     pub start_date: String,
+    #[schema(format = Date)]
     pub end_date: String,
     /// Cost rows in the window.
     pub rows: u64,
@@ -62,13 +65,14 @@ pub struct RepricingReport {
     /// Only the days with stale or relabelled rows, in order.
     pub days: Vec<RepricingDay>,
     /// The smallest window covering every day with stale rows, and the run that reprices it;
-    /// None when nothing is stale.
+    /// null when nothing is stale.
     pub reprice: Option<RepriceWindow>,
 }
 
 /// One day's out-of-date rows.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct RepricingDay {
+    #[schema(format = Date)]
     pub usage_date: String,
     /// Cost rows of the day.
     pub rows: u64,
@@ -78,16 +82,17 @@ pub struct RepricingDay {
 }
 
 /// Rows of one model on one day priced with one version that is no longer in force for them.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct VersionChange {
     /// The model as the provider reported it.
     pub model: String,
     pub rows: u64,
-    /// The version the rows name (None: they were left unpriced).
+    /// The version the rows name (null: they were left unpriced).
     pub priced_with: Option<String>,
-    /// The version in force for them now (None: no price now).
+    /// The version in force for them now (null: no price now).
     pub in_force: Option<String>,
     /// `catalog` or `override`.
+    #[schema(value_type = Option<String>, pattern = "^(catalog|override)$")]
     pub in_force_source: Option<&'static str>,
     /// The price entry the model matches now (a family or the exact snapshot).
     pub in_force_model: Option<String>,
@@ -96,9 +101,11 @@ pub struct VersionChange {
 }
 
 /// The reprice run that brings the stale rows up to date.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct RepriceWindow {
+    #[schema(format = Date)]
     pub start_date: String,
+    #[schema(format = Date)]
     pub end_date: String,
     /// `POST` it with `{"start_date", "end_date"}`.
     pub run: String,
