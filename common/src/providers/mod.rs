@@ -68,12 +68,16 @@ pub struct ProviderHttp {
     pub timeout: Duration,
     /// The largest page of a paged report read (`PROVIDER_MAX_PAGE_MB`).
     pub max_page_bytes: usize,
+    /// The largest BigQuery answer read when a provider's data is read from BigQuery (the GCP
+    /// billing export, as the organization's service account): `BIGQUERY_MAX_RESPONSE_MB`.
+    pub bigquery_max_response_bytes: usize,
 }
 
 impl ProviderHttp {
     pub fn from_settings(settings: &Settings) -> Result<ProviderHttp, String> {
         let mut http = Self::with_timeout(Duration::from_secs(settings.provider_timeout_secs.max(1)))?;
         http.max_page_bytes = settings.provider_max_page_mb.max(1) << 20;
+        http.bigquery_max_response_bytes = settings.bigquery_max_response_mb.max(1) << 20;
         Ok(http)
     }
 
@@ -86,7 +90,12 @@ impl ProviderHttp {
             .user_agent(concat!("convergence/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| format!("cannot build the provider HTTP client: {e}"))?;
-        Ok(ProviderHttp { client, timeout, max_page_bytes: retry::MAX_RESPONSE_BYTES })
+        Ok(ProviderHttp {
+            client,
+            timeout,
+            max_page_bytes: retry::MAX_RESPONSE_BYTES,
+            bigquery_max_response_bytes: crate::settings::DEFAULT_BIGQUERY_RESPONSE_MB << 20,
+        })
     }
 
     /// Sends a request; a failure to get any answer becomes `Unreachable` (504 on timeout).
@@ -99,10 +108,10 @@ impl ProviderHttp {
         let status = response.status().as_u16();
         let headers = response.headers().clone();
         let mut text = Vec::new();
-        match retry::read_body(response, &mut text, MAX_ANSWER_BYTES).await {
+        match crate::domain::read_capped_body(response, &mut text, MAX_ANSWER_BYTES).await {
             Ok(()) => {}
-            Err(retry::BodyError::Read(e)) => return Err(self.unreachable(provider, &e)),
-            Err(retry::BodyError::TooLarge) => {
+            Err(crate::domain::BodyError::Read(e)) => return Err(self.unreachable(provider, &e)),
+            Err(crate::domain::BodyError::TooLarge) => {
                 return Err(Validation::Unreachable {
                     status: 502,
                     message: format!(

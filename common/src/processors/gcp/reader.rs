@@ -118,9 +118,11 @@ pub(crate) async fn client(
     location: &str,
 ) -> Result<BigQueryWarehouse, StepError> {
     let project = tokens.key.project_id.clone();
-    BigQueryWarehouse::connect_as(&project, location, api_base, Arc::new(tokens.clone()))
+    let client = BigQueryWarehouse::connect_as(&project, location, api_base, Arc::new(tokens.clone()))
         .await
-        .map_err(|e| StepError::Failed(format!("BigQuery client for {}: {e}", tokens.key.client_email)))
+        .map_err(|e| StepError::Failed(format!("BigQuery client for {}: {e}", tokens.key.client_email)))?;
+    // The export is the organization's data: its pages are read no larger than the cap.
+    Ok(client.with_max_response_bytes(tokens.http.bigquery_max_response_bytes))
 }
 
 /// `tables.get` on the export as the organization's service account.
