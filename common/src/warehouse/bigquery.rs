@@ -121,6 +121,11 @@ enum CallError {
     Auth(String),
 }
 
+/// BigQuery's job ids: letters, digits, `_` and `-`, at most 1,024.
+fn is_job_id(id: &str) -> bool {
+    !id.is_empty() && id.len() <= 1024 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
 /// A path segment as it goes into a URL: ids come from configs and from BigQuery's answers
 /// (a job id), and none of them may change the path.
 fn path_segment(text: &str) -> String {
@@ -655,6 +660,11 @@ impl QueryPager {
         if let Some(error) = job_error(first.errors.as_deref()) {
             return Err(error);
         }
+        let job_id = first.job_reference.and_then(|r| r.job_id);
+        // It goes into the next calls' path: a job id is letters, digits, `_` and `-`.
+        if job_id.as_deref().is_some_and(|id| !is_job_id(id)) {
+            return Err(WarehouseError::Backend("BigQuery jobs.query answered a job id that is not one".into()));
+        }
         let complete = first.job_complete.unwrap_or(true);
         let fields = first.schema.and_then(|s| s.fields).unwrap_or_default();
         let mut pager = QueryPager {
@@ -663,7 +673,7 @@ impl QueryPager {
                 rows: first.rows.unwrap_or_default(),
                 affected: first.num_dml_affected_rows.and_then(|n| n.parse().ok()),
             }),
-            job_id: first.job_reference.and_then(|r| r.job_id),
+            job_id,
             complete,
             page_token: None,
             seen_tokens: Default::default(),
@@ -1707,6 +1717,20 @@ mod tests {
         assert_eq!(decode_timestamp("1.700000000123456E9").unwrap(), "2023-11-14T22:13:20.123456Z");
         assert_eq!(decode_timestamp("1700000000.5").unwrap(), "2023-11-14T22:13:20.500000Z");
         assert_eq!(normalize_timestamp("2026-01-01T01:00:00+01:00").unwrap(), "2026-01-01 00:00:00.000000+00:00");
+    }
+
+    #[test]
+    fn path_segments_cannot_change_the_path() {
+        assert_eq!(path_segment("job_1-a.b~c"), "job_1-a.b~c");
+        assert_eq!(path_segment("../x/y?z#w"), "..%2Fx%2Fy%3Fz%23w");
+        assert_eq!(path_segment("é "), "%C3%A9%20");
+        assert!(is_job_id("job_AbC-123") && !is_job_id("..") && !is_job_id("") && !is_job_id("a/b"));
+    }
+
+    #[test]
+    fn sizes_read_in_the_setting_s_unit() {
+        assert_eq!(size_text(64 << 20), "64 MB");
+        assert_eq!(size_text(1000), "1000 bytes");
     }
 
     #[test]
