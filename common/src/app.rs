@@ -169,7 +169,8 @@ async fn open_warehouse(settings: &Settings) -> anyhow::Result<Arc<dyn Warehouse
                 &settings.bigquery_location,
                 settings.bigquery_api_base.as_deref(),
             )
-            .await?;
+            .await?
+            .with_max_response_bytes(settings.bigquery_max_response_mb << 20);
             Ok(Arc::new(warehouse))
         }
     }

@@ -1,5 +1,6 @@
 //! Domain newtypes parsed at the edge, and the small primitives (random tokens, digests, private
-//! files) that keys and secrets are built from.
+//! files) that keys and secrets are built from, and the size-capped read every outbound HTTP
+//! answer goes through ([`read_capped_body`]).
 
 use std::fmt;
 use std::io::Write;
@@ -171,6 +172,39 @@ impl utoipa::PartialSchema for DecimalText {
 }
 
 impl utoipa::ToSchema for DecimalText {}
+
+/// Why an answer's body was not read.
+#[derive(Debug)]
+pub enum BodyError {
+    Read(reqwest::Error),
+    /// Longer than the limit (announced by Content-Length, or found while streaming): not read.
+    TooLarge,
+}
+
+/// An HTTP answer's body as bytes, read chunk by chunk and refused as soon as it is longer than
+/// `limit`: an answer from outside (a provider, an organization's BigQuery export) is never
+/// held whole before its size is known. One buffer sized from Content-Length: a page is
+/// megabytes, and `Response::bytes` gathers the chunks and then copies them (twice the memory);
+/// the caller may reuse `body` across pages.
+pub async fn read_capped_body(
+    mut response: reqwest::Response,
+    body: &mut Vec<u8>,
+    limit: usize,
+) -> Result<(), BodyError> {
+    body.clear();
+    if response.content_length().is_some_and(|n| n > limit as u64) {
+        return Err(BodyError::TooLarge);
+    }
+    let expected = response.content_length().unwrap_or(0).min(limit as u64);
+    body.reserve(expected as usize);
+    while let Some(chunk) = response.chunk().await.map_err(BodyError::Read)? {
+        if body.len() + chunk.len() > limit {
+            return Err(BodyError::TooLarge);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(())
+}
 
 #[cfg(test)]
 mod tests {

@@ -149,6 +149,10 @@ pub struct Settings {
     /// Largest page of a provider report read, in MB (`PROVIDER_MAX_PAGE_MB`): a larger answer
     /// fails the step instead of being read into memory.
     pub provider_max_page_mb: usize,
+    /// Largest BigQuery answer read, in MB (`BIGQUERY_MAX_RESPONSE_MB`): a page of query results,
+    /// of the warehouse's or of an organization's billing export, or any other call's answer. A
+    /// larger one fails the call instead of being read into memory.
+    pub bigquery_max_response_mb: usize,
     pub kms_api_base: Option<String>,
     /// The run queue's topic, always the full `projects/{project}/topics/{topic}` name
     /// (`PUBSUB_TOPIC`, a topic id expanded with `GCP_PROJECT_ID`); set when `QUEUE_BACKEND=pubsub`.
@@ -244,6 +248,13 @@ pub const MAX_TRUSTED_PROXY_HOPS: usize = 8;
 
 /// The largest `PROVIDER_MAX_PAGE_MB` accepted: a page is held in memory whole while it is parsed.
 pub const MAX_PROVIDER_PAGE_MB: usize = 1024;
+
+/// `BIGQUERY_MAX_RESPONSE_MB` when unset: BigQuery sends at most about 10 MB of rows a page, so
+/// this leaves room for JSON's overhead and is still far from what a process can hold.
+pub const DEFAULT_BIGQUERY_RESPONSE_MB: usize = 64;
+/// The largest `BIGQUERY_MAX_RESPONSE_MB` accepted: an answer is held in memory whole while it is
+/// parsed.
+pub const MAX_BIGQUERY_RESPONSE_MB: usize = 1024;
 
 /// The longest lease or run time a run may have.
 pub const MAX_RUN_LEASE_SECS: u64 = 86_400;
@@ -481,6 +492,11 @@ impl Settings {
         let provider_max_page_mb = number(vars, "PROVIDER_MAX_PAGE_MB", 256usize, &mut problems);
         if !(1..=MAX_PROVIDER_PAGE_MB).contains(&provider_max_page_mb) {
             problems.push(format!("PROVIDER_MAX_PAGE_MB must be between 1 and {MAX_PROVIDER_PAGE_MB}"));
+        }
+        let bigquery_max_response_mb =
+            number(vars, "BIGQUERY_MAX_RESPONSE_MB", DEFAULT_BIGQUERY_RESPONSE_MB, &mut problems);
+        if !(1..=MAX_BIGQUERY_RESPONSE_MB).contains(&bigquery_max_response_mb) {
+            problems.push(format!("BIGQUERY_MAX_RESPONSE_MB must be between 1 and {MAX_BIGQUERY_RESPONSE_MB}"));
         }
         let cache_ttl_secs = number(vars, "CACHE_TTL_SECS", 60u64, &mut problems);
         if cache_ttl_secs > MAX_CACHE_TTL_SECS {
@@ -743,6 +759,7 @@ impl Settings {
             bigquery_api_base,
             provider_timeout_secs,
             provider_max_page_mb,
+            bigquery_max_response_mb,
             kms_api_base,
             pubsub_topic,
             pubsub_api_base,
@@ -1157,6 +1174,19 @@ mod tests {
         let err = Settings::from_vars(&vars(&[("CACHE_TTL_SECS", "301")]), BackendDefaults::Embedded).unwrap_err();
         assert_eq!(err.0.len(), 1, "{err}");
         assert!(err.0[0].starts_with("CACHE_TTL_SECS=301 is more than 300"), "{err}");
+    }
+
+    #[test]
+    fn bigquery_response_cap_is_bounded() {
+        let s = Settings::from_vars(&vars(&[]), BackendDefaults::Embedded).unwrap();
+        assert_eq!(s.bigquery_max_response_mb, DEFAULT_BIGQUERY_RESPONSE_MB);
+        let s = Settings::from_vars(&vars(&[("BIGQUERY_MAX_RESPONSE_MB", "1024")]), BackendDefaults::Embedded).unwrap();
+        assert_eq!(s.bigquery_max_response_mb, 1024);
+        for bad in ["0", "1025"] {
+            let err = Settings::from_vars(&vars(&[("BIGQUERY_MAX_RESPONSE_MB", bad)]), BackendDefaults::Embedded)
+                .unwrap_err();
+            assert_eq!(err.0, vec!["BIGQUERY_MAX_RESPONSE_MB must be between 1 and 1024".to_string()], "{bad}");
+        }
     }
 
     #[test]

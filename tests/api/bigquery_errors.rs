@@ -206,3 +206,81 @@ async fn page_tokens_that_loop_end_the_read_with_an_error() {
         assert!(failed, "the batches end with the error");
     }
 }
+
+/// A result whose first page (from `jobs.query`) is small and whose second page (from
+/// `getQueryResults`) is `bytes` long, its size announced by Content-Length or not (sent
+/// chunked, found only while reading). Returns the URL and the number of `getQueryResults` calls.
+async fn flood(bytes: usize, announced: bool) -> (String, Arc<AtomicUsize>) {
+    use axum::body::Body;
+    let polls = Arc::new(AtomicUsize::new(0));
+    let page = |rows: Value| {
+        json!({
+            "kind": "bigquery#getQueryResultsResponse",
+            "jobReference": {"projectId": "test-project", "jobId": "job_1", "location": "US"},
+            "jobComplete": true,
+            "schema": {"fields": [{"name": "s", "type": "STRING", "mode": "NULLABLE"}]},
+            "totalRows": "2",
+            "rows": rows,
+        })
+    };
+    let mut first = page(json!([{"f": [{"v": "small"}]}]));
+    first["pageToken"] = json!("page_2");
+    // A row of the organization's data, which must not reach any message.
+    let second = page(json!([{"f": [{"v": "row-data-".repeat(bytes / 9)}]}]));
+    let second = serde_json::to_vec(&second).unwrap();
+    assert!(second.len() > bytes);
+    let counter = polls.clone();
+    let app = Router::new().route("/bigquery/v2/projects/{p}/queries", post(move || async move { Json(first) })).route(
+        "/bigquery/v2/projects/{p}/queries/{job}",
+        get(move || async move {
+            counter.fetch_add(1, Ordering::SeqCst);
+            if announced {
+                Body::from(second).into_response()
+            } else {
+                Body::from_stream(Body::from(second).into_data_stream()).into_response()
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (url, polls)
+}
+
+/// A page of results over `BIGQUERY_MAX_RESPONSE_MB` (an organization's export can hold rows of
+/// any size) fails the read with the call and the limit named, without being read whole, without
+/// a retry (it would be as large again) and without any of the rows in the message; the pages
+/// before it were handed over.
+#[tokio::test]
+async fn a_results_page_over_the_size_cap_fails_the_read_unread() {
+    for announced in [true, false] {
+        let (url, polls) = flood(3 << 20, announced).await;
+        let w = warehouse(&url).await.with_max_response_bytes(1 << 20);
+        let err = w.query("SELECT 1 AS one", &Params::new()).await.unwrap_err();
+        match &err {
+            WarehouseError::Backend(m) => {
+                assert_eq!(
+                    m,
+                    "BigQuery jobs.getQueryResults answered more than 1 MB (BIGQUERY_MAX_RESPONSE_MB); the answer was \
+                     not read",
+                    "announced: {announced}"
+                );
+            }
+            other => panic!("expected a backend error, got {other:?}"),
+        }
+        assert_eq!(polls.load(Ordering::SeqCst), 1, "not retried (announced: {announced})");
+
+        let mut batches = w.query_batches("SELECT 1 AS one", &Params::new(), 10).await.unwrap();
+        let first = batches.next().await.expect("the first page").expect("within the cap");
+        assert_eq!(first.len(), 1);
+        let err = batches.next().await.expect("then the error").unwrap_err();
+        assert!(err.to_string().contains("BIGQUERY_MAX_RESPONSE_MB") && !err.to_string().contains("row-data"), "{err}");
+        assert!(batches.next().await.is_none());
+
+        // The same page within a larger cap is read.
+        let w = warehouse(&url).await.with_max_response_bytes(4 << 20);
+        let rows = w.query("SELECT 1 AS one", &Params::new()).await.unwrap();
+        assert_eq!(rows.len(), 2, "announced: {announced}");
+        assert_eq!(rows[0]["s"], "small");
+    }
+}

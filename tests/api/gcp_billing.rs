@@ -422,15 +422,21 @@ mod on_bigquery {
     /// `acme`'s gcp integration on it through the fake token endpoint.
     /// The app on the emulator; the organization's service-account tokens come from `fake`.
     async fn app_on(project: &str, configs: &str, fake: &FakeProviders) -> TestApp {
+        app_on_with(project, configs, fake, &[]).await
+    }
+
+    /// [`app_on`] with `extra` settings.
+    async fn app_on_with(project: &str, configs: &str, fake: &FakeProviders, extra: &[(&str, &str)]) -> TestApp {
         let url = convergence_tests::bigquery_emulator();
         let token_url = fake.token_uri();
-        let vars = [
+        let mut vars = vec![
             ("WAREHOUSE_BACKEND", "bigquery"),
             ("GCP_PROJECT_ID", project),
             ("BIGQUERY_API_BASE", url.as_str()),
             ("CONFIGS_DIR", configs),
             ("GOOGLE_TOKEN_URL", token_url.as_str()),
         ];
+        vars.extend_from_slice(extra);
         let app = TestApp::spawn_with(&vars).await;
         app.bootstrap().await;
         app
@@ -656,5 +662,60 @@ mod on_bigquery {
         let again = run(&app, "acme", d1, d3).await;
         assert_eq!(again["status"], "SUCCESS", "{again}");
         assert_eq!(step_metrics(&again)["rows"], 6, "{again}");
+    }
+
+    /// Configs whose billing export step pages the export in as the organization's service
+    /// account (`transfer: paged`), in a temporary copy.
+    fn paged_configs() -> tempfile::TempDir {
+        let repo_configs = concat!(env!("CARGO_MANIFEST_DIR"), "/../configs");
+        let dir = tempfile::tempdir().unwrap();
+        convergence_tests::copy_dir(std::path::Path::new(repo_configs), dir.path());
+        let config = dir.path().join("gcp/bq_etl/config.yml");
+        let text = std::fs::read_to_string(&config).unwrap();
+        std::fs::write(&config, text.replace("transfer: auto", "transfer: paged")).unwrap();
+        dir
+    }
+
+    /// A page of the export larger than `BIGQUERY_MAX_RESPONSE_MB` (the organization's own data:
+    /// nothing bounds a row's text) fails the step with the limit named, none of the row in the
+    /// message, and nothing stored; within the cap the same day loads.
+    #[tokio::test]
+    async fn an_export_page_over_the_response_cap_fails_the_step_unread() {
+        let url = convergence_tests::bigquery_emulator();
+        let fake = FakeProviders::start().await;
+        let day = today() - Days::days(3);
+        let export_project = convergence_tests::unique_project();
+        let source = BigQueryWarehouse::connect(&export_project, "US", Some(&url)).await.unwrap();
+        source.create_dataset(EXPORT_DATASET, &DatasetOptions::default()).await.unwrap();
+        let configs = paged_configs();
+        let configs = configs.path().to_str().unwrap();
+        let capped = [("BIGQUERY_MAX_RESPONSE_MB", "1")];
+        let app = app_on_with(&convergence_tests::unique_project(), configs, &fake, &capped).await;
+        let schema = export_schema(&app);
+        source.create_table(EXPORT_DATASET, &schema).await.unwrap();
+        let mut huge = export_row(day, "regular", "10.5", "USD", json!([]), 0);
+        huge["sku"]["description"] = json!("organization-text-".repeat(100_000));
+        let rows = vec![to_row(huge), to_row(export_row(day, "tax", "1.2", "USD", json!([]), 0))];
+        source.insert_rows(EXPORT_DATASET, &schema, &rows).await.unwrap();
+        let table = format!("{export_project}.{EXPORT_DATASET}.{EXPORT_TABLE}");
+        org_with_gcp(&app, "acme", fake.service_account(Behaviour::Admin), &table).await;
+
+        let failed = run(&app, "acme", day, day).await;
+        assert_eq!(failed["status"], "FAILED", "{failed}");
+        let message = failed["error_message"].as_str().unwrap();
+        assert!(
+            message.contains("reading the billing export failed")
+                && message.contains("answered more than 1 MB (BIGQUERY_MAX_RESPONSE_MB); the answer was not read"),
+            "{message}"
+        );
+        assert!(!failed.to_string().contains("organization-text"), "no row text in the run: {message}");
+        assert_eq!(count_day(&app, "acme_dev", day).await, 0, "nothing stored");
+
+        // The default cap (64 MB) reads the same page.
+        let app = app_on_with(&convergence_tests::unique_project(), configs, &fake, &[]).await;
+        org_with_gcp(&app, "acme", fake.service_account(Behaviour::Admin), &table).await;
+        let loaded = run(&app, "acme", day, day).await;
+        assert_eq!(loaded["status"], "SUCCESS", "{loaded}");
+        assert_eq!(step_metrics(&loaded)["rows"], 2, "{loaded}");
     }
 }

@@ -2,13 +2,16 @@
 //! and cost pipelines against a provider that answers malformed JSON with a 2xx, pages in a loop,
 //! floods, asks to retry after an hour, never answers, or fails on a later page once earlier
 //! pages were staged; KMS failing at set-up and while a run decrypts its credential; the
-//! warehouse failing at a staging's commit and while the run log is written. Each must fail its
-//! step (or request) with a message that names the provider and what was wrong, never the key,
-//! and leave the organization's tables exactly as they were, with no staged rows left behind.
+//! warehouse failing at a staging's commit and while the run log is written (by a run of the
+//! in-process queue, and under a Pub/Sub push delivery). Each must fail its step (or request)
+//! with a message that names the provider and what was wrong, never the key, and leave the
+//! organization's tables exactly as they were, with no staged rows left behind.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
 use chrono::{Duration as Days, Utc};
 use common::warehouse::counting::{StatementKind, StatementLog};
 use common::warehouse::Params;
@@ -17,6 +20,7 @@ use convergence_tests::fakes::hostile::{
     Answer, HostileProvider, ANTHROPIC_COSTS, ANTHROPIC_USAGE, OPENAI_COMPLETIONS, OPENAI_COSTS,
 };
 use convergence_tests::fakes::kms::FakeKms;
+use convergence_tests::fakes::pubsub::FakePubSub;
 use convergence_tests::{Key, TestApp};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -428,6 +432,184 @@ async fn the_run_log_failing_fails_the_run_with_a_message_and_writes_no_half_win
     let done = run(&app, &OPENAI).await;
     assert_eq!(done["status"], "SUCCESS", "{done}");
     assert_eq!(faults.pending(), 0, "both failures were met");
+}
+
+const PUSH_TOPIC: &str = "projects/hostile-test/topics/runs";
+
+/// Submits the OpenAI run over the window; returns its id. Runs are published to Pub/Sub, so
+/// nothing executes it until the test delivers it.
+async fn submit(app: &TestApp, pubsub: &FakePubSub) -> (String, Value) {
+    let r = app.post(&format!("/api/v1/pipelines/run/{ORG}/openai/usage_cost"), Key::Root, window()).await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.body);
+    let run_id = r.body["run_id"].as_str().unwrap().to_string();
+    let published: Vec<_> = pubsub.take_messages().into_iter().filter(|m| m.attributes["run_id"] == run_id).collect();
+    assert_eq!(published.len(), 1, "one message per run");
+    let message = &published[0];
+    let envelope = json!({
+        "message": {"data": STANDARD.encode(&message.data), "attributes": message.attributes, "messageId": message.message_id},
+        "subscription": "projects/hostile-test/subscriptions/runs-push",
+    });
+    (run_id, envelope)
+}
+
+/// One push delivery of a run (the root key stands for Pub/Sub's token in development).
+async fn deliver(app: &TestApp, envelope: &Value) -> convergence_tests::Reply {
+    app.post("/api/v1/pipelines/push", Key::Root, envelope.clone()).await
+}
+
+async fn run_view(app: &TestApp, run_id: &str) -> Value {
+    let r = app.get(&format!("/api/v1/pipelines/runs/{ORG}/{run_id}"), Key::Root).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    r.body
+}
+
+/// A delivery answered 503 for Pub/Sub to deliver again: a JSON error, no warehouse text.
+#[track_caller]
+fn assert_retry_asked(r: &convergence_tests::Reply, says: &str) {
+    let message = r.assert_error(503, "unavailable");
+    assert!(message.contains(says), "{says:?}: {}", r.body);
+    assert!(!r.body.to_string().contains("faulty_warehouse"), "{}", r.body);
+    assert!(r.headers.get("retry-after").is_some(), "{:?}", r.headers);
+}
+
+/// The delivery ran the run to SUCCESS, and no step of it reads RUNNING (a step an earlier
+/// delivery could not record the end of reads FAILED, saying so).
+async fn assert_delivered_cleanly(app: &TestApp, r: &convergence_tests::Reply, run_id: &str) {
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(
+        (r.body["outcome"].as_str(), r.body["status"].as_str()),
+        (Some("finished"), Some("SUCCESS")),
+        "{}",
+        r.body
+    );
+    let view = run_view(app, run_id).await;
+    assert_eq!(view["status"], "SUCCESS", "{view}");
+    for step in view["steps"].as_array().unwrap() {
+        match step["status"].as_str() {
+            Some("SUCCESS") => {}
+            Some("FAILED") => {
+                assert_eq!(step["error_message"], common::pipeline::executor::ABANDONED_STEP, "{view}")
+            }
+            _ => panic!("a step left unfinished: {view}"),
+        }
+    }
+}
+
+/// The organization's tables hold the same rows in `now` as in `before` (snapshots; the
+/// data-quality count is left out: each successful run adds its own results). Names the tables
+/// that differ rather than printing both.
+#[track_caller]
+fn assert_same_tables(now: &str, before: &str, what: &str) {
+    let tables =
+        |s: &str| -> Vec<String> { s.lines().filter(|l| !l.starts_with("dq rows:")).map(str::to_string).collect() };
+    let (now, before) = (tables(now), tables(before));
+    let differ: Vec<&str> =
+        now.iter().zip(&before).filter(|(a, b)| a != b).map(|(a, _)| a.split(':').next().unwrap_or_default()).collect();
+    assert!(
+        now.len() == before.len() && differ.is_empty(),
+        "{what}: tables differ: {differ:?} ({} vs {} tables)",
+        now.len(),
+        before.len()
+    );
+}
+
+/// Pub/Sub pushes a run while the warehouse cannot write the run log. Whatever could not be
+/// recorded, the delivery is answered so that Pub/Sub delivers again (503 when the run went
+/// back to PENDING or its state is not known; 429 while its lease holds), the window holds
+/// the rows it held (or the same rows, whole), and the delivery after the warehouse recovered
+/// runs the run to SUCCESS with no step left RUNNING.
+async fn run_log_failures_under_push(extra: &[(&str, &str)]) {
+    let pubsub = FakePubSub::start(&[PUSH_TOPIC]).await;
+    let base = pubsub.base_url().to_string();
+    let mut vars = vec![("QUEUE_BACKEND", "pubsub"), ("PUBSUB_TOPIC", PUSH_TOPIC), ("PUBSUB_API_BASE", base.as_str())];
+    vars.extend_from_slice(extra);
+    let faults = Arc::new(Faults::default());
+    let (app, _fake) = spawn(&vars, faults.clone(), StatementLog::new()).await;
+    let (steps, runs) = (common::pipeline::runlog::STEPS, common::pipeline::runlog::RUNS);
+    let (run_id, envelope) = submit(&app, &pubsub).await;
+    assert_delivered_cleanly(&app, &deliver(&app, &envelope).await, &run_id).await;
+    let before = snapshot(&app).await;
+
+    // The first step's start cannot be recorded: no step runs; the run is PENDING again.
+    let (run_id, envelope) = submit(&app, &pubsub).await;
+    faults.fail_appends(steps, 0, 1);
+    let r = deliver(&app, &envelope).await;
+    assert_retry_asked(&r, "step extract_usage: cannot record its start: the warehouse is unavailable");
+    let view = run_view(&app, &run_id).await;
+    assert_eq!(view["status"], "PENDING", "{view}");
+    assert!(view["steps"].as_array().unwrap().is_empty(), "{view}");
+    assert_same_tables(&snapshot(&app).await, &before, "no step ran");
+    assert_delivered_cleanly(&app, &deliver(&app, &envelope).await, &run_id).await;
+    assert_same_tables(&snapshot(&app).await, &before, "the rerun wrote the same rows");
+
+    // The first step's end cannot be recorded: its window was replaced whole (the same rows),
+    // the run is PENDING again, and the redelivery ends the step left RUNNING.
+    let (run_id, envelope) = submit(&app, &pubsub).await;
+    faults.fail_appends(steps, 1, 1);
+    let r = deliver(&app, &envelope).await;
+    assert_retry_asked(&r, "step extract_usage: cannot record its end: the warehouse is unavailable");
+    assert_eq!(run_view(&app, &run_id).await["status"], "PENDING");
+    assert_no_staged_rows(&app).await;
+    assert_same_tables(&snapshot(&app).await, &before, "the window holds the same rows, whole");
+    assert_delivered_cleanly(&app, &deliver(&app, &envelope).await, &run_id).await;
+    let view = run_view(&app, &run_id).await;
+    let ended = view["steps"].as_array().unwrap().iter().filter(|s| s["status"] == "FAILED").count();
+    assert_eq!(ended, 1, "the step the first delivery left: {view}");
+    assert_same_tables(&snapshot(&app).await, &before, "the rerun wrote the same rows");
+
+    // The claim cannot be recorded: nothing ran, the run is as submitted.
+    let (run_id, envelope) = submit(&app, &pubsub).await;
+    faults.fail_appends(runs, 0, 1);
+    let r = deliver(&app, &envelope).await;
+    assert_retry_asked(&r, "the run's state cannot be recorded now (the warehouse is unavailable)");
+    assert_eq!(run_view(&app, &run_id).await["status"], "PENDING");
+    assert_same_tables(&snapshot(&app).await, &before, "the rerun wrote the same rows");
+    assert_delivered_cleanly(&app, &deliver(&app, &envelope).await, &run_id).await;
+
+    // The run's end cannot be recorded (three tries): the window is whole; the run holds its
+    // lease, so a redelivery meanwhile is told to come back later, and once the lease lapsed the
+    // run runs again, to SUCCESS.
+    let (run_id, envelope) = submit(&app, &pubsub).await;
+    faults.fail_event_appends(runs, "finished", 3);
+    let r = deliver(&app, &envelope).await;
+    assert_retry_asked(&r, "the run's state cannot be recorded now (the warehouse is unavailable)");
+    assert_eq!(faults.pending(), 0);
+    assert_same_tables(&snapshot(&app).await, &before, "the window holds the same rows, whole");
+    let r = deliver(&app, &envelope).await;
+    r.assert_error(429, "run_in_progress");
+    assert!(r.headers.get("retry-after").is_some(), "{:?}", r.headers);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let r = loop {
+        let r = deliver(&app, &envelope).await;
+        if r.status != StatusCode::TOO_MANY_REQUESTS || Instant::now() > deadline {
+            break r;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    assert_delivered_cleanly(&app, &r, &run_id).await;
+    assert_same_tables(&snapshot(&app).await, &before, "the rerun wrote the same rows");
+}
+
+/// A short lease: a run whose end could not be recorded is free to run again soon.
+const PUSH_LEASE: (&str, &str) = ("RUN_LEASE_SECS", "6");
+
+#[tokio::test]
+async fn the_run_log_failing_under_a_push_delivery_asks_for_a_redelivery_on_duckdb() {
+    run_log_failures_under_push(&[PUSH_LEASE]).await;
+}
+
+#[tokio::test]
+async fn the_run_log_failing_under_a_push_delivery_asks_for_a_redelivery_on_bigquery() {
+    let url = convergence_tests::bigquery_emulator();
+    let project = convergence_tests::unique_project();
+    let extra = [
+        ("WAREHOUSE_BACKEND", "bigquery"),
+        ("GCP_PROJECT_ID", project.as_str()),
+        ("BIGQUERY_API_BASE", &url),
+        ("PROVIDER_MAX_PAGE_MB", "64"),
+        PUSH_LEASE,
+    ];
+    run_log_failures_under_push(&extra).await;
 }
 
 const KMS_KEY: &str = "projects/p/locations/global/keyRings/r/cryptoKeys/credentials";

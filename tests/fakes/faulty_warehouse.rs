@@ -5,7 +5,9 @@
 //! - [`Faults::fail_commits`]: the next commits of stagings of a table (the staged rows are then
 //!   dropped uncommitted, as a failed commit leaves them);
 //! - [`Faults::fail_appends`]: appends to an insert-only table (the run log's events), after a
-//!   number that pass.
+//!   number that pass;
+//! - [`Faults::fail_event_appends`]: appends of one kind of run-log event (`finished`), whatever
+//!   other events (heartbeats) are written meanwhile.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -37,6 +39,12 @@ impl Faults {
         self.appends.lock().unwrap().insert(table.to_string(), (skip, times));
     }
 
+    /// The next `times` appends to `table` of rows whose `event` is `event` fail; other appends
+    /// pass.
+    pub fn fail_event_appends(&self, table: &str, event: &str, times: usize) {
+        self.appends.lock().unwrap().insert(event_key(table, event), (0, times));
+    }
+
     /// Faults armed but not yet hit.
     pub fn pending(&self) -> usize {
         let left =
@@ -57,6 +65,10 @@ impl Faults {
             _ => Ok(()),
         }
     }
+}
+
+fn event_key(table: &str, event: &str) -> String {
+    format!("{table}#{event}")
 }
 
 pub struct FaultyWarehouse {
@@ -131,6 +143,9 @@ impl Warehouse for FaultyWarehouse {
         id_column: &str,
         rows: &[Row],
     ) -> WarehouseResult<u64> {
+        if let Some(event) = rows.first().and_then(|r| r.get("event")).and_then(serde_json::Value::as_str) {
+            Faults::take(&self.faults.appends, &event_key(&schema.name, event))?;
+        }
         Faults::take(&self.faults.appends, &schema.name)?;
         self.inner.append_rows(dataset, schema, id_column, rows).await
     }

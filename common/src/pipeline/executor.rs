@@ -15,7 +15,7 @@ use serde_json::{json, Value};
 
 use super::catalog::{substitute, substitute_value, Pipeline};
 use super::processor::{StepContext, StepError};
-use super::runlog::{Claim, Finished, NewStep, RunLog, RunLogError, RunRow, RunStatus, StepEnd};
+use super::runlog::{Claim, Finished, NewStep, RunEvent, RunLog, RunLogError, RunRow, RunStatus, StepEnd};
 use super::Pipelines;
 use crate::credentials::CredentialError;
 
@@ -121,6 +121,7 @@ impl Pipelines {
             }
         }
         let lease = self.run_lease();
+        let delivered_before = run.event != RunEvent::Submitted;
         let run = match log.claim(&run, now, lease).await? {
             Claim::Won(run) => run,
             Claim::Held(other) => {
@@ -133,6 +134,9 @@ impl Pipelines {
             }
         };
         drop(claiming);
+        if delivered_before {
+            close_abandoned_steps(&log, &run).await;
+        }
         let outcome = self.run_with_heartbeats(&log, &run, lease).await;
         if let (Some(reason), true, Delivery::Push) = (&outcome.error, outcome.transient, delivery) {
             log.release(&run, reason, Utc::now(), lease).await?;
@@ -337,6 +341,22 @@ impl Pipelines {
             }
         }
         outcome
+    }
+}
+
+/// What a step left RUNNING by an earlier execution of its run says once it is ended.
+pub const ABANDONED_STEP: &str =
+    "its end was not recorded (the warehouse failed, or the process stopped, while it ran); the run was delivered again";
+
+/// Ends the steps an earlier execution of `run` started and could not record the end of (a
+/// run released for a redelivery because its step log could not be written, or whose process
+/// stopped). A failure here is logged, not the run's: its own steps' records come next, and
+/// fail the run if the warehouse still cannot be written.
+async fn close_abandoned_steps(log: &RunLog<'_>, run: &RunRow) {
+    match log.close_unfinished_steps(&run.org_slug, &run.run_id, ABANDONED_STEP).await {
+        Ok(0) => {}
+        Ok(n) => tracing::warn!(run_id = %run.run_id, steps = n, "ended steps an earlier execution left unfinished"),
+        Err(e) => tracing::warn!(run_id = %run.run_id, error = %e, "could not end steps an earlier execution left"),
     }
 }
 

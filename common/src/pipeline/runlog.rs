@@ -557,26 +557,32 @@ impl<'a> RunLog<'a> {
         claimed.claim_id = Some(claim_id.clone());
         self.append(RUNS, &[claimed.event_row(RunEvent::Claimed, now)]).await?;
         let sql = format!(
-            "SELECT claim_id, event_at, lease_expires_at FROM {} WHERE org_slug = @org_slug AND run_id = @run_id \
-             AND event IN ('claimed', 'heartbeat')",
+            "SELECT claim_id, event, event_at, lease_expires_at FROM {} WHERE org_slug = @org_slug \
+             AND run_id = @run_id AND event IN ('claimed', 'heartbeat', 'retrying')",
             self.central(RUNS)?
         );
         let params = Params::new().bind("org_slug", run.org_slug.as_str()).bind("run_id", run.run_id.as_str());
-        let mut claims: Vec<(DateTime<Utc>, String, DateTime<Utc>)> = self
+        let mut claims: Vec<(DateTime<Utc>, String, DateTime<Utc>, bool)> = self
             .warehouse
             .query(&sql, &params)
             .await?
             .iter()
-            .filter_map(|r| Some((timestamp(r, "event_at")?, text(r, "claim_id")?, timestamp(r, "lease_expires_at")?)))
+            .filter_map(|r| {
+                let released = text(r, "event").as_deref() == Some("retrying");
+                Some((timestamp(r, "event_at")?, text(r, "claim_id")?, timestamp(r, "lease_expires_at")?, released))
+            })
             .collect();
         claims.sort();
         // The chain: a claim made while the holder's lease runs is void; the holder's own
-        // heartbeats extend its lease.
+        // heartbeats extend its lease, and its release (a transient failure, for a redelivery)
+        // ends it.
         let mut winner: Option<(String, DateTime<Utc>)> = None;
-        for (at, id, lease_end) in claims {
+        for (at, id, lease_end, released) in claims {
             match &mut winner {
+                Some((holder, end)) if *holder == id && released => *end = (*end).min(at),
                 Some((holder, end)) if *holder == id => *end = (*end).max(lease_end),
                 Some((_, end)) if at <= *end => {}
+                _ if released => {}
                 _ => winner = Some((id, lease_end)),
             }
         }
@@ -621,7 +627,9 @@ impl<'a> RunLog<'a> {
         pending.event = RunEvent::Retrying;
         pending.event_at = now;
         pending.lease_expires_at = Some(now + lease);
-        pending.claim_id = None;
+        // The releasing claim's id stays on the event: it ends that claim in the claim chain
+        // (`claim`), so a redelivery may claim the run at once, not one lease later.
+        pending.claim_id = run.claim_id.clone();
         self.append(RUNS, &[pending.event_row(RunEvent::Retrying, now)]).await
     }
 
@@ -665,6 +673,38 @@ impl<'a> RunLog<'a> {
             params = params.bind("status", s);
         }
         self.rows(&sql, &params).await
+    }
+
+    /// Ends the steps of a run that an earlier execution started and never recorded the end of
+    /// (the warehouse failed at that moment, or the process stopped): FAILED with `message`, so
+    /// no step of the run reads RUNNING forever beside the ones a later execution ran. Returns
+    /// how many were ended.
+    pub async fn close_unfinished_steps(&self, org_slug: &str, run_id: &str, message: &str) -> RunLogResult<usize> {
+        let open: Vec<Row> = self
+            .steps_of(org_slug, run_id)
+            .await?
+            .into_iter()
+            .filter(|step| step.get("status").and_then(Value::as_str) == Some("RUNNING"))
+            .collect();
+        let metadata = json!({"metrics": Value::Null, "warnings": []});
+        let end = StepEnd { success: false, rows: 0, error: Some(message), metadata: &metadata };
+        for step in &open {
+            let field = |name: &str| text(step, name).unwrap_or_default();
+            let (step_log_id, pipeline_id, step_id, ps_type) =
+                (field("step_log_id"), field("pipeline_id"), field("step_id"), field("ps_type"));
+            let new = NewStep {
+                step_log_id: &step_log_id,
+                run_id,
+                org_slug,
+                pipeline_id: &pipeline_id,
+                step_id: &step_id,
+                ps_type: &ps_type,
+                step_index: step.get("step_index").and_then(Value::as_u64).unwrap_or(0) as usize,
+                started_at: timestamp(step, "started_at").unwrap_or_else(Utc::now),
+            };
+            self.finish_step(&new, &end).await?;
+        }
+        Ok(open.len())
     }
 
     /// Records a step's start (RUNNING).

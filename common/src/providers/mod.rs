@@ -99,10 +99,10 @@ impl ProviderHttp {
         let status = response.status().as_u16();
         let headers = response.headers().clone();
         let mut text = Vec::new();
-        match retry::read_body(response, &mut text, MAX_ANSWER_BYTES).await {
+        match crate::domain::read_capped_body(response, &mut text, MAX_ANSWER_BYTES).await {
             Ok(()) => {}
-            Err(retry::BodyError::Read(e)) => return Err(self.unreachable(provider, &e)),
-            Err(retry::BodyError::TooLarge) => {
+            Err(crate::domain::BodyError::Read(e)) => return Err(self.unreachable(provider, &e)),
+            Err(crate::domain::BodyError::TooLarge) => {
                 return Err(Validation::Unreachable {
                     status: 502,
                     message: format!(

@@ -8,6 +8,7 @@ use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
 use super::{provider_message, redact, ProviderHttp};
+use crate::domain::{read_capped_body, BodyError};
 
 /// How a pipeline step retries provider calls (the `retry:` key of a step's config). Checked as
 /// it is parsed (see the `Deserialize` impl), so a pipeline file with a bad policy is refused at
@@ -127,34 +128,6 @@ fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
 /// may lower or raise it: [`ProviderHttp::max_page_bytes`] (`PROVIDER_MAX_PAGE_MB`).
 pub(super) const MAX_RESPONSE_BYTES: usize = 256 << 20;
 
-pub(super) enum BodyError {
-    Read(reqwest::Error),
-    TooLarge,
-}
-
-/// A response body as bytes, copied chunk by chunk into one buffer sized from Content-Length:
-/// a day of usage is megabytes, so this holds it once (`Response::bytes` gathers the chunks and
-/// then copies them, twice the memory) and it is parsed without a checked copy into a String.
-pub(super) async fn read_body(
-    mut response: reqwest::Response,
-    body: &mut Vec<u8>,
-    limit: usize,
-) -> Result<(), BodyError> {
-    body.clear();
-    if response.content_length().is_some_and(|n| n > limit as u64) {
-        return Err(BodyError::TooLarge);
-    }
-    let expected = response.content_length().unwrap_or(0).min(limit as u64);
-    body.reserve(expected as usize);
-    while let Some(chunk) = response.chunk().await.map_err(BodyError::Read)? {
-        if body.len() + chunk.len() > limit {
-            return Err(BodyError::TooLarge);
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(())
-}
-
 fn retryable(status: u16) -> bool {
     status == 429 || status >= 500
 }
@@ -206,7 +179,7 @@ impl ProviderHttp {
                 Ok(response) => {
                     let status = response.status().as_u16();
                     let headers = response.headers().clone();
-                    match read_body(response, body, self.max_page_bytes).await {
+                    match read_capped_body(response, body, self.max_page_bytes).await {
                         Ok(()) => {}
                         Err(BodyError::Read(e)) => {
                             let (status, what) = if e.is_timeout() {

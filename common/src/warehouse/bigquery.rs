@@ -1,6 +1,11 @@
-//! BigQuery, through `gcp-bigquery-client`: a dataset is a BigQuery dataset, queries are
-//! standard SQL jobs with named parameters.
+//! BigQuery over its v2 REST API: a dataset is a BigQuery dataset, queries are standard SQL
+//! jobs with named parameters.
 //!
+//! - Every call goes through [`Rest`], our own HTTP client, with `gcp-bigquery-client`'s request
+//!   and resource types (its models; not its API calls, which read answers whole). Every answer
+//!   is read through [`read_capped_body`]: one longer than `BIGQUERY_MAX_RESPONSE_MB` fails the
+//!   call, unread. A page of query results is the largest answer, and when an organization's own
+//!   billing export is read ([`BigQueryWarehouse::connect_as`]) its size is theirs to choose.
 //! - Rows are written with query jobs (`INSERT ... SELECT ... FROM UNNEST(@rows)`), never with
 //!   streaming inserts: streamed rows sit in a buffer that DELETE and MERGE cannot touch for a
 //!   while, and tables that reruns replace must be deletable at once (DESIGN §3).
@@ -17,11 +22,8 @@
 //!   `query_batches` hands each page over as it arrives.
 //! - 429, 5xx and quota/rate errors are retried with exponential backoff and jitter; what is
 //!   still failing after that is `Unavailable`.
-//! - `datasets.insert` is sent as plain REST (same endpoint, Application Default Credentials
-//!   through google-cloud-auth): the client's `Dataset` has no description or `access` list, and
-//!   organization datasets are created with their services' access (`DatasetOptions::access`).
-//! - `BIGQUERY_API_BASE` points the client at an emulator (with a dummy token); without it the
-//!   real service is used with Application Default Credentials.
+//! - `BIGQUERY_API_BASE` points the calls at an emulator (with a dummy token); without it the
+//!   real service is used with Application Default Credentials (google-cloud-auth).
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -31,25 +33,28 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::DateTime;
 pub use gcp_bigquery_client::auth::Authenticator;
-use gcp_bigquery_client::client_builder::ClientBuilder;
 pub use gcp_bigquery_client::error::BQError as ClientError;
-use gcp_bigquery_client::error::BQError;
+use gcp_bigquery_client::error::ResponseError;
 use gcp_bigquery_client::model::clustering::Clustering;
 use gcp_bigquery_client::model::data_format_options::DataFormatOptions;
 use gcp_bigquery_client::model::get_query_results_parameters::GetQueryResultsParameters;
+use gcp_bigquery_client::model::get_query_results_response::GetQueryResultsResponse;
 use gcp_bigquery_client::model::query_parameter::QueryParameter;
 use gcp_bigquery_client::model::query_parameter_type::QueryParameterType;
 use gcp_bigquery_client::model::query_parameter_type_struct_types::QueryParameterTypeStructTypes;
 use gcp_bigquery_client::model::query_parameter_value::QueryParameterValue;
 use gcp_bigquery_client::model::query_request::QueryRequest;
+use gcp_bigquery_client::model::query_response::QueryResponse;
 use gcp_bigquery_client::model::table::Table;
 use gcp_bigquery_client::model::table_data_insert_all_request::TableDataInsertAllRequest;
+use gcp_bigquery_client::model::table_data_insert_all_response::TableDataInsertAllResponse;
 use gcp_bigquery_client::model::table_field_schema::TableFieldSchema;
+use gcp_bigquery_client::model::table_list::TableList;
 use gcp_bigquery_client::model::table_row::TableRow;
 use gcp_bigquery_client::model::table_schema::TableSchema as BqTableSchema;
 use gcp_bigquery_client::model::time_partitioning::TimePartitioning;
-use gcp_bigquery_client::table::ListOptions;
-use gcp_bigquery_client::Client;
+use reqwest::Method;
+use serde::de::{DeserializeOwned, IgnoredAny};
 use serde_json::Value;
 
 use super::record::{at_row, check_record};
@@ -59,6 +64,8 @@ use super::{
     scan_named_params, staging_table_name, to_keyed_row, Cell, DatasetOptions, Field, FieldType, Mode, Param, Params,
     Record, RecordBatches, Row, SqlPiece, Staging, TableSchema, Warehouse, WarehouseError, WarehouseResult,
 };
+use crate::domain::{read_capped_body, BodyError};
+use crate::settings::DEFAULT_BIGQUERY_RESPONSE_MB;
 
 /// Attempts per call before a retryable error becomes `Unavailable`.
 const MAX_ATTEMPTS: u32 = 5;
@@ -69,35 +76,83 @@ const ROWS_PARAM: &str = "convergence_rows";
 
 #[derive(Clone)]
 pub struct BigQueryWarehouse {
-    client: Client,
     project: String,
     location: String,
-    /// The REST calls the client cannot make (its `Dataset` has no `access` list).
     rest: Rest,
 }
 
-/// Plain HTTP to the BigQuery v2 API, with the same endpoint and identity as the client.
+/// The BigQuery v2 REST API over our own HTTP client: every answer is read through a size cap
+/// before it is parsed, which `gcp-bigquery-client`'s calls do not do.
 #[derive(Clone)]
 struct Rest {
     http: reqwest::Client,
     /// `.../bigquery/v2`.
     base: String,
-    /// None: an emulator, which takes any token.
-    credentials: Option<google_cloud_auth::credentials::Credentials>,
+    identity: Identity,
+    /// The largest answer read (`BIGQUERY_MAX_RESPONSE_MB`).
+    max_response_bytes: usize,
+}
+
+/// Who the calls are made as.
+#[derive(Clone)]
+enum Identity {
+    /// An emulator, which takes any token.
+    Emulator,
+    /// The service itself: Application Default Credentials.
+    Service(google_cloud_auth::credentials::Credentials),
+    /// Someone else: an organization's service account reading its billing export.
+    Tokens(Arc<dyn Authenticator>),
+}
+
+/// A call that failed, before [`classify`] says what it means.
+#[derive(Debug)]
+enum CallError {
+    /// BigQuery's own error answer.
+    Response(ResponseError),
+    /// An error status whose body is not BigQuery's error (a proxy, a load balancer).
+    Status(u16),
+    /// No answer, or one that broke off.
+    Transport(reqwest::Error),
+    /// An answer longer than the cap: not read.
+    TooLarge { limit_bytes: usize },
+    /// A success whose body is not the resource asked for (what serde found, never the body).
+    Shape(String),
+    /// No token to send.
+    Auth(String),
+}
+
+/// BigQuery's job ids: letters, digits, `_` and `-`, at most 1,024.
+fn is_job_id(id: &str) -> bool {
+    !id.is_empty() && id.len() <= 1024 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+/// A path segment as it goes into a URL: ids come from configs and from BigQuery's answers
+/// (a job id), and none of them may change the path.
+fn path_segment(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.' | b'~') {
+            out.push(byte as char);
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
 }
 
 impl Rest {
-    fn new(api_base: Option<&str>) -> WarehouseResult<Rest> {
-        let credentials = match api_base {
-            Some(_) => None,
-            None => {
+    fn new(api_base: Option<&str>, identity: Option<Identity>) -> WarehouseResult<Rest> {
+        let identity = match (identity, api_base) {
+            (Some(identity), _) => identity,
+            (None, Some(_)) => Identity::Emulator,
+            (None, None) => {
                 // google-cloud-auth is built without its default TLS provider: install one
                 // (already installed is fine).
                 let _ = rustls::crypto::ring::default_provider().install_default();
                 let credentials = google_cloud_auth::credentials::Builder::default()
                     .build()
                     .map_err(|e| WarehouseError::Unavailable(format!("BigQuery credentials: {e}")))?;
-                Some(credentials)
+                Identity::Service(credentials)
             }
         };
         let base = match api_base {
@@ -106,41 +161,74 @@ impl Rest {
         };
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(60))
+            // BigQuery never redirects these calls; following one could carry the token elsewhere.
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| WarehouseError::Unavailable(format!("BigQuery HTTP client: {e}")))?;
-        Ok(Rest { http, base, credentials })
+        Ok(Rest { http, base, identity, max_response_bytes: DEFAULT_BIGQUERY_RESPONSE_MB << 20 })
     }
 
     /// The Authorization header for one call.
-    async fn auth(&self) -> WarehouseResult<reqwest::header::HeaderMap> {
+    async fn auth(&self) -> Result<reqwest::header::HeaderMap, CallError> {
         use google_cloud_auth::credentials::CacheableResource;
-        let Some(credentials) = &self.credentials else {
-            let mut headers = reqwest::header::HeaderMap::new();
-            headers
-                .insert(reqwest::header::AUTHORIZATION, reqwest::header::HeaderValue::from_static("Bearer emulator"));
-            return Ok(headers);
-        };
-        match credentials.headers(axum::http::Extensions::new()).await {
-            Ok(CacheableResource::New { data, .. }) => Ok(data),
-            // Only answered to a caller that sent an entity tag; this one never does.
-            Ok(CacheableResource::NotModified) => Ok(reqwest::header::HeaderMap::new()),
-            Err(e) => Err(WarehouseError::Unavailable(format!("cannot get a Google access token for BigQuery: {e}"))),
+        use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION};
+        match &self.identity {
+            Identity::Emulator => {
+                let mut headers = HeaderMap::new();
+                headers.insert(AUTHORIZATION, HeaderValue::from_static("Bearer emulator"));
+                Ok(headers)
+            }
+            Identity::Service(credentials) => match credentials.headers(axum::http::Extensions::new()).await {
+                Ok(CacheableResource::New { data, .. }) => Ok(data),
+                // Only answered to a caller that sent an entity tag; this one never does.
+                Ok(CacheableResource::NotModified) => Ok(HeaderMap::new()),
+                Err(e) => Err(CallError::Auth(format!("cannot get a Google access token for BigQuery: {e}"))),
+            },
+            Identity::Tokens(tokens) => {
+                let token = tokens.access_token().await.map_err(|e| CallError::Auth(e.to_string()))?;
+                let mut value = HeaderValue::from_str(&format!("Bearer {token}"))
+                    .map_err(|_| CallError::Auth("the access token is not a valid header value".into()))?;
+                value.set_sensitive(true);
+                let mut headers = HeaderMap::new();
+                headers.insert(AUTHORIZATION, value);
+                Ok(headers)
+            }
         }
     }
 
-    /// POSTs `body` to `path` (under the v2 base); BigQuery's error answers become
-    /// `BQError::ResponseError`, as the client reports them, so `classify` applies.
-    async fn post(&self, path: &str, auth: &reqwest::header::HeaderMap, body: &Value) -> Result<Value, BQError> {
-        let response = self.http.post(format!("{}{path}", self.base)).headers(auth.clone()).json(body).send().await?;
-        if response.status().is_success() {
-            return Ok(response.json().await?);
+    /// A request to the resource at `segments` under the v2 base (each segment escaped).
+    fn request(&self, method: Method, segments: &[&str]) -> reqwest::RequestBuilder {
+        let path: Vec<String> = segments.iter().map(|s| path_segment(s)).collect();
+        self.http.request(method, format!("{}/{}", self.base, path.join("/")))
+    }
+
+    /// Sends `request` and parses the answer as `T`.
+    async fn send<T: DeserializeOwned>(&self, request: reqwest::RequestBuilder) -> Result<T, CallError> {
+        let body = self.send_raw(request).await?;
+        // serde's message may quote a value of the body (rows): keep only where it broke.
+        serde_json::from_slice(&body).map_err(|e| {
+            CallError::Shape(format!("{:?} error at line {} column {}", e.classify(), e.line(), e.column()))
+        })
+    }
+
+    /// Sends `request` with the identity's token; a success's body, read whole only when it is
+    /// within the cap. BigQuery's error answers become `CallError::Response`, so `classify`
+    /// applies.
+    async fn send_raw(&self, request: reqwest::RequestBuilder) -> Result<Vec<u8>, CallError> {
+        let response = request.headers(self.auth().await?).send().await.map_err(CallError::Transport)?;
+        let status = response.status();
+        let mut body = Vec::new();
+        match read_capped_body(response, &mut body, self.max_response_bytes).await {
+            Ok(()) => {}
+            Err(BodyError::Read(e)) => return Err(CallError::Transport(e)),
+            Err(BodyError::TooLarge) => return Err(CallError::TooLarge { limit_bytes: self.max_response_bytes }),
         }
-        let status = response.error_for_status_ref().err();
-        let text = response.text().await?;
-        Err(match (serde_json::from_str::<gcp_bigquery_client::error::ResponseError>(&text), status) {
-            (Ok(error), _) => BQError::ResponseError { error },
-            (Err(_), Some(status)) => BQError::RequestError(status),
-            (Err(e), None) => BQError::SerializationError(e),
+        if status.is_success() {
+            return Ok(body);
+        }
+        Err(match serde_json::from_slice::<ResponseError>(&body) {
+            Ok(error) => CallError::Response(error),
+            Err(_) => CallError::Status(status.as_u16()),
         })
     }
 }
@@ -187,17 +275,6 @@ pub struct TableMetadata {
     pub partition_field: Option<String>,
 }
 
-/// The token an emulator accepts: any.
-#[derive(Clone)]
-struct EmulatorToken;
-
-#[async_trait]
-impl Authenticator for EmulatorToken {
-    async fn access_token(&self) -> Result<String, BQError> {
-        Ok("emulator".to_string())
-    }
-}
-
 impl BigQueryWarehouse {
     /// A client for `project` in `location`; `api_base` (e.g. `http://127.0.0.1:9050`) selects an
     /// emulator, `None` the real service with Application Default Credentials.
@@ -205,19 +282,8 @@ impl BigQueryWarehouse {
         if !is_project_id(project) {
             return Err(WarehouseError::Invalid(format!("{project:?} is not a valid GCP project id")));
         }
-        let client = match api_base {
-            Some(base) => ClientBuilder::new()
-                .with_v2_base_url(format!("{}/bigquery/v2", base.trim_end_matches('/')))
-                .build_from_authenticator(Arc::new(EmulatorToken))
-                .await
-                .map_err(|e| WarehouseError::Unavailable(format!("BigQuery client: {e}")))?,
-            None => ClientBuilder::new()
-                .build_from_application_default_credentials()
-                .await
-                .map_err(|e| WarehouseError::Unavailable(format!("BigQuery credentials: {e}")))?,
-        };
-        let rest = Rest::new(api_base)?;
-        Ok(BigQueryWarehouse { client, project: project.to_string(), location: location.to_string(), rest })
+        let rest = Rest::new(api_base, None)?;
+        Ok(BigQueryWarehouse { project: project.to_string(), location: location.to_string(), rest })
     }
 
     /// A client for `project` in `location` that authenticates with `auth` instead of the
@@ -233,22 +299,21 @@ impl BigQueryWarehouse {
         if !is_project_id(project) {
             return Err(WarehouseError::Invalid(format!("{project:?} is not a valid GCP project id")));
         }
-        let base = api_base.unwrap_or("https://bigquery.googleapis.com").trim_end_matches('/');
-        let client = ClientBuilder::new()
-            .with_v2_base_url(format!("{base}/bigquery/v2"))
-            .build_from_authenticator(auth)
-            .await
-            .map_err(|e| WarehouseError::Unavailable(format!("BigQuery client: {e}")))?;
-        // The REST client only creates datasets, which this client (reading an export) never does.
-        let rest = Rest::new(api_base)?;
-        Ok(BigQueryWarehouse { client, project: project.to_string(), location: location.to_string(), rest })
+        let rest = Rest::new(api_base, Some(Identity::Tokens(auth)))?;
+        Ok(BigQueryWarehouse { project: project.to_string(), location: location.to_string(), rest })
+    }
+
+    /// The same client reading no answer longer than `bytes` (`BIGQUERY_MAX_RESPONSE_MB`; 64 MB
+    /// unless set).
+    pub fn with_max_response_bytes(mut self, bytes: usize) -> BigQueryWarehouse {
+        self.rest.max_response_bytes = bytes.max(1);
+        self
     }
 
     /// `tables.get` on a table of any project this client's credentials can read: its
     /// top-level columns, location and partitioning.
     pub async fn table_metadata(&self, project: &str, dataset: &str, table: &str) -> WarehouseResult<TableMetadata> {
-        let tables = self.client.table();
-        let found = self.retry("tables.get", || tables.get(project, dataset, table, None)).await?;
+        let found = self.get_table(project, dataset, table).await?;
         let partitioning = found.time_partitioning.as_ref();
         Ok(TableMetadata {
             columns: found.schema.fields.unwrap_or_default().into_iter().map(|f| f.name).collect(),
@@ -258,11 +323,27 @@ impl BigQueryWarehouse {
         })
     }
 
+    /// `tables.get`.
+    async fn get_table(&self, project: &str, dataset: &str, table: &str) -> WarehouseResult<Table> {
+        let path = ["projects", project, "datasets", dataset, "tables", table];
+        self.retry("tables.get", || self.rest.send(self.rest.request(Method::GET, &path))).await
+    }
+
+    /// `tables.patch` of one of this project's tables.
+    async fn patch_table(&self, dataset: &str, table: &str, resource: &Table) -> WarehouseResult<()> {
+        let path = ["projects", &self.project, "datasets", dataset, "tables", table];
+        self.retry("tables.patch", || {
+            self.rest.send::<IgnoredAny>(self.rest.request(Method::PATCH, &path).json(resource))
+        })
+        .await
+        .map(|_| ())
+    }
+
     /// Runs `call` until it succeeds, fails for good, or runs out of attempts.
     async fn retry<T, F, Fut>(&self, what: &str, call: F) -> WarehouseResult<T>
     where
         F: Fn() -> Fut,
-        Fut: Future<Output = Result<T, BQError>>,
+        Fut: Future<Output = Result<T, CallError>>,
     {
         let mut attempt = 0;
         loop {
@@ -270,7 +351,7 @@ impl BigQueryWarehouse {
             match call().await {
                 Ok(value) => return Ok(value),
                 Err(e) => {
-                    let (error, retryable) = classify(&e);
+                    let (error, retryable) = classify(&e, what);
                     if !retryable {
                         return Err(error);
                     }
@@ -318,8 +399,11 @@ impl BigQueryWarehouse {
         if !schema.clustering.is_empty() {
             spec = spec.clustering(Clustering { fields: Some(schema.clustering.clone()) });
         }
-        let tables = self.client.table();
-        match self.retry("tables.insert", || tables.create(spec.clone())).await {
+        let path = ["projects", &self.project, "datasets", dataset, "tables"];
+        match self
+            .retry("tables.insert", || self.rest.send::<IgnoredAny>(self.rest.request(Method::POST, &path).json(&spec)))
+            .await
+        {
             Ok(_) => Ok(true),
             Err(WarehouseError::AlreadyExists(_)) => Ok(false),
             Err(e) => Err(e),
@@ -331,8 +415,7 @@ impl BigQueryWarehouse {
     /// once is fine: the loser's `tables.insert` answers "already exists".
     async fn ensure_staging_table(&self, dataset: &str, schema: &TableSchema) -> WarehouseResult<TableSchema> {
         let staging = staging_schema(schema)?;
-        let tables = self.client.table();
-        match self.retry("tables.get", || tables.get(&self.project, dataset, &staging.name, None)).await {
+        match self.get_table(&self.project, dataset, &staging.name).await {
             Ok(found) => {
                 let present: Vec<String> =
                     found.schema.fields.unwrap_or_default().into_iter().map(|f| f.name).collect();
@@ -353,19 +436,19 @@ impl BigQueryWarehouse {
     /// Tables and views of a dataset with their kind (`TABLE`, `VIEW`, …), every page.
     async fn list_with_kinds(&self, dataset: &str) -> WarehouseResult<Vec<(String, String)>> {
         self.quoted(dataset, "t")?;
-        let tables = self.client.table();
+        let path = ["projects", &self.project, "datasets", dataset, "tables"];
         let mut names = Vec::new();
         let mut page_token: Option<String> = None;
         let mut seen = std::collections::HashSet::new();
         loop {
-            let options = || {
-                let options = ListOptions::default().max_results(1000);
+            let request = || {
+                let request = self.rest.request(Method::GET, &path).query(&[("maxResults", "1000")]);
                 match &page_token {
-                    Some(token) => options.page_token(token.clone()),
-                    None => options,
+                    Some(token) => request.query(&[("pageToken", token)]),
+                    None => request,
                 }
             };
-            let page = self.retry("tables.list", || tables.list(&self.project, dataset, options())).await?;
+            let page: TableList = self.retry("tables.list", || self.rest.send(request())).await?;
             names.extend(
                 page.tables
                     .unwrap_or_default()
@@ -571,10 +654,16 @@ impl QueryPager {
         request.timeout_ms = Some(JOB_WAIT_MS);
         request.max_results = max_results.map(|n| n.min(i32::MAX as u32) as i32);
         request.format_options = Some(DataFormatOptions { use_int64_timestamp: Some(true) });
-        let jobs = wh.client.job();
-        let first = wh.retry("jobs.query", || jobs.query(&wh.project, request.clone())).await?;
+        let path = ["projects", wh.project.as_str(), "queries"];
+        let first: QueryResponse =
+            wh.retry("jobs.query", || wh.rest.send(wh.rest.request(Method::POST, &path).json(&request))).await?;
         if let Some(error) = job_error(first.errors.as_deref()) {
             return Err(error);
+        }
+        let job_id = first.job_reference.and_then(|r| r.job_id);
+        // It goes into the next calls' path: a job id is letters, digits, `_` and `-`.
+        if job_id.as_deref().is_some_and(|id| !is_job_id(id)) {
+            return Err(WarehouseError::Backend("BigQuery jobs.query answered a job id that is not one".into()));
         }
         let complete = first.job_complete.unwrap_or(true);
         let fields = first.schema.and_then(|s| s.fields).unwrap_or_default();
@@ -584,7 +673,7 @@ impl QueryPager {
                 rows: first.rows.unwrap_or_default(),
                 affected: first.num_dml_affected_rows.and_then(|n| n.parse().ok()),
             }),
-            job_id: first.job_reference.and_then(|r| r.job_id),
+            job_id,
             complete,
             page_token: None,
             seen_tokens: Default::default(),
@@ -624,8 +713,8 @@ impl QueryPager {
                 return Err(WarehouseError::Backend("query job has no id to poll".into()));
             };
             let parameters = GetQueryResultsParameters {
-                // Not `formatOptions`: the client sends these as a URL query, which cannot carry a
-                // nested object (the request fails to build). Timestamps then come back as float
+                // Not `formatOptions`: these go as a URL query, which cannot carry a nested
+                // object (the request fails to build). Timestamps then come back as float
                 // seconds, which `decode_timestamp` reads exactly.
                 format_options: None,
                 location: Some(wh.location.clone()),
@@ -634,9 +723,9 @@ impl QueryPager {
                 start_index: None,
                 timeout_ms: Some(JOB_WAIT_MS),
             };
-            let jobs = wh.client.job();
-            let page = wh
-                .retry("jobs.getQueryResults", || jobs.get_query_results(&wh.project, job_id, parameters.clone()))
+            let path = ["projects", wh.project.as_str(), "queries", job_id];
+            let page: GetQueryResultsResponse = wh
+                .retry("jobs.getQueryResults", || wh.rest.send(wh.rest.request(Method::GET, &path).query(&parameters)))
                 .await?;
             if let Some(error) = job_error(page.errors.as_deref()) {
                 return Err(error);
@@ -981,10 +1070,20 @@ fn backoff(attempt: u32) -> Duration {
     Duration::from_millis(base / 2 + jitter / 2)
 }
 
-/// Maps a client error to a warehouse error, and says whether trying again may help.
-fn classify(e: &BQError) -> (WarehouseError, bool) {
+/// `bytes` as a person reads it: whole MB when it is (the setting is in MB), else bytes.
+fn size_text(bytes: usize) -> String {
+    if bytes >= 1 << 20 && bytes.is_multiple_of(1 << 20) {
+        format!("{} MB", bytes >> 20)
+    } else {
+        format!("{bytes} bytes")
+    }
+}
+
+/// Maps a failed call (`what`, e.g. `jobs.getQueryResults`) to a warehouse error, and says
+/// whether trying again may help.
+fn classify(e: &CallError, what: &str) -> (WarehouseError, bool) {
     match e {
-        BQError::ResponseError { error } => {
+        CallError::Response(error) => {
             let nested = &error.error;
             let reasons: Vec<&str> = nested.errors.iter().filter_map(|e| e.get("reason").map(String::as_str)).collect();
             let message = nested.message.clone();
@@ -1000,16 +1099,34 @@ fn classify(e: &BQError) -> (WarehouseError, bool) {
                 code => (WarehouseError::Backend(format!("BigQuery answered {code}: {message}")), false),
             }
         }
-        BQError::RequestError(r) if r.is_connect() || r.is_timeout() => {
+        CallError::Status(status) => {
+            let message = format!("BigQuery {what} answered HTTP {status}");
+            match status {
+                404 => (WarehouseError::NotFound(message), false),
+                409 => (WarehouseError::AlreadyExists(message), false),
+                429 | 500..=599 => (WarehouseError::Unavailable(message), true),
+                _ => (WarehouseError::Backend(message), false),
+            }
+        }
+        CallError::Transport(r) if r.is_connect() || r.is_timeout() => {
             (WarehouseError::Unavailable(format!("BigQuery unreachable: {r}")), true)
         }
-        BQError::RequestError(r) => match r.status() {
-            Some(s) if s.as_u16() == 404 => (WarehouseError::NotFound(r.to_string()), false),
-            Some(s) if s.as_u16() == 409 => (WarehouseError::AlreadyExists(r.to_string()), false),
-            Some(s) if s.as_u16() == 429 || s.is_server_error() => (WarehouseError::Unavailable(r.to_string()), true),
-            _ => (WarehouseError::Backend(format!("BigQuery request failed: {r}")), false),
-        },
-        other => (WarehouseError::Backend(other.to_string()), false),
+        CallError::Transport(r) => (WarehouseError::Backend(format!("BigQuery {what} failed: {r}")), false),
+        // Not retried: the same answer would be as large again.
+        CallError::TooLarge { limit_bytes } => (
+            WarehouseError::Backend(format!(
+                "BigQuery {what} answered more than {} (BIGQUERY_MAX_RESPONSE_MB); the answer was not read",
+                size_text(*limit_bytes)
+            )),
+            false,
+        ),
+        CallError::Shape(found) => (
+            WarehouseError::Backend(format!("BigQuery {what} answered with a body of the wrong shape ({found})")),
+            false,
+        ),
+        // The identity already retried getting its token (an organization's key's renewals are
+        // retried per the step's policy).
+        CallError::Auth(message) => (WarehouseError::Unavailable(format!("BigQuery {what}: {message}")), false),
     }
 }
 
@@ -1311,8 +1428,8 @@ impl Warehouse for BigQueryWarehouse {
 
     async fn dataset_exists(&self, dataset: &str) -> WarehouseResult<bool> {
         self.quoted(dataset, "t")?;
-        let datasets = self.client.dataset();
-        match self.retry("datasets.get", || datasets.get(&self.project, dataset)).await {
+        let path = ["projects", &self.project, "datasets", dataset];
+        match self.retry("datasets.get", || self.rest.send::<IgnoredAny>(self.rest.request(Method::GET, &path))).await {
             Ok(_) => Ok(true),
             Err(WarehouseError::NotFound(_)) => Ok(false),
             Err(e) => Err(e),
@@ -1321,11 +1438,15 @@ impl Warehouse for BigQueryWarehouse {
 
     async fn create_dataset(&self, dataset: &str, options: &DatasetOptions) -> WarehouseResult<bool> {
         self.quoted(dataset, "t")?;
-        // Plain REST: the client's Dataset has no description or access list.
+        // A plain JSON body: the client's Dataset model has no description or access list.
         let body = dataset_resource(&self.project, dataset, &self.location, options);
-        let path = format!("/projects/{}/datasets", self.project);
-        let auth = self.rest.auth().await?;
-        match self.retry("datasets.insert", || self.rest.post(&path, &auth, &body)).await {
+        let path = ["projects", &self.project, "datasets"];
+        match self
+            .retry("datasets.insert", || {
+                self.rest.send::<IgnoredAny>(self.rest.request(Method::POST, &path).json(&body))
+            })
+            .await
+        {
             Ok(_) => Ok(true),
             Err(WarehouseError::AlreadyExists(_)) => Ok(false),
             Err(e) => Err(e),
@@ -1334,9 +1455,11 @@ impl Warehouse for BigQueryWarehouse {
 
     async fn drop_dataset(&self, dataset: &str) -> WarehouseResult<()> {
         self.quoted(dataset, "t")?;
-        let datasets = self.client.dataset();
-        match self.retry("datasets.delete", || datasets.delete(&self.project, dataset, true)).await {
-            Ok(()) | Err(WarehouseError::NotFound(_)) => Ok(()),
+        let path = ["projects", &self.project, "datasets", dataset];
+        let delete =
+            || self.rest.send_raw(self.rest.request(Method::DELETE, &path).query(&[("deleteContents", "true")]));
+        match self.retry("datasets.delete", delete).await {
+            Ok(_) | Err(WarehouseError::NotFound(_)) => Ok(()),
             Err(e) => Err(e),
         }
     }
@@ -1385,8 +1508,7 @@ impl Warehouse for BigQueryWarehouse {
 
     async fn table_columns(&self, dataset: &str, table: &str) -> WarehouseResult<Vec<String>> {
         self.quoted(dataset, table)?;
-        let tables = self.client.table();
-        let found = self.retry("tables.get", || tables.get(&self.project, dataset, table, None)).await?;
+        let found = self.get_table(&self.project, dataset, table).await?;
         Ok(found.schema.fields.unwrap_or_default().into_iter().map(|f| f.name).collect())
     }
 
@@ -1394,8 +1516,7 @@ impl Warehouse for BigQueryWarehouse {
         check_new_column(dataset, table, field)?;
         // tables.patch with the longer schema is the documented way; the ALTER that follows is a
         // no-op on BigQuery and what makes the emulator's storage match its catalog.
-        let tables = self.client.table();
-        let mut current = self.retry("tables.get", || tables.get(&self.project, dataset, table, None)).await?;
+        let mut current = self.get_table(&self.project, dataset, table).await?;
         let mut fields = current.schema.fields.take().unwrap_or_default();
         if !fields.iter().any(|f| f.name == field.name) {
             let added: TableFieldSchema = serde_json::to_value(field)
@@ -1403,7 +1524,7 @@ impl Warehouse for BigQueryWarehouse {
                 .map_err(|e| WarehouseError::Invalid(format!("column {}: {e}", field.name)))?;
             fields.push(added);
             current.schema = BqTableSchema::new(fields);
-            self.retry("tables.patch", || tables.patch(&self.project, dataset, table, current.clone())).await?;
+            self.patch_table(dataset, table, &current).await?;
         }
         let sql = format!(
             "ALTER TABLE {} ADD COLUMN IF NOT EXISTS {} {}",
@@ -1425,13 +1546,12 @@ impl Warehouse for BigQueryWarehouse {
         self.run_query(&sql, Vec::new()).await?;
         // BigQuery's catalog follows the DDL; the emulator's does not, and takes the shorter
         // schema through tables.patch (which real BigQuery never reaches here).
-        let tables = self.client.table();
-        let mut current = self.retry("tables.get", || tables.get(&self.project, dataset, table, None)).await?;
+        let mut current = self.get_table(&self.project, dataset, table).await?;
         let mut fields = current.schema.fields.take().unwrap_or_default();
         if fields.iter().any(|f| f.name == column) {
             fields.retain(|f| f.name != column);
             current.schema = BqTableSchema::new(fields);
-            self.retry("tables.patch", || tables.patch(&self.project, dataset, table, current.clone())).await?;
+            self.patch_table(dataset, table, &current).await?;
         }
         Ok(())
     }
@@ -1488,11 +1608,9 @@ impl Warehouse for BigQueryWarehouse {
             }
             request.add_row(insert_id, row).map_err(|e| WarehouseError::Invalid(format!("{}: {e}", schema.name)))?;
         }
-        let tabledata = self.client.tabledata();
-        let response = self
-            .retry("tabledata.insertAll", || {
-                tabledata.insert_all(&self.project, dataset, &schema.name, request.clone())
-            })
+        let path = ["projects", &self.project, "datasets", dataset, "tables", &schema.name, "insertAll"];
+        let response: TableDataInsertAllResponse = self
+            .retry("tabledata.insertAll", || self.rest.send(self.rest.request(Method::POST, &path).json(&request)))
             .await?;
         // insertAll answers 200 with per-row errors; every row of ours is checked above, so any
         // error is the table's (schema drift): refuse the whole append loudly.
@@ -1558,13 +1676,10 @@ impl Warehouse for BigQueryWarehouse {
         if params.get(STAGING_ID_PARAM).is_some() {
             return Err(WarehouseError::Invalid(format!("@{STAGING_ID_PARAM} is reserved for the staging")));
         }
-        let tables = self.client.table();
-        self.retry("tables.get", || tables.get(&self.project, dataset, &schema.name, None)).await.map_err(
-            |e| match e {
-                WarehouseError::NotFound(_) => WarehouseError::NotFound(format!("table {dataset}.{}", schema.name)),
-                e => e,
-            },
-        )?;
+        self.get_table(&self.project, dataset, &schema.name).await.map_err(|e| match e {
+            WarehouseError::NotFound(_) => WarehouseError::NotFound(format!("table {dataset}.{}", schema.name)),
+            e => e,
+        })?;
         let staging = self.ensure_staging_table(dataset, schema).await?;
         Ok(Box::new(BigQueryStaging {
             warehouse: self.clone(),
@@ -1662,6 +1777,20 @@ mod tests {
         assert_eq!(decode_timestamp("1.700000000123456E9").unwrap(), "2023-11-14T22:13:20.123456Z");
         assert_eq!(decode_timestamp("1700000000.5").unwrap(), "2023-11-14T22:13:20.500000Z");
         assert_eq!(normalize_timestamp("2026-01-01T01:00:00+01:00").unwrap(), "2026-01-01 00:00:00.000000+00:00");
+    }
+
+    #[test]
+    fn path_segments_cannot_change_the_path() {
+        assert_eq!(path_segment("job_1-a.b~c"), "job_1-a.b~c");
+        assert_eq!(path_segment("../x/y?z#w"), "..%2Fx%2Fy%3Fz%23w");
+        assert_eq!(path_segment("é "), "%C3%A9%20");
+        assert!(is_job_id("job_AbC-123") && !is_job_id("..") && !is_job_id("") && !is_job_id("a/b"));
+    }
+
+    #[test]
+    fn sizes_read_in_the_setting_s_unit() {
+        assert_eq!(size_text(64 << 20), "64 MB");
+        assert_eq!(size_text(1000), "1000 bytes");
     }
 
     #[test]

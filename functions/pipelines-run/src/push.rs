@@ -7,7 +7,10 @@
 //! - 429 with `Retry-After` while the same run is RUNNING under a live lease elsewhere (the outcome
 //!   is not known yet: a later redelivery reads it), or while the organization is at its
 //!   concurrency cap;
-//! - 503 when it failed transiently (the run is PENDING again), so Pub/Sub redelivers with backoff.
+//! - 503 when it failed transiently (the run is PENDING again), or when the warehouse could not
+//!   record the run's claim or end (its step log failing is such a transient failure), so Pub/Sub
+//!   redelivers with backoff; nothing is half-written either way (a window is replaced whole, a
+//!   step an execution could not record the end of is ended by the next one).
 //!
 //! A delivery that outlives the subscription's ack deadline is redelivered while the first is
 //! still running; the redelivery finds the run claimed under a live lease and is answered 429,
@@ -23,8 +26,10 @@ use common::domain::OrgSlug;
 use common::http::error::ApiResult;
 use common::http::ApiJson;
 use common::http::InternalCaller;
+use common::pipeline::runlog::RunLogError;
 use common::pipeline::{Delivery, Execution};
 use common::queue::RunRequest;
+use common::warehouse::WarehouseError;
 use common::{ApiError, AppState};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -108,15 +113,34 @@ pub async fn push(
     // closes the connection, the run is not cancelled half-way; its outcome is recorded anyway.
     let pipelines = state.pipelines.clone();
     let (o, r) = (request.org_slug.clone(), request.run_id.clone());
-    let execution = tokio::spawn(async move { pipelines.execute(&o, &r, Delivery::Push).await })
+    let executed = tokio::spawn(async move { pipelines.execute(&o, &r, Delivery::Push).await })
         .await
-        .map_err(|e| ApiError::internal(format!("run task: {e}")))??;
+        .map_err(|e| ApiError::internal(format!("run task: {e}")))?;
     let answer = |status: StatusCode, body: Value, retry_after: Option<u64>| {
         let mut response = (status, Json(body)).into_response();
         if let Some(secs) = retry_after {
             response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         response
+    };
+    let execution = match executed {
+        Ok(execution) => execution,
+        // The run's state could not be read or recorded (its claim, or its end after a few
+        // tries): whatever ran is in the window whole, and the run reads as it was last
+        // recorded. A redelivery reruns it once its claim is free (at once when nothing was
+        // claimed; after its lease when the claim was recorded but not the end).
+        Err(RunLogError::Warehouse(WarehouseError::Unavailable(e))) => {
+            tracing::error!(org, run_id, error = %e, "run log unavailable during a push delivery");
+            return Ok(answer(
+                StatusCode::SERVICE_UNAVAILABLE,
+                error_body(
+                    "unavailable",
+                    "the run's state cannot be recorded now (the warehouse is unavailable); deliver it again later",
+                ),
+                Some(RETRY_AFTER_SECS),
+            ));
+        }
+        Err(other) => return Err(other.into()),
     };
     Ok(match execution {
         Execution::Missing => answer(StatusCode::OK, json!({"run_id": run_id, "outcome": "missing"}), None),
@@ -151,10 +175,14 @@ pub async fn push(
         Execution::Retry { reason, .. } => answer(
             StatusCode::SERVICE_UNAVAILABLE,
             error_body("unavailable", &format!("the run failed transiently and will be retried: {reason}")),
-            Some(30),
+            Some(RETRY_AFTER_SECS),
         ),
     })
 }
+
+/// What a 503 asks Pub/Sub to wait (Pub/Sub applies its subscription's retry policy; the header
+/// is for other callers).
+const RETRY_AFTER_SECS: u64 = 30;
 
 fn error_body(code: &str, message: &str) -> Value {
     json!({"error": {"code": code, "message": message, "request_id": common::http::middleware::current_request_id()}})

@@ -166,8 +166,8 @@ impl GcpBqEtl {
         let tokens = ServiceAccountTokens::new(key, http, &base, token_url, config.retry.clone());
         // The first token now: a refused key fails the step with Google's reason.
         tokens.token().await?;
-        let api_base = ctx.settings.bigquery_api_base.as_deref();
-        let metadata = reader::export_metadata(&tokens, api_base, table).await?;
+        let api = reader::ExportApi::of(ctx.settings);
+        let metadata = reader::export_metadata(&tokens, api, table).await?;
         let columns = metadata.columns.clone();
         let partition_time =
             partition_time_expr(&columns, metadata.ingestion_time_partitioned, metadata.partition_field.as_deref());
@@ -189,7 +189,7 @@ impl GcpBqEtl {
                 "transfer: server_side needs the BigQuery warehouse (WAREHOUSE_BACKEND=bigquery)".into(),
             ));
         }
-        let client = reader::client(&tokens, api_base, &location).await?;
+        let client = reader::client(&tokens, api, &location).await?;
         Ok((Reader { table_ref, columns, partition_time, paged_with: Some(Box::new(client)) }, None))
     }
 

@@ -110,26 +110,45 @@ impl Authenticator for ServiceAccountTokens {
     }
 }
 
+/// Where the organization's BigQuery is reached (`BIGQUERY_API_BASE` in development, else
+/// Google's) and the largest answer read from it (`BIGQUERY_MAX_RESPONSE_MB`): the export is the
+/// organization's data, and nothing else bounds the size of its rows.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ExportApi<'a> {
+    pub api_base: Option<&'a str>,
+    pub max_response_bytes: usize,
+}
+
+impl<'a> ExportApi<'a> {
+    pub fn of(settings: &'a crate::settings::Settings) -> ExportApi<'a> {
+        ExportApi {
+            api_base: settings.bigquery_api_base.as_deref(),
+            max_response_bytes: settings.bigquery_max_response_mb.max(1) << 20,
+        }
+    }
+}
+
 /// A BigQuery client acting as the organization's service account, for `location`: query jobs
 /// run (and are billed) in the service account's project.
 pub(crate) async fn client(
     tokens: &ServiceAccountTokens,
-    api_base: Option<&str>,
+    api: ExportApi<'_>,
     location: &str,
 ) -> Result<BigQueryWarehouse, StepError> {
     let project = tokens.key.project_id.clone();
-    BigQueryWarehouse::connect_as(&project, location, api_base, Arc::new(tokens.clone()))
+    let client = BigQueryWarehouse::connect_as(&project, location, api.api_base, Arc::new(tokens.clone()))
         .await
-        .map_err(|e| StepError::Failed(format!("BigQuery client for {}: {e}", tokens.key.client_email)))
+        .map_err(|e| StepError::Failed(format!("BigQuery client for {}: {e}", tokens.key.client_email)))?;
+    Ok(client.with_max_response_bytes(api.max_response_bytes))
 }
 
 /// `tables.get` on the export as the organization's service account.
 pub(crate) async fn export_metadata(
     tokens: &ServiceAccountTokens,
-    api_base: Option<&str>,
+    api: ExportApi<'_>,
     table: &crate::providers::gcp::BillingExportTable,
 ) -> Result<TableMetadata, StepError> {
-    let probe = client(tokens, api_base, "US").await?;
+    let probe = client(tokens, api, "US").await?;
     probe.table_metadata(&table.project, &table.dataset, &table.table).await.map_err(|e| {
         StepError::Failed(format!(
             "{} cannot read the billing export {table} ({e}); grant it roles/bigquery.dataViewer on the export's \
