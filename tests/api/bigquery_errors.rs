@@ -21,6 +21,8 @@ struct Script {
     replies: Arc<Vec<(u16, Value)>>,
     calls: Arc<AtomicUsize>,
     polls: Arc<AtomicUsize>,
+    /// The `requestId` of each `jobs.query` call, in order.
+    request_ids: Arc<std::sync::Mutex<Vec<Value>>>,
 }
 
 fn google_error(code: u16, reason: &str, status: &str) -> Value {
@@ -42,8 +44,14 @@ fn one_row(complete: bool) -> Value {
 }
 
 async fn start(replies: Vec<(u16, Value)>) -> (String, Script) {
-    let script = Script { replies: Arc::new(replies), calls: Arc::default(), polls: Arc::default() };
-    async fn query(State(s): State<Script>) -> impl IntoResponse {
+    let script = Script {
+        replies: Arc::new(replies),
+        calls: Arc::default(),
+        polls: Arc::default(),
+        request_ids: Arc::default(),
+    };
+    async fn query(State(s): State<Script>, Json(request): Json<Value>) -> impl IntoResponse {
+        s.request_ids.lock().unwrap().push(request["requestId"].clone());
         let n = s.calls.fetch_add(1, Ordering::SeqCst);
         let (status, body) = s.replies[n.min(s.replies.len() - 1)].clone();
         (StatusCode::from_u16(status).unwrap(), Json(body))
@@ -78,6 +86,13 @@ async fn server_errors_and_rate_limits_are_retried_then_succeed() {
     let rows = warehouse(&url).await.query("SELECT 1 AS one", &Params::new()).await.unwrap();
     assert_eq!(rows[0]["one"], 1);
     assert_eq!(script.calls.load(Ordering::SeqCst), 4, "three retries, then the answer");
+    // Every attempt is the same request to BigQuery, so a retried write runs once.
+    let ids = script.request_ids.lock().unwrap().clone();
+    assert!(ids[0].as_str().is_some_and(|id| id.len() == 36), "a UUID requestId: {ids:?}");
+    assert!(ids.iter().all(|id| *id == ids[0]), "one requestId for every attempt: {ids:?}");
+    // The next statement is another request.
+    warehouse(&url).await.query("SELECT 1 AS one", &Params::new()).await.unwrap();
+    assert_ne!(script.request_ids.lock().unwrap()[4], ids[0], "a new statement, a new requestId");
 }
 
 #[tokio::test]

@@ -623,7 +623,11 @@ mod on_bigquery {
             (
                 "malformed JSON with a 200",
                 Answer::text(200, "{\"kind\": \"bigquery#queryResponse\", \"rows\": [tru"),
-                &["Google Cloud", "reading the billing export failed", "decoding"],
+                &[
+                    "Google Cloud",
+                    "reading the billing export failed",
+                    "jobs.query answered with a body of the wrong shape",
+                ],
             ),
             (
                 "a refusal",

@@ -654,6 +654,10 @@ impl QueryPager {
         request.timeout_ms = Some(JOB_WAIT_MS);
         request.max_results = max_results.map(|n| n.min(i32::MAX as u32) as i32);
         request.format_options = Some(DataFormatOptions { use_int64_timestamp: Some(true) });
+        // One id for every attempt of this statement: a retry after a lost answer (a timeout, a
+        // 5xx after the job started) is then the same request to BigQuery, which runs a mutating
+        // statement once within 15 minutes, so a retried INSERT or MERGE never writes twice.
+        request.request_id = Some(uuid::Uuid::new_v4().to_string());
         let path = ["projects", wh.project.as_str(), "queries"];
         let first: QueryResponse =
             wh.retry("jobs.query", || wh.rest.send(wh.rest.request(Method::POST, &path).json(&request))).await?;
