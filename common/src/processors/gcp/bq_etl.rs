@@ -353,17 +353,19 @@ impl Processor for GcpBqEtl {
 /// Google Cloud's failure, named so, with what it said (the warehouse's own failures say only
 /// their kind), and an HTTP-like status for whether trying again later may help.
 fn export_read_failed(e: WarehouseError) -> StepError {
-    let status = match &e {
-        WarehouseError::Unavailable(_) => 503,
-        WarehouseError::NotFound(_) => 404,
-        WarehouseError::Invalid(_) => 400,
-        WarehouseError::AlreadyExists(_) => 409,
-        WarehouseError::Backend(_) => 502,
+    // The error's own text without the kind's prefix ("warehouse error: …"): this is the
+    // organization's BigQuery, not the warehouse.
+    let (status, what) = match e {
+        WarehouseError::Unavailable(m) => (503, m),
+        WarehouseError::NotFound(m) => (404, m),
+        WarehouseError::Invalid(m) => (400, m),
+        WarehouseError::AlreadyExists(m) => (409, m),
+        WarehouseError::Backend(m) => (502, m),
     };
     StepError::Provider {
         provider: crate::providers::gcp::NAME.to_string(),
         status,
-        message: format!("reading the billing export failed: {e}"),
+        message: format!("reading the billing export failed: {what}"),
     }
 }
 
