@@ -306,6 +306,51 @@ async fn unreachable_keys_answer_503_without_details() {
     assert!(!message.contains("127.0.0.1"), "a 5xx says nothing internal: {message}");
 }
 
+/// A key endpoint that answers without end (chunked, no length announced) is read no further than
+/// the key set's cap: the call is refused with 503, and the verifier does not hold the flood.
+#[tokio::test]
+async fn a_key_set_past_its_size_cap_is_not_read() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let sent = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let jwks_url = format!("http://{}/oauth2/v3/certs", listener.local_addr().unwrap());
+    let counter = sent.clone();
+    tokio::spawn(async move {
+        // Plain HTTP/1.1 over the socket: 64 KiB chunks of JSON whitespace until the reader hangs
+        // up, or 625 MiB.
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let mut request = vec![0u8; 4096];
+            let _ = socket.read(&mut request).await;
+            let head = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n";
+            if socket.write_all(head.as_bytes()).await.is_err() {
+                continue;
+            }
+            let mut chunk = format!("{:x}\r\n", 64 * 1024).into_bytes();
+            chunk.extend(std::iter::repeat_n(b' ', 64 * 1024));
+            chunk.extend_from_slice(b"\r\n");
+            for _ in 0..10_000 {
+                if socket.write_all(&chunk).await.is_err() {
+                    break;
+                }
+                counter.fetch_add(64 * 1024, std::sync::atomic::Ordering::SeqCst);
+            }
+        }
+    });
+    let app = TestApp::spawn_with(&[
+        ("OIDC_AUDIENCE", AUDIENCE),
+        ("OIDC_INVOKERS", PUSH_INVOKER),
+        ("OIDC_JWKS_URL", &jwks_url),
+    ])
+    .await;
+    let url = serve_probe(app.state.clone()).await;
+    let token = sign(KEY_A, KID_A, &google_claims(AUDIENCE, PUSH_INVOKER));
+    let reply = call(&url, Some(&token), None).await;
+    reply.assert_error(503, "unavailable");
+    // The reader stopped within a few MiB of the cap (what the sockets buffer ahead of it).
+    let offered = sent.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(offered < 64 << 20, "{offered} bytes of an endless key set were taken");
+}
+
 fn base64_url(text: &str) -> Vec<u8> {
     use base64::Engine;
     base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(text).unwrap()

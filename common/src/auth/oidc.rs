@@ -206,23 +206,20 @@ impl OidcVerifier {
 
     async fn fetch(&self) -> Result<KeySet, OidcError> {
         let unavailable = |reason: String| OidcError::KeysUnavailable(format!("{}: {reason}", self.jwks_url));
-        let mut response =
+        let response =
             self.client.get(&self.jwks_url).send().await.map_err(|e| unavailable(format!("no answer ({e})")))?;
         let status = response.status();
         if !status.is_success() {
             return Err(unavailable(format!("HTTP {status}")));
         }
         let ttl = keys_ttl(response.headers().get(reqwest::header::CACHE_CONTROL).and_then(|v| v.to_str().ok()));
-        if response.content_length().is_some_and(|n| n > MAX_JWKS_BYTES as u64) {
-            return Err(unavailable(format!("the key set is larger than {MAX_JWKS_BYTES} bytes")));
-        }
         let mut body = Vec::new();
-        while let Some(chunk) = response.chunk().await.map_err(|e| unavailable(format!("reading the keys: {e}")))? {
-            if body.len() + chunk.len() > MAX_JWKS_BYTES {
-                return Err(unavailable(format!("the key set is larger than {MAX_JWKS_BYTES} bytes")));
+        crate::domain::read_capped_body(response, &mut body, MAX_JWKS_BYTES).await.map_err(|e| match e {
+            crate::domain::BodyError::TooLarge => {
+                unavailable(format!("the key set is larger than {MAX_JWKS_BYTES} bytes"))
             }
-            body.extend_from_slice(&chunk);
-        }
+            crate::domain::BodyError::Read(e) => unavailable(format!("reading the keys: {e}")),
+        })?;
         let keys = parse_jwks(&body).map_err(|reason| unavailable(reason.into()))?;
         tracing::info!(keys = keys.len(), ttl_secs = ttl.as_secs(), url = %self.jwks_url, "OIDC signing keys fetched");
         Ok(KeySet { keys, expires_at: Instant::now() + ttl })
