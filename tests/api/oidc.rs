@@ -288,20 +288,24 @@ async fn staging_and_production_accept_only_google_tokens() {
     }
 }
 
-#[tokio::test]
-async fn unreachable_keys_answer_503_without_details() {
-    // A port that was free a moment ago: nothing listens there.
-    let closed = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap().local_addr().unwrap().port();
-    let jwks_url = format!("http://127.0.0.1:{closed}/oauth2/v3/certs");
+/// A valid token's call to the probe of an app whose signing keys are fetched from `jwks_url`.
+async fn call_with_keys_at(jwks_url: &str) -> Reply {
     let app = TestApp::spawn_with(&[
         ("OIDC_AUDIENCE", AUDIENCE),
         ("OIDC_INVOKERS", PUSH_INVOKER),
-        ("OIDC_JWKS_URL", &jwks_url),
+        ("OIDC_JWKS_URL", jwks_url),
     ])
     .await;
     let url = serve_probe(app.state.clone()).await;
     let token = sign(KEY_A, KID_A, &google_claims(AUDIENCE, PUSH_INVOKER));
-    let reply = call(&url, Some(&token), None).await;
+    call(&url, Some(&token), None).await
+}
+
+#[tokio::test]
+async fn unreachable_keys_answer_503_without_details() {
+    // A port that was free a moment ago: nothing listens there.
+    let closed = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap().local_addr().unwrap().port();
+    let reply = call_with_keys_at(&format!("http://127.0.0.1:{closed}/oauth2/v3/certs")).await;
     let message = reply.assert_error(503, "unavailable");
     assert!(!message.contains("127.0.0.1"), "a 5xx says nothing internal: {message}");
 }
@@ -336,16 +340,7 @@ async fn a_key_set_past_its_size_cap_is_not_read() {
             }
         }
     });
-    let app = TestApp::spawn_with(&[
-        ("OIDC_AUDIENCE", AUDIENCE),
-        ("OIDC_INVOKERS", PUSH_INVOKER),
-        ("OIDC_JWKS_URL", &jwks_url),
-    ])
-    .await;
-    let url = serve_probe(app.state.clone()).await;
-    let token = sign(KEY_A, KID_A, &google_claims(AUDIENCE, PUSH_INVOKER));
-    let reply = call(&url, Some(&token), None).await;
-    reply.assert_error(503, "unavailable");
+    call_with_keys_at(&jwks_url).await.assert_error(503, "unavailable");
     // The reader stopped within a few MiB of the cap (what the sockets buffer ahead of it).
     let offered = sent.load(std::sync::atomic::Ordering::SeqCst);
     assert!(offered < 64 << 20, "{offered} bytes of an endless key set were taken");

@@ -195,7 +195,7 @@ impl GcpBqEtl {
 
     /// The day read as the organization's service account, page by page, into the staging.
     async fn paged_day(
-        staging: &mut Box<dyn Staging>,
+        staging: &mut dyn Staging,
         client: &BigQueryWarehouse,
         sql: &str,
         params: &Params,
@@ -216,24 +216,28 @@ impl GcpBqEtl {
         etl: &BqEtlConfig,
         reader: &Reader,
         export: &BillingExportTable,
-        staging: &mut Box<dyn Staging>,
+        staging: &mut dyn Staging,
     ) -> Result<Vec<(NaiveDate, u64)>, DayFailure> {
+        check_columns(&reader.columns, export)?;
+        let source = ExportSource {
+            table_ref: &reader.table_ref,
+            columns: &reader.columns,
+            partition_time: &reader.partition_time,
+        };
+        // One SELECT for every day (only its parameters change), in the dialect of where it runs.
+        let dialect = match reader.paged_with {
+            Some(_) => Dialect::BigQuery,
+            None => Dialect::of_backend(ctx.warehouse.backend_name()),
+        };
+        let sql = day_select(dialect, &source, schema)?;
         let late_days = etl.settings.late_arrival_days;
         let mut days = Vec::new();
         let mut day = ctx.start_date;
         while day <= ctx.end_date {
-            check_columns(&reader.columns, export)?;
-            let source = ExportSource {
-                table_ref: &reader.table_ref,
-                columns: &reader.columns,
-                partition_time: &reader.partition_time,
-            };
             let params = day_params(ctx, day, late_days);
             let rows = if let Some(client) = &reader.paged_with {
-                let sql = day_select(Dialect::BigQuery, &source, schema)?;
                 Self::paged_day(staging, client, &sql, &params, etl.settings.page_rows as usize).await?
             } else {
-                let sql = day_select(Dialect::of_backend(ctx.warehouse.backend_name()), &source, schema)?;
                 staging.append_select(&sql, &params).await.map_err(DayFailure::ServerSide)?
             };
             days.push((day, rows));
@@ -256,12 +260,6 @@ impl From<StepError> for DayFailure {
     }
 }
 
-impl From<WarehouseError> for DayFailure {
-    fn from(e: WarehouseError) -> Self {
-        DayFailure::Step(e.into())
-    }
-}
-
 #[async_trait]
 impl Processor for GcpBqEtl {
     const TYPE: &'static str = "gcp.bq_etl";
@@ -281,7 +279,7 @@ impl Processor for GcpBqEtl {
         let mut fell_back: Option<String> = None;
         let (days, written) = loop {
             let mut staging = ctx.warehouse.stage(ctx.dataset, schema, WINDOW_PREDICATE, &window).await?;
-            let staged = Self::stage_days(ctx, schema, etl, &reader, &export, &mut staging).await;
+            let staged = Self::stage_days(ctx, schema, etl, &reader, &export, staging.as_mut()).await;
             let failure = match staged {
                 Ok(days) => {
                     let (_, inserted) = staging.commit().await?;
